@@ -1,0 +1,85 @@
+"""The ``jsonl`` data source: rows such as ``{"audio_path": "clips/a.wav", "text": "...", "language": "en"}``.
+
+Audio paths are relative to the JSONL file's folder (``audio`` is accepted as an alias of ``audio_path``).
+A row that cannot be used is reported with its line and reason, never dropped silently. This module is a
+plugin exactly like a third-party one: it registers through the ``voxplug`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import Field
+
+from voxplug import hookimpl
+from voxplug.data.interface import DataSource, Example, RowProblem
+from voxplug.data.manifest import iter_jsonl, resolve_inside
+from voxplug.errors import DataError
+from voxplug.extension import PluginOptions
+
+
+class JsonlOptions(PluginOptions):
+    """Options of the ``jsonl`` source."""
+
+    path: Path = Field(description="the JSONL manifest; relative to the config file's folder")
+    allow_outside: bool = Field(False, description="allow audio paths outside the manifest's folder")
+
+
+class JsonlSource(DataSource):
+    """Examples from a JSONL manifest (a voxplug dataset's ``data.jsonl`` or any file of that shape)."""
+
+    name = "jsonl"
+    description = "a JSONL manifest of {audio_path, text, language} rows"
+    Options = JsonlOptions
+    options: JsonlOptions
+
+    @property
+    def manifest(self) -> Path:
+        """The manifest's absolute path."""
+        path = self.options.path
+        return path if path.is_absolute() else self.base_dir / path
+
+    def examples(self, split: str = "train") -> Iterator[Example]:
+        """Yield every usable row of the manifest (the split is chosen later by voxplug)."""
+        folder = self.manifest.parent
+        for number, row in iter_jsonl(self.manifest):
+            if isinstance(row, RowProblem):
+                self.problems.append(row)
+                continue
+            try:
+                yield self._example(row, number, folder)
+            except DataError as exc:
+                self.problems.append(RowProblem(f"{self.manifest.name} line {number}", str(exc)))
+
+    def _example(self, row: dict, number: int, folder: Path) -> Example:
+        from voxplug.data.text import clean_transcript
+
+        audio = row.get("audio_path", row.get("audio"))
+        if not isinstance(audio, str) or not audio:
+            raise DataError("no audio_path (expected a path relative to the manifest's folder)")
+        text = row.get("text")
+        if not isinstance(text, str):
+            raise DataError(f"text must be a string, got {type(text).__name__}")
+        text = clean_transcript(text)
+        if not text:
+            raise DataError("empty transcript (expected the words spoken in the clip)")
+        path = resolve_inside(folder, audio, allow_outside=self.options.allow_outside)
+        if not path.is_file():
+            raise DataError(f"audio file {audio} not found")
+        language = row.get("language") or None
+        return Example(
+            id=str(row.get("id") or f"{self.manifest.stem}-{number}"),
+            text=text,
+            language=language,
+            audio_path=path,
+            duration_s=row.get("duration_s"),
+            origin=f"{self.manifest.name} line {number}",
+            meta={key: row[key] for key in ("sha256", "origin", "sample_rate") if key in row},
+        )
+
+
+@hookimpl
+def register_data_sources(register) -> None:
+    """Register the ``jsonl`` source."""
+    register(JsonlSource)

@@ -1,0 +1,9 @@
+"""voxplug: fine-tune speech recognition models on your own voice, accent, vocabulary or language.
+
+Plugins start with ``from voxplug import hookimpl``; see :mod:`voxplug.hookspecs` for every hook.
+"""
+
+from voxplug.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "hookimpl"]

@@ -1,0 +1,5 @@
+"""``python -m voxplug`` runs the CLI."""
+
+from voxplug.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""The ``voxplug`` command line: one sub-command per stage, plus plugin and config introspection.
+
+Heavy libraries (torch, transformers, gradio) are imported inside the commands that need them, so
+``voxplug --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from voxplug.errors import VoxplugError
+
+app = typer.Typer(
+    name="voxplug",
+    help="Fine-tune speech recognition models on your own voice, accent, vocabulary or language.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    plugins_dir: str = typer.Option(
+        None, "--plugins-dir", help="Also load every *.py in this folder as a local plugin.", envvar="VOXPLUG_PLUGINS_DIR"
+    ),
+) -> None:
+    """Fine-tune speech recognition models on your own voice, accent, vocabulary or language."""
+    if plugins_dir:
+        import os
+
+        # An environment variable, so that `accelerate launch` ranks started from here load the same plugins.
+        os.environ["VOXPLUG_PLUGINS_DIR"] = plugins_dir
+
+
+def _register_commands() -> None:
+    from voxplug.cli import config_cmd, plugins_cmd
+
+    for module in (plugins_cmd, config_cmd):
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: a :class:`VoxplugError` becomes one ``error:`` line and exit status 1."""
+    args = sys.argv[1:] if argv is None else argv
+    _register_commands()
+    try:
+        app(args=args, prog_name="voxplug")
+    except VoxplugError as exc:
+        if "--debug" in args:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

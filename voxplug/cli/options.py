@@ -1,0 +1,25 @@
+"""Options shared by the commands that take a run config."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from voxplug.config import RunConfig
+
+CONFIG_OPTION: Any = typer.Option(
+    None, "--config", "-c", help="Config YAML file or preset name from configs/ (repeat to layer several)."
+)
+OVERRIDES_ARGUMENT: Any = typer.Argument(None, help="Overrides such as training.epochs=5 data.jsonl.path=x.jsonl")
+
+
+def load_run_config(config: list[str] | None, overrides: list[str] | None) -> tuple[RunConfig, dict[str, Any]]:
+    """Load, merge and fully validate a run config (plugin options included) before any work starts."""
+    from voxplug.config import load_config, resolve_plugin_options
+    from voxplug.plugins import get_plugin_host
+
+    run_config = load_config(config or [], overrides or [])
+    host = get_plugin_host().load(config_dir=run_config.base_dir)
+    return run_config, resolve_plugin_options(run_config, host)

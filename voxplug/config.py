@@ -1,0 +1,381 @@
+"""The run configuration: one typed model, read from YAML presets plus ``key.sub=value`` overrides.
+
+Each section picks an extension by name and holds that extension's options under the same name::
+
+    data:
+      source: jsonl          # a registered data source
+      jsonl:                 # its options, validated by the plugin's Options model
+        path: my-voice/data.jsonl
+    training:
+      method: lora
+      lora: {r: 16}
+
+:func:`load_config` reads and merges the files and overrides and validates the core keys;
+:func:`resolve_plugin_options` then validates every plugin table against the registered ``Options`` models,
+so all errors surface before any process is launched. Secrets are never config values: tokens come from the
+environment (``HF_TOKEN``) or the huggingface_hub login.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from voxplug.errors import ConfigError
+
+if TYPE_CHECKING:
+    from voxplug.plugins import PluginHost
+
+# Presets ship inside the wheel as voxplug/configs; in a source checkout they are the repository's configs/.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+PRESETS_DIR = _PACKAGE_DIR / "configs" if (_PACKAGE_DIR / "configs").is_dir() else _PACKAGE_DIR.parent / "configs"
+SECRET_KEY = re.compile(r"(^|_)(token|password|secret|api_key|apikey)$", re.IGNORECASE)
+
+
+class Section(BaseModel):
+    """A config section with fixed keys; extra keys are only allowed where a plugin's options live."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PluginChoice(Section):
+    """A section that selects an extension by name; tables named after extensions hold their options."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    def plugin_tables(self) -> dict[str, dict[str, Any]]:
+        """The extra keys of this section: ``{extension name: options dict}``."""
+        return dict(self.model_extra or {})
+
+
+class SplitConfig(Section):
+    """How the evaluation rows are chosen when no separate eval source is given."""
+
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of rows held out for evaluation")
+    min_eval_rows: int = Field(1, ge=0, description="at least this many eval rows once there are 5 rows or more")
+    max_eval_rows: int | None = Field(200, ge=1, description="cap on the eval rows taken from training data")
+    seed: int = 42
+    by_language: bool = Field(True, description="hold out rows from every language in proportion")
+
+
+class EvalSourceConfig(PluginChoice):
+    """An explicit evaluation source, configured like ``data`` itself."""
+
+    source: str
+
+
+class DataConfig(PluginChoice):
+    """Where examples come from and how they are checked."""
+
+    source: str = Field("jsonl", description="name of the data source for training rows")
+    eval: EvalSourceConfig | None = Field(None, description="a separate source for evaluation rows")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    max_duration_s: float = Field(30.0, gt=0, description="clips longer than this are rejected, not truncated")
+    max_train_rows: int | None = Field(None, ge=1)
+    language: str | None = Field(None, description="language for rows that do not name one (None = automatic)")
+
+
+class ModelConfig(PluginChoice):
+    """Which checkpoint to fine-tune and how to load it."""
+
+    name_or_path: str = "mistralai/Voxtral-Mini-3B-2507"
+    family: str | None = Field(None, description="model family; None detects it from the checkpoint")
+    collator: str | None = Field(None, description="collator; None uses the family's default")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] | None = "sdpa"
+
+
+class TrainingConfig(PluginChoice):
+    """The training loop's settings (transformers' Trainer underneath)."""
+
+    method: str = Field("lora", description="trainer: lora or full (or a plugin's)")
+    output_dir: Path | None = Field(None, description="run folder; default runs/<run name>")
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
+    batch_size: int = Field(2, ge=1, description="micro-batch per device")
+    eval_batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(4, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)
+    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = "adamw_torch"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 on GPUs, fp32 on CPU")
+    gradient_checkpointing: bool = False
+    group_by_length: bool = Field(True, description="batch clips of similar length together")
+    seed: int = 42
+    logging_steps: int = Field(10, ge=1)
+    eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (None: once per epoch)")
+    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: once per epoch)")
+    save_total_limit: int | None = Field(2, ge=1)
+    dataloader_workers: int = Field(0, ge=0)
+    deepspeed: str | None = Field(None, description="DeepSpeed config JSON (or use accelerate launch's config)")
+
+
+class EvaluationConfig(Section):
+    """Generation-based WER/CER during and after training."""
+
+    enabled: bool = True
+    max_new_tokens: int = Field(128, ge=1)
+    batch_size: int = Field(8, ge=1)
+    max_samples: int | None = Field(None, ge=1)
+    best_model_metric: Literal["wer", "cer", "loss"] = "wer"
+
+
+class PublishConfig(PluginChoice):
+    """Where the finished model goes; the ``local`` publisher writes a Hub-shaped folder."""
+
+    target: str | None = Field("local", description="publisher name, or None to skip publishing")
+    repo_id: str | None = Field(None, description="destination (repo id or folder); default from the run name")
+
+
+class DeployConfig(PluginChoice):
+    """Whether and where a demo is deployed after publishing."""
+
+    target: str | None = Field(None, description="deployer name (e.g. space), or None to skip")
+
+
+class RunConfig(Section):
+    """Everything one fine-tuning run needs. ``voxplug config schema`` prints its JSON schema."""
+
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="run name, used for folders")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="options of plugins that hook in without being selected by a section"
+    )
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True, description="folder relative paths resolve to")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        for key_path in _keys(data):
+            if SECRET_KEY.search(key_path.rsplit(".", 1)[-1]):
+                raise ValueError(
+                    f"{key_path}: secrets are never config values; set HF_TOKEN in the environment "
+                    "or run `hf auth login`"
+                )
+        return data
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: ``training.output_dir`` or ``runs/<name>``, relative to the config's folder."""
+        out = self.training.output_dir or Path("runs") / self.name
+        return out if out.is_absolute() else self.base_dir / out
+
+    def public_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (what ``training_config.json`` and the card record)."""
+        return self.model_dump(mode="json")
+
+
+#: Which extension type each selecting key picks, for plugin-table validation.
+SELECTORS: dict[str, tuple[str, str]] = {
+    "data": ("source", "data source"),
+    "data.eval": ("source", "data source"),
+    "model": ("family", "model family"),
+    "training": ("method", "trainer"),
+    "publish": ("target", "publisher"),
+    "deploy": ("target", "deployer"),
+}
+
+
+def _keys(data: Any, prefix: str = "") -> list[str]:
+    if not isinstance(data, dict):
+        return []
+    found = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        found.append(path)
+        found.extend(_keys(value, f"{path}."))
+    return found
+
+
+def find_preset(name: str) -> Path:
+    """Resolve a config argument: a YAML path, or the name of a preset in ``configs/``."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (PRESETS_DIR / name, PRESETS_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    presets = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))) if PRESETS_DIR.is_dir() else "none"
+    raise ConfigError(f"config {name!r}: no such file, and no preset of that name (presets: {presets})")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one YAML mapping, with errors that name the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections at the top, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into a copy of ``base``; nested mappings merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``training.lora.r=16`` into ``{"training": {"lora": {"r": 16}}}`` (the value is read as YAML)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected key.sub=value, e.g. training.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc})") from exc
+    result: dict[str, Any] = value
+    for part in reversed(key.split(".")):
+        result = {part: result}
+    return result
+
+
+def load_config(sources: list[str] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read config files/presets in order, apply overrides, and validate the core keys.
+
+    Relative paths in the config resolve against the folder of the last config file (or the working folder).
+    """
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    for source in sources or []:
+        path = find_preset(source)
+        data = deep_merge(data, read_yaml(path))
+        base_dir = path.resolve().parent if path.parent.resolve() != PRESETS_DIR else base_dir
+    for override in overrides or []:
+        data = deep_merge(data, parse_override(override))
+    return validate_config(data, base_dir=base_dir, origin=", ".join(sources or []) or "defaults")
+
+
+def validate_config(data: dict[str, Any], *, base_dir: Path, origin: str = "config") -> RunConfig:
+    """Validate a merged config mapping, turning pydantic's errors into one message naming each key."""
+    try:
+        return RunConfig.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config ({origin}):\n" + format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``key.path: what was expected (got value)``."""
+    lines = []
+    for error in exc.errors():
+        key = prefix + ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"].startswith("value_error"):
+            message = message.removeprefix("Value error, ")
+        got = error.get("input")
+        shown = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def resolve_plugin_options(config: RunConfig, host: PluginHost) -> dict[str, Any]:
+    """Validate every plugin table in ``config`` against its extension's ``Options``; return them by key path.
+
+    The result maps e.g. ``"data.jsonl"`` to a validated options object. Unknown extension names, tables
+    for extensions of the wrong type, and invalid options all raise one :class:`ConfigError` listing each
+    problem.
+    """
+    resolved: dict[str, Any] = {}
+    problems: list[str] = []
+    for section_path, (selector, kind) in SELECTORS.items():
+        section = _section(config, section_path)
+        if section is None:
+            continue
+        registered = host.extensions(kind)
+        chosen = getattr(section, selector)
+        if chosen is not None and chosen not in registered:
+            known = ", ".join(sorted(registered)) or "none"
+            problems.append(f"  {section_path}.{selector}: unknown {kind} {chosen!r} (known: {known})")
+        for table, options in section.plugin_tables().items():
+            if table not in registered:
+                candidates = [*type(section).model_fields, *registered]
+                close = difflib.get_close_matches(table, candidates, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                known = ", ".join(sorted(registered)) or "none"
+                problems.append(
+                    f"  {section_path}.{table}: unknown key{hint} (besides its own keys, this section takes "
+                    f"option tables named after a {kind}: {known})"
+                )
+                continue
+            if not isinstance(options, dict):
+                problems.append(f"  {section_path}.{table}: expected a mapping of options, got {options!r}")
+                continue
+            try:
+                resolved[f"{section_path}.{table}"] = registered[table].Options.model_validate(options)
+            except ValidationError as exc:
+                problems.append(format_validation_error(exc, prefix=f"{section_path}.{table}."))
+        if chosen is not None and chosen in registered and f"{section_path}.{chosen}" not in resolved:
+            try:
+                resolved[f"{section_path}.{chosen}"] = registered[chosen].Options()
+            except ValidationError as exc:
+                problems.append(format_validation_error(exc, prefix=f"{section_path}.{chosen}."))
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(problems))
+    return resolved
+
+
+def _section(config: RunConfig, path: str) -> PluginChoice | None:
+    node: Any = config
+    for part in path.split("."):
+        node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def config_schema(host: PluginHost | None = None) -> dict[str, Any]:
+    """The JSON schema of a run config, with every registered plugin's options under its section."""
+    schema = RunConfig.model_json_schema()
+    if host is None:
+        return schema
+    defs = schema.setdefault("$defs", {})
+    section_defs = {
+        "data": "DataConfig",
+        "data.eval": "EvalSourceConfig",
+        "model": "ModelConfig",
+        "training": "TrainingConfig",
+        "publish": "PublishConfig",
+        "deploy": "DeployConfig",
+    }
+    for section_path, (_selector, kind) in SELECTORS.items():
+        target = defs.get(section_defs[section_path])
+        if target is None:
+            continue
+        for name, cls in sorted(host.extensions(kind).items()):
+            sub = cls.Options.model_json_schema(ref_template="#/$defs/{model}")
+            defs.update(sub.pop("$defs", {}))
+            sub["description"] = f"options of the {kind} {name!r}" + (f": {cls.description}" if cls.description else "")
+            target.setdefault("properties", {})[name] = sub
+    return schema

@@ -1,0 +1,235 @@
+"""Every hook voxplug calls, grouped by phase.
+
+A plugin is a module (or object) with functions decorated by :data:`hookimpl`::
+
+    from voxplug import hookimpl
+
+    @hookimpl
+    def register_data_sources(register):
+        register(MyCorpusSource)
+
+Ranks: under ``accelerate launch`` every process loads the plugins, so the *registration* hooks fire on every
+rank. Every other hook fires **on the main process only** (rank 0), once, unless its docstring says otherwise;
+side effects (writing files, pushing to the Hub, deploying, notifying) therefore never run twice.
+
+Implementations may accept any subset of a hook's arguments (pluggy passes only those they name), so new
+arguments can be added to a spec without breaking existing plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from voxplug.config import RunConfig
+    from voxplug.publishing.interface import DeployResult, ModelCard, PublishResult
+
+hookspec = pluggy.HookspecMarker("voxplug")
+hookimpl = pluggy.HookimplMarker("voxplug")
+
+Register = Callable[[type], None]
+
+# --------------------------------------------------------------------------------------------------------------
+# Registration: hand extension classes to voxplug. Fires once per process (every rank) when plugins load.
+# Each ``register`` callback takes a class whose ``name`` users write in YAML; a duplicate name is an error that
+# names both plugins.
+# --------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_data_sources(register: Register) -> None:
+    """Register :class:`voxplug.data.interface.DataSource` subclasses.
+
+    Fires once per process, on every rank, when plugins load. Call ``register(cls)`` for each source; users pick
+    one with ``data.source: <cls.name>`` and configure it under ``data.<cls.name>``. Returns nothing.
+    """
+
+
+@hookspec
+def register_collators(register: Register) -> None:
+    """Register :class:`voxplug.training.interface.Collator` subclasses.
+
+    Fires once per process, on every rank. A collator turns a list of examples into model inputs; a model
+    family names its default, users may pick another with ``model.collator``. Returns nothing.
+    """
+
+
+@hookspec
+def register_model_families(register: Register) -> None:
+    """Register :class:`voxplug.models.interface.ModelFamily` subclasses (Voxtral, Whisper, ...).
+
+    Fires once per process, on every rank. A family loads checkpoints and processors of one architecture, knows
+    its LoRA targets and how to generate transcripts. Users pick one with ``model.family`` or let voxplug detect
+    it from the checkpoint's ``config.json``. Returns nothing.
+    """
+
+
+@hookspec
+def register_trainers(register: Register) -> None:
+    """Register :class:`voxplug.training.interface.Trainer` subclasses (``lora``, ``full``, ...).
+
+    Fires once per process, on every rank. A trainer decides which weights train and how the result is saved;
+    the loop itself is transformers' ``Trainer``. Users pick one with ``training.method``. Returns nothing.
+    """
+
+
+@hookspec
+def register_publishers(register: Register) -> None:
+    """Register :class:`voxplug.publishing.interface.Publisher` subclasses (``local``, ``hub``, ...).
+
+    Fires once per process, on every rank. Users pick one with ``publish.target``. Returns nothing.
+    """
+
+
+@hookspec
+def register_deployers(register: Register) -> None:
+    """Register :class:`voxplug.publishing.interface.Deployer` subclasses (``space``, ...).
+
+    Fires once per process, on every rank. Users pick one with ``deploy.target``. Returns nothing.
+    """
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def after_data_load(config: RunConfig, summary: dict[str, Any]) -> None:
+    """The training and evaluation rows are chosen, before the model loads.
+
+    Fires on the main process only. ``summary`` holds ``train_rows``, ``eval_rows``, ``train_seconds``,
+    ``eval_seconds``, ``languages`` (rows per language) and ``rejected`` (a list of ``{"row", "reason"}``).
+    Returns nothing.
+    """
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training lifecycle
+# --------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def before_train(config: RunConfig, run_dir: Path) -> None:
+    """Training is about to start: data, model and trainer are ready.
+
+    Fires on the main process only, once per run (also when resuming). ``run_dir`` is the run folder.
+    Returns nothing.
+    """
+
+
+@hookspec
+def on_log(logs: dict[str, float], step: int, run_dir: Path) -> None:
+    """Metrics were logged: ``loss``, ``learning_rate``, ``grad_norm``, ``eval_wer``, throughput, memory, ...
+
+    Fires on the main process only, every ``training.logging_steps`` optimizer steps and after each evaluation.
+    Use it to send metrics elsewhere. Returns nothing.
+    """
+
+
+@hookspec
+def on_checkpoint(checkpoint_dir: Path, step: int) -> None:
+    """A checkpoint was written to ``checkpoint_dir`` at optimizer step ``step``.
+
+    Fires on the main process only, after every rank finished writing. Returns nothing.
+    """
+
+
+@hookspec
+def after_train(config: RunConfig, run_dir: Path, results: dict[str, Any]) -> None:
+    """Training finished and the final model is saved in ``run_dir``.
+
+    Fires on the main process only. ``results`` is what ``train_results.json`` holds (steps, runtime, losses,
+    throughput, final metrics). Returns nothing.
+    """
+
+
+@hookspec
+def on_train_error(config: RunConfig, run_dir: Path, error: BaseException) -> None:
+    """Training failed or was interrupted; the last checkpoint (if any) stays in ``run_dir``.
+
+    Fires on the main process only, before the error propagates. Returns nothing; an exception raised here is
+    logged and does not hide the original error.
+    """
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def after_evaluate(metrics: dict[str, float], predictions_path: Path | None, step: int | None) -> None:
+    """A generation-based evaluation finished.
+
+    Fires on the main process only, during training (``step`` is the optimizer step) and for
+    ``voxplug evaluate`` (``step`` is None). ``metrics`` has ``wer``, ``cer`` and ``samples``;
+    ``predictions_path`` is the per-utterance JSONL. Returns nothing.
+    """
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Publishing and deployment
+# --------------------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def model_card_sections(card: ModelCard) -> str | list[str] | None:
+    """Add Markdown sections to a model card before it is written.
+
+    Fires on the main process only, once per rendered card. ``card`` exposes the metadata and metrics being
+    rendered. Return a Markdown string (or a list of them) to append, or None. Every plugin's answer is used,
+    in hook-call order.
+    """
+
+
+@hookspec
+def before_publish(target: str, model_dir: Path, destination: str) -> None:
+    """A model folder is about to be published by the publisher named ``target`` to ``destination``.
+
+    Fires on the main process only. Raise to veto the publish. Returns nothing.
+    """
+
+
+@hookspec
+def after_publish(result: PublishResult) -> None:
+    """A model or dataset was published; ``result`` has the target, location, URL and files.
+
+    Fires on the main process only. Use it to notify someone or mirror elsewhere. Returns nothing.
+    """
+
+
+@hookspec
+def on_publish_error(target: str, destination: str, error: BaseException) -> None:
+    """Publishing to ``destination`` with ``target`` failed; nothing partial is left on the target's side.
+
+    Fires on the main process only, before the error propagates. Returns nothing.
+    """
+
+
+@hookspec
+def before_deploy(target: str, model_ref: str) -> None:
+    """A demo for ``model_ref`` (a Hub repo id or a local path) is about to be deployed with ``target``.
+
+    Fires on the main process only. Raise to veto. Returns nothing.
+    """
+
+
+@hookspec
+def after_deploy(result: DeployResult) -> None:
+    """A demo was deployed; ``result`` has the target, location and URL.
+
+    Fires on the main process only. Returns nothing.
+    """
+
+
+@hookspec
+def on_deploy_error(target: str, model_ref: str, error: BaseException) -> None:
+    """Deploying the demo failed.
+
+    Fires on the main process only, before the error propagates. Returns nothing.
+    """

@@ -1,0 +1,1 @@
+"""Model families: how each ASR architecture is loaded, adapted and asked for transcripts."""

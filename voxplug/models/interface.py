@@ -1,0 +1,65 @@
+"""The model-family extension type: one ASR architecture (Voxtral, Whisper, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from voxplug.extension import Extension
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class ModelFamily(Extension):
+    """Loads checkpoints of one architecture and knows how to adapt and run them.
+
+    ``model_types`` lists the ``config.json`` ``model_type`` values the family handles, so voxplug can pick the
+    family from a checkpoint. ``default_collator`` names the collator used unless ``model.collator`` says
+    otherwise. ``lora_scopes`` names the parts LoRA may target (the first is the default scope).
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    default_collator: ClassVar[str] = ""
+    default_checkpoint: ClassVar[str] = ""
+    lora_scopes: ClassVar[tuple[str, ...]] = ("language_model",)
+
+    def load(
+        self,
+        name_or_path: str,
+        *,
+        dtype: str = "auto",
+        attn_implementation: str | None = None,
+        device: str = "auto",
+    ) -> tuple[Any, Any]:
+        """Return ``(model, processor)`` for a Hub id or a local folder."""
+        raise NotImplementedError
+
+    def load_processor(self, name_or_path: str) -> Any:
+        """Return only the processor of a checkpoint (for collating on data workers)."""
+        raise NotImplementedError
+
+    def lora_target_modules(self, scopes: list[str]) -> str | list[str]:
+        """The PEFT ``target_modules`` (a regex or names) for LoRA on the given parts of the model."""
+        raise NotImplementedError
+
+    def frozen_encoder(self, model: Any) -> Any | None:
+        """The audio encoder module, which voxplug freezes and runs without autograd unless asked to train it."""
+        return None
+
+    def transcribe(
+        self,
+        model: Any,
+        processor: Any,
+        audios: list[np.ndarray],
+        languages: list[str | None],
+        *,
+        max_new_tokens: int = 128,
+        batch_size: int = 8,
+    ) -> list[str]:
+        """Greedy transcripts of 16 kHz mono clips."""
+        raise NotImplementedError
+
+    def build_tiny(self, out_dir: Path, *, seed: int = 0) -> Path:
+        """Write a tiny random checkpoint with a real processor to ``out_dir`` (for tests and the quickstart)."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Publishing models and datasets (local folder, the Hub) and deploying demos (Spaces)."""

@@ -1,0 +1,46 @@
+"""The collator and trainer extension types."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from voxplug.extension import Extension
+
+if TYPE_CHECKING:
+    from voxplug.config import RunConfig
+    from voxplug.models.interface import ModelFamily
+
+
+class Collator(Extension):
+    """Turns a list of examples into a batch of model inputs.
+
+    Each example is a dict with ``audio`` (16 kHz mono float32), ``text``, ``language`` (None means automatic)
+    and ``id``. The result maps input names to tensors and carries ``labels`` with -100 where no loss applies.
+    """
+
+    def __init__(self, options: Any = None, *, processor: Any, model_id: str = "") -> None:
+        super().__init__(options)
+        self.processor = processor
+        self.model_id = model_id
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class Trainer(Extension):
+    """Decides which weights train and how the trained model is saved; the loop is transformers' Trainer.
+
+    ``saves_adapter`` is True when :meth:`save` writes a PEFT adapter (its base model is then needed to load
+    it).
+    """
+
+    saves_adapter: ClassVar[bool] = False
+
+    def prepare_model(self, model: Any, family: ModelFamily, config: RunConfig) -> Any:
+        """Freeze, wrap or otherwise prepare ``model`` for training and return the model to train."""
+        raise NotImplementedError
+
+    def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
+        """Write the final model (and processor) to ``out_dir``; return ``{"adapter"|"merged"|"model": path}``."""
+        raise NotImplementedError
