@@ -1,0 +1,157 @@
+"""Real speech from espeak-ng, and a zoo of awkward audio files, for tests and examples.
+
+:func:`synthesize` needs the ``espeak-ng`` program (``apt-get install espeak-ng``); its output is the same
+bytes on every run of one espeak-ng version, so tests and bundled examples are reproducible.
+:func:`make_bad_audio_files` needs nothing but soundfile.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from voxplug.data.audio import decode_audio, resample_to_16k, to_mono, write_wav_16k
+
+ESPEAK_PROGRAM = "espeak-ng"
+
+ZOO_TONE_HZ = 440.0
+"""Frequency of the tone in every readable file :func:`make_bad_audio_files` writes."""
+ZOO_DURATION_S = 2.0
+"""Duration of every readable file :func:`make_bad_audio_files` writes, except ``too_long``."""
+ZOO_LONG_DURATION_S = 45.0
+"""Duration of the ``too_long`` file, over the 30 s limit."""
+UNREADABLE_ZOO_FILES = ("corrupt", "truncated", "empty", "not_audio")
+"""Keys of :func:`make_bad_audio_files` whose files must be rejected by the decoder."""
+
+
+def espeak_available() -> bool:
+    """Whether the espeak-ng program is on ``PATH``."""
+    return shutil.which(ESPEAK_PROGRAM) is not None
+
+
+def synthesize(
+    sentences: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    voice: str = "en-us",
+    rate: int = 150,
+    pitch: int = 50,
+    prefix: str = "clip",
+) -> list[Path]:
+    """Speak each sentence with espeak-ng into ``out_dir/{prefix}_{index:03d}.wav`` (16 kHz mono 16-bit).
+
+    ``voice`` is an espeak-ng voice (``espeak-ng --voices`` lists them; beware that espeak-ng silently falls
+    back to its default voice for a name it does not know), ``rate`` is in words per minute and ``pitch`` is
+    0–99. Returns the paths in the order of ``sentences``. Raises RuntimeError when espeak-ng is
+    missing or fails.
+    """
+    program = shutil.which(ESPEAK_PROGRAM)
+    if program is None:
+        raise RuntimeError("espeak-ng is not installed; install it with `apt-get install espeak-ng`")
+    target_dir = Path(out_dir)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    options = ["-v", voice, "-s", str(rate), "-p", str(pitch)]
+    return [
+        _speak([program, *options], sentence, target_dir / f"{prefix}_{index:03d}.wav")
+        for index, sentence in enumerate(sentences)
+    ]
+
+
+def _speak(command: list[str], sentence: str, target: Path) -> Path:
+    """Run espeak-ng for one sentence (read from stdin as UTF-8) and store the result at 16 kHz."""
+    with tempfile.TemporaryDirectory() as scratch:
+        raw_wav = Path(scratch) / "espeak.wav"
+        result = subprocess.run(
+            [*command, "-b", "1", "-w", str(raw_wav)], input=sentence.encode(), capture_output=True, check=False
+        )
+        if result.returncode != 0 or not raw_wav.exists():
+            stderr = result.stderr.decode(errors="replace").strip()
+            raise RuntimeError(f"espeak-ng failed on {sentence!r} (exit {result.returncode}): {stderr}")
+        samples, rate = decode_audio(raw_wav, name_for_errors=f"espeak-ng output for {sentence!r}")
+    return write_wav_16k(target, resample_to_16k(to_mono(samples), rate))
+
+
+def make_bad_audio_files(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the awkward-input zoo into ``out_dir`` and return ``{case: path}``.
+
+    Unreadable (see :data:`UNREADABLE_ZOO_FILES`): ``corrupt`` (a RIFF header over garbage), ``truncated``
+    (the header promises more audio than the file holds), ``empty`` (0 bytes) and ``not_audio`` (text),
+    all named ``.wav``. Readable, each a :data:`ZOO_DURATION_S` tone at :data:`ZOO_TONE_HZ`:
+    ``rate_8k``, ``stereo_44k`` (channels at 0.5 and 0.3), ``pcm24`` (48 kHz), ``pcm32`` (22.05 kHz),
+    ``float32``, ``flac``, ``ogg`` (Vorbis), ``opus`` and ``mp3`` (left out when this libsndfile cannot write
+    them). Readable but failing checks: ``too_long`` (45 s), ``silent`` (digital zero) and ``clipped``.
+    """
+    target_dir = Path(out_dir)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    files = _write_unreadable_files(target_dir)
+    files.update(_write_format_variants(target_dir))
+    files.update(_write_check_failures(target_dir))
+    return files
+
+
+def _tone(rate: int, duration_s: float = ZOO_DURATION_S, level: float = 0.5) -> np.ndarray:
+    """A sine at :data:`ZOO_TONE_HZ` with 10 ms fades, as float32."""
+    time = np.arange(round(rate * duration_s)) / rate
+    fade = np.clip(np.minimum(time, duration_s - time) / 0.01, 0.0, 1.0)
+    return (level * fade * np.sin(2 * np.pi * ZOO_TONE_HZ * time)).astype(np.float32)
+
+
+def _write_unreadable_files(target_dir: Path) -> dict[str, Path]:
+    garbage = np.random.default_rng(7).bytes(4000)
+    buffer = io.BytesIO()
+    sf.write(buffer, _tone(16_000), 16_000, format="WAV", subtype="PCM_16")
+    whole = buffer.getvalue()
+    contents = {
+        "corrupt": b"RIFF" + struct.pack("<I", len(garbage) + 4) + b"WAVE" + garbage,
+        "truncated": whole[: len(whole) * 2 // 5],
+        "empty": b"",
+        "not_audio": b"file\ttext\nclip_000.wav\tthis is a transcript, not audio\n",
+    }
+    files = {}
+    for case, content in contents.items():
+        files[case] = target_dir / f"{case}.wav"
+        files[case].write_bytes(content)
+    return files
+
+
+def _write_format_variants(target_dir: Path) -> dict[str, Path]:
+    variants = {
+        "rate_8k": ("rate_8k.wav", 8_000, "WAV", "PCM_16"),
+        "stereo_44k": ("stereo_44k.wav", 44_100, "WAV", "PCM_16"),
+        "pcm24": ("pcm24.wav", 48_000, "WAV", "PCM_24"),
+        "pcm32": ("pcm32.wav", 22_050, "WAV", "PCM_32"),
+        "float32": ("float32.wav", 16_000, "WAV", "FLOAT"),
+        "flac": ("tone.flac", 22_050, "FLAC", "PCM_16"),
+        "ogg": ("tone.ogg", 32_000, "OGG", "VORBIS"),
+        "opus": ("tone.opus", 48_000, "OGG", "OPUS"),
+        "mp3": ("tone.mp3", 44_100, "MP3", "MPEG_LAYER_III"),
+    }
+    files = {}
+    for case, (file_name, rate, container, subtype) in variants.items():
+        if subtype not in sf.available_subtypes(container):
+            continue
+        samples = _tone(rate)
+        if case == "stereo_44k":
+            samples = np.stack([samples, samples * 0.6], axis=1)
+        files[case] = target_dir / file_name
+        sf.write(files[case], samples, rate, format=container, subtype=subtype)
+    return files
+
+
+def _write_check_failures(target_dir: Path) -> dict[str, Path]:
+    loud_tone = np.clip(_tone(16_000, level=2.0), -1.0, 1.0)
+    clips = {
+        "too_long": _tone(16_000, ZOO_LONG_DURATION_S, level=0.3),
+        "silent": np.zeros(round(16_000 * ZOO_DURATION_S), dtype=np.float32),
+        "clipped": loud_tone,
+    }
+    return {case: write_wav_16k(target_dir / f"{case}.wav", samples) for case, samples in clips.items()}
