@@ -89,7 +89,8 @@ class PluginHost:
         self._info: dict[str, PluginInfo] = {}
         self._loaded = False
         self._extensions: dict[str, dict[str, tuple[type, str]]] | None = None
-        if os.environ.get(ENV_TRACE):
+        self._tracing = bool(os.environ.get(ENV_TRACE))
+        if self._tracing:
             self._enable_tracing()
 
     # -- loading -------------------------------------------------------------------------------------------
@@ -121,7 +122,9 @@ class PluginHost:
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must name itself, whatever it raised
-                raise PluginError(f"plugin {ep.name!r} failed to import ({where}): {type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"plugin {ep.name!r} failed to import ({where}): {type(exc).__name__}: {exc}"
+                ) from exc
             origin = "built-in" if dist is not None and dist.name == "voxplug" else "entry point"
             info = PluginInfo(ep.name, origin, dist.version if dist else None, ep.value)
             self._register(plugin, ep.name, info)
@@ -166,7 +169,8 @@ class PluginHost:
         try:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
+            detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise PluginError(f"plugin {name!r} is invalid: {detail}") from exc
         try:
             self._check_hook_names(name)
         except PluginError:
@@ -205,9 +209,7 @@ class PluginHost:
 
     def blocked(self) -> list[str]:
         """Entry-point plugins left out by the allow- or block-list."""
-        return sorted(
-            ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if self.pm.is_blocked(ep.name)
-        )
+        return sorted(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if self.pm.is_blocked(ep.name))
 
     # -- extensions ----------------------------------------------------------------------------------------
 
@@ -240,10 +242,11 @@ class PluginHost:
         found: dict[str, tuple[type, str]] = {}
         caller = getattr(self.pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):
+
             def register(cls: type, _plugin: str = impl.plugin_name) -> None:
                 name = getattr(cls, "name", "")
                 if not name:
-                    raise PluginError(f"plugin {_plugin!r} registered {kind} {cls.__qualname__} without a name")
+                    raise PluginError(f"plugin {_plugin!r} registered {kind} {cls.__name__} without a name")
                 if name in found and found[name][0] is not cls:
                     other_cls, other_plugin = found[name]
                     raise PluginError(
@@ -253,6 +256,8 @@ class PluginHost:
                     )
                 found[name] = (cls, _plugin)
 
+            if self._tracing:
+                print(f"[voxplug trace] {hook_name}(register) -> {impl.plugin_name}", file=sys.stderr)
             impl.function(register=register)
         return found
 

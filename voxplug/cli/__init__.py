@@ -27,7 +27,10 @@ app = typer.Typer(
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
     plugins_dir: str = typer.Option(
-        None, "--plugins-dir", help="Also load every *.py in this folder as a local plugin.", envvar="VOXPLUG_PLUGINS_DIR"
+        None,
+        "--plugins-dir",
+        help="Also load every *.py in this folder as a local plugin.",
+        envvar="VOXPLUG_PLUGINS_DIR",
     ),
 ) -> None:
     """Fine-tune speech recognition models on your own voice, accent, vocabulary or language."""

@@ -42,7 +42,9 @@ def plugins(
 
     table = Table("name", "version", "origin", "hooks", "provides")
     for row in rows:
-        table.add_row(row["name"], row["version"] or "-", row["origin"], "\n".join(row["hooks"]), "\n".join(row["provides"]))
+        table.add_row(
+            row["name"], row["version"] or "-", row["origin"], "\n".join(row["hooks"]), "\n".join(row["provides"])
+        )
     console = Console()
     console.print(table)
     if host.blocked():

@@ -1,0 +1,133 @@
+"""Run configuration: presets, layering, overrides, plugin options and every kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voxplug.config import (
+    RunConfig,
+    config_schema,
+    deep_merge,
+    load_config,
+    parse_override,
+    resolve_plugin_options,
+)
+from voxplug.errors import ConfigError
+from voxplug.plugins import PluginHost
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_match_voxfactory_recipe() -> None:
+    config = RunConfig()
+    assert (config.training.batch_size, config.training.grad_accum) == (2, 4)
+    assert (config.training.learning_rate, config.training.epochs) == (5e-5, 3.0)
+    assert config.model.name_or_path == "mistralai/Voxtral-Mini-3B-2507"
+    assert config.training.method == "lora"
+
+
+def test_files_layer_and_overrides_win(tmp_path: Path) -> None:
+    base = write(tmp_path / "base.yaml", "name: base\ntraining:\n  epochs: 2\n  batch_size: 8\n")
+    top = write(tmp_path / "top.yaml", "training:\n  epochs: 5\n")
+    config = load_config([str(base), str(top)], ["training.learning_rate=1e-3", "name=mine"])
+    assert config.training.epochs == 5
+    assert config.training.batch_size == 8
+    assert config.training.learning_rate == 1e-3
+    assert config.name == "mine"
+    assert config.base_dir == tmp_path.resolve()
+    assert config.run_dir == tmp_path.resolve() / "runs" / "mine"
+
+
+def test_override_parsing() -> None:
+    assert parse_override("training.lora.r=16") == {"training": {"lora": {"r": 16}}}
+    assert parse_override("data.language=null") == {"data": {"language": None}}
+    assert parse_override("model.name_or_path=a/b=c") == {"model": {"name_or_path": "a/b=c"}}
+    for bad in ("training.epochs", "=3", "training..epochs=3"):
+        with pytest.raises(ConfigError, match="expected key.sub=value"):
+            parse_override(bad)
+
+
+def test_deep_merge_does_not_mutate() -> None:
+    base = {"a": {"b": 1, "c": 2}}
+    merged = deep_merge(base, {"a": {"b": 3}})
+    assert merged == {"a": {"b": 3, "c": 2}} and base == {"a": {"b": 1, "c": 2}}
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.yaml", "training:\n  epochs: 3\n   batch_size: [2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+, column \d+: malformed YAML"):
+        load_config([str(bad)])
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected a mapping of config sections at the top, got list"):
+        load_config([str(write(tmp_path / "list.yaml", "- a\n- b\n"))])
+
+
+def test_non_utf8_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="latin1.yaml: not UTF-8"):
+        load_config([str(path)])
+
+
+def test_missing_config_file_lists_presets() -> None:
+    with pytest.raises(ConfigError, match=r"config 'nope.yaml': no such file, and no preset of that name \(presets:"):
+        load_config(["nope.yaml"])
+
+
+def test_wrong_type_and_unknown_core_key_name_the_key() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_config([], ["training.epochs=many", "evaluation.beam=4"])
+    message = str(excinfo.value)
+    assert "training.epochs: Input should be a valid number" in message and "'many'" in message
+    assert "evaluation.beam: unknown key" in message
+
+
+def test_constraint_errors_say_what_was_expected() -> None:
+    with pytest.raises(ConfigError, match="training.batch_size: Input should be greater than or equal to 1"):
+        load_config([], ["training.batch_size=0"])
+    with pytest.raises(ConfigError, match="training.precision: Input should be 'auto', 'bf16', 'fp16' or 'fp32'"):
+        load_config([], ["training.precision=int3"])
+
+
+def test_secrets_are_never_config_values() -> None:
+    with pytest.raises(ConfigError, match="publish.hub.token: secrets are never config values; set HF_TOKEN"):
+        load_config([], ["publish.hub.token=hf_abc"])
+
+
+def test_plugin_options_are_validated_under_the_plugin_name(plugin_host: PluginHost, tmp_path: Path) -> None:
+    config = load_config([], [f"data.jsonl.path={tmp_path / 'd.jsonl'}"])
+    resolved = resolve_plugin_options(config, plugin_host)
+    assert resolved["data.jsonl"].path == tmp_path / "d.jsonl"
+
+
+def test_plugin_option_errors_name_the_key(plugin_host: PluginHost) -> None:
+    config = load_config([], ["data.jsonl.pth=x.jsonl"])
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_plugin_options(config, plugin_host)
+    message = str(excinfo.value)
+    assert "data.jsonl.path: Field required" in message
+    assert "data.jsonl.pth: unknown key" in message
+
+
+def test_unknown_plugin_name_and_misplaced_table(plugin_host: PluginHost) -> None:
+    config = load_config([], ["data.source=jsnl", "training.epochz=3"])
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_plugin_options(config, plugin_host)
+    message = str(excinfo.value)
+    assert "data.source: unknown data source 'jsnl' (known: " in message
+    assert "training.epochz: unknown key; did you mean 'epochs'?" in message
+
+
+def test_schema_includes_plugin_options(plugin_host: PluginHost) -> None:
+    schema = config_schema(plugin_host)
+    data = schema["$defs"]["DataConfig"]["properties"]
+    assert "jsonl" in data
+    assert "path" in data["jsonl"]["properties"]
+    assert "options of the data source 'jsonl'" in data["jsonl"]["description"]

@@ -1,0 +1,227 @@
+"""The plugin host: discovery, allow/block lists, local files, typos, duplicates, ordering, tracing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from voxplug import hookimpl
+from voxplug.data.interface import DataSource
+from voxplug.errors import PluginError
+from voxplug.plugins import PluginHost
+from voxplug.publishing.interface import ModelCard
+
+
+def run_voxplug(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``voxplug`` command as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "voxplug", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
+    )
+
+
+def plugin_names(result: subprocess.CompletedProcess) -> set[str]:
+    assert result.returncode == 0, result.stderr
+    return {row["name"] for row in json.loads(result.stdout)["plugins"]}
+
+
+def test_builtin_plugins_come_from_the_entry_point_group(plugin_host: PluginHost) -> None:
+    info = {p.name: p for p in plugin_host.plugins()}
+    assert info["jsonl"].origin == "built-in"
+    assert info["jsonl"].version
+    assert "register_data_sources" in info["jsonl"].hooks
+    assert plugin_host.extension_plugin("data source", "jsonl") == "jsonl"
+
+
+def test_loading_is_idempotent(plugin_host: PluginHost) -> None:
+    before = [p.name for p in plugin_host.plugins()]
+    plugin_host.load()
+    plugin_host.load()
+    assert [p.name for p in plugin_host.plugins()] == before
+
+
+def test_allow_list_empty_loads_no_entry_point_plugins() -> None:
+    assert plugin_names(run_voxplug("plugins", "--json", env={"VOXPLUG_LOAD_PLUGINS": ""})) == set()
+
+
+def test_allow_list_and_block_list() -> None:
+    assert plugin_names(run_voxplug("plugins", "--json", env={"VOXPLUG_LOAD_PLUGINS": "jsonl"})) == {"jsonl"}
+    blocked = run_voxplug("plugins", "--json", env={"VOXPLUG_DISABLE_PLUGINS": "jsonl"})
+    assert "jsonl" not in plugin_names(blocked)
+    assert "jsonl" in json.loads(blocked.stdout)["blocked"]
+
+
+def test_unknown_hook_name_is_an_error_naming_plugin_and_hook(plugin_host: PluginHost) -> None:
+    class Typo:
+        @hookimpl
+        def befor_train(self, config, run_dir):  # typo of before_train
+            pass
+
+    with pytest.raises(PluginError, match=r"plugin 'typo' implements unknown hook 'befor_train'.*'before_train'"):
+        plugin_host.register(Typo(), name="typo")
+    assert not plugin_host.pm.has_plugin("typo")
+
+
+def test_unknown_hook_argument_is_an_error_naming_the_plugin(plugin_host: PluginHost) -> None:
+    class BadArgs:
+        @hookimpl
+        def before_train(self, config, rundir):
+            pass
+
+    with pytest.raises(
+        PluginError, match=r"plugin 'badargs' is invalid: .*before_train\(config, rundir\).*\{'rundir'\}"
+    ):
+        plugin_host.register(BadArgs(), name="badargs")
+
+
+def test_duplicate_extension_name_names_both_plugins(plugin_host: PluginHost, register_plugin) -> None:
+    class OtherJsonl(DataSource):
+        name = "jsonl"
+
+    class Clash:
+        @hookimpl
+        def register_data_sources(self, register):
+            register(OtherJsonl)
+
+    register_plugin(Clash(), name="clash")
+    with pytest.raises(PluginError) as excinfo:
+        plugin_host.extensions("data source")
+    message = str(excinfo.value)
+    assert "'jsonl' is registered twice" in message
+    assert "plugin 'jsonl'" in message and "plugin 'clash'" in message
+    assert "OtherJsonl" in message and "JsonlSource" in message
+
+
+def test_unknown_extension_name_lists_known_ones(plugin_host: PluginHost) -> None:
+    with pytest.raises(PluginError, match=r"unknown data source 'jsnl'; did you mean 'jsonl'\? \(known: .*jsonl"):
+        plugin_host.extension("data source", "jsnl")
+
+
+def test_extension_without_a_name_is_rejected(plugin_host: PluginHost, register_plugin) -> None:
+    class Nameless(DataSource):
+        pass
+
+    class Plugin:
+        @hookimpl
+        def register_data_sources(self, register):
+            register(Nameless)
+
+    register_plugin(Plugin(), name="nameless")
+    with pytest.raises(PluginError, match="plugin 'nameless' registered data source Nameless without a name"):
+        plugin_host.extensions("data source")
+
+
+def test_register_plugin_fixture_is_scoped_to_one_test(plugin_host: PluginHost, register_plugin) -> None:
+    class Source(DataSource):
+        name = "one-test-only"
+
+    class Plugin:
+        @hookimpl
+        def register_data_sources(self, register):
+            register(Source)
+
+    register_plugin(Plugin(), name="scoped")
+    assert "one-test-only" in plugin_host.extensions("data source")
+
+
+def test_previous_test_plugin_is_gone(plugin_host: PluginHost) -> None:
+    assert "one-test-only" not in plugin_host.extensions("data source")
+
+
+def test_hook_order_follows_tryfirst_and_trylast(plugin_host: PluginHost, register_plugin) -> None:
+    class Early:
+        @hookimpl(tryfirst=True)
+        def model_card_sections(self, card):
+            return "early"
+
+    class Late:
+        @hookimpl(trylast=True)
+        def model_card_sections(self, card):
+            return ["late-1", "late-2"]
+
+    class Middle:
+        @hookimpl
+        def model_card_sections(self, card):
+            return None
+
+    register_plugin(Late(), name="late")
+    register_plugin(Early(), name="early")
+    register_plugin(Middle(), name="middle")
+    assert plugin_host.model_card_sections(card=ModelCard(metadata={})) == ["early", "late-1", "late-2"]
+
+
+def test_error_hook_failure_does_not_hide_the_error(plugin_host: PluginHost, register_plugin, capsys) -> None:
+    class Broken:
+        @hookimpl
+        def on_publish_error(self, target, destination, error):
+            raise RuntimeError("notifier down")
+
+    register_plugin(Broken(), name="broken")
+    plugin_host.on_publish_error(target="hub", destination="me/x", error=ValueError("upload failed"))
+    assert "notifier down" in capsys.readouterr().err
+
+
+def test_local_plugin_file_beside_the_config(tmp_path: Path) -> None:
+    (tmp_path / "voxplug_plugins.py").write_text(
+        textwrap.dedent(
+            """
+            from voxplug import hookimpl
+            from voxplug.data.interface import DataSource
+
+            class Mine(DataSource):
+                name = "mine"
+
+            @hookimpl
+            def register_data_sources(register):
+                register(Mine)
+            """
+        )
+    )
+    host = PluginHost().load(config_dir=tmp_path)
+    assert "mine" in host.extensions("data source")
+    origins = {p.name: p.origin for p in host.plugins()}
+    assert origins["local:voxplug_plugins"] == "local file"
+
+
+def test_plugins_dir_option_and_local_file_with_typo(tmp_path: Path) -> None:
+    (tmp_path / "notify.py").write_text(
+        "from voxplug import hookimpl\n\n@hookimpl\ndef after_publsh(result):\n    pass\n"
+    )
+    result = run_voxplug("--plugins-dir", str(tmp_path), "plugins")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: plugin 'local:notify' implements unknown hook 'after_publsh' (did you mean 'after_publish'?)"
+    ]
+
+
+def test_plugin_that_raises_on_import_names_itself(tmp_path: Path) -> None:
+    """A real installed distribution whose entry point module raises when imported."""
+    (tmp_path / "broken_voxplug_plugin.py").write_text("raise RuntimeError('boom at import')\n")
+    dist = tmp_path / "broken_voxplug_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-voxplug-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[voxplug]\nbroken = broken_voxplug_plugin\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = run_voxplug("plugins", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: plugin 'broken' failed to import (entry point broken = broken_voxplug_plugin in "
+        "broken-voxplug-plugin 1.0): RuntimeError: boom at import"
+    )
+    debug = run_voxplug("--debug", "plugins", env=env)
+    assert "Traceback" in debug.stderr and debug.returncode == 1
+    # Blocking the broken plugin lets everything else work.
+    assert "jsonl" in plugin_names(run_voxplug("plugins", "--json", env={**env, "VOXPLUG_DISABLE_PLUGINS": "broken"}))
+
+
+def test_tracing_logs_hook_calls() -> None:
+    result = run_voxplug("plugins", env={"VOXPLUG_TRACE_PLUGINS": "1"})
+    assert result.returncode == 0
+    assert "[voxplug trace] register_data_sources(register) -> jsonl" in result.stderr
