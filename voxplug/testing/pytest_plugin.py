@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from voxplug.plugins import PluginHost, use_plugin_host
+
+if TYPE_CHECKING:
+    from voxplug.testing.hub_server import HubServer
 
 
 @pytest.fixture
@@ -31,3 +36,27 @@ def register_plugin(plugin_host: PluginHost) -> Iterator[Callable[..., str]]:
     for name in reversed(names):
         if plugin_host.pm.has_plugin(name):
             plugin_host.unregister(name)
+
+
+@pytest.fixture
+def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """A Hub-compatible HTTP server on loopback for one test (see :mod:`voxplug.testing.hub_server`).
+
+    In-process code passes ``endpoint=hub_server.url``; a subprocess gets ``hub_server.client_env()``, which also
+    turns Xet off so large files take the Git LFS path this server implements.
+    """
+    from voxplug.testing.hub_server import HubServer
+
+    with HubServer(tmp_path_factory.mktemp("hub")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def speech_clips() -> list[tuple[Path, str]]:
+    """The bundled English speech clips (real espeak-ng audio, 16 kHz mono) with their transcripts."""
+    folder = Path(__file__).resolve().parents[2] / "examples" / "speech" / "en"
+    lines = (folder / "transcripts.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    clips = [(folder / name, text) for name, text in (line.split("\t", 1) for line in lines if line.strip())]
+    if not clips:
+        pytest.skip(f"no bundled speech under {folder}")
+    return clips
