@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxplug.extension import Extension
+
+if TYPE_CHECKING:
+    from voxplug.publishing.publishable import PublishableModel
 
 
 @dataclass
@@ -39,10 +42,24 @@ class ModelCard:
 
 
 class Publisher(Extension):
-    """Publishes a finished model folder somewhere (a local folder, the Hub, ...)."""
+    """Publishes a finished model folder somewhere (a local folder, the Hub, ...).
+
+    :func:`voxplug.publishing.publish.publish_model` drives it: it checks the run's model folder, asks
+    :meth:`resolve_destination` where the model goes (before any hook fires or anything is written), renders
+    the repository layout with its model card into a staging folder, and hands that folder to :meth:`publish`.
+    """
+
+    def resolve_destination(self, model: PublishableModel, destination: str | None) -> str:
+        """Where :meth:`publish` will put ``model``: ``destination`` checked and completed, or a default.
+
+        Runs before ``before_publish`` fires and before anything is written, so it is the place to check
+        credentials and names. The default returns ``destination`` or the run's name.
+        """
+        return destination or model.name
 
     def publish(self, model_dir: Path, *, destination: str | None = None) -> PublishResult:
-        """Publish the model in ``model_dir`` to ``destination`` (or the configured one) and say where it went."""
+        """Publish the repository folder ``model_dir`` (model, processor, README.md card, results) to
+        ``destination`` and say where it went."""
         raise NotImplementedError
 
 

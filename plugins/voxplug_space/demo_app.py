@@ -1,0 +1,202 @@
+"""Speech-to-text demo for a model fine-tuned with voxplug: a LoRA adapter (loaded onto its base) or a full model.
+
+This one file is the ``app.py`` of the Spaces ``voxplug deploy`` creates, and what ``voxplug demo --model PATH``
+runs locally, so it imports only what a Space installs (gradio, torch, transformers, peft, huggingface_hub),
+never voxplug.
+
+Settings (Space variables, or environment variables locally):
+
+- ``VOXPLUG_MODEL_ID``: the model, a Hub repo id or a local folder (required);
+- ``VOXPLUG_BASE_MODEL_ID``: the base model of an adapter (default: ``base_model`` from the model's
+  ``voxplug.json``, else ``base_model_name_or_path`` from ``adapter_config.json``);
+- ``VOXPLUG_MAX_NEW_TOKENS``: the longest transcript, in tokens (default 256);
+- ``VOXPLUG_MCP_SERVER=1``: also serve the Gradio MCP endpoint (off unless asked);
+- ``HF_TOKEN`` (a Space *secret*): a read token, needed only when the model is private.
+
+The model is loaded at start-up and a failure stops the app with the reason: the demo never falls back to
+serving the base model in place of the fine-tuned one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_MODEL = "VOXPLUG_MODEL_ID"
+ENV_BASE_MODEL = "VOXPLUG_BASE_MODEL_ID"
+ENV_MAX_NEW_TOKENS = "VOXPLUG_MAX_NEW_TOKENS"
+ENV_MCP_SERVER = "VOXPLUG_MCP_SERVER"
+AUTO = "Auto"
+DEFAULT_MAX_NEW_TOKENS = 256
+LANGUAGE_NAMES = {
+    "en": "English",
+    "fr": "French",
+    "de": "German",
+    "es": "Spanish",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "hi": "Hindi",
+}
+"""The languages Voxtral transcribes; a model's own training languages are listed first."""
+
+
+@dataclass
+class ModelSpec:
+    """What the demo serves: the model, whether it is an adapter, its base, and its training languages."""
+
+    model_ref: str
+    kind: str
+    base_model: str | None = None
+    languages: list[str] = field(default_factory=list)
+
+
+def read_model_file(model_ref: str, filename: str) -> dict[str, Any] | None:
+    """A JSON file of a local model folder or a Hub repo, or None when the model has no such file."""
+    local = Path(model_ref).expanduser()
+    if local.is_dir():
+        path = local / filename
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return json.loads(Path(hf_hub_download(model_ref, filename)).read_text(encoding="utf-8"))
+    except EntryNotFoundError:
+        return None
+
+
+def read_model_spec(model_ref: str, base_model: str | None = None) -> ModelSpec:
+    """Decide how to load ``model_ref`` from its ``voxplug.json`` and ``adapter_config.json``."""
+    info = read_model_file(model_ref, "voxplug.json") or {}
+    adapter_config = read_model_file(model_ref, "adapter_config.json")
+    kind = info.get("kind") or ("adapter" if adapter_config else "full")
+    if kind == "adapter":
+        base_model = base_model or info.get("base_model") or (adapter_config or {}).get("base_model_name_or_path")
+        if not base_model:
+            raise RuntimeError(f"{model_ref} is an adapter but names no base model; set {ENV_BASE_MODEL}")
+    return ModelSpec(model_ref, kind, base_model if kind == "adapter" else None, list(info.get("languages") or []))
+
+
+def model_class(name_or_path: str) -> Any:
+    """The transformers class named by the checkpoint's ``config.json`` ``architectures``."""
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(name_or_path)
+    architecture = (config.architectures or ["VoxtralForConditionalGeneration"])[0]
+    return getattr(transformers, architecture)
+
+
+def load_model(spec: ModelSpec) -> tuple[Any, Any]:
+    """Load ``(model, processor)`` for ``spec``: the adapter applied to its base, or the full model."""
+    import torch
+    from transformers import AutoProcessor
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.kind == "adapter":
+        from peft import PeftModel
+
+        assert spec.base_model is not None
+        base = model_class(spec.base_model).from_pretrained(spec.base_model, dtype=dtype)
+        model = PeftModel.from_pretrained(base, spec.model_ref)
+        if not any("lora_" in name for name, _ in model.named_parameters()):
+            raise RuntimeError(f"{spec.model_ref}: no LoRA weights were applied to {spec.base_model}")
+        processor = AutoProcessor.from_pretrained(spec.base_model)
+    else:
+        model = model_class(spec.model_ref).from_pretrained(spec.model_ref, dtype=dtype)
+        processor = AutoProcessor.from_pretrained(spec.model_ref)
+    return model.to(device).eval(), processor
+
+
+def language_choices(spec: ModelSpec) -> list[tuple[str, str]]:
+    """Dropdown choices ``(label, value)``: Auto (detect), then the training languages, then the others."""
+    trained = [code for code in spec.languages if code]
+    others = [code for code in LANGUAGE_NAMES if code not in trained]
+    choices = [("Auto (detect the language)", AUTO)]
+    choices += [(f"{LANGUAGE_NAMES.get(code, code)} ({code}, fine-tuned)", code) for code in trained]
+    choices += [(f"{LANGUAGE_NAMES[code]} ({code})", code) for code in others]
+    return choices
+
+
+def to_language(choice: str | None) -> str | None:
+    """The dropdown's value as the processor wants it: an ISO 639-1 code, or None for automatic detection."""
+    return None if choice in (None, "", AUTO) or str(choice).lower() == "auto" else str(choice)
+
+
+class Transcriber:
+    """A loaded model and processor, and greedy transcription of one recording."""
+
+    def __init__(self, spec: ModelSpec, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+        self.spec = spec
+        self.max_new_tokens = max_new_tokens
+        self.model, self.processor = load_model(spec)
+
+    def __call__(self, audio_path: str | None, language: str | None) -> str:
+        """Transcribe the audio file at ``audio_path`` (``language``: a code, or Auto/None to detect it)."""
+        if not audio_path:
+            import gradio as gr
+
+            raise gr.Error("Record or upload some audio first.")
+        if hasattr(self.processor, "apply_transcription_request"):
+            return self._voxtral(audio_path, to_language(language))
+        return self._pipeline(audio_path)
+
+    def _voxtral(self, audio_path: str, language: str | None) -> str:
+        import torch
+
+        inputs = self.processor.apply_transcription_request(
+            language=language, audio=audio_path, model_id=self.spec.model_ref
+        )
+        inputs = inputs.to(self.model.device, dtype=self.model.dtype)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
+
+    def _pipeline(self, audio_path: str) -> str:
+        from transformers import pipeline
+
+        recognizer = pipeline(
+            "automatic-speech-recognition",
+            model=self.model,
+            tokenizer=self.processor.tokenizer,
+            feature_extractor=self.processor.feature_extractor,
+        )
+        return str(recognizer(audio_path, generate_kwargs={"max_new_tokens": self.max_new_tokens})["text"]).strip()
+
+
+def build_demo(
+    model_ref: str | None = None, *, base_model: str | None = None, max_new_tokens: int | None = None
+) -> Any:
+    """Load the model and return the Gradio Blocks app (settings default to the environment variables)."""
+    import gradio as gr
+
+    model_ref = model_ref or os.environ.get(ENV_MODEL)
+    if not model_ref:
+        raise RuntimeError(f"no model to serve: set {ENV_MODEL} to a Hub repo id or a local folder")
+    spec = read_model_spec(model_ref, base_model or os.environ.get(ENV_BASE_MODEL) or None)
+    tokens = max_new_tokens or int(os.environ.get(ENV_MAX_NEW_TOKENS) or DEFAULT_MAX_NEW_TOKENS)
+    transcriber = Transcriber(spec, tokens)
+    kind = f"LoRA adapter on {spec.base_model}" if spec.kind == "adapter" else "fine-tuned model"
+    with gr.Blocks(title=f"{model_ref} · speech to text") as demo:
+        gr.Markdown(f"# Speech to text\n\n`{model_ref}` ({kind}). Record or upload audio, then press Transcribe.")
+        with gr.Row():
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio", elem_id="audio")
+            language = gr.Dropdown(language_choices(spec), value=AUTO, label="Language", elem_id="language")
+        button = gr.Button("Transcribe", variant="primary", elem_id="transcribe")
+        transcript = gr.Textbox(label="Transcript", lines=4, elem_id="transcript")
+        button.click(transcriber, inputs=[audio, language], outputs=transcript, api_name="transcribe")
+    return demo
+
+
+def main() -> None:
+    """Run the demo as a Space does: settings from the environment, MCP only when asked."""
+    build_demo().queue().launch(mcp_server=os.environ.get(ENV_MCP_SERVER) == "1")
+
+
+if __name__ == "__main__":
+    main()

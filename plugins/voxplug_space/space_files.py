@@ -1,0 +1,104 @@
+"""The files of a demo Space: ``app.py`` (the demo), a pinned ``requirements.txt`` and ``README.md``.
+
+The requirements pin the versions installed beside voxplug, the ones this demo is tested with, and the README
+front matter pins the Gradio SDK to the installed gradio. No file ever holds a token: the Space reads the model
+id from Space variables and a read token (for private models) from a Space secret.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+APP_FILE = "app.py"
+DEMO_SOURCE = Path(__file__).with_name("demo_app.py")
+PINNED_PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "huggingface_hub",
+    "mistral-common[audio]",
+    "soundfile",
+    "soxr",
+    "numpy",
+)
+"""What the demo imports, directly or through transformers' Voxtral processor. Gradio comes from ``sdk_version``."""
+SHORT_DESCRIPTION_LIMIT = 60  # the Hub rejects longer short_description values
+
+
+@dataclass
+class SpaceCard:
+    """What the Space's README front matter says."""
+
+    model_id: str
+    title: str
+    suggested_hardware: str
+    base_model: str | None = None
+    emoji: str = "🎙️"
+    tags: list[str] = field(default_factory=list)
+    short_description: str | None = None
+    license: str | None = None
+
+
+def installed_version(requirement: str) -> str:
+    """The installed version of a package (``torch`` 2.13.0+cpu gives 2.13.0: local builds are not on PyPI)."""
+    name = requirement.split("[", 1)[0]
+    return metadata.version(name).split("+", 1)[0]
+
+
+def pinned_requirements() -> str:
+    """``requirements.txt`` with an exact pin for every package the demo needs."""
+    lines = [f"{requirement}=={installed_version(requirement)}" for requirement in PINNED_PACKAGES]
+    return "\n".join(lines) + "\n"
+
+
+def front_matter(card: SpaceCard) -> dict[str, object]:
+    """The README YAML of the Space: SDK and versions, hardware suggestion, linked models, tags."""
+    description = card.short_description or f"Speech to text with {card.model_id.rsplit('/', 1)[-1]}"
+    matter: dict[str, object] = {
+        "title": card.title,
+        "emoji": card.emoji,
+        "colorFrom": "indigo",
+        "colorTo": "blue",
+        "sdk": "gradio",
+        "sdk_version": installed_version("gradio"),
+        "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "app_file": APP_FILE,
+        "suggested_hardware": card.suggested_hardware,
+        "models": [card.model_id] + ([card.base_model] if card.base_model else []),
+        "tags": list(dict.fromkeys(["voxplug", "automatic-speech-recognition", *card.tags])),
+        "short_description": description[:SHORT_DESCRIPTION_LIMIT],
+        "pinned": False,
+    }
+    if card.license:
+        matter["license"] = card.license
+    return matter
+
+
+def space_readme(card: SpaceCard) -> str:
+    """The Space's ``README.md``: front matter plus a few lines on what the demo serves."""
+    import yaml
+
+    matter = yaml.safe_dump(front_matter(card), sort_keys=False, allow_unicode=True).strip()
+    base = f" on top of [{card.base_model}](https://huggingface.co/{card.base_model})" if card.base_model else ""
+    return (
+        f"---\n{matter}\n---\n\n# {card.title}\n\n"
+        f"Transcribes speech with [{card.model_id}](https://huggingface.co/{card.model_id}){base}. "
+        "Upload a recording or use the microphone, pick a language or leave it on Auto, and press Transcribe.\n\n"
+        "Deployed with voxplug. The model id is the `VOXPLUG_MODEL_ID` Space variable; a private model is read "
+        "with the `HF_TOKEN` Space secret (a read token).\n"
+    )
+
+
+def write_space_files(folder: Path, card: SpaceCard) -> list[str]:
+    """Write ``app.py``, ``requirements.txt`` and ``README.md`` into ``folder``; return their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DEMO_SOURCE, folder / APP_FILE)
+    (folder / "requirements.txt").write_text(pinned_requirements(), encoding="utf-8")
+    (folder / "README.md").write_text(space_readme(card), encoding="utf-8")
+    return sorted(path.name for path in folder.iterdir())
