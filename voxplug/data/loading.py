@@ -1,0 +1,214 @@
+"""Load a run's training and evaluation examples from the configured data source(s), checked and split.
+
+:func:`load_training_data` instantiates ``data.source`` with its validated options, takes the eval rows from
+``data.eval`` when set, from the source's own eval split when it has one, or else holds them out with
+:func:`voxplug.data.split.split_examples`. Every row is checked before training starts; a row that fails is
+rejected (never truncated, never dropped silently) and listed in the summary that the ``after_data_load`` hook
+receives.
+
+How audio is checked (``check_audio``):
+
+* ``"eager"``: each clip is decoded once, on a few threads: unreadable, too long, too short and silent clips are
+  rejected now, and every example gets its exact ``duration_s`` (which length-grouped batching uses);
+* ``"lazy"``: nothing is decoded; clips whose known duration breaks ``data.max_duration_s`` are rejected, the
+  rest is enforced when a batch decodes them (``Example.load_audio(max_duration_s)``);
+* ``"auto"`` (default): eager, except for sources that stream (``source.streaming`` is true), where decoding
+  everything up front would mean downloading the whole corpus before the first step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from voxplug.data.audio import TARGET_RATE, analyse_clip, check_clip
+from voxplug.data.interface import DataSource, Example, RowProblem
+from voxplug.data.parallel import map_ordered
+from voxplug.data.prepare import check_language
+from voxplug.data.split import split_examples
+from voxplug.data.store import duration_histogram
+from voxplug.data.text import check_transcript
+from voxplug.errors import DataError
+
+if TYPE_CHECKING:
+    from voxplug.config import RunConfig
+    from voxplug.plugins import PluginHost
+
+CheckMode = Literal["auto", "eager", "lazy"]
+
+
+@dataclass
+class TrainingData:
+    """The rows a run trains and evaluates on, the rows rejected on the way, and a summary of both."""
+
+    train: list[Example]
+    eval: list[Example]
+    problems: list[RowProblem] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def load_training_data(
+    config: RunConfig,
+    host: PluginHost | None = None,
+    *,
+    check_audio: CheckMode = "auto",
+    workers: int | None = None,
+) -> TrainingData:
+    """Load, check and split the examples ``config.data`` describes (see the module docstring).
+
+    Raises :class:`DataError` when no training row is left, naming the source and the first rejections.
+    The caller fires ``after_data_load`` with :attr:`TrainingData.summary` on the main process.
+    """
+    from voxplug.config import resolve_plugin_options
+    from voxplug.plugins import get_plugin_host
+
+    host = host or get_plugin_host()
+    options = resolve_plugin_options(config, host)
+    data = config.data
+    source = make_source(host, data.source, options.get(f"data.{data.source}"), config.base_dir)
+    mode = _resolve_mode(check_audio, source)
+    checker = _ExampleChecker(data.max_duration_s, data.language, mode, workers)
+    train_stream = _limited(source.examples("train"), _read_limit(config))
+    if data.eval is not None:
+        eval_source = make_source(host, data.eval.source, options.get(f"data.eval.{data.eval.source}"), config.base_dir)
+        train = checker.check(train_stream)
+        evaluation = checker.check(eval_source.examples("eval"))
+        eval_origin, sources = f"data.eval ({data.eval.source})", [source, eval_source]
+    elif getattr(source, "has_eval_split", False):
+        train, evaluation = checker.check(train_stream), checker.check(source.examples("eval"))
+        eval_origin, sources = f"the {data.source} source's eval split", [source]
+    else:
+        train, evaluation = split_examples(checker.check(train_stream), data.split)
+        eval_origin, sources = "held out from the training rows", [source]
+    if data.max_train_rows is not None:
+        train = train[: data.max_train_rows]
+    problems = [problem for each in sources for problem in each.problems] + checker.problems
+    if not train:
+        raise DataError(_nothing_left_message(data.source, problems))
+    summary = summarise(train, evaluation, problems, source=data.source, eval_origin=eval_origin, mode=mode)
+    summary["warnings"] = checker.warnings
+    return TrainingData(train=train, eval=evaluation, problems=problems, summary=summary)
+
+
+def make_source(host: PluginHost, name: str, options: Any, base_dir: Path) -> DataSource:
+    """Instantiate the data source registered as ``name`` with its validated options."""
+    cls = host.extension("data source", name)
+    return cls(options, base_dir=base_dir)
+
+
+def _resolve_mode(mode: CheckMode, source: DataSource) -> Literal["eager", "lazy"]:
+    if mode == "auto":
+        return "lazy" if getattr(source, "streaming", False) else "eager"
+    return mode
+
+
+def _read_limit(config: RunConfig) -> int | None:
+    """How many rows to read at most: enough for ``max_train_rows`` plus the eval rows held out of them."""
+    data = config.data
+    if data.max_train_rows is None:
+        return None
+    if data.eval is not None:
+        return data.max_train_rows
+    fraction = data.split.eval_fraction
+    held_out = math.ceil(data.max_train_rows * fraction / (1 - fraction)) + data.split.min_eval_rows
+    if data.split.max_eval_rows is not None:
+        held_out = min(held_out, data.split.max_eval_rows)
+    return data.max_train_rows + held_out
+
+
+def _limited(examples: Iterator[Example], limit: int | None) -> Iterator[Example]:
+    return examples if limit is None else itertools.islice(examples, limit)
+
+
+class _ExampleChecker:
+    """Checks examples (text, language, and audio when eager), collecting rejections and counting warnings."""
+
+    def __init__(self, max_duration_s: float, default_language: str | None, mode: str, workers: int | None) -> None:
+        self.max_duration_s = max_duration_s
+        self.default_language = default_language
+        self.mode = mode
+        self.workers = workers
+        self.problems: list[RowProblem] = []
+        self.warnings = 0
+
+    def check(self, examples: Iterable[Example]) -> list[Example]:
+        """Return the examples that pass; rejected ones become :attr:`problems`."""
+        kept = []
+        workers = self.workers if self.mode == "eager" else 1
+        for example, outcome in map_ordered(self._check_one, examples, workers=workers):
+            if isinstance(outcome, DataError):
+                self.problems.append(RowProblem(example.origin or example.id, _without_prefix(str(outcome), example)))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                self.warnings += outcome
+                kept.append(example)
+        return kept
+
+    def _check_one(self, example: Example) -> int:
+        """Check one example in place (filling its duration and language); return its warning count."""
+        issues = check_transcript(example.text)
+        errors = [issue.message for issue in issues if issue.is_error]
+        if errors:
+            raise DataError("; ".join(errors))
+        example.language = check_language(example.language, name="language") or self.default_language
+        if self.mode == "lazy":
+            return len(issues) + self._check_known_duration(example)
+        samples = example.load_audio(max_duration_s=self.max_duration_s)
+        example.duration_s = round(len(samples) / TARGET_RATE, 3)
+        clip_issues = check_clip(analyse_clip(samples), max_duration_s=self.max_duration_s)
+        clip_errors = [issue.message for issue in clip_issues if issue.is_error]
+        if clip_errors:
+            raise DataError("; ".join(clip_errors))
+        return len(issues) + len(clip_issues)
+
+    def _check_known_duration(self, example: Example) -> int:
+        if example.duration_s is not None and example.duration_s > self.max_duration_s:
+            raise DataError(f"{example.duration_s:.1f} s is longer than the {self.max_duration_s:g} s limit")
+        return 0
+
+
+def _without_prefix(message: str, example: Example) -> str:
+    for prefix in (example.origin, example.id):
+        if prefix and message.startswith(f"{prefix}: "):
+            return message[len(prefix) + 2 :]
+    return message
+
+
+def summarise(
+    train: list[Example],
+    evaluation: list[Example],
+    problems: list[RowProblem],
+    *,
+    source: str,
+    eval_origin: str,
+    mode: str,
+) -> dict[str, Any]:
+    """The ``after_data_load`` summary: row and second counts, languages, durations, rejected rows."""
+    known = [example.duration_s for example in train if example.duration_s is not None]
+    return {
+        "source": source,
+        "eval_source": eval_origin,
+        "audio_checked": mode,
+        "train_rows": len(train),
+        "eval_rows": len(evaluation),
+        "train_seconds": round(sum(known), 3),
+        "eval_seconds": round(sum(e.duration_s or 0.0 for e in evaluation), 3),
+        "unknown_durations": len(train) - len(known),
+        "languages": dict(sorted(Counter(e.language or "unknown" for e in [*train, *evaluation]).items())),
+        "durations": duration_histogram(known),
+        "rejected": [{"row": problem.row, "reason": problem.reason} for problem in problems],
+    }
+
+
+def _nothing_left_message(source: str, problems: list[RowProblem]) -> str:
+    if not problems:
+        return f"data source {source!r} yielded no rows (expected at least one clip with a transcript)"
+    shown = "; ".join(str(problem) for problem in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return f"data source {source!r}: no usable training rows; all {len(problems)} were rejected: {shown}{more}"
