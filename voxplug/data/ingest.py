@@ -159,10 +159,13 @@ def _item_from_row(folder: Path, label: str, row: dict[str, Any]) -> ImportItem:
     audio = _first(row, AUDIO_COLUMNS)
     if not isinstance(audio, str):
         return ImportItem(label, problem=f"no audio path (expected a column named one of: {', '.join(AUDIO_COLUMNS)})")
+    label = f"{label} ({audio})"
     try:
         path = resolve_inside(folder, audio)
     except DataError as exc:
-        return ImportItem(label, problem=str(exc))
+        return ImportItem(label, problem=str(exc).replace("the dataset folder", "the imported folder"))
+    if not path.is_file():
+        return ImportItem(label, problem=f"audio file {audio} not found in {folder}")
     text = _first(row, TEXT_COLUMNS)
     if text is None:
         text = row.get("text", "")  # an empty transcript is reported by the transcript check
