@@ -1,0 +1,169 @@
+"""A job panel: notice, status, progress bar, optional loss/WER plot, live log and a Cancel button.
+
+The panel polls the server's :class:`~voxplug.app.jobs.JobRunner` on a ``gr.Timer`` for the latest job of its kinds
+in the session's workspace; nothing about the job is kept in the browser, so a reload shows it again. A tick that
+finds nothing new sends nothing (``gr.skip()``), so idle pages cost almost nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from voxplug.app.jobs import Job, JobRecord
+from voxplug.app.progress import TrainingProgress, progress_from_run_dir
+from voxplug.app.tabs import table
+from voxplug.app.ui import PRIVATE, AppContext, Session
+
+PLOT_HEADERS = ["step", "metric", "value"]
+RESULT_LINE = re.compile(r"^(published|deployed|pushed)\b.*?(https?://\S+)")
+ICONS = {"running": "…", "succeeded": "✓", "failed": "✗", "cancelled": "■", "interrupted": "⚠"}
+
+
+def progress_bar(fraction: float, caption: str) -> str:
+    """The progress bar's HTML."""
+    percent = round(100 * max(0.0, min(1.0, fraction)))
+    return f'<div class="vp-bar"><div style="width:{percent}%"></div></div><div>{caption}</div>'
+
+
+def result_links(lines: list[str]) -> list[str]:
+    """The URLs that publish and deploy commands reported (``published … to URL``, ``deployed …: URL``)."""
+    return [match.group(2) for line in lines if (match := RESULT_LINE.match(line.strip()))]
+
+
+def format_duration(seconds: float) -> str:
+    """``1h 02m``, ``3m 07s`` or ``12s``."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def status_markdown(record: JobRecord, links: list[str]) -> str:
+    """One status line for a job record, plus the links it produced."""
+    icon = ICONS.get(record.status, "")
+    head = f"{icon} **{record.title}**: {record.status}"
+    if record.status == "running":
+        step = record.steps[record.step_index] if record.steps else ""
+        head += f" ({step}, step {record.step_index + 1} of {len(record.steps)}) · {format_duration(record.elapsed_s)}"
+    else:
+        head += f" after {format_duration(record.elapsed_s)}"
+        if record.returncode not in (None, 0):
+            head += f" · exit status {record.returncode}"
+    if record.message:
+        head += f"\n\n{record.message}"
+    return head + "".join(f"\n\n→ [{url}]({url})" for url in links)
+
+
+def progress_caption(record: JobRecord, progress: TrainingProgress | None) -> tuple[float, str]:
+    """Fraction done and a caption: training steps and latest metrics, else the job's step count."""
+    if progress is not None and progress.max_steps:
+        parts = [f"step {progress.step}/{progress.max_steps} ({progress.fraction:.0%})"]
+        for metric, label in (("loss", "loss"), ("eval_wer", "eval WER")):
+            value = progress.latest(metric)
+            if value is not None:
+                parts.append(f"{label} {value:.1%}" if metric == "eval_wer" else f"{label} {value:.3f}")
+        return progress.fraction, " · ".join(parts)
+    done = len(record.steps) if record.status == "succeeded" else record.step_index
+    total = max(1, len(record.steps))
+    return done / total, f"{done} of {total} step(s) done"
+
+
+class JobPanel:
+    """The widgets showing the latest job of ``kinds`` for the session, refreshed by a timer."""
+
+    def __init__(self, ctx: AppContext, kinds: tuple[str, ...], prefix: str, *, plot: bool = False) -> None:
+        self.ctx = ctx
+        self.kinds = kinds
+        self.notice = gr.Markdown(elem_id=f"{prefix}-notice")
+        self.status = gr.Markdown("No job yet.", elem_id=f"{prefix}-status")
+        self.bar = gr.HTML(progress_bar(0, ""), elem_id=f"{prefix}-progress")
+        self.plot = (
+            gr.LinePlot(
+                table([], PLOT_HEADERS),
+                x="step",
+                y="value",
+                color="metric",
+                title="Training loss and evaluation WER",
+                height=260,
+                elem_id=f"{prefix}-plot",
+            )
+            if plot
+            else None
+        )
+        self.cancel_button = gr.Button("Cancel the running job", variant="stop", elem_id=f"{prefix}-cancel")
+        self.log = gr.Textbox(
+            label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False, elem_id=f"{prefix}-log"
+        )
+        self.seen = gr.State(None)
+        self.timer = gr.Timer(ctx.settings.poll_s)
+        self.timer.tick(
+            self.update, [ctx.session, self.seen], self.outputs, api_visibility=PRIVATE, show_progress="hidden"
+        )
+        self.cancel_button.click(self.cancel, [ctx.session], [self.notice], api_visibility=PRIVATE)
+
+    @property
+    def outputs(self) -> list[Any]:
+        """What a tick updates (the signature state first)."""
+        return [self.seen, self.status, self.bar, *([self.plot] if self.plot else []), self.log]
+
+    def cancel(self, session: Session) -> str:
+        """Cancel the session's latest running job of this panel's kinds."""
+        workspace = session.workspace if session else None
+        job = self.ctx.runner.latest(workspace, self.kinds) if workspace else None
+        if job is None or job.record.finished:
+            return "There is no running job to cancel."
+        return self.ctx.runner.cancel(job.id, workspace)
+
+    def update(self, session: Session | None, seen: Any) -> list[Any]:
+        """One tick: the latest job's status, progress, curves and log, or ``gr.skip()`` when nothing changed."""
+        workspace = session.workspace if session else None
+        if workspace is None:
+            return [gr.skip()] * len(self.outputs)
+        job = self.ctx.runner.latest(workspace, self.kinds)
+        if job is not None:
+            signature: Any = (job.id, job.record.status, job.line_count, job.record.step_index)
+            render = lambda: self._render_live(job)  # noqa: E731
+        else:
+            record = next((r for r in self.ctx.runner.history(workspace) if r.kind in self.kinds), None)
+            signature = (record.id, record.status) if record else "none"
+            render = lambda: self._render_record(record, workspace.jobs_dir)  # noqa: E731
+        if signature == seen:
+            return [gr.skip()] * len(self.outputs)
+        return [signature, *render()]
+
+    def _render_live(self, job: Job) -> list[Any]:
+        lines = list(job.lines)
+        progress = job.progress if job.progress.max_steps else None
+        return self._render(job.record, progress, lines, job.log_text())
+
+    def _render_record(self, record: JobRecord | None, jobs_dir: Path) -> list[Any]:
+        if record is None:
+            return self._render(None, None, [], "")
+        log_path = jobs_dir / f"{record.id}.log"
+        text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
+        lines = text.splitlines()[-400:]
+        progress = progress_from_run_dir(Path(record.run_dir)) if record.run_dir else None
+        return self._render(record, progress, lines, "\n".join(lines))
+
+    def _render(
+        self, record: JobRecord | None, progress: TrainingProgress | None, lines: list[str], log: str
+    ) -> list[Any]:
+        if record is None:
+            outputs: list[Any] = ["No job yet.", progress_bar(0, "")]
+        else:
+            fraction, caption = progress_caption(record, progress)
+            outputs = [status_markdown(record, result_links(lines)), progress_bar(fraction, caption)]
+        if self.plot is not None:
+            outputs.append(table(progress.rows() if progress else [], PLOT_HEADERS)[["step", "value", "metric"]])
+        outputs.append(log)
+        return outputs
+
+
+def started_notice(title: str) -> str:
+    """The notice shown when a job starts."""
+    return f"▶ Started **{title}** at {time.strftime('%H:%M:%S')}. Progress and logs appear below."

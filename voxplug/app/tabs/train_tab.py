@@ -1,0 +1,154 @@
+"""The Train tab: pick a dataset, a model and LoRA or full fine-tuning, set the main hyperparameters, and run
+``voxplug train`` as a background job with live progress, logs and a loss/WER plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import gradio as gr
+
+from voxplug.app.jobs import JobConflictError, JobSpec, JobStep
+from voxplug.app.tabs import TabHandle, error_text
+from voxplug.app.tabs.job_panel import JobPanel, started_notice
+from voxplug.app.train_form import VOXTRAL_MINI, VOXTRAL_SMALL, TrainForm, base_presets, default_form, write_run_config
+from voxplug.app.ui import PRIVATE, AppContext, Session, workspace_of
+from voxplug.errors import VoxplugError
+
+OPTIONAL_COUNTS = ("max_train_rows", "max_eval_rows", "eval_steps", "save_steps")
+"""Form numbers where 0 or blank means "not set"."""
+
+
+def form_from_values(values: dict[str, Any]) -> TrainForm:
+    """A :class:`TrainForm` from the components' values (blank numbers take the defaults)."""
+    defaults = TrainForm()
+    cleaned: dict[str, Any] = {}
+    for spec in fields(TrainForm):
+        value = values.get(spec.name)
+        if spec.name in OPTIONAL_COUNTS:
+            cleaned[spec.name] = int(value) if value else None
+        elif value is None or value == "":
+            cleaned[spec.name] = getattr(defaults, spec.name)
+        else:
+            cleaned[spec.name] = value
+    return TrainForm(**cleaned)
+
+
+class TrainTab:
+    """Builds the Train tab and starts training jobs."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.inputs: dict[str, Any] = {}
+
+    def build(self) -> TabHandle:
+        """Lay the tab out and wire its events."""
+        defaults = default_form(self.ctx.settings.model)
+        with gr.Tab("2 · Train", id="train", elem_id="tab-train") as tab:
+            self._choices(defaults)
+            self._hyperparameters(defaults)
+            self._after_training(defaults)
+            self.start_button = gr.Button("Start training", variant="primary", elem_id="train-start")
+            self.panel = JobPanel(self.ctx, ("train",), "train", plot=True)
+        names = [spec.name for spec in fields(TrainForm)]
+        self.start_button.click(
+            self.start,
+            [self.ctx.session, *[self.inputs[name] for name in names]],
+            [self.panel.notice],
+            api_visibility=PRIVATE,
+        )
+        return TabHandle(self.refresh, self.refresh_outputs).wire(tab, self.ctx.session)
+
+    def _choices(self, defaults: TrainForm) -> None:
+        models = list(dict.fromkeys([defaults.model, VOXTRAL_MINI, VOXTRAL_SMALL]))
+        with gr.Row():
+            self.inputs["dataset"] = gr.Dropdown([], label="Dataset", elem_id="train-dataset")
+            self.inputs["model"] = gr.Dropdown(
+                models, value=defaults.model, allow_custom_value=True, label="Base model", elem_id="train-model"
+            )
+            self.inputs["method"] = gr.Radio(
+                [("LoRA adapter", "lora"), ("Full fine-tune", "full")],
+                value=defaults.method,
+                label="Method",
+                elem_id="train-method",
+            )
+        with gr.Row():
+            self.inputs["run_name"] = gr.Textbox(
+                label="Run name", placeholder="automatic: <dataset>-<method>-<date-time>", elem_id="train-run-name"
+            )
+            self.inputs["epochs"] = gr.Number(defaults.epochs, label="Epochs", minimum=0.01, elem_id="train-epochs")
+            self.inputs["max_steps"] = gr.Number(
+                defaults.max_steps, label="Max steps (-1: all epochs)", precision=0, elem_id="train-max-steps"
+            )
+
+    def _hyperparameters(self, defaults: TrainForm) -> None:
+        number = self._number
+        with gr.Accordion("Hyperparameters (defaults from configs/)", open=True):
+            with gr.Row():
+                number("batch_size", defaults, "Batch size (per device)", precision=0, minimum=1)
+                number("grad_accum", defaults, "Gradient accumulation", precision=0, minimum=1)
+                number("learning_rate", defaults, "Learning rate", minimum=0)
+            with gr.Row():
+                number("lora_r", defaults, "LoRA r", precision=0, minimum=1)
+                number("lora_alpha", defaults, "LoRA alpha", precision=0, minimum=1)
+                number("lora_dropout", defaults, "LoRA dropout", minimum=0, maximum=0.99)
+                self.inputs["freeze_audio_tower"] = gr.Checkbox(
+                    defaults.freeze_audio_tower, label="Freeze the audio encoder", elem_id="train-freeze-audio"
+                )
+            with gr.Row():
+                number("max_train_rows", defaults, "Train clips (0: all)", precision=0, minimum=0)
+                number("max_eval_rows", defaults, "Eval clips at most (0: no cap)", precision=0, minimum=0)
+                number("logging_steps", defaults, "Log every N steps", precision=0, minimum=1)
+                number("eval_steps", defaults, "Evaluate every N steps (0: each epoch)", precision=0, minimum=0)
+                number("save_steps", defaults, "Checkpoint every N steps (0: each epoch)", precision=0, minimum=0)
+
+    def _number(self, name: str, defaults: TrainForm, label: str, **kwargs: Any) -> None:
+        value = getattr(defaults, name)
+        self.inputs[name] = gr.Number(0 if value is None else value, label=label, elem_id=f"train-{name}", **kwargs)
+
+    def _after_training(self, defaults: TrainForm) -> None:
+        with gr.Accordion("After training: publish the model and deploy a demo", open=False):
+            with gr.Row():
+                self.inputs["publish_repo"] = gr.Textbox(
+                    label="Model repo on the Hub (empty: do not publish)",
+                    placeholder="your-name/my-voxtral",
+                    elem_id="train-publish-repo",
+                )
+                self.inputs["private"] = gr.Checkbox(defaults.private, label="Private repo", elem_id="train-private")
+                self.inputs["deploy"] = gr.Checkbox(
+                    defaults.deploy, label="Deploy a demo Space after publishing", elem_id="train-deploy"
+                )
+
+    @property
+    def refresh_outputs(self) -> list[Any]:
+        """What :meth:`refresh` updates."""
+        return [self.inputs["dataset"]]
+
+    def refresh(self, session: Session) -> list[Any]:
+        """Offer the workspace's datasets."""
+        names = workspace_of(session).dataset_names()
+        return [gr.update(choices=names, value=names[0] if names else None)]
+
+    def start(self, session: Session, *values: Any) -> str:
+        """Validate the form, write the run config and start ``voxplug train`` as a background job."""
+        names = [spec.name for spec in fields(TrainForm)]
+        try:
+            workspace = workspace_of(session)
+            form = form_from_values(dict(zip(names, values, strict=True)))
+            if form.publish_repo.strip() and self.ctx.token_for(session).source == "none":
+                raise VoxplugError("publishing after training needs a Hugging Face token: add one in the Publish tab")
+            run_name, config_path, _config = write_run_config(form, workspace)
+            presets = [arg for preset in base_presets(form.method) for arg in ("-c", preset)]
+            step = JobStep("train", ["train", *presets, "-c", str(config_path)], tracks_training=True)
+            spec = JobSpec("train", f"Training {run_name}", [step], run_dir=workspace.run_path(run_name))
+            env, secrets = self.ctx.job_environment(session)
+            job = self.ctx.runner.start(spec, workspace, env=env, secrets=secrets)
+        except (VoxplugError, JobConflictError) as exc:
+            return error_text(exc)
+        return started_notice(job.record.title)
+
+
+def build(ctx: AppContext) -> TabHandle:
+    """Lay out the Train tab."""
+    return TrainTab(ctx).build()

@@ -1,0 +1,190 @@
+"""The Train tab's fields, their defaults (from ``configs/`` presets and the trainers' options) and the run config
+they become.
+
+The app never builds a command line out of form values: it writes a run config YAML into the workspace
+(``configs/<run>.yaml``), validates it with the same code as ``voxplug train`` (plugin options included), and the
+job runs ``voxplug train -c <preset> -c <that file>``. Secrets never go into the file (the config model refuses
+them anyway).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voxplug.app.workspace import Workspace, check_name
+from voxplug.config import PRESETS_DIR, RunConfig, find_preset, load_config
+from voxplug.errors import ConfigError, DataError
+
+VOXTRAL_MINI = "mistralai/Voxtral-Mini-3B-2507"
+VOXTRAL_SMALL = "mistralai/Voxtral-Small-24B-2507"
+QUICKSTART_PRESET = "quickstart"
+METHODS = ("lora", "full")
+
+
+@dataclass
+class TrainForm:
+    """Everything the Train tab asks for; :func:`default_form` fills it, :meth:`run_config` turns it into YAML."""
+
+    dataset: str = ""
+    model: str = VOXTRAL_MINI
+    method: str = "lora"
+    run_name: str = ""
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 2
+    grad_accum: int = 4
+    learning_rate: float = 5e-5
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    freeze_audio_tower: bool = True
+    max_train_rows: int | None = None
+    max_eval_rows: int | None = 200
+    logging_steps: int = 5
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    publish_repo: str = ""
+    private: bool = True
+    deploy: bool = False
+
+    def resolved_run_name(self) -> str:
+        """The run name, or ``<dataset>-<method>-<YYYYmmdd-HHMMSS>`` taken now (not at import, unlike VoxFactory)."""
+        if self.run_name.strip():
+            return check_name(self.run_name, "run")
+        base = self.dataset or "voxplug"
+        return check_name(f"{base}-{self.method}-{time.strftime('%Y%m%d-%H%M%S')}", "run")
+
+    def run_config(self, workspace: Workspace, run_name: str) -> dict[str, Any]:
+        """The run config this form describes, with absolute paths into ``workspace``."""
+        if self.method not in METHODS:
+            raise ConfigError(f"training method {self.method!r}: expected one of {', '.join(METHODS)}")
+        dataset_dir = _existing_dataset(workspace, self.dataset)
+        return {
+            "name": run_name,
+            "data": self._data_section(dataset_dir),
+            "model": {"name_or_path": self.model.strip()},
+            "training": self._training_section(workspace.run_path(run_name)),
+            "publish": self._publish_section(),
+            "deploy": {"target": None},  # the app deploys in a job step of its own, after publishing
+        }
+
+    def _data_section(self, dataset_dir: Path) -> dict[str, Any]:
+        section: dict[str, Any] = {"source": "jsonl", "jsonl": {"path": str(dataset_dir / "data.jsonl")}}
+        if self.max_train_rows:
+            section["max_train_rows"] = int(self.max_train_rows)
+        if self.max_eval_rows:
+            section["split"] = {"max_eval_rows": int(self.max_eval_rows)}
+        return section
+
+    def _training_section(self, run_dir: Path) -> dict[str, Any]:
+        section: dict[str, Any] = {
+            "method": self.method,
+            "output_dir": str(run_dir),
+            "epochs": float(self.epochs),
+            "max_steps": int(self.max_steps),
+            "batch_size": int(self.batch_size),
+            "grad_accum": int(self.grad_accum),
+            "learning_rate": float(self.learning_rate),
+            "logging_steps": int(self.logging_steps),
+            "eval_steps": int(self.eval_steps) if self.eval_steps else None,
+            "save_steps": int(self.save_steps) if self.save_steps else None,
+        }
+        if self.method == "lora":
+            scopes = ["language_model"] if self.freeze_audio_tower else ["language_model", "audio_tower"]
+            section["lora"] = {
+                "r": int(self.lora_r),
+                "alpha": int(self.lora_alpha),
+                "dropout": float(self.lora_dropout),
+                "scopes": scopes,
+            }
+        else:
+            section["full"] = {"train_audio_tower": not self.freeze_audio_tower}
+        return section
+
+    def _publish_section(self) -> dict[str, Any]:
+        repo = self.publish_repo.strip()
+        if not repo:
+            return {"target": None}
+        return {"target": "hub", "repo_id": repo, "hub": {"private": bool(self.private)}}
+
+
+def _existing_dataset(workspace: Workspace, name: str) -> Path:
+    if not name:
+        raise DataError("choose a dataset to train on (record or upload clips in the Record tab first)")
+    path = workspace.dataset_path(name)
+    if not (path / "data.jsonl").is_file() or not (path / "data.jsonl").stat().st_size:
+        raise DataError(f"dataset {name!r} has no clips yet: record or upload some in the Record tab")
+    return path
+
+
+def base_presets(method: str) -> list[str]:
+    """The presets a run of ``method`` layers under the app's config: ``configs/<method>.yaml`` when it exists."""
+    return [method] if (PRESETS_DIR / f"{method}.yaml").is_file() else []
+
+
+def write_run_config(form: TrainForm, workspace: Workspace) -> tuple[str, Path, RunConfig]:
+    """Write the form's config to ``configs/<run>.yaml`` and validate it fully (plugin options included).
+
+    Returns ``(run name, config path, validated config)``; raises :class:`ConfigError`/:class:`DataError` with a
+    message for the page. The run folder must not exist yet, so a run never overwrites another.
+    """
+    from voxplug.config import resolve_plugin_options
+    from voxplug.plugins import get_plugin_host
+
+    run_name = form.resolved_run_name()
+    if workspace.run_path(run_name).exists():
+        raise DataError(f"a run named {run_name!r} already exists in your workspace: choose another name")
+    path = workspace.ensure().configs_dir / f"{run_name}.yaml"
+    path.write_text(yaml.safe_dump(form.run_config(workspace, run_name), sort_keys=False), encoding="utf-8")
+    config = load_config([*base_presets(form.method), str(path)])
+    resolve_plugin_options(config, get_plugin_host().load())
+    return run_name, path, config
+
+
+def default_model(presets_dir: Path = PRESETS_DIR) -> str:
+    """The quickstart preset's model when it is a local folder that exists (the tiny model), else Voxtral Mini."""
+    try:
+        config = load_config([str(find_preset(QUICKSTART_PRESET))])
+    except ConfigError:
+        return VOXTRAL_MINI
+    model = Path(config.model.name_or_path)
+    for candidate in (model, presets_dir / model, config.base_dir / model):
+        if candidate.is_dir() and (candidate / "config.json").is_file():
+            return str(candidate.resolve())
+    return VOXTRAL_MINI
+
+
+def default_form(model: str | None = None) -> TrainForm:
+    """A form holding the defaults: ``configs/lora.yaml`` (when present) over the run config's own defaults."""
+    try:
+        config = load_config(base_presets("lora"))
+    except ConfigError:
+        config = RunConfig()
+    training = config.training
+    lora = dict(training.plugin_tables().get("lora") or {})
+    defaults = TrainForm()
+    return TrainForm(
+        model=model or default_model(),
+        epochs=training.epochs,
+        max_steps=training.max_steps,
+        batch_size=training.batch_size,
+        grad_accum=training.grad_accum,
+        learning_rate=training.learning_rate,
+        lora_r=int(lora.get("r", defaults.lora_r)),
+        lora_alpha=int(lora.get("alpha", defaults.lora_alpha)),
+        lora_dropout=float(lora.get("dropout", defaults.lora_dropout)),
+        max_train_rows=config.data.max_train_rows,
+        max_eval_rows=config.data.split.max_eval_rows,
+        save_steps=training.save_steps,
+        eval_steps=training.eval_steps,
+    )
+
+
+def form_fields() -> list[str]:
+    """The form's field names, in order (the UI binds one component to each)."""
+    return list(asdict(TrainForm()).keys())

@@ -1,0 +1,143 @@
+"""Workspaces: one folder per user (Hugging Face login on a Space) or per browser, so users never clobber each other.
+
+Layout under the app's root folder (``voxplug app --root``)::
+
+    <root>/
+      user-alice/                 a signed-in Hugging Face user (OAuth on a Space)
+      browser-3f9c…/              an anonymous browser, identified by a random id kept in its local storage
+        datasets/<name>/          voxplug datasets (DatasetStore): what recording saves and training reads
+        runs/<name>/              training run folders (model/, eval_results.json, predictions.jsonl, ...)
+        configs/<name>.yaml       the run configs the app generated
+        jobs/<id>.json, <id>.log  job records and their (token-redacted) output
+
+A browser id is 32 random hex digits made on the server: it is the key to the workspace, so it is never derived
+from anything guessable, and ids of any other shape are refused (no path tricks).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxplug.errors import DataError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""Dataset and run names: a letter or digit, then letters, digits, ``.``, ``_`` or ``-`` (64 at most)."""
+BROWSER_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+USER_PREFIX = "user-"
+BROWSER_PREFIX = "browser-"
+
+
+def new_browser_id() -> str:
+    """A fresh random browser id (128 bits, hex)."""
+    return secrets.token_hex(16)
+
+
+def is_browser_id(value: object) -> bool:
+    """Whether ``value`` has the shape of an id made by :func:`new_browser_id`."""
+    return isinstance(value, str) and bool(BROWSER_ID_PATTERN.match(value))
+
+
+def check_name(name: str, what: str) -> str:
+    """Return ``name`` stripped, or raise :class:`DataError` saying what a valid ``what`` name looks like."""
+    cleaned = (name or "").strip()
+    if not NAME_PATTERN.match(cleaned):
+        raise DataError(
+            f"{what} name {cleaned!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (e.g. my-voice)"
+        )
+    return cleaned
+
+
+def user_key(username: str) -> str:
+    """The workspace folder name of a signed-in user (characters outside ``[A-Za-z0-9._-]`` become ``_``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", username.strip())[:64].lstrip(".")
+    if not safe:
+        raise DataError(f"cannot make a workspace name from the user name {username!r}")
+    return USER_PREFIX + safe
+
+
+def browser_key(browser_id: str) -> str:
+    """The workspace folder name of an anonymous browser; raises :class:`DataError` for a malformed id."""
+    if not is_browser_id(browser_id):
+        raise DataError("malformed browser id (expected 32 hex digits)")
+    return BROWSER_PREFIX + browser_id
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One user's or browser's folder of datasets, runs, configs and jobs."""
+
+    root: Path
+    key: str
+
+    @property
+    def path(self) -> Path:
+        """The workspace folder."""
+        return self.root / self.key
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Where this workspace's datasets live."""
+        return self.path / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where this workspace's training runs write their folders."""
+        return self.path / "runs"
+
+    @property
+    def configs_dir(self) -> Path:
+        """Where the run configs the app generates are written."""
+        return self.path / "configs"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where job records and logs are kept."""
+        return self.path / "jobs"
+
+    @property
+    def label(self) -> str:
+        """A short description for the page: the user name, or a shortened browser id."""
+        if self.key.startswith(USER_PREFIX):
+            return f"user {self.key.removeprefix(USER_PREFIX)}"
+        return f"this browser ({self.key.removeprefix(BROWSER_PREFIX)[:8]}…)"
+
+    def ensure(self) -> Workspace:
+        """Create the workspace's folders if they do not exist yet; returns itself."""
+        for folder in (self.datasets_dir, self.runs_dir, self.configs_dir, self.jobs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def dataset_path(self, name: str) -> Path:
+        """The folder of dataset ``name`` (validated)."""
+        return self.datasets_dir / check_name(name, "dataset")
+
+    def run_path(self, name: str) -> Path:
+        """The folder of run ``name`` (validated)."""
+        return self.runs_dir / check_name(name, "run")
+
+    def dataset_names(self) -> list[str]:
+        """The names of this workspace's datasets, sorted."""
+        return _child_names(self.datasets_dir, marker="dataset.json")
+
+    def run_names(self) -> list[str]:
+        """The names of this workspace's run folders, newest first."""
+        if not self.runs_dir.is_dir():
+            return []
+        folders = [path for path in self.runs_dir.iterdir() if path.is_dir() and NAME_PATTERN.match(path.name)]
+        return [path.name for path in sorted(folders, key=lambda path: path.stat().st_mtime, reverse=True)]
+
+
+def _child_names(folder: Path, *, marker: str) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(path.name for path in folder.iterdir() if (path / marker).is_file() and NAME_PATTERN.match(path.name))
+
+
+def workspace_for(root: Path, *, username: str | None, browser_id: str | None) -> Workspace:
+    """The workspace of a signed-in ``username``, else of ``browser_id``; created on first use."""
+    key = user_key(username) if username else browser_key(browser_id or "")
+    return Workspace(Path(root), key).ensure()

@@ -1,0 +1,48 @@
+"""``voxplug app``: the web app (record, train, evaluate, publish and deploy in a browser)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``app`` command to ``app``."""
+    app.command("app")(serve_app)
+
+
+def serve_app(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 shares it on the network)."),
+    port: int = typer.Option(None, "--port", help="Port (default: 7860, or the next free one)."),
+    root: Path = typer.Option(
+        Path("voxplug-workspaces"), "--root", help="Folder holding one workspace per user or browser."
+    ),
+    share: bool = typer.Option(False, "--share/--no-share", help="Also open a public gradio.live link."),
+    model: str = typer.Option(None, "--model", help="Default base model in the Train tab (a Hub id or a folder)."),
+    server_token: str = typer.Option(
+        "auto",
+        "--server-token",
+        help="Who may use this server's HF_TOKEN: auto (loopback only; on a Space, its owner), always, never.",
+    ),
+    online_phrases: bool = typer.Option(
+        False, "--online-phrases/--offline-phrases", help="Let later phrase batches come from NVIDIA Granary."
+    ),
+) -> None:
+    """Serve the web app: record a dataset, train, evaluate, publish and deploy, from a browser."""
+    from voxplug.app.ui import AppSettings, serve
+    from voxplug.errors import ConfigError
+
+    if server_token not in ("auto", "always", "never"):
+        raise ConfigError(f"--server-token {server_token!r}: expected auto, always or never")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    settings = AppSettings(
+        root=root.resolve(),
+        host=host,
+        server_token=server_token,  # type: ignore[arg-type]
+        model=model,
+        online_phrases=online_phrases,
+    )
+    typer.echo(f"workspaces in {settings.root}; serving on http://{host}:{port or 7860} (Ctrl+C stops)")
+    serve(settings, port=port, share=share)
