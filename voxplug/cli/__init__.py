@@ -42,9 +42,9 @@ def _root(
 
 
 def _register_commands() -> None:
-    from voxplug.cli import config_cmd, data_cmd, plugins_cmd, publish_cmd
+    from voxplug.cli import app_cmd, config_cmd, data_cmd, plugins_cmd, publish_cmd
 
-    for module in (plugins_cmd, config_cmd, data_cmd, publish_cmd):
+    for module in (plugins_cmd, config_cmd, data_cmd, publish_cmd, app_cmd):
         module.register(app)
 
 
