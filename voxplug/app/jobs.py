@@ -190,10 +190,15 @@ def failure_reason(lines: list[str]) -> str:
 
 
 class JobRunner:
-    """Starts jobs in background threads, enforces their locks, cancels them and finds them again."""
+    """Starts jobs in background threads, enforces their locks, cancels them and finds them again.
 
-    def __init__(self, *, python: str = sys.executable, cancel_grace_s: float = CANCEL_GRACE_S) -> None:
-        self.python = python
+    Each step runs ``program + step.args`` (``python -m voxplug …`` unless a test passes another program).
+    """
+
+    def __init__(
+        self, *, program: tuple[str, ...] = (sys.executable, "-m", "voxplug"), cancel_grace_s: float = CANCEL_GRACE_S
+    ) -> None:
+        self.program = program
         self.cancel_grace_s = cancel_grace_s
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -253,8 +258,8 @@ class JobRunner:
             job.finish("failed", None, f"could not run the job: {type(exc).__name__}: {exc}")
 
     def _run_step(self, job: Job, step: JobStep, env: dict[str, str]) -> int:
-        argv = [self.python, "-m", "voxplug", *step.args]
-        job.add_line(f"$ voxplug {' '.join(step.args)}")
+        argv = [*self.program, *step.args]
+        job.add_line(f"$ {Path(self.program[-1]).name} {' '.join(step.args)}")
         process = subprocess.Popen(
             argv,
             cwd=job.workspace.path,
