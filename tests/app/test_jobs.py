@@ -79,10 +79,9 @@ def test_cancel_stops_the_process_and_frees_the_lock(python_runner: JobRunner, w
 
 def test_tokens_never_reach_the_log_or_the_record(python_runner: JobRunner, workspace: Workspace) -> None:
     token = "hf_secretValueForTheTest1234"
-    code = "import os\nprint('token is', os.environ['HF_TOKEN'])\nraise SystemExit('failed with ' + os.environ['HF_TOKEN'])"
+    code = "import os\ntoken = os.environ['HF_TOKEN']\nprint('token is', token)\nraise SystemExit('failed: ' + token)"
     job = run(python_runner, workspace, python_step(code), env={"HF_TOKEN": token}, lock="x")
-    job = python_runner.latest(workspace)
-    assert job is not None and job.record.status == "failed"
+    assert job.record.status == "failed"
     everything = job.log_text() + job.log_path.read_text() + job.record_path.read_text() + job.record.message
     assert token not in everything and "hf_***" in everything
 
