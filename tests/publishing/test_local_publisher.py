@@ -166,3 +166,18 @@ def test_unknown_target_names_the_known_ones(full_run: Path, plugin_host) -> Non
 
     with pytest.raises(PluginError, match=r"unknown publisher 'hubb'; did you mean 'hub'\?.*known: .*local"):
         publish_model(full_run, target="hubb")
+
+
+def test_publish_command_takes_its_defaults_from_the_run(full_run: Path, tmp_path: Path, capsys, plugin_host) -> None:
+    from voxplug.cli import main
+
+    run = shutil.copytree(full_run, tmp_path / "run", ignore=shutil.ignore_patterns("published"))
+    with pytest.raises(SystemExit) as done:
+        main(["publish", str(run), "-o", "license=mit", "-o", "tags=[mine]"])
+    assert done.value.code == 0
+    assert f"published 11 files to {(run / 'published').as_uri()}" in capsys.readouterr().out  # publish.target: local
+    card = (run / "published" / "README.md").read_text()
+    assert "license: mit" in card and "- mine" in card
+    with pytest.raises(SystemExit):
+        main(["publish", str(run), "--public"])
+    assert "--public does not apply to the 'local' publisher" in capsys.readouterr().err
