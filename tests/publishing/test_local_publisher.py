@@ -181,3 +181,25 @@ def test_publish_command_takes_its_defaults_from_the_run(full_run: Path, tmp_pat
     with pytest.raises(SystemExit):
         main(["publish", str(run), "--public"])
     assert "--public does not apply to the 'local' publisher" in capsys.readouterr().err
+
+
+def test_third_party_publish_target_gets_the_published_layout(
+    lora_run: Path, tmp_path: Path, plugin_host: PluginHost, register_plugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example plugin's ``archive`` publisher zips the staged repository: card, model, results, no checkpoints."""
+    import importlib
+    import zipfile
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples" / "voxplug-example"))
+    register_plugin(importlib.import_module("voxplug_example"), name="example")
+    monkeypatch.setenv("VOXPLUG_EXAMPLE_LOG", str(tmp_path / "log.txt"))
+    monkeypatch.chdir(tmp_path)
+    result = publish_model(lora_run, target="archive")
+    with zipfile.ZipFile(result.destination) as archive:
+        names = set(archive.namelist())
+        card = archive.read("README.md").decode()
+    assert (tmp_path / result.destination) == tmp_path / "archives" / "lora-run.zip"
+    assert {"README.md", "adapter_model.safetensors", "eval_results.json", "merged/model.safetensors"} <= names
+    assert not any(word in name for name in names for word in NEVER)
+    assert "## Built with voxplug-example" in card and "library_name: peft" in card
+    assert (tmp_path / "log.txt").read_text() == f"published model with archive to {result.destination}\n"
