@@ -1,0 +1,54 @@
+"""``voxplug model import-ct2 SRC OUT``: turn a CTranslate2 (faster-whisper) Whisper folder into a checkpoint
+voxplug can fine-tune.
+
+The command lives in this plugin. Until the core CLI takes commands from plugins, it also runs as
+``python -m voxplug_whisper.cli import-ct2 SRC OUT``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+model_app = typer.Typer(name="model", help="Model checkpoints: import them from other formats.", no_args_is_help=True)
+
+DTYPE_OPTION: Any = typer.Option("float32", "--dtype", help="Dtype of the written weights: float32, float16, bfloat16.")
+
+
+@model_app.command("import-ct2")
+def import_ct2(
+    src: Path = typer.Argument(..., help="CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json)."),
+    out: Path = typer.Argument(..., help="Folder to write the transformers checkpoint to."),
+    dtype: str = DTYPE_OPTION,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists and is not empty."),
+) -> None:
+    """Convert a CTranslate2 Whisper checkpoint (e.g. a faster-whisper model) into a transformers one."""
+    from voxplug.errors import ConfigError
+    from voxplug_whisper.ct2 import convert_ct2_whisper
+
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise ConfigError(f"--dtype {dtype!r}: choose float32, float16 or bfloat16")
+    written = convert_ct2_whisper(src, out, dtype=dtype, overwrite=overwrite)
+    typer.echo(f"wrote a transformers Whisper checkpoint to {written}")
+    typer.echo(f"fine-tune it with: voxplug train -c whisper-tiny-en-lora model.name_or_path={written}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``model`` command group (``import-ct2``) to the ``voxplug`` CLI."""
+    app.add_typer(model_app, name="model")
+
+
+def main() -> None:
+    """Run the ``model`` commands on their own, with voxplug's one-line errors."""
+    from voxplug.cli import app
+    from voxplug.cli import main as voxplug_main
+
+    register(app)
+    voxplug_main(["model", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    main()
