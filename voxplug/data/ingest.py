@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voxplug.data.manifest import iter_jsonl, resolve_inside
+from voxplug.data.folder_guard import FolderGuard
+from voxplug.data.manifest import iter_jsonl
 from voxplug.data.text import decode_transcript_bytes
 from voxplug.errors import DataError
 
@@ -102,11 +103,12 @@ def _items_from_manifest(folder: Path, manifest: Path) -> Iterator[ImportItem]:
     if not manifest.is_file():
         raise DataError(f"{manifest}: no such file (expected a manifest of audio paths and transcripts)")
     rows = _jsonl_rows(manifest) if suffix == ".jsonl" else _delimited_rows(manifest, "\t" if suffix == ".tsv" else ",")
+    guard = FolderGuard(folder, label="the imported folder")
     for label, row in rows:
         if isinstance(row, str):
             yield ImportItem(label, problem=row)
         else:
-            yield _item_from_row(folder, label, row)
+            yield _item_from_row(guard, label, row)
 
 
 def _jsonl_rows(manifest: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
@@ -155,17 +157,17 @@ def _first(row: dict[str, Any], names: tuple[str, ...]) -> Any:
     return None
 
 
-def _item_from_row(folder: Path, label: str, row: dict[str, Any]) -> ImportItem:
+def _item_from_row(guard: FolderGuard, label: str, row: dict[str, Any]) -> ImportItem:
     audio = _first(row, AUDIO_COLUMNS)
     if not isinstance(audio, str):
         return ImportItem(label, problem=f"no audio path (expected a column named one of: {', '.join(AUDIO_COLUMNS)})")
     label = f"{label} ({audio})"
     try:
-        path = resolve_inside(folder, audio)
+        path = guard.resolve(audio)
     except DataError as exc:
-        return ImportItem(label, problem=str(exc).replace("the dataset folder", "the imported folder"))
+        return ImportItem(label, problem=str(exc))
     if not path.is_file():
-        return ImportItem(label, problem=f"audio file {audio} not found in {folder}")
+        return ImportItem(label, problem=f"audio file {audio} not found in {guard.folder}")
     text = _first(row, TEXT_COLUMNS)
     if text is None:
         text = row.get("text", "")  # an empty transcript is reported by the transcript check

@@ -14,6 +14,7 @@ are never touched. ``data.jsonl`` is rewritten atomically, under the writer lock
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -35,8 +36,9 @@ from voxplug.data.audio import (
     load_audio_16k,
     write_wav_16k,
 )
+from voxplug.data.folder_guard import FolderGuard
 from voxplug.data.interface import RowProblem
-from voxplug.data.manifest import iter_jsonl, resolve_inside
+from voxplug.data.manifest import iter_jsonl
 from voxplug.data.parallel import map_ordered
 from voxplug.data.prepare import check_language
 from voxplug.data.store import AUDIO_DIR, DATA_FILE, META_FILE, duration_bucket_labels, duration_histogram, utc_now
@@ -45,7 +47,7 @@ from voxplug.errors import DataError
 
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_FILE = "quarantine.jsonl"
-MAX_KEPT_FINDINGS = 10_000
+MAX_KEPT_FINDINGS = 1_000
 """A report keeps this many findings in memory; the rest are counted (and passed to ``on_finding``)."""
 _DURATION_TOLERANCE_S = 0.05
 
@@ -115,6 +117,7 @@ class _Target:
     is_store: bool
     max_duration_s: float
     fix: bool
+    guard: FolderGuard
 
 
 @dataclass
@@ -144,7 +147,7 @@ def find_manifest(path: Path) -> _Target:
     if not manifest.is_file():
         raise DataError(f"{path}: no {DATA_FILE} here (expected a voxplug dataset folder or a JSONL manifest)")
     folder = manifest.parent
-    return _Target(manifest, folder, (folder / META_FILE).is_file(), MAX_DURATION_S, False)
+    return _Target(manifest, folder, (folder / META_FILE).is_file(), MAX_DURATION_S, False, FolderGuard(folder))
 
 
 def validate_dataset(
@@ -185,8 +188,8 @@ def _check_all_rows(
 ) -> dict[int, _RowCheck]:
     """Check every line; return the checks of lines that --fix must change (empty when not fixing)."""
     total = _count_lines(target.manifest) if progress else None
-    seen_hashes: dict[str, str] = {}
-    seen_ids: dict[str, str] = {}
+    seen_hashes: dict[int, int] = {}
+    seen_ids: dict[int, int] = {}
     decisions: dict[int, _RowCheck] = {}
     checks = map_ordered(lambda item: _check_line(target, *item), iter_jsonl(target.manifest), workers=workers)
     for done, (_item, check) in enumerate(checks, start=1):
@@ -233,9 +236,10 @@ def _check_text(check: _RowCheck) -> None:
         return
     for issue in check_transcript(text):
         check.add(issue.severity, issue.code, issue.message)
-    if not check.has_unfixable_error and clean_transcript(text) != text:
+    cleaned = clean_transcript(text)
+    if not check.has_unfixable_error and cleaned != text:
         check.add("warning", "untidy_text", "the transcript has extra spaces or invisible characters", fixable=True)
-        check.row["text"] = clean_transcript(text)
+        check.row["text"] = cleaned
 
 
 def _check_language_field(check: _RowCheck) -> None:
@@ -254,7 +258,7 @@ def _check_audio(target: _Target, check: _RowCheck) -> None:
         check.add("error", "no_audio_path", "no audio_path (expected a path relative to the dataset folder)")
         return
     try:
-        path = resolve_inside(target.folder, relative)
+        path = target.guard.resolve(relative)
     except DataError as exc:
         check.add("error", "path_escape", f"{exc}; the file was not read")
         return
@@ -314,17 +318,26 @@ def _check_recorded_facts(target: _Target, check: _RowCheck, duration_s: float, 
         row["id"] = sha[:16]
 
 
-def _check_duplicates(check: _RowCheck, seen_hashes: dict[str, str], seen_ids: dict[str, str]) -> None:
-    """Flag a clip or an id seen on an earlier line (runs in order, in the main thread)."""
-    if check.sha256 is not None and not check.has_unfixable_error:
-        first = seen_hashes.setdefault(check.sha256, check.where)
-        if first != check.where:
-            check.add("error", "duplicate", f"the same audio as {first}")
+def _check_duplicates(check: _RowCheck, seen_hashes: dict[int, int], seen_ids: dict[int, int]) -> None:
+    """Flag a clip or an id seen on an earlier line (runs in order, in the main thread).
+
+    The indexes keep 64-bit digests and line numbers, not strings, so a million rows cost tens of megabytes.
+    """
+    usable = not check.has_unfixable_error
+    if check.sha256 is not None and usable:
+        first = seen_hashes.setdefault(int(check.sha256[:16], 16), check.line)
+        if first != check.line:
+            check.add("error", "duplicate", f"the same audio as {check.where.split(' line ')[0]} line {first}")
     row_id = check.row.get("id") if check.row else None
-    if isinstance(row_id, str) and row_id and not check.has_unfixable_error:
-        first = seen_ids.setdefault(row_id, check.where)
-        if first != check.where:
-            check.add("error", "duplicate_id", f"the id {row_id!r} is also used by {first}")
+    if isinstance(row_id, str) and row_id and usable:
+        first = seen_ids.setdefault(_digest(row_id), check.line)
+        if first != check.line:
+            where = check.where.split(" line ")[0]
+            check.add("error", "duplicate_id", f"the id {row_id!r} is also used by {where} line {first}")
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def _needs_rewrite(check: _RowCheck) -> bool:
@@ -448,6 +461,7 @@ class _Quarantine:
 
     def add_row(self, check: _RowCheck, line: bytes, audio_file: Path | None) -> None:
         """Record why a row (``line``, as it was) left ``data.jsonl``, moving its audio file here when that is safe."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         moved = self.keep_file(audio_file)
         text = line.decode("utf-8", errors="replace")
         try:
