@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from voxplug.errors import PublishError
 from voxplug.publishing import hub
@@ -46,6 +46,17 @@ class SpaceOptions(hub.HubConnectionOptions):
     tags: list[str] = Field(default_factory=list)
     max_new_tokens: int = Field(256, ge=1, description="longest transcript, in tokens")
     mcp_server: bool = Field(False, description="also serve Gradio's MCP endpoint (anyone can call it)")
+
+    @field_validator("hardware", "suggested_hardware")
+    @classmethod
+    def _known_hardware(cls, value: str | None) -> str | None:
+        """Refuse a hardware flavor the Hub does not have before anything is created."""
+        from huggingface_hub import SpaceHardware
+
+        known = [flavor.value for flavor in SpaceHardware]
+        if value is not None and value not in known:
+            raise ValueError(f"unknown Space hardware {value!r} (known: {', '.join(known)})")
+        return value
 
 
 class SpaceDeployer(Deployer):
@@ -73,7 +84,7 @@ class SpaceDeployer(Deployer):
         self._upload_files(api, token, space_id, model_id, spec, secrets=[token, read_token], retry=retry)
         self._configure(api, token, space_id, model_id, spec, read_token, retry)
         url = hub.repo_url(api, space_id, "space")
-        hub.log.info("deployed the demo of %s to %s", model_id, url)
+        hub.log.info("deployed the demo of %s to %s (%s)", model_id, url, _runtime_stage(api, token, space_id))
         return DeployResult(target=self.name, destination=space_id, url=url)
 
     def _model_id(self, model_ref: str, account: hub.HubAccount) -> str:
@@ -196,6 +207,15 @@ def _model_facts(api: HfApi, token: str, model_id: str) -> dict[str, Any]:
     except EntryNotFoundError:
         files = api.list_repo_files(model_id, token=token)
         return {"kind": "adapter" if "adapter_config.json" in files else "full"}
+
+
+def _runtime_stage(api: HfApi, token: str, space_id: str) -> str:
+    """One look at the Space's state (it builds in the background; voxplug does not wait for it)."""
+    try:
+        runtime = api.get_space_runtime(space_id, token=token)
+    except Exception as exc:  # informational only: the Space exists whatever this says
+        return f"state unknown: {type(exc).__name__}"
+    return f"stage {runtime.stage}, hardware {runtime.hardware or runtime.requested_hardware or 'pending'}"
 
 
 def _space_name(model_id: str) -> str:

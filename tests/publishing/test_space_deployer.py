@@ -116,6 +116,14 @@ def test_write_token_is_never_the_space_secret(published: HubServer, monkeypatch
     assert not any(kind == "space" for kind, _ in published.store.repos)
 
 
+def test_unknown_hardware_is_refused_before_anything_is_created(published: HubServer) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown Space hardware 't4small'"):
+        deploy_demo("tester/full-run", options=hub_options(published, hardware="t4small"))
+    assert not any(kind == "space" for kind, _ in published.store.repos)
+
+
 def test_local_folder_and_unknown_model_are_refused(published: HubServer, lora_run: Path) -> None:
     with pytest.raises(PublishError, match="is a local folder: a Space loads its model from the Hub"):
         deploy_demo(str(lora_run / "model"), options=hub_options(published))

@@ -84,16 +84,21 @@ def hub_token() -> str:
 
     token = get_token()
     if not token:
+        others = [name for name in ("HF_WRITE_TOKEN", "HUGGINGFACE_HUB_TOKEN") if os.environ.get(name)]
+        hint = f"; {' and '.join(others)} is set, but voxplug reads only HF_TOKEN" if others else ""
         raise PublishError(
             "no Hugging Face token: set HF_TOKEN in the environment or run `hf auth login` "
-            "(tokens are never read from the command line or config files)"
+            f"(tokens are never read from the command line or config files){hint}"
         )
     return token
 
 
 def token_source() -> str:
     """Where the token comes from, for error messages (never the token itself)."""
-    return "the HF_TOKEN environment variable" if os.environ.get("HF_TOKEN") else "the `hf auth login` token"
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if os.environ.get(name):
+            return f"the {name} environment variable"
+    return "the `hf auth login` token"
 
 
 def authenticate(
