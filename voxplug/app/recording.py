@@ -135,10 +135,14 @@ def summary_markdown(workspace: Workspace, dataset: str | None) -> str:
     if store is None:
         return f"Dataset **{dataset or '?'}** is empty: record or upload a first clip to create it."
     summary = store.summary()
-    languages = ", ".join(f"{code} {count}" for code, count in summary["languages"].items()) or "none"
+    if not summary["rows"]:
+        return f"Dataset **{dataset}** has no clips yet: record or upload a first one."
+    languages = ", ".join(f"{code} {count}" for code, count in summary["languages"].items())
+    seconds = summary["seconds"]
+    length = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
     return (
-        f"Dataset **{dataset}**: {summary['rows']} clip(s), {summary['seconds'] / 60:.1f} min of audio "
-        f"(languages: {languages}). Stored as 16 kHz mono WAV in your workspace; training reads it as it is."
+        f"Dataset **{dataset}**: {summary['rows']} clip(s), {length} of audio (languages: {languages}). "
+        "Stored as 16 kHz mono WAV in your workspace; training reads it as it is."
     )
 
 

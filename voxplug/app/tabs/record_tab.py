@@ -245,7 +245,7 @@ class RecordTab:
         """Show the previous prompt."""
         return self._show_phrase(phrases, max(index - 1, 0), saved)
 
-    def pick_phrase(self, phrases: list[str], saved: list[int], evt: gr.SelectData | None = None) -> list[Any]:
+    def pick_phrase(self, phrases: list[str], saved: list[int], evt: gr.SelectData = None) -> list[Any]:
         """Show the prompt clicked in the phrase list."""
         row = evt.index[0] if evt is not None and evt.index else 0
         return self._show_phrase(phrases, int(row), saved)
@@ -300,7 +300,7 @@ class RecordTab:
 
     # -- rows -----------------------------------------------------------------------------------------------
 
-    def select_row(self, session: Session, dataset: str, evt: gr.SelectData | None = None) -> list[Any]:
+    def select_row(self, session: Session, dataset: str, evt: gr.SelectData = None) -> list[Any]:
         """Load the clicked row into the player and the edit box."""
         row_id = _row_id(evt)
         path, text = recording.row_audio(workspace_of(session), dataset, row_id)

@@ -1,0 +1,143 @@
+"""The web app in a real headless Chromium (Debian's, driven by Playwright): record tab, training, bad inputs.
+
+One app server and one browser serve the whole module; each test opens its own page (its own workspace, as a new
+visitor would). Screenshots go to ``test-artifacts/app/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workspaces")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_root: Path) -> Iterator[str]:
+    """The app served on loopback for this module."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from voxplug.app.ui import AppSettings, serve
+
+    demo = serve(AppSettings(root=app_root, poll_s=0.5), port=free_port(), block=False)
+    yield demo.local_url
+    demo.voxplug_context.runner.shutdown()
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless (never a downloaded one: no `playwright install`)."""
+    if not Path(CHROMIUM).is_file() and not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, app_url: str) -> Iterator[Any]:
+    """A fresh visitor's page, loaded and connected to its workspace."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+    page = context.new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
+    yield page
+    context.close()
+
+
+def shoot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot as a test artefact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def upload(page: Any, files: list[Path], transcripts: str) -> None:
+    """Choose files in the upload box, type their transcripts and save them."""
+    page.locator("#upload-files input[type=file]").set_input_files([str(path) for path in files])
+    page.wait_for_selector("#upload-files :text('%s')" % files[0].name, timeout=15_000)
+    page.locator("#upload-transcripts textarea").fill(transcripts)
+    page.click("#save-uploads")
+
+
+def expect_text(page: Any, selector: str, pattern: str, timeout: float = 20_000) -> str:
+    """Wait until ``selector``'s text matches ``pattern`` (a regex); return the text."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(selector)).to_have_text(re.compile(pattern, re.S), timeout=timeout)
+    return page.locator(selector).inner_text()
+
+
+def expect_value(page: Any, selector: str, value: str, timeout: float = 10_000) -> None:
+    """Wait until the input at ``selector`` holds ``value``."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(selector)).to_have_value(value, timeout=timeout)
+
+
+def test_upload_a_clip_and_see_the_row(page: Any, speech_clips: list[tuple[Path, str]]) -> None:
+    path, text = speech_clips[0]
+    expect_text(page, "#phrase-counter", r"Phrase 1 of 10")
+    expect_text(page, "#dataset-summary", r"empty")
+    upload(page, [path], text)
+    expect_text(page, "#upload-status", r"saved")
+    expect_text(page, "#dataset-table", re.escape(text))
+    expect_text(page, "#dataset-summary", r"1 clip\(s\)")
+    page.locator("#dataset-table [role=gridcell]", has_text=text).first.click()
+    expect_value(page, "#row-text textarea", text)
+    shoot(page, "01-record-upload")
+
+
+def test_bad_uploads_show_messages_and_the_app_keeps_serving(
+    page: Any, tmp_path: Path, speech_clips: list[tuple[Path, str]]
+) -> None:
+    not_audio = tmp_path / "notes.txt"
+    not_audio.write_text("these are my notes, not audio\n")
+    upload(page, [not_audio], "hello there")
+    expect_text(page, "#upload-status", r"notes\.txt: not a readable audio file.*looks like text")
+    path, _text = speech_clips[1]
+    page.click("#recorder button[aria-label='Upload file']")
+    page.locator("#recorder input[type=file]").set_input_files(str(path))
+    page.wait_for_selector("#recorder audio", state="attached", timeout=15_000)
+    page.locator("#transcript textarea").fill("")
+    page.click("#save-clip")
+    expect_text(page, "#save-status", r"the transcript is empty")
+    shoot(page, "02-record-bad-inputs")
+    page.locator("#transcript textarea").fill("A good transcript this time.")
+    page.click("#save-clip")
+    expect_text(page, "#save-status", r"saved")
+    expect_text(page, "#dataset-table", r"A good transcript this time\.")
+    expect_text(page, "#phrase-counter", r"Phrase 2 of 10")
