@@ -88,7 +88,7 @@ def shoot(page: Any, name: str) -> Path:
 def upload(page: Any, files: list[Path], transcripts: str) -> None:
     """Choose files in the upload box, type their transcripts and save them."""
     page.locator("#upload-files input[type=file]").set_input_files([str(path) for path in files])
-    page.wait_for_selector("#upload-files :text('%s')" % files[0].name, timeout=15_000)
+    page.wait_for_selector(f"#upload-files :text('{files[0].name}')", timeout=15_000)
     page.locator("#upload-transcripts textarea").fill(transcripts)
     page.click("#save-uploads")
 
