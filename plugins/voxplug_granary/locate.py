@@ -37,9 +37,17 @@ class FolderAudio:
         self.root = root
 
     def find(self, audio_filepath: str) -> Path | None:
-        """The file for ``audio_filepath``, or None if it is not under the root."""
-        candidate = self.root / relative_parts(audio_filepath)
-        return candidate if candidate.is_file() else None
+        """The file for ``audio_filepath``, or None if it is not under the root.
+
+        Manifests carry the paths of the machine that made them (``/data/yodas/sv/x.wav``), so the longest tail of
+        the path that exists under the root wins: ``data/yodas/sv/x.wav``, then ``yodas/sv/x.wav``, ``sv/x.wav``, ...
+        """
+        parts = relative_parts(audio_filepath).parts
+        for start in range(len(parts)):
+            candidate = self.root.joinpath(*parts[start:])
+            if candidate.is_file():
+                return candidate
+        return None
 
     def describe(self) -> str:
         """Where this locator looks, for messages."""
