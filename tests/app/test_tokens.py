@@ -32,6 +32,13 @@ def test_the_entered_token_comes_first(server_token: None) -> None:
     assert resolved.source == "entered" and resolved.secret.reveal() == ENTERED
 
 
+def test_a_signed_in_users_own_token_comes_before_the_servers(server_token: None) -> None:
+    oauth = Secret("hf_oauthTokenAbcdefghijklm")
+    policy = ServerTokenPolicy()
+    assert resolve_token(None, policy=policy, username="u", oauth=oauth).source == "oauth"
+    assert resolve_token(Secret(ENTERED), policy=policy, username="u", oauth=oauth).source == "entered"
+
+
 def test_the_server_token_is_lent_only_on_loopback(server_token: None) -> None:
     assert resolve_token(None, policy=ServerTokenPolicy(host="127.0.0.1"), username=None).source == "server"
     assert resolve_token(None, policy=ServerTokenPolicy(host="0.0.0.0"), username=None).source == "none"

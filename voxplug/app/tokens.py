@@ -4,7 +4,8 @@ Lookup order (the same for every job the app starts, VoxFactory's B16):
 
 1. the token this browser session entered in the password field (kept in server memory, in the session's
    state: never written to a file, never sent back to the browser);
-2. the server's own token, ``huggingface_hub.get_token()`` (``HF_TOKEN``, else the ``hf auth login`` token),
+2. on a Space with OAuth, the signed-in user's own token;
+3. the server's own token, ``huggingface_hub.get_token()`` (``HF_TOKEN``, else the ``hf auth login`` token),
    but only for sessions the server may lend it to (:class:`ServerTokenPolicy`): otherwise anybody who can open
    the page could push under the owner's account (VoxFactory's B22).
 
@@ -81,15 +82,16 @@ class ServerTokenPolicy:
 
 @dataclass(frozen=True)
 class ResolvedToken:
-    """The token a job will use and where it came from (``entered``, ``server`` or ``none``)."""
+    """The token a job will use and where it came from (``entered``, ``oauth``, ``server`` or ``none``)."""
 
     secret: Secret | None
-    source: Literal["entered", "server", "none"]
+    source: Literal["entered", "oauth", "server", "none"]
 
     def describe(self) -> str:
         """Where the token comes from, in words (never the token)."""
         return {
             "entered": "the token entered in this session",
+            "oauth": "your Hugging Face sign-in",
             "server": "the server's token (HF_TOKEN or `hf auth login`)",
             "none": "no token",
         }[self.source]
@@ -102,10 +104,14 @@ def server_token() -> str | None:
     return get_token() or None
 
 
-def resolve_token(entered: Secret | None, *, policy: ServerTokenPolicy, username: str | None) -> ResolvedToken:
+def resolve_token(
+    entered: Secret | None, *, policy: ServerTokenPolicy, username: str | None, oauth: Secret | None = None
+) -> ResolvedToken:
     """Apply the lookup order of the module docstring."""
     if entered is not None and entered.reveal():
         return ResolvedToken(entered, "entered")
+    if oauth is not None and oauth.reveal():
+        return ResolvedToken(oauth, "oauth")
     if policy.allows(username):
         found = server_token()
         if found:

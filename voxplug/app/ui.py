@@ -72,7 +72,7 @@ class AppContext:
 
     def token_for(self, session: Session) -> ResolvedToken:
         """The token jobs of ``session`` use (see :mod:`voxplug.app.tokens` for the order)."""
-        return resolve_token(session.token or session.oauth_token, policy=self.policy, username=session.username)
+        return resolve_token(session.token, policy=self.policy, username=session.username, oauth=session.oauth_token)
 
     def job_environment(self, session: Session, extra: dict[str, str] | None = None) -> tuple[dict[str, str], tuple]:
         """The environment for a job of ``session`` and the secrets to redact from its output."""

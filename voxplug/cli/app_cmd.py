@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+SPACE_STORAGE = Path("/data/voxplug-workspaces")
+"""Where workspaces go on a Space with persistent storage (which mounts at ``/data``)."""
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``app`` command to ``app``."""
@@ -14,10 +17,15 @@ def register(app: typer.Typer) -> None:
 
 
 def serve_app(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 shares it on the network)."),
+    host: str = typer.Option(
+        None, "--host", help="Address to listen on: 127.0.0.1 (on a Space: 0.0.0.0); 0.0.0.0 shares it on the network."
+    ),
     port: int = typer.Option(None, "--port", help="Port (default: 7860, or the next free one)."),
     root: Path = typer.Option(
-        Path("voxplug-workspaces"), "--root", help="Folder holding one workspace per user or browser."
+        None,
+        "--root",
+        help="Folder holding one workspace per user or browser: ./voxplug-workspaces (on a Space with persistent "
+        "storage: /data/voxplug-workspaces).",
     ),
     share: bool = typer.Option(False, "--share/--no-share", help="Also open a public gradio.live link."),
     model: str = typer.Option(None, "--model", help="Default base model in the Train tab (a Hub id or a folder)."),
@@ -37,6 +45,9 @@ def serve_app(
     if server_token not in ("auto", "always", "never"):
         raise ConfigError(f"--server-token {server_token!r}: expected auto, always or never")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    on_space = bool(os.environ.get("SPACE_ID"))
+    host = host or ("0.0.0.0" if on_space else "127.0.0.1")
+    root = root or (SPACE_STORAGE if on_space and SPACE_STORAGE.parent.is_dir() else Path("voxplug-workspaces"))
     settings = AppSettings(
         root=root.resolve(),
         host=host,
