@@ -41,7 +41,7 @@ LANGUAGE_NAMES = {
     "nl": "Dutch",
     "hi": "Hindi",
 }
-"""The languages Voxtral transcribes; a model's own training languages are listed first."""
+"""Offered in the dropdown (Voxtral's languages); a model's own training languages are listed first."""
 
 
 @dataclass
@@ -134,6 +134,7 @@ class Transcriber:
         self.spec = spec
         self.max_new_tokens = max_new_tokens
         self.model, self.processor = load_model(spec)
+        self._recognizer: Any = None
 
     def __call__(self, audio_path: str | None, language: str | None) -> str:
         """Transcribe the audio file at ``audio_path`` (``language``: a code, or Auto/None to detect it)."""
@@ -143,7 +144,7 @@ class Transcriber:
             raise gr.Error("Record or upload some audio first.")
         if hasattr(self.processor, "apply_transcription_request"):
             return self._voxtral(audio_path, to_language(language))
-        return self._pipeline(audio_path)
+        return self._pipeline(audio_path, to_language(language))
 
     def _voxtral(self, audio_path: str, language: str | None) -> str:
         import torch
@@ -157,16 +158,33 @@ class Transcriber:
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
 
-    def _pipeline(self, audio_path: str) -> str:
-        from transformers import pipeline
+    def _pipeline(self, audio_path: str, language: str | None) -> str:
+        """Other families (Whisper, ...): transformers' speech-recognition pipeline on 16 kHz mono audio."""
+        if self._recognizer is None:
+            from transformers import pipeline
 
-        recognizer = pipeline(
-            "automatic-speech-recognition",
-            model=self.model,
-            tokenizer=self.processor.tokenizer,
-            feature_extractor=self.processor.feature_extractor,
-        )
-        return str(recognizer(audio_path, generate_kwargs={"max_new_tokens": self.max_new_tokens})["text"]).strip()
+            self._recognizer = pipeline(
+                "automatic-speech-recognition",
+                model=self.model,
+                tokenizer=self.processor.tokenizer,
+                feature_extractor=self.processor.feature_extractor,
+            )
+        rate = int(self.processor.feature_extractor.sampling_rate)
+        generate_kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
+        if language and getattr(self.model.generation_config, "is_multilingual", False):
+            generate_kwargs.update(language=language, task="transcribe")
+        audio = {"raw": load_audio(audio_path, rate), "sampling_rate": rate}
+        return str(self._recognizer(audio, generate_kwargs=generate_kwargs)["text"]).strip()
+
+
+def load_audio(path: str, rate: int) -> Any:
+    """The file at ``path`` as mono float32 samples at ``rate`` Hz (soundfile reads it, soxr resamples)."""
+    import soundfile
+    import soxr
+
+    samples, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    mono = samples.mean(axis=1)
+    return mono if file_rate == rate else soxr.resample(mono, file_rate, rate)
 
 
 def build_demo(

@@ -124,3 +124,30 @@ def upload_base(server: HubServer, base_dir: Path) -> None:
 def subprocess_env(server: HubServer, home: Path, **extra: str) -> dict[str, str]:
     """This process's environment pointed at ``server`` for a fresh interpreter (HF_ENDPOINT is read at import)."""
     return {**os.environ, **server.client_env(), "HF_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False", **extra}
+
+
+def build_whisper_run(run_dir: Path, base_dir: Path, kind: str) -> Path:
+    """A Whisper run folder: a full model (weights nudged away from the base) or a LoRA adapter."""
+    import torch
+    from transformers import AutoProcessor, WhisperForConditionalGeneration
+
+    torch.manual_seed(3)
+    model = WhisperForConditionalGeneration.from_pretrained(base_dir)
+    if kind == "adapter":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if kind == "full" or "lora_B" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+    model.save_pretrained(run_dir / "model")
+    AutoProcessor.from_pretrained(base_dir).save_pretrained(run_dir / "model")
+    info = {
+        **model_info(kind, "lora" if kind == "adapter" else "full"),
+        "family": "whisper",
+        "base_model": str(base_dir),
+    }
+    write_json(run_dir / "model" / "voxplug.json", info)
+    write_run_extras(run_dir, method=info["method"])
+    return run_dir

@@ -1,8 +1,9 @@
 """Model cards: Hub-valid YAML metadata plus a Markdown body rendered from templates shipped in the package.
 
 The templates live in ``voxplug/publishing/templates`` (read with :mod:`importlib.resources`, never relative to
-the working folder): ``model_card.md`` is the frame, ``usage_adapter.md`` / ``usage_full.md`` the usage snippet
-for each kind of model. Placeholders are :class:`string.Template` ``$names``.
+the working folder): ``model_card.md`` is the frame, ``usage_<style>_<kind>.md`` the usage snippet for each kind
+of model (``voxtral`` style: ``apply_transcription_request``; ``pipeline`` style: transformers' ASR pipeline, for
+every other family). Placeholders are :class:`string.Template` ``$names``.
 
 The flow is :func:`build_model_card` (metadata and facts) → the ``model_card_sections`` hook (plugins append
 sections, and may edit ``card.metadata``) → :func:`render_model_card`. :func:`model_card_text` does all three.
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 
 ASR_TASK = "automatic-speech-recognition"
 MODEL_CLASSES = {"voxtral": "VoxtralForConditionalGeneration"}
-"""The transformers class the usage snippet loads, per model family."""
+"""Families whose processor has ``apply_transcription_request``, and the class their usage snippet loads. Other
+families get a snippet built on transformers' speech-recognition pipeline."""
 
 TRAINING_KEYS: tuple[tuple[str, str], ...] = (
     ("method", "method"),
@@ -227,14 +229,16 @@ def _percent(value: Any) -> str | None:
 
 def _usage(facts: dict[str, Any]) -> str:
     languages = facts["languages"]
+    model_class = MODEL_CLASSES.get(str(facts["family"]))
     values = {
         "model_id": facts["model_id"],
         "base_model": facts["base_model"],
-        "model_class": MODEL_CLASSES.get(str(facts["family"]), MODEL_CLASSES["voxtral"]),
+        "model_class": model_class or "AutoModelForSpeechSeq2Seq",
         "language": repr(languages[0]) if len(languages) == 1 else "None",
         "languages": ", ".join(languages) or "any the base model knows",
     }
-    text = load_template(f"usage_{facts['kind']}.md").substitute(values).strip()
+    style = "voxtral" if model_class else "pipeline"
+    text = load_template(f"usage_{style}_{facts['kind']}.md").substitute(values).strip()
     if facts["has_merged"]:
         text += (
             f"\n\nThe `merged/` folder holds the adapter merged into the base model, a standalone model:\n"
