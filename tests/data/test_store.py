@@ -371,3 +371,29 @@ def test_two_processes_adding_at_once_lose_no_rows(store: DatasetStore) -> None:
     for seed in (101, 202):  # each child's rows are consecutive numbers: none was overwritten by the other
         numbers = sorted(int(row["text"].split()[2]) for row in rows if row["text"].startswith(f"noise {seed} "))
         assert numbers == list(range(len(numbers)))
+
+
+@pytest.mark.parametrize("rows", [10_000, pytest.param(100_000, marks=pytest.mark.slow)])
+def test_importing_a_large_manifest_streams(store: DatasetStore, tmp_path: Path, rows: int) -> None:
+    """A large manifest is imported row by row: memory stays far below what its rows take when loaded."""
+    import tracemalloc
+
+    from voxplug.data.store import MAX_KEPT_PROBLEMS
+
+    manifest = tmp_path / "big.csv"
+    with manifest.open("w", encoding="utf-8") as handle:
+        handle.write("file,text,language\n")
+        for index in range(rows):
+            handle.write(f"clips/{index:06d}.wav,sentence number {index},en\n")
+    tracemalloc.start()
+    try:
+        report = store.import_folder(tmp_path, manifest, progress=lambda done, total: None)
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        held = [line.split(",") for line in manifest.read_text().splitlines()]
+        _current, holding_peak = tracemalloc.get_traced_memory()
+        del held
+    finally:
+        tracemalloc.stop()
+    assert report.problem_count == rows and len(report.problems) == MAX_KEPT_PROBLEMS and report.added == 0
+    assert peak < 5e6, f"peak {peak / 1e6:.1f} MB, holding the rows takes {holding_peak / 1e6:.1f} MB"

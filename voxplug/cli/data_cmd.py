@@ -61,7 +61,8 @@ def _progress_bar(description: str) -> Iterator[Callable[[int, int | None], None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
+    console = _console(stderr=True)
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task(description, total=None)
 
         def update(done: int, total: int | None) -> None:
@@ -321,7 +322,7 @@ def _print_validation(report: ValidationReport, *, fixed: bool) -> None:
             f"; fixed {report.fixed_rows} row(s), quarantined {report.quarantined_rows} row(s) "
             f"and {report.quarantined_files} file(s)"
         )
-    console.print(line)
+    console.print(line, soft_wrap=True)
 
 
 def push(

@@ -92,7 +92,8 @@ def _token() -> str:
 
 
 def _without_token(message: str, token: str) -> str:
-    return message.replace(token, "***")
+    """The error on one line, with the token (should a library ever echo it) masked."""
+    return " ".join(message.replace(token, "***").split())
 
 
 def _report_error(host: PluginHost | None, repo_id: str, error: Exception) -> None:

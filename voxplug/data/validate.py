@@ -258,14 +258,14 @@ def _check_audio(target: _Target, check: _RowCheck) -> None:
         check.add("error", "no_audio_path", "no audio_path (expected a path relative to the dataset folder)")
         return
     try:
-        path = target.guard.resolve(relative)
+        real = target.guard.resolve(relative)
     except DataError as exc:
         check.add("error", "path_escape", f"{exc}; the file was not read")
         return
-    if not path.is_file():
+    if not os.path.isfile(real):
         check.add("error", "missing_file", f"audio file {relative} not found")
         return
-    check.audio_file = path
+    path = check.audio_file = Path(real)
     try:
         clip = load_audio_16k(path, max_duration_s=target.max_duration_s, name_for_errors=relative)
     except DataError as exc:
