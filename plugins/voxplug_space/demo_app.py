@@ -90,13 +90,20 @@ def model_class(name_or_path: str) -> Any:
     return getattr(transformers, architecture)
 
 
+def inference_device() -> tuple[str, Any]:
+    """``(device, dtype)``: bf16 on GPUs that have it, fp16 on older ones (T4), fp32 on CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu", torch.float32
+    return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def load_model(spec: ModelSpec) -> tuple[Any, Any]:
     """Load ``(model, processor)`` for ``spec``: the adapter applied to its base, or the full model."""
-    import torch
     from transformers import AutoProcessor
 
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device, dtype = inference_device()
     if spec.kind == "adapter":
         from peft import PeftModel
 
