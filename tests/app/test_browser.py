@@ -27,6 +27,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A fake microphone (a beeping tone) that needs no permission prompt, to record through the real page.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
 
@@ -69,7 +72,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, app_url: str) -> Iterator[Any]:
     """A fresh visitor's page, loaded and connected to its workspace."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+    context = browser.new_context(viewport={"width": 1280, "height": 1600}, permissions=["microphone"])
     page = context.new_page()
     page.goto(app_url)
     page.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
@@ -141,3 +144,48 @@ def test_bad_uploads_show_messages_and_the_app_keeps_serving(
     expect_text(page, "#save-status", r"saved")
     expect_text(page, "#dataset-table", r"A good transcript this time\.")
     expect_text(page, "#phrase-counter", r"Phrase 2 of 10")
+
+
+def test_record_from_the_microphone_saves_16k_mono(page: Any, app_root: Path) -> None:
+    from voxplug.data.store import DatasetStore
+
+    first_phrase = page.locator("#transcript textarea").input_value()
+    page.click("#recorder button.record-button")
+    page.wait_for_timeout(2000)
+    page.click("#recorder button.stop-button")
+    page.wait_for_selector("#recorder audio", state="attached", timeout=15_000)
+    page.click("#save-clip")
+    expect_text(page, "#save-status", "saved: ." + re.escape(first_phrase))
+    expect_text(page, "#phrase-counter", r"Phrase 2 of 10")
+    expect_text(page, "#phrase-list", r"✓")
+    shoot(page, "03-record-microphone")
+    stores = [DatasetStore.open(path) for path in app_root.glob("browser-*/datasets/my-voice")]
+    (store, row) = next((store, row) for store in stores for row in store.rows() if row["origin"] == "recording")
+    assert row["sample_rate"] in (44100, 48000) and row["text"] == first_phrase  # the browser's rate
+    assert sf_info(store.audio_file(row)) == (16000, 1)
+
+
+def sf_info(path: Path) -> tuple[int, int]:
+    import soundfile as sf
+
+    info = sf.info(path)
+    return info.samplerate, info.channels
+
+
+def test_two_visitors_do_not_see_each_others_data(browser: Any, app_url: str, speech_clips) -> None:
+    path, text = speech_clips[2]
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 1200}) for _ in range(2)]
+    alice, bob = (context.new_page() for context in contexts)
+    for visitor in (alice, bob):
+        visitor.goto(app_url)
+        visitor.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
+    upload(alice, [path], text)
+    expect_text(alice, "#dataset-table", re.escape(text))
+    bob.reload()
+    bob.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
+    expect_text(bob, "#dataset-summary", r"empty")
+    assert text not in bob.locator("#dataset-table").inner_text()
+    alice.reload()
+    expect_text(alice, "#dataset-table", re.escape(text))
+    for context in contexts:
+        context.close()

@@ -20,6 +20,7 @@ from voxplug.app.tabs import table
 from voxplug.app.ui import PRIVATE, AppContext, Session
 
 PLOT_HEADERS = ["step", "metric", "value"]
+HISTORY_HEADERS = ["started", "job", "status", "took", "exit status"]
 RESULT_LINE = re.compile(r"^(published|deployed|pushed)\b.*?(https?://\S+)")
 ICONS = {"running": "…", "succeeded": "✓", "failed": "✗", "cancelled": "■", "interrupted": "⚠"}
 
@@ -99,6 +100,10 @@ class JobPanel:
         self.log = gr.Textbox(
             label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False, elem_id=f"{prefix}-log"
         )
+        with gr.Accordion("Job history", open=False):
+            self.history = gr.Dataframe(
+                table([], HISTORY_HEADERS), interactive=False, wrap=True, elem_id=f"{prefix}-history"
+            )
         self.seen = gr.State(None)
         self.timer = gr.Timer(ctx.settings.poll_s)
         self.timer.tick(
@@ -109,7 +114,7 @@ class JobPanel:
     @property
     def outputs(self) -> list[Any]:
         """What a tick updates (the signature state first)."""
-        return [self.seen, self.status, self.bar, *([self.plot] if self.plot else []), self.log]
+        return [self.seen, self.status, self.bar, *([self.plot] if self.plot else []), self.log, self.history]
 
     def cancel(self, session: Session) -> str:
         """Cancel the session's latest running job of this panel's kinds."""
@@ -134,7 +139,20 @@ class JobPanel:
             render = lambda: self._render_record(record, workspace.jobs_dir)  # noqa: E731
         if signature == seen:
             return [gr.skip()] * len(self.outputs)
-        return [signature, *render()]
+        return [signature, *render(), table(self._history_rows(workspace), HISTORY_HEADERS)]
+
+    def _history_rows(self, workspace: Any) -> list[list[Any]]:
+        return [
+            [
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started)),
+                record.title,
+                record.status,
+                format_duration(record.elapsed_s),
+                "" if record.returncode is None else record.returncode,
+            ]
+            for record in self.ctx.runner.history(workspace)
+            if record.kind in self.kinds
+        ]
 
     def _render_live(self, job: Job) -> list[Any]:
         lines = list(job.lines)
@@ -159,7 +177,7 @@ class JobPanel:
             fraction, caption = progress_caption(record, progress)
             outputs = [status_markdown(record, result_links(lines)), progress_bar(fraction, caption)]
         if self.plot is not None:
-            outputs.append(table(progress.rows() if progress else [], PLOT_HEADERS)[["step", "value", "metric"]])
+            outputs.append(table(progress.rows() if progress else [], PLOT_HEADERS))
         outputs.append(log)
         return outputs
 
