@@ -158,3 +158,36 @@ def test_token_never_appears_in_uploaded_files_or_logs(
     captured = capfd.readouterr()
     assert DEFAULT_TOKEN not in caplog.text + captured.out + captured.err
     assert all(DEFAULT_TOKEN.encode() not in content for content in hub.repo_files("tester/lora-run").values())
+
+
+def test_connection_errors_are_retried_and_other_errors_are_not(caplog) -> None:
+    import httpx2
+
+    from voxplug.publishing.hub import retry_transient
+
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise httpx2.ConnectError("connection refused")
+        return "done"
+
+    with caplog.at_level(logging.WARNING, logger="voxplug.publishing"):
+        assert retry_transient(flaky, what="talking to the Hub", wait_s=0.001) == "done"
+    assert len(calls) == 3 and len(caplog.records) == 2
+
+    def broken() -> None:
+        calls.append(1)
+        raise ValueError("a bug, not the network")
+
+    calls.clear()
+    with pytest.raises(ValueError):
+        retry_transient(broken, what="x", wait_s=0.001)
+    assert len(calls) == 1
+
+    def always_down() -> None:
+        raise httpx2.ConnectError("connection refused")
+
+    with pytest.raises(PublishError, match=r"talking to the Hub failed after 2 tries: connection refused"):
+        retry_transient(always_down, what="talking to the Hub", attempts=2, wait_s=0.001)
