@@ -37,8 +37,9 @@ def import_ct2(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``model`` command group (``import-ct2``) to the ``voxplug`` CLI."""
-    app.add_typer(model_app, name="model")
+    """Add the ``model`` command group (``import-ct2``) to the ``voxplug`` CLI (once)."""
+    if all(group.typer_instance is not model_app for group in app.registered_groups):
+        app.add_typer(model_app, name="model")
 
 
 def main() -> None:

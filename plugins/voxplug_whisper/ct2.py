@@ -108,7 +108,8 @@ class CT2Checkpoint:
         scale_name = f"{name}_scale"
         if scale_name in self.variables:
             scale = self.variables[scale_name].astype(np.float32)
-            return value.astype(np.float32) / (scale[:, None] if scale.ndim == 1 else scale)
+            per_row = scale.reshape(scale.shape + (1,) * (value.ndim - scale.ndim))  # one scale per output row
+            return value.astype(np.float32) / per_row
         return value.astype(np.float32)
 
     def scalar(self, name: str) -> int:

@@ -1,0 +1,76 @@
+"""Greedy transcription: prompts per language, language detection, batching, and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from voxplug_whisper.generation import detect_languages, encode, log_mel_features, transcribe, transcribe_batch
+from voxplug_whisper.processor import whisper_tokens
+
+from voxplug.errors import AudioError, DataError
+
+
+@pytest.fixture(scope="module")
+def multilingual_model(whisper_multilingual_dir: Path) -> Any:
+    from transformers import WhisperForConditionalGeneration
+
+    return WhisperForConditionalGeneration.from_pretrained(whisper_multilingual_dir).eval()
+
+
+def test_detection_matches_transformers(multilingual_model: Any, multilingual_processor: Any, spoken: list) -> None:
+    audios = [audio for audio, _ in spoken[:2]]
+    tokens = whisper_tokens(multilingual_processor.tokenizer)
+    features = log_mel_features(multilingual_processor, audios)
+    ours = detect_languages(multilingual_model, encode(multilingual_model, features), tokens)
+    theirs = multilingual_model.detect_language(input_features=features).tolist()
+    assert [tokens.languages[code] for code in ours] == theirs
+
+
+def test_prompts_follow_each_rows_language(
+    multilingual_model: Any, multilingual_processor: Any, spoken: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are grouped by prompt; a None row gets the detected language; results come back in row order."""
+    import voxplug_whisper.generation as generation
+
+    seen: list[list[int]] = []
+    original = generation.greedy_decode
+
+    def recording(model: Any, encoded: Any, prompt: list[int], *args: Any, **kwargs: Any) -> list[list[int]]:
+        seen.append(prompt)
+        return original(model, encoded, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "greedy_decode", recording)
+    tokens = whisper_tokens(multilingual_processor.tokenizer)
+    audios = [audio for audio, _ in spoken[:3]]
+    mixed = transcribe_batch(multilingual_model, multilingual_processor, audios, ["fr", None, "fr"], max_new_tokens=4)
+    detected = detect_languages(
+        multilingual_model, encode(multilingual_model, log_mel_features(multilingual_processor, audios[1:2])), tokens
+    )[0]
+    assert [tokens.sot, tokens.languages["fr"], tokens.transcribe, tokens.no_timestamps] in seen
+    assert [tokens.sot, tokens.languages[detected], tokens.transcribe, tokens.no_timestamps] in seen
+    single = transcribe_batch(multilingual_model, multilingual_processor, audios[2:], ["fr"], max_new_tokens=4)
+    assert mixed[2] == single[0]
+
+
+def test_english_only_models_ignore_languages(whisper_tiny_dir: Path, whisper_processor: Any, spoken: list) -> None:
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(whisper_tiny_dir)
+    model.train()
+    audios = [audio for audio, _ in spoken[:2]]
+    with_language = transcribe(model, whisper_processor, audios, ["en", "de"], max_new_tokens=5, batch_size=1)
+    assert with_language == transcribe(model, whisper_processor, audios, [None, None], max_new_tokens=5)
+    assert model.training  # restored after generation
+
+
+def test_refusals(whisper_tiny_dir: Path, whisper_processor: Any) -> None:
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(whisper_tiny_dir)
+    with pytest.raises(AudioError, match="clip 0: 30.5 s is longer than Whisper's 30 s window"):
+        transcribe(model, whisper_processor, [np.zeros(16000 * 30 + 8000, np.float32)], [None])
+    with pytest.raises(DataError, match="2 audio clips but 1 languages"):
+        transcribe(model, whisper_processor, [np.zeros(16000, np.float32)] * 2, [None])
