@@ -28,7 +28,8 @@ def test_tiny_whisper_memorises_a_clip(whisper_tiny_dir: Path, whisper_processor
     torch.manual_seed(0)
     audio, text = spoken[0]
     model = WhisperForConditionalGeneration.from_pretrained(whisper_tiny_dir)
-    batch = WhisperTranscriptionCollator(processor=whisper_processor)([{"audio": audio, "text": text, "language": None}])
+    collator = WhisperTranscriptionCollator(processor=whisper_processor)
+    batch = collator([{"audio": audio, "text": text, "language": None}])
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
     heard = ""
     for step in range(1, MAX_STEPS + 1):
