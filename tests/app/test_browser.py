@@ -46,12 +46,21 @@ def app_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(app_root: Path) -> Iterator[str]:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny offline Voxtral, the Train tab's default model here (as ``voxplug app --model`` would set it)."""
+    from voxplug_voxtral.tiny import build_tiny_voxtral
+
+    return build_tiny_voxtral(tmp_path_factory.mktemp("tiny-voxtral"))
+
+
+@pytest.fixture(scope="module")
+def app_url(app_root: Path, tiny_model: Path) -> Iterator[str]:
     """The app served on loopback for this module."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from voxplug.app.ui import AppSettings, serve
 
-    demo = serve(AppSettings(root=app_root, poll_s=0.5), port=free_port(), block=False)
+    settings = AppSettings(root=app_root, model=str(tiny_model), poll_s=0.5)
+    demo = serve(settings, port=free_port(), block=False)
     yield demo.local_url
     demo.voxplug_context.runner.shutdown()
     demo.close()
@@ -189,3 +198,65 @@ def test_two_visitors_do_not_see_each_others_data(browser: Any, app_url: str, sp
     expect_text(alice, "#dataset-table", re.escape(text))
     for context in contexts:
         context.close()
+
+
+def open_train_tab(page: Any, speech_clips: list[tuple[Path, str]], count: int = 6) -> None:
+    """Upload ``count`` clips at once, then open the Train tab with that dataset chosen."""
+    clips = speech_clips[:count]
+    upload(page, [path for path, _ in clips], "\n".join(text for _, text in clips))
+    expect_text(page, "#dataset-summary", rf"{count} clip\(s\)")
+    page.get_by_role("tab", name="2 · Train").click()
+    expect_value(page, "#train-dataset input", "my-voice")
+
+
+def set_number(page: Any, elem_id: str, value: float) -> None:
+    field = page.locator(f"#{elem_id} input")
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def test_train_the_tiny_model_with_live_progress(page: Any, app_url: str, speech_clips) -> None:
+    open_train_tab(page, speech_clips)
+    for elem_id, value in (("train-max-steps", 4), ("train-batch_size", 1), ("train-grad_accum", 1)):
+        set_number(page, elem_id, value)
+    set_number(page, "train-logging_steps", 1)
+    page.click("#train-start")
+    expect_text(page, "#train-notice", r"Started \*?\*?Training|Started")
+    expect_text(page, "#train-status", r"running")
+    page.click("#train-start")
+    expect_text(page, "#train-notice", r"already running.*you started.*cancel it")
+    page.reload()
+    page.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
+    page.get_by_role("tab", name="2 · Train").click()
+    expect_text(page, "#train-status", r"Training my-voice-lora-.*(running|succeeded)")
+    expect_text(page, "#train-status", r"succeeded", timeout=180_000)
+    expect_text(page, "#train-progress", r"step 4/4 \(100%\)")
+    expect_text(page, "#train-log", r"step 4/4")
+    page.wait_for_timeout(1000)
+    shoot(page, "04-train-finished")
+
+
+def test_a_crashing_job_shows_its_error_and_the_app_keeps_serving(page: Any, speech_clips) -> None:
+    open_train_tab(page, speech_clips, count=5)
+    model = page.locator("#train-model input")
+    model.fill("/no/such/model-folder")
+    model.press("Enter")
+    page.click("#train-start")
+    expect_text(page, "#train-status", r"failed", timeout=90_000)
+    status = expect_text(page, "#train-status", r"exit status [1-9].*model-folder")
+    assert "Traceback" not in status
+    shoot(page, "05-train-crashed")
+    page.get_by_role("tab", name="1 · Record").click()
+    expect_text(page, "#dataset-summary", r"5 clip\(s\)")
+
+
+def test_cancel_a_running_training(page: Any, speech_clips) -> None:
+    open_train_tab(page, speech_clips, count=4)
+    set_number(page, "train-max-steps", 500)
+    set_number(page, "train-batch_size", 1)
+    set_number(page, "train-logging_steps", 1)
+    page.click("#train-start")
+    expect_text(page, "#train-progress", r"step [1-9]\d*/500", timeout=120_000)
+    page.click("#train-cancel")
+    expect_text(page, "#train-status", r"cancelled", timeout=30_000)
+    shoot(page, "06-train-cancelled")

@@ -36,6 +36,8 @@ JobStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"
 ACCELERATOR_LOCK = "accelerator"
 MAX_LOG_LINES = 2000
 CANCEL_GRACE_S = 10.0
+CHILD_ENV = {"PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
+"""Unbuffered output, and lines rich does not wrap at 80 columns (progress lines are parsed whole)."""
 
 
 class JobConflictError(VoxplugError):
@@ -263,7 +265,7 @@ class JobRunner:
         process = subprocess.Popen(
             argv,
             cwd=job.workspace.path,
-            env={**env, "PYTHONUNBUFFERED": "1"},
+            env={**env, **CHILD_ENV},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
