@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field, field_validator
 
@@ -29,6 +31,7 @@ from voxplug.publishing.interface import Deployer, DeployResult
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
+T = TypeVar("T")
 READ_TOKEN_SECRET = "HF_TOKEN"
 """The secret name huggingface_hub (and so transformers) reads inside the Space."""
 
@@ -59,6 +62,30 @@ class SpaceOptions(hub.HubConnectionOptions):
         return value
 
 
+@dataclass
+class HubSession:
+    """One deployment's connection: the API, the write token and the retry policy (the token stays out of repr)."""
+
+    api: HfApi
+    token: str = field(repr=False)
+    retry: hub.RetryPolicy
+
+    def run(self, action: Callable[[], T], what: str) -> T:
+        """Run one Hub request under the retry policy."""
+        return self.retry.run(action, what=what)
+
+
+@dataclass
+class SpacePlan:
+    """What the Space will serve: checked before anything is created."""
+
+    model_id: str
+    facts: dict[str, Any]
+    space_id: str
+    private: bool
+    read_token: str | None = field(default=None, repr=False)
+
+
 class SpaceDeployer(Deployer):
     """Deploys the voxplug demo app for a Hub model as a Gradio Space."""
 
@@ -69,23 +96,29 @@ class SpaceDeployer(Deployer):
 
     def deploy(self, model_ref: str, *, destination: str | None = None) -> DeployResult:
         """Create or update the demo Space of the Hub model ``model_ref`` and return its address."""
-        retry = self.options.retry_policy()
-        api, token = hub.hub_api(self.options.endpoint), hub.hub_token()
-        account = hub.authenticate(api, token, retry=retry)
+        session = HubSession(hub.hub_api(self.options.endpoint), hub.hub_token(), self.options.retry_policy())
+        plan = self._plan(session, model_ref, destination)
+        hub.ensure_repo(
+            session.api, session.token, plan.space_id, repo_type="space", private=plan.private,
+            retry=session.retry, space_sdk="gradio",
+        )  # fmt: skip
+        self._upload_files(session, plan)
+        self._configure(session, plan)
+        url = hub.repo_url(session.api, plan.space_id, "space")
+        hub.log.info("deployed the demo of %s to %s (%s)", plan.model_id, url, _runtime_stage(session, plan.space_id))
+        return DeployResult(target=self.name, destination=plan.space_id, url=url)
+
+    def _plan(self, session: HubSession, model_ref: str, destination: str | None) -> SpacePlan:
+        """Check the token, the model and the read token; name the Space."""
+        account = hub.authenticate(session.api, session.token, retry=session.retry)
         model_id = self._model_id(model_ref, account)
-        private_model = self._model_visibility(api, token, model_id, retry)
-        spec = _model_facts(api, token, model_id)
-        read_token = self._read_token(api, token, private_model, retry)
-        space_id = hub.full_repo_id(
-            destination or self.options.space_id or _space_name(model_id), account, repo_type="space"
-        )
+        private_model = _model_is_private(session, model_id)
+        facts = _model_facts(session, model_id)
+        read_token = self._read_token(session, private_model)
+        space_name = destination or self.options.space_id or _space_name(model_id)
+        space_id = hub.full_repo_id(space_name, account, repo_type="space")
         private = private_model if self.options.private is None else self.options.private
-        hub.ensure_repo(api, token, space_id, repo_type="space", private=private, retry=retry, space_sdk="gradio")
-        self._upload_files(api, token, space_id, model_id, spec, secrets=[token, read_token], retry=retry)
-        self._configure(api, token, space_id, model_id, spec, read_token, retry)
-        url = hub.repo_url(api, space_id, "space")
-        hub.log.info("deployed the demo of %s to %s (%s)", model_id, url, _runtime_stage(api, token, space_id))
-        return DeployResult(target=self.name, destination=space_id, url=url)
+        return SpacePlan(model_id, facts, space_id, private, read_token)
 
     def _model_id(self, model_ref: str, account: hub.HubAccount) -> str:
         if Path(model_ref).expanduser().exists():
@@ -95,15 +128,7 @@ class SpaceDeployer(Deployer):
             )
         return hub.full_repo_id(model_ref, account)
 
-    @staticmethod
-    def _model_visibility(api: HfApi, token: str, model_id: str, retry: hub.RetryPolicy) -> bool:
-        """Whether the model is private; a clear error when the token cannot see it."""
-        if not retry.run(lambda: api.repo_exists(model_id, token=token), what=f"looking up {model_id}"):
-            raise PublishError(f"model {model_id} not found on {api.endpoint} (or your token cannot see it)")
-        info = retry.run(lambda: api.model_info(model_id, token=token), what=f"reading {model_id}")
-        return bool(info.private)
-
-    def _read_token(self, api: HfApi, write_token: str, private_model: bool, retry: hub.RetryPolicy) -> str | None:
+    def _read_token(self, session: HubSession, private_model: bool) -> str | None:
         """The read token for the Space secret: required for a private model, never a write token."""
         variable = self.options.read_token_env
         read_token = os.environ.get(variable) or None
@@ -115,104 +140,97 @@ class SpaceDeployer(Deployer):
                     "--read-token-env); your write token is never given to a Space"
                 )
             return None
-        if read_token == write_token:
+        if read_token == session.token:
             raise PublishError(f"{variable} holds your write token; the Space secret must be a separate READ token")
-        account = hub.authenticate(
-            api, read_token, need_write=False, source=f"the {variable} environment variable", retry=retry
-        )
+        source = f"the {variable} environment variable"
+        account = hub.authenticate(session.api, read_token, need_write=False, source=source, retry=session.retry)
         if account.role == "write":
             raise PublishError(f"{variable} holds a write token ({account.name}); give the Space a READ token")
         return read_token
 
-    def _upload_files(
-        self,
-        api: HfApi,
-        token: str,
-        space_id: str,
-        model_id: str,
-        spec: dict[str, Any],
-        *,
-        secrets: list[str | None],
-        retry: hub.RetryPolicy,
-    ) -> None:
+    def _upload_files(self, session: HubSession, plan: SpacePlan) -> None:
+        """``app.py``, ``requirements.txt`` and ``README.md`` in one commit, after checking no token is in them."""
         from voxplug_space.space_files import SpaceCard, write_space_files
 
+        facts = plan.facts
         card = SpaceCard(
-            model_id=model_id,
-            title=self.options.title or model_id.rsplit("/", 1)[-1],
+            model_id=plan.model_id,
+            title=self.options.title or plan.model_id.rsplit("/", 1)[-1],
             suggested_hardware=self.options.suggested_hardware,
-            base_model=spec.get("base_model") if spec.get("kind") == "adapter" else None,
-            tags=[*([spec["family"]] if spec.get("family") else []), *self.options.tags],
+            base_model=facts.get("base_model") if facts.get("kind") == "adapter" else None,
+            tags=[*([facts["family"]] if facts.get("family") else []), *self.options.tags],
             short_description=self.options.short_description,
-            license=spec.get("license"),
+            license=facts.get("license"),
         )
         with tempfile.TemporaryDirectory(prefix="voxplug-space-") as folder:
             write_space_files(Path(folder), card)
-            for secret in filter(None, secrets):
+            for secret in filter(None, (session.token, plan.read_token)):
                 hub.refuse_files_containing(Path(folder), secret)
+            message = f"Demo of {plan.model_id} (voxplug)"
             hub.commit_folder(
-                api,
-                token,
-                space_id,
-                Path(folder),
-                repo_type="space",
-                message=f"Demo of {model_id} (voxplug)",
-                retry=retry,
-            )
+                session.api, session.token, plan.space_id, Path(folder), repo_type="space", message=message,
+                retry=session.retry,
+            )  # fmt: skip
 
-    def _configure(
-        self,
-        api: HfApi,
-        token: str,
-        space_id: str,
-        model_id: str,
-        spec: dict[str, Any],
-        read_token: str | None,
-        retry: hub.RetryPolicy,
-    ) -> None:
+    def _configure(self, session: HubSession, plan: SpacePlan) -> None:
         """Space variables, the read-token secret and the hardware request, all through the API."""
-        for key, value in _space_variables(model_id, spec, self.options).items():
-            retry.run(lambda k=key, v=value: api.add_space_variable(space_id, k, v, token=token), what=f"setting {key}")
-        if read_token is not None:
-            retry.run(
+        api, token, space_id = session.api, session.token, plan.space_id
+        for key, value in _space_variables(plan, self.options).items():
+            session.run(lambda k=key, v=value: api.add_space_variable(space_id, k, v, token=token), f"setting {key}")
+        if plan.read_token is not None:
+            read_token = plan.read_token
+            session.run(
                 lambda: api.add_space_secret(space_id, READ_TOKEN_SECRET, read_token, token=token),
-                what=f"setting the {READ_TOKEN_SECRET} secret",
+                f"setting the {READ_TOKEN_SECRET} secret",
             )
         if self.options.hardware:
             hardware = self.options.hardware
-            retry.run(
+            session.run(
                 lambda: api.request_space_hardware(space_id, hardware, token=token),
-                what=f"requesting {hardware} hardware (upgraded hardware needs billing on the account)",
+                f"requesting {hardware} hardware (upgraded hardware needs billing on the account)",
             )
 
 
-def _space_variables(model_id: str, spec: dict[str, Any], options: SpaceOptions) -> dict[str, str]:
-    variables = {"VOXPLUG_MODEL_ID": model_id, "VOXPLUG_MAX_NEW_TOKENS": str(options.max_new_tokens)}
-    if spec.get("kind") == "adapter" and spec.get("base_model"):
-        variables["VOXPLUG_BASE_MODEL_ID"] = str(spec["base_model"])
+def _space_variables(plan: SpacePlan, options: SpaceOptions) -> dict[str, str]:
+    variables = {"VOXPLUG_MODEL_ID": plan.model_id, "VOXPLUG_MAX_NEW_TOKENS": str(options.max_new_tokens)}
+    if plan.facts.get("kind") == "adapter" and plan.facts.get("base_model"):
+        variables["VOXPLUG_BASE_MODEL_ID"] = str(plan.facts["base_model"])
     variables["VOXPLUG_MCP_SERVER"] = "1" if options.mcp_server else "0"
     return variables
 
 
-def _model_facts(api: HfApi, token: str, model_id: str) -> dict[str, Any]:
+def _model_is_private(session: HubSession, model_id: str) -> bool:
+    """Whether the model is private; a clear error when the token cannot see it."""
+    api, token = session.api, session.token
+    if not session.run(lambda: api.repo_exists(model_id, token=token), f"looking up {model_id}"):
+        raise PublishError(f"model {model_id} not found on {api.endpoint} (or your token cannot see it)")
+    return bool(session.run(lambda: api.model_info(model_id, token=token), f"reading {model_id}").private)
+
+
+def _model_facts(session: HubSession, model_id: str) -> dict[str, Any]:
     """The model's ``voxplug.json`` (kind, base model, family, languages), or what its files imply."""
     import json
 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    api, token = session.api, session.token
     try:
-        path = hf_hub_download(model_id, "voxplug.json", token=token, endpoint=api.endpoint)
+        path = session.run(
+            lambda: hf_hub_download(model_id, "voxplug.json", token=token, endpoint=api.endpoint), f"reading {model_id}"
+        )
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except EntryNotFoundError:
-        files = api.list_repo_files(model_id, token=token)
-        return {"kind": "adapter" if "adapter_config.json" in files else "full"}
+    except PublishError as exc:
+        if not isinstance(exc.__cause__, EntryNotFoundError):
+            raise
+    files = session.run(lambda: api.list_repo_files(model_id, token=token), f"listing {model_id}")
+    return {"kind": "adapter" if "adapter_config.json" in files else "full"}
 
 
-def _runtime_stage(api: HfApi, token: str, space_id: str) -> str:
+def _runtime_stage(session: HubSession, space_id: str) -> str:
     """One look at the Space's state (it builds in the background; voxplug does not wait for it)."""
     try:
-        runtime = api.get_space_runtime(space_id, token=token)
+        runtime = session.api.get_space_runtime(space_id, token=session.token)
     except Exception as exc:  # informational only: the Space exists whatever this says
         return f"state unknown: {type(exc).__name__}"
     return f"stage {runtime.stage}, hardware {runtime.hardware or runtime.requested_hardware or 'pending'}"
