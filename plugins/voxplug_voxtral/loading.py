@@ -37,10 +37,10 @@ def cpu_supports_bf16() -> bool:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """Return the torch device to load onto: ``None`` means CUDA when available, else CPU."""
+    """Return the torch device to load onto: ``None`` or ``"auto"`` means CUDA when available, else CPU."""
     import torch
 
-    if device is None:
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
@@ -262,9 +262,10 @@ def load_voxtral(
 ) -> tuple[Any, Any]:
     """Load ``(VoxtralForConditionalGeneration, VoxtralProcessor)`` from a Hub id or a local folder.
 
-    ``dtype`` is one of ``auto``/``bf16``/``fp16``/``fp32`` (see :func:`resolve_dtype`); ``device`` defaults to
-    CUDA when available; ``attn_implementation`` is ``None`` (transformers' default), ``sdpa``, ``eager`` or
-    ``flash_attention_2``. Everything is checked before the weights are read; failures raise ModelError.
+    ``dtype`` is one of ``auto``/``bf16``/``fp16``/``fp32`` (see :func:`resolve_dtype`). ``device`` (``None`` or
+    ``"auto"``) defaults to CUDA when available. ``attn_implementation`` is ``None`` (transformers' default),
+    ``sdpa``, ``eager`` or ``flash_attention_2``. Everything is checked before the weights are read; failures
+    raise ModelError.
     """
     from transformers import VoxtralForConditionalGeneration
 

@@ -27,6 +27,13 @@ def test_loads_the_tiny_folder_in_fp32_on_cpu(voxtral_tiny_dir: Path) -> None:
     assert model.config._attn_implementation == "sdpa"
 
 
+def test_auto_device_is_cuda_when_available_else_cpu() -> None:
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert loading.resolve_device("auto").type == loading.resolve_device(None).type == expected
+
+
 def test_bf16_keeps_the_positional_table_in_fp32(voxtral_tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
