@@ -94,6 +94,15 @@ def register_deployers(register: Register) -> None:
     """
 
 
+@hookspec
+def register_text_scrubbers(register: Register) -> None:
+    """Register :class:`voxplug.data.interface.TextScrubber` subclasses (e-mail, phone, URL, ...).
+
+    Fires once per process, on every rank. Users enable scrubbers by name with ``data.scrub``; they run over
+    transcripts before training and before any push, and report what they replaced. Returns nothing.
+    """
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------------------

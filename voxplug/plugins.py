@@ -57,6 +57,7 @@ EXTENSION_HOOKS: dict[str, str] = {
     "trainer": "register_trainers",
     "publisher": "register_publishers",
     "deployer": "register_deployers",
+    "text scrubber": "register_text_scrubbers",
 }
 
 E = TypeVar("E", bound="Extension")

@@ -82,3 +82,23 @@ class DataSource(Extension):
     def dataset_id(self) -> str | None:
         """The Hub dataset id this data comes from, for model-card metadata, or None for local data."""
         return None
+
+
+@dataclass
+class Replacement:
+    """One piece of personal data a scrubber replaced in a transcript."""
+
+    scrubber: str
+    original: str
+    replacement: str
+
+
+class TextScrubber(Extension):
+    """Replaces personal data (e-mail addresses, phone numbers, ...) in transcripts.
+
+    :meth:`scrub` returns the cleaned text and what it replaced, so that voxplug can report every change.
+    """
+
+    def scrub(self, text: str) -> tuple[str, list[Replacement]]:
+        """Return ``text`` with this scrubber's kind of personal data replaced, and the replacements made."""
+        raise NotImplementedError
