@@ -79,6 +79,9 @@ class DataConfig(PluginChoice):
     max_duration_s: float = Field(30.0, gt=0, description="clips longer than this are rejected, not truncated")
     max_train_rows: int | None = Field(None, ge=1)
     language: str | None = Field(None, description="language for rows that do not name one (None = automatic)")
+    scrub: list[str] = Field(
+        default_factory=list, description="text scrubbers run over transcripts before training and any push"
+    )
 
 
 class ModelConfig(PluginChoice):
@@ -341,6 +344,11 @@ def resolve_plugin_options(config: RunConfig, host: PluginHost) -> dict[str, Any
                 resolved[f"{section_path}.{chosen}"] = registered[chosen].Options()
             except ValidationError as exc:
                 problems.append(format_validation_error(exc, prefix=f"{section_path}.{chosen}."))
+    scrubbers = host.extensions("text scrubber")
+    for index, name in enumerate(config.data.scrub):
+        if name not in scrubbers:
+            known = ", ".join(sorted(scrubbers)) or "none"
+            problems.append(f"  data.scrub.{index}: unknown text scrubber {name!r} (known: {known})")
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
     return resolved
