@@ -37,7 +37,7 @@ from voxplug.data.ingest import ImportItem, count_import_items, iter_import_item
 from voxplug.data.interface import RowProblem
 from voxplug.data.issues import Issue
 from voxplug.data.manifest import iter_jsonl
-from voxplug.data.parallel import map_ordered
+from voxplug.data.parallel import default_workers, map_ordered
 from voxplug.data.prepare import AudioInput, PreparedClip, check_language, prepare_clip, prepare_text
 from voxplug.errors import DataError
 
@@ -282,17 +282,20 @@ class DatasetStore:
         origin: str,
         source: str | None,
         text_warnings: list[Issue],
+        *,
+        sync: bool = True,
     ) -> AddResult:
-        """Store a prepared clip and append its row, under the writer lock, unless the clip is a duplicate."""
+        """Store a prepared clip and append its row, under the writer lock, unless the clip is a duplicate.
+
+        The audio file is written (and fsynced) before the row that refers to it, so no row ever points at a file
+        that is not there, whenever the process dies.
+        """
         warnings = clip.warnings + text_warnings
-        relative = f"{AUDIO_DIR}/{clip.sha256}.wav"
         with self.rows_file.locked():
             existing = self._index.refresh().get(clip.sha256)
             if existing is not None:
                 return AddResult(row=existing, added=False, warnings=warnings)
-            if not (self.path / relative).is_file():
-                self.audio_dir.mkdir(exist_ok=True)
-                write_wav_16k(self.path / relative, clip.samples)
+            relative = self._store_audio(clip)  # again under the lock: a concurrent remove may have deleted it
             row = {
                 "id": clip.sha256[:16],
                 "audio_path": relative,
@@ -307,8 +310,16 @@ class DatasetStore:
             }
             if source:
                 row["source"] = source
-            self.rows_file.append(row)
+            self.rows_file.append(row, sync=sync)
         return AddResult(row=row, added=True, warnings=warnings)
+
+    def _store_audio(self, clip: PreparedClip) -> str:
+        """Write ``audio/<sha256>.wav`` unless it is there already; return its path relative to the dataset."""
+        relative = f"{AUDIO_DIR}/{clip.sha256}.wav"
+        if not (self.path / relative).is_file():
+            self.audio_dir.mkdir(exist_ok=True)
+            write_wav_16k(self.path / relative, clip.samples)
+        return relative
 
     # -- importing -----------------------------------------------------------------------------------------
 
@@ -338,17 +349,22 @@ class DatasetStore:
         def prepare(item: ImportItem) -> tuple[PreparedClip, str, str | None, list[Issue]]:
             return self._prepare_item(item, default_language, max_duration_s)
 
-        outcomes = map_ordered(prepare, iter_import_items(folder, manifest), workers=workers)
-        for done, (item, outcome) in enumerate(outcomes, start=1):
-            if isinstance(outcome, BaseException):
-                self._note_import_problem(report, item, outcome, on_problem)
-            else:
-                clip, text, item_language, warnings = outcome
-                source = item.audio_path.name if item.audio_path else None
-                result = self._commit(clip, text, item_language, origin, source, warnings)
-                _count_import_result(report, result, clip.duration_s)
-            if progress:
-                progress(done, total)
+        outcomes = map_ordered(prepare, iter_import_items(folder, manifest), workers=workers or import_workers())
+        group_sync = _GroupSync(self.rows_file)
+        try:
+            for done, (item, outcome) in enumerate(outcomes, start=1):
+                if isinstance(outcome, BaseException):
+                    self._note_import_problem(report, item, outcome, on_problem)
+                else:
+                    clip, text, item_language, warnings = outcome
+                    source = item.audio_path.name if item.audio_path else None
+                    result = self._commit(clip, text, item_language, origin, source, warnings, sync=False)
+                    _count_import_result(report, result, clip.duration_s)
+                    group_sync.added()
+                if progress:
+                    progress(done, total)
+        finally:
+            group_sync.flush()
         report.elapsed_s = time.perf_counter() - started
         return report
 
@@ -360,6 +376,7 @@ class DatasetStore:
         assert item.audio_path is not None and item.text is not None
         language, text, warnings = self._check_row_fields(item.language or default_language, item.text, item.label)
         clip = prepare_clip(item.audio_path, name=item.label, max_duration_s=max_duration_s)
+        self._store_audio(clip)  # here, on the worker threads, so that the files' fsyncs overlap
         return clip, text, language, warnings
 
     @staticmethod
@@ -410,6 +427,36 @@ class DatasetStore:
         target = (self.path / relative).resolve()
         if target.parent == self.audio_dir.resolve():
             target.unlink(missing_ok=True)
+
+
+def import_workers() -> int:
+    """Threads for imports: twice the CPUs (at least 4), since part of each item is waiting for the disk."""
+    return max(4, 2 * default_workers())
+
+
+class _GroupSync:
+    """Fsync ``data.jsonl`` once per batch of appended rows instead of once per row (bulk imports)."""
+
+    MAX_ROWS = 200
+    MAX_SECONDS = 0.5
+
+    def __init__(self, rows_file: AtomicJsonl) -> None:
+        self.rows_file = rows_file
+        self.pending = 0
+        self.since = time.monotonic()
+
+    def added(self) -> None:
+        """Count one appended row; sync when the batch is full or old enough."""
+        self.pending += 1
+        if self.pending >= self.MAX_ROWS or time.monotonic() - self.since >= self.MAX_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Sync now if any row is waiting."""
+        if self.pending:
+            self.rows_file.sync()
+        self.pending = 0
+        self.since = time.monotonic()
 
 
 def _check_text_type(text: Any, name: str) -> str | None:
