@@ -356,6 +356,43 @@ def test_sigkill_while_adding_never_corrupts_the_dataset(store: DatasetStore) ->
     assert store.add((np.full(8000, 0.2, dtype=np.float32), 16_000), "after all that").added
 
 
+def _import_forever(path: str, folder: str) -> None:
+    """Child process: import the same folder again and again until killed."""
+    store = DatasetStore.open(Path(path))
+    while True:
+        store.import_folder(Path(folder))
+
+
+@pytest.fixture
+def noise_folder(tmp_path: Path) -> Path:
+    """120 distinct half-second clips at 22.05 kHz, each with a transcript beside it."""
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for index in range(120):
+        samples = (rng.standard_normal(11_025) * 0.1).astype(np.float32)
+        sf.write(str(folder / f"n{index:03d}.wav"), samples, 22_050, subtype="PCM_16")
+        (folder / f"n{index:03d}.txt").write_text(f"noise number {index}")
+    return folder
+
+
+def test_sigkill_mid_import_never_corrupts_the_dataset(store: DatasetStore, noise_folder: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    rng = random.Random(11)
+    counts = []
+    for _attempt in range(15):
+        child = context.Process(target=_import_forever, args=(str(store.path), str(noise_folder)))
+        child.start()
+        time.sleep(rng.uniform(0.02, 0.2))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        counts.append(len(_assert_consistent(store)))
+    assert counts[0] < 120 and counts[-1] > 0  # the kills landed while rows were being added
+    report = store.import_folder(noise_folder)  # finishing the job adds exactly what is missing
+    assert report.added + report.duplicates == 120 and report.problem_count == 0
+    assert len(_assert_consistent(store)) == 120
+
+
 def test_two_processes_adding_at_once_lose_no_rows(store: DatasetStore) -> None:
     context = multiprocessing.get_context("fork")
     children = [context.Process(target=_add_noise_forever, args=(str(store.path), seed)) for seed in (101, 202)]
