@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Any
 from voxplug.data.dataset_card import FEATURES, render_dataset_card
 from voxplug.data.store import DATA_FILE, DatasetStore
 from voxplug.errors import DataError, PublishError
+from voxplug.publishing.hub import RetryPolicy
 from voxplug.publishing.interface import PublishResult
 
 if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
     from voxplug.plugins import PluginHost
 
 STAGING_DIR = ".push"
@@ -56,20 +59,27 @@ def push_dataset(
     private: bool = True,
     endpoint: str | None = None,
     shard_bytes: int = SHARD_BYTES,
+    retry: RetryPolicy | None = None,
     progress: ProgressCallback | None = None,
     host: PluginHost | None = None,
 ) -> PublishResult:
-    """Push the dataset at ``path`` to the Hub dataset ``repo_id`` (created private unless ``private=False``).
+    """Push the dataset at ``path`` to the Hub dataset ``repo_id`` (``owner/name``, or ``name`` for your account).
 
-    Fires ``after_publish`` (or ``on_publish_error``) on ``host`` when one is given. Raises
-    :class:`~voxplug.errors.PublishError` with the repo and the reason when anything fails; the token never appears
-    in messages.
+    The repo is created private unless ``private=False`` (an existing repo keeps its visibility). Transient Hub
+    failures are retried with ``retry`` (default: 5 tries, waits from 2 s doubling). Fires ``after_publish`` (or
+    ``on_publish_error``) on ``host`` when one is given. Raises :class:`~voxplug.errors.PublishError` with the repo
+    and the reason when anything fails; the token never appears in messages.
     """
+    from voxplug.publishing.hub import authenticate, full_repo_id, hub_api, hub_token
+
     store = DatasetStore.open(path)
-    token = _token()
+    retry = retry or RetryPolicy()
+    token = hub_token()
     try:
+        api = hub_api(endpoint)
+        repo_id = full_repo_id(repo_id, authenticate(api, token, retry=retry), repo_type="dataset")
         staged = stage_dataset(store, repo_id, shard_bytes=shard_bytes, progress=progress)
-        result = _upload(staged, repo_id, private=private, endpoint=endpoint, token=token)
+        result = _upload(api, token, staged, repo_id, private=private, retry=retry)
     except (PublishError, DataError) as exc:
         _report_error(host, repo_id, exc)
         raise
@@ -80,15 +90,6 @@ def push_dataset(
     if host is not None:
         host.after_publish(result=result)
     return result
-
-
-def _token() -> str:
-    from huggingface_hub import get_token
-
-    token = get_token()
-    if not token:
-        raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
-    return token
 
 
 def _without_token(message: str, token: str) -> str:
@@ -242,23 +243,30 @@ def _write_shard(batch: dict[str, list[Any]], target: Path) -> None:
 # --- uploading --------------------------------------------------------------------------------------------
 
 
-def _upload(staged: StagedDataset, repo_id: str, *, private: bool, endpoint: str | None, token: str) -> PublishResult:
-    from huggingface_hub import HfApi
+def _upload(
+    api: HfApi, token: str, staged: StagedDataset, repo_id: str, *, private: bool, retry: RetryPolicy
+) -> PublishResult:
+    """Create the repo if needed, then upload the card and shards in one commit (old shards are deleted in it)."""
+    from voxplug.publishing.hub import ensure_repo, refuse_files_containing, repo_url
 
-    api = HfApi(endpoint=endpoint, token=token)
-    repo = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        repo_type="dataset",
-        folder_path=staged.folder,
-        allow_patterns=["README.md", "data/*.parquet"],
-        delete_patterns=["data/*.parquet"],
-        commit_message=f"Upload {staged.rows} rows with voxplug",
+    refuse_files_containing(staged.folder, token)
+    ensure_repo(api, token, repo_id, repo_type="dataset", private=private, retry=retry)
+    retry.run(
+        lambda: api.upload_folder(
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=staged.folder,
+            allow_patterns=["README.md", "data/*.parquet"],
+            delete_patterns=["data/*.parquet"],
+            commit_message=f"Upload {staged.rows} rows with voxplug",
+            token=token,
+        ),
+        what=f"uploading {len(staged.shards)} shard(s) and the card to {repo_id}",
     )
     return PublishResult(
         target="hub",
         destination=repo_id,
-        url=str(repo),
+        url=repo_url(api, repo_id, "dataset"),
         files=["README.md", *staged.shards],
         kind="dataset",
     )
