@@ -42,9 +42,21 @@ def _root(
 
 
 def _register_commands() -> None:
-    from voxplug.cli import app_cmd, config_cmd, data_cmd, plugins_cmd, publish_cmd
+    from voxplug.cli import (
+        app_cmd,
+        config_cmd,
+        data_cmd,
+        evaluate_cmd,
+        model_cmd,
+        plugins_cmd,
+        publish_cmd,
+        quickstart_cmd,
+        train_cmd,
+    )
 
-    for module in (plugins_cmd, config_cmd, data_cmd, publish_cmd, app_cmd):
+    for module in (
+        plugins_cmd, config_cmd, data_cmd, model_cmd, train_cmd, evaluate_cmd, publish_cmd, app_cmd, quickstart_cmd
+    ):
         module.register(app)
 
 

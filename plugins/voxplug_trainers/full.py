@@ -1,0 +1,64 @@
+"""The ``full`` trainer: every language-model weight trains; the audio encoder stays frozen by default.
+
+Weights are loaded in fp32 (the run does this for trainers that do not save adapters) and the forward pass
+runs under bf16/fp16 autocast on GPUs, so the optimizer updates fp32 master weights (VoxFactory trained in
+pure bf16, where small updates are lost).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from voxplug.errors import TrainingError
+from voxplug.extension import PluginOptions
+from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
+from voxplug.training.interface import Trainer
+
+if TYPE_CHECKING:
+    from voxplug.config import RunConfig
+    from voxplug.models.interface import ModelFamily
+
+log = logging.getLogger("voxplug.training")
+
+
+class FullOptions(PluginOptions):
+    """Options of the ``full`` trainer."""
+
+    train_audio_tower: bool = Field(
+        False, description="also train the audio encoder (3x its compute, much more memory)"
+    )
+    train_projector: bool = Field(True, description="train the audio-to-text projector")
+
+
+class FullTrainer(Trainer):
+    """Fine-tune all weights except the frozen parts; save the full model (safetensors) with the processor."""
+
+    name = "full"
+    description = "full fine-tuning of the language model (and projector); audio encoder frozen by default"
+    Options = FullOptions
+    options: FullOptions
+
+    def prepare_model(self, model: Any, family: ModelFamily, config: RunConfig) -> Any:
+        """Freeze the encoder (run without autograd) and, if asked, the projector; return ``model``."""
+        if not self.options.train_audio_tower:
+            freeze_without_grad(family.frozen_encoder(model))
+        if not self.options.train_projector:
+            scope_module = getattr(family, "scope_module", None)
+            if scope_module is None:
+                raise TrainingError(
+                    f"training.full.train_projector=false: the {family.name} family cannot name its projector"
+                )
+            freeze_parameters(scope_module(model, "projector"))
+        counts = count_parameters(model)
+        log.info("full fine-tuning: %d of %d parameters train", counts["trainable"], counts["total"])
+        return model
+
+    def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
+        """Write the model (safetensors, config, generation config) and the processor to ``out_dir``."""
+        model.save_pretrained(out_dir)
+        processor.save_pretrained(out_dir)
+        return {"model": out_dir}

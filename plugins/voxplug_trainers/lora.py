@@ -1,0 +1,98 @@
+"""The ``lora`` trainer: low-rank adapters on the language model; everything else frozen.
+
+Defaults are VoxFactory's (r 8, alpha 32, dropout 0.0), with two of its bugs fixed: the targets are scoped by
+a regex from the model family (plain ``q_proj``-style names also hit the Whisper encoder) and the task type is
+``CAUSAL_LM`` (Voxtral is a decoder-only LM with audio embeddings, not a seq2seq model). Unless LoRA is put
+on the audio encoder, the encoder runs without autograd.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from voxplug.errors import TrainingError
+from voxplug.extension import PluginOptions
+from voxplug.training.freezing import count_parameters, freeze_without_grad
+from voxplug.training.interface import Trainer
+
+if TYPE_CHECKING:
+    from voxplug.config import RunConfig
+    from voxplug.models.interface import ModelFamily
+
+log = logging.getLogger("voxplug.training")
+
+
+class LoraOptions(PluginOptions):
+    """Options of the ``lora`` trainer."""
+
+    r: int = Field(8, ge=1, description="adapter rank")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    scopes: list[str] = Field(
+        default_factory=lambda: ["language_model"],
+        description="parts of the model that get adapters (Voxtral: language_model, audio_tower, projector)",
+    )
+    modules_to_save: list[str] = Field(
+        default_factory=list, description="module names trained in full and saved beside the adapter"
+    )
+    merge: bool = Field(False, description="also write the base model with the adapter merged in, to merged/")
+
+
+class LoraTrainer(Trainer):
+    """Train LoRA adapters; save the adapter (and optionally a merged model) with the processor."""
+
+    name = "lora"
+    description = "LoRA adapters on the language model (audio encoder frozen, run without autograd)"
+    Options = LoraOptions
+    options: LoraOptions
+    saves_adapter = True
+
+    def prepare_model(self, model: Any, family: ModelFamily, config: RunConfig) -> Any:
+        """Freeze the encoder (unless adapted) and wrap ``model`` with PEFT adapters on the chosen scopes."""
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        scopes = self._checked_scopes(family)
+        if "audio_tower" not in scopes:
+            freeze_without_grad(family.frozen_encoder(model))
+        lora_config = LoraConfig(
+            r=self.options.r,
+            lora_alpha=self.options.alpha,
+            lora_dropout=self.options.dropout,
+            target_modules=family.lora_target_modules(scopes),
+            modules_to_save=self.options.modules_to_save or None,
+            bias="none",
+            task_type=TaskType.CAUSAL_LM,
+        )
+        peft_model = get_peft_model(model, lora_config)
+        counts = count_parameters(peft_model)
+        log.info("LoRA on %s: %d of %d parameters train", ", ".join(scopes), counts["trainable"], counts["total"])
+        return peft_model
+
+    def _checked_scopes(self, family: ModelFamily) -> list[str]:
+        unknown = [scope for scope in self.options.scopes if scope not in family.lora_scopes]
+        if unknown or not self.options.scopes:
+            raise TrainingError(
+                f"training.lora.scopes: {unknown or 'empty'} not parts of a {family.name} model "
+                f"(choose from {', '.join(family.lora_scopes)})"
+            )
+        return list(self.options.scopes)
+
+    def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
+        """Write the adapter and processor to ``out_dir``; with ``merge``, the merged model to ``out_dir/../merged``.
+
+        Merging folds the adapter into ``model``'s weights in place, so it comes last.
+        """
+        model.save_pretrained(out_dir)
+        processor.save_pretrained(out_dir)
+        saved = {"adapter": out_dir}
+        if self.options.merge:
+            merged_dir = out_dir.parent / "merged"
+            merged = model.merge_and_unload()
+            merged.save_pretrained(merged_dir)
+            processor.save_pretrained(merged_dir)
+            saved["merged"] = merged_dir
+        return saved

@@ -1,0 +1,126 @@
+"""The Voxtral model family and its transcription collator, as voxplug extensions.
+
+Both classes are thin: loading, tiny checkpoints, collation, generation and LoRA targets live in the sibling
+modules and are imported only when called, so registering the plugin costs no torch import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from voxplug.extension import PluginOptions
+from voxplug.models.interface import ModelFamily
+from voxplug.training.interface import Collator
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: LoRA scope -> the attribute path of that part inside ``VoxtralForConditionalGeneration``.
+SCOPE_MODULES: dict[str, str] = {
+    "language_model": "model.language_model",
+    "audio_tower": "model.audio_tower",
+    "projector": "model.multi_modal_projector",
+}
+
+
+class VoxtralFamily(ModelFamily):
+    """``VoxtralForConditionalGeneration`` checkpoints (Voxtral-Mini-3B, Voxtral-Small-24B, fine-tunes of them)."""
+
+    name = "voxtral"
+    description = "Mistral's Voxtral speech LLMs (Whisper encoder + projector + Mistral LM)"
+    model_types: ClassVar[tuple[str, ...]] = ("voxtral",)
+    default_collator: ClassVar[str] = "voxtral-transcription"
+    default_checkpoint: ClassVar[str] = "mistralai/Voxtral-Mini-3B-2507"
+    lora_scopes: ClassVar[tuple[str, ...]] = ("language_model", "audio_tower", "projector")
+
+    def load(
+        self,
+        name_or_path: str,
+        *,
+        dtype: str = "auto",
+        attn_implementation: str | None = None,
+        device: str = "auto",
+    ) -> tuple[Any, Any]:
+        """Return ``(model, processor)`` for a Hub id or a local folder."""
+        from voxplug_voxtral.loading import load_voxtral
+
+        return load_voxtral(name_or_path, dtype=dtype, attn_implementation=attn_implementation, device=device)
+
+    def load_processor(self, name_or_path: str) -> Any:
+        """Return the ``VoxtralProcessor`` of a checkpoint or model folder."""
+        from voxplug_voxtral.loading import load_voxtral_processor
+
+        return load_voxtral_processor(name_or_path)
+
+    def lora_target_modules(self, scopes: list[str]) -> str:
+        """A PEFT ``target_modules`` regex matching the linear layers of the chosen parts only."""
+        from voxplug_voxtral.targets import lora_target_regex
+
+        return lora_target_regex(set(scopes))
+
+    def scope_module(self, model: Any, scope: str) -> Any:
+        """The submodule that holds one part (a name from :attr:`lora_scopes`), through any PEFT wrapper."""
+        if scope not in SCOPE_MODULES:
+            raise ValueError(f"unknown Voxtral part {scope!r} (known: {', '.join(SCOPE_MODULES)})")
+        suffix = SCOPE_MODULES[scope]
+        for name, module in model.named_modules():
+            if name == suffix or name.endswith("." + suffix):
+                return module
+        raise ValueError(f"{type(model).__name__} has no {suffix} (is it a Voxtral model?)")
+
+    def frozen_encoder(self, model: Any) -> Any:
+        """The Whisper audio encoder (``audio_tower``)."""
+        return self.scope_module(model, "audio_tower")
+
+    def transcribe(
+        self,
+        model: Any,
+        processor: Any,
+        audios: list[np.ndarray],
+        languages: list[str | None],
+        *,
+        max_new_tokens: int = 128,
+        batch_size: int = 8,
+    ) -> list[str]:
+        """Greedy transcripts of 16 kHz mono clips (``None`` language = automatic)."""
+        from voxplug_voxtral.generation import transcribe
+
+        return transcribe(model, processor, audios, languages, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+    def build_tiny(self, out_dir: Path, *, seed: int = 0) -> Path:
+        """Write a tiny random Voxtral with the real Tekken-based processor to ``out_dir``."""
+        from voxplug_voxtral.tiny import build_tiny_voxtral
+
+        return build_tiny_voxtral(out_dir, seed=seed)
+
+
+class VoxtralCollatorOptions(PluginOptions):
+    """Options of the ``voxtral-transcription`` collator."""
+
+    max_text_tokens: int | None = Field(
+        None, ge=1, description="reject (never truncate) transcripts longer than this many tokens"
+    )
+
+
+class VoxtralCollator(Collator):
+    """Transcription batches: the processor's prompt with each row's language, transcript + EOS as the target."""
+
+    name = "voxtral-transcription"
+    description = "Voxtral transcription prompts; labels are the transcript + EOS, prompt masked with -100"
+    Options = VoxtralCollatorOptions
+    options: VoxtralCollatorOptions
+
+    def __init__(self, options: Any = None, *, processor: Any, model_id: str = "") -> None:
+        super().__init__(options, processor=processor, model_id=model_id)
+        from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+
+        self.collate = VoxtralTranscriptionCollator(
+            processor, model_id=model_id or "voxtral", max_text_tokens=self.options.max_text_tokens
+        )
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Collate rows of ``{"audio", "text", "language", "id"}`` into model inputs with labels."""
+        return self.collate(examples)

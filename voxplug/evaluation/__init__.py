@@ -1,0 +1,1 @@
+"""Generation-based evaluation: greedy transcripts, WER/CER, per-utterance predictions and comparisons."""

@@ -1,0 +1,156 @@
+"""``transformers.TrainingArguments`` from a voxplug :class:`~voxplug.config.RunConfig`.
+
+The run config is the user's vocabulary; this module is the one place that translates it. Intervals that
+depend on the data (``None`` = once per epoch) are resolved against the real number of optimizer steps, so a
+10-clip dataset is still logged, evaluated and checkpointed (VoxFactory logged every 10 steps and saved every
+50, so small runs got neither).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from voxplug.errors import TrainingError
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
+    from voxplug.config import RunConfig, TrainingConfig
+
+#: ``evaluation.best_model_metric`` -> the Trainer's metric name; all are "lower is better".
+BEST_METRIC_KEYS = {"wer": "eval_wer", "cer": "eval_cer", "loss": "eval_loss"}
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How many optimizer steps the run takes and how often it logs, evaluates and saves."""
+
+    steps_per_epoch: int
+    total_steps: int
+    logging_steps: int
+    eval_steps: int
+    save_steps: int
+
+
+def plan_steps(training: TrainingConfig, *, train_rows: int, world_size: int) -> StepPlan:
+    """Resolve step counts and intervals for ``train_rows`` examples spread over ``world_size`` processes."""
+    micro_batches = math.ceil(train_rows / (training.batch_size * world_size))
+    steps_per_epoch = max(1, math.ceil(micro_batches / training.grad_accum))
+    if training.max_steps > 0:
+        total = training.max_steps
+    else:
+        total = max(1, math.ceil(training.epochs * steps_per_epoch))
+    eval_steps, save_steps = _eval_and_save_intervals(training, steps_per_epoch)
+    return StepPlan(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        logging_steps=max(1, min(training.logging_steps, steps_per_epoch)),
+        eval_steps=eval_steps,
+        save_steps=save_steps,
+    )
+
+
+def _eval_and_save_intervals(training: TrainingConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """``None`` follows the other interval, or one epoch; saving must line up with evaluating."""
+    eval_steps = training.eval_steps or training.save_steps or steps_per_epoch
+    save_steps = training.save_steps or eval_steps
+    if save_steps % eval_steps:
+        raise TrainingError(
+            f"training.save_steps={save_steps} must be a multiple of training.eval_steps={eval_steps}, "
+            "so that every checkpoint has a WER to pick the best model by"
+        )
+    return eval_steps, save_steps
+
+
+def build_training_arguments(
+    config: RunConfig,
+    plan: StepPlan,
+    *,
+    precision: str,
+    has_eval: bool,
+    output_dir: Path,
+) -> TrainingArguments:
+    """Return the ``TrainingArguments`` for ``config``: ``precision`` is already resolved for this machine."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        **training_argument_values(config, plan, precision=precision, has_eval=has_eval, output_dir=output_dir)
+    )
+
+
+def training_argument_values(
+    config: RunConfig, plan: StepPlan, *, precision: str, has_eval: bool, output_dir: Path
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`build_training_arguments`, as plain data (easy to inspect and test)."""
+    training = config.training
+    values: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "run_name": config.name,
+        "num_train_epochs": training.epochs,
+        "max_steps": training.max_steps,
+        "per_device_train_batch_size": training.batch_size,
+        "per_device_eval_batch_size": training.eval_batch_size,
+        "gradient_accumulation_steps": training.grad_accum,
+        "learning_rate": training.learning_rate,
+        "lr_scheduler_type": training.lr_scheduler,
+        "warmup_steps": training.warmup_ratio,  # a fraction below 1 is a share of the total steps
+        "weight_decay": training.weight_decay,
+        "max_grad_norm": training.max_grad_norm,
+        "optim": training.optim,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "gradient_checkpointing": training.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if training.gradient_checkpointing else None,
+        "seed": training.seed,
+        "data_seed": training.seed,
+        "logging_strategy": "steps",
+        "logging_steps": plan.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": plan.save_steps,
+        "save_total_limit": training.save_total_limit,
+        "dataloader_num_workers": training.dataloader_workers,
+        "remove_unused_columns": False,
+        "label_names": ["labels"],
+        "prediction_loss_only": True,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "ddp_find_unused_parameters": False,
+        "deepspeed": _deepspeed_config(config),
+    }
+    values.update(_evaluation_values(config, plan, has_eval))
+    return values
+
+
+def _evaluation_values(config: RunConfig, plan: StepPlan, has_eval: bool) -> dict[str, Any]:
+    if not has_eval:
+        return {"eval_strategy": "no", "load_best_model_at_end": False}
+    metric = config.evaluation.best_model_metric
+    if not config.evaluation.enabled and metric != "loss":
+        metric = "loss"  # WER and CER come from generation, which is switched off
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": plan.eval_steps,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": BEST_METRIC_KEYS[metric],
+        "greater_is_better": False,
+    }
+
+
+def _deepspeed_config(config: RunConfig) -> str | None:
+    if not config.training.deepspeed:
+        return None
+    from voxplug.config import PRESETS_DIR
+
+    given = Path(config.training.deepspeed)
+    candidates = [given] if given.is_absolute() else [config.base_dir / given, PRESETS_DIR / given]
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    raise TrainingError(
+        f"training.deepspeed: {given} not found (looked in {', '.join(str(c.parent) for c in candidates)}; "
+        "expected a DeepSpeed config JSON such as deepspeed/zero2.json)"
+    )

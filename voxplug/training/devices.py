@@ -1,0 +1,79 @@
+"""What the machine can do, and one clear error for options it cannot honour (GPU-only settings on a CPU).
+
+Checked before any data or model is loaded, on every rank, so a bad combination fails in a second rather than
+after minutes of loading.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from voxplug.errors import TrainingError
+
+if TYPE_CHECKING:
+    from voxplug.config import RunConfig
+
+#: Set by the test suite to exercise DeepSpeed on CPU ranks (see :mod:`voxplug.testing.cpu_deepspeed`).
+ENV_CPU_DEEPSPEED = "VOXPLUG_TEST_CPU_DEEPSPEED"
+
+
+def cuda_available() -> bool:
+    """True when PyTorch sees at least one CUDA device."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def bf16_supported() -> bool:
+    """True when the CUDA device supports bfloat16 (Ampere or newer)."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def deepspeed_requested() -> bool:
+    """True when this process was started by ``accelerate launch`` with DeepSpeed."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def resolve_precision(requested: str) -> str:
+    """Turn ``training.precision`` into ``"bf16"``, ``"fp16"`` or ``"fp32"`` for this machine.
+
+    ``auto`` is bf16 on CUDA devices that support it, fp16 on older CUDA devices and fp32 on CPU. Asking for
+    bf16 or fp16 without a CUDA device is an error rather than a silent switch.
+    """
+    if requested == "auto":
+        if not cuda_available():
+            return "fp32"
+        return "bf16" if bf16_supported() else "fp16"
+    if requested in ("bf16", "fp16") and not cuda_available():
+        raise TrainingError(
+            f"training.precision={requested} needs a CUDA GPU and this machine has none; "
+            "use training.precision=auto (fp32 on CPU) or fp32"
+        )
+    if requested == "bf16" and not bf16_supported():
+        raise TrainingError("training.precision=bf16 needs an Ampere or newer GPU; use training.precision=fp16 or auto")
+    return requested
+
+
+def check_device_options(config: RunConfig) -> None:
+    """Raise :class:`TrainingError` for options this machine cannot run, naming the config key and the fix."""
+    resolve_precision(config.training.precision)
+    if cuda_available():
+        return
+    gpu_only = {
+        "model.attn_implementation=flash_attention_2": config.model.attn_implementation == "flash_attention_2",
+        "model.dtype=fp16": config.model.dtype == "fp16",
+        "training.optim=adamw_8bit": config.training.optim == "adamw_8bit",
+    }
+    for option, chosen in gpu_only.items():
+        if chosen:
+            raise TrainingError(f"{option} needs a CUDA GPU and this machine has none; remove it to train on CPU")
+    wants_deepspeed = bool(config.training.deepspeed) or deepspeed_requested()
+    if wants_deepspeed and not os.environ.get(ENV_CPU_DEEPSPEED):
+        raise TrainingError(
+            "DeepSpeed needs CUDA GPUs and this machine has none; on CPU run several processes with "
+            "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m voxplug train ...` "
+            "(DDP over gloo)"
+        )

@@ -1,0 +1,403 @@
+"""One fine-tuning run: data, model, trainer, evaluation, outputs and publishing, in that order.
+
+:func:`train` is what ``voxplug train`` calls, in one process or in each process that ``accelerate launch``
+starts. Every rank loads the data and the model and trains; only the main process fires hooks, writes the run
+folder's files and publishes. The loop itself is transformers' ``Trainer`` (with accelerate underneath for
+DDP and DeepSpeed); this module only wires voxplug's pieces into it.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from voxplug.errors import ModelError, TrainingError, VoxplugError
+from voxplug.training.outputs import CHECKPOINTS_DIR, last_checkpoint
+from voxplug.training.processes import is_main_process, launched_world_size, prepare_process
+
+if TYPE_CHECKING:
+    from voxplug.config import RunConfig
+    from voxplug.data.loading import TrainingData
+    from voxplug.models.interface import ModelFamily
+    from voxplug.plugins import PluginHost
+    from voxplug.publishing.interface import PublishResult
+    from voxplug.training.arguments import StepPlan
+    from voxplug.training.interface import Trainer as TrainerExtension
+
+log = logging.getLogger("voxplug.training")
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (on non-main ranks only ``run_dir`` and the metrics are meaningful)."""
+
+    run_dir: Path
+    model_dir: Path
+    train_results: dict[str, Any]
+    eval_results: dict[str, Any]
+    saved: dict[str, Path] = field(default_factory=dict)
+    published: PublishResult | None = None
+
+
+def train(
+    config: RunConfig,
+    *,
+    host: PluginHost | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: list[Any] | None = None,
+) -> RunResult:
+    """Fine-tune the model ``config`` describes and return where everything went.
+
+    With ``resume``, training continues from the newest complete checkpoint in the run folder (and starts
+    afresh when there is none). Raises :class:`VoxplugError` subclasses with one-line, actionable messages.
+    """
+    from voxplug.plugins import get_plugin_host
+
+    prepare_process()
+    run = TrainingRun(config, host or get_plugin_host(), resume=resume, progress=progress, callbacks=callbacks)
+    return run.execute()
+
+
+class TrainingRun:
+    """The state of one run while it executes; see :func:`train`."""
+
+    def __init__(
+        self, config: RunConfig, host: PluginHost, *, resume: bool, progress: bool, callbacks: list[Any] | None
+    ) -> None:
+        from voxplug.config import resolve_plugin_options
+        from voxplug.training.devices import check_device_options, resolve_precision
+
+        self.config = config
+        self.host = host
+        self.options = resolve_plugin_options(config, host)
+        check_device_options(config)
+        self.precision = resolve_precision(config.training.precision)
+        self.run_dir = config.run_dir
+        self.checkpoints_dir = self.run_dir / CHECKPOINTS_DIR
+        self.resume_from = self._checkpoint_to_resume(resume)
+        self.progress = progress
+        self.extra_callbacks = list(callbacks or [])
+        self.is_main = is_main_process()
+
+    def _checkpoint_to_resume(self, resume: bool) -> Path | None:
+        found = last_checkpoint(self.checkpoints_dir)
+        if resume:
+            if found is None:
+                log.warning("no complete checkpoint in %s; starting from step 0", self.checkpoints_dir)
+            return found
+        if found is not None:
+            raise TrainingError(
+                f"{self.run_dir} already holds checkpoints of an earlier run (newest: {found.name}); "
+                "add --resume to continue it, or choose another run name (name=...) or training.output_dir"
+            )
+        return None
+
+    def execute(self) -> RunResult:
+        """Run every stage; on failure fire ``on_train_error`` and raise an error that says how to resume."""
+        from voxplug.training.callbacks import RunLog
+
+        with RunLog(self.run_dir / "train.log") if self.is_main else nullcontext():
+            try:
+                return self._stages()
+            except BaseException as exc:
+                if self.is_main:
+                    self.host.on_train_error(config=self.config, run_dir=self.run_dir, error=exc)
+                explained = self._explained(exc)
+                if explained is exc:
+                    raise
+                raise explained from exc
+
+    def _stages(self) -> RunResult:
+        from voxplug.training.arguments import build_training_arguments, plan_steps
+
+        data = self._load_data()
+        plan = plan_steps(self.config.training, train_rows=len(data.train), world_size=launched_world_size())
+        args = build_training_arguments(
+            self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
+        )
+        if args.world_size != launched_world_size():  # launched by something that sets no WORLD_SIZE (mpirun)
+            plan = plan_steps(self.config.training, train_rows=len(data.train), world_size=args.world_size)
+            args = build_training_arguments(
+                self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
+            )
+        self.is_main = args.process_index == 0
+        family, model, processor = self._load_model(self._load_device(args))
+        method = self._trainer_extension()
+        model = method.prepare_model(model, family, self.config)
+        hf_trainer = self._hf_trainer(args, plan, data, family, model, processor)
+        if self.is_main:
+            self.host.before_train(config=self.config, run_dir=self.run_dir)
+        train_output = self._train(hf_trainer)
+        eval_results = self._final_evaluation(hf_trainer, bool(data.eval))
+        saved = self._save_model(hf_trainer, method, family, processor, data)
+        train_results = self._train_results(hf_trainer, train_output, plan)
+        result = RunResult(self.run_dir, self.run_dir / "model", train_results, eval_results, saved)
+        if self.is_main:
+            self._write_run_files(hf_trainer, train_results, eval_results)
+            self.host.after_train(config=self.config, run_dir=self.run_dir, results=train_results)
+            result.published = self._publish()
+        return result
+
+    # -- data and model -----------------------------------------------------------------------------------
+
+    def _load_data(self) -> TrainingData:
+        from voxplug.data.loading import load_training_data
+
+        data = load_training_data(self.config, self.host)
+        if self.is_main:
+            self.host.after_data_load(config=self.config, summary=data.summary)
+            log.info(
+                "data: %d training rows, %d eval rows, %d rejected", len(data.train), len(data.eval), len(data.problems)
+            )
+        return data
+
+    def _family(self) -> ModelFamily:
+        from voxplug.models.detect import resolve_family
+
+        return resolve_family(self.config, self.host, self.options)
+
+    @staticmethod
+    def _load_device(args: Any) -> str:
+        """Where weights load: straight onto this rank's device, or CPU when DeepSpeed places them."""
+        from voxplug.training.devices import deepspeed_requested
+
+        return "cpu" if args.deepspeed or deepspeed_requested() else str(args.device)
+
+    def _load_model(self, device: str) -> tuple[ModelFamily, Any, Any]:
+        family = self._family()
+        dtype = load_dtype(self.config.model.dtype, self.precision, adapter=self._trainer_class().saves_adapter)
+        name = self.config.model.name_or_path
+        try:
+            model, processor = family.load(
+                name, dtype=dtype, attn_implementation=self.config.model.attn_implementation, device=device
+            )
+        except VoxplugError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model.name_or_path={name!r}: cannot load it as a {family.name} model: {exc}") from exc
+        return family, model, processor
+
+    def _trainer_class(self) -> type[TrainerExtension]:
+        return self.host.extension("trainer", self.config.training.method)
+
+    def _trainer_extension(self) -> TrainerExtension:
+        method = self.config.training.method
+        return self._trainer_class()(self.options.get(f"training.{method}"))
+
+    def _collator(self, family: ModelFamily, processor: Any) -> Any:
+        name = self.config.model.collator or family.default_collator
+        collator_class = self.host.extension("collator", name)
+        return collator_class(processor=processor, model_id=self.config.model.name_or_path)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def _hf_trainer(
+        self, args: Any, plan: StepPlan, data: TrainingData, family: ModelFamily, model: Any, processor: Any
+    ) -> Any:
+        from voxplug.evaluation.generation import GenerationEvaluator, GenerationSettings
+        from voxplug.training.callbacks import PluginHookCallback, TrainingProgress
+        from voxplug.training.dataset import ExampleDataset
+        from voxplug.training.transcription_trainer import TranscriptionTrainer
+
+        data_config, evaluation = self.config.data, self.config.evaluation
+        train_set = ExampleDataset(
+            data.train, max_duration_s=data_config.max_duration_s, default_language=data_config.language
+        )
+        eval_set = (
+            ExampleDataset(data.eval, max_duration_s=data_config.max_duration_s, default_language=data_config.language)
+            if data.eval
+            else None
+        )
+        evaluator = None
+        if data.eval and evaluation.enabled:
+            settings = GenerationSettings(
+                evaluation.max_new_tokens, evaluation.batch_size, data_config.max_duration_s, data_config.language
+            )
+            examples = data.eval[: evaluation.max_samples] if evaluation.max_samples else data.eval
+            evaluator = GenerationEvaluator(
+                family, processor, examples, settings, predictions_dir=self.run_dir / "eval_predictions", host=self.host
+            )
+        log.info(
+            "plan: %d steps (%d per epoch), log every %d, evaluate and save every %d",
+            plan.total_steps,
+            plan.steps_per_epoch,
+            plan.logging_steps,
+            plan.eval_steps,
+        )
+        return TranscriptionTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            data_collator=self._collator(family, processor),
+            callbacks=[
+                PluginHookCallback(self.host, self.run_dir),
+                TrainingProgress(show=self.progress),
+                *self.extra_callbacks,
+            ],
+            generation_evaluator=evaluator,
+            train_lengths=train_set.durations() if self.config.training.group_by_length else None,
+            host=self.host,
+        )
+
+    def _train(self, hf_trainer: Any) -> Any:
+        import torch
+
+        checkpoint = str(self.resume_from) if self.resume_from else None
+        try:
+            return hf_trainer.train(resume_from_checkpoint=checkpoint)
+        except torch.OutOfMemoryError as exc:
+            raise TrainingError(
+                f"out of memory at step {hf_trainer.state.global_step} with training.batch_size="
+                f"{self.config.training.batch_size}: lower training.batch_size (raise training.grad_accum to keep "
+                "the same global batch) or set training.gradient_checkpointing=true"
+            ) from exc
+
+    def _final_evaluation(self, hf_trainer: Any, has_eval: bool) -> dict[str, Any]:
+        """Metrics of the model being saved; reuses the last evaluation when it was of that very model."""
+        if not has_eval:
+            return {}
+        state = hf_trainer.state
+        evaluator = hf_trainer.generation_evaluator
+        last_eval = next((entry for entry in reversed(state.log_history) if "eval_loss" in entry), None)
+        saved_is_last = state.best_global_step in (None, state.global_step)
+        if last_eval is not None and last_eval.get("step") == state.global_step and saved_is_last:
+            metrics = {key: value for key, value in last_eval.items() if key.startswith("eval_")}
+        else:
+            metrics = hf_trainer.evaluate()
+        if evaluator is not None and evaluator.last is not None and self.is_main:
+            from voxplug.evaluation.scoring import write_predictions
+
+            write_predictions(self.run_dir / "predictions.jsonl", evaluator.last[1].rows)
+        return {**metrics, "step": state.global_step}
+
+    # -- outputs ------------------------------------------------------------------------------------------
+
+    def _save_model(
+        self, hf_trainer: Any, method: TrainerExtension, family: ModelFamily, processor: Any, data: TrainingData
+    ) -> dict[str, Path]:
+        from voxplug.training.outputs import MODEL_INFO_FILE, model_info, write_json
+
+        model_dir = self.run_dir / "model"
+        saved: dict[str, Path] = {}
+        with gathered_parameters(hf_trainer.model):
+            if self.is_main:
+                saved = method.save_model(hf_trainer.model, processor, model_dir)
+        hf_trainer.accelerator.wait_for_everyone()
+        if self.is_main:
+            info = model_info(
+                family=family.name,
+                base_model=self.config.model.name_or_path,
+                method=self.config.training.method,
+                kind="adapter" if method.saves_adapter else "full",
+                languages=sorted({e.language for e in data.train if e.language}),
+                datasets=self._dataset_ids(),
+            )
+            for folder in {model_dir, *saved.values()}:
+                write_json(folder / MODEL_INFO_FILE, info)
+        return saved
+
+    def _dataset_ids(self) -> list[str]:
+        from voxplug.data.loading import make_source
+
+        sections = [self.config.data] + ([self.config.data.eval] if self.config.data.eval else [])
+        ids = []
+        for prefix, section in zip(("data", "data.eval"), sections, strict=False):
+            source = make_source(
+                self.host, section.source, self.options.get(f"{prefix}.{section.source}"), self.config.base_dir
+            )
+            if source.dataset_id():
+                ids.append(source.dataset_id())
+        return ids
+
+    def _train_results(self, hf_trainer: Any, train_output: Any, plan: StepPlan) -> dict[str, Any]:
+        from voxplug.training.freezing import count_parameters
+
+        state = hf_trainer.state
+        return {
+            **train_output.metrics,
+            "global_step": state.global_step,
+            "planned_steps": plan.total_steps,
+            "steps_per_epoch": plan.steps_per_epoch,
+            "world_size": hf_trainer.args.world_size,
+            "precision": self.precision,
+            "best_checkpoint": state.best_model_checkpoint,
+            "best_metric": state.best_metric,
+            "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "parameters": count_parameters(hf_trainer.model),
+        }
+
+    def _write_run_files(self, hf_trainer: Any, train_results: dict[str, Any], eval_results: dict[str, Any]) -> None:
+        from voxplug.training.outputs import plot_curves, write_json
+
+        write_json(self.run_dir / "train_results.json", train_results)
+        write_json(self.run_dir / "eval_results.json", eval_results)
+        write_json(self.run_dir / "training_config.json", self._resolved_config())
+        hf_trainer.state.save_to_json(str(self.run_dir / "trainer_state.json"))
+        plot_curves(hf_trainer.state.log_history, self.run_dir / "curves.png")
+
+    def _resolved_config(self) -> dict[str, Any]:
+        return {
+            **self.config.public_dict(),
+            "resolved_options": {key: value.model_dump(mode="json") for key, value in self.options.items()},
+            "resolved_precision": self.precision,
+        }
+
+    def _publish(self) -> PublishResult | None:
+        target = self.config.publish.target
+        if target is None:
+            return None
+        if target not in self.host.extensions("publisher"):
+            log.warning("publisher %r is not installed; the run is not published", target)
+            return None
+        from voxplug.publishing.publish import publish_model
+
+        try:
+            return publish_model(
+                self.run_dir,
+                target=target,
+                destination=self.config.publish.repo_id,
+                options=self.options.get(f"publish.{target}"),
+                host=self.host,
+            )
+        except VoxplugError as exc:
+            raise type(exc)(
+                f"training finished (model in {self.run_dir / 'model'}) but publishing failed: {exc}"
+            ) from exc
+
+    # -- errors -------------------------------------------------------------------------------------------
+
+    def _explained(self, exc: BaseException) -> BaseException:
+        """Add where the last checkpoint is and how to resume to a training failure."""
+        if isinstance(exc, KeyboardInterrupt) or not isinstance(exc, Exception):
+            return exc
+        checkpoint = last_checkpoint(self.checkpoints_dir)
+        if checkpoint is None:
+            return (
+                exc if isinstance(exc, VoxplugError) else TrainingError(f"training failed: {type(exc).__name__}: {exc}")
+            )
+        message = str(exc) if isinstance(exc, VoxplugError) else f"training failed: {type(exc).__name__}: {exc}"
+        hint = f"; the last checkpoint is kept ({checkpoint}): run the same command with --resume to continue"
+        return (type(exc) if isinstance(exc, VoxplugError) else TrainingError)(message + hint)
+
+
+def load_dtype(requested: str, precision: str, *, adapter: bool) -> str:
+    """The dtype to load weights in: half precision only for frozen bases under adapters, else fp32 masters."""
+    if requested != "auto":
+        return requested
+    return precision if adapter and precision in ("bf16", "fp16") else "fp32"
+
+
+def gathered_parameters(model: Any) -> Any:
+    """Under DeepSpeed ZeRO-3, gather the full weights on every rank for saving; otherwise do nothing."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
