@@ -205,17 +205,24 @@ def _exception_chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
+def checkpoint_source(name_or_path: str | Path) -> str:
+    """Return a local folder as an expanded path (after checking its files), anything else as a Hub id."""
+    name = str(name_or_path)
+    local = Path(name).expanduser()
+    if local.exists() or isinstance(name_or_path, Path) or name.startswith((".", "/", "~")):
+        check_local_folder(local)
+        return str(local)
+    return name
+
+
 def load_voxtral_config(
     name_or_path: str | Path, *, local_files_only: bool = False, revision: str | None = None
 ) -> Any:
     """Load the checkpoint's config, check it is a Voxtral one, and return it."""
     from transformers import AutoConfig
 
-    name = str(name_or_path)
-    local = Path(name).expanduser()
-    if local.exists() or name.startswith((".", "/", "~")):
-        check_local_folder(local)
-        name = str(local)
+    name = checkpoint_source(name_or_path)
+    local = Path(name)
     try:
         config = AutoConfig.from_pretrained(name, local_files_only=local_files_only, revision=revision)
     except (OSError, ValueError) as error:
@@ -235,16 +242,15 @@ def load_voxtral_processor(
     """Load the ``VoxtralProcessor`` and check that its tokenizer is mistral-common's ``MistralCommonBackend``."""
     from transformers import AutoProcessor
 
+    name = checkpoint_source(name_or_path)
     try:
-        processor = AutoProcessor.from_pretrained(
-            str(name_or_path), local_files_only=local_files_only, revision=revision
-        )
+        processor = AutoProcessor.from_pretrained(name, local_files_only=local_files_only, revision=revision)
     except (OSError, ValueError, ImportError) as error:
-        raise ModelError(f"cannot load the Voxtral processor of {str(name_or_path)!r}: {error}") from error
+        raise ModelError(f"cannot load the Voxtral processor of {name!r}: {error}") from error
     tokenizer_class = type(getattr(processor, "tokenizer", None)).__name__
     if type(processor).__name__ != "VoxtralProcessor" or tokenizer_class != "MistralCommonBackend":
         raise ModelError(
-            f"{str(name_or_path)!r} gave a {type(processor).__name__} with a {tokenizer_class} tokenizer; "
+            f"{name!r} gave a {type(processor).__name__} with a {tokenizer_class} tokenizer; "
             "Voxtral needs a VoxtralProcessor with MistralCommonBackend "
             "(install mistral-common[audio] and keep config.json beside tekken.json)"
         )
@@ -274,9 +280,7 @@ def load_voxtral(
     torch_dtype = resolve_dtype(dtype, resolved_device, getattr(config, "dtype", None))
     check_attn_implementation(attn_implementation, resolved_device, torch_dtype)
     processor = load_voxtral_processor(name_or_path, local_files_only=local_files_only, revision=revision)
-    source = (
-        str(Path(name_or_path).expanduser()) if Path(str(name_or_path)).expanduser().is_dir() else str(name_or_path)
-    )
+    source = checkpoint_source(name_or_path)
     extra: dict[str, Any] = {"device_map": {"": str(resolved_device)}} if resolved_device.type == "cuda" else {}
     try:
         model = VoxtralForConditionalGeneration.from_pretrained(
