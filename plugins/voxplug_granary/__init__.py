@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from voxplug import hookimpl
 from voxplug.data.interface import DataSource, Example, RowProblem
@@ -58,18 +58,12 @@ class GranaryOptions(PluginOptions):
     )
     max_rows: int | None = Field(None, ge=1, description="read at most this many manifest rows")
 
-    @field_validator("language")
+    @field_validator("language", "corpus")
     @classmethod
-    def _known_language(cls, value: str) -> str:
-        if value not in LANGUAGES:
-            raise ValueError(f"Granary has no language {value!r} (expected one of: {', '.join(LANGUAGES)})")
-        return value
-
-    @field_validator("corpus")
-    @classmethod
-    def _known_corpus(cls, value: str) -> str:
-        if value not in CORPORA:
-            raise ValueError(f"Granary has no corpus {value!r} (expected one of: {', '.join(CORPORA)})")
+    def _known_to_granary(cls, value: str, info: ValidationInfo) -> str:
+        known = LANGUAGES if info.field_name == "language" else CORPORA
+        if value not in known:
+            raise ValueError(f"Granary has no {info.field_name} {value!r} (expected one of: {', '.join(known)})")
         return value
 
     @model_validator(mode="after")

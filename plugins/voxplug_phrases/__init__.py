@@ -23,15 +23,11 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from voxplug_granary.catalog import CORPORA, GRANARY_REPO, LANGUAGES
+
 from voxplug.errors import DataError
 
 PHRASES_FILE = Path(__file__).with_name("phrases.json")
-GRANARY_REPO = "nvidia/Granary"
-GRANARY_LANGUAGES = (
-    "bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "hr", "hu", "it",
-    "lt", "lv", "mt", "nl", "pl", "pt", "ro", "ru", "sk", "sl", "sv", "uk",
-)  # fmt: skip
-GRANARY_CORPORA = ("voxpopuli", "ytc", "yodas", "librilight")
 MIN_CHARS, MAX_CHARS, MAX_WORDS = 11, 120, 18
 MAX_ROWS_SCANNED = 3000
 """Granary rows read per language to build the online pool (a few seconds of streaming)."""
@@ -64,7 +60,7 @@ def choose_phrases(
     code = normalise_language(language)
     if n < 1:
         raise DataError(f"phrases: n must be at least 1, got {n}")
-    if online is not False and (online or _online_allowed()) and code in GRANARY_LANGUAGES:
+    if online is not False and (online or _online_allowed()) and code in LANGUAGES:
         try:
             return PhraseSelection(code, _pick(granary_pool(code), n, seed), "granary")
         except Exception as exc:  # any failure online means: use the offline list (unless online was demanded)
@@ -118,7 +114,7 @@ def granary_pool(language: str) -> list[str]:
     import datasets
 
     errors = []
-    for corpus in GRANARY_CORPORA:
+    for corpus in CORPORA:
         try:
             rows = datasets.load_dataset(GRANARY_REPO, f"{language}_{corpus}", split="asr", streaming=True)
             pool = suitable_sentences(row.get("text") for row in rows.take(MAX_ROWS_SCANNED))

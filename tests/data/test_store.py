@@ -197,6 +197,18 @@ def rows_of_parsable(store: DatasetStore) -> list[dict]:
     return list(store.rows())
 
 
+def test_update_changes_text_and_language_atomically(filled_store: DatasetStore) -> None:
+    rows = rows_of(filled_store)
+    updated = filled_store.update(rows[1]["id"], text="  Fixed   words ", language="en-GB")
+    assert updated == {**rows[1], "text": "Fixed words", "language": "en-GB"}
+    assert rows_of(filled_store) == [rows[0], updated, *rows[2:]]
+    with pytest.raises(DataError, match="transcript: the transcript holds only whitespace"):
+        filled_store.update(rows[0]["id"], text=" ")
+    with pytest.raises(DataError, match="no row with id 'nope'"):
+        filled_store.update("nope", text="x")
+    assert rows_of(filled_store) == [rows[0], updated, *rows[2:]]
+
+
 # --- summary ----------------------------------------------------------------------------------------------
 
 

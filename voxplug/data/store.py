@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from voxplug.data.atomic_jsonl import AtomicJsonl
+from voxplug.data.atomic_jsonl import AtomicJsonl, encode_row
 from voxplug.data.audio import MAX_DURATION_S, write_wav_16k
 from voxplug.data.ingest import ImportItem, count_import_items, iter_import_items
 from voxplug.data.interface import RowProblem
@@ -421,6 +421,31 @@ class DatasetStore:
                 self._delete_stored_audio(audio_path)
             self._index.reset()
         return removed[0]
+
+    def update(self, row_id: str, *, text: str | None = None, language: str | None = None) -> dict[str, Any]:
+        """Change a row's transcript and/or language (checked like new ones), atomically; return the new row.
+
+        Raises :class:`DataError` for an unknown id, an empty transcript or a malformed language code.
+        """
+        changes: dict[str, Any] = {}
+        if text is not None:
+            changes["text"] = prepare_text(text, name=f"row {row_id} transcript")[0]
+        if language is not None:
+            changes["language"] = check_language(language, name=f"row {row_id}")
+        updated: list[dict[str, Any]] = []
+
+        def edit(_number: int, line: bytes) -> bytes | None:
+            row = _parse_row(line)
+            if row is None or row.get("id") != row_id or updated:
+                return line
+            updated.append({**row, **changes})
+            return encode_row(updated[0]).rstrip(b"\n")
+
+        with self.rows_file.locked():
+            self.rows_file.rewrite(edit)
+        if not updated:
+            raise DataError(f"{self.path}: no row with id {row_id!r} (see `voxplug data list {self.path}`)")
+        return updated[0]
 
     def _delete_stored_audio(self, relative: str) -> None:
         """Delete an audio file of this store; files outside ``audio/`` are never deleted."""
