@@ -406,9 +406,9 @@ def _apply_fixes(
     _recount_after_fix(report, decisions, quarantine)
 
 
-def _kept_audio_paths(target: _Target, decisions: dict[int, _RowCheck]) -> set[Path]:
-    """Audio files still referenced by rows that stay (the kept rows' files must not be moved)."""
-    kept: set[Path] = set()
+def _kept_audio_paths(target: _Target, decisions: dict[int, _RowCheck]) -> set[str]:
+    """Resolved paths of the audio files rows that stay refer to (those files must not be moved)."""
+    kept: set[str] = set()
     for number, row in iter_jsonl(target.manifest):
         check = decisions.get(number)
         if check is not None and check.has_unfixable_error:
@@ -416,18 +416,22 @@ def _kept_audio_paths(target: _Target, decisions: dict[int, _RowCheck]) -> set[P
         if check is not None:
             row = check.row or {}
         if isinstance(row, dict) and isinstance(row.get("audio_path"), str):
-            kept.add((target.folder / row["audio_path"]).resolve())
+            try:
+                kept.add(target.guard.resolve(row["audio_path"]))
+            except DataError:
+                continue
     return kept
 
 
-def _movable(target: _Target, path: Path | None, kept: set[Path]) -> Path | None:
+def _movable(target: _Target, path: Path | None, kept: set[str]) -> Path | None:
     """``path`` if it may be moved to quarantine: inside the dataset folder and used by no remaining row."""
     if path is None or not path.is_file():
         return None
-    resolved = path.resolve()
-    if resolved in kept or not resolved.is_relative_to(target.folder.resolve()):
+    try:
+        resolved = target.guard.resolve(str(path))
+    except DataError:
         return None
-    return resolved
+    return None if resolved in kept else Path(resolved)
 
 
 def _recount_after_fix(report: ValidationReport, decisions: dict[int, _RowCheck], quarantine: _Quarantine) -> None:
