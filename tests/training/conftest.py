@@ -1,0 +1,120 @@
+"""Fixtures for the training tests: a tiny offline Voxtral, a JSONL of the bundled speech clips, run configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SPEECH = REPO / "examples" / "speech" / "en"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Voxtral checkpoint (model + real Tekken processor), built once per session."""
+    from voxplug_voxtral.family import VoxtralFamily
+
+    return VoxtralFamily().build_tiny(tmp_path_factory.mktemp("tiny-voxtral"))
+
+
+def write_manifest(folder: Path, rows: list[dict[str, str]], name: str = "data.jsonl") -> Path:
+    """A JSONL manifest of bundled clips (audio copied beside it, so paths stay inside the dataset folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for row in rows:
+        target = folder / row["file"]
+        if not target.exists():
+            target.write_bytes((SPEECH / row["file"]).read_bytes())
+        lines.append(json.dumps({"id": Path(row["file"]).stem, "audio_path": row["file"], "text": row["text"],
+                                 "language": "en"}))
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def bundled_rows() -> list[dict[str, str]]:
+    """The 24 bundled English clips: ``{"file", "text"}``."""
+    with (SPEECH / "transcripts.tsv").open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+@pytest.fixture(scope="session")
+def speech_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A JSONL of 12 bundled clips (three speakers)."""
+    return write_manifest(tmp_path_factory.mktemp("speech"), bundled_rows()[::2])
+
+
+def run_config(
+    tmp_path: Path, model: Path, manifest: Path, *, eval_manifest: Path | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """A small CPU run config as a mapping (``overrides`` use dotted keys, e.g. ``training__epochs``)."""
+    config: dict[str, Any] = {
+        "name": "test-run",
+        "data": {"source": "jsonl", "jsonl": {"path": str(manifest)}, "split": {"eval_fraction": 0.25}},
+        "model": {"name_or_path": str(model)},
+        "training": {
+            "method": "lora",
+            "output_dir": str(tmp_path / "run"),
+            "epochs": 2,
+            "batch_size": 2,
+            "grad_accum": 1,
+            "learning_rate": 5e-3,
+            "logging_steps": 1,
+            "save_total_limit": 2,
+        },
+        "evaluation": {"max_new_tokens": 8, "batch_size": 8},
+        "publish": {"target": None},
+    }
+    if eval_manifest is not None:
+        config["data"]["eval"] = {"source": "jsonl", "jsonl": {"path": str(eval_manifest)}}
+    for dotted, value in overrides.items():
+        node = config
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return config
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    """Write ``config`` as YAML to ``path``."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def validated(config: dict[str, Any], base_dir: Path) -> Any:
+    """The :class:`RunConfig` of a mapping."""
+    from voxplug.config import validate_config
+
+    return validate_config(config, base_dir=base_dir)
+
+
+def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m voxplug ARGS`` (or another module when ``args[0] == "-m"``) and return the result."""
+    command = [sys.executable, *args] if args[:1] == ["-m"] else [sys.executable, "-m", "voxplug", *args]
+    result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, tiny_model: Path, speech_manifest: Path) -> Callable[..., dict[str, Any]]:
+    """``make_config(**overrides)``: a small run config on the tiny model and the 12-clip manifest."""
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        return run_config(tmp_path, tiny_model, speech_manifest, **overrides)
+
+    return make
