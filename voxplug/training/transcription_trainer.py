@@ -7,6 +7,8 @@
   Trainer reloads them with a plain ``load_state_dict`` when resuming and when loading the best model, which
   silently loads nothing for models whose ``save_pretrained`` renames keys (Voxtral does).
 * The ``on_checkpoint`` hook fires once every rank has finished writing a checkpoint.
+* Decoder-only models compute logits only where a label is (:mod:`voxplug.training.label_logits`): the same
+  loss as the model's own, without the 131k-wide logits of every audio position.
 
 This module imports transformers at the top: only the training run imports it, never plugin loading.
 """
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedModel, PrinterCallback, Trainer
 
+from voxplug.training.label_logits import label_logit_mask, label_logits_loss, supports_label_logits
 from voxplug.training.sampling import LengthGroupedShuffleSampler
 
 if TYPE_CHECKING:
@@ -37,9 +40,15 @@ class TranscriptionTrainer(Trainer):
         generation_evaluator: GenerationEvaluator | None = None,
         train_lengths: list[float] | None = None,
         host: PluginHost | None = None,
+        label_logits_only: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.label_logits_only = (
+            label_logits_only and self.compute_loss_func is None and supports_label_logits(self.model)
+        )
+        if self.label_logits_only:
+            self.compute_loss_func = label_logits_loss
         self.remove_callback(PrinterCallback)  # voxplug's TrainingProgress shows the logs
         self.generation_evaluator = generation_evaluator
         self.train_lengths = train_lengths
@@ -51,6 +60,13 @@ class TranscriptionTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return LengthGroupedShuffleSampler(self.train_lengths, self.args.per_device_train_batch_size, seed=seed)
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        if self.label_logits_only and "labels" in inputs:
+            inputs = {**inputs, "logits_to_keep": label_logit_mask(inputs["labels"])}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         self._generate_in_eval = True
