@@ -8,13 +8,11 @@ names. Both return None for audio they cannot find, so the source can count and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from voxplug.data.lazy_example import DatasetAudio
 from voxplug.errors import DataError
-
-AudioRef = Callable[[], bytes | Path]
 
 
 def relative_parts(audio_filepath: str) -> PurePosixPath:
@@ -65,12 +63,12 @@ class CompanionAudio:
         self._dataset: Any = None
         self._index: dict[str, int] | None = None
 
-    def find(self, audio_filepath: str) -> AudioRef | None:
+    def find(self, audio_filepath: str) -> DatasetAudio | None:
         """A loader of the audio for ``audio_filepath``, or None if the companion has no such file."""
         index = self._lookup().get(str(relative_parts(audio_filepath)))
         if index is None:
             index = self._lookup().get(PurePosixPath(audio_filepath).name)
-        return None if index is None else (lambda row=index: self._audio_at(row))
+        return None if index is None else DatasetAudio(self._dataset, index, self.audio_column)
 
     def describe(self) -> str:
         """Where this locator looks, for messages."""
@@ -104,12 +102,6 @@ class CompanionAudio:
         if self.path_column:
             return table.column(self.path_column).to_pylist()
         return pc.struct_field(table.column(self.audio_column), "path").to_pylist()
-
-    def _audio_at(self, row: int) -> bytes | Path:
-        value = self._dataset[row][self.audio_column]
-        if value.get("bytes"):
-            return value["bytes"]
-        return Path(value["path"])
 
 
 def _index_keys(path: str | None) -> list[str]:

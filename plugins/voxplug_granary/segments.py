@@ -7,44 +7,32 @@ audio that should not all sit in memory. :class:`SegmentExample` decodes only it
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from voxplug.data.audio import load_audio_16k, resample_to_16k, to_mono
-from voxplug.data.interface import Example
+from voxplug.data.audio import resample_to_16k, to_mono
+from voxplug.data.lazy_example import LazyExample
 from voxplug.errors import AudioError
 
 
 @dataclass
-class SegmentExample(Example):
-    """An :class:`Example` whose audio is ``duration_s`` seconds from ``offset_s`` of its file (or fetched bytes)."""
+class SegmentExample(LazyExample):
+    """A :class:`LazyExample` whose audio is ``duration_s`` seconds from ``offset_s`` of its file (or fetched bytes)."""
 
     offset_s: float = 0.0
-    fetch_audio: Callable[[], bytes | Path] | None = None
 
     def load_audio(self, max_duration_s: float | None = None) -> np.ndarray:
         """Decode this example's stretch to 16 kHz mono float32, enforcing ``max_duration_s`` when given."""
-        source = self._source()
-        name = self.origin or self.id
         if self.offset_s == 0.0 and self.duration_s is None:
-            return load_audio_16k(source, max_duration_s=max_duration_s, name_for_errors=name).samples
+            return super().load_audio(max_duration_s)
+        name = self.origin or self.id
         if max_duration_s is not None and self.duration_s is not None and self.duration_s > max_duration_s:
             raise AudioError(f"{name}: {self.duration_s:.1f} s is longer than the {max_duration_s:g} s limit")
-        samples, rate = read_segment(source, self.offset_s, self.duration_s, name=name)
+        samples, rate = read_segment(self.audio_source(), self.offset_s, self.duration_s, name=name)
         return resample_to_16k(to_mono(samples), rate)
-
-    def _source(self) -> bytes | Path:
-        if self.fetch_audio is not None:
-            return self.fetch_audio()
-        if self.audio_bytes is not None:
-            return self.audio_bytes
-        if self.audio_path is not None:
-            return self.audio_path
-        raise AudioError(f"{self.origin or self.id}: the row has no audio (expected a path or bytes)")
 
 
 def read_segment(

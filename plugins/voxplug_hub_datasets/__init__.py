@@ -30,6 +30,7 @@ from pydantic import Field
 
 from voxplug import hookimpl
 from voxplug.data.interface import DataSource, Example, RowProblem
+from voxplug.data.lazy_example import DatasetAudio, LazyExample
 from voxplug.data.text import clean_transcript
 from voxplug.errors import DataError
 from voxplug.extension import PluginOptions
@@ -89,15 +90,21 @@ class HubDatasetSource(DataSource):
         split_name = (
             self.options.eval_split if split == "eval" and self.options.eval_split else self.options.train_split
         )
-        rows = self._load_split(split_name)
-        for index, row in enumerate(rows):
+        dataset = self._load_split(split_name)
+        for index, row in enumerate(self._rows(dataset)):
             if self.options.max_rows is not None and index >= self.options.max_rows:
                 break
             where = f"{self.options.repo} [{split_name}] row {index}"
             try:
-                yield self._example(row, index, split_name, where)
+                yield self._example(dataset, row, index, split_name, where)
             except DataError as exc:
                 self.problems.append(RowProblem(where, str(exc)))
+
+    def _rows(self, dataset: Any) -> Any:
+        """The rows to read: all columns when streaming; without the audio bytes from a local Arrow dataset."""
+        if self.options.streaming:
+            return dataset
+        return dataset.remove_columns([self.options.audio_column])
 
     # -- loading -------------------------------------------------------------------------------------------
 
@@ -160,22 +167,26 @@ class HubDatasetSource(DataSource):
 
     # -- rows ----------------------------------------------------------------------------------------------
 
-    def _example(self, row: dict[str, Any], index: int, split_name: str, where: str) -> Example:
+    def _example(self, dataset: Any, row: dict[str, Any], index: int, split_name: str, where: str) -> Example:
+        """One example; a streamed row carries its audio, a local one is fetched from the Arrow file when needed."""
         options = self.options
         text = row.get(options.text_column)
         if not isinstance(text, str):
             raise DataError(f"{options.text_column} must be text, got {type(text).__name__}")
-        audio_bytes, audio_path = _audio_of(row.get(options.audio_column), options.audio_column)
         language = row.get(options.language_column) if options.language_column else options.language
         row_id = row.get(options.id_column) if options.id_column else None
-        return Example(
+        example = LazyExample(
             id=str(row_id if row_id is not None else f"{split_name}-{index}"),
             text=clean_transcript(text),
             language=language or None,
-            audio_path=audio_path,
-            audio_bytes=audio_bytes,
             origin=where,
         )
+        if options.streaming:
+            example.audio_bytes, example.audio_path = _audio_of(row.get(options.audio_column), options.audio_column)
+        else:
+            _require_audio(dataset, index, options.audio_column)
+            example.fetch_audio = DatasetAudio(dataset, index, options.audio_column)
+        return example
 
 
 def _audio_of(value: Any, column: str) -> tuple[bytes | None, Path | None]:
@@ -184,9 +195,22 @@ def _audio_of(value: Any, column: str) -> tuple[bytes | None, Path | None]:
         raise DataError(f"no audio in column {column!r} (got {type(value).__name__})")
     if value.get("bytes"):
         return value["bytes"], None
-    path = value.get("path")
+    return None, _readable_path(value.get("path"))
+
+
+def _require_audio(dataset: Any, index: int, column: str) -> None:
+    """Check that row ``index`` of an Arrow dataset has audio, without reading its bytes."""
+    import pyarrow.compute as pc
+
+    cell = dataset.data.fast_slice(index, 1).column(column)
+    if pc.struct_field(cell, "bytes").null_count == 0:
+        return
+    _readable_path(pc.struct_field(cell, "path").to_pylist()[0])
+
+
+def _readable_path(path: str | None) -> Path:
     if path and Path(path).is_file():
-        return None, Path(path)
+        return Path(path)
     raise DataError(f"the audio is not available: no bytes and no readable file (path {path!r})")
 
 

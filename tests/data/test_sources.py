@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
 import shutil
 import subprocess
@@ -74,6 +75,9 @@ def test_hub_source_reads_local_parquet_without_torchcodec(parquet_dataset: Path
     assert {example.language for example in train} == {"en"} and source.streaming is streaming
     expected = load_audio_16k(speech_clips[0][0]).samples
     assert np.array_equal(train[0].load_audio(), expected)
+    if not streaming:  # local Arrow data is read when a batch needs it, not held by the examples
+        assert train[0].audio_bytes is None and train[0].audio_path is None
+        assert np.array_equal(pickle.loads(pickle.dumps(train[0])).load_audio(), expected)
     assert [str(problem) for problem in source.problems] == [
         "parquet [train] row 4: the audio is not available: no bytes and no readable file (path '/nowhere/lost.wav')"
     ]
