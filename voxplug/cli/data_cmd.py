@@ -182,7 +182,7 @@ def import_folder(
     manifest: Path = typer.Option(None, "--manifest", "-m", help="CSV, TSV or JSONL of audio paths and transcripts."),
     language: str = LANGUAGE_OPTION,
     max_duration: float = MAX_DURATION_OPTION,
-    workers: int = typer.Option(None, "--workers", help="Decoding threads (default: the CPUs, at most 8)."),
+    workers: int = typer.Option(None, "--workers", help="Decoding threads (default: twice the CPUs, at least 4)."),
 ) -> None:
     """Import a folder: with --manifest, or with a .txt transcript beside each audio file."""
     store = _open(path)
