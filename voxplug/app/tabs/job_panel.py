@@ -1,4 +1,4 @@
-"""A job panel: notice, status, progress bar, optional loss/WER plot, live log and a Cancel button.
+"""A job panel: notice, status, progress bar, optional loss and WER plots, live log and a Cancel button.
 
 The panel polls the server's :class:`~voxplug.app.jobs.JobRunner` on a ``gr.Timer`` for the latest job of its kinds
 in the session's workspace; nothing about the job is kept in the browser, so a reload shows it again. A tick that
@@ -19,10 +19,34 @@ from voxplug.app.progress import TrainingProgress, progress_from_run_dir
 from voxplug.app.tabs import table
 from voxplug.app.ui import PRIVATE, AppContext, Session
 
-PLOT_HEADERS = ["step", "metric", "value"]
+CURVES = (
+    ("loss", ("loss", "eval_loss")),
+    ("error rate on the eval split", ("eval_wer", "eval_cer")),
+)
 HISTORY_HEADERS = ["started", "job", "status", "took", "exit status"]
 RESULT_LINE = re.compile(r"^(published|deployed|pushed)\b.*?(https?://\S+)")
 ICONS = {"running": "…", "succeeded": "✓", "failed": "✗", "cancelled": "■", "interrupted": "⚠"}
+
+
+def curves_figure(progress: TrainingProgress | None) -> Any:
+    """Loss (left) and eval error rates (right) against the optimizer step, as a matplotlib figure."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.2), dpi=100, layout="tight")
+    rows = progress.rows() if progress else []
+    for axis, (title, metrics) in zip(figure.subplots(1, 2), CURVES, strict=True):
+        for metric in metrics:
+            points = [(row["step"], row["value"]) for row in rows if row["metric"] == metric]
+            if points:
+                steps, values = zip(*points, strict=True)
+                axis.plot(steps, values, marker="o" if len(points) < 30 else None, label=metric)
+        axis.set(title=title, xlabel="optimizer step")
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
+        else:
+            axis.text(0.5, 0.5, "nothing logged yet", ha="center", va="center", transform=axis.transAxes)
+    return figure
 
 
 def progress_bar(fraction: float, caption: str) -> str:
@@ -83,19 +107,7 @@ class JobPanel:
         self.notice = gr.Markdown(elem_id=f"{prefix}-notice")
         self.status = gr.Markdown("No job yet.", elem_id=f"{prefix}-status")
         self.bar = gr.HTML(progress_bar(0, ""), elem_id=f"{prefix}-progress")
-        self.plot = (
-            gr.LinePlot(
-                table([], PLOT_HEADERS),
-                x="step",
-                y="value",
-                color="metric",
-                title="Training loss and evaluation WER",
-                height=260,
-                elem_id=f"{prefix}-plot",
-            )
-            if plot
-            else None
-        )
+        self.plots = [gr.Plot(curves_figure(None), label="Training curves", elem_id=f"{prefix}-plot")] if plot else []
         self.cancel_button = gr.Button("Cancel the running job", variant="stop", elem_id=f"{prefix}-cancel")
         self.log = gr.Textbox(
             label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False, elem_id=f"{prefix}-log"
@@ -114,7 +126,7 @@ class JobPanel:
     @property
     def outputs(self) -> list[Any]:
         """What a tick updates (the signature state first)."""
-        return [self.seen, self.status, self.bar, *([self.plot] if self.plot else []), self.log, self.history]
+        return [self.seen, self.status, self.bar, *self.plots, self.log, self.history]
 
     def cancel(self, session: Session) -> str:
         """Cancel the session's latest running job of this panel's kinds."""
@@ -176,8 +188,7 @@ class JobPanel:
         else:
             fraction, caption = progress_caption(record, progress)
             outputs = [status_markdown(record, result_links(lines)), progress_bar(fraction, caption)]
-        if self.plot is not None:
-            outputs.append(table(progress.rows() if progress else [], PLOT_HEADERS))
+        outputs += [curves_figure(progress) for _plot in self.plots]
         outputs.append(log)
         return outputs
 
