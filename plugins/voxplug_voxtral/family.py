@@ -103,6 +103,9 @@ class VoxtralCollatorOptions(PluginOptions):
     max_text_tokens: int | None = Field(
         None, ge=1, description="reject (never truncate) transcripts longer than this many tokens"
     )
+    feature_cache_mb: int = Field(
+        512, ge=0, description="memory per process for reusing each clip's mel features across epochs (0: off)"
+    )
 
 
 class VoxtralCollator(Collator):
@@ -115,10 +118,13 @@ class VoxtralCollator(Collator):
 
     def __init__(self, options: Any = None, *, processor: Any, model_id: str = "") -> None:
         super().__init__(options, processor=processor, model_id=model_id)
-        from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+        from voxplug_voxtral.feature_cache import CachingTranscriptionCollator
 
-        self.collate = VoxtralTranscriptionCollator(
-            processor, model_id=model_id or "voxtral", max_text_tokens=self.options.max_text_tokens
+        self.collate = CachingTranscriptionCollator(
+            processor,
+            cache_bytes=self.options.feature_cache_mb * 2**20,
+            model_id=model_id or "voxtral",
+            max_text_tokens=self.options.max_text_tokens,
         )
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:

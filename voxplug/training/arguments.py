@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxplug.errors import TrainingError
+from voxplug.training.devices import cuda_available
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -113,6 +114,9 @@ def training_argument_values(
         "save_steps": plan.save_steps,
         "save_total_limit": training.save_total_limit,
         "dataloader_num_workers": training.dataloader_workers,
+        # Workers keep their state (the collator's feature cache) from one epoch to the next.
+        "dataloader_persistent_workers": training.dataloader_workers > 0,
+        "dataloader_pin_memory": cuda_available(),
         "remove_unused_columns": False,
         "label_names": ["labels"],
         "prediction_loss_only": True,
