@@ -82,6 +82,9 @@ class DataConfig(PluginChoice):
     scrub: list[str] = Field(
         default_factory=list, description="text scrubbers run over transcripts before training and any push"
     )
+    scrub_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="options of the text scrubbers, by name, e.g. {email: {replacement: '<e>'}}"
+    )
 
 
 class ModelConfig(PluginChoice):
@@ -349,9 +352,27 @@ def resolve_plugin_options(config: RunConfig, host: PluginHost) -> dict[str, Any
         if name not in scrubbers:
             known = ", ".join(sorted(scrubbers)) or "none"
             problems.append(f"  data.scrub.{index}: unknown text scrubber {name!r} (known: {known})")
+    problems += _resolve_scrubber_options(config.data.scrub_options, scrubbers, resolved)
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
     return resolved
+
+
+def _resolve_scrubber_options(
+    tables: dict[str, dict[str, Any]], scrubbers: dict[str, type], resolved: dict[str, Any]
+) -> list[str]:
+    """Validate ``data.scrub_options`` tables into ``resolved["data.scrub.<name>"]``; return the problems."""
+    problems = []
+    for name, options in tables.items():
+        if name not in scrubbers:
+            known = ", ".join(sorted(scrubbers)) or "none"
+            problems.append(f"  data.scrub_options.{name}: unknown text scrubber {name!r} (known: {known})")
+            continue
+        try:
+            resolved[f"data.scrub.{name}"] = scrubbers[name].Options.model_validate(options)
+        except ValidationError as exc:
+            problems.append(format_validation_error(exc, prefix=f"data.scrub_options.{name}."))
+    return problems
 
 
 def _section(config: RunConfig, path: str) -> PluginChoice | None:

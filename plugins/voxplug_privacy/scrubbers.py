@@ -25,8 +25,16 @@ _TLD = "|".join(TOP_LEVEL_DOMAINS)
 _URL_TAIL = r"(?:/[^\s<>\"']*[^\s<>\"'.,;:!?)\]])?"
 
 
+_DATE = re.compile(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}")
+
+
 def _digit_count(text: str) -> int:
     return sum(character.isdigit() for character in text)
+
+
+def looks_like_date(text: str) -> bool:
+    """``12.05.2024``, ``2024-05-12``, ``12/05/24``: three groups with the same separator, not personal data."""
+    return _DATE.fullmatch(text) is not None
 
 
 class EmailOptions(PluginOptions):
@@ -72,8 +80,9 @@ class PhoneScrubber(PatternScrubber):
         return re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d+(?:[ .-]\d+)*(?!\w)")
 
     def accept(self, match: re.Match[str]) -> bool:
-        """Only matches with a phone number's count of digits."""
-        return self.options.min_digits <= _digit_count(match.group(0)) <= self.options.max_digits
+        """Only matches with a phone number's count of digits that are not dates."""
+        text = match.group(0)
+        return self.options.min_digits <= _digit_count(text) <= self.options.max_digits and not looks_like_date(text)
 
 
 class UrlOptions(PluginOptions):
@@ -119,4 +128,8 @@ class DigitsScrubber(PatternScrubber):
 
     def pattern(self) -> re.Pattern[str]:
         """Digits, possibly grouped by single spaces, dots or dashes, at least ``min_digits`` of them."""
-        return re.compile(r"(?<!\w)\d(?:[ .-]?\d){%d,}(?!\w)" % (self.options.min_digits - 1))
+        return re.compile(rf"(?<!\w)\d(?:[ .-]?\d){{{self.options.min_digits - 1},}}(?!\w)")
+
+    def accept(self, match: re.Match[str]) -> bool:
+        """Every long run except dates."""
+        return not looks_like_date(match.group(0))

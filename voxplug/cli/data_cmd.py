@@ -325,10 +325,19 @@ def _print_validation(report: ValidationReport, *, fixed: bool) -> None:
     console.print(line, soft_wrap=True)
 
 
+SCRUB_HELP = "Scrub personal data from the pushed transcripts first, e.g. email,url,phone,digits (local copy kept)."
+SCRUB_OPTION: Any = typer.Option(None, "--scrub", help=SCRUB_HELP)
+SCRUB_REPORT_OPTION: Any = typer.Option(
+    None, "--scrub-report", help="Write what was scrubbed, with the original text, to this JSON file (keep it private)."
+)
+
+
 def push(
     path: Path = typer.Argument(..., help="The dataset folder."),
     repo_id: str = typer.Argument(..., help="Hub dataset to create or update, e.g. your-name/my-voice."),
     public: bool = typer.Option(False, "--public", help="Make a new repo public (default: private)."),
+    scrub: str = SCRUB_OPTION,
+    scrub_report: Path = SCRUB_REPORT_OPTION,
 ) -> None:
     """Publish the dataset to the Hugging Face Hub (Parquet + Audio feature + card), in one commit.
 
@@ -337,6 +346,7 @@ def push(
     from voxplug.data.push import push_dataset
     from voxplug.plugins import get_plugin_host
 
+    scrubbers = _scrubbers_for_push(path, scrub, scrub_report)
     with _progress_bar(f"packing {path}") as update:
         result = push_dataset(
             path,
@@ -344,6 +354,24 @@ def push(
             private=not public,
             host=get_plugin_host(),
             progress=lambda _stage, done, total: update(done, total),
+            scrubbers=scrubbers,
         )
     visibility = "public" if public else "private"
     typer.echo(f"pushed {len(result.files) - 1} shard(s) and a card to {result.url} ({visibility})")
+
+
+def _scrubbers_for_push(path: Path, names: str | None, report_path: Path | None) -> list[Any]:
+    """The scrubbers ``--scrub`` names; prints what they will replace (counts and row ids, never the text)."""
+    from voxplug.data.scrub import make_scrubbers, parse_scrubber_names, scrub_report_for_rows
+
+    scrubbers = make_scrubbers(parse_scrubber_names(names))
+    if not scrubbers:
+        return []
+    report = scrub_report_for_rows(_open(path).rows(), scrubbers)
+    typer.echo(report.describe())
+    for row in report.rows:
+        kinds = ", ".join(sorted({item.scrubber for item in row.replacements}))
+        typer.echo(f"  row {row.row}: {len(row.replacements)} replaced ({kinds})")
+    if report_path is not None:
+        typer.echo(f"full scrub report (with the replaced text): {report.write(report_path)}")
+    return scrubbers

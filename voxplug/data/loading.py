@@ -30,6 +30,7 @@ from voxplug.data.audio import TARGET_RATE, analyse_clip, check_clip
 from voxplug.data.interface import DataSource, Example, RowProblem
 from voxplug.data.parallel import map_ordered
 from voxplug.data.prepare import check_language
+from voxplug.data.scrub import scrub_training_data
 from voxplug.data.split import split_examples
 from voxplug.data.store import duration_histogram
 from voxplug.data.text import check_transcript
@@ -37,6 +38,7 @@ from voxplug.errors import DataError
 
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
+    from voxplug.data.scrub import ScrubReport
     from voxplug.plugins import PluginHost
 
 CheckMode = Literal["auto", "eager", "lazy"]
@@ -50,6 +52,7 @@ class TrainingData:
     eval: list[Example]
     problems: list[RowProblem] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    scrub_report: ScrubReport | None = None
 
 
 def load_training_data(
@@ -90,9 +93,12 @@ def load_training_data(
     problems = [problem for each in sources for problem in each.problems] + checker.problems
     if not train:
         raise DataError(_nothing_left_message(data.source, problems))
+    train, evaluation, scrubbed = scrub_training_data(config, host, options, train, evaluation)
     summary = summarise(train, evaluation, problems, source=data.source, eval_origin=eval_origin, mode=mode)
     summary["warnings"] = checker.warnings
-    return TrainingData(train=train, eval=evaluation, problems=problems, summary=summary)
+    if scrubbed is not None:
+        summary["scrub"] = scrubbed.summary()  # counts only: the replaced text stays in scrub_report.json
+    return TrainingData(train=train, eval=evaluation, problems=problems, summary=summary, scrub_report=scrubbed)
 
 
 def make_source(host: PluginHost, name: str, options: Any, base_dir: Path) -> DataSource:

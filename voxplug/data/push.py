@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from voxplug.publishing.interface import PublishResult
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
+    from voxplug.data.interface import TextScrubber
     from voxplug.plugins import PluginHost
 
 STAGING_DIR = ".push"
@@ -62,12 +63,14 @@ def push_dataset(
     retry: RetryPolicy | None = None,
     progress: ProgressCallback | None = None,
     host: PluginHost | None = None,
+    scrubbers: Sequence[TextScrubber] = (),
 ) -> PublishResult:
     """Push the dataset at ``path`` to the Hub dataset ``repo_id`` (``owner/name``, or ``name`` for your account).
 
     The repo is created private unless ``private=False`` (an existing repo keeps its visibility). Transient Hub
     failures are retried with ``retry`` (default: 5 tries, waits from 2 s doubling). Fires ``after_publish`` (or
-    ``on_publish_error``) on ``host`` when one is given. Raises :class:`~voxplug.errors.PublishError` with the repo
+    ``on_publish_error``) on ``host`` when one is given. ``scrubbers`` replace personal data in the pushed
+    transcripts (the local dataset is left as it is). Raises :class:`~voxplug.errors.PublishError` with the repo
     and the reason when anything fails; the token never appears in messages.
     """
     from voxplug.publishing.hub import authenticate, full_repo_id, hub_api, hub_token
@@ -78,7 +81,7 @@ def push_dataset(
     try:
         api = hub_api(endpoint)
         repo_id = full_repo_id(repo_id, authenticate(api, token, retry=retry), repo_type="dataset")
-        staged = stage_dataset(store, repo_id, shard_bytes=shard_bytes, progress=progress)
+        staged = stage_dataset(store, repo_id, shard_bytes=shard_bytes, progress=progress, scrubbers=scrubbers)
         result = _upload(api, token, staged, repo_id, private=private, retry=retry)
     except (PublishError, DataError) as exc:
         _report_error(host, repo_id, exc)
@@ -106,16 +109,23 @@ def _report_error(host: PluginHost | None, repo_id: str, error: Exception) -> No
 
 
 def stage_dataset(
-    store: DatasetStore, repo_id: str, *, shard_bytes: int = SHARD_BYTES, progress: ProgressCallback | None = None
+    store: DatasetStore,
+    repo_id: str,
+    *,
+    shard_bytes: int = SHARD_BYTES,
+    progress: ProgressCallback | None = None,
+    scrubbers: Sequence[TextScrubber] = (),
 ) -> StagedDataset:
-    """Write (or reuse) the Parquet shards and the card of ``store`` in ``<store>/.push/``."""
+    """Write (or reuse) the Parquet shards and the card of ``store`` in ``<store>/.push/``, transcripts scrubbed."""
+    from voxplug.data.scrub import scrubbers_fingerprint
+
     folder = store.path / STAGING_DIR
-    fingerprint = _fingerprint(store, shard_bytes)
+    fingerprint = _fingerprint(store, shard_bytes, scrubbers_fingerprint(scrubbers))
     staged = _reuse_staged(folder, fingerprint)
     if staged is None:
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "data").mkdir(parents=True)
-        staged = _write_shards(store, folder, shard_bytes, progress)
+        staged = _write_shards(store, folder, shard_bytes, progress, scrubbers)
         manifest = {
             "fingerprint": fingerprint,
             "shards": staged.shards,
@@ -136,8 +146,9 @@ def stage_dataset(
     return staged
 
 
-def _fingerprint(store: DatasetStore, shard_bytes: int) -> str:
+def _fingerprint(store: DatasetStore, shard_bytes: int, scrubbing: str = "") -> str:
     digest = hashlib.sha256(f"{_STAGING_FORMAT}:{shard_bytes}:".encode())
+    digest.update(scrubbing.encode())  # no scrubbers: the same fingerprint as before scrubbing existed
     with (store.path / DATA_FILE).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -156,7 +167,11 @@ def _reuse_staged(folder: Path, fingerprint: str) -> StagedDataset | None:
 
 
 def _write_shards(
-    store: DatasetStore, folder: Path, shard_bytes: int, progress: ProgressCallback | None
+    store: DatasetStore,
+    folder: Path,
+    shard_bytes: int,
+    progress: ProgressCallback | None,
+    scrubbers: Sequence[TextScrubber] = (),
 ) -> StagedDataset:
     """Write the rows as Parquet shards of about ``shard_bytes`` audio bytes each, holding one shard in memory."""
     total = store.summary()["rows"]
@@ -164,7 +179,7 @@ def _write_shards(
         raise PublishError(f"{store.path}: the dataset has no rows to push")
     temporary: list[Path] = []
     written = rows = 0
-    for batch in _batches(store, shard_bytes):
+    for batch in _batches(store, shard_bytes, scrubbers):
         target = folder / "data" / f"part-{len(temporary):05d}.parquet"
         _write_shard(batch, target)
         temporary.append(target)
@@ -180,11 +195,15 @@ def _write_shards(
     return StagedDataset(folder, shards, rows, written)
 
 
-def _batches(store: DatasetStore, shard_bytes: int) -> Iterator[dict[str, list[Any]]]:
+def _batches(
+    store: DatasetStore, shard_bytes: int, scrubbers: Sequence[TextScrubber] = ()
+) -> Iterator[dict[str, list[Any]]]:
+    from voxplug.data.scrub import scrub_rows
+
     columns = [column for column, _dtype in FEATURES]
     batch: dict[str, list[Any]] = {column: [] for column in columns}
     size = 0
-    for row in store.rows():
+    for row in scrub_rows(store.rows(), scrubbers):
         audio = _audio_bytes(store, row)
         batch["audio"].append({"bytes": audio, "path": f"{row['id']}.wav"})
         for column in columns:

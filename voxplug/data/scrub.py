@@ -23,7 +23,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -213,3 +213,38 @@ def scrub_training_data(
 def write_scrub_report(run_dir: Path, report: ScrubReport | None) -> Path | None:
     """Write ``report`` as ``scrub_report.json`` in ``run_dir`` (main process only); None when there is none."""
     return report.write(Path(run_dir) / SCRUB_REPORT_FILE) if report is not None else None
+
+
+def scrub_rows(
+    rows: Iterable[dict[str, Any]], scrubbers: Sequence[TextScrubber], report: ScrubReport | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield dataset rows (``{"id", "text", ...}``) with scrubbed ``text``, noting each in ``report``.
+
+    Rows are copied only when something was replaced; with no scrubbers they pass through untouched.
+    """
+    for row in rows:
+        if not scrubbers:
+            yield row
+            continue
+        text, replacements = scrub_text(str(row.get("text") or ""), scrubbers)
+        if report is not None:
+            report.note(str(row.get("id", "?")), replacements)
+        yield {**row, "text": text} if replacements else row
+
+
+def scrub_report_for_rows(rows: Iterable[dict[str, Any]], scrubbers: Sequence[TextScrubber]) -> ScrubReport:
+    """What scrubbing ``rows`` would replace, without changing anything (the report a push prints)."""
+    report = ScrubReport([scrubber.name for scrubber in scrubbers])
+    for _row in scrub_rows(rows, scrubbers, report):
+        pass
+    return report
+
+
+def scrubbers_fingerprint(scrubbers: Sequence[TextScrubber]) -> str:
+    """A stable text naming the scrubbers and their options (staged files made with others are not reused).
+
+    Empty when there are no scrubbers.
+    """
+    if not scrubbers:
+        return ""
+    return json.dumps([[scrubber.name, scrubber.options.model_dump(mode="json")] for scrubber in scrubbers])
