@@ -220,8 +220,9 @@ def set_number(page: Any, elem_id: str, value: float) -> None:
     field.press("Tab")
 
 
-def test_train_the_tiny_model_with_live_progress(page: Any, app_url: str, speech_clips) -> None:
+def test_train_the_tiny_model_with_live_progress_then_compare_with_base(page: Any, speech_clips) -> None:
     open_train_tab(page, speech_clips)
+    page.get_by_label("Full fine-tune").check()
     for elem_id, value in (("train-max-steps", 4), ("train-batch_size", 1), ("train-grad_accum", 1)):
         set_number(page, elem_id, value)
     set_number(page, "train-logging_steps", 1)
@@ -233,12 +234,23 @@ def test_train_the_tiny_model_with_live_progress(page: Any, app_url: str, speech
     page.reload()
     page.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
     page.get_by_role("tab", name="2 · Train").click()
-    expect_text(page, "#train-status", r"Training my-voice-lora-.*(running|succeeded)")
+    expect_text(page, "#train-status", r"Training my-voice-full-.*(running|succeeded)")
     expect_text(page, "#train-status", r"succeeded", timeout=180_000)
     expect_text(page, "#train-progress", r"step 4/4 \(100%\)")
     expect_value(page, "#train-log textarea", re.compile(r"step 4/4.*eval WER", re.S))
     page.wait_for_timeout(1000)
     shoot(page, "04-train-finished")
+
+    page.get_by_role("tab", name="3 · Evaluate").click()
+    expect_value(page, "#evaluate-run input", re.compile(r"my-voice-full-"))
+    expect_text(page, "#evaluate-summary", r"Only the fine-tuned model")
+    page.click("#evaluate-start")
+    expect_text(page, "#evaluate-notice", r"Started.*eval split: 1 clip")
+    expect_text(page, "#evaluate-status", r"succeeded", timeout=120_000)
+    expect_text(page, "#evaluate-summary", r"WER \d+\.\d% → \d+\.\d%")
+    expect_text(page, "#evaluate-metrics", r"base.*fine-tuned")
+    page.wait_for_timeout(500)
+    shoot(page, "05-evaluate-compared")
 
 
 def test_a_crashing_job_shows_its_error_and_the_app_keeps_serving(page: Any, speech_clips) -> None:
@@ -250,7 +262,7 @@ def test_a_crashing_job_shows_its_error_and_the_app_keeps_serving(page: Any, spe
     expect_text(page, "#train-status", r"failed", timeout=90_000)
     status = expect_text(page, "#train-status", r"exit status [1-9].*model-folder")
     assert "Traceback" not in status
-    shoot(page, "05-train-crashed")
+    shoot(page, "06-train-crashed")
     page.get_by_role("tab", name="1 · Record").click()
     expect_text(page, "#dataset-summary", r"5 clip\(s\)")
 
@@ -264,4 +276,4 @@ def test_cancel_a_running_training(page: Any, speech_clips) -> None:
     expect_text(page, "#train-progress", r"step [1-9]\d*/500", timeout=120_000)
     page.click("#train-cancel")
     expect_text(page, "#train-status", r"cancelled", timeout=30_000)
-    shoot(page, "06-train-cancelled")
+    shoot(page, "07-train-cancelled")

@@ -43,7 +43,7 @@ def test_compare_matches_utterances_and_sorts_regressions_first() -> None:
     tuned = [row("a", "the cat sat", "the cat sat", 0.0), row("b", "hello there", "hello their", 0.5)]
     comparison = compare(base, tuned)
     assert [m[0] for m in comparison.metrics] == ["base", "fine-tuned"]
-    assert comparison.metrics[0][1] == 0.2 and comparison.metrics[1][1] == 0.2
+    assert comparison.metrics[0][1:] == ["20.0%", "4.5%", 2] and comparison.wer == {"base": 0.2, "fine-tuned": 0.2}
     assert [u[0] for u in comparison.utterances] == ["b", "a"]
     assert comparison.utterances[0][6] == 0.5 and comparison.utterances[1][6] == -0.333
     assert "1 utterance(s) improved, 1 got worse" in comparison.summary()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,19 @@ def progress_caption(record: JobRecord, progress: TrainingProgress | None) -> tu
 class JobPanel:
     """The widgets showing the latest job of ``kinds`` for the session, refreshed by a timer."""
 
-    def __init__(self, ctx: AppContext, kinds: tuple[str, ...], prefix: str, *, plot: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        kinds: tuple[str, ...],
+        prefix: str,
+        *,
+        plot: bool = False,
+        results: tuple[list[Any], Callable[[JobRecord], list[Any]]] | None = None,
+    ) -> None:
+        """``results``: components to fill when a job succeeds, and how (called with the finished job's record)."""
         self.ctx = ctx
         self.kinds = kinds
+        self.result_outputs, self.show_results = results or ([], None)
         self.notice = gr.Markdown(elem_id=f"{prefix}-notice")
         self.status = gr.Markdown("No job yet.", elem_id=f"{prefix}-status")
         self.bar = gr.HTML(progress_bar(0, ""), elem_id=f"{prefix}-progress")
@@ -126,7 +137,7 @@ class JobPanel:
     @property
     def outputs(self) -> list[Any]:
         """What a tick updates (the signature state first)."""
-        return [self.seen, self.status, self.bar, *self.plots, self.log, self.history]
+        return [self.seen, self.status, self.bar, *self.plots, self.log, self.history, *self.result_outputs]
 
     def cancel(self, session: Session) -> str:
         """Cancel the session's latest running job of this panel's kinds."""
@@ -142,6 +153,7 @@ class JobPanel:
         if workspace is None:
             return [gr.skip()] * len(self.outputs)
         job = self.ctx.runner.latest(workspace, self.kinds)
+        finished = job.record if job is not None else None
         if job is not None:
             signature: Any = (job.id, job.record.status, job.line_count, job.record.step_index)
             render = lambda: self._render_live(job)  # noqa: E731
@@ -151,7 +163,16 @@ class JobPanel:
             render = lambda: self._render_record(record, workspace.jobs_dir)  # noqa: E731
         if signature == seen:
             return [gr.skip()] * len(self.outputs)
-        return [signature, *render(), table(self._history_rows(workspace), HISTORY_HEADERS)]
+        history = table(self._history_rows(workspace), HISTORY_HEADERS)
+        return [signature, *render(), history, *self._results(finished)]
+
+    def _results(self, record: JobRecord | None) -> list[Any]:
+        """Fill the result components when the latest job has succeeded (ticks only render on a change)."""
+        if self.show_results is None:
+            return []
+        if record is None or record.status != "succeeded":
+            return [gr.skip()] * len(self.result_outputs)
+        return self.show_results(record)
 
     def _history_rows(self, workspace: Any) -> list[list[Any]]:
         return [
@@ -177,7 +198,7 @@ class JobPanel:
         log_path = jobs_dir / f"{record.id}.log"
         text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
         lines = text.splitlines()[-400:]
-        progress = progress_from_run_dir(Path(record.run_dir)) if record.run_dir else None
+        progress = progress_from_run_dir(Path(record.run_dir)) if record.run_dir and record.kind == "train" else None
         return self._render(record, progress, lines, "\n".join(lines))
 
     def _render(
