@@ -1,7 +1,8 @@
 """``voxplug model import-ct2 SRC OUT``: turn a CTranslate2 (faster-whisper) Whisper folder into a checkpoint
 voxplug can fine-tune.
 
-The command lives in this plugin. Until the core CLI takes commands from plugins, it also runs as
+The command lives in this plugin; ``voxplug model`` (``voxplug/cli/model_cmd.py``) adds it to its group through
+:func:`register_model_commands` until plugins can add commands through a hook. It also runs as
 ``python -m voxplug_whisper.cli import-ct2 SRC OUT``.
 """
 
@@ -13,12 +14,9 @@ from typing import Any
 
 import typer
 
-model_app = typer.Typer(name="model", help="Model checkpoints: import them from other formats.", no_args_is_help=True)
-
 DTYPE_OPTION: Any = typer.Option("float32", "--dtype", help="Dtype of the written weights: float32, float16, bfloat16.")
 
 
-@model_app.command("import-ct2")
 def import_ct2(
     src: Path = typer.Argument(..., help="CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json)."),
     out: Path = typer.Argument(..., help="Folder to write the transformers checkpoint to."),
@@ -36,18 +34,15 @@ def import_ct2(
     typer.echo(f"fine-tune it with: voxplug train -c whisper-tiny-en-lora model.name_or_path={written}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``model`` command group (``import-ct2``) to the ``voxplug`` CLI (once)."""
-    if all(group.typer_instance is not model_app for group in app.registered_groups):
-        app.add_typer(model_app, name="model")
+def register_model_commands(group: typer.Typer) -> None:
+    """Add ``import-ct2`` to the ``voxplug model`` command group."""
+    group.command("import-ct2")(import_ct2)
 
 
 def main() -> None:
-    """Run the ``model`` commands on their own, with voxplug's one-line errors."""
-    from voxplug.cli import app
+    """``python -m voxplug_whisper.cli import-ct2 SRC OUT`` is ``voxplug model import-ct2 SRC OUT``."""
     from voxplug.cli import main as voxplug_main
 
-    register(app)
     voxplug_main(["model", *sys.argv[1:]])
 
 

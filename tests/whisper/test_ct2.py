@@ -3,7 +3,6 @@ giving token-for-token the greedy transcripts that ctranslate2 gives on the same
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,31 +112,30 @@ def test_converted_folder_is_a_complete_checkpoint(tiny_en_dir: Path) -> None:
     assert generation.begin_suppress_tokens == [220, 50256]
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """Run ``voxplug model import-ct2 ARGS`` in-process; return (exit code, stdout, stderr)."""
-    from voxplug_whisper.cli import main
+    from voxplug.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["voxplug-model", "import-ct2", *args])
     with pytest.raises(SystemExit) as exited:
-        main()
+        main(["model", "import-ct2", *args])
     captured = capsys.readouterr()
     return int(exited.value.code or 0), captured.out, captured.err
 
 
 def test_cli_imports_and_refuses_clearly(
-    whisper_tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    whisper_tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     converters = pytest.importorskip("ctranslate2.converters")
     ct2_dir = tmp_path / "ct2"
     converters.TransformersConverter(str(whisper_tiny_dir), copy_files=["tokenizer.json"]).convert(str(ct2_dir))
-    code, out, err = run_cli(capsys, monkeypatch, str(ct2_dir), str(tmp_path / "out"))
+    code, out, err = run_cli(capsys, str(ct2_dir), str(tmp_path / "out"))
     assert code == 0, err
     assert "wrote a transformers Whisper checkpoint" in out
-    code, _, err = run_cli(capsys, monkeypatch, str(ct2_dir), str(tmp_path / "out"))
+    code, _, err = run_cli(capsys, str(ct2_dir), str(tmp_path / "out"))
     assert code == 1
     assert err.strip().splitlines()[-1].startswith("error: ") and "--overwrite" in err
     (ct2_dir / "tokenizer.json").unlink()
-    code, _, err = run_cli(capsys, monkeypatch, str(ct2_dir), str(tmp_path / "other"))
+    code, _, err = run_cli(capsys, str(ct2_dir), str(tmp_path / "other"))
     assert code == 1 and "missing tokenizer.json" in err
 
 
