@@ -20,10 +20,13 @@ class FolderGuard:
         self.label = label
         self._real = os.path.realpath(self.folder)
 
-    def resolve(self, relative: str) -> Path:
-        """The absolute, symlink-free path of ``relative``; raises :class:`DataError` if it leaves the folder."""
+    def resolve(self, relative: str) -> str:
+        """The absolute, symlink-free path of ``relative``; raises :class:`DataError` if it leaves the folder.
+
+        A ``str``, not a ``Path``: ``pathlib`` interns every path component, which adds up over millions of rows.
+        """
         joined = relative if os.path.isabs(relative) else os.path.join(self._real, relative)
         real = os.path.realpath(joined)
         if real != self._real and not real.startswith(self._real + os.sep):
             raise DataError(f"audio path {relative!r} leaves {self.label} {self.folder} (expected a path inside it)")
-        return Path(real)
+        return real

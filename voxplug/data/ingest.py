@@ -166,10 +166,10 @@ def _item_from_row(guard: FolderGuard, label: str, row: dict[str, Any]) -> Impor
         path = guard.resolve(audio)
     except DataError as exc:
         return ImportItem(label, problem=str(exc))
-    if not path.is_file():
+    if not os.path.isfile(path):
         return ImportItem(label, problem=f"audio file {audio} not found in {guard.folder}")
     text = _first(row, TEXT_COLUMNS)
     if text is None:
         text = row.get("text", "")  # an empty transcript is reported by the transcript check
     language = _first(row, LANGUAGE_COLUMNS)
-    return ImportItem(label, path, text=text, language=language)
+    return ImportItem(label, Path(path), text=text, language=language)
