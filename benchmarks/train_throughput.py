@@ -1,0 +1,1011 @@
+"""Training throughput of Voxtral-Mini-3B fine-tuning on one GPU: VoxFactory's recipe against voxplug's defaults.
+
+What runs (all in one process, all through transformers' ``Trainer``, which is what users run):
+
+* ``voxfactory``: the VoxFactory LoRA recipe reimplemented from ``shared/reference/voxfactory.md`` sections 1.4
+  and 2: bf16 weights and ``bf16=True``, LoRA r=8 / alpha=32 / dropout 0 on the plain names q/k/v/o_proj
+  (which also land on the Whisper encoder's q/k/v, so the backward pass runs through all 32 encoder layers),
+  ``task_type="SEQ_2_SEQ_LM"``, audio tower frozen before ``get_peft_model``, micro-batch 2 x grad-accum 4,
+  lr 5e-5, AdamW (``adamw_torch``), linear schedule, ``dataloader_num_workers=1``, its collator (prompt from
+  ``apply_transcription_request(language="en", format=["WAV"]...)``, transcript tokens truncated at 256, no EOS,
+  right padding) and the model's own loss over full-vocabulary logits at every position. Departures, none of
+  which slows it: no evaluation and no checkpoints during the timed run (it saved every 50 steps), and audio is
+  decoded with soundfile instead of ``datasets.Audio``/torchcodec.
+* ``lora-*``: voxplug's ``lora`` trainer through voxplug's own pieces: ``RunConfig`` ->
+  ``build_training_arguments``, ``LoraTrainer.prepare_model`` (adapters on the language model only, encoder
+  run without autograd), ``ExampleDataset`` (lazy decoding), the ``voxtral-transcription`` collator and
+  ``TranscriptionTrainer`` (duration-grouped batches, logits only at label positions when enabled).
+* ``full-*``: voxplug's ``full`` trainer: fp32 master weights (the model is held in fp32, the forward runs under
+  bf16 autocast), language model + projector trained, encoder frozen without autograd.
+
+Variants change one thing at a time (see ``VARIANTS``); ``lora-default`` and ``full-default`` use whatever the
+repository's config defaults are when the script runs.
+
+Data: ``--clips`` WAV files of 3 to 30 s (uniform), each a concatenation of the 24 bundled 16 kHz clips in
+``examples/speech/en`` with 0.25 s gaps, the transcript the concatenated sentences. Every variant sees the real
+data path: file decode, the processor's WAV round trip and mel feature extraction in the collator.
+
+Timing: a callback synchronizes the GPU at the end of every optimizer step; the first ``--warmup`` steps are
+dropped and throughput is measured over the remaining steps (steady state; the dataset is larger than the
+samples a variant trains on, so no epoch boundary falls inside the window). The issue's target speaks of a
+3-epoch run: this measures the steady state of one epoch, which a 3-epoch run repeats.
+
+FLOP accounting (``FlopModel``; shared/reference/voxtral.md section 3). Forward FLOPs of a linear layer are
+2 x parameters x tokens; a pass that also needs the gradient of its input costs another 2x, one that trains its
+weights another 2x (so training a layer is 6N, LoRA over a frozen layer is 4N plus the adapters' 6 x r x (in +
+out)). Attention scores cost 4 x S^2 x d_attn per layer and sequence forward, x3 with backward. Tokens are the
+*processed* tokens, padding included: every row of a batch counts the batch's padded length S, every audio
+chunk its 1500 encoder frames and 375 audio tokens. Per part:
+
+=====================  ==========================  ===========================  =========================
+part                   voxfactory (LoRA in enc.)   voxplug lora                 voxplug full
+=====================  ==========================  ===========================  =========================
+encoder linear         4N (forward + input grad)   2N (forward, no autograd)    2N
+encoder attention      3x forward                  1x                           1x
+conv stem              1x                          1x                           1x
+projector              4N (grads flow to encoder)  2N                           4N (weights train, no
+                                                                                input grad)
+LM decoder linear      4N                          4N                           6N
+LM attention           3x forward                  3x                           3x
+lm_head                4N x all positions          4N x positions kept          6N x positions kept
+LoRA adapters          6N                          6N                           -
+=====================  ==========================  ===========================  =========================
+
+"Positions kept" are all positions with full-vocabulary logits, or only those before a label when the loss
+computes logits at label positions. MFU is processed model FLOPs per second over the bf16 matmul rate measured
+in the same run (8192^3, random data, median of 20 after warm-up); the datasheet's 989 TFLOP/s is reported
+beside it. Audio-seconds/s counts real (unpadded) audio.
+
+Checks recorded in the JSON: for every fast path, the loss of the plain model forward (full logits, the model's
+own loss) and of the fast path on the same fixed batch, at full shape on the GPU.
+
+Run (GPU, about 9 minutes)::
+
+    python benchmarks/train_throughput.py --out benchmarks/results
+
+``--tiny`` runs every code path on CPU with the tiny test model (a smoke test, numbers meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import gc
+import json
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH = REPO / "examples" / "speech" / "en"
+SAMPLING_RATE = 16000
+GAP_S = 0.25
+DATASHEET_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+EFFECTIVE_BATCH = 8
+
+# One change at a time. Keys: method (voxfactory | lora | full), overrides of the voxplug run config
+# ("training.x" / "model.x" / "training.lora.x"), and fast-path switches (label_logits, liger, compile).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "voxfactory": {"method": "voxfactory"},
+    "voxfactory-lm-only": {"method": "voxfactory", "lm_only_targets": True},
+    "lora-v0": {
+        "method": "lora",
+        "config": {"training.batch_size": 2, "training.grad_accum": 4, "training.dataloader_workers": 0},
+        "label_logits": False,
+    },
+    "lora-workers": {
+        "method": "lora",
+        "config": {"training.batch_size": 2, "training.grad_accum": 4, "training.dataloader_workers": 4},
+        "label_logits": False,
+    },
+    "lora-labels": {
+        "method": "lora",
+        "config": {"training.batch_size": 2, "training.grad_accum": 4, "training.dataloader_workers": 4},
+        "label_logits": True,
+    },
+    "lora-mb8": {
+        "method": "lora",
+        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
+        "label_logits": True,
+    },
+    "lora-liger": {
+        "method": "lora",
+        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
+        "label_logits": True,
+        "liger": True,
+    },
+    "lora-compile": {
+        "method": "lora",
+        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
+        "label_logits": True,
+        "compile": True,
+    },
+    "lora-default": {"method": "lora"},
+    "full-v0": {
+        "method": "full",
+        "config": {
+            "training.batch_size": 2,
+            "training.grad_accum": 4,
+            "training.dataloader_workers": 0,
+            "training.optim": "adamw_torch",
+        },
+        "label_logits": False,
+    },
+    "full-fused": {
+        "method": "full",
+        "config": {
+            "training.batch_size": 2,
+            "training.grad_accum": 4,
+            "training.dataloader_workers": 4,
+            "training.optim": "adamw_torch_fused",
+        },
+        "label_logits": True,
+    },
+    "full-mb8": {
+        "method": "full",
+        "config": {
+            "training.batch_size": 8,
+            "training.grad_accum": 1,
+            "training.dataloader_workers": 4,
+            "training.optim": "adamw_torch_fused",
+        },
+        "label_logits": True,
+    },
+    "full-default": {"method": "full"},
+}
+DEFAULT_ORDER = (
+    "voxfactory,lora-v0,lora-workers,lora-labels,lora-mb8,lora-liger,full-v0,full-fused,full-mb8,"
+    "voxfactory-lm-only,lora-compile"
+)
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clip:
+    """One benchmark clip on disk."""
+
+    path: Path
+    text: str
+    duration_s: float
+
+
+def bundled_clips() -> list[tuple[np.ndarray, str]]:
+    """The 24 bundled clips as (16 kHz float32 samples, transcript)."""
+    import soundfile
+
+    with (SPEECH / "transcripts.tsv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    clips = []
+    for row in rows:
+        audio, rate = soundfile.read(SPEECH / row["file"], dtype="float32")
+        assert rate == SAMPLING_RATE, row["file"]
+        clips.append((audio, row["text"]))
+    return clips
+
+
+def make_clips(folder: Path, count: int, *, seed: int, min_s: float = 3.0, max_s: float = 30.0) -> list[Clip]:
+    """``count`` WAV files of ``min_s``..``max_s`` seconds built by concatenating bundled clips."""
+    import soundfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = bundled_clips()
+    rng = np.random.default_rng(seed)
+    gap = np.zeros(int(GAP_S * SAMPLING_RATE), dtype=np.float32)
+    clips = []
+    for index in range(count):
+        target = rng.uniform(min_s, max_s)
+        parts: list[np.ndarray] = []
+        texts: list[str] = []
+        length = 0
+        while True:
+            audio, text = sources[rng.integers(len(sources))]
+            extra = len(audio) + (len(gap) if parts else 0)
+            if parts and length / SAMPLING_RATE >= min_s and (length + extra) / SAMPLING_RATE > target:
+                break
+            if (length + extra) / SAMPLING_RATE > max_s:
+                break
+            if parts:
+                parts.append(gap)
+            parts.append(audio)
+            texts.append(text)
+            length += extra
+        samples = np.concatenate(parts)
+        path = folder / f"clip_{index:04d}.wav"
+        soundfile.write(path, samples, SAMPLING_RATE, subtype="PCM_16")
+        clips.append(Clip(path, " ".join(texts), len(samples) / SAMPLING_RATE))
+    return clips
+
+
+class VoxFactoryDataset:
+    """VoxFactory's rows after ``cast_column("audio", Audio(sampling_rate=16000))``: decoded lazily on access."""
+
+    def __init__(self, clips: list[Clip]) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import soundfile
+
+        clip = self.clips[index]
+        audio, rate = soundfile.read(clip.path, dtype="float32")
+        return {"audio": {"array": audio, "sampling_rate": rate, "path": str(clip.path)}, "text": clip.text}
+
+
+class VoxFactoryCollator:
+    """``VoxtralDataCollator.__call__`` of VoxFactory's train.py / train_lora.py (voxfactory.md section 2.4)."""
+
+    def __init__(self, processor: Any, model_id: str) -> None:
+        self.processor = processor
+        self.model_id = model_id
+        tokenizer = processor.tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        texts = [f["text"] for f in features]
+        audios = [f["audio"]["array"] for f in features]
+        prompt = self.processor.apply_transcription_request(
+            language="en", model_id=self.model_id, audio=audios, format=["WAV"] * len(audios), return_tensors="pt"
+        )
+        passthrough = {k: v for k, v in prompt.items() if k not in ("input_ids", "attention_mask")}
+        prompt_ids = prompt["input_ids"]
+        prompt_attn = prompt["attention_mask"]
+        text_tok = self.processor.tokenizer(
+            texts, add_special_tokens=False, padding=False, truncation=True, max_length=256, return_tensors=None
+        )
+        input_ids, attention_mask, labels = [], [], []
+        for i, t_ids in enumerate(text_tok["input_ids"]):
+            p_ids = prompt_ids[i].tolist()
+            p_att = prompt_attn[i].tolist()
+            input_ids.append(p_ids + t_ids)
+            attention_mask.append(p_att + [1] * len(t_ids))
+            labels.append([-100] * len(p_ids) + t_ids)
+        longest = max(len(x) for x in input_ids)
+
+        def pad(seqs: list[list[int]], value: int) -> list[list[int]]:
+            return [s + [value] * (longest - len(s)) for s in seqs]
+
+        batch = {
+            "input_ids": torch.tensor(pad(input_ids, self.pad_id), dtype=torch.long),
+            "attention_mask": torch.tensor(pad(attention_mask, 0), dtype=torch.long),
+            "labels": torch.tensor(pad(labels, -100), dtype=torch.long),
+        }
+        batch.update(passthrough)
+        return batch
+
+
+class AudioSecondsCollator:
+    """Wrap a collator and add ``bench_audio_s`` (real audio in the batch), which the measuring trainer pops."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        batch = self.inner(rows)
+        samples = sum(len(r["audio"]["array"] if isinstance(r["audio"], dict) else r["audio"]) for r in rows)
+        batch["bench_audio_s"] = torch.tensor(samples / SAMPLING_RATE)
+        return batch
+
+
+# -- model --------------------------------------------------------------------------------------------------
+
+
+def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None) -> Any:
+    """Voxtral-Mini-3B-2507's architecture (``VoxtralConfig()`` defaults) with random weights, built on ``device``."""
+    import torch
+    from transformers import VoxtralConfig, VoxtralForConditionalGeneration
+
+    torch.manual_seed(0)
+    if tiny_dir is not None:
+        model = VoxtralForConditionalGeneration.from_pretrained(tiny_dir, dtype=dtype, attn_implementation="sdpa")
+        return model.to(device)
+    config = VoxtralConfig()
+    config.audio_token_id = 24  # hard-coded in VoxtralProcessor; the default config leaves it unset
+    with torch.device(device):
+        model = VoxtralForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
+    return model
+
+
+def apply_liger(model: Any) -> None:
+    """Liger's fused RMSNorm, SwiGLU and RoPE on the language model (a Llama); logits/loss stay voxplug's."""
+    from liger_kernel.transformers import apply_liger_kernel_to_llama
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    apply_liger_kernel_to_llama(
+        rope=True,
+        rms_norm=True,
+        swiglu=True,
+        cross_entropy=False,
+        fused_linear_cross_entropy=False,
+        model=base.model.language_model,
+    )
+
+
+def compile_layers(model: Any) -> None:
+    """Compile each decoder layer and each encoder layer (regional compilation: one graph reused per layer)."""
+    import torch
+
+    torch._dynamo.config.cache_size_limit = 256
+    torch._dynamo.config.accumulated_cache_size_limit = 2048
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for layer in [*base.model.language_model.layers, *base.model.audio_tower.layers]:
+        layer.compile()
+
+
+# -- FLOPs --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FlopModel:
+    """Forward FLOP counts of Voxtral's parts, from its config (see the module docstring for the multipliers)."""
+
+    enc_linear_params: int
+    enc_layers: int
+    enc_hidden: int
+    enc_frames: int
+    conv_flops_per_chunk: float
+    proj_params: int
+    audio_tokens_per_chunk: int
+    lm_linear_params: int
+    lm_layers: int
+    lm_attn_dim: int
+    head_params: int
+    lora_lm_params: int = 0
+    lora_enc_params: int = 0
+
+    @classmethod
+    def of(cls, model: Any) -> FlopModel:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        config = base.config
+        audio, text = config.audio_config, config.text_config
+        frames = audio.max_source_positions  # 1500 encoder frames per 30 s chunk
+        mel_frames = 2 * frames
+        conv = 2 * (audio.num_mel_bins * audio.hidden_size * 3 * mel_frames + audio.hidden_size**2 * 3 * frames)
+        enc_layer = base.model.audio_tower.layers[0]
+        enc_linear = audio.num_hidden_layers * sum(
+            module.weight.numel() for name, module in _linears(enc_layer) if "lora" not in name
+        )
+        lm_layer = base.model.language_model.layers[0]
+        lm_linear = sum(module.weight.numel() for name, module in _linears(lm_layer) if "lora" not in name)
+        proj = sum(p.numel() for p in base.model.multi_modal_projector.parameters())
+        lora_lm = lora_enc = 0
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                if "audio_tower" in name:
+                    lora_enc += parameter.numel()
+                else:
+                    lora_lm += parameter.numel()
+        return cls(
+            enc_linear_params=enc_linear,
+            enc_layers=audio.num_hidden_layers,
+            enc_hidden=audio.hidden_size,
+            enc_frames=frames,
+            conv_flops_per_chunk=float(conv),
+            proj_params=proj,
+            audio_tokens_per_chunk=frames // 4,
+            lm_linear_params=lm_linear * text.num_hidden_layers,
+            lm_layers=text.num_hidden_layers,
+            lm_attn_dim=text.num_attention_heads * text.head_dim,
+            head_params=base.lm_head.weight.numel(),
+            lora_lm_params=lora_lm,
+            lora_enc_params=lora_enc,
+        )
+
+    def micro_batch(self, regime: str, rows: int, seq: int, chunks: int, logit_positions: int) -> float:
+        """Processed model FLOPs of one micro-batch (forward + backward) under ``regime``."""
+        tokens = rows * seq
+        frames = chunks * self.enc_frames
+        enc_lin = 2.0 * self.enc_linear_params * frames
+        enc_attn = 4.0 * frames * self.enc_frames * self.enc_hidden * self.enc_layers
+        conv = self.conv_flops_per_chunk * chunks
+        proj = 2.0 * self.proj_params * chunks * self.audio_tokens_per_chunk
+        lm_lin = 2.0 * self.lm_linear_params * tokens
+        lm_attn = 4.0 * rows * seq * seq * self.lm_attn_dim * self.lm_layers
+        head = 2.0 * self.head_params * logit_positions
+        lora = 2.0 * self.lora_lm_params * tokens + 2.0 * self.lora_enc_params * frames
+        if regime == "voxfactory":
+            return 2 * enc_lin + 3 * enc_attn + conv + 2 * proj + 2 * lm_lin + 3 * lm_attn + 2 * head + 3 * lora
+        if regime == "lora":
+            return enc_lin + enc_attn + conv + proj + 2 * lm_lin + 3 * lm_attn + 2 * head + 3 * lora
+        if regime == "full":
+            return enc_lin + enc_attn + conv + 2 * proj + 3 * lm_lin + 3 * lm_attn + 3 * head
+        raise ValueError(regime)
+
+
+def _linears(module: Any) -> list[tuple[str, Any]]:
+    import torch
+
+    return [(n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+# -- measuring ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """What the measuring trainer saw: one entry per micro-batch, and step-end times."""
+
+    micro: list[tuple[int, int, int, Any, Any]] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    step_micro: list[int] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
+    """A subclass of ``trainer_class`` that records each micro-batch's shape (no host sync) before training on it."""
+
+    class Measured(trainer_class):  # type: ignore[misc, valid-type]
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            audio_s = inputs.pop("bench_audio_s")
+            labels = inputs["labels"]
+            ids = inputs["input_ids"]
+            positions = (labels[:, 1:] != -100).sum() if label_logits else None
+            record.micro.append((ids.shape[0], ids.shape[1], inputs["input_features"].shape[0], positions, audio_s))
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    return Measured
+
+
+def step_timer(record: Record) -> Any:
+    import torch
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Synchronize the GPU at every optimizer step's end and note the time and the micro-batches so far."""
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            record.step_times.append(time.perf_counter())
+            record.step_micro.append(len(record.micro))
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if logs:
+                record.logs.append({"step": state.global_step, **logs})
+
+    return StepTimer()
+
+
+def matmul_tflops(device: str, size: int = 8192, repeats: int = 20) -> float:
+    """Median bf16 matmul rate (TFLOP/s) on random data, timed with CUDA events."""
+    import torch
+
+    if device != "cuda":
+        size, repeats = 512, 3
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    times = []
+    for i in range(5 + repeats):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            a @ b
+            end.record()
+            torch.cuda.synchronize()
+            elapsed = start.elapsed_time(end) / 1e3
+        else:
+            t0 = time.perf_counter()
+            a @ b
+            elapsed = time.perf_counter() - t0
+        if i >= 5:
+            times.append(elapsed)
+    return 2 * size**3 / statistics.median(times) / 1e12
+
+
+# -- runs ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """Shared state of one benchmark run."""
+
+    args: argparse.Namespace
+    device: str
+    workdir: Path
+    processor_dir: Path
+    processor: Any
+    clips: list[Clip]
+    check_rows: list[dict[str, Any]]
+    tiny_dir: Path | None
+    peak_tflops: float
+    results: dict[str, Any]
+    t0: float
+
+    def remaining(self) -> float:
+        return self.args.deadline_s - (time.monotonic() - self.t0)
+
+
+def voxplug_config(bench: Bench, method: str, overrides: dict[str, Any]) -> Any:
+    """The voxplug ``RunConfig`` of a variant: repository defaults, the run length, then ``overrides``."""
+    from voxplug.config import validate_config
+
+    data: dict[str, Any] = {
+        "name": "bench",
+        "model": {"name_or_path": str(bench.processor_dir)},
+        "data": {"language": "en"},
+        "training": {
+            "method": method,
+            "max_steps": bench.args.steps,
+            "save_steps": 10**6,
+            "logging_steps": 10,
+        },
+        "publish": {"target": None},
+    }
+    for dotted, value in overrides.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return validate_config(data, base_dir=bench.workdir)
+
+
+def check_losses(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str, float]:
+    """Loss of the plain forward (full logits, the model's own loss) and of the label-position path."""
+    import torch
+
+    from voxplug.training.label_logits import label_logit_mask, label_logits_loss
+
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    was_training = model.training
+    model.eval()
+    context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with torch.no_grad(), context:
+        plain = model(**batch).loss.float().item()
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        fast = label_logits_loss(model(**inputs, logits_to_keep=label_logit_mask(batch["labels"])), batch["labels"])
+    model.train(was_training)
+    return {"plain": plain, "label_logits": fast.float().item()}
+
+
+def check_batch(bench: Bench) -> dict[str, Any]:
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+
+    return VoxtralTranscriptionCollator(bench.processor, model_id=str(bench.processor_dir))(bench.check_rows)
+
+
+def run_variant(bench: Bench, name: str) -> dict[str, Any]:
+    """Build, train and measure one variant; return its result entry."""
+    import torch
+
+    spec = VARIANTS[name]
+    method = spec["method"]
+    record = Record()
+    result: dict[str, Any] = {"variant": name, "spec": spec}
+    cuda = bench.device == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    build_start = time.perf_counter()
+    checks: dict[str, Any] = {}
+    if method == "voxfactory":
+        trainer, regime, label_logits = voxfactory_trainer(bench, spec, record)
+    else:
+        trainer, regime, label_logits, checks = voxplug_trainer(bench, spec, record, method)
+    result["setup_s"] = time.perf_counter() - build_start
+    flops = FlopModel.of(trainer.model)
+    result["trainable_params"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    args = trainer.args
+    result["micro_batch"] = args.per_device_train_batch_size
+    result["grad_accum"] = args.gradient_accumulation_steps
+    result["dataloader_workers"] = args.dataloader_num_workers
+    result["optim"] = str(args.optim)
+    try:
+        trainer.train()
+    except torch.OutOfMemoryError as exc:
+        result["error"] = f"OutOfMemoryError: {str(exc).splitlines()[0]}"
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+        free_trainer(trainer)
+        return result
+    result.update(summarize(bench, record, flops, regime, label_logits))
+    if cuda:
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        result["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+    eval_batch = check_batch(bench)
+    checks["after_training"] = check_losses(trainer.model, eval_batch, autocast=cuda and method == "full")
+    result["eval_loss_fixed_batch"] = checks["after_training"]["plain"]
+    result["loss_checks"] = checks
+    free_trainer(trainer)
+    return result
+
+
+def free_trainer(trainer: Any) -> None:
+    import torch
+
+    with contextlib.suppress(Exception):
+        trainer.accelerator.free_memory()
+    trainer.model = None
+    trainer.model_wrapped = None
+    trainer.optimizer = None
+    trainer.lr_scheduler = None
+    del trainer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def voxfactory_trainer(bench: Bench, spec: dict[str, Any], record: Record) -> tuple[Any, str, bool]:
+    """VoxFactory's train_lora.py: model, LoRA config, TrainingArguments and Trainer (see the docstring)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    cuda = bench.device == "cuda"
+    model = random_voxtral(torch.bfloat16 if cuda else torch.float32, bench.device, bench.tiny_dir)
+    for parameter in model.model.audio_tower.parameters():  # --freeze-audio-tower (the UI turns it on)
+        parameter.requires_grad = False
+    targets: Any = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    if spec.get("lm_only_targets"):
+        targets = r".*language_model\.layers\.\d+\.self_attn\.(q|k|v|o)_proj"
+    lora_config = LoraConfig(
+        r=8, lora_alpha=32, lora_dropout=0.0, bias="none", target_modules=targets, task_type="SEQ_2_SEQ_LM"
+    )
+    model = get_peft_model(model, lora_config)
+    args = TrainingArguments(
+        output_dir=str(bench.workdir / "voxfactory"),
+        per_device_train_batch_size=2,
+        per_device_eval_batch_size=4,
+        gradient_accumulation_steps=4,
+        learning_rate=5e-5,
+        num_train_epochs=3,
+        max_steps=bench.args.steps,
+        bf16=cuda,
+        logging_steps=10,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=1,
+        disable_tqdm=True,
+        use_cpu=not cuda,
+    )
+    trainer = measured(Trainer, record, label_logits=False)(
+        model=model,
+        args=args,
+        train_dataset=VoxFactoryDataset(bench.clips),
+        data_collator=AudioSecondsCollator(VoxFactoryCollator(bench.processor, str(bench.processor_dir))),
+        callbacks=[step_timer(record)],
+    )
+    return trainer, "voxfactory", False
+
+
+def voxplug_trainer(
+    bench: Bench, spec: dict[str, Any], record: Record, method: str
+) -> tuple[Any, str, bool, dict[str, Any]]:
+    """voxplug's run pieces for ``method`` (lora | full) with the variant's config overrides and fast paths."""
+    import torch
+    from transformers.trainer_utils import SaveStrategy
+    from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+
+    from voxplug.data.interface import Example
+    from voxplug.plugins import get_plugin_host
+    from voxplug.training.arguments import build_training_arguments, plan_steps
+    from voxplug.training.dataset import ExampleDataset
+    from voxplug.training.run import load_dtype
+    from voxplug.training.transcription_trainer import TranscriptionTrainer
+
+    cuda = bench.device == "cuda"
+    config = voxplug_config(bench, method, spec.get("config", {}))
+    host = get_plugin_host()
+    precision = "bf16" if cuda else "fp32"
+    trainer_class = host.extension("trainer", method)
+    dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
+    family = VoxtralFamily()
+    model = random_voxtral(dtype, bench.device, bench.tiny_dir)
+    checks: dict[str, Any] = {}
+    batch = check_batch(bench)
+    autocast = cuda and dtype != torch.bfloat16
+    if spec.get("liger"):
+        checks["before_liger"] = check_losses(model, batch, autocast)
+        apply_liger(model)
+        checks["after_liger"] = check_losses(model, batch, autocast)
+    method_options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
+    model = trainer_class(method_options).prepare_model(model, family, config)
+    if spec.get("compile"):
+        checks["before_compile"] = check_losses(model, batch, autocast)
+        compile_layers(model)
+        checks["after_compile"] = check_losses(model, batch, autocast)
+    if not checks:
+        checks["before_training"] = check_losses(model, batch, autocast)
+    plan = plan_steps(config.training, train_rows=len(bench.clips), world_size=1)
+    args = build_training_arguments(
+        config, plan, precision=precision, has_eval=False, output_dir=bench.workdir / f"ckpt-{method}"
+    )
+    args.save_strategy = SaveStrategy.NO
+    examples = [
+        Example(id=c.path.stem, text=c.text, language="en", audio_path=c.path, duration_s=c.duration_s)
+        for c in bench.clips
+    ]
+    dataset = ExampleDataset(examples, max_duration_s=config.data.max_duration_s, default_language="en")
+    collator = VoxtralCollator(processor=bench.processor, model_id=str(bench.processor_dir))
+    label_logits = spec.get("label_logits", True)
+    trainer = measured(TranscriptionTrainer, record, label_logits=label_logits)(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=AudioSecondsCollator(collator),
+        callbacks=[step_timer(record)],
+        train_lengths=dataset.durations() if config.training.group_by_length else None,
+        label_logits_only=label_logits,
+    )
+    label_logits = trainer.label_logits_only
+    spec_result = {"label_logits_active": label_logits}
+    checks.update(spec_result)
+    return trainer, method, label_logits, checks
+
+
+def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label_logits: bool) -> dict[str, Any]:
+    """Steady-state throughput over the steps after warm-up."""
+    warmup = bench.args.warmup
+    times, marks = record.step_times, record.step_micro
+    if len(times) <= warmup + 1:
+        return {"error": f"only {len(times)} steps ran"}
+    first, last = warmup - 1, len(times) - 1  # window: from the end of step `warmup` to the last step's end
+    micro = record.micro[marks[first] : marks[last]]
+    elapsed = times[last] - times[first]
+    samples = sum(m[0] for m in micro)
+    audio_s = sum(float(m[4]) for m in micro)
+    total_flops = 0.0
+    tokens = 0
+    for rows, seq, chunks, positions, _ in micro:
+        kept = int(positions) if label_logits and positions is not None else rows * seq
+        total_flops += flops.micro_batch(regime, rows, seq, chunks, kept)
+        tokens += rows * seq
+    step_durations = [b - a for a, b in zip(times[first:last], times[first + 1 : last + 1], strict=True)]
+    tflops = total_flops / elapsed / 1e12
+    losses = [entry for entry in record.logs if "loss" in entry]
+    return {
+        "timed_steps": last - first,
+        "timed_samples": samples,
+        "elapsed_s": elapsed,
+        "samples_per_s": samples / elapsed,
+        "audio_s_per_s": audio_s / elapsed,
+        "processed_lm_tokens_per_s": tokens / elapsed,
+        "tflops": tflops,
+        "mfu": tflops / bench.peak_tflops,
+        "mfu_datasheet": tflops / bench.results["datasheet_tflops"] if bench.results["datasheet_tflops"] else None,
+        "flops_per_sample": total_flops / samples,
+        "step_s_median": statistics.median(step_durations),
+        "step_s_first_half": statistics.mean(step_durations[: len(step_durations) // 2] or step_durations),
+        "step_s_second_half": statistics.mean(step_durations[len(step_durations) // 2 :]),
+        "train_loss_log": losses,
+        "final_train_loss": losses[-1]["loss"] if losses else None,
+        "samples_trained": len(times) * EFFECTIVE_BATCH,
+    }
+
+
+# -- memory -------------------------------------------------------------------------------------------------
+
+
+def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, Any]]:
+    """Peak memory of one optimizer step (forward, backward, AdamW) at each micro-batch of 30 s clips, until OOM."""
+    import torch
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.family import VoxtralFamily
+
+    from voxplug.plugins import get_plugin_host
+    from voxplug.training.label_logits import label_logit_mask, label_logits_loss
+    from voxplug.training.run import load_dtype
+
+    cuda = bench.device == "cuda"
+    config = voxplug_config(bench, method, {})
+    trainer_class = get_plugin_host().extension("trainer", method)
+    dtype_name = load_dtype(config.model.dtype, "bf16" if cuda else "fp32", adapter=trainer_class.saves_adapter)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    model = random_voxtral(dtype, bench.device, bench.tiny_dir)
+    options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
+    model = trainer_class(options).prepare_model(model, VoxtralFamily(), config)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-6, fused=cuda)
+    collate = VoxtralTranscriptionCollator(bench.processor, model_id=str(bench.processor_dir))
+    longest = sorted(bench.clips, key=lambda c: -c.duration_s)
+    import soundfile
+
+    rows = [
+        {"audio": soundfile.read(c.path, dtype="float32")[0], "text": c.text, "language": "en"}
+        for c in longest[: max(sizes)]
+    ]
+    out = []
+    autocast = cuda and dtype != torch.bfloat16
+    for size in sizes:
+        if bench.remaining() < 30:
+            out.append({"micro_batch": size, "skipped": "time"})
+            break
+        batch = {k: v.to(bench.device) for k, v in collate(rows[:size]).items()}
+        labels = batch.pop("labels")
+        entry: dict[str, Any] = {"micro_batch": size, "seq": int(batch["input_ids"].shape[1])}
+        try:
+            step_times = []
+            for _ in range(2):
+                if cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                t = time.perf_counter()
+                context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+                with context:
+                    outputs = model(**batch, logits_to_keep=label_logit_mask(labels))
+                    loss = label_logits_loss(outputs, labels)
+                loss.backward()
+                del outputs, loss
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if cuda:
+                    torch.cuda.synchronize()
+                step_times.append(time.perf_counter() - t)
+            entry["step_s"] = step_times[-1]
+            entry["samples_per_s"] = size / step_times[-1]
+            if cuda:
+                entry["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        except torch.OutOfMemoryError:
+            entry["oom"] = True
+            out.append(entry)
+            optimizer.zero_grad(set_to_none=True)
+            break
+        out.append(entry)
+        del batch
+    del model, optimizer, params
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return out
+
+
+# -- main ---------------------------------------------------------------------------------------------------
+
+
+def card_slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def build_processor(workdir: Path, tiny: bool) -> tuple[Path, Path | None]:
+    """A processor folder with Voxtral's full 131072-entry Tekken vocabulary (or the tiny model's folder)."""
+    from voxplug_voxtral.tiny import build_tiny_voxtral
+
+    if tiny:
+        folder = build_tiny_voxtral(workdir / "tiny")
+        return folder, folder
+    # The tiny builder writes the real Tekken BPE (130072 ranks + 1000 specials = 131072 ids, as Voxtral-Mini);
+    # its small model is not used.
+    folder = build_tiny_voxtral(workdir / "processor", n_inner_ranks=130072, text_layers=1, text_hidden=4)
+    return folder, None
+
+
+def write_results(bench: Bench, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"train_throughput-{bench.results['card_slug']}.json"
+    path.write_text(json.dumps(bench.results, indent=1, default=str), encoding="utf-8")
+    return path
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"\ncard: {results['card']}  matmul bf16: {results['matmul_tflops']:.0f} TFLOP/s", flush=True)
+    header = f"{'variant':22s} {'mb x ga':>7s} {'samp/s':>7s} {'audio-s/s':>9s} {'TFLOP/s':>8s} {'MFU':>6s}"
+    print(header + f" {'peak GiB':>8s} {'loss@N':>7s} {'evalloss':>8s}")
+    for name, r in results["variants"].items():
+        if "samples_per_s" not in r:
+            print(f"{name:22s} {r.get('error') or r.get('skipped')}")
+            continue
+        print(
+            f"{name:22s} {r['micro_batch']:>3d} x {r['grad_accum']:<2d} {r['samples_per_s']:7.2f} "
+            f"{r['audio_s_per_s']:9.1f} {r['tflops']:8.1f} {r['mfu']:6.1%} {r.get('peak_memory_gib') or 0:8.1f} "
+            f"{r['final_train_loss'] or float('nan'):7.3f} {r['eval_loss_fixed_batch']:8.3f}"
+        )
+    for method, probe in results.get("memory_probe", {}).items():
+        print(f"memory probe {method}: {probe}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--variants", default=DEFAULT_ORDER, help="comma-separated names from VARIANTS")
+    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per variant (x8 samples)")
+    parser.add_argument("--warmup", type=int, default=4, help="steps dropped before timing")
+    parser.add_argument("--clips", type=int, default=400)
+    parser.add_argument("--deadline-s", type=float, default=540.0, help="skip what would not finish by then")
+    parser.add_argument("--probe", default="lora:8,16,32,48,64;full:2,4,8,12,16", help="memory probe sizes")
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model")
+    args = parser.parse_args(argv)
+
+    import torch
+    import transformers
+
+    t0 = time.monotonic()
+    device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    card = torch.cuda.get_device_name() if device == "cuda" else f"cpu-{platform.machine()}"
+    datasheet = next((v for k, v in DATASHEET_TFLOPS.items() if k in card), None)
+    workdir = Path(tempfile.mkdtemp(prefix="voxplug-bench-"))
+    processor_dir, tiny_dir = build_processor(workdir, args.tiny)
+    from voxplug_voxtral.loading import load_voxtral_processor
+
+    processor = load_voxtral_processor(processor_dir)
+    clips = make_clips(workdir / "clips", args.clips, seed=0)
+    check_clips = make_clips(workdir / "check", 8, seed=1)
+    import soundfile
+
+    check_rows = [
+        {"audio": soundfile.read(c.path, dtype="float32")[0], "text": c.text, "language": "en"} for c in check_clips
+    ]
+    peak = matmul_tflops(device)
+    versions = {"python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__}
+    for package in ("peft", "accelerate", "liger_kernel", "triton"):
+        with contextlib.suppress(Exception):
+            versions[package] = __import__(package).__version__
+    results: dict[str, Any] = {
+        "card": card,
+        "card_slug": card_slug(card),
+        "device_count": torch.cuda.device_count() if device == "cuda" else 0,
+        "versions": versions,
+        "matmul_tflops": peak,
+        "datasheet_tflops": datasheet,
+        "effective_batch": EFFECTIVE_BATCH,
+        "steps_per_variant": args.steps,
+        "warmup_steps": args.warmup,
+        "clips": {
+            "count": len(clips),
+            "mean_s": statistics.mean(c.duration_s for c in clips),
+            "min_s": min(c.duration_s for c in clips),
+            "max_s": max(c.duration_s for c in clips),
+        },
+        "variants": {},
+        "memory_probe": {},
+        "setup_s": time.monotonic() - t0,
+    }
+    bench = Bench(args, device, workdir, processor_dir, processor, clips, check_rows, tiny_dir, peak, results, t0)
+    estimates = {"voxfactory": 60, "voxfactory-lm-only": 50, "lora-compile": 120, "full-v0": 45}
+    for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
+        if bench.remaining() < estimates.get(name, 40):
+            results["variants"][name] = {"skipped": "time"}
+            continue
+        print(f"== {name} ({time.monotonic() - t0:.0f} s)", flush=True)
+        try:
+            results["variants"][name] = run_variant(bench, name)
+        except Exception as exc:
+            traceback.print_exc()
+            results["variants"][name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            gc.collect()
+            if device == "cuda":
+                torch.cuda.empty_cache()
+        print(json.dumps(results["variants"][name], default=str)[:1500], flush=True)
+        write_results(bench, args.out)
+    for item in [p for p in args.probe.split(";") if p]:
+        method, sizes = item.split(":")
+        if bench.remaining() < 40:
+            results["memory_probe"][method] = [{"skipped": "time"}]
+            continue
+        print(f"== memory probe {method} ({time.monotonic() - t0:.0f} s)", flush=True)
+        try:
+            results["memory_probe"][method] = memory_probe(bench, method, [int(s) for s in sizes.split(",")])
+        except Exception as exc:
+            traceback.print_exc()
+            results["memory_probe"][method] = [{"error": f"{type(exc).__name__}: {exc}"[:1000]}]
+        write_results(bench, args.out)
+    results["matmul_tflops_end"] = matmul_tflops(device)
+    results["total_s"] = time.monotonic() - t0
+    path = write_results(bench, args.out)
+    print_table(results)
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
