@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field
 
 from voxplug import hookimpl
+from voxplug.data.folder_guard import FolderGuard
 from voxplug.data.interface import DataSource, Example, RowProblem
 from voxplug.data.manifest import iter_jsonl, resolve_inside
 from voxplug.errors import DataError
@@ -42,17 +43,17 @@ class JsonlSource(DataSource):
 
     def examples(self, split: str = "train") -> Iterator[Example]:
         """Yield every usable row of the manifest (the split is chosen later by voxplug)."""
-        folder = self.manifest.parent
+        guard = None if self.options.allow_outside else FolderGuard(self.manifest.parent, label="the manifest's folder")
         for number, row in iter_jsonl(self.manifest):
             if isinstance(row, RowProblem):
                 self.problems.append(row)
                 continue
             try:
-                yield self._example(row, number, folder)
+                yield self._example(row, number, guard)
             except DataError as exc:
                 self.problems.append(RowProblem(f"{self.manifest.name} line {number}", str(exc)))
 
-    def _example(self, row: dict, number: int, folder: Path) -> Example:
+    def _example(self, row: dict, number: int, guard: FolderGuard | None) -> Example:
         from voxplug.data.text import clean_transcript
 
         audio = row.get("audio_path", row.get("audio"))
@@ -64,7 +65,7 @@ class JsonlSource(DataSource):
         text = clean_transcript(text)
         if not text:
             raise DataError("empty transcript (expected the words spoken in the clip)")
-        path = resolve_inside(folder, audio, allow_outside=self.options.allow_outside)
+        path = Path(guard.resolve(audio)) if guard else resolve_inside(self.manifest.parent, audio, allow_outside=True)
         if not path.is_file():
             raise DataError(f"audio file {audio} not found")
         language = row.get("language") or None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from voxplug.extension import Extension
 
@@ -67,8 +67,11 @@ class DataSource(Extension):
     (the config file's folder).
     """
 
-    #: True when the source knows its splits itself (for example a Hub dataset's ``validation`` split).
-    has_eval_split: ClassVar[bool] = False
+    #: True when the source knows its splits itself (for example a Hub dataset's ``validation`` split); a
+    #: subclass may decide it from its options with a property.
+    has_eval_split: bool = False
+    #: True when examples arrive as a stream (audio is then checked lazily, batch by batch).
+    streaming: bool = False
 
     def __init__(self, options: Any = None, *, base_dir: Path | None = None) -> None:
         super().__init__(options)

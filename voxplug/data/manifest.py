@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from voxplug.data.folder_guard import FolderGuard
 from voxplug.data.interface import RowProblem
 from voxplug.errors import DataError
 
@@ -46,10 +47,10 @@ def resolve_inside(base_dir: Path, relative: str, *, allow_outside: bool = False
     """Resolve an audio path from a manifest against ``base_dir``; refuse paths that escape it.
 
     Absolute paths and ``..`` segments that leave ``base_dir`` raise :class:`DataError` unless
-    ``allow_outside`` is set, so a manifest cannot make voxplug read (or publish) arbitrary files.
+    ``allow_outside`` is set, so a manifest cannot make voxplug read (or publish) arbitrary files. For many rows
+    against one folder, keep a :class:`~voxplug.data.folder_guard.FolderGuard` instead.
     """
-    candidate = Path(relative)
-    resolved = (candidate if candidate.is_absolute() else base_dir / candidate).resolve()
-    if not allow_outside and not resolved.is_relative_to(base_dir.resolve()):
-        raise DataError(f"audio path {relative!r} leaves the dataset folder {base_dir} (expected a path inside it)")
-    return resolved
+    if allow_outside:
+        candidate = Path(relative)
+        return (candidate if candidate.is_absolute() else base_dir / candidate).resolve()
+    return Path(FolderGuard(base_dir).resolve(relative))
