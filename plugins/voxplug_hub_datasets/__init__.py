@@ -69,7 +69,7 @@ class HubDatasetSource(DataSource):
     options: HubDatasetOptions
 
     @property
-    def has_eval_split(self) -> bool:  # type: ignore[override]
+    def has_eval_split(self) -> bool:
         """True when ``eval_split`` names the dataset's own evaluation split."""
         return self.options.eval_split is not None
 

@@ -82,7 +82,7 @@ def load_training_data(
         train = checker.check(train_stream)
         evaluation = checker.check(eval_source.examples("eval"))
         eval_origin, sources = f"data.eval ({data.eval.source})", [source, eval_source]
-    elif getattr(source, "has_eval_split", False):
+    elif source.has_eval_split:
         train, evaluation = checker.check(train_stream), checker.check(source.examples("eval"))
         eval_origin, sources = f"the {data.source} source's eval split", [source]
     else:
@@ -109,7 +109,7 @@ def make_source(host: PluginHost, name: str, options: Any, base_dir: Path) -> Da
 
 def _resolve_mode(mode: CheckMode, source: DataSource) -> Literal["eager", "lazy"]:
     if mode == "auto":
-        return "lazy" if getattr(source, "streaming", False) else "eager"
+        return "lazy" if source.streaming else "eager"
     return mode
 
 
