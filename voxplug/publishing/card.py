@@ -49,6 +49,9 @@ RESULT_KEYS: tuple[tuple[str, str], ...] = (
     ("epoch", "epochs completed"),
     ("train_loss", "final training loss"),
     ("train_samples_per_second", "samples per second"),
+    ("train_audio_s_per_s", "audio seconds per second (training only)"),
+    ("gpu_mem_peak_gb", "peak GPU memory (GB)"),
+    ("gpu_util_mean_pct", "mean GPU utilisation (%)"),
     ("num_processes", "processes"),
 )
 
@@ -254,6 +257,7 @@ def _training(facts: dict[str, Any]) -> str:
     rows += list(facts["hyperparameters"].items())
     rows += [("duration", format_duration(train.get("train_runtime"))), ("hardware", _hardware(train.get("hardware")))]
     rows += [(label, train.get(key)) for key, label in RESULT_KEYS]
+    rows.append(("time per stage", _stage_times(train.get("stage_seconds"))))
     text = markdown_table(rows, header=("setting", "value"))
     if facts["has_curves"]:
         text += "\n\n![Training curves](curves.png)"
@@ -273,6 +277,14 @@ def _training_data(facts: dict[str, Any]) -> str:
 def _dataset_link(name: str) -> str:
     ids = hub_dataset_ids([name])
     return f"[{name}](https://huggingface.co/datasets/{name})" if ids else f"`{name}` (local)"
+
+
+def _stage_times(stages: Any) -> str | None:
+    """``data loading 2.1 s, training 3 min 05 s, ...`` from ``stage_seconds`` (see voxplug.training.monitoring)."""
+    if not isinstance(stages, dict):
+        return None
+    parts = [f"{name.replace('_', ' ')} {format_duration(seconds)}" for name, seconds in stages.items()]
+    return ", ".join(part for part in parts if not part.endswith("None")) or None
 
 
 def _hardware(value: Any) -> Any:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from voxplug.training.monitoring import LIVE_KEYS
+
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("voxplug.training")
 
-_SHOWN_KEYS = ("loss", "eval_loss", "eval_wer", "eval_cer", "learning_rate", "grad_norm")
+_SHOWN_KEYS = ("loss", "eval_loss", "eval_wer", "eval_cer", "learning_rate", "grad_norm", *LIVE_KEYS)
 
 
 def numeric_logs(logs: dict[str, Any]) -> dict[str, float]:

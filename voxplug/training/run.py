@@ -70,6 +70,7 @@ class TrainingRun:
     ) -> None:
         from voxplug.config import resolve_plugin_options
         from voxplug.training.devices import check_device_options, resolve_precision
+        from voxplug.training.monitoring import ResourceMonitor
 
         self.config = config
         self.host = host
@@ -82,6 +83,7 @@ class TrainingRun:
         self.progress = progress
         self.extra_callbacks = list(callbacks or [])
         self.is_main = is_main_process()
+        self.monitor = ResourceMonitor(host, self.run_dir, show=progress)
 
     def _checkpoint_to_resume(self, resume: bool) -> Path | None:
         found = last_checkpoint(self.checkpoints_dir)
@@ -98,9 +100,10 @@ class TrainingRun:
 
     def execute(self) -> RunResult:
         """Run every stage; on failure fire ``on_train_error`` and raise an error that says how to resume."""
+        from voxplug.tempfiles import run_temp_dir
         from voxplug.training.callbacks import RunLog
 
-        with RunLog(self.run_dir / "train.log") if self.is_main else nullcontext():
+        with RunLog(self.run_dir / "train.log") if self.is_main else nullcontext(), run_temp_dir(self.run_dir):
             try:
                 return self._stages()
             except BaseException as exc:
@@ -114,7 +117,7 @@ class TrainingRun:
     def _stages(self) -> RunResult:
         from voxplug.training.arguments import build_training_arguments, plan_steps
 
-        data = self._load_data()
+        data = self.monitor.timed("data_loading", self._load_data)
         plan = plan_steps(self.config.training, train_rows=len(data.train), world_size=launched_world_size())
         args = build_training_arguments(
             self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
@@ -125,30 +128,32 @@ class TrainingRun:
                 self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
             )
         self.is_main = args.process_index == 0
-        family, model, processor = self._load_model(self._load_device(args))
+        family, model, processor = self.monitor.timed("model_loading", self._load_model, self._load_device(args))
         method = self._trainer_extension()
         model = method.prepare_model(model, family, self.config)
         hf_trainer = self._hf_trainer(args, plan, data, family, model, processor)
         if self.is_main:
             self.host.before_train(config=self.config, run_dir=self.run_dir)
-        train_output = self._train(hf_trainer)
-        eval_results = self._final_evaluation(hf_trainer, bool(data.eval))
-        saved = self._save_model(hf_trainer, method, family, processor, data)
+        train_output = self.monitor.timed("training", self._train, hf_trainer)
+        eval_results = self.monitor.timed("evaluation", self._final_evaluation, hf_trainer, bool(data.eval))
+        saved = self.monitor.timed("saving", self._save_model, hf_trainer, method, family, processor, data)
         train_results = self._train_results(hf_trainer, train_output, plan)
         result = RunResult(self.run_dir, self.run_dir / "model", train_results, eval_results, saved)
         if self.is_main:
             self._write_run_files(hf_trainer, train_results, eval_results)
             self.host.after_train(config=self.config, run_dir=self.run_dir, results=train_results)
-            result.published = self._publish()
+            result.published = self.monitor.timed("publishing", self._publish)
         return result
 
     # -- data and model -----------------------------------------------------------------------------------
 
     def _load_data(self) -> TrainingData:
         from voxplug.data.loading import load_training_data
+        from voxplug.data.scrub import write_scrub_report
 
         data = load_training_data(self.config, self.host)
         if self.is_main:
+            write_scrub_report(self.run_dir, data.scrub_report)
             self.host.after_data_load(config=self.config, summary=data.summary)
             log.info(
                 "data: %d training rows, %d eval rows, %d rejected", len(data.train), len(data.eval), len(data.problems)
@@ -235,6 +240,7 @@ class TrainingRun:
             eval_dataset=eval_set,
             data_collator=self._collator(family, processor),
             callbacks=[
+                self.monitor,  # first: it adds its readings to the logs the other callbacks show and forward
                 PluginHookCallback(self.host, self.run_dir),
                 TrainingProgress(show=self.progress),
                 *self.extra_callbacks,
@@ -329,6 +335,7 @@ class TrainingRun:
             "best_metric": state.best_metric,
             "resumed_from": str(self.resume_from) if self.resume_from else None,
             "parameters": count_parameters(hf_trainer.model),
+            **self.monitor.results(),
         }
 
     def _write_run_files(self, hf_trainer: Any, train_results: dict[str, Any], eval_results: dict[str, Any]) -> None:

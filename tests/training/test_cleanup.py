@@ -1,0 +1,107 @@
+"""Temporary files: the run's ``.tmp`` folder is empty and gone after a run, a Ctrl+C (SIGINT) and a SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from voxplug.tempfiles import RUN_TEMP_DIR, run_temp_dir, temporary_folder
+
+from .conftest import run_cli, write_config
+
+LEAVES_A_TEMP_FILE = '''
+"""A local plugin that leaves a temporary file behind, as a library writing a partial download would."""
+import tempfile
+from pathlib import Path
+
+from voxplug import hookimpl
+
+
+@hookimpl
+def before_train(run_dir):
+    handle = tempfile.NamedTemporaryFile(delete=False, suffix=".partial")
+    handle.write(b"half a download")
+    handle.close()
+    (Path(run_dir).parent / "temp-file.txt").write_text(handle.name)
+'''
+
+
+def training_folder(tmp_path: Path, make_config, **overrides) -> tuple[Path, Path]:
+    """A config (with the plugin above beside it) and its run folder."""
+    (tmp_path / "voxplug_plugins.py").write_text(LEAVES_A_TEMP_FILE, encoding="utf-8")
+    config = make_config(**overrides)
+    return write_config(tmp_path / "run.yaml", config), Path(config["training"]["output_dir"])
+
+
+def assert_nothing_left(run_dir: Path, tmp_path: Path) -> None:
+    temp_file = Path((tmp_path / "temp-file.txt").read_text())
+    assert temp_file.is_relative_to(run_dir / RUN_TEMP_DIR)  # libraries' temporary files went to the run's folder
+    assert not temp_file.exists()
+    assert not (run_dir / RUN_TEMP_DIR).exists()
+
+
+def test_nothing_is_left_after_a_normal_run(tmp_path: Path, make_config) -> None:
+    config, run_dir = training_folder(tmp_path, make_config, training__max_steps=1, evaluation__enabled=False)
+    run_cli(["train", "-c", str(config), "--no-progress"], cwd=tmp_path)
+    assert (run_dir / "model").is_dir()
+    assert_nothing_left(run_dir, tmp_path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_nothing_is_left_after_an_interrupted_run(tmp_path: Path, make_config, signum: int) -> None:
+    config, run_dir = training_folder(tmp_path, make_config, training__max_steps=500, training__epochs=100)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voxplug", "train", "-c", str(config)],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for_line(process, "step 1/")
+        assert (run_dir / RUN_TEMP_DIR / str(process.pid)).is_dir()
+        process.send_signal(signum)
+        output = process.communicate(timeout=120)[1]
+    finally:
+        process.kill()
+    assert process.returncode == 130, output
+    assert_nothing_left(run_dir, tmp_path)
+
+
+def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 300) -> None:
+    """Read the process's stderr until a line holds ``text``."""
+    deadline = time.monotonic() + timeout
+    assert process.stderr is not None
+    for line in process.stderr:
+        if text in line:
+            return
+        assert time.monotonic() < deadline, f"no {text!r} line after {timeout} s"
+    raise AssertionError(f"the process ended (status {process.wait()}) before printing {text!r}")
+
+
+def test_sigterm_inside_a_temporary_folder_unwinds_and_removes_it(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), temporary_folder(tmp_path) as folder:
+        (folder / "upload.wav").write_bytes(b"RIFF")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+    assert not folder.exists()
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_killed_process_folder_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / RUN_TEMP_DIR / dead.stdout.strip()
+    (orphan / "sub").mkdir(parents=True)
+    with run_temp_dir(tmp_path) as folder:
+        assert not orphan.exists()
+        assert tempfile.gettempdir() == str(folder)
+    assert tempfile.gettempdir() != str(folder)
+    assert not (tmp_path / RUN_TEMP_DIR).exists()

@@ -1,0 +1,172 @@
+"""Temporary folders that are removed after use, after an error, and when the process is interrupted.
+
+:func:`temporary_folder` is a context manager around a fresh folder: it is deleted when the ``with`` block ends,
+whatever ends it. Python runs that clean-up for Ctrl+C (SIGINT raises ``KeyboardInterrupt``) but not for SIGTERM,
+which kills the process outright; inside the block both signals therefore raise ``KeyboardInterrupt``, so the
+stack unwinds and every ``finally`` runs. The previous handlers come back when the block ends.
+
+:func:`run_temp_dir` is the run-scoped folder, ``<run_dir>/.tmp/<pid>``: a training run works inside it and, with
+``redirect_tempfile``, so does every library that asks :mod:`tempfile` for a file (its ``tempdir`` points there for
+the duration). Folders that a killed process (SIGKILL, power loss) could not remove are removed by the next run
+in the same run folder.
+
+Only the main thread can install signal handlers; elsewhere the folder is still removed on exit and on errors.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+RUN_TEMP_DIR = ".tmp"
+"""The run folder's temporary folder; it holds one sub-folder per process (``<pid>``)."""
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"interrupted by {signal.Signals(signum).name}")
+
+
+@contextmanager
+def signals_raise_keyboard_interrupt() -> Iterator[None]:
+    """Inside the block SIGINT and SIGTERM raise ``KeyboardInterrupt`` (on the main thread; elsewhere: no-op).
+
+    A signal the process ignores (``SIG_IGN``, e.g. SIGINT of a background job) stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in INTERRUPT_SIGNALS}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, _raise_interrupt)
+    try:
+        yield
+    finally:
+        _restore_handlers(previous)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM while a clean-up runs, so a second Ctrl+C cannot leave it half done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in INTERRUPT_SIGNALS}
+    for signum in INTERRUPT_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        _restore_handlers(previous)
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def remove_folder(folder: Path) -> None:
+    """Delete ``folder`` and everything in it, without being interrupted; a missing folder is fine."""
+    with _signals_deferred():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _tempfile_redirected(folder: Path | None) -> Iterator[None]:
+    """Point :mod:`tempfile`'s default folder at ``folder`` inside the block (nothing when ``folder`` is None)."""
+    if folder is None:
+        yield
+        return
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
+@contextmanager
+def temporary_folder(
+    parent: Path | None = None, *, prefix: str = "voxplug-", redirect_tempfile: bool = False
+) -> Iterator[Path]:
+    """A new folder under ``parent`` (default: the system's temporary folder), removed when the block ends.
+
+    Removed on a normal exit, on an exception, on SIGINT and on SIGTERM (see the module docstring). With
+    ``redirect_tempfile`` every :mod:`tempfile` file made inside the block lands in it as well.
+    """
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    with _owned_folder(folder, redirect_tempfile=redirect_tempfile):
+        yield folder
+
+
+@contextmanager
+def run_temp_dir(run_dir: Path, *, redirect_tempfile: bool = True) -> Iterator[Path]:
+    """The run-scoped temporary folder ``<run_dir>/.tmp/<pid>``, removed with ``.tmp`` itself once it is empty.
+
+    Sub-folders left by processes that no longer exist (killed runs) are removed first.
+    """
+    root = Path(run_dir) / RUN_TEMP_DIR
+    remove_orphans(root)
+    folder = root / str(os.getpid())
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with _owned_folder(folder, redirect_tempfile=redirect_tempfile):
+            yield folder
+    finally:
+        _remove_if_empty(root)
+
+
+@contextmanager
+def _owned_folder(folder: Path, *, redirect_tempfile: bool) -> Iterator[None]:
+    redirect = _tempfile_redirected(folder) if redirect_tempfile else nullcontext()
+    try:
+        with signals_raise_keyboard_interrupt(), redirect:
+            yield
+    finally:
+        remove_folder(folder)
+
+
+def remove_orphans(root: Path) -> list[Path]:
+    """Remove the ``<pid>`` sub-folders of ``root`` whose process is gone; return what was removed."""
+    if not root.is_dir():
+        return []
+    removed = []
+    for folder in root.iterdir():
+        if folder.name.isdigit() and _process_exists(int(folder.name)):
+            continue
+        if folder.is_dir():
+            remove_folder(folder)
+        else:
+            folder.unlink(missing_ok=True)
+        removed.append(folder)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to someone else
+        return True
+    return True
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (another rank still works in it) or already gone
+        pass
