@@ -113,8 +113,8 @@ def after_data_load(config: RunConfig, summary: dict[str, Any]) -> None:
     """The training and evaluation rows are chosen, before the model loads.
 
     Fires on the main process only. ``summary`` holds ``train_rows``, ``eval_rows``, ``train_seconds``,
-    ``eval_seconds``, ``languages`` (rows per language) and ``rejected`` (a list of ``{"row", "reason"}``).
-    Returns nothing.
+    ``eval_seconds``, ``languages`` (rows per language) and ``rejected`` (a list of ``{"row", "reason"}``); with
+    ``data.scrub`` set also ``scrub`` (replacement counts per scrubber, never the replaced text). Returns nothing.
     """
 
 
@@ -136,8 +136,10 @@ def before_train(config: RunConfig, run_dir: Path) -> None:
 def on_log(logs: dict[str, float], step: int, run_dir: Path) -> None:
     """Metrics were logged: ``loss``, ``learning_rate``, ``grad_norm``, ``eval_wer``, throughput, memory, ...
 
-    Fires on the main process only, every ``training.logging_steps`` optimizer steps and after each evaluation.
-    Use it to send metrics elsewhere. Returns nothing.
+    Fires on the main process only, every ``training.logging_steps`` optimizer steps and after each evaluation,
+    and once as each stage after the training loop ends. Resource readings (:mod:`voxplug.training.monitoring`):
+    ``samples_per_s``, ``audio_s_per_s``, ``ram_gb``, ``gpu_mem_gb``, ``gpu_mem_peak_gb``, ``gpu_util_pct`` (where
+    available) and ``time_<stage>_s`` when a stage has finished. Use it to send metrics elsewhere. Returns nothing.
     """
 
 
