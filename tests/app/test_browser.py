@@ -54,7 +54,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(app_root: Path, tiny_model: Path) -> Iterator[str]:
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Hub-compatible server on loopback; the app and its jobs talk to it (``HF_ENDPOINT``), with no server token."""
+    from voxplug.testing.hub_server import HubServer
+
+    saved = dict(os.environ)
+    with HubServer(tmp_path_factory.mktemp("hub")) as server:
+        os.environ.update({key: value for key, value in server.client_env().items() if key != "HF_TOKEN"})
+        for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_WRITE_TOKEN"):
+            os.environ.pop(key, None)
+        os.environ["HF_TOKEN_PATH"] = os.devnull
+        yield server
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def app_url(app_root: Path, tiny_model: Path, hub: Any) -> Iterator[str]:
     """The app served on loopback for this module."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from voxplug.app.ui import AppSettings, serve
@@ -220,7 +236,7 @@ def set_number(page: Any, elem_id: str, value: float) -> None:
     field.press("Tab")
 
 
-def test_train_the_tiny_model_with_live_progress_then_compare_with_base(page: Any, speech_clips) -> None:
+def test_the_whole_journey_train_evaluate_publish_deploy(page: Any, speech_clips, hub: Any, app_root: Path) -> None:
     open_train_tab(page, speech_clips)
     page.get_by_label("Full fine-tune").check()
     for elem_id, value in (("train-max-steps", 4), ("train-batch_size", 1), ("train-grad_accum", 1)):
@@ -252,6 +268,44 @@ def test_train_the_tiny_model_with_live_progress_then_compare_with_base(page: An
     page.wait_for_timeout(500)
     shoot(page, "05-evaluate-compared")
 
+    publish_dataset_model_and_space(page, hub)
+    secrets = (hub.token.encode(), b"hf_voxplugTestReadOnly123")
+    leaked = [p for p in app_root.rglob("*") if p.is_file() and any(s in p.read_bytes() for s in secrets)]
+    assert leaked == [], f"the token was written to {leaked}"
+
+
+def publish_dataset_model_and_space(page: Any, hub: Any) -> None:
+    """The Publish tab: token once, then dataset, model and Space, each a job with its link."""
+    page.get_by_role("tab", name="4 · Publish & deploy").click()
+    expect_text(page, "#token-status", r"no token")
+    page.locator("#hf-token input").fill(hub.token)
+    page.click("#use-token")
+    expect_text(page, "#token-status", r"token accepted for account \*?\*?tester")
+    expect_value(page, "#hf-token input", "")
+    expect_text(page, "#session-banner", r"the token entered in this session \(tester\)")
+    assert hub.token not in page.content()
+
+    page.locator("#dataset-repo textarea").fill("tester/my-voice-data")
+    page.click("#push-dataset")
+    expect_text(page, "#publish-status", r"Pushing dataset my-voice: succeeded.*datasets/tester/my-voice-data", 90_000)
+    page.locator("#model-repo textarea").fill("tester/my-voice-tiny")
+    page.click("#publish-model")
+    expect_text(page, "#publish-status", r"Publishing my-voice-full-.*succeeded.*tester/my-voice-tiny", 90_000)
+    expect_value(page, "#space-model textarea", "tester/my-voice-tiny")
+    page.click("#deploy-space")
+    expect_text(page, "#publish-status", r"failed.*the model is private, so the Space needs a READ token", 60_000)
+    read_token = "hf_voxplugTestReadOnly123"
+    hub.add_token(read_token, "tester", write=False)
+    page.locator("#space-read-token input").fill(read_token)
+    page.click("#deploy-space")
+    expect_text(page, "#publish-status", r"Deploying a demo of tester/my-voice-tiny: succeeded.*spaces/tester", 120_000)
+    expect_value(page, "#space-read-token input", "")
+    shoot(page, "06-published-and-deployed")
+    assert "README.md" in hub.repo_files("tester/my-voice-tiny")
+    assert "README.md" in hub.repo_files("tester/my-voice-data", "dataset")
+    secrets = hub.space_secrets("tester/my-voice-tiny-demo")
+    assert hub.token not in secrets.values() and read_token in secrets.values()
+
 
 def test_a_crashing_job_shows_its_error_and_the_app_keeps_serving(page: Any, speech_clips) -> None:
     open_train_tab(page, speech_clips, count=5)
@@ -262,7 +316,7 @@ def test_a_crashing_job_shows_its_error_and_the_app_keeps_serving(page: Any, spe
     expect_text(page, "#train-status", r"failed", timeout=90_000)
     status = expect_text(page, "#train-status", r"exit status [1-9].*model-folder")
     assert "Traceback" not in status
-    shoot(page, "06-train-crashed")
+    shoot(page, "07-train-crashed")
     page.get_by_role("tab", name="1 · Record").click()
     expect_text(page, "#dataset-summary", r"5 clip\(s\)")
 
@@ -276,4 +330,4 @@ def test_cancel_a_running_training(page: Any, speech_clips) -> None:
     expect_text(page, "#train-progress", r"step [1-9]\d*/500", timeout=120_000)
     page.click("#train-cancel")
     expect_text(page, "#train-status", r"cancelled", timeout=30_000)
-    shoot(page, "07-train-cancelled")
+    shoot(page, "08-train-cancelled")

@@ -65,17 +65,16 @@ class PublishTab:
         return TabHandle(self.refresh, self.refresh_outputs).wire(tab, self.ctx.session)
 
     def _token_box(self) -> None:
-        with gr.Group():
-            gr.Markdown(
-                "### Hugging Face token\nEnter a token with **write** access once; it stays in this server's memory "
-                "for this session only and is never shown again. Without one, the server's own token is used only "
-                "where it is allowed (see docs/app.md)."
-            )
-            with gr.Row():
-                self.token = gr.Textbox(type="password", label="Token", placeholder="hf_…", elem_id="hf-token")
-                self.use_token_button = gr.Button("Use this token", elem_id="use-token")
-                self.forget_token_button = gr.Button("Forget it", elem_id="forget-token")
-            self.token_status = gr.Markdown(elem_id="token-status")
+        gr.Markdown(
+            "### Hugging Face token\nEnter a token with **write** access once: it stays in this server's memory for "
+            "this session only and is never shown again. Without one, the server's own token is used only where "
+            "that is allowed (see docs/app.md)."
+        )
+        with gr.Row(equal_height=True):
+            self.token = gr.Textbox(type="password", label="Token", placeholder="hf_…", elem_id="hf-token", scale=3)
+            self.use_token_button = gr.Button("Use this token", variant="primary", elem_id="use-token", scale=1)
+            self.forget_token_button = gr.Button("Forget it", elem_id="forget-token", scale=1)
+        self.token_status = gr.Markdown(elem_id="token-status")
 
     def _dataset_box(self) -> None:
         gr.Markdown("### Push a dataset")
