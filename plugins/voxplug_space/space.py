@@ -16,7 +16,6 @@ What it does, in order (nothing is created until every check has passed):
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,13 +161,15 @@ class SpaceDeployer(Deployer):
             short_description=self.options.short_description,
             license=facts.get("license"),
         )
-        with tempfile.TemporaryDirectory(prefix="voxplug-space-") as folder:
-            write_space_files(Path(folder), card)
+        from voxplug.tempfiles import temporary_folder
+
+        with temporary_folder(prefix="voxplug-space-") as folder:  # removed also on Ctrl+C and SIGTERM
+            write_space_files(folder, card)
             for secret in filter(None, (session.token, plan.read_token)):
-                hub.refuse_files_containing(Path(folder), secret)
+                hub.refuse_files_containing(folder, secret)
             message = f"Demo of {plan.model_id} (voxplug)"
             hub.commit_folder(
-                session.api, session.token, plan.space_id, Path(folder), repo_type="space", message=message,
+                session.api, session.token, plan.space_id, folder, repo_type="space", message=message,
                 retry=session.retry,
             )  # fmt: skip
 

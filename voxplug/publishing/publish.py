@@ -8,7 +8,7 @@ so a third-party publisher or deployer gets the same checks, staging, model card
 from __future__ import annotations
 
 import logging
-import tempfile
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,14 +62,16 @@ def publish_model(
 
 @contextmanager
 def staging_folder(model: PublishableModel) -> Iterator[Path]:
-    """A temporary folder beside the run (same file system, so large files are hard-linked, not copied)."""
+    """A temporary folder beside the run (same file system, so large files are hard-linked, not copied).
+
+    It is removed afterwards, also after an error, Ctrl+C or SIGTERM (:func:`voxplug.tempfiles.temporary_folder`).
+    """
+    from voxplug.tempfiles import temporary_folder
+
     parent = model.model_dir.parent
-    try:
-        holder = tempfile.TemporaryDirectory(prefix=".voxplug-publish-", dir=parent)
-    except OSError:  # a read-only run folder: stage in the system's temporary folder instead
-        holder = tempfile.TemporaryDirectory(prefix="voxplug-publish-")
-    with holder as folder:
-        yield Path(folder) / "repo"
+    beside_run = os.access(parent, os.W_OK)  # a read-only run folder: stage in the system's temporary folder
+    with temporary_folder(parent if beside_run else None, prefix=".voxplug-publish-") as folder:
+        yield folder / "repo"
 
 
 def deploy_demo(
