@@ -104,15 +104,17 @@ class TrainingConfig(PluginChoice):
     output_dir: Path | None = Field(None, description="run folder; default runs/<run name>")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
-    batch_size: int = Field(2, ge=1, description="micro-batch per device")
+    batch_size: int = Field(
+        8, ge=1, description="micro-batch per device (8 x 1 = VoxFactory's effective batch of 2 x 4, 2.5x faster)"
+    )
     eval_batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0)
-    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = "adamw_torch"
+    optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = "adamw_torch_fused"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 on GPUs, fp32 on CPU")
     gradient_checkpointing: bool = False
     group_by_length: bool = Field(True, description="batch clips of similar length together")
@@ -121,7 +123,9 @@ class TrainingConfig(PluginChoice):
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (None: once per epoch)")
     save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: once per epoch)")
     save_total_limit: int | None = Field(2, ge=1)
-    dataloader_workers: int = Field(0, ge=0)
+    dataloader_workers: int | None = Field(
+        None, ge=0, description="processes decoding audio and extracting features (None: 4 with a CUDA GPU, 0 on CPU)"
+    )
     deepspeed: str | None = Field(None, description="DeepSpeed config JSON (or use accelerate launch's config)")
 
 

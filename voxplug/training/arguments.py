@@ -66,6 +66,18 @@ def _eval_and_save_intervals(training: TrainingConfig, steps_per_epoch: int) -> 
     return eval_steps, save_steps
 
 
+#: Data-loader workers when ``training.dataloader_workers`` is unset and a CUDA GPU is present: decoding and mel
+#: extraction take ~35 ms of CPU per clip (measured on the lent H100's host), serial on the main process otherwise.
+GPU_DATALOADER_WORKERS = 4
+
+
+def dataloader_workers(training: TrainingConfig) -> int:
+    """``training.dataloader_workers``, or :data:`GPU_DATALOADER_WORKERS` with a CUDA GPU and 0 on CPU when unset."""
+    if training.dataloader_workers is not None:
+        return training.dataloader_workers
+    return GPU_DATALOADER_WORKERS if cuda_available() else 0
+
+
 def build_training_arguments(
     config: RunConfig,
     plan: StepPlan,
@@ -113,9 +125,9 @@ def training_argument_values(
         "save_strategy": "steps",
         "save_steps": plan.save_steps,
         "save_total_limit": training.save_total_limit,
-        "dataloader_num_workers": training.dataloader_workers,
+        "dataloader_num_workers": dataloader_workers(training),
         # Workers keep their state (the collator's feature cache) from one epoch to the next.
-        "dataloader_persistent_workers": training.dataloader_workers > 0,
+        "dataloader_persistent_workers": dataloader_workers(training) > 0,
         "dataloader_pin_memory": cuda_available(),
         "remove_unused_columns": False,
         "label_names": ["labels"],
