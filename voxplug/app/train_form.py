@@ -48,9 +48,15 @@ class TrainForm:
     logging_steps: int = 5
     eval_steps: int | None = None
     save_steps: int | None = None
+    dataset_repo: str = ""
     publish_repo: str = ""
     private: bool = True
     deploy: bool = False
+
+    @property
+    def uses_hub(self) -> bool:
+        """Whether the job pushes, publishes or deploys (and so needs a token)."""
+        return bool(self.dataset_repo.strip() or self.publish_repo.strip() or self.deploy)
 
     def resolved_run_name(self) -> str:
         """The run name, or ``<dataset>-<method>-<YYYYmmdd-HHMMSS>`` taken now (not at import, unlike VoxFactory)."""

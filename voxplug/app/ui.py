@@ -74,6 +74,17 @@ class AppContext:
         """The token jobs of ``session`` use (see :mod:`voxplug.app.tokens` for the order)."""
         return resolve_token(session.token, policy=self.policy, username=session.username, oauth=session.oauth_token)
 
+    def account_for(self, session: Session) -> str:
+        """The Hub account of the token jobs of ``session`` use (asked with ``whoami`` unless already known)."""
+        from voxplug.app.tokens import check_token
+
+        token = self.token_for(session)
+        if token.secret is None:
+            raise VoxplugError("no Hugging Face token: enter one in the Publish tab")
+        if token.source == "entered" and session.token_account:
+            return session.token_account
+        return check_token(token.secret)
+
     def job_environment(self, session: Session, extra: dict[str, str] | None = None) -> tuple[dict[str, str], tuple]:
         """The environment for a job of ``session`` and the secrets to redact from its output."""
         token = self.token_for(session)

@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from voxplug.app.hub_steps import READ_TOKEN_ENV, dataset_push_step, deploy_step, publish_step, repo_name
 from voxplug.app.jobs import JobConflictError, JobSpec, JobStep
 from voxplug.app.tabs import TabHandle, error_text
 from voxplug.app.tabs.job_panel import JobPanel, started_notice
@@ -25,25 +26,6 @@ HARDWARE_CHOICES = [
     ("a10g-small (GPU, billed)", "a10g-small"),
     ("cpu-upgrade", "cpu-upgrade"),
 ]
-READ_TOKEN_ENV = "HF_READ_TOKEN"
-
-
-def publish_steps(run_dir: str, repo: str, *, private: bool) -> list[JobStep]:
-    """``voxplug publish <run> --target hub --to <repo>`` (private unless asked otherwise)."""
-    args = ["publish", run_dir, "--target", "hub", "--to", repo, *([] if private else ["--public"])]
-    return [JobStep("publish the model", args)]
-
-
-def deploy_steps(model_repo: str, space_id: str, hardware: str, *, private: bool, read_token: bool) -> list[JobStep]:
-    """``voxplug deploy <model> [--space-id] [--hardware] [--read-token-env] --private/--public``."""
-    args = ["deploy", model_repo, "--private" if private else "--public"]
-    if space_id.strip():
-        args += ["--space-id", space_id.strip()]
-    if hardware:
-        args += ["--hardware", hardware]
-    if read_token:
-        args += ["--read-token-env", READ_TOKEN_ENV]
-    return [JobStep("deploy the demo Space", args)]
 
 
 class PublishTab:
@@ -188,9 +170,8 @@ class PublishTab:
             workspace = workspace_of(session)
             if not dataset:
                 raise VoxplugError("choose a dataset to push")
-            args = ["data", "push", str(workspace.dataset_path(dataset)), _repo(repo, "dataset repo")]
-            steps = [JobStep("push the dataset", args + ([] if private else ["--public"]))]
-            return self._start(session, f"Pushing dataset {dataset}", steps)
+            step = dataset_push_step(workspace.dataset_path(dataset), repo_name(repo, "dataset repo"), private=private)
+            return self._start(session, f"Pushing dataset {dataset}", [step])
         except VoxplugError as exc:
             return error_text(exc)
 
@@ -200,9 +181,9 @@ class PublishTab:
             workspace = workspace_of(session)
             if not run:
                 raise VoxplugError("choose a finished run to publish")
-            repo = _repo(repo, "model repo")
-            steps = publish_steps(str(workspace.run_path(run)), repo, private=private)
-            return [self._start(session, f"Publishing {run}", steps), repo]
+            repo = repo_name(repo, "model repo")
+            step = publish_step(workspace.run_path(run), repo, private=private)
+            return [self._start(session, f"Publishing {run}", [step]), repo]
         except VoxplugError as exc:
             return [error_text(exc), gr.skip()]
 
@@ -211,8 +192,12 @@ class PublishTab:
     ) -> list[str]:
         """Start ``voxplug deploy``; the optional read token travels as ``HF_READ_TOKEN`` in the job's environment."""
         try:
-            model_repo = _repo(model_repo, "published model repo")
-            steps = deploy_steps(model_repo, space_id, hardware, private=private, read_token=bool(read_token))
+            model_repo = repo_name(model_repo, "published model repo")
+            steps = [
+                deploy_step(
+                    model_repo, private=private, space_id=space_id, hardware=hardware, read_token=bool(read_token)
+                )
+            ]
             extra = {READ_TOKEN_ENV: read_token.strip()} if read_token else {}
             secrets = (Secret(read_token.strip()),) if read_token else ()
             return [self._start(session, f"Deploying a demo of {model_repo}", steps, extra, secrets), ""]
@@ -237,13 +222,6 @@ class PublishTab:
         except JobConflictError as exc:
             return error_text(exc)
         return started_notice(job.record.title)
-
-
-def _repo(value: str, what: str) -> str:
-    repo = (value or "").strip()
-    if not repo:
-        raise VoxplugError(f"enter the {what} (your-name/repo-name, or just repo-name for your account)")
-    return repo
 
 
 def build(ctx: AppContext, banner: Any) -> TabHandle:

@@ -5,13 +5,16 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from voxplug.app.hub_steps import READ_TOKEN_ENV, dataset_push_step, deploy_step, full_repo_id, repo_name
 from voxplug.app.jobs import JobConflictError, JobSpec, JobStep
 from voxplug.app.tabs import TabHandle, error_text
 from voxplug.app.tabs.job_panel import JobPanel, started_notice
+from voxplug.app.tokens import Secret
 from voxplug.app.train_form import VOXTRAL_MINI, VOXTRAL_SMALL, TrainForm, base_presets, default_form, write_run_config
 from voxplug.app.ui import PRIVATE, AppContext, Session, workspace_of
 from voxplug.errors import VoxplugError
@@ -54,8 +57,8 @@ class TrainTab:
         names = [spec.name for spec in fields(TrainForm)]
         self.start_button.click(
             self.start,
-            [self.ctx.session, *[self.inputs[name] for name in names]],
-            [self.panel.notice],
+            [self.ctx.session, self.read_token, *[self.inputs[name] for name in names]],
+            [self.panel.notice, self.read_token],
             api_visibility=PRIVATE,
         )
         return TabHandle(self.refresh, self.refresh_outputs).wire(tab, self.ctx.session)
@@ -108,16 +111,28 @@ class TrainTab:
         self.inputs[name] = gr.Number(0 if value is None else value, label=label, elem_id=f"train-{name}", **kwargs)
 
     def _after_training(self, defaults: TrainForm) -> None:
-        with gr.Accordion("After training: publish the model and deploy a demo", open=False):
+        with gr.Accordion("Hub: push the dataset first, publish the model, deploy a demo", open=False):
+            gr.Markdown("Needs a Hugging Face token (Publish tab). Leave a repo empty to skip that step.")
             with gr.Row():
+                self.inputs["dataset_repo"] = gr.Textbox(
+                    label="Push the dataset to (before training)",
+                    placeholder="your-name/my-voice",
+                    elem_id="train-dataset-repo",
+                )
                 self.inputs["publish_repo"] = gr.Textbox(
-                    label="Model repo on the Hub (empty: do not publish)",
+                    label="Publish the model to (after training)",
                     placeholder="your-name/my-voxtral",
                     elem_id="train-publish-repo",
                 )
-                self.inputs["private"] = gr.Checkbox(defaults.private, label="Private repo", elem_id="train-private")
+                self.inputs["private"] = gr.Checkbox(defaults.private, label="Private repos", elem_id="train-private")
+            with gr.Row():
                 self.inputs["deploy"] = gr.Checkbox(
                     defaults.deploy, label="Deploy a demo Space after publishing", elem_id="train-deploy"
+                )
+                self.read_token = gr.Textbox(
+                    type="password",
+                    label="Read-only token for a private model's Space (optional)",
+                    elem_id="train-read-token",
                 )
 
     @property
@@ -130,23 +145,37 @@ class TrainTab:
         names = workspace_of(session).dataset_names()
         return [gr.update(choices=names, value=names[0] if names else None)]
 
-    def start(self, session: Session, *values: Any) -> str:
-        """Validate the form, write the run config and start ``voxplug train`` as a background job."""
+    def start(self, session: Session, read_token: str, *values: Any) -> list[str]:
+        """Validate the form, write the run config and start the job: [push the dataset,] train[, deploy]."""
         names = [spec.name for spec in fields(TrainForm)]
         try:
             workspace = workspace_of(session)
             form = form_from_values(dict(zip(names, values, strict=True)))
-            if form.publish_repo.strip() and self.ctx.token_for(session).source == "none":
-                raise VoxplugError("publishing after training needs a Hugging Face token: add one in the Publish tab")
+            if form.uses_hub and self.ctx.token_for(session).source == "none":
+                raise VoxplugError("pushing and publishing need a Hugging Face token: add one in the Publish tab")
             run_name, config_path, _config = write_run_config(form, workspace)
-            presets = [arg for preset in base_presets(form.method) for arg in ("-c", preset)]
-            step = JobStep("train", ["train", *presets, "-c", str(config_path)], tracks_training=True)
-            spec = JobSpec("train", f"Training {run_name}", [step], run_dir=workspace.run_path(run_name))
-            env, secrets = self.ctx.job_environment(session)
+            steps = self._steps(session, form, config_path, read_token=bool(read_token))
+            spec = JobSpec("train", f"Training {run_name}", steps, run_dir=workspace.run_path(run_name))
+            extra = {READ_TOKEN_ENV: read_token.strip()} if read_token else {}
+            env, secrets = self.ctx.job_environment(session, extra)
+            secrets += (Secret(read_token.strip()),) if read_token else ()
             job = self.ctx.runner.start(spec, workspace, env=env, secrets=secrets)
         except (VoxplugError, JobConflictError) as exc:
-            return error_text(exc)
-        return started_notice(job.record.title)
+            return [error_text(exc), ""]
+        return [started_notice(job.record.title), ""]
+
+    def _steps(self, session: Session, form: TrainForm, config_path: Path, *, read_token: bool) -> list[JobStep]:
+        presets = [arg for preset in base_presets(form.method) for arg in ("-c", preset)]
+        steps = [JobStep("train", ["train", *presets, "-c", str(config_path)], tracks_training=True)]
+        if form.dataset_repo.strip():
+            dataset_dir = workspace_of(session).dataset_path(form.dataset)
+            steps.insert(0, dataset_push_step(dataset_dir, form.dataset_repo.strip(), private=form.private))
+        if form.deploy:
+            model_repo = full_repo_id(
+                repo_name(form.publish_repo, "model repo to deploy"), self.ctx.account_for(session)
+            )
+            steps.append(deploy_step(model_repo, private=form.private, read_token=read_token))
+        return steps
 
 
 def build(ctx: AppContext) -> TabHandle:

@@ -1,0 +1,51 @@
+"""The job steps that talk to the Hub: ``voxplug data push``, ``voxplug publish --target hub``, ``voxplug deploy``.
+
+Shared by the Train tab (push the dataset first, deploy after publishing) and the Publish tab. Tokens never appear
+here: jobs get them in their environment (see :mod:`voxplug.app.tokens`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voxplug.app.jobs import JobStep
+from voxplug.errors import VoxplugError
+
+READ_TOKEN_ENV = "HF_READ_TOKEN"
+"""The variable a deploy job reads the Space's read-only token from (``voxplug deploy --read-token-env``)."""
+
+
+def repo_name(value: str, what: str) -> str:
+    """A repo id typed in the page, stripped; a clear error when it is empty."""
+    repo = (value or "").strip()
+    if not repo:
+        raise VoxplugError(f"enter the {what} (your-name/repo-name, or just repo-name for your account)")
+    return repo
+
+
+def full_repo_id(repo: str, account: str) -> str:
+    """``repo`` with ``account/`` in front when it names no owner (a deploy needs the full id)."""
+    return repo if "/" in repo else f"{account}/{repo}"
+
+
+def dataset_push_step(dataset_dir: Path, repo: str, *, private: bool) -> JobStep:
+    """``voxplug data push <dataset> <repo> [--public]``."""
+    return JobStep("push the dataset", ["data", "push", str(dataset_dir), repo, *([] if private else ["--public"])])
+
+
+def publish_step(run_dir: Path, repo: str, *, private: bool) -> JobStep:
+    """``voxplug publish <run> --target hub --to <repo> [--public]``."""
+    args = ["publish", str(run_dir), "--target", "hub", "--to", repo, *([] if private else ["--public"])]
+    return JobStep("publish the model", args)
+
+
+def deploy_step(model_repo: str, *, private: bool, space_id: str = "", hardware: str = "", read_token: bool) -> JobStep:
+    """``voxplug deploy <model> --private/--public [--space-id] [--hardware] [--read-token-env HF_READ_TOKEN]``."""
+    args = ["deploy", model_repo, "--private" if private else "--public"]
+    if space_id.strip():
+        args += ["--space-id", space_id.strip()]
+    if hardware:
+        args += ["--hardware", hardware]
+    if read_token:
+        args += ["--read-token-env", READ_TOKEN_ENV]
+    return JobStep("deploy the demo Space", args)
