@@ -13,6 +13,14 @@ Settings (Space variables, or environment variables locally):
 - ``VOXPLUG_MCP_SERVER=1``: also serve the Gradio MCP endpoint (off unless asked);
 - ``HF_TOKEN`` (a Space *secret*): a read token, needed only when the model is private.
 
+Protection against overload (see :class:`DemoLimits`; ``voxplug demo`` has an option for each):
+
+- ``VOXPLUG_CONCURRENCY``: transcriptions that run at once (default 1); the others wait in the queue;
+- ``VOXPLUG_QUEUE_SIZE``: requests that may wait (default 16); beyond that a visitor is told the queue is full;
+- ``VOXPLUG_MAX_AUDIO_S``: the longest clip accepted, in seconds (default 60);
+- ``VOXPLUG_MAX_FILE_MB``: the largest upload accepted, in MB (default 20); Gradio refuses bigger uploads before
+  they reach the server's disk, and the app checks again before decoding.
+
 The model is loaded at start-up and a failure stops the app with the reason: the demo never falls back to
 serving the base model in place of the fine-tuned one.
 """
@@ -29,6 +37,13 @@ ENV_MODEL = "VOXPLUG_MODEL_ID"
 ENV_BASE_MODEL = "VOXPLUG_BASE_MODEL_ID"
 ENV_MAX_NEW_TOKENS = "VOXPLUG_MAX_NEW_TOKENS"
 ENV_MCP_SERVER = "VOXPLUG_MCP_SERVER"
+ENV_CONCURRENCY = "VOXPLUG_CONCURRENCY"
+ENV_QUEUE_SIZE = "VOXPLUG_QUEUE_SIZE"
+ENV_MAX_AUDIO_S = "VOXPLUG_MAX_AUDIO_S"
+ENV_MAX_FILE_MB = "VOXPLUG_MAX_FILE_MB"
+MB = 1024 * 1024
+UPLOAD_CACHE = (300, 900)
+"""Every 5 minutes, delete uploaded clips older than 15 minutes (Gradio's ``delete_cache``; also done at exit)."""
 AUTO = "Auto"
 DEFAULT_MAX_NEW_TOKENS = 256
 LANGUAGE_NAMES = {
@@ -42,6 +57,70 @@ LANGUAGE_NAMES = {
     "hi": "Hindi",
 }
 """Offered in the dropdown (Voxtral's languages); a model's own training languages are listed first."""
+
+
+@dataclass(frozen=True)
+class DemoLimits:
+    """How much work the demo accepts: concurrent transcriptions, waiting requests, clip length and file size."""
+
+    concurrency: int = 1
+    queue_size: int = 16
+    max_audio_s: float = 60.0
+    max_file_mb: float = 20.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> DemoLimits:
+        """The limits set by ``VOXPLUG_CONCURRENCY``, ``VOXPLUG_QUEUE_SIZE``, ``VOXPLUG_MAX_AUDIO_S`` and
+        ``VOXPLUG_MAX_FILE_MB``; unset ones keep their defaults, malformed ones stop the app with the reason."""
+        environ = dict(os.environ if environ is None else environ)
+        defaults = cls()
+        return cls(
+            concurrency=int(_env_number(environ, ENV_CONCURRENCY, defaults.concurrency, minimum=1)),
+            queue_size=int(_env_number(environ, ENV_QUEUE_SIZE, defaults.queue_size, minimum=1)),
+            max_audio_s=_env_number(environ, ENV_MAX_AUDIO_S, defaults.max_audio_s, minimum=0.1),
+            max_file_mb=_env_number(environ, ENV_MAX_FILE_MB, defaults.max_file_mb, minimum=0.01),
+        )
+
+    def check(self, audio_path: str) -> None:
+        """Refuse a file over :attr:`max_file_mb` or a clip over :attr:`max_audio_s` with a message for the visitor."""
+        import gradio as gr
+
+        size_mb = os.path.getsize(audio_path) / MB
+        if size_mb > self.max_file_mb:
+            raise gr.Error(
+                f"This file is {size_mb:.1f} MB; this demo accepts files up to {self.max_file_mb:g} MB. "
+                "Send a shorter or compressed recording."
+            )
+        seconds = audio_seconds(audio_path)
+        if seconds > self.max_audio_s:
+            raise gr.Error(
+                f"This clip is {seconds:.1f} s long; this demo transcribes clips up to {self.max_audio_s:g} s. "
+                "Trim it or record a shorter one."
+            )
+
+
+def _env_number(environ: dict[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RuntimeError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise RuntimeError(f"{name}={raw!r}: expected at least {minimum:g}")
+    return value
+
+
+def audio_seconds(path: str) -> float:
+    """The duration of the audio file at ``path``, from its header; a clear error for unreadable files."""
+    import gradio as gr
+    import soundfile
+
+    try:
+        return float(soundfile.info(path).duration)
+    except (RuntimeError, soundfile.LibsndfileError):
+        raise gr.Error("This file is not audio this demo can read (use WAV, FLAC, OGG or MP3).") from None
 
 
 @dataclass
@@ -137,9 +216,12 @@ def to_language(choice: str | None) -> str | None:
 class Transcriber:
     """A loaded model and processor, and greedy transcription of one recording."""
 
-    def __init__(self, spec: ModelSpec, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+    def __init__(
+        self, spec: ModelSpec, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, limits: DemoLimits | None = None
+    ) -> None:
         self.spec = spec
         self.max_new_tokens = max_new_tokens
+        self.limits = limits or DemoLimits()
         self.model, self.processor = load_model(spec)
         self._recognizer: Any = None
 
@@ -149,6 +231,7 @@ class Transcriber:
             import gradio as gr
 
             raise gr.Error("Record or upload some audio first.")
+        self.limits.check(audio_path)
         if hasattr(self.processor, "apply_transcription_request"):
             return self._voxtral(audio_path, to_language(language))
         return self._pipeline(audio_path, to_language(language))
@@ -195,9 +278,16 @@ def load_audio(path: str, rate: int) -> Any:
 
 
 def build_demo(
-    model_ref: str | None = None, *, base_model: str | None = None, max_new_tokens: int | None = None
+    model_ref: str | None = None,
+    *,
+    base_model: str | None = None,
+    max_new_tokens: int | None = None,
+    limits: DemoLimits | None = None,
 ) -> Any:
-    """Load the model and return the Gradio Blocks app (settings default to the environment variables)."""
+    """Load the model and return the Gradio Blocks app (settings default to the environment variables).
+
+    Serve it with :func:`launch_demo` and the same ``limits`` (they default to the environment's).
+    """
     import gradio as gr
 
     model_ref = model_ref or os.environ.get(ENV_MODEL)
@@ -205,22 +295,40 @@ def build_demo(
         raise RuntimeError(f"no model to serve: set {ENV_MODEL} to a Hub repo id or a local folder")
     spec = read_model_spec(model_ref, base_model or os.environ.get(ENV_BASE_MODEL) or None)
     tokens = max_new_tokens or int(os.environ.get(ENV_MAX_NEW_TOKENS) or DEFAULT_MAX_NEW_TOKENS)
-    transcriber = Transcriber(spec, tokens)
+    limits = limits or DemoLimits.from_env()
+    transcriber = Transcriber(spec, tokens, limits)
     kind = f"LoRA adapter on {spec.base_model}" if spec.kind == "adapter" else "fine-tuned model"
-    with gr.Blocks(title=f"{model_ref} · speech to text") as demo:
-        gr.Markdown(f"# Speech to text\n\n`{model_ref}` ({kind}). Record or upload audio, then press Transcribe.")
+    # Visitors' uploads and recordings are deleted from the server's cache after a while and when the app stops.
+    with gr.Blocks(title=f"{model_ref} · speech to text", delete_cache=UPLOAD_CACHE) as demo:
+        gr.Markdown(
+            f"# Speech to text\n\n`{model_ref}` ({kind}). Record or upload audio, then press Transcribe. "
+            f"Clips up to {limits.max_audio_s:g} s and {limits.max_file_mb:g} MB; requests wait in a queue."
+        )
         with gr.Row():
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio", elem_id="audio")
             language = gr.Dropdown(language_choices(spec), value=AUTO, label="Language", elem_id="language")
         button = gr.Button("Transcribe", variant="primary", elem_id="transcribe")
         transcript = gr.Textbox(label="Transcript", lines=4, elem_id="transcript")
-        button.click(transcriber, inputs=[audio, language], outputs=transcript, api_name="transcribe")
+        button.click(
+            transcriber,
+            inputs=[audio, language],
+            outputs=transcript,
+            api_name="transcribe",
+            concurrency_limit=limits.concurrency,
+        )
     return demo
+
+
+def launch_demo(demo: Any, limits: DemoLimits, **launch_options: Any) -> Any:
+    """Queue ``demo`` under ``limits`` (waiting requests, concurrency) and launch it, refusing oversized uploads."""
+    demo.queue(max_size=limits.queue_size, default_concurrency_limit=limits.concurrency)
+    return demo.launch(max_file_size=int(limits.max_file_mb * MB), **launch_options)
 
 
 def main() -> None:
     """Run the demo as a Space does: settings from the environment, MCP only when asked."""
-    build_demo().queue().launch(mcp_server=os.environ.get(ENV_MCP_SERVER) == "1")
+    limits = DemoLimits.from_env()
+    launch_demo(build_demo(limits=limits), limits, mcp_server=os.environ.get(ENV_MCP_SERVER) == "1")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ What it does, in order (nothing is created until every check has passed):
    (``HF_READ_TOKEN``), refusing when it is missing, is the write token, or is itself a write token;
 4. creates (or reuses) the Space, private when the model is, and uploads ``app.py``, a pinned
    ``requirements.txt`` and ``README.md`` in one commit;
-5. sets ``VOXPLUG_MODEL_ID`` (and ``VOXPLUG_BASE_MODEL_ID`` for adapters) as Space variables and the read
-   token as the ``HF_TOKEN`` Space secret, all through the API, never in a file;
+5. sets ``VOXPLUG_MODEL_ID`` (and ``VOXPLUG_BASE_MODEL_ID`` for adapters) and the demo's limits
+   (``VOXPLUG_CONCURRENCY``, ``VOXPLUG_QUEUE_SIZE``, ``VOXPLUG_MAX_AUDIO_S``, ``VOXPLUG_MAX_FILE_MB``) as Space
+   variables and the read token as the ``HF_TOKEN`` Space secret, all through the API, never in a file;
 6. requests hardware when ``hardware`` is set, then returns the Space's address (no waiting for the build).
 """
 
@@ -48,6 +49,10 @@ class SpaceOptions(hub.HubConnectionOptions):
     tags: list[str] = Field(default_factory=list)
     max_new_tokens: int = Field(256, ge=1, description="longest transcript, in tokens")
     mcp_server: bool = Field(False, description="also serve Gradio's MCP endpoint (anyone can call it)")
+    concurrency: int = Field(1, ge=1, description="transcriptions that run at once; the others wait in the queue")
+    queue_size: int = Field(16, ge=1, description="requests that may wait; beyond that visitors are turned away")
+    max_audio_s: float = Field(60.0, gt=0, description="longest clip the demo transcribes, in seconds")
+    max_file_mb: float = Field(20.0, gt=0, description="largest upload the demo accepts, in MB")
 
     @field_validator("hardware", "suggested_hardware")
     @classmethod
@@ -197,6 +202,12 @@ def _space_variables(plan: SpacePlan, options: SpaceOptions) -> dict[str, str]:
     if plan.facts.get("kind") == "adapter" and plan.facts.get("base_model"):
         variables["VOXPLUG_BASE_MODEL_ID"] = str(plan.facts["base_model"])
     variables["VOXPLUG_MCP_SERVER"] = "1" if options.mcp_server else "0"
+    variables.update(
+        VOXPLUG_CONCURRENCY=str(options.concurrency),
+        VOXPLUG_QUEUE_SIZE=str(options.queue_size),
+        VOXPLUG_MAX_AUDIO_S=f"{options.max_audio_s:g}",
+        VOXPLUG_MAX_FILE_MB=f"{options.max_file_mb:g}",
+    )
     return variables
 
 

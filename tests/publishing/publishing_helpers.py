@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
+import subprocess
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -151,3 +154,24 @@ def build_whisper_run(run_dir: Path, base_dir: Path, kind: str) -> Path:
     write_json(run_dir / "model" / "voxplug.json", info)
     write_run_extras(run_dir, method=info["method"])
     return run_dir
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on, on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def connect(url: str, process: subprocess.Popen | None = None, timeout: float = 90) -> Any:
+    """A gradio_client for ``url`` once the app answers."""
+    from gradio_client import Client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Client(url, verbose=False)
+        except Exception:
+            if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

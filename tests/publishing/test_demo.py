@@ -3,39 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from publishing_helpers import BASE_REPO, READ_TOKEN, hub_options, subprocess_env, upload_base
+from publishing_helpers import BASE_REPO, READ_TOKEN, connect, free_port, hub_options, subprocess_env, upload_base
 
 from voxplug.publishing.publish import publish_model
 from voxplug.testing.hub_server import HubServer
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def connect(url: str, process: subprocess.Popen | None = None, timeout: float = 90) -> object:
-    """A gradio_client for ``url`` once the app answers."""
-    from gradio_client import Client
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return Client(url, verbose=False)
-        except Exception:
-            if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

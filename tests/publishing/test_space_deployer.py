@@ -64,6 +64,10 @@ def test_private_adapter_demo_gets_files_variables_read_token_secret_and_hardwar
         "VOXPLUG_BASE_MODEL_ID": BASE_REPO,
         "VOXPLUG_MAX_NEW_TOKENS": "256",
         "VOXPLUG_MCP_SERVER": "0",
+        "VOXPLUG_CONCURRENCY": "1",
+        "VOXPLUG_QUEUE_SIZE": "16",
+        "VOXPLUG_MAX_AUDIO_S": "60",
+        "VOXPLUG_MAX_FILE_MB": "20",
     }
     assert hub.space_secrets("tester/lora-run-demo") == {"HF_TOKEN": READ_TOKEN}  # the read token, never the write one
     assert hub.space_hardware("tester/lora-run-demo") == "t4-small"
