@@ -330,6 +330,7 @@ class TrainingRun:
             "planned_steps": plan.total_steps,
             "steps_per_epoch": plan.steps_per_epoch,
             "world_size": hf_trainer.args.world_size,
+            "distributed_type": hf_trainer.accelerator.distributed_type.value,
             "precision": self.precision,
             "best_checkpoint": state.best_model_checkpoint,
             "best_metric": state.best_metric,
