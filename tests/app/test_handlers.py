@@ -123,3 +123,14 @@ def test_dataset_names_that_escape_the_workspace_are_refused(workspace: Workspac
     tab = TrainTab(context(workspace, ECHO_ARGS))
     notice, _ = tab.start(Session(workspace), "", *form_values(dataset="../../etc"))
     assert "is not valid" in notice
+
+
+def test_the_tiny_model_choice_builds_it_first(workspace: Workspace, dataset: str) -> None:
+    ctx = context(workspace, ECHO_ARGS)
+    notice, _ = TrainTab(ctx).start(Session(workspace), "", *form_values(dataset=dataset, model="tiny-voxtral"))
+    assert "Started" in notice
+    job = ctx.runner.latest(workspace)
+    assert ctx.runner.wait(job, 30) and job.record.steps == ["build the tiny model", "train"]
+    folder = workspace.root / "models" / "tiny-voxtral"
+    assert f"'model', 'tiny', '{folder}'" in job.log_text()
+    assert f"name_or_path: {folder}" in next(workspace.configs_dir.glob("*.yaml")).read_text()

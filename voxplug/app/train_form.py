@@ -23,6 +23,8 @@ from voxplug.errors import ConfigError, DataError
 VOXTRAL_MINI = "mistralai/Voxtral-Mini-3B-2507"
 VOXTRAL_SMALL = "mistralai/Voxtral-Small-24B-2507"
 QUICKSTART_PRESET = "quickstart"
+TINY_MODEL = "tiny-voxtral"
+"""The Train tab's choice for a tiny random offline Voxtral (``voxplug model tiny``), built on first use."""
 METHODS = ("lora", "full")
 
 
@@ -126,6 +128,11 @@ def _existing_dataset(workspace: Workspace, name: str) -> Path:
     if not (path / "data.jsonl").is_file() or not (path / "data.jsonl").stat().st_size:
         raise DataError(f"dataset {name!r} has no clips yet: record or upload some in the Record tab")
     return path
+
+
+def tiny_model_dir(root: Path) -> Path:
+    """Where the app keeps the tiny offline model it builds for :data:`TINY_MODEL` (shared by all workspaces)."""
+    return Path(root) / "models" / TINY_MODEL
 
 
 def base_presets(method: str) -> list[str]:

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,16 @@ from voxplug.app.jobs import JobConflictError, JobSpec, JobStep
 from voxplug.app.tabs import TabHandle, error_text
 from voxplug.app.tabs.job_panel import JobPanel, started_notice
 from voxplug.app.tokens import Secret
-from voxplug.app.train_form import VOXTRAL_MINI, VOXTRAL_SMALL, TrainForm, base_presets, default_form, write_run_config
+from voxplug.app.train_form import (
+    TINY_MODEL,
+    VOXTRAL_MINI,
+    VOXTRAL_SMALL,
+    TrainForm,
+    base_presets,
+    default_form,
+    tiny_model_dir,
+    write_run_config,
+)
 from voxplug.app.ui import PRIVATE, AppContext, Session, workspace_of
 from voxplug.errors import VoxplugError
 
@@ -64,7 +73,8 @@ class TrainTab:
         return TabHandle(self.refresh, self.refresh_outputs).wire(tab, self.ctx.session)
 
     def _choices(self, defaults: TrainForm) -> None:
-        models = list(dict.fromkeys([defaults.model, VOXTRAL_MINI, VOXTRAL_SMALL]))
+        models = [(name, name) for name in dict.fromkeys([defaults.model, VOXTRAL_MINI, VOXTRAL_SMALL])]
+        models.append(("tiny offline Voxtral with random weights (to try the app on a CPU)", TINY_MODEL))
         with gr.Row():
             self.inputs["dataset"] = gr.Dropdown([], label="Dataset", elem_id="train-dataset")
             self.inputs["model"] = gr.Dropdown(
@@ -153,8 +163,9 @@ class TrainTab:
             form = form_from_values(dict(zip(names, values, strict=True)))
             if form.uses_hub and self.ctx.token_for(session).source == "none":
                 raise VoxplugError("pushing and publishing need a Hugging Face token: add one in the Publish tab")
+            form, prelude = self._tiny_model(form)
             run_name, config_path, _config = write_run_config(form, workspace)
-            steps = self._steps(session, form, config_path, read_token=bool(read_token))
+            steps = prelude + self._steps(session, form, config_path, read_token=bool(read_token))
             spec = JobSpec("train", f"Training {run_name}", steps, run_dir=workspace.run_path(run_name))
             extra = {READ_TOKEN_ENV: read_token.strip()} if read_token else {}
             env, secrets = self.ctx.job_environment(session, extra)
@@ -163,6 +174,15 @@ class TrainTab:
         except (VoxplugError, JobConflictError) as exc:
             return [error_text(exc), ""]
         return [started_notice(job.record.title), ""]
+
+    def _tiny_model(self, form: TrainForm) -> tuple[TrainForm, list[JobStep]]:
+        """Swap the tiny-model choice for its folder, with a step that builds it when it does not exist yet."""
+        if form.model != TINY_MODEL:
+            return form, []
+        folder = tiny_model_dir(self.ctx.settings.root)
+        form = replace(form, model=str(folder))
+        built = (folder / "config.json").is_file()
+        return form, [] if built else [JobStep("build the tiny model", ["model", "tiny", str(folder)])]
 
     def _steps(self, session: Session, form: TrainForm, config_path: Path, *, read_token: bool) -> list[JobStep]:
         presets = [arg for preset in base_presets(form.method) for arg in ("-c", preset)]
