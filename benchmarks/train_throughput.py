@@ -130,6 +130,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "label_logits": True,
         "compile": True,
     },
+    "lora-noac": {
+        "method": "lora",
+        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
+        "autocast": False,
+    },
+    "lora-liger-noac": {
+        "method": "lora",
+        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
+        "liger": True,
+        "autocast": False,
+        "profile": True,
+    },
+    "lora-liger-noac-bf16ad": {
+        "method": "lora",
+        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
+        "liger": True,
+        "autocast": False,
+        "bf16_adapters": True,
+    },
+    "lora-compile-noac": {
+        "method": "lora",
+        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
+        "compile": True,
+        "autocast": False,
+    },
+    "full-liger": {"method": "full", "liger": True, "profile": True},
+    "full-compile": {"method": "full", "compile": True},
     "lora-default": {"method": "lora"},
     "full-v0": {
         "method": "full",
@@ -345,8 +372,10 @@ def compile_layers(model: Any) -> None:
     torch._dynamo.config.cache_size_limit = 256
     torch._dynamo.config.accumulated_cache_size_limit = 2048
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for layer in [*base.model.language_model.layers, *base.model.audio_tower.layers]:
-        layer.compile()
+    for layer in base.model.language_model.layers:
+        layer.compile(dynamic=True)  # the padded length changes from batch to batch
+    for layer in base.model.audio_tower.layers:
+        layer.compile()  # always 1500 frames per chunk
 
 
 # -- FLOPs --------------------------------------------------------------------------------------------------
@@ -443,6 +472,8 @@ class Record:
     """What the measuring trainer saw: one entry per micro-batch, and step-end times."""
 
     micro: list[tuple[int, int, int, Any, Any]] = field(default_factory=list)
+    exclude_tail: int = 0
+    profile: dict[str, Any] = field(default_factory=dict)
     step_times: list[float] = field(default_factory=list)
     step_micro: list[int] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
@@ -481,6 +512,56 @@ def step_timer(record: Record) -> Any:
                 record.logs.append({"step": state.global_step, **logs})
 
     return StepTimer()
+
+
+PROFILED_STEPS = 2
+
+
+def step_profiler(record: Record, steps: int) -> Any:
+    """Profile the last :data:`PROFILED_STEPS` steps: GPU-busy share of the wall time and the top kernels."""
+    import torch
+    from transformers import TrainerCallback
+
+    record.exclude_tail = PROFILED_STEPS
+
+    class StepProfiler(TrainerCallback):
+        def __init__(self) -> None:
+            self.profiler: Any = None
+            self.start = 0.0
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == steps - PROFILED_STEPS and self.profiler is None:
+                activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+                self.profiler = torch.profiler.profile(activities=activities)
+                self.profiler.__enter__()
+                self.start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.profiler is None or state.global_step != steps:
+                return
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - self.start
+            self.profiler.__exit__(None, None, None)
+            try:
+                self.summarize(wall)
+            except Exception as exc:
+                record.profile = {"error": f"{type(exc).__name__}: {exc}"}
+
+        def summarize(self, wall: float) -> None:
+            events = self.profiler.key_averages()
+            kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
+            record.profile = {
+                "steps": PROFILED_STEPS,
+                "wall_s": wall,
+                "gpu_kernel_s": kernel_us / 1e6,
+                "gpu_busy_share": kernel_us / 1e6 / wall,
+                "kernel_launches": sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel")),
+            }
+            print(events.table(sort_by="self_device_time_total", row_limit=14), flush=True)
+            print("profile", record.profile, flush=True)
+
+    return StepProfiler()
 
 
 def matmul_tflops(device: str, size: int = 8192, repeats: int = 20) -> float:
@@ -731,6 +812,12 @@ def voxplug_trainer(
         config, plan, precision=precision, has_eval=False, output_dir=bench.workdir / f"ckpt-{method}"
     )
     args.save_strategy = SaveStrategy.NO
+    if spec.get("autocast") is False:
+        args.bf16 = False  # weights stay bf16; PEFT keeps the adapters in fp32 and computes them in fp32
+    if spec.get("bf16_adapters"):
+        for parameter_name, parameter in model.named_parameters():
+            if "lora_" in parameter_name:
+                parameter.data = parameter.data.to(torch.bfloat16)
     examples = [
         Example(id=c.path.stem, text=c.text, language="en", audio_path=c.path, duration_s=c.duration_s)
         for c in bench.clips
@@ -743,7 +830,7 @@ def voxplug_trainer(
         args=args,
         train_dataset=dataset,
         data_collator=AudioSecondsCollator(collator),
-        callbacks=[step_timer(record)],
+        callbacks=[step_timer(record), *([step_profiler(record, bench.args.steps)] if spec.get("profile") else [])],
         train_lengths=dataset.durations() if config.training.group_by_length else None,
         label_logits_only=label_logits,
     )
@@ -759,7 +846,8 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
     times, marks = record.step_times, record.step_micro
     if len(times) <= warmup + 1:
         return {"error": f"only {len(times)} steps ran"}
-    first, last = warmup - 1, len(times) - 1  # window: from the end of step `warmup` to the last step's end
+    # window: from the end of step `warmup` to the last step's end (profiled steps at the end are left out)
+    first, last = warmup - 1, len(times) - 1 - record.exclude_tail
     micro = record.micro[marks[first] : marks[last]]
     elapsed = times[last] - times[first]
     samples = sum(m[0] for m in micro)
@@ -774,6 +862,7 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
     tflops = total_flops / elapsed / 1e12
     losses = [entry for entry in record.logs if "loss" in entry]
     return {
+        "profile": record.profile or None,
         "timed_steps": last - first,
         "timed_samples": samples,
         "elapsed_s": elapsed,
@@ -971,7 +1060,14 @@ def main(argv: list[str] | None = None) -> int:
         "setup_s": time.monotonic() - t0,
     }
     bench = Bench(args, device, workdir, processor_dir, processor, clips, check_rows, tiny_dir, peak, results, t0)
-    estimates = {"voxfactory": 60, "voxfactory-lm-only": 50, "lora-compile": 120, "full-v0": 45}
+    estimates = {
+        "voxfactory": 60,
+        "voxfactory-lm-only": 50,
+        "lora-compile": 120,
+        "lora-compile-noac": 120,
+        "full-compile": 120,
+        "full-v0": 45,
+    }
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
         if bench.remaining() < estimates.get(name, 40):
             results["variants"][name] = {"skipped": "time"}
