@@ -190,6 +190,11 @@ class DatasetStore:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(f"{self.path / META_FILE}: unreadable dataset metadata ({exc})") from exc
 
+    def set_consent(self, consent: dict[str, Any]) -> None:
+        """Record in ``dataset.json`` who agreed to what, and when (the ``consent`` field; the app writes it)."""
+        with self.rows_file.locked():
+            _write_json_atomically(self.path / META_FILE, {**self.metadata, "consent": consent})
+
     @property
     def default_language(self) -> str | None:
         """The language of rows added without one (``dataset.json``'s ``language``), read once."""

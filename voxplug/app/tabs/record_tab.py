@@ -11,9 +11,10 @@ from typing import Any
 
 import gradio as gr
 
+from voxplug.app import consent, recording
 from voxplug.app import phrases as phrase_source
-from voxplug.app import recording
 from voxplug.app.tabs import TabHandle, error_text, table
+from voxplug.app.tabs.privacy import consent_box
 from voxplug.app.ui import PRIVATE, AppContext, Session, workspace_of
 from voxplug.errors import VoxplugError
 
@@ -62,6 +63,7 @@ class RecordTab:
                     label="Dataset (pick one, or type a new name)",
                     elem_id="dataset-name",
                 )
+            self.agreed = consent_box(self.ctx.settings.root)
             self.phrases = gr.State(first)
             self.seed = gr.State(0)
             self.index = gr.State(0)
@@ -170,13 +172,14 @@ class RecordTab:
                     self.phrases,
                     self.index,
                     self.saved,
+                    self.agreed,
                 ],
                 [self.save_status, self.audio, *self._step_outputs, *self.refresh_outputs],
             ),
             (
                 self.upload_button.click,
                 self.save_uploads,
-                [session, self.dataset, self.language, self.files, self.file_transcripts],
+                [session, self.dataset, self.language, self.files, self.file_transcripts, self.agreed],
                 [self.upload_status, self.files, self.file_transcripts, *self.refresh_outputs],
             ),
             (self.rows.select, self.select_row, [session, self.dataset], [self.selected, self.player, self.row_text]),
@@ -216,7 +219,7 @@ class RecordTab:
             names = workspace.dataset_names()
             dataset = names[0] if names else DEFAULT_DATASET
         return [
-            recording.summary_markdown(workspace, dataset),
+            f"{recording.summary_markdown(workspace, dataset)}\n\n{consent.consent_line(workspace, dataset)}",
             table(recording.rows_table(workspace, dataset), recording.TABLE_HEADERS),
         ]
 
@@ -267,12 +270,19 @@ class RecordTab:
         phrases: list[str],
         index: int,
         saved: list[int],
+        agreed: bool = False,
     ) -> list[Any]:
-        """Save the recording with its transcript; on success clear the recorder and move to the next prompt."""
+        """Save the recording with its transcript; on success clear the recorder and move to the next prompt.
+
+        A dataset's first clip needs the consent box ticked (see :mod:`voxplug.app.consent`).
+        """
         try:
             workspace = workspace_of(session)
         except VoxplugError as exc:
             return [error_text(exc), gr.skip(), *[gr.skip()] * 5, *[gr.skip()] * 3]
+        refusal = self._without_consent(session, dataset, language, agreed) if audio else None
+        if refusal:
+            return [refusal, gr.skip(), *[gr.skip()] * 5, *[gr.skip()] * 3]
         report = recording.save_clip(workspace, dataset, audio, text, language=language, label="the recording")
         if not report.ok:
             return [report.markdown(), gr.skip(), *[gr.skip()] * 5, *self.refresh(session)]
@@ -285,13 +295,29 @@ class RecordTab:
         return [report.markdown(), None, *following, *self._refresh_keeping(session, dataset)]
 
     def save_uploads(
-        self, session: Session, dataset: str, language: str, files: list[str] | None, transcripts: str
+        self,
+        session: Session,
+        dataset: str,
+        language: str,
+        files: list[str] | None,
+        transcripts: str,
+        agreed: bool = False,
     ) -> list[Any]:
         """Save uploaded files with their transcript lines; the inputs are cleared only when all went in."""
         workspace = workspace_of(session)
+        refusal = self._without_consent(session, dataset, language, agreed) if files else None
+        if refusal:
+            return [refusal, *[gr.skip()] * 5]
         report = recording.save_uploads(workspace, dataset, files, transcripts, language=language)
         cleared = [None, ""] if report.ok else [gr.skip(), gr.skip()]
         return [report.markdown(), *cleared, *self._refresh_keeping(session, dataset)]
+
+    @staticmethod
+    def _without_consent(session: Session, dataset: str, language: str, agreed: bool) -> str | None:
+        """The refusal message when ``dataset`` has no consent on file and the box is not ticked; else None."""
+        workspace = workspace_of(session)
+        who = consent.who_agreed(workspace, session.username)
+        return consent.ensure_consent(workspace, dataset, agreed=agreed, who=who, language=language or None)
 
     def _refresh_keeping(self, session: Session, dataset: str) -> list[Any]:
         workspace = workspace_of(session)
