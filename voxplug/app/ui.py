@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 BROWSER_ID_KEY = "voxplug-workspace-id"
 PRIVATE = "private"
+MAX_UPLOAD = "100mb"
+"""Largest file an upload may be (a 30 s clip is a few MB even as 48 kHz stereo WAV)."""
 CSS = """
 .vp-bar {height: 14px; background: #e5e7eb; border-radius: 7px; overflow: hidden; margin: 4px 0;}
 .vp-bar > div {height: 100%; background: #f97316; transition: width .4s;}
@@ -217,6 +219,8 @@ def serve(settings: AppSettings, *, port: int | None = None, share: bool = False
     runner = JobRunner()
     demo = build_app(settings, runner)
     settings.root.mkdir(parents=True, exist_ok=True)
+    if block:
+        _stop_on_sigterm()
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host,
         server_port=port,
@@ -224,6 +228,7 @@ def serve(settings: AppSettings, *, port: int | None = None, share: bool = False
         mcp_server=False,
         footer_links=["gradio"],
         blocked_paths=[str(settings.root.resolve())],
+        max_file_size=MAX_UPLOAD,
         prevent_thread_lock=not block,
         quiet=not block,
         css=CSS,
@@ -232,3 +237,15 @@ def serve(settings: AppSettings, *, port: int | None = None, share: bool = False
     if block:
         runner.shutdown()
     return demo
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM (a container stopping) into the Ctrl+C path, so running jobs are stopped, not orphaned."""
+    import signal
+    import threading
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)

@@ -130,7 +130,12 @@ class JobPanel:
         self.seen = gr.State(None)
         self.timer = gr.Timer(ctx.settings.poll_s)
         self.timer.tick(
-            self.update, [ctx.session, self.seen], self.outputs, api_visibility=PRIVATE, show_progress="hidden"
+            self.update,
+            [ctx.session, self.seen],
+            self.outputs,
+            api_visibility=PRIVATE,
+            show_progress="hidden",
+            concurrency_limit=None,  # ticks take milliseconds; they never wait behind a slow event
         )
         self.cancel_button.click(self.cancel, [ctx.session], [self.notice], api_visibility=PRIVATE)
 
