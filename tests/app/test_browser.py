@@ -113,8 +113,14 @@ def shoot(page: Any, name: str) -> Path:
     return path
 
 
+def give_consent(page: Any) -> None:
+    """Tick the Record tab's consent box (asked before a dataset's first clip)."""
+    page.locator("#consent input[type=checkbox]").check()
+
+
 def upload(page: Any, files: list[Path], transcripts: str) -> None:
-    """Choose files in the upload box, type their transcripts and save them."""
+    """Choose files in the upload box, type their transcripts and save them (consent given first)."""
+    give_consent(page)
     page.locator("#upload-files input[type=file]").set_input_files([str(path) for path in files])
     page.wait_for_selector(f"#upload-files :text('{files[0].name}')", timeout=15_000)
     page.locator("#upload-transcripts textarea").fill(transcripts)
@@ -185,13 +191,18 @@ def test_record_from_the_microphone_saves_16k_mono(page: Any, app_root: Path) ->
     page.click("#recorder button.stop-button")
     wait_for_recorder_upload(page)
     page.click("#save-clip")
+    expect_text(page, "#save-status", r"Nothing was saved: tick the consent box")  # a new dataset asks first
+    give_consent(page)
+    page.click("#save-clip")
     expect_text(page, "#save-status", "saved: ." + re.escape(first_phrase))
+    expect_text(page, "#dataset-summary", r"Consent: given .* by anonymous browser")
     expect_text(page, "#phrase-counter", r"Phrase 2 of 10")
     expect_text(page, "#phrase-list", r"✓")
     shoot(page, "03-record-microphone")
     stores = [DatasetStore.open(path) for path in app_root.glob("browser-*/datasets/my-voice")]
     (store, row) = next((store, row) for store in stores for row in store.rows() if row["text"] == first_phrase)
     assert row["origin"] == "recording" and row["sample_rate"] in (44100, 48000)  # the browser's rate
+    assert store.metadata["consent"]["agreed_by"].startswith("anonymous browser")
     assert sf_info(store.audio_file(row)) == (16000, 1)
 
 
