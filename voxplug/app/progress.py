@@ -23,6 +23,9 @@ STEP_LINE = re.compile(r"\bstep (\d+)/(\d+)\b(.*)$")
 METRIC_PAIR = re.compile(r"\b([a-z][a-z0-9_]*) (-?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf))\b", re.IGNORECASE)
 PLOTTED_METRICS = ("loss", "eval_loss", "eval_wer", "eval_cer")
 """The metrics drawn in the loss/WER plot."""
+RESOURCE_READINGS = (("samples_per_s", "{:.2f} samples/s"), ("audio_s_per_s", "{:.1f} audio s/s"),
+                     ("gpu_mem_gb", "GPU {:.1f} GB"), ("gpu_util_pct", "GPU busy {:.0f} %"))  # fmt: skip
+"""Resource readings the run logs (voxplug.training.monitoring) and how the progress caption shows them."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class TrainingProgress:
     step: int = 0
     max_steps: int = 0
     points: list[MetricPoint] = field(default_factory=list)
+    readings: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def feed(self, line: str) -> bool:
@@ -59,6 +63,14 @@ class TrainingProgress:
     def _add(self, step: int, metric: str, value: float) -> None:
         if metric in PLOTTED_METRICS and math.isfinite(value):
             self.points.append(MetricPoint(step, metric, value))
+        elif any(metric == name for name, _shown in RESOURCE_READINGS):
+            self.readings[metric] = value
+
+    def resources_caption(self) -> str:
+        """The latest resource readings, e.g. ``2.10 samples/s · 6.3 audio s/s · GPU 12.1 GB`` (empty if none)."""
+        with self._lock:
+            readings = dict(self.readings)
+        return " · ".join(shown.format(readings[name]) for name, shown in RESOURCE_READINGS if name in readings)
 
     def mark_complete(self) -> None:
         """The run ended successfully: the bar shows 100 %."""

@@ -93,7 +93,8 @@ def progress_caption(record: JobRecord, progress: TrainingProgress | None) -> tu
             value = progress.latest(metric)
             if value is not None:
                 parts.append(f"{label} {value:.1%}" if metric == "eval_wer" else f"{label} {value:.3f}")
-        return progress.fraction, " · ".join(parts)
+        parts.append(progress.resources_caption())
+        return progress.fraction, " · ".join(part for part in parts if part)
     done = len(record.steps) if record.status == "succeeded" else record.step_index
     total = max(1, len(record.steps))
     return done / total, f"{done} of {total} step(s) done"
