@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import gradio as gr
 
 BROWSER_ID_KEY = "voxplug-workspace-id"
+UPLOAD_CACHE = (1800, 3600)
+"""Every 30 minutes, delete gradio's cached uploads older than an hour (and all of them when the app stops)."""
 PRIVATE = "private"
 MAX_UPLOAD = "100mb"
 """Largest file an upload may be (a 30 s clip is a few MB even as 48 kHz stereo WAV)."""
@@ -153,7 +155,8 @@ def build_app(settings: AppSettings, runner: JobRunner | None = None) -> gr.Bloc
     from voxplug.app.tabs import evaluate_tab, publish_tab, record_tab, train_tab
 
     ctx = AppContext(settings=settings, runner=runner or JobRunner())
-    with gr.Blocks(title="voxplug", analytics_enabled=False) as demo:
+    # Uploads and microphone takes are copied into the workspace when saved; gradio's copies go after an hour.
+    with gr.Blocks(title="voxplug", analytics_enabled=False, delete_cache=UPLOAD_CACHE) as demo:
         browser_id = gr.BrowserState(None, storage_key=BROWSER_ID_KEY)
         ctx.session = gr.State(Session())
         with gr.Row():
