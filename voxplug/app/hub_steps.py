@@ -6,6 +6,7 @@ here: jobs get them in their environment (see :mod:`voxplug.app.tokens`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from voxplug.app.jobs import JobStep
@@ -13,6 +14,8 @@ from voxplug.errors import VoxplugError
 
 READ_TOKEN_ENV = "HF_READ_TOKEN"
 """The variable a deploy job reads the Space's read-only token from (``voxplug deploy --read-token-env``)."""
+PUSH_SCRUBBERS = ("email", "url", "phone", "digits")
+"""What the app scrubs from transcripts before pushing a dataset, unless the user turns it off (docs/privacy.md)."""
 
 
 def repo_name(value: str, what: str) -> str:
@@ -28,9 +31,10 @@ def full_repo_id(repo: str, account: str) -> str:
     return repo if "/" in repo else f"{account}/{repo}"
 
 
-def dataset_push_step(dataset_dir: Path, repo: str, *, private: bool) -> JobStep:
-    """``voxplug data push <dataset> <repo> [--public]``."""
-    return JobStep("push the dataset", ["data", "push", str(dataset_dir), repo, *([] if private else ["--public"])])
+def dataset_push_step(dataset_dir: Path, repo: str, *, private: bool, scrub: Sequence[str] = PUSH_SCRUBBERS) -> JobStep:
+    """``voxplug data push <dataset> <repo> [--public] [--scrub email,url,phone,digits]``."""
+    args = ["data", "push", str(dataset_dir), repo, *([] if private else ["--public"])]
+    return JobStep("push the dataset", [*args, *(["--scrub", ",".join(scrub)] if scrub else [])])
 
 
 def publish_step(run_dir: Path, repo: str, *, private: bool) -> JobStep:

@@ -11,7 +11,14 @@ from typing import Any
 
 import gradio as gr
 
-from voxplug.app.hub_steps import READ_TOKEN_ENV, dataset_push_step, deploy_step, publish_step, repo_name
+from voxplug.app.hub_steps import (
+    PUSH_SCRUBBERS,
+    READ_TOKEN_ENV,
+    dataset_push_step,
+    deploy_step,
+    publish_step,
+    repo_name,
+)
 from voxplug.app.jobs import JobConflictError, JobSpec, JobStep
 from voxplug.app.tabs import TabHandle, error_text
 from voxplug.app.tabs.job_panel import JobPanel, started_notice
@@ -66,6 +73,11 @@ class PublishTab:
                 label="Dataset repo", placeholder="your-name/my-voice", elem_id="dataset-repo"
             )
             self.dataset_private = gr.Checkbox(True, label="Private", elem_id="dataset-private")
+            self.dataset_scrub = gr.Checkbox(
+                True,
+                label="Scrub e-mails, web addresses, phone and long numbers from transcripts",
+                elem_id="dataset-scrub",
+            )
             self.push_dataset_button = gr.Button("Push dataset", elem_id="push-dataset")
 
     def _model_box(self) -> None:
@@ -104,7 +116,7 @@ class PublishTab:
         )
         self.push_dataset_button.click(
             self.push_dataset,
-            [session, self.dataset, self.dataset_repo, self.dataset_private],
+            [session, self.dataset, self.dataset_repo, self.dataset_private, self.dataset_scrub],
             [self.panel.notice],
             api_visibility=PRIVATE,
         )
@@ -164,13 +176,14 @@ class PublishTab:
 
     # -- jobs -----------------------------------------------------------------------------------------------
 
-    def push_dataset(self, session: Session, dataset: str | None, repo: str, private: bool) -> str:
-        """Start ``voxplug data push``."""
+    def push_dataset(self, session: Session, dataset: str | None, repo: str, private: bool, scrub: bool = True) -> str:
+        """Start ``voxplug data push`` (with ``--scrub`` of :data:`~voxplug.app.hub_steps.PUSH_SCRUBBERS` if asked)."""
         try:
             workspace = workspace_of(session)
             if not dataset:
                 raise VoxplugError("choose a dataset to push")
-            step = dataset_push_step(workspace.dataset_path(dataset), repo_name(repo, "dataset repo"), private=private)
+            path, repo = workspace.dataset_path(dataset), repo_name(repo, "dataset repo")
+            step = dataset_push_step(path, repo, private=private, scrub=PUSH_SCRUBBERS if scrub else ())
             return self._start(session, f"Pushing dataset {dataset}", [step])
         except VoxplugError as exc:
             return error_text(exc)
