@@ -134,6 +134,7 @@ class ResourceMonitor(TrainerCallback):
         self.stage_seconds: dict[str, float] = {}
         self._unlogged: list[str] = []
         self._results_written = False
+        self._loop_started = False
         self._step = 0
         self._throughput = _Throughput(clock)
         self._utilisation: list[float] = []
@@ -154,16 +155,19 @@ class ResourceMonitor(TrainerCallback):
             seconds -= inside
             self.stage_seconds["evaluation"] = self.stage_seconds.get("evaluation", 0.0) + inside
         self.stage_seconds[stage] = round(self.stage_seconds.get(stage, 0.0) + seconds, 3)
-        if not self._is_main():
-            return
+        if self._is_main():
+            self._report_stage(stage)
+
+    def _report_stage(self, stage: str) -> None:
+        """Print and log a finished stage, and hand it to ``on_log`` or the results file, whichever comes next."""
         total = self.stage_seconds[stage]
         if self.show:
             print(f"stage {stage} took {total:.1f} s", file=sys.stderr, flush=True)
         logger.info("stage %s took %.1f s", stage, total)
         if self._results_written:  # after after_train: no more on_log, the results file is brought up to date
             self._add_to_results_file()
-        elif self.host is None or self.run_dir is None or stage not in STAGES[STAGES.index("training") :]:
-            self._unlogged.append(stage)  # reported with the trainer's first log
+        elif not self._loop_started or self.host is None or self.run_dir is None:
+            self._unlogged.append(stage)  # reported with the trainer's next log
         else:
             self.host.on_log(logs={stage_key(stage): total}, step=self._step, run_dir=self.run_dir)
 
@@ -179,6 +183,7 @@ class ResourceMonitor(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """Start the throughput clock (from the current epoch when resuming)."""
+        self._loop_started = True
         self._throughput.start(state.epoch or 0.0, state.global_step)
 
     def on_log(
