@@ -107,3 +107,15 @@ def test_secret_objects_stay_out_of_records(python_runner: JobRunner, workspace:
     job = python_runner.start(JobSpec("train", "t", [python_step("pass")]), workspace, env={}, secrets=(Secret("x"),))
     assert python_runner.wait(job, 30)
     assert "secret" not in job.record_path.read_text().lower()
+
+
+def test_old_finished_jobs_leave_memory_but_keep_their_records(
+    python_runner: JobRunner, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import voxplug.app.jobs as jobs
+
+    monkeypatch.setattr(jobs, "MAX_JOBS_IN_MEMORY", 2)
+    done = [run(python_runner, workspace, python_step("pass")) for _ in range(4)]
+    assert python_runner.latest(workspace).id == done[-1].id
+    assert python_runner.job(done[0].id, workspace) is None
+    assert {record.id for record in python_runner.history(workspace)} >= {job.id for job in done}

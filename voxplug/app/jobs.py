@@ -35,6 +35,7 @@ from voxplug.errors import VoxplugError
 JobStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
 ACCELERATOR_LOCK = "accelerator"
 MAX_LOG_LINES = 2000
+MAX_JOBS_IN_MEMORY = 200
 CANCEL_GRACE_S = 10.0
 CHILD_ENV = {"PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
 """Unbuffered output, and lines rich does not wrap at 80 columns (progress lines are parsed whole)."""
@@ -222,10 +223,17 @@ class JobRunner:
                 raise JobConflictError(self._conflict_message(holder, workspace))
             job = Job(spec, workspace.ensure(), secrets)
             self._jobs[job.id] = job
+            self._forget_old_jobs()
         job.save()
         thread = threading.Thread(target=self._run, args=(job, env), name=f"voxplug-job-{job.id}", daemon=True)
         thread.start()
         return job
+
+    def _forget_old_jobs(self) -> None:
+        """Keep at most :data:`MAX_JOBS_IN_MEMORY` jobs; the oldest finished ones live on in their records."""
+        finished = sorted((job for job in self._jobs.values() if job.record.finished), key=lambda j: j.record.started)
+        for job in finished[: max(0, len(self._jobs) - MAX_JOBS_IN_MEMORY)]:
+            del self._jobs[job.id]
 
     def _lock_holder(self, lock: str) -> Job | None:
         return next((job for job in self._jobs.values() if job.spec.lock == lock and not job.record.finished), None)

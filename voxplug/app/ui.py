@@ -35,6 +35,7 @@ CSS = """
 .vp-bar > div {height: 100%; background: #f97316; transition: width .4s;}
 .vp-banner {padding: 6px 10px; border-radius: 6px; margin: 2px 0;}
 .vp-ok {background: #ecfdf5; color: #065f46;} .vp-warn {background: #fff7ed; color: #9a3412;}
+.vp-log textarea {white-space: pre; overflow-x: auto; font-family: ui-monospace, monospace; font-size: 12px;}
 """
 
 

@@ -122,7 +122,13 @@ class JobPanel:
         self.plots = [gr.Plot(curves_figure(None), label="Training curves", elem_id=f"{prefix}-plot")] if plot else []
         self.cancel_button = gr.Button("Cancel the running job", variant="stop", elem_id=f"{prefix}-cancel")
         self.log = gr.Textbox(
-            label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False, elem_id=f"{prefix}-log"
+            label="Log",
+            lines=12,
+            max_lines=12,
+            autoscroll=True,
+            interactive=False,
+            elem_id=f"{prefix}-log",
+            elem_classes=["vp-log"],
         )
         with gr.Accordion("Job history", open=False):
             self.history = gr.Dataframe(
