@@ -65,10 +65,10 @@ def gpu_memory() -> dict[str, float]:
 
 
 def gpu_utilisation() -> dict[str, float]:
-    """The current GPU's utilisation in percent, through NVML; empty without CUDA or ``nvidia-ml-py``."""
+    """The current GPU's utilisation in percent, through NVML; empty without CUDA in use or ``nvidia-ml-py``."""
     import torch
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():  # never start CUDA just to ask
         return {}
     try:
         import pynvml
