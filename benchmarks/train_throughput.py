@@ -94,106 +94,57 @@ DATASHEET_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 EFFECTIVE_BATCH = 8
 
 # One change at a time. Keys: method (voxfactory | lora | full), overrides of the voxplug run config
-# ("training.x" / "model.x" / "training.lora.x"), and fast-path switches (label_logits, liger, compile).
+# ("training.x" / "model.x" / "training.lora.x"), and benchmark-only switches (label_logits, autocast,
+# bf16_adapters, compile, profile). Variants that pin a setting pin it explicitly, so that they keep measuring
+# the same thing when the repository's defaults change; "*-default" take the defaults as they are.
+_MB2 = {"training.batch_size": 2, "training.grad_accum": 4, "training.fused_kernels": False}
+_MB8 = {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4}
 VARIANTS: dict[str, dict[str, Any]] = {
     "voxfactory": {"method": "voxfactory"},
     "voxfactory-lm-only": {"method": "voxfactory", "lm_only_targets": True},
     "lora-v0": {
         "method": "lora",
-        "config": {"training.batch_size": 2, "training.grad_accum": 4, "training.dataloader_workers": 0},
+        "config": {**_MB2, "training.dataloader_workers": 0, "training.optim": "adamw_torch"},
         "label_logits": False,
     },
     "lora-workers": {
         "method": "lora",
-        "config": {"training.batch_size": 2, "training.grad_accum": 4, "training.dataloader_workers": 4},
+        "config": {**_MB2, "training.dataloader_workers": 4, "training.optim": "adamw_torch"},
         "label_logits": False,
     },
     "lora-labels": {
         "method": "lora",
-        "config": {"training.batch_size": 2, "training.grad_accum": 4, "training.dataloader_workers": 4},
-        "label_logits": True,
+        "config": {**_MB2, "training.dataloader_workers": 4, "training.optim": "adamw_torch"},
     },
-    "lora-mb8": {
-        "method": "lora",
-        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
-        "label_logits": True,
-    },
-    "lora-liger": {
-        "method": "lora",
-        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
-        "label_logits": True,
-        "liger": True,
-    },
-    "lora-compile": {
-        "method": "lora",
-        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
-        "label_logits": True,
-        "compile": True,
-    },
-    "lora-noac": {
-        "method": "lora",
-        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
-        "autocast": False,
-    },
+    "lora-mb8": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}},
+    "lora-liger": {"method": "lora", "config": {**_MB8, "training.fused_kernels": True}},
+    "lora-noac": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}, "autocast": False},
     "lora-liger-noac": {
         "method": "lora",
-        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
-        "liger": True,
+        "config": {**_MB8, "training.fused_kernels": True},
         "autocast": False,
         "profile": True,
     },
     "lora-liger-noac-bf16ad": {
         "method": "lora",
-        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
-        "liger": True,
+        "config": {**_MB8, "training.fused_kernels": True},
         "autocast": False,
         "bf16_adapters": True,
     },
-    "lora-compile-noac": {
-        "method": "lora",
-        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4},
-        "compile": True,
-        "autocast": False,
-    },
-    "full-liger": {"method": "full", "liger": True, "profile": True},
-    "full-compile": {"method": "full", "compile": True},
-    "lora-default": {"method": "lora"},
+    "lora-compile": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}, "compile": True},
+    "lora-default": {"method": "lora", "profile": True},
     "full-v0": {
         "method": "full",
-        "config": {
-            "training.batch_size": 2,
-            "training.grad_accum": 4,
-            "training.dataloader_workers": 0,
-            "training.optim": "adamw_torch",
-        },
+        "config": {**_MB2, "training.dataloader_workers": 0, "training.optim": "adamw_torch"},
         "label_logits": False,
     },
-    "full-fused": {
-        "method": "full",
-        "config": {
-            "training.batch_size": 2,
-            "training.grad_accum": 4,
-            "training.dataloader_workers": 4,
-            "training.optim": "adamw_torch_fused",
-        },
-        "label_logits": True,
-    },
-    "full-mb8": {
-        "method": "full",
-        "config": {
-            "training.batch_size": 8,
-            "training.grad_accum": 1,
-            "training.dataloader_workers": 4,
-            "training.optim": "adamw_torch_fused",
-        },
-        "label_logits": True,
-    },
-    "full-default": {"method": "full"},
+    "full-fused": {"method": "full", "config": {**_MB2, "training.dataloader_workers": 4}},
+    "full-mb8": {"method": "full", "config": {**_MB8, "training.fused_kernels": False}},
+    "full-liger": {"method": "full", "config": {**_MB8, "training.fused_kernels": True}},
+    "full-compile": {"method": "full", "config": {**_MB8, "training.fused_kernels": False}, "compile": True},
+    "full-default": {"method": "full", "profile": True},
 }
-DEFAULT_ORDER = (
-    "voxfactory,lora-v0,lora-workers,lora-labels,lora-mb8,lora-liger,full-v0,full-fused,full-mb8,"
-    "voxfactory-lm-only,lora-compile"
-)
+DEFAULT_ORDER = "voxfactory,lora-default,full-default,lora-mb8,full-mb8,voxfactory-lm-only,lora-compile"
 
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -334,6 +285,9 @@ class AudioSecondsCollator:
 # -- model --------------------------------------------------------------------------------------------------
 
 
+ORIGINAL_ROTARY: Any = None
+
+
 def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None) -> Any:
     """Voxtral-Mini-3B-2507's architecture (``VoxtralConfig()`` defaults) with random weights, built on ``device``."""
     import torch
@@ -350,27 +304,15 @@ def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None) -> Any:
     return model
 
 
-def apply_liger(model: Any) -> None:
-    """Liger's fused RMSNorm, SwiGLU and RoPE on the language model (a Llama); logits/loss stay voxplug's."""
-    from liger_kernel.transformers import apply_liger_kernel_to_llama
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    apply_liger_kernel_to_llama(
-        rope=True,
-        rms_norm=True,
-        swiglu=True,
-        cross_entropy=False,
-        fused_linear_cross_entropy=False,
-        model=base.model.language_model,
-    )
-
-
 def compile_layers(model: Any) -> None:
     """Compile each decoder layer and each encoder layer (regional compilation: one graph reused per layer)."""
     import torch
 
     torch._dynamo.config.cache_size_limit = 256
     torch._dynamo.config.accumulated_cache_size_limit = 2048
+    from transformers.models.llama import modeling_llama
+
+    modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY  # an earlier fused-kernel variant replaced it globally
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     for layer in base.model.language_model.layers:
         layer.compile(dynamic=True)  # the padded length changes from batch to batch
@@ -795,10 +737,10 @@ def voxplug_trainer(
     checks: dict[str, Any] = {}
     batch = check_batch(bench)
     autocast = cuda and dtype != torch.bfloat16
-    if spec.get("liger"):
-        checks["before_liger"] = check_losses(model, batch, autocast)
-        apply_liger(model)
-        checks["after_liger"] = check_losses(model, batch, autocast)
+    if config.training.fused_kernels and cuda:  # as voxplug.training.run does after loading
+        checks["before_fused_kernels"] = check_losses(model, batch, autocast)
+        checks["fused_kernels"] = family.fuse_kernels(model)
+        checks["after_fused_kernels"] = check_losses(model, batch, autocast)
     method_options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
     model = trainer_class(method_options).prepare_model(model, family, config)
     if spec.get("compile"):
@@ -1017,7 +959,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     import transformers
+    from transformers.models.llama import modeling_llama
 
+    global ORIGINAL_ROTARY
+    ORIGINAL_ROTARY = modeling_llama.apply_rotary_pos_emb
     t0 = time.monotonic()
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     card = torch.cuda.get_device_name() if device == "cuda" else f"cpu-{platform.machine()}"
@@ -1064,7 +1009,6 @@ def main(argv: list[str] | None = None) -> int:
         "voxfactory": 60,
         "voxfactory-lm-only": 50,
         "lora-compile": 120,
-        "lora-compile-noac": 120,
         "full-compile": 120,
         "full-v0": 45,
     }

@@ -117,6 +117,9 @@ class TrainingConfig(PluginChoice):
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = "adamw_torch_fused"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 on GPUs, fp32 on CPU")
     gradient_checkpointing: bool = False
+    fused_kernels: bool = Field(
+        True, description="fused GPU kernels from the model family (Voxtral: liger-kernel, pip install voxplug[gpu])"
+    )
     group_by_length: bool = Field(True, description="batch clips of similar length together")
     seed: int = 42
     logging_steps: int = Field(10, ge=1)

@@ -75,6 +75,12 @@ class VoxtralFamily(ModelFamily):
         """The Whisper audio encoder (``audio_tower``)."""
         return self.scope_module(model, "audio_tower")
 
+    def fuse_kernels(self, model: Any) -> list[str]:
+        """Liger's fused RMSNorm, SwiGLU and RoPE on the language model, when liger-kernel is installed."""
+        from voxplug_voxtral.kernels import fuse_language_model_kernels
+
+        return fuse_language_model_kernels(model)
+
     def transcribe(
         self,
         model: Any,

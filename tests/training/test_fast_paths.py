@@ -112,3 +112,18 @@ def test_encoder_decoder_models_keep_the_plain_loss() -> None:
             return None
 
     assert not supports_label_logits(Seq2Seq())
+
+
+def test_fused_kernels_are_skipped_without_liger(
+    model_and_batch: tuple[object, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from voxplug_voxtral.family import VoxtralFamily
+
+    model, batch = model_and_batch
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", None)  # import fails as when not installed
+    with torch.no_grad():
+        before = model(**batch).loss
+        assert VoxtralFamily().fuse_kernels(model) == []
+        assert torch.equal(model(**batch).loss, before)

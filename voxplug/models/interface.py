@@ -47,6 +47,14 @@ class ModelFamily(Extension):
         """The audio encoder module, which voxplug freezes and runs without autograd unless asked to train it."""
         return None
 
+    def fuse_kernels(self, model: Any) -> list[str]:
+        """Swap fused GPU kernels into a freshly loaded ``model`` for training; return the names of what was fused.
+
+        Called on CUDA machines before the trainer prepares the model, when ``training.fused_kernels`` is on.
+        The default fuses nothing.
+        """
+        return []
+
     def transcribe(
         self,
         model: Any,

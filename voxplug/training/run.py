@@ -184,6 +184,8 @@ class TrainingRun:
             raise
         except (OSError, ValueError) as exc:
             raise ModelError(f"model.name_or_path={name!r}: cannot load it as a {family.name} model: {exc}") from exc
+        if self.config.training.fused_kernels and self.precision != "fp32":
+            family.fuse_kernels(model)  # GPU-only kernels: bf16/fp16 precision means a CUDA device here
         return family, model, processor
 
     def _trainer_class(self) -> type[TrainerExtension]:
