@@ -843,6 +843,8 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     dtype_name = load_dtype(config.model.dtype, "bf16" if cuda else "fp32", adapter=trainer_class.saves_adapter)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     model = random_voxtral(dtype, bench.device, bench.tiny_dir)
+    if config.training.fused_kernels and cuda:
+        VoxtralFamily().fuse_kernels(model)
     options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
     model = trainer_class(options).prepare_model(model, VoxtralFamily(), config)
     model.train()
@@ -953,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=4, help="steps dropped before timing")
     parser.add_argument("--clips", type=int, default=400)
     parser.add_argument("--deadline-s", type=float, default=540.0, help="skip what would not finish by then")
-    parser.add_argument("--probe", default="lora:8,16,32,48,64;full:2,4,8,12,16", help="memory probe sizes")
+    parser.add_argument("--probe", default="lora:16,24,32;full:8,10,12", help="memory probe sizes")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model")
     args = parser.parse_args(argv)
 
