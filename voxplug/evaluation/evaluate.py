@@ -78,9 +78,10 @@ def load_model_for_evaluation(ref: str, host: PluginHost) -> LoadedModel:
         return LoadedModel(ref, "full" if base_ref else "base", family, model, processor, base_ref)
     from peft import PeftModel
 
-    base_model, _ = family.load(base_ref, dtype=dtype, device=device)
+    # The processor comes from the base: an adapter folder holds a copy, but no config.json to load it by.
+    base_model, processor = family.load(base_ref, dtype=dtype, device=device)
     model = PeftModel.from_pretrained(base_model, ref)
-    return LoadedModel(ref, "adapter", family, model, family.load_processor(ref), base_ref)
+    return LoadedModel(ref, "adapter", family, model, processor, base_ref)
 
 
 def read_examples(data: Path, host: PluginHost) -> list[Example]:
