@@ -158,10 +158,18 @@ def run_overrides(method: str, base: Path, train: Path, workdir: Path) -> list[s
         "training.output_dir": str(workdir / "runs" / method),
         "data.jsonl.path": str(train),
         "data.split.eval_fraction": 0.0,  # train on every training sentence; held-out is scored afterwards
+        "data.split.min_eval_rows": 0,
+        "training.save_steps": 100_000,  # no mid-run checkpoints (450 MB each for full fine-tuning)
         "publish.target": None,
         **METHODS[method],
     }
     return [f"{key}={json.dumps(value)}" for key, value in values.items()]
+
+
+def short_error(exc: BaseException, keep: int = 240) -> str:
+    """The error's type and message, with a long middle (a printed module, say) cut out."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 2 * keep else f"{text[:keep]} [...] {text[-keep:]}"
 
 
 def fine_tune(method: str, base: Path, train: Path, held_out: Path, workdir: Path) -> dict[str, Any]:
@@ -175,7 +183,7 @@ def fine_tune(method: str, base: Path, train: Path, held_out: Path, workdir: Pat
     try:
         result = run_training(load_config([PRESET], overrides), progress=False)
     except VoxplugError as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"[:2000], "overrides": overrides}
+        return {"error": short_error(exc), "overrides": overrides}
     training_seconds = round(time.perf_counter() - started, 1)
     scores = evaluate_model(result.model_dir, held_out, workdir / "evaluations" / method)
     return {

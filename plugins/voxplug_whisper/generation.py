@@ -116,16 +116,30 @@ def _next_token_logits(model: Any, encoded: Any, decoder_input_ids: torch.Tensor
     return output.logits[:, -1].float(), output.cache
 
 
+def all_ranks_agree(flag: bool, device: torch.device) -> bool:
+    """``flag`` on every rank that shares sharded weights (DeepSpeed ZeRO-3, where each forward pass needs every
+    rank), so that all of them run the same number of decoding steps; elsewhere just ``flag``."""
+    import torch
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not (is_deepspeed_zero3_enabled() and torch.distributed.is_initialized()):
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+    return bool(value.item())
+
+
 def greedy_decode(
-    model: Any, encoded: Any, prompt: list[int], rules: DecodingRules, *, eot: int, max_new_tokens: int
+    model: Any, encoded: Any, prompts: list[list[int]], rules: DecodingRules, *, eot: int, max_new_tokens: int
 ) -> list[list[int]]:
-    """Greedy-decode every row of ``encoded`` after the same ``prompt``; return the new ids up to (not with) eot."""
+    """Greedy-decode each row of ``encoded`` after its prompt (all of one length); return the new ids before eot."""
     import torch
 
-    batch = len(encoded.last_hidden_state)
-    budget = min(max_new_tokens, rules.max_target_positions - len(prompt))
-    step_input, cache = torch.tensor([prompt] * batch), None
-    finished = torch.zeros(batch, dtype=torch.bool)
+    if len({len(prompt) for prompt in prompts}) != 1:
+        raise ValueError(f"the prompts of one batch must have one length, got {[len(p) for p in prompts]}")
+    budget = min(max_new_tokens, rules.max_target_positions - len(prompts[0]))
+    step_input, cache = torch.tensor(prompts), None
+    finished = torch.zeros(len(prompts), dtype=torch.bool)
     generated: list[torch.Tensor] = []
     for step in range(budget):
         logits, cache = _next_token_logits(model, encoded, step_input, cache)
@@ -135,41 +149,30 @@ def greedy_decode(
         next_ids = logits.argmax(-1).cpu().masked_fill(finished, eot)
         generated.append(next_ids)
         finished |= next_ids == eot
-        if bool(finished.all()):
+        if all_ranks_agree(bool(finished.all()), logits.device):
             break
         step_input = next_ids[:, None]
-    rows = torch.stack(generated, dim=1).tolist() if generated else [[] for _ in range(batch)]
+    rows = torch.stack(generated, dim=1).tolist() if generated else [[] for _ in prompts]
     return [row[: row.index(eot)] if eot in row else row for row in rows]
-
-
-def _select(encoded: Any, rows: list[int]) -> Any:
-    from transformers.modeling_outputs import BaseModelOutput
-
-    return BaseModelOutput(last_hidden_state=encoded.last_hidden_state[rows])
 
 
 def transcribe_batch(
     model: Any, processor: Any, audios: Sequence[np.ndarray], languages: Sequence[str | None], *, max_new_tokens: int
 ) -> list[list[int]]:
-    """The generated token ids of one batch of clips (rows sharing a prompt are decoded together)."""
+    """The generated token ids of one batch of clips, decoded together.
+
+    On a multilingual model the language is detected for every clip (one decoder step) and used where a clip
+    has none, so every rank runs the same passes whatever its clips' languages (needed under ZeRO-3).
+    """
     tokens = whisper_tokens(processor.tokenizer)
-    rules = DecodingRules.of(model)
     encoded = encode(model, log_mel_features(processor, audios))
     chosen = list(languages)
-    if tokens.multilingual and None in chosen:
+    if tokens.multilingual:
         detected = detect_languages(model, encoded, tokens)
         chosen = [language or found for language, found in zip(chosen, detected, strict=True)]
-    by_prompt: dict[tuple[int, ...], list[int]] = {}
-    for row, language in enumerate(chosen):
-        by_prompt.setdefault(tuple(tokens.prompt(language, f"clip {row}")), []).append(row)
-    results: list[list[int]] = [[] for _ in audios]
-    for prompt, rows in by_prompt.items():
-        decoded = greedy_decode(
-            model, _select(encoded, rows), list(prompt), rules, eot=tokens.eot, max_new_tokens=max_new_tokens
-        )
-        for row, ids in zip(rows, decoded, strict=True):
-            results[row] = ids
-    return results
+    prompts = [tokens.prompt(language, f"clip {row}") for row, language in enumerate(chosen)]
+    rules = DecodingRules.of(model)
+    return greedy_decode(model, encoded, prompts, rules, eot=tokens.eot, max_new_tokens=max_new_tokens)
 
 
 def transcribe(

@@ -32,26 +32,27 @@ def test_detection_matches_transformers(multilingual_model: Any, multilingual_pr
 def test_prompts_follow_each_rows_language(
     multilingual_model: Any, multilingual_processor: Any, spoken: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rows are grouped by prompt; a None row gets the detected language; results come back in row order."""
+    """One batch, one prompt per row: the row's language, or the detected one for None; order kept."""
     import voxplug_whisper.generation as generation
 
-    seen: list[list[int]] = []
+    seen: list[list[list[int]]] = []
     original = generation.greedy_decode
 
-    def recording(model: Any, encoded: Any, prompt: list[int], *args: Any, **kwargs: Any) -> list[list[int]]:
-        seen.append(prompt)
-        return original(model, encoded, prompt, *args, **kwargs)
+    def recording(model: Any, encoded: Any, prompts: list[list[int]], *args: Any, **kwargs: Any) -> list[list[int]]:
+        seen.append(prompts)
+        return original(model, encoded, prompts, *args, **kwargs)
 
     monkeypatch.setattr(generation, "greedy_decode", recording)
     tokens = whisper_tokens(multilingual_processor.tokenizer)
     audios = [audio for audio, _ in spoken[:3]]
-    mixed = transcribe_batch(multilingual_model, multilingual_processor, audios, ["fr", None, "fr"], max_new_tokens=4)
-    detected = detect_languages(
-        multilingual_model, encode(multilingual_model, log_mel_features(multilingual_processor, audios[1:2])), tokens
-    )[0]
-    assert [tokens.sot, tokens.languages["fr"], tokens.transcribe, tokens.no_timestamps] in seen
-    assert [tokens.sot, tokens.languages[detected], tokens.transcribe, tokens.no_timestamps] in seen
-    single = transcribe_batch(multilingual_model, multilingual_processor, audios[2:], ["fr"], max_new_tokens=4)
+    mixed = transcribe_batch(multilingual_model, multilingual_processor, audios, ["fr", None, "de"], max_new_tokens=4)
+    features = log_mel_features(multilingual_processor, audios[1:2])
+    detected = detect_languages(multilingual_model, encode(multilingual_model, features), tokens)[0]
+    expected = [
+        [tokens.sot, tokens.languages[code], tokens.transcribe, tokens.no_timestamps] for code in ("fr", detected, "de")
+    ]
+    assert seen[0] == expected
+    single = transcribe_batch(multilingual_model, multilingual_processor, audios[2:], ["de"], max_new_tokens=4)
     assert mixed[2] == single[0]
 
 
