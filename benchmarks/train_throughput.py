@@ -609,7 +609,7 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     """Build, train and measure one variant; return its result entry."""
     import torch
 
-    spec = VARIANTS[name]
+    spec = VARIANTS[name.split("#")[0]]  # "name#2" repeats a variant (interleaved A/B runs)
     method = spec["method"]
     record = Record()
     result: dict[str, Any] = {"variant": name, "spec": spec}
@@ -737,6 +737,10 @@ def voxplug_trainer(
     checks: dict[str, Any] = {}
     batch = check_batch(bench)
     autocast = cuda and dtype != torch.bfloat16
+    if not config.training.fused_kernels:
+        from transformers.models.llama import modeling_llama
+
+        modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY  # undo an earlier variant's process-wide RoPE swap
     if config.training.fused_kernels and cuda:  # as voxplug.training.run does after loading
         checks["before_fused_kernels"] = check_losses(model, batch, autocast)
         checks["fused_kernels"] = family.fuse_kernels(model)
@@ -1015,7 +1019,7 @@ def main(argv: list[str] | None = None) -> int:
         "full-v0": 45,
     }
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
-        if bench.remaining() < estimates.get(name, 40):
+        if bench.remaining() < estimates.get(name.split("#")[0], 40):
             results["variants"][name] = {"skipped": "time"}
             continue
         print(f"== {name} ({time.monotonic() - t0:.0f} s)", flush=True)
