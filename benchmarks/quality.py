@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "quality-cpu.json"
 PRESET = "whisper-tiny-en-lora"
 TARGET_REDUCTION = 0.40
+SEED = 42
 MAX_NEW_TOKENS = 48  # the longest sentence is ~25 tokens; a base model stuck in a loop stops here
 
 VOICE = {"voice": "en-gb-scotland", "rate": 165, "pitch": 40}
@@ -174,11 +175,16 @@ def short_error(exc: BaseException, keep: int = 240) -> str:
 
 def fine_tune(method: str, base: Path, train: Path, held_out: Path, workdir: Path) -> dict[str, Any]:
     """Fine-tune with voxplug's training run, then score the saved model on the held-out set."""
+    from transformers import set_seed
+
     from voxplug.config import load_config
     from voxplug.errors import VoxplugError
     from voxplug.training.run import train as run_training
 
     overrides = run_overrides(method, base, train, workdir)
+    # voxplug's run seeds transformers' Trainer only after the trainer has wrapped the model, so LoRA's random
+    # initial adapter weights would change from process to process without this.
+    set_seed(SEED)
     started = time.perf_counter()
     try:
         result = run_training(load_config([PRESET], overrides), progress=False)
