@@ -59,7 +59,7 @@ beside it. Audio-seconds/s counts real (unpadded) audio.
 Checks recorded in the JSON: for every fast path, the loss of the plain model forward (full logits, the model's
 own loss) and of the fast path on the same fixed batch, at full shape on the GPU.
 
-Run (GPU, about 9 minutes)::
+Run (GPU, about 5 minutes with the memory probe)::
 
     python benchmarks/train_throughput.py --out benchmarks/results
 
@@ -144,7 +144,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "full-compile": {"method": "full", "config": {**_MB8, "training.fused_kernels": False}, "compile": True},
     "full-default": {"method": "full", "profile": True},
 }
-DEFAULT_ORDER = "voxfactory,lora-default,full-default,lora-mb8,full-mb8,voxfactory-lm-only,lora-compile"
+DEFAULT_ORDER = "voxfactory,lora-default,full-default,lora-mb8,lora-liger,lora-mb8#2,lora-liger#2"
 
 
 # -- data ---------------------------------------------------------------------------------------------------

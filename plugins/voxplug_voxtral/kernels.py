@@ -1,8 +1,8 @@
 """Fused GPU kernels for training Voxtral's language model (a Llama): Liger's RMSNorm, SwiGLU and RoPE.
 
-On the lent H100, LoRA training of Voxtral-Mini-3B at micro-batch 8 is bound by kernel launches (about 3,900 a
-step, the GPU busy ~60% of the time); Liger's fused RMSNorm, SwiGLU and rotary kernels cut that and ran
-1.3-1.6x faster, full fine-tuning ~1.05x (benchmarks/NOTES.md). The loss moved by 3e-5 relative (bf16 noise).
+On the lent H100 (benchmarks/NOTES.md), LoRA training of Voxtral-Mini-3B at micro-batch 8 peaked at 24.4 GiB
+with these kernels instead of 27.5-31.1 GiB; in an interleaved A/B its speed moved less than the drift of the
+run (+-6%). The loss moved by 3e-5 relative (bf16 rounding).
 
 Needs ``liger-kernel`` (``pip install voxplug[gpu]``) and a CUDA device. The normalization and MLP modules of
 the given model are patched in place; Liger's rotary embedding replaces transformers' Llama
