@@ -1,0 +1,94 @@
+"""The single-GPU paths: bf16 LoRA, fp32-master full fine-tuning under bf16 autocast, DeepSpeed ZeRO-2 and ZeRO-3.
+
+Skipped without CUDA. Run them on a GPU machine with ``python -m pytest tests/training/test_gpu.py -m gpu``.
+They use the tiny offline Voxtral, so they need no network and take seconds per run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from .conftest import REPO, bundled_rows, run_cli, run_config, validated, write_config, write_manifest
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("gpu-data")
+    rows = bundled_rows()
+    return write_manifest(folder, rows[:8], "train.jsonl"), write_manifest(folder, rows[8:10], "eval.jsonl")
+
+
+def gpu_config(tmp_path: Path, tiny_model: Path, manifests: tuple[Path, Path], **overrides: Any) -> dict[str, Any]:
+    train, evaluation = manifests
+    return run_config(tmp_path, tiny_model, train, eval_manifest=evaluation, training__batch_size=4,
+                      training__epochs=2, evaluation__max_new_tokens=8, **overrides)
+
+
+def test_lora_trains_in_bf16_with_a_half_precision_base(tmp_path: Path, tiny_model: Path, manifests: Any) -> None:
+    from voxplug.training.run import train
+
+    seen: dict[str, Any] = {}
+
+    class Inspect:
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            seen["bf16"] = args.bf16
+            seen["dtypes"] = {n: p.dtype for n, p in model.named_parameters()}
+
+    from transformers import TrainerCallback
+
+    callback = type("InspectCallback", (Inspect, TrainerCallback), {})()
+    result = train(validated(gpu_config(tmp_path, tiny_model, manifests), tmp_path), progress=False,
+                   callbacks=[callback])
+    assert result.train_results["precision"] == "bf16" and seen["bf16"]
+    base = [dtype for name, dtype in seen["dtypes"].items() if "lora_" not in name]
+    adapters = [dtype for name, dtype in seen["dtypes"].items() if "lora_" in name]
+    assert set(base) <= {torch.bfloat16, torch.float32} and torch.bfloat16 in base  # norms may stay fp32
+    assert set(adapters) == {torch.float32}
+    assert "eval_wer" in result.eval_results
+
+
+def test_full_fine_tuning_keeps_fp32_master_weights(tmp_path: Path, tiny_model: Path, manifests: Any) -> None:
+    from safetensors.torch import load_file
+
+    from voxplug.training.run import train
+
+    config = gpu_config(tmp_path, tiny_model, manifests, training__method="full", training__learning_rate=1e-3)
+    result = train(validated(config, tmp_path), progress=False)
+    assert result.train_results["precision"] == "bf16"
+    weights = load_file(result.model_dir / "model.safetensors")
+    assert {tensor.dtype for name, tensor in weights.items() if "language_model" in name} == {torch.float32}
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_deepspeed_on_one_gpu(tmp_path: Path, tiny_model: Path, manifests: Any, stage: str) -> None:
+    config = gpu_config(tmp_path, tiny_model, manifests, training__method="full", training__learning_rate=1e-3)
+    path = write_config(tmp_path / "run.yaml", config)
+    run_cli(["-m", "accelerate.commands.launch", "--config_file", f"configs/accelerate/{stage}.yaml",
+             "--num_processes", "1", "-m", "voxplug", "train", "-c", str(path), "--no-progress"], cwd=REPO)
+    run_dir = Path(config["training"]["output_dir"])
+    results = json.loads((run_dir / "train_results.json").read_text())
+    assert results["distributed_type"] == "DEEPSPEED" and results["precision"] == "bf16"
+    assert "eval_wer" in json.loads((run_dir / "eval_results.json").read_text())
+    from transformers import VoxtralForConditionalGeneration
+
+    reloaded = VoxtralForConditionalGeneration.from_pretrained(run_dir / "model")  # full weights, gathered under ZeRO-3
+    original = VoxtralForConditionalGeneration.from_pretrained(tiny_model)
+    assert all(a.shape == b.shape for a, b in zip(reloaded.parameters(), original.parameters(), strict=True))
+
+
+def test_lora_under_deepspeed_zero3_saves_a_loadable_adapter(tmp_path: Path, tiny_model: Path, manifests: Any) -> None:
+    config = gpu_config(tmp_path, tiny_model, manifests, training__lora={"merge": True})
+    path = write_config(tmp_path / "run.yaml", config)
+    run_cli(["-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/zero3.yaml",
+             "--num_processes", "1", "-m", "voxplug", "train", "-c", str(path), "--no-progress"], cwd=REPO)
+    run_dir = Path(config["training"]["output_dir"])
+    run_cli(["evaluate", "--model", str(run_dir / "model"), "--data", str(manifests[1]), "--out", str(tmp_path / "e"),
+             "--max-new-tokens", "8"], cwd=tmp_path)
+    assert (tmp_path / "e" / "comparison.json").is_file() and (run_dir / "merged" / "model.safetensors").is_file()
