@@ -403,11 +403,20 @@ def load_dtype(requested: str, precision: str, *, adapter: bool) -> str:
 
 
 def gathered_parameters(model: Any) -> Any:
-    """Under DeepSpeed ZeRO-3, gather the full weights on every rank for saving; otherwise do nothing."""
+    """Under DeepSpeed ZeRO-3, gather the full weights on every rank for saving; otherwise do nothing.
+
+    It also drops the weight-renaming record transformers keeps from loading: for a model loaded under ZeRO-3's
+    ``zero.Init`` that record is wrong (reverting it writes ``language_model.model.model.*`` keys that no loader
+    finds), so ``save_pretrained`` falls back to the model type's standard mapping.
+    """
+    from transformers import PreTrainedModel
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     if not is_deepspeed_zero3_enabled():
         return nullcontext()
     import deepspeed
 
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and getattr(module, "_weight_conversions", None) is not None:
+            module._weight_conversions = None
     return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
