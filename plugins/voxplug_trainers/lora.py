@@ -32,9 +32,10 @@ class LoraOptions(PluginOptions):
     r: int = Field(8, ge=1, description="adapter rank")
     alpha: int = Field(32, ge=1, description="LoRA alpha (the update is scaled by alpha / r)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    scopes: list[str] = Field(
-        default_factory=lambda: ["language_model"],
-        description="parts of the model that get adapters (Voxtral: language_model, audio_tower, projector)",
+    scopes: list[str] | None = Field(
+        None,
+        description="parts of the model that get adapters (None: the family's first scope; Voxtral: "
+        "language_model, audio_tower, projector; Whisper: decoder, encoder)",
     )
     modules_to_save: list[str] = Field(
         default_factory=list, description="module names trained in full and saved beside the adapter"
@@ -53,10 +54,10 @@ class LoraTrainer(Trainer):
 
     def prepare_model(self, model: Any, family: ModelFamily, config: RunConfig) -> Any:
         """Freeze the encoder (unless adapted) and wrap ``model`` with PEFT adapters on the chosen scopes."""
-        from peft import LoraConfig, TaskType, get_peft_model
+        from peft import LoraConfig, get_peft_model
 
         scopes = self._checked_scopes(family)
-        if "audio_tower" not in scopes:
+        if family.encoder_scope not in scopes:
             freeze_without_grad(family.frozen_encoder(model))
         lora_config = LoraConfig(
             r=self.options.r,
@@ -65,7 +66,7 @@ class LoraTrainer(Trainer):
             target_modules=family.lora_target_modules(scopes),
             modules_to_save=self.options.modules_to_save or None,
             bias="none",
-            task_type=TaskType.CAUSAL_LM,
+            task_type=family.peft_task_type,
         )
         peft_model = get_peft_model(model, lora_config)
         counts = count_parameters(peft_model)
@@ -73,13 +74,14 @@ class LoraTrainer(Trainer):
         return peft_model
 
     def _checked_scopes(self, family: ModelFamily) -> list[str]:
-        unknown = [scope for scope in self.options.scopes if scope not in family.lora_scopes]
-        if unknown or not self.options.scopes:
+        scopes = family.lora_scopes[:1] if self.options.scopes is None else tuple(self.options.scopes)
+        unknown = [scope for scope in scopes if scope not in family.lora_scopes]
+        if unknown or not scopes:
             raise TrainingError(
                 f"training.lora.scopes: {unknown or 'empty'} not parts of a {family.name} model "
                 f"(choose from {', '.join(family.lora_scopes)})"
             )
-        return list(self.options.scopes)
+        return list(scopes)
 
     def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
         """Write the adapter and processor to ``out_dir``; with ``merge``, the merged model to ``out_dir/../merged``.

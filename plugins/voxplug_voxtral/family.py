@@ -35,6 +35,7 @@ class VoxtralFamily(ModelFamily):
     default_collator: ClassVar[str] = "voxtral-transcription"
     default_checkpoint: ClassVar[str] = "mistralai/Voxtral-Mini-3B-2507"
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model", "audio_tower", "projector")
+    encoder_scope: ClassVar[str | None] = "audio_tower"
 
     def load(
         self,

@@ -49,6 +49,9 @@ class WhisperFamily(ModelFamily):
     default_collator: ClassVar[str] = "whisper-transcription"
     default_checkpoint: ClassVar[str] = "openai/whisper-small"
     lora_scopes: ClassVar[tuple[str, ...]] = ("decoder", "encoder")
+    encoder_scope: ClassVar[str | None] = "encoder"
+    # PEFT's CAUSAL_LM and SEQ_2_SEQ_LM wrappers both break Whisper's forward; the plain PeftModel works.
+    peft_task_type: ClassVar[str | None] = None
 
     def load(
         self,

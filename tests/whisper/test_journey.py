@@ -12,11 +12,6 @@ from pathlib import Path
 
 import pytest
 
-LORA_TASK_TYPE = (
-    "the lora trainer wraps every family with PEFT task_type=CAUSAL_LM, which passes input_ids=None into "
-    "WhisperForConditionalGeneration.forward (TypeError); Whisper needs task_type=None"
-)
-
 
 def manifest(clips: list[tuple[Path, str]], folder: Path) -> Path:
     """A dataset folder: copies of the bundled clips and a JSONL manifest of them."""
@@ -40,7 +35,7 @@ def voxplug(*args: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "method", ["full", pytest.param("lora", marks=pytest.mark.xfail(strict=True, reason=LORA_TASK_TYPE))]
+    "method", ["full", "lora"]
 )
 def test_train_publish_evaluate(
     method: str, whisper_tiny_dir: Path, speech_clips: list[tuple[Path, str]], tmp_path: Path

@@ -16,13 +16,18 @@ class ModelFamily(Extension):
 
     ``model_types`` lists the ``config.json`` ``model_type`` values the family handles, so voxplug can pick the
     family from a checkpoint. ``default_collator`` names the collator used unless ``model.collator`` says
-    otherwise. ``lora_scopes`` names the parts LoRA may target (the first is the default scope).
+    otherwise. ``lora_scopes`` names the parts LoRA may target (the first is the default scope); ``encoder_scope``
+    says which of them is the audio encoder, and ``peft_task_type`` which PEFT task type wraps the model.
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
     default_collator: ClassVar[str] = ""
     default_checkpoint: ClassVar[str] = ""
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model",)
+    #: The LoRA scope that is the audio encoder: frozen and run without autograd unless LoRA targets it.
+    encoder_scope: ClassVar[str | None] = None
+    #: PEFT's ``task_type`` for this architecture ("CAUSAL_LM" for decoder-only models, None where none fits).
+    peft_task_type: ClassVar[str | None] = "CAUSAL_LM"
 
     def load(
         self,
