@@ -31,8 +31,23 @@ RUN_TEMP_DIR = ".tmp"
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+_pending_signal: int | None = None
+
+
 def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    global _pending_signal
+    _pending_signal = signum
     raise KeyboardInterrupt(f"interrupted by {signal.Signals(signum).name}")
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` again for a signal whose first one was swallowed.
+
+    Python drops an exception raised while C code calls back into Python (soundfile decodes through cffi
+    callbacks), so a signal that lands there would be lost; long loops call this at safe points.
+    """
+    if _pending_signal is not None:
+        raise KeyboardInterrupt(f"interrupted by {signal.Signals(_pending_signal).name}")
 
 
 @contextmanager
@@ -51,6 +66,8 @@ def signals_raise_keyboard_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
+        global _pending_signal
+        _pending_signal = None
         _restore_handlers(previous)
 
 

@@ -186,6 +186,12 @@ class ResourceMonitor(TrainerCallback):
         self._loop_started = True
         self._throughput.start(state.epoch or 0.0, state.global_step)
 
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Re-raise an interrupt that C code swallowed (see :func:`voxplug.tempfiles.raise_if_interrupted`)."""
+        from voxplug.tempfiles import raise_if_interrupted
+
+        raise_if_interrupted()
+
     def on_log(
         self,
         args: TrainingArguments,
