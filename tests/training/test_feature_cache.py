@@ -11,9 +11,10 @@ from .conftest import SPEECH, bundled_rows
 
 def test_cached_batches_equal_fresh_ones(tiny_model: Path) -> None:
     import torch
-    from voxplug.data.audio import load_audio_16k
     from voxplug_voxtral.collator import VoxtralTranscriptionCollator
     from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+
+    from voxplug.data.audio import load_audio_16k
 
     processor = VoxtralFamily().load_processor(str(tiny_model))
     rows = [
@@ -33,8 +34,9 @@ def test_cached_batches_equal_fresh_ones(tiny_model: Path) -> None:
 
 
 def test_nothing_is_cached_beyond_the_budget(tiny_model: Path) -> None:
-    from voxplug.data.audio import load_audio_16k
     from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+
+    from voxplug.data.audio import load_audio_16k
 
     processor = VoxtralFamily().load_processor(str(tiny_model))
     row = bundled_rows()[0]

@@ -14,8 +14,9 @@ from .conftest import SPEECH, bundled_rows
 
 @pytest.fixture(scope="module")
 def batch(tiny_model: Path) -> dict[str, Any]:
-    from voxplug.data.audio import load_audio_16k
     from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+
+    from voxplug.data.audio import load_audio_16k
 
     processor = VoxtralFamily().load_processor(str(tiny_model))
     rows = [{"audio": load_audio_16k(SPEECH / r["file"]).samples, "text": r["text"], "language": "en", "id": r["file"]}

@@ -1,4 +1,4 @@
-"""``voxplug quickstart``: one command from bundled audio to a published model, with a WER figure that shows learning."""
+"""``voxplug quickstart``: one command from bundled audio to a published model, with a WER that shows learning."""
 
 from __future__ import annotations
 

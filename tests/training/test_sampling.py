@@ -22,7 +22,8 @@ def test_batches_hold_similar_lengths() -> None:
     spread_grouped = sum(max(LENGTHS[i] for i in b) - min(LENGTHS[i] for i in b) for b in batches)
     shuffled = list(range(48))
     spread_random = sum(
-        max(LENGTHS[i] for i in shuffled[j : j + 4]) - min(LENGTHS[i] for i in shuffled[j : j + 4]) for j in range(0, 48, 4)
+        max(LENGTHS[i] for i in shuffled[j : j + 4]) - min(LENGTHS[i] for i in shuffled[j : j + 4])
+        for j in range(0, 48, 4)
     )
     assert spread_grouped < spread_random / 2
 
