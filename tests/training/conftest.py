@@ -33,8 +33,9 @@ def write_manifest(folder: Path, rows: list[dict[str, str]], name: str = "data.j
         target = folder / row["file"]
         if not target.exists():
             target.write_bytes((SPEECH / row["file"]).read_bytes())
-        lines.append(json.dumps({"id": Path(row["file"]).stem, "audio_path": row["file"], "text": row["text"],
-                                 "language": "en"}))
+        lines.append(
+            json.dumps({"id": Path(row["file"]).stem, "audio_path": row["file"], "text": row["text"], "language": "en"})
+        )
     path = folder / name
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -99,12 +100,14 @@ def validated(config: dict[str, Any], base_dir: Path) -> Any:
     return validate_config(config, base_dir=base_dir)
 
 
-def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m voxplug ARGS`` (or another module when ``args[0] == "-m"``) and return the result."""
     command = [sys.executable, *args] if args[:1] == ["-m"] else [sys.executable, "-m", "voxplug", *args]
-    result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -34,9 +34,24 @@ def test_world_size_divides_the_steps(tmp_path: Path) -> None:
 
 def test_every_training_key_reaches_the_arguments(tmp_path: Path) -> None:
     config = config_with(
-        tmp_path, epochs=2, max_steps=7, batch_size=3, eval_batch_size=5, grad_accum=2, learning_rate=1e-4,
-        lr_scheduler="cosine", warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=0.5, optim="adafactor",
-        gradient_checkpointing=True, seed=7, save_total_limit=3, dataloader_workers=2, eval_steps=2, save_steps=4,
+        tmp_path,
+        epochs=2,
+        max_steps=7,
+        batch_size=3,
+        eval_batch_size=5,
+        grad_accum=2,
+        learning_rate=1e-4,
+        lr_scheduler="cosine",
+        warmup_ratio=0.1,
+        weight_decay=0.01,
+        max_grad_norm=0.5,
+        optim="adafactor",
+        gradient_checkpointing=True,
+        seed=7,
+        save_total_limit=3,
+        dataloader_workers=2,
+        eval_steps=2,
+        save_steps=4,
     )
     plan = plan_steps(config.training, train_rows=30, world_size=1)
     args = build_training_arguments(config, plan, precision="fp32", has_eval=True, output_dir=tmp_path / "ckpt")
@@ -81,12 +96,18 @@ def test_misaligned_save_and_eval_steps_are_one_clear_error(tmp_path: Path) -> N
 
 def test_deepspeed_config_resolves_against_the_config_folder_then_the_presets(tmp_path: Path) -> None:
     plan = plan_steps(config_with(tmp_path).training, train_rows=8, world_size=1)
-    preset = training_argument_values(config_with(tmp_path, deepspeed="deepspeed/zero2.json"), plan, precision="fp32",
-                                      has_eval=False, output_dir=tmp_path)
+    preset = training_argument_values(
+        config_with(tmp_path, deepspeed="deepspeed/zero2.json"),
+        plan,
+        precision="fp32",
+        has_eval=False,
+        output_dir=tmp_path,
+    )
     assert preset["deepspeed"].endswith("configs/deepspeed/zero2.json")
     with pytest.raises(TrainingError, match="training.deepspeed: nope.json not found"):
-        training_argument_values(config_with(tmp_path, deepspeed="nope.json"), plan, precision="fp32",
-                                 has_eval=False, output_dir=tmp_path)
+        training_argument_values(
+            config_with(tmp_path, deepspeed="nope.json"), plan, precision="fp32", has_eval=False, output_dir=tmp_path
+        )
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

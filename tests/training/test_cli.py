@@ -36,8 +36,20 @@ def test_tiny_train_evaluate_from_the_command_line(workspace: dict[str, Path]) -
     assert f"run folder: {run_dir}" in trained.stdout and "eval WER" in trained.stdout
     assert "step 3/3" in trained.stderr  # progress lines without a terminal
     assert json.loads((run_dir / "training_config.json").read_text())["resolved_options"]["training.lora"]["r"] == 4
-    evaluated = run_cli(["evaluate", "--model", str(run_dir / "model"), "--data", str(workspace["eval"]),
-                         "--out", str(folder / "eval"), "--max-new-tokens", "4"], cwd=folder)
+    evaluated = run_cli(
+        [
+            "evaluate",
+            "--model",
+            str(run_dir / "model"),
+            "--data",
+            str(workspace["eval"]),
+            "--out",
+            str(folder / "eval"),
+            "--max-new-tokens",
+            "4",
+        ],
+        cwd=folder,
+    )
     comparison = json.loads((folder / "eval" / "comparison.json").read_text())
     assert comparison["base"] == str(folder / "tiny") and comparison["samples"] == 2
     assert {"wer_delta", "cer_delta", "utterances", "model_metrics", "base_metrics"} <= comparison.keys()
@@ -93,7 +105,10 @@ def test_a_dataset_without_usable_rows_is_one_clear_line(
 def test_an_unknown_hub_model_is_one_clear_line(
     capsys: pytest.CaptureFixture[str], workspace: dict[str, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time: no network wait
     path = config_file(workspace, tiny_model, "hub", model__name_or_path="nobody/no-such-voxtral")
     assert "nobody/no-such-voxtral" in one_line_error(capsys, ["train", "-c", path])
 

@@ -30,9 +30,18 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[st
     eval_manifest = write_manifest(folder / "data", rows[8:11], "eval.jsonl")
 
     def config(name: str, per_device_batch: int) -> dict[str, Any]:
-        return run_config(folder / name, tiny_model, train_manifest, eval_manifest=eval_manifest, name=name,
-                          training__method="full", training__learning_rate=1e-3, training__batch_size=per_device_batch,
-                          training__group_by_length=False, evaluation__max_new_tokens=4)
+        return run_config(
+            folder / name,
+            tiny_model,
+            train_manifest,
+            eval_manifest=eval_manifest,
+            name=name,
+            training__method="full",
+            training__learning_rate=1e-3,
+            training__batch_size=per_device_batch,
+            training__group_by_length=False,
+            evaluation__max_new_tokens=4,
+        )
 
     baseline = train(validated(config("one", 4), folder), progress=False)
     return {"folder": folder, "config": config, "baseline": baseline}
@@ -59,17 +68,46 @@ def check_matches_baseline(run_dir: Path, setup: dict[str, Any], distributed_typ
 def test_two_cpu_processes_with_ddp_match_one_process(setup: dict[str, Any]) -> None:
     config = setup["config"]("ddp", 2)
     path = write_config(setup["folder"] / "ddp.yaml", config)
-    run_cli(["-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/cpu-2proc.yaml",
-             "-m", "voxplug", "train", "-c", str(path), "--no-progress"], cwd=REPO, env={"ACCELERATE_USE_CPU": "1"})
+    run_cli(
+        [
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            "configs/accelerate/cpu-2proc.yaml",
+            "-m",
+            "voxplug",
+            "train",
+            "-c",
+            str(path),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env={"ACCELERATE_USE_CPU": "1"},
+    )
     check_matches_baseline(Path(config["training"]["output_dir"]), setup, "MULTI_CPU")
 
 
 def test_deepspeed_zero2_on_two_cpu_ranks_matches_one_process(setup: dict[str, Any]) -> None:
     config = setup["config"]("zero2", 2)
     path = write_config(setup["folder"] / "zero2.yaml", config)
-    run_cli(["-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/zero2.yaml",
-             "--num_processes", "2", "-m", "voxplug", "train", "-c", str(path), "--no-progress"],
-            cwd=REPO, env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"})
+    run_cli(
+        [
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            "configs/accelerate/zero2.yaml",
+            "--num_processes",
+            "2",
+            "-m",
+            "voxplug",
+            "train",
+            "-c",
+            str(path),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"},
+    )
     run_dir = Path(config["training"]["output_dir"])
     check_matches_baseline(run_dir, setup, "DEEPSPEED")
     assert list((run_dir / "checkpoints").glob("checkpoint-*/global_step*"))  # DeepSpeed's own checkpoint layout
@@ -80,9 +118,24 @@ def test_deepspeed_zero3_on_two_cpu_ranks_saves_the_whole_model(setup: dict[str,
 
     config = setup["config"]("zero3", 2)
     path = write_config(setup["folder"] / "zero3.yaml", config)
-    run_cli(["-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/zero3.yaml",
-             "--num_processes", "2", "-m", "voxplug", "train", "-c", str(path), "--no-progress"],
-            cwd=REPO, env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"})
+    run_cli(
+        [
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            "configs/accelerate/zero3.yaml",
+            "--num_processes",
+            "2",
+            "-m",
+            "voxplug",
+            "train",
+            "-c",
+            str(path),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"},
+    )
     run_dir = Path(config["training"]["output_dir"])
     check_matches_baseline(run_dir, setup, "DEEPSPEED")
     # parameters sharded over the ranks, gathered for the final save under the standard checkpoint names

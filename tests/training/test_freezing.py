@@ -19,8 +19,10 @@ def batch(tiny_model: Path) -> dict[str, Any]:
     from voxplug.data.audio import load_audio_16k
 
     processor = VoxtralFamily().load_processor(str(tiny_model))
-    rows = [{"audio": load_audio_16k(SPEECH / r["file"]).samples, "text": r["text"], "language": "en", "id": r["file"]}
-            for r in bundled_rows()[:2]]
+    rows = [
+        {"audio": load_audio_16k(SPEECH / r["file"]).samples, "text": r["text"], "language": "en", "id": r["file"]}
+        for r in bundled_rows()[:2]
+    ]
     return VoxtralCollator(processor=processor)(rows)
 
 

@@ -27,8 +27,16 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def gpu_config(tmp_path: Path, tiny_model: Path, manifests: tuple[Path, Path], **overrides: Any) -> dict[str, Any]:
     train, evaluation = manifests
-    return run_config(tmp_path, tiny_model, train, eval_manifest=evaluation, training__batch_size=4,
-                      training__epochs=2, evaluation__max_new_tokens=8, **overrides)
+    return run_config(
+        tmp_path,
+        tiny_model,
+        train,
+        eval_manifest=evaluation,
+        training__batch_size=4,
+        training__epochs=2,
+        evaluation__max_new_tokens=8,
+        **overrides,
+    )
 
 
 def test_lora_trains_in_bf16_with_a_half_precision_base(tmp_path: Path, tiny_model: Path, manifests: Any) -> None:
@@ -44,8 +52,9 @@ def test_lora_trains_in_bf16_with_a_half_precision_base(tmp_path: Path, tiny_mod
     from transformers import TrainerCallback
 
     callback = type("InspectCallback", (Inspect, TrainerCallback), {})()
-    result = train(validated(gpu_config(tmp_path, tiny_model, manifests), tmp_path), progress=False,
-                   callbacks=[callback])
+    result = train(
+        validated(gpu_config(tmp_path, tiny_model, manifests), tmp_path), progress=False, callbacks=[callback]
+    )
     assert result.train_results["precision"] == "bf16" and seen["bf16"]
     base = [dtype for name, dtype in seen["dtypes"].items() if "lora_" not in name]
     adapters = [dtype for name, dtype in seen["dtypes"].items() if "lora_" in name]
@@ -70,8 +79,23 @@ def test_full_fine_tuning_keeps_fp32_master_weights(tmp_path: Path, tiny_model: 
 def test_deepspeed_on_one_gpu(tmp_path: Path, tiny_model: Path, manifests: Any, stage: str) -> None:
     config = gpu_config(tmp_path, tiny_model, manifests, training__method="full", training__learning_rate=1e-3)
     path = write_config(tmp_path / "run.yaml", config)
-    run_cli(["-m", "accelerate.commands.launch", "--config_file", f"configs/accelerate/{stage}.yaml",
-             "--num_processes", "1", "-m", "voxplug", "train", "-c", str(path), "--no-progress"], cwd=REPO)
+    run_cli(
+        [
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            f"configs/accelerate/{stage}.yaml",
+            "--num_processes",
+            "1",
+            "-m",
+            "voxplug",
+            "train",
+            "-c",
+            str(path),
+            "--no-progress",
+        ],
+        cwd=REPO,
+    )
     run_dir = Path(config["training"]["output_dir"])
     results = json.loads((run_dir / "train_results.json").read_text())
     assert results["distributed_type"] == "DEEPSPEED" and results["precision"] == "bf16"
@@ -86,9 +110,36 @@ def test_deepspeed_on_one_gpu(tmp_path: Path, tiny_model: Path, manifests: Any, 
 def test_lora_under_deepspeed_zero3_saves_a_loadable_adapter(tmp_path: Path, tiny_model: Path, manifests: Any) -> None:
     config = gpu_config(tmp_path, tiny_model, manifests, training__lora={"merge": True})
     path = write_config(tmp_path / "run.yaml", config)
-    run_cli(["-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/zero3.yaml",
-             "--num_processes", "1", "-m", "voxplug", "train", "-c", str(path), "--no-progress"], cwd=REPO)
+    run_cli(
+        [
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            "configs/accelerate/zero3.yaml",
+            "--num_processes",
+            "1",
+            "-m",
+            "voxplug",
+            "train",
+            "-c",
+            str(path),
+            "--no-progress",
+        ],
+        cwd=REPO,
+    )
     run_dir = Path(config["training"]["output_dir"])
-    run_cli(["evaluate", "--model", str(run_dir / "model"), "--data", str(manifests[1]), "--out", str(tmp_path / "e"),
-             "--max-new-tokens", "8"], cwd=tmp_path)
+    run_cli(
+        [
+            "evaluate",
+            "--model",
+            str(run_dir / "model"),
+            "--data",
+            str(manifests[1]),
+            "--out",
+            str(tmp_path / "e"),
+            "--max-new-tokens",
+            "8",
+        ],
+        cwd=tmp_path,
+    )
     assert (tmp_path / "e" / "comparison.json").is_file() and (run_dir / "merged" / "model.safetensors").is_file()

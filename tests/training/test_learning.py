@@ -1,7 +1,7 @@
 """The tiny Voxtral really learns to transcribe through the real collator, trainer and run, and the test can fail.
 
 20 bundled espeak-ng clips (three voices, 20 different sentences), a tiny random Voxtral, full fine-tuning with
-``voxplug.training.run.train``: after 200 optimizer steps of 8 clips (lr 1e-2) the greedy transcripts of the
+``voxplug.training.run.train``: after 300 optimizer steps of 8 clips (lr 1e-2) the greedy transcripts of the
 training clips are near-perfect (WER < 0.1; measured 0.0). The negative control is the same run with a collator
 that drops the EOS from the labels (VoxFactory's bug B2): the model learns the words but never learns to stop,
 so generation runs to ``max_new_tokens`` and the WER stays far above the bar.
@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from voxplug_voxtral.family import VoxtralCollator
 
 from voxplug import hookimpl
-from voxplug_voxtral.family import VoxtralCollator
 
 from .conftest import bundled_rows, run_config, validated, write_manifest
 
 pytestmark = pytest.mark.slow
 LEARNED_WER = 0.1
-STEPS = 200
+STEPS = 300
 
 
 class NoEosCollator(VoxtralCollator):
@@ -53,10 +53,21 @@ def fine_tune(tmp_path: Path, tiny_model: Path, clips: Path, collator: str | Non
     host = PluginHost().load()
     host.register(BrokenCollatorPlugin(), name="broken-collator")
     config = run_config(
-        tmp_path, tiny_model, clips, eval_manifest=clips, model__collator=collator,
-        training__method="full", training__max_steps=STEPS, training__batch_size=8, training__learning_rate=1e-2,
-        training__lr_scheduler="constant_with_warmup", training__warmup_ratio=0.05, training__eval_steps=STEPS // 2,
-        training__logging_steps=10, training__save_total_limit=1, evaluation__max_new_tokens=24,
+        tmp_path,
+        tiny_model,
+        clips,
+        eval_manifest=clips,
+        model__collator=collator,
+        training__method="full",
+        training__max_steps=STEPS,
+        training__batch_size=8,
+        training__learning_rate=1e-2,
+        training__lr_scheduler="constant_with_warmup",
+        training__warmup_ratio=0.05,
+        training__eval_steps=STEPS,
+        training__logging_steps=10,
+        training__save_total_limit=1,
+        evaluation__max_new_tokens=24,
         evaluation__batch_size=20,
     )
     return train(validated(config, tmp_path), host=host, progress=False)
@@ -64,8 +75,10 @@ def fine_tune(tmp_path: Path, tiny_model: Path, clips: Path, collator: str | Non
 
 def test_the_tiny_model_learns_to_transcribe_its_training_clips(tmp_path: Path, tiny_model: Path, clips: Path) -> None:
     result = fine_tune(tmp_path, tiny_model, clips, collator=None)
-    print(f"\ntraining-clip WER {result.eval_results['eval_wer']:.3f} after {STEPS} steps, "
-          f"{result.train_results['train_runtime']:.0f} s of training")
+    print(
+        f"\ntraining-clip WER {result.eval_results['eval_wer']:.3f} after {STEPS} steps, "
+        f"{result.train_results['train_runtime']:.0f} s of training"
+    )
     assert result.eval_results["eval_samples"] == 20
     assert result.eval_results["eval_wer"] < LEARNED_WER
 

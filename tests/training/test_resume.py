@@ -22,7 +22,7 @@ from .conftest import bundled_rows, run_config, validated, write_config, write_m
 
 STALL_AT_STEP = 6  # the first batch of epoch 2: resuming must skip one batch of that epoch
 
-RECORDING_PLUGIN = '''
+RECORDING_PLUGIN = """
 import json, os, time
 from voxplug import hookimpl
 from voxplug_voxtral.family import VoxtralCollator
@@ -47,7 +47,7 @@ def on_checkpoint(checkpoint_dir, step):
     if str(step) == os.environ.get("VOXPLUG_TEST_STALL_AT_STEP"):
         (checkpoint_dir.parent.parent / "stalled").write_text(str(step))
         time.sleep(600)
-'''
+"""
 
 
 def training_batches(log: Path, eval_ids: set[str]) -> list[list[str]]:
@@ -74,8 +74,13 @@ def train_in_process(config: dict[str, Any], folder: Path, log: Path, *, resume:
 
 def kill_after_checkpoint(config_path: Path, run_dir: Path, log: Path) -> None:
     env = {**os.environ, "VOXPLUG_TEST_ID_LOG": str(log), "VOXPLUG_TEST_STALL_AT_STEP": str(STALL_AT_STEP)}
-    child = subprocess.Popen([sys.executable, "-m", "voxplug", "train", "-c", str(config_path), "--no-progress"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "voxplug", "train", "-c", str(config_path), "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not (run_dir / "stalled").exists():
         if child.poll() is not None or time.monotonic() > deadline:
@@ -96,14 +101,24 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str
     (folder / "voxplug_plugins.py").write_text(RECORDING_PLUGIN, encoding="utf-8")
 
     def config(name: str) -> dict[str, Any]:
-        return run_config(folder / name, tiny_model, train_manifest, eval_manifest=eval_manifest, name=name,
-                          model__collator="recording-voxtral", evaluation__enabled=False, training__save_steps=3,
-                          training__method="full", training__learning_rate=1e-3)
+        return run_config(
+            folder / name,
+            tiny_model,
+            train_manifest,
+            eval_manifest=eval_manifest,
+            name=name,
+            model__collator="recording-voxtral",
+            evaluation__enabled=False,
+            training__save_steps=3,
+            training__method="full",
+            training__learning_rate=1e-3,
+        )
 
     uninterrupted = train_in_process(config("a"), folder, folder / "a.ids", resume=False)
     config_b = config("b")
-    kill_after_checkpoint(write_config(folder / "b.yaml", config_b), Path(config_b["training"]["output_dir"]),
-                          folder / "b.ids")
+    kill_after_checkpoint(
+        write_config(folder / "b.yaml", config_b), Path(config_b["training"]["output_dir"]), folder / "b.ids"
+    )
     resumed = train_in_process(config_b, folder, folder / "c.ids", resume=True)
     eval_ids = {Path(row["file"]).stem for row in rows[10:12]}
     return {"a": uninterrupted, "c": resumed, "folder": folder, "eval_ids": eval_ids}

@@ -38,8 +38,16 @@ class HookRecorder:
 
     @hookimpl
     def on_checkpoint(self, checkpoint_dir: Path, step: int) -> None:
-        self.calls.append(("on_checkpoint", {"checkpoint_dir": checkpoint_dir, "step": step,
-                                             "complete": (checkpoint_dir / "trainer_state.json").is_file()}))
+        self.calls.append(
+            (
+                "on_checkpoint",
+                {
+                    "checkpoint_dir": checkpoint_dir,
+                    "step": step,
+                    "complete": (checkpoint_dir / "trainer_state.json").is_file(),
+                },
+            )
+        )
 
     @hookimpl
     def after_evaluate(self, metrics: dict, predictions_path: Path | None, step: int | None) -> None:
@@ -58,8 +66,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, spe
     from voxplug.training.run import train
 
     tmp_path = tmp_path_factory.mktemp("outputs")
-    config = run_config(tmp_path, tiny_model, speech_manifest, training__lora={"merge": True},
-                        training__save_total_limit=1, publish__target="local")
+    config = run_config(
+        tmp_path,
+        tiny_model,
+        speech_manifest,
+        training__lora={"merge": True},
+        training__save_total_limit=1,
+        publish__target="local",
+    )
     host = PluginHost().load()
     recorder = HookRecorder()
     host.register(recorder, name="recorder")
@@ -79,12 +93,24 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, spe
 def test_every_output_file_is_written(finished_run: Any) -> None:
     result, _ = finished_run
     run = result.run_dir
-    for name in ("train_results.json", "eval_results.json", "training_config.json", "trainer_state.json",
-                 "curves.png", "predictions.jsonl", "train.log"):
+    for name in (
+        "train_results.json",
+        "eval_results.json",
+        "training_config.json",
+        "trainer_state.json",
+        "curves.png",
+        "predictions.jsonl",
+        "train.log",
+    ):
         assert (run / name).is_file(), name
     model_files = {p.name for p in (run / "model").iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "tekken.json", "processor_config.json",
-            "voxplug.json"} <= model_files
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tekken.json",
+        "processor_config.json",
+        "voxplug.json",
+    } <= model_files
     merged_files = {p.name for p in (run / "merged").iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "tekken.json", "voxplug.json"} <= merged_files
     assert (run / "published" / "adapter_model.safetensors").is_file() and result.published is not None

@@ -106,9 +106,10 @@ class TrainingProgress(TrainerCallback):
             return
         line = format_log_line(numeric_logs(logs), state.global_step, state.max_steps)
         logger.info(line)
-        if self._progress is not None:
-            self._progress.update(self._task, metrics=line.split("  ", 1)[-1])
-        elif self._console is not None:
+        metrics = line.partition("  ")[2]
+        if self._progress is not None and metrics:  # a log without shown metrics keeps the last ones on the bar
+            self._progress.update(self._task, metrics=metrics)
+        elif self._console is not None and self._progress is None:
             self._console.print(line, highlight=False)
 
     def on_train_end(
