@@ -47,12 +47,13 @@ class FullTrainer(Trainer):
         if not self.options.train_audio_tower:
             freeze_without_grad(family.frozen_encoder(model))
         if not self.options.train_projector:
-            scope_module = getattr(family, "scope_module", None)
-            if scope_module is None:
+            try:
+                projector = family.scope_module(model, "projector")
+            except (NotImplementedError, ValueError) as exc:
                 raise TrainingError(
-                    f"training.full.train_projector=false: the {family.name} family cannot name its projector"
-                )
-            freeze_parameters(scope_module(model, "projector"))
+                    f"training.full.train_projector=false: the {family.name} family has no projector to freeze"
+                ) from exc
+            freeze_parameters(projector)
         counts = count_parameters(model)
         log.info("full fine-tuning: %d of %d parameters train", counts["trainable"], counts["total"])
         return model

@@ -48,6 +48,10 @@ class ModelFamily(Extension):
         """The PEFT ``target_modules`` (a regex or names) for LoRA on the given parts of the model."""
         raise NotImplementedError
 
+    def scope_module(self, model: Any, scope: str) -> Any:
+        """The submodule holding one part of the model (a name from :attr:`lora_scopes`), through any wrapper."""
+        raise NotImplementedError
+
     def frozen_encoder(self, model: Any) -> Any | None:
         """The audio encoder module, which voxplug freezes and runs without autograd unless asked to train it."""
         return None

@@ -60,3 +60,12 @@ def speech_clips() -> list[tuple[Path, str]]:
     if not clips:
         pytest.skip(f"no bundled speech under {folder}")
     return clips
+
+
+@pytest.fixture(scope="session")
+def tiny_voxtral(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Voxtral checkpoint with the real processor, built offline once per test session."""
+    from voxplug.plugins import get_plugin_host
+
+    family = get_plugin_host().extension("model family", "voxtral")()
+    return family.build_tiny(tmp_path_factory.mktemp("tiny-voxtral") / "model")
