@@ -113,6 +113,17 @@ def run_cli(
     return result
 
 
+def launch_training(
+    accelerate_config: str, config_path: Path, *, num_processes: int | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``accelerate launch --config_file configs/accelerate/<name>.yaml -m voxplug train -c CONFIG``."""
+    processes = ["--num_processes", str(num_processes)] if num_processes is not None else []
+    args = ["-m", "accelerate.commands.launch", "--config_file", f"configs/accelerate/{accelerate_config}.yaml"]
+    return run_cli(
+        [*args, *processes, "-m", "voxplug", "train", "-c", str(config_path), "--no-progress"], cwd=REPO, env=env
+    )
+
+
 @pytest.fixture
 def make_config(tmp_path: Path, tiny_model: Path, speech_manifest: Path) -> Callable[..., dict[str, Any]]:
     """``make_config(**overrides)``: a small run config on the tiny model and the 12-clip manifest."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO, bundled_rows, run_cli, run_config, validated, write_config, write_manifest
+from .conftest import bundled_rows, launch_training, run_config, validated, write_config, write_manifest
 
 pytestmark = pytest.mark.slow
 LOSS_TOLERANCE = 1e-4
@@ -68,46 +68,14 @@ def check_matches_baseline(run_dir: Path, setup: dict[str, Any], distributed_typ
 def test_two_cpu_processes_with_ddp_match_one_process(setup: dict[str, Any]) -> None:
     config = setup["config"]("ddp", 2)
     path = write_config(setup["folder"] / "ddp.yaml", config)
-    run_cli(
-        [
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            "configs/accelerate/cpu-2proc.yaml",
-            "-m",
-            "voxplug",
-            "train",
-            "-c",
-            str(path),
-            "--no-progress",
-        ],
-        cwd=REPO,
-        env={"ACCELERATE_USE_CPU": "1"},
-    )
+    launch_training("cpu-2proc", path, env={"ACCELERATE_USE_CPU": "1"})
     check_matches_baseline(Path(config["training"]["output_dir"]), setup, "MULTI_CPU")
 
 
 def test_deepspeed_zero2_on_two_cpu_ranks_matches_one_process(setup: dict[str, Any]) -> None:
     config = setup["config"]("zero2", 2)
     path = write_config(setup["folder"] / "zero2.yaml", config)
-    run_cli(
-        [
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            "configs/accelerate/zero2.yaml",
-            "--num_processes",
-            "2",
-            "-m",
-            "voxplug",
-            "train",
-            "-c",
-            str(path),
-            "--no-progress",
-        ],
-        cwd=REPO,
-        env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"},
-    )
+    launch_training("zero2", path, num_processes=2, env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"})
     run_dir = Path(config["training"]["output_dir"])
     check_matches_baseline(run_dir, setup, "DEEPSPEED")
     assert list((run_dir / "checkpoints").glob("checkpoint-*/global_step*"))  # DeepSpeed's own checkpoint layout
@@ -118,24 +86,7 @@ def test_deepspeed_zero3_on_two_cpu_ranks_saves_the_whole_model(setup: dict[str,
 
     config = setup["config"]("zero3", 2)
     path = write_config(setup["folder"] / "zero3.yaml", config)
-    run_cli(
-        [
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            "configs/accelerate/zero3.yaml",
-            "--num_processes",
-            "2",
-            "-m",
-            "voxplug",
-            "train",
-            "-c",
-            str(path),
-            "--no-progress",
-        ],
-        cwd=REPO,
-        env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"},
-    )
+    launch_training("zero3", path, num_processes=2, env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"})
     run_dir = Path(config["training"]["output_dir"])
     check_matches_baseline(run_dir, setup, "DEEPSPEED")
     # parameters sharded over the ranks, gathered for the final save under the standard checkpoint names

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from .conftest import REPO, bundled_rows, run_cli, run_config, validated, write_config, write_manifest
+from .conftest import bundled_rows, launch_training, run_cli, run_config, validated, write_config, write_manifest
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -79,23 +79,7 @@ def test_full_fine_tuning_keeps_fp32_master_weights(tmp_path: Path, tiny_model: 
 def test_deepspeed_on_one_gpu(tmp_path: Path, tiny_model: Path, manifests: Any, stage: str) -> None:
     config = gpu_config(tmp_path, tiny_model, manifests, training__method="full", training__learning_rate=1e-3)
     path = write_config(tmp_path / "run.yaml", config)
-    run_cli(
-        [
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            f"configs/accelerate/{stage}.yaml",
-            "--num_processes",
-            "1",
-            "-m",
-            "voxplug",
-            "train",
-            "-c",
-            str(path),
-            "--no-progress",
-        ],
-        cwd=REPO,
-    )
+    launch_training(stage, path, num_processes=1)
     run_dir = Path(config["training"]["output_dir"])
     results = json.loads((run_dir / "train_results.json").read_text())
     assert results["distributed_type"] == "DEEPSPEED" and results["precision"] == "bf16"
@@ -110,23 +94,7 @@ def test_deepspeed_on_one_gpu(tmp_path: Path, tiny_model: Path, manifests: Any, 
 def test_lora_under_deepspeed_zero3_saves_a_loadable_adapter(tmp_path: Path, tiny_model: Path, manifests: Any) -> None:
     config = gpu_config(tmp_path, tiny_model, manifests, training__lora={"merge": True})
     path = write_config(tmp_path / "run.yaml", config)
-    run_cli(
-        [
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            "configs/accelerate/zero3.yaml",
-            "--num_processes",
-            "1",
-            "-m",
-            "voxplug",
-            "train",
-            "-c",
-            str(path),
-            "--no-progress",
-        ],
-        cwd=REPO,
-    )
+    launch_training("zero3", path, num_processes=1)
     run_dir = Path(config["training"]["output_dir"])
     run_cli(
         [
