@@ -39,16 +39,16 @@ def map_ordered(
             yield item, _call(function, item)
         return
     window = window or 4 * workers
-    pending: deque[tuple[In, Future[Out | BaseException]]] = deque()
+    pending: deque[tuple[In, Future[Out]]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voxplug-audio") as pool:
         for item in items:
-            pending.append((item, pool.submit(_call, function, item)))
+            pending.append((item, pool.submit(function, item)))
             if len(pending) >= window:
                 done_item, future = pending.popleft()
-                yield done_item, future.result()
+                yield done_item, _outcome(future)
         while pending:
             done_item, future = pending.popleft()
-            yield done_item, future.result()
+            yield done_item, _outcome(future)
 
 
 def _call(function: Callable[[In], Out], item: In) -> Out | BaseException:
@@ -56,3 +56,18 @@ def _call(function: Callable[[In], Out], item: In) -> Out | BaseException:
         return function(item)
     except Exception as exc:  # handed to the caller, which reports it against the item
         return exc
+
+
+def _outcome(future: Future[Out]) -> Out | BaseException:
+    """The future's result, or the ``Exception`` it raised (anything else is raised here).
+
+    The pool's own exception path is used on purpose: an exception caught inside the work item instead would hold
+    the worker's frame, which holds the future, which holds the exception: one reference cycle per failed item,
+    left to the cyclic collector (100k bad rows kept ~30 MB alive until a full collection).
+    """
+    error = future.exception()
+    if error is None:
+        return future.result()
+    if not isinstance(error, Exception):
+        raise error
+    return error
