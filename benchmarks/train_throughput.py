@@ -133,6 +133,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "lora-compile": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}, "compile": True},
     "lora-default": {"method": "lora", "profile": True},
+    "lora-nocache": {"method": "lora", "config": {"training.encoder_cache_gb": 0}},
+    "lora-cache": {"method": "lora", "config": {"training.encoder_cache_gb": 8}},
+    "full-nocache": {"method": "full", "config": {"training.encoder_cache_gb": 0}},
+    "full-cache": {"method": "full", "config": {"training.encoder_cache_gb": 8}},
     "full-v0": {
         "method": "full",
         "config": {**_MB2, "training.dataloader_workers": 0, "training.optim": "adamw_torch"},
@@ -379,13 +383,19 @@ class FlopModel:
             lora_enc_params=lora_enc,
         )
 
-    def micro_batch(self, regime: str, rows: int, seq: int, chunks: int, logit_positions: int) -> float:
-        """Processed model FLOPs of one micro-batch (forward + backward) under ``regime``."""
+    def micro_batch(
+        self, regime: str, rows: int, seq: int, chunks: int, logit_positions: int, cached_chunks: int = 0
+    ) -> float:
+        """Processed model FLOPs of one micro-batch (forward + backward) under ``regime``.
+
+        ``cached_chunks`` of the ``chunks`` came from the encoder-output cache: their encoder work was not done.
+        """
         tokens = rows * seq
+        encoded = chunks - cached_chunks
         frames = chunks * self.enc_frames
-        enc_lin = 2.0 * self.enc_linear_params * frames
-        enc_attn = 4.0 * frames * self.enc_frames * self.enc_hidden * self.enc_layers
-        conv = self.conv_flops_per_chunk * chunks
+        enc_lin = 2.0 * self.enc_linear_params * encoded * self.enc_frames
+        enc_attn = 4.0 * encoded * self.enc_frames * self.enc_frames * self.enc_hidden * self.enc_layers
+        conv = self.conv_flops_per_chunk * encoded
         proj = 2.0 * self.proj_params * chunks * self.audio_tokens_per_chunk
         lm_lin = 2.0 * self.lm_linear_params * tokens
         lm_attn = 4.0 * rows * seq * seq * self.lm_attn_dim * self.lm_layers
@@ -413,7 +423,9 @@ def _linears(module: Any) -> list[tuple[str, Any]]:
 class Record:
     """What the measuring trainer saw: one entry per micro-batch, and step-end times."""
 
-    micro: list[tuple[int, int, int, Any, Any]] = field(default_factory=list)
+    micro: list[tuple[int, int, int, Any, Any, int]] = field(default_factory=list)
+    encoder_cache: Any = None
+    train_start: float | None = None
     exclude_tail: int = 0
     profile: dict[str, Any] = field(default_factory=dict)
     step_times: list[float] = field(default_factory=list)
@@ -430,8 +442,12 @@ def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
             labels = inputs["labels"]
             ids = inputs["input_ids"]
             positions = (labels[:, 1:] != -100).sum() if label_logits else None
-            record.micro.append((ids.shape[0], ids.shape[1], inputs["input_features"].shape[0], positions, audio_s))
-            return super().training_step(model, inputs, num_items_in_batch)
+            hits = record.encoder_cache.hits if record.encoder_cache else 0
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            cached = (record.encoder_cache.hits - hits) if record.encoder_cache else 0
+            chunks = inputs["input_features"].shape[0]
+            record.micro.append((ids.shape[0], ids.shape[1], chunks, positions, audio_s, cached))
+            return loss
 
     return Measured
 
@@ -442,6 +458,9 @@ def step_timer(record: Record) -> Any:
 
     class StepTimer(TrainerCallback):
         """Synchronize the GPU at every optimizer step's end and note the time and the micro-batches so far."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            record.train_start = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if torch.cuda.is_available():
@@ -722,6 +741,7 @@ def voxplug_trainer(
     from voxplug.plugins import get_plugin_host
     from voxplug.training.arguments import build_training_arguments, plan_steps
     from voxplug.training.dataset import ExampleDataset
+    from voxplug.training.encoder_cache import cache_frozen_encoder
     from voxplug.training.run import load_dtype
     from voxplug.training.transcription_trainer import TranscriptionTrainer
 
@@ -747,6 +767,7 @@ def voxplug_trainer(
         checks["after_fused_kernels"] = check_losses(model, batch, autocast)
     method_options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
     model = trainer_class(method_options).prepare_model(model, family, config)
+    record.encoder_cache = cache_frozen_encoder(family, model, config.training.encoder_cache_gb)
     if spec.get("compile"):
         checks["before_compile"] = check_losses(model, batch, autocast)
         compile_layers(model)
@@ -800,9 +821,9 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
     audio_s = sum(float(m[4]) for m in micro)
     total_flops = 0.0
     tokens = 0
-    for rows, seq, chunks, positions, _ in micro:
+    for rows, seq, chunks, positions, _, cached in micro:
         kept = int(positions) if label_logits and positions is not None else rows * seq
-        total_flops += flops.micro_batch(regime, rows, seq, chunks, kept)
+        total_flops += flops.micro_batch(regime, rows, seq, chunks, kept, cached)
         tokens += rows * seq
     step_durations = [b - a for a, b in zip(times[first:last], times[first + 1 : last + 1], strict=True)]
     tflops = total_flops / elapsed / 1e12
@@ -825,6 +846,12 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
         "train_loss_log": losses,
         "final_train_loss": losses[-1]["loss"] if losses else None,
         "samples_trained": len(times) * EFFECTIVE_BATCH,
+        # the whole run, warm-up included: what a user waits for (an N-epoch run when --steps covers N epochs)
+        "run_samples_per_s": sum(m[0] for m in record.micro) / (times[-1] - record.train_start)
+        if record.train_start
+        else None,
+        "encoder_cache": record.encoder_cache.stats() if record.encoder_cache else None,
+        "cached_chunks_timed": sum(m[5] for m in micro),
     }
 
 

@@ -121,6 +121,12 @@ class TrainingConfig(PluginChoice):
         True, description="fused GPU kernels from the model family (Voxtral: liger-kernel, pip install voxplug[gpu])"
     )
     group_by_length: bool = Field(True, description="batch clips of similar length together")
+    encoder_cache_gb: float = Field(
+        8.0,
+        ge=0,
+        description="memory (on the encoder's device) for reusing a frozen audio encoder's outputs in later epochs; "
+        "0 turns it off",
+    )
     seed: int = 42
     logging_steps: int = Field(10, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (None: once per epoch)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -109,8 +110,27 @@ def run_cli(
         command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{without_warnings(result.stderr)}"
+        )
     return result
+
+
+def without_warnings(stderr: str) -> str:
+    """``stderr`` less the library warnings that every rank repeats, so that the error itself shows in CI's tail."""
+    kept: list[str] = []
+    skip_next = False
+    for line in stderr.splitlines():
+        if skip_next:
+            skip_next = False
+            continue
+        if "Warning: " in line and ".py:" in line:  # "path.py:N: FutureWarning: ..." and the source line after it
+            skip_next = True
+            continue
+        if "[WARNING]" in line or re.match(r"[WI]\d{4} ", line) or not line.strip():  # glog-style W1125 / I1125
+            continue
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def launch_training(

@@ -84,6 +84,7 @@ class TrainingRun:
         self.extra_callbacks = list(callbacks or [])
         self.is_main = is_main_process()
         self.monitor = ResourceMonitor(host, self.run_dir, show=progress)
+        self.encoder_cache: Any = None
 
     def _checkpoint_to_resume(self, resume: bool) -> Path | None:
         found = last_checkpoint(self.checkpoints_dir)
@@ -115,7 +116,10 @@ class TrainingRun:
                 raise explained from exc
 
     def _stages(self) -> RunResult:
+        from transformers import set_seed
+
         from voxplug.training.arguments import build_training_arguments, plan_steps
+        from voxplug.training.encoder_cache import cache_frozen_encoder
 
         data = self.monitor.timed("data_loading", self._load_data)
         plan = plan_steps(self.config.training, train_rows=len(data.train), world_size=launched_world_size())
@@ -128,9 +132,11 @@ class TrainingRun:
                 self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
             )
         self.is_main = args.process_index == 0
+        set_seed(self.config.training.seed)  # adapters and new heads are initialised from the seed, as are shuffles
         family, model, processor = self.monitor.timed("model_loading", self._load_model, self._load_device(args))
         method = self._trainer_extension()
         model = method.prepare_model(model, family, self.config)
+        self.encoder_cache = cache_frozen_encoder(family, model, self.config.training.encoder_cache_gb)
         hf_trainer = self._hf_trainer(args, plan, data, family, model, processor)
         if self.is_main:
             self.host.before_train(config=self.config, run_dir=self.run_dir)
@@ -338,6 +344,7 @@ class TrainingRun:
             "best_metric": state.best_metric,
             "resumed_from": str(self.resume_from) if self.resume_from else None,
             "parameters": count_parameters(hf_trainer.model),
+            "encoder_cache": self.encoder_cache.stats() if self.encoder_cache else None,
             **self.monitor.results(),
         }
 
