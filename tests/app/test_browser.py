@@ -122,7 +122,7 @@ def upload(page: Any, files: list[Path], transcripts: str) -> None:
     """Choose files in the upload box, type their transcripts and save them (consent given first)."""
     give_consent(page)
     page.locator("#upload-files input[type=file]").set_input_files([str(path) for path in files])
-    page.wait_for_selector(f"#upload-files :text('{files[0].name}')", timeout=15_000)
+    page.wait_for_selector(f"#upload-files :text('{files[0].name}')", timeout=45_000)
     page.locator("#upload-transcripts textarea").fill(transcripts)
     page.click("#save-uploads")
 
@@ -132,7 +132,7 @@ def wait_for_recorder_upload(page: Any) -> None:
     expect_text(page, "#recorder", r"0:0[1-9]|0:[1-5]\d")
 
 
-def expect_text(page: Any, selector: str, pattern: str, timeout: float = 20_000) -> str:
+def expect_text(page: Any, selector: str, pattern: str, timeout: float = 45_000) -> str:
     """Wait until ``selector``'s text matches ``pattern`` (a regex); return the text."""
     from playwright.sync_api import expect
 
@@ -140,7 +140,7 @@ def expect_text(page: Any, selector: str, pattern: str, timeout: float = 20_000)
     return page.locator(selector).inner_text()
 
 
-def expect_value(page: Any, selector: str, value: str | re.Pattern[str], timeout: float = 10_000) -> None:
+def expect_value(page: Any, selector: str, value: str | re.Pattern[str], timeout: float = 30_000) -> None:
     """Wait until the input at ``selector`` holds ``value``."""
     from playwright.sync_api import expect
 

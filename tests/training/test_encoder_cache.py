@@ -182,3 +182,27 @@ def test_a_two_epoch_run_reuses_encoder_outputs_with_the_same_losses(make_config
     stats = cached["encoder_cache"]
     assert stats["misses"] > 0 and stats["hits"] >= stats["misses"]  # epoch 2 (and evaluation) came from the cache
     assert cached_losses == pytest.approx(plain_losses, rel=1e-5)
+
+
+def test_a_bf16_model_runs_without_autocast_after_training_under_it(
+    model_and_batch: tuple[Any, dict[str, Any]],
+) -> None:
+    """The GPU recipe: accelerate trains a bf16 model under autocast, then ``generate`` runs it without autocast.
+
+    On CUDA the encoder's output under autocast is float32 (its last layer norm runs in float32) and bfloat16
+    outside it. Serving the first for the second made the projector fail on the GPU (``expected mat1 and mat2 to
+    have the same dtype, but got: float != c10::BFloat16``).
+    """
+    from voxplug.training.encoder_cache import cache_encoder_outputs
+
+    model, batch = model_and_batch
+    model.to(torch.bfloat16)
+    with torch.no_grad():
+        expected = model(**batch).loss
+        cache = cache_encoder_outputs(audio_tower(model), budget_bytes=2**30)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(**batch)
+        cold = model(**batch).loss
+        warm = model(**batch).loss
+    assert (cache.hits, cache.misses) == (3, 6)
+    assert torch.equal(cold, expected) and torch.equal(warm, expected)

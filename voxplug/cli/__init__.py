@@ -55,7 +55,15 @@ def _register_commands() -> None:
     )
 
     for module in (
-        plugins_cmd, config_cmd, data_cmd, model_cmd, train_cmd, evaluate_cmd, publish_cmd, app_cmd, quickstart_cmd
+        plugins_cmd,
+        config_cmd,
+        data_cmd,
+        model_cmd,
+        train_cmd,
+        evaluate_cmd,
+        publish_cmd,
+        app_cmd,
+        quickstart_cmd,
     ):
         module.register(app)
 
