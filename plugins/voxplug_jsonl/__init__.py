@@ -41,6 +41,19 @@ class JsonlSource(DataSource):
         path = self.options.path
         return path if path.is_absolute() else self.base_dir / path
 
+    def dataset_id(self) -> str | None:
+        """For a voxplug dataset's ``data.jsonl``: the Hub dataset it was pushed to (``voxplug data push``)."""
+        import json
+
+        meta = self.manifest.parent / "dataset.json"
+        if self.manifest.name != "data.jsonl" or not meta.is_file():
+            return None
+        try:
+            hub_id = json.loads(meta.read_text(encoding="utf-8")).get("hub_id")
+        except (OSError, ValueError, AttributeError):
+            return None  # an unreadable dataset.json only costs the card its datasets: entry
+        return hub_id if isinstance(hub_id, str) and hub_id else None
+
     def examples(self, split: str = "train") -> Iterator[Example]:
         """Yield every usable row of the manifest (the split is chosen later by voxplug)."""
         guard = None if self.options.allow_outside else FolderGuard(self.manifest.parent, label="the manifest's folder")

@@ -31,7 +31,8 @@ def test_help_is_fast_because_heavy_imports_are_lazy() -> None:
         best = min(best, time.perf_counter() - start)
         assert result.returncode == 0
     assert "plugins" in result.stdout and "config" in result.stdout
-    assert best < 0.5, f"voxplug --help took {best:.2f} s"
+    # ~0.2 s idle; importing torch and transformers alone takes 3 s. The margin absorbs a loaded CI machine.
+    assert best < 1.0, f"voxplug --help took {best:.2f} s"
 
 
 def test_help_does_not_import_torch() -> None:

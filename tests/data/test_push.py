@@ -77,6 +77,17 @@ def test_push_makes_a_private_dataset_that_loads_back_identically(two_language_s
     assert json.loads(loaded.stdout.splitlines()[-1]) == local_rows(two_language_store)
 
 
+def test_a_pushed_dataset_is_named_in_the_cards_of_models_trained_on_it(filled_store, hub_server: HubServer):
+    from voxplug_jsonl import JsonlOptions, JsonlSource
+
+    source = JsonlSource(JsonlOptions(path=filled_store.path / "data.jsonl"))
+    assert source.dataset_id() is None  # never pushed: local data has no Hub id
+    pushed = voxplug("push", str(filled_store.path), "tester/named-voice", env=hub_server.client_env())
+    assert pushed.returncode == 0, pushed.stderr
+    assert filled_store.metadata["hub_id"] == "tester/named-voice"
+    assert source.dataset_id() == "tester/named-voice"
+
+
 def test_the_card_has_hub_metadata_and_a_snippet_that_works(two_language_store, hub_server: HubServer, tmp_path):
     env = hub_server.client_env()
     assert voxplug("push", str(two_language_store.path), "tester/card-check", "--public", env=env).returncode == 0

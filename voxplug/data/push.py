@@ -83,6 +83,7 @@ def push_dataset(
         repo_id = full_repo_id(repo_id, authenticate(api, token, retry=retry), repo_type="dataset")
         staged = stage_dataset(store, repo_id, shard_bytes=shard_bytes, progress=progress, scrubbers=scrubbers)
         result = _upload(api, token, staged, repo_id, private=private, retry=retry)
+        store.set_hub_id(repo_id)
     except (PublishError, DataError) as exc:
         _report_error(host, repo_id, exc)
         raise

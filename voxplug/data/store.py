@@ -195,6 +195,14 @@ class DatasetStore:
         with self.rows_file.locked():
             _write_json_atomically(self.path / META_FILE, {**self.metadata, "consent": consent})
 
+    def set_hub_id(self, repo_id: str) -> None:
+        """Record in ``dataset.json`` the Hub dataset this one was last pushed to (``hub_id``).
+
+        Runs that train on this folder's ``data.jsonl`` name it in the model card's ``datasets:``.
+        """
+        with self.rows_file.locked():
+            _write_json_atomically(self.path / META_FILE, {**self.metadata, "hub_id": repo_id})
+
     @property
     def default_language(self) -> str | None:
         """The language of rows added without one (``dataset.json``'s ``language``), read once."""

@@ -27,3 +27,17 @@ def prepare_process() -> None:
         from voxplug.testing.cpu_deepspeed import patch_accelerate_for_cpu_deepspeed
 
         patch_accelerate_for_cpu_deepspeed()
+
+
+def finish_processes() -> None:
+    """After a distributed run: wait until every rank is done, then close the process group; alone, nothing.
+
+    Rank 0 still writes the run files and publishes after the others have finished. A rank that left with the group
+    open could fail in its teardown (a CPU ZeRO-3 test run once ended with SIGABRT on rank 1), and the launcher then
+    killed rank 0 in the middle of its work. Here every rank leaves together, with the group closed.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

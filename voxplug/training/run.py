@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxplug.errors import ModelError, TrainingError, VoxplugError
 from voxplug.training.outputs import CHECKPOINTS_DIR, last_checkpoint
-from voxplug.training.processes import is_main_process, launched_world_size, prepare_process
+from voxplug.training.processes import finish_processes, is_main_process, launched_world_size, prepare_process
 
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
@@ -59,7 +59,9 @@ def train(
 
     prepare_process()
     run = TrainingRun(config, host or get_plugin_host(), resume=resume, progress=progress, callbacks=callbacks)
-    return run.execute()
+    result = run.execute()
+    finish_processes()
+    return result
 
 
 class TrainingRun:
