@@ -103,6 +103,18 @@ def register_text_scrubbers(register: Register) -> None:
     """
 
 
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``voxplug`` command line.
+
+    Fires once per CLI process, when the command line starts (so on every rank of an ``accelerate launch`` of
+    ``voxplug train``, and before ``--help``). ``cli`` is a :class:`voxplug.cli.CommandGroups`: ``cli.app`` is the
+    root typer app (``@cli.app.command()`` adds ``voxplug NAME``) and ``cli.group("model")`` is a command group,
+    existing (``data``, ``model``, ...) or new. Import heavy libraries inside the command functions, not at the
+    top of the plugin: ``voxplug --help`` stays fast only if registering is cheap. Returns nothing.
+    """
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------------------

@@ -264,6 +264,11 @@ class PluginHost:
 
     # -- typed hook calls (main process only unless the spec says otherwise) --------------------------------
 
+    def register_commands(self, *, cli: Any) -> None:
+        """Call :func:`voxplug.hookspecs.register_commands` (loading the plugins first)."""
+        self.load()
+        self.pm.hook.register_commands(cli=cli)
+
     def after_data_load(self, *, config: RunConfig, summary: dict[str, Any]) -> None:
         """Call :func:`voxplug.hookspecs.after_data_load`."""
         self.pm.hook.after_data_load(config=config, summary=summary)

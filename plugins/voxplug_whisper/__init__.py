@@ -2,8 +2,8 @@
 targets) and the CTranslate2 (faster-whisper) checkpoint import.
 
 It registers like any third-party plugin, through the ``voxplug`` entry-point group: the ``whisper`` model
-family and the ``whisper-transcription`` collator. Importing this package is cheap: torch and transformers are
-imported inside the functions that need them.
+family, the ``whisper-transcription`` collator and the ``voxplug model import-ct2`` command. Importing this
+package is cheap: torch and transformers are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -26,3 +26,11 @@ def register_collators(register: Register) -> None:
     from voxplug_whisper.collator import WhisperTranscriptionCollator
 
     register(WhisperTranscriptionCollator)
+
+
+@hookimpl
+def register_commands(cli) -> None:
+    """Add ``voxplug model import-ct2``."""
+    from voxplug_whisper.cli import register_model_commands
+
+    register_model_commands(cli.group("model"))

@@ -1,9 +1,8 @@
 """``voxplug model import-ct2 SRC OUT``: turn a CTranslate2 (faster-whisper) Whisper folder into a checkpoint
 voxplug can fine-tune.
 
-The command lives in this plugin; ``voxplug model`` (``voxplug/cli/model_cmd.py``) adds it to its group through
-:func:`register_model_commands` until plugins can add commands through a hook. It also runs as
-``python -m voxplug_whisper.cli import-ct2 SRC OUT``.
+The command lives in this plugin, which adds it to the ``voxplug model`` group through the ``register_commands``
+hook. It also runs as ``python -m voxplug_whisper.cli import-ct2 SRC OUT``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ def import_ct2(
 
 
 def register_model_commands(group: typer.Typer) -> None:
-    """Add ``import-ct2`` to the ``voxplug model`` command group."""
+    """Add ``import-ct2`` to ``group`` (``voxplug model``, which the ``register_commands`` hook hands over)."""
     group.command("import-ct2")(import_ct2)
 
 

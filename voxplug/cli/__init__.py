@@ -13,17 +13,7 @@ import typer
 
 from voxplug.errors import VoxplugError
 
-app = typer.Typer(
-    name="voxplug",
-    help="Fine-tune speech recognition models on your own voice, accent, vocabulary or language.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
-
-@app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
     plugins_dir: str = typer.Option(
@@ -41,7 +31,23 @@ def _root(
         os.environ["VOXPLUG_PLUGINS_DIR"] = plugins_dir
 
 
-def _register_commands() -> None:
+def build_app() -> typer.Typer:
+    """A fresh ``voxplug`` app: the built-in commands, then the commands plugins add (``register_commands``)."""
+    app = typer.Typer(
+        name="voxplug",
+        help="Fine-tune speech recognition models on your own voice, accent, vocabulary or language.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    _register_commands(app)
+    _register_plugin_commands(app)
+    return app
+
+
+def _register_commands(app: typer.Typer) -> None:
     from voxplug.cli import (
         app_cmd,
         config_cmd,
@@ -68,10 +74,36 @@ def _register_commands() -> None:
         module.register(app)
 
 
+class CommandGroups:
+    """What the ``register_commands`` hook receives: the root ``voxplug`` app and its command groups."""
+
+    def __init__(self, root: typer.Typer) -> None:
+        self.app = root
+
+    def group(self, name: str, *, help: str | None = None) -> typer.Typer:
+        """The command group ``voxplug NAME`` (``data``, ``model``, ...), created when no such group exists."""
+        for info in self.app.registered_groups:
+            if info.name == name and info.typer_instance is not None:
+                return info.typer_instance
+        group = typer.Typer(help=help, no_args_is_help=True)
+        self.app.add_typer(group, name=name)
+        return group
+
+
+def _register_plugin_commands(app: typer.Typer) -> None:
+    """Let plugins add commands; a plugin that fails to load must not take the built-in commands down with it."""
+    from voxplug.plugins import get_plugin_host
+
+    try:
+        get_plugin_host().register_commands(cli=CommandGroups(app))
+    except VoxplugError as exc:
+        print(f"warning: plugin commands were not added: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: a :class:`VoxplugError` becomes one ``error:`` line and exit status 1."""
     args = sys.argv[1:] if argv is None else argv
-    _register_commands()
+    app = build_app()
     try:
         app(args=args, prog_name="voxplug")
     except VoxplugError as exc:

@@ -1,4 +1,7 @@
-"""``voxplug model tiny OUT``: write a tiny random offline checkpoint of a model family (tests, quickstart)."""
+"""``voxplug model tiny OUT``: write a tiny random offline checkpoint of a model family (tests, quickstart).
+
+Plugins add to this group through the ``register_commands`` hook (the whisper plugin adds ``import-ct2``).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +14,7 @@ def register(app: typer.Typer) -> None:
     """Add the ``model`` command group to ``app``."""
     group = typer.Typer(help="Model utilities.", no_args_is_help=True)
     group.command("tiny")(tiny)
-    _add_plugin_commands(group)
     app.add_typer(group, name="model")
-
-
-def _add_plugin_commands(group: typer.Typer) -> None:
-    """Model commands that ship in plugins (``import-ct2`` from the whisper plugin), until a hook adds them."""
-    try:
-        from voxplug_whisper.cli import register_model_commands
-    except ImportError:
-        return
-    register_model_commands(group)
 
 
 def tiny(
