@@ -199,13 +199,15 @@ class RunConfig(Section):
 
 
 #: Which extension type each selecting key picks, for plugin-table validation.
-SELECTORS: dict[str, tuple[str, str]] = {
-    "data": ("source", "data source"),
-    "data.eval": ("source", "data source"),
-    "model": ("family", "model family"),
-    "training": ("method", "trainer"),
-    "publish": ("target", "publisher"),
-    "deploy": ("target", "deployer"),
+#: Per section: the keys that choose an extension, and the extension type each chooses. A section's option
+#: tables are named after an extension of one of its types (``model.voxtral-transcription.max_text_tokens``).
+SELECTORS: dict[str, tuple[tuple[str, str], ...]] = {
+    "data": (("source", "data source"),),
+    "data.eval": (("source", "data source"),),
+    "model": (("family", "model family"), ("collator", "collator")),
+    "training": (("method", "trainer"),),
+    "publish": (("target", "publisher"),),
+    "deploy": (("target", "deployer"),),
 }
 
 
@@ -328,38 +330,42 @@ def resolve_plugin_options(config: RunConfig, host: PluginHost) -> dict[str, Any
     """
     resolved: dict[str, Any] = {}
     problems: list[str] = []
-    for section_path, (selector, kind) in SELECTORS.items():
+    for section_path, choices in SELECTORS.items():
         section = _section(config, section_path)
         if section is None:
             continue
-        registered = host.extensions(kind)
-        chosen = getattr(section, selector)
-        if chosen is not None and chosen not in registered:
-            known = ", ".join(sorted(registered)) or "none"
-            problems.append(f"  {section_path}.{selector}: unknown {kind} {chosen!r} (known: {known})")
+        registries = {kind: host.extensions(kind) for _selector, kind in choices}
+        for selector, kind in choices:
+            chosen = getattr(section, selector)
+            if chosen is not None and chosen not in registries[kind]:
+                known = ", ".join(sorted(registries[kind])) or "none"
+                problems.append(f"  {section_path}.{selector}: unknown {kind} {chosen!r} (known: {known})")
         for table, options in section.plugin_tables().items():
-            if table not in registered:
-                candidates = [*type(section).model_fields, *registered]
-                close = difflib.get_close_matches(table, candidates, n=1)
+            owner = next((registry for registry in registries.values() if table in registry), None)
+            if owner is None:
+                names = sorted(set().union(*registries.values()))
+                close = difflib.get_close_matches(table, [*type(section).model_fields, *names], n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                known = ", ".join(sorted(registered)) or "none"
+                kinds = " or ".join(kind for _selector, kind in choices)
                 problems.append(
                     f"  {section_path}.{table}: unknown key{hint} (besides its own keys, this section takes "
-                    f"option tables named after a {kind}: {known})"
+                    f"option tables named after a {kinds}: {', '.join(names) or 'none'})"
                 )
                 continue
             if not isinstance(options, dict):
                 problems.append(f"  {section_path}.{table}: expected a mapping of options, got {options!r}")
                 continue
             try:
-                resolved[f"{section_path}.{table}"] = registered[table].Options.model_validate(options)
+                resolved[f"{section_path}.{table}"] = owner[table].Options.model_validate(options)
             except ValidationError as exc:
                 problems.append(format_validation_error(exc, prefix=f"{section_path}.{table}."))
-        if chosen is not None and chosen in registered and f"{section_path}.{chosen}" not in resolved:
-            try:
-                resolved[f"{section_path}.{chosen}"] = registered[chosen].Options()
-            except ValidationError as exc:
-                problems.append(format_validation_error(exc, prefix=f"{section_path}.{chosen}."))
+        for selector, kind in choices:
+            chosen = getattr(section, selector)
+            if chosen is not None and chosen in registries[kind] and f"{section_path}.{chosen}" not in resolved:
+                try:
+                    resolved[f"{section_path}.{chosen}"] = registries[kind][chosen].Options()
+                except ValidationError as exc:
+                    problems.append(format_validation_error(exc, prefix=f"{section_path}.{chosen}."))
     scrubbers = host.extensions("text scrubber")
     for index, name in enumerate(config.data.scrub):
         if name not in scrubbers:
@@ -411,13 +417,15 @@ def config_schema(host: PluginHost | None = None) -> dict[str, Any]:
         "publish": "PublishConfig",
         "deploy": "DeployConfig",
     }
-    for section_path, (_selector, kind) in SELECTORS.items():
+    for section_path, choices in SELECTORS.items():
         target = defs.get(section_defs[section_path])
         if target is None:
             continue
-        for name, cls in sorted(host.extensions(kind).items()):
-            sub = cls.Options.model_json_schema(ref_template="#/$defs/{model}")
-            defs.update(sub.pop("$defs", {}))
-            sub["description"] = f"options of the {kind} {name!r}" + (f": {cls.description}" if cls.description else "")
-            target.setdefault("properties", {})[name] = sub
+        for _selector, kind in choices:
+            for name, cls in sorted(host.extensions(kind).items()):
+                sub = cls.Options.model_json_schema(ref_template="#/$defs/{model}")
+                defs.update(sub.pop("$defs", {}))
+                about = f": {cls.description}" if cls.description else ""
+                sub["description"] = f"options of the {kind} {name!r}{about}"
+                target.setdefault("properties", {})[name] = sub
     return schema

@@ -206,7 +206,8 @@ class TrainingRun:
     def _collator(self, family: ModelFamily, processor: Any) -> Any:
         name = self.config.model.collator or family.default_collator
         collator_class = self.host.extension("collator", name)
-        return collator_class(processor=processor, model_id=self.config.model.name_or_path)
+        options = self.options.get(f"model.{name}")
+        return collator_class(options, processor=processor, model_id=self.config.model.name_or_path)
 
     # -- the loop -----------------------------------------------------------------------------------------
 
