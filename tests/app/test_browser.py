@@ -285,6 +285,24 @@ def test_the_whole_journey_train_evaluate_publish_deploy(page: Any, speech_clips
     assert leaked == [], f"the token was written to {leaked}"
 
 
+def test_a_lora_run_is_evaluated_against_its_base(page: Any, speech_clips) -> None:
+    """The default method: the adapter is evaluated on the base model it was trained from, then without it."""
+    open_train_tab(page, speech_clips)
+    page.get_by_label("LoRA adapter").check()
+    for elem_id, value in (("train-max-steps", 3), ("train-batch_size", 1), ("train-grad_accum", 1)):
+        set_number(page, elem_id, value)
+    page.click("#train-start")
+    expect_text(page, "#train-status", r"Training my-voice-lora-.*succeeded", timeout=180_000)
+    page.get_by_role("tab", name="3 · Evaluate").click()
+    expect_value(page, "#evaluate-run input", re.compile(r"my-voice-lora-"))
+    page.click("#evaluate-start")
+    expect_text(page, "#evaluate-status", r"succeeded", timeout=120_000)
+    expect_text(page, "#evaluate-summary", r"WER \d+\.\d% → \d+\.\d%")
+    expect_text(page, "#evaluate-metrics", r"base.*fine-tuned")
+    page.wait_for_timeout(500)  # the progress bar's width animates
+    shoot(page, "05b-evaluate-lora")
+
+
 def publish_dataset_model_and_space(page: Any, hub: Any) -> None:
     """The Publish tab: token once, then dataset, model and Space, each a job with its link."""
     page.get_by_role("tab", name="4 · Publish & deploy").click()
