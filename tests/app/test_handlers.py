@@ -56,6 +56,17 @@ def test_training_needs_a_dataset_with_clips(workspace: Workspace) -> None:
     assert tab.ctx.runner.running() == []
 
 
+def test_the_scrub_box_turns_on_the_privacy_scrubbers_for_the_run(workspace: Workspace, dataset: str) -> None:
+    import yaml
+
+    from voxplug.app.train_form import TRAIN_SCRUBBERS, write_run_config
+
+    _name, path, config = write_run_config(TrainForm(dataset=dataset, model="tiny", scrub=True), workspace)
+    assert config.data.scrub == list(TRAIN_SCRUBBERS) == ["email", "url", "phone", "digits"]
+    _name, path, config = write_run_config(TrainForm(dataset=dataset, model="tiny", run_name="plain"), workspace)
+    assert config.data.scrub == [] and "scrub" not in yaml.safe_load(path.read_text())["data"]
+
+
 def test_publishing_without_a_token_is_refused_before_anything_is_written(workspace: Workspace, dataset: str) -> None:
     tab = TrainTab(context(workspace, ECHO_ARGS))
     notice, _ = tab.start(Session(workspace), "", *form_values(dataset=dataset, publish_repo="me/model"))

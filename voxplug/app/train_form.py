@@ -26,6 +26,8 @@ QUICKSTART_PRESET = "quickstart"
 TINY_MODEL = "tiny-voxtral"
 """The Train tab's choice for a tiny random offline Voxtral (``voxplug model tiny``), built on first use."""
 METHODS = ("lora", "full")
+TRAIN_SCRUBBERS = ("email", "url", "phone", "digits")
+"""What the Train tab's "scrub personal data" box turns on (``data.scrub``); the same set the app scrubs pushes with."""
 
 
 @dataclass
@@ -45,6 +47,7 @@ class TrainForm:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     freeze_audio_tower: bool = True
+    scrub: bool = False
     max_train_rows: int | None = None
     max_eval_rows: int | None = 200
     logging_steps: int = 5
@@ -83,6 +86,8 @@ class TrainForm:
 
     def _data_section(self, dataset_dir: Path) -> dict[str, Any]:
         section: dict[str, Any] = {"source": "jsonl", "jsonl": {"path": str(dataset_dir / "data.jsonl")}}
+        if self.scrub:
+            section["scrub"] = list(TRAIN_SCRUBBERS)
         if self.max_train_rows:
             section["max_train_rows"] = int(self.max_train_rows)
         if self.max_eval_rows:

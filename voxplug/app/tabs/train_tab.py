@@ -109,6 +109,12 @@ class TrainTab:
                 self.inputs["freeze_audio_tower"] = gr.Checkbox(
                     defaults.freeze_audio_tower, label="Freeze the audio encoder", elem_id="train-freeze-audio"
                 )
+                self.inputs["scrub"] = gr.Checkbox(
+                    defaults.scrub,
+                    label="Scrub personal data from transcripts (e-mails, URLs, phone numbers, digits)",
+                    info="Replaced before training; the run keeps a report of what was replaced (never published).",
+                    elem_id="train-scrub",
+                )
             with gr.Row():
                 number("max_train_rows", defaults, "Train clips (0: all)", precision=0, minimum=0)
                 number("max_eval_rows", defaults, "Eval clips at most (0: no cap)", precision=0, minimum=0)
