@@ -39,7 +39,11 @@ def gpu_config(tmp_path: Path, tiny_model: Path, manifests: tuple[Path, Path], *
     )
 
 
-def test_lora_trains_in_bf16_with_a_half_precision_base(tmp_path: Path, tiny_model: Path, manifests: Any) -> None:
+@pytest.mark.parametrize("encoder_cache_gb", [0.0, 1.0])
+def test_lora_trains_in_bf16_with_a_half_precision_base(
+    tmp_path: Path, tiny_model: Path, manifests: Any, encoder_cache_gb: float
+) -> None:
+    """Also with the encoder-output cache: accelerate trains under autocast and generation runs without it."""
     from voxplug.training.run import train
 
     seen: dict[str, Any] = {}
@@ -52,9 +56,10 @@ def test_lora_trains_in_bf16_with_a_half_precision_base(tmp_path: Path, tiny_mod
     from transformers import TrainerCallback
 
     callback = type("InspectCallback", (Inspect, TrainerCallback), {})()
-    result = train(
-        validated(gpu_config(tmp_path, tiny_model, manifests), tmp_path), progress=False, callbacks=[callback]
-    )
+    config = gpu_config(tmp_path, tiny_model, manifests, training__encoder_cache_gb=encoder_cache_gb)
+    result = train(validated(config, tmp_path), progress=False, callbacks=[callback])
+    if encoder_cache_gb:
+        assert result.train_results["encoder_cache"]["hits"] > 0
     assert result.train_results["precision"] == "bf16" and seen["bf16"]
     base = [dtype for name, dtype in seen["dtypes"].items() if "lora_" not in name]
     adapters = [dtype for name, dtype in seen["dtypes"].items() if "lora_" in name]
