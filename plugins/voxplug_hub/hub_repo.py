@@ -32,6 +32,11 @@ class HubOptions(RepositoryOptions, hub.HubConnectionOptions):
 
     private: bool = Field(True, description="create the repo private (an existing repo keeps its visibility)")
     commit_message: str | None = Field(None, description="default: 'Publish <run name> with voxplug'")
+    remove_stale_files: bool = Field(
+        True,
+        description="in the same commit, delete the repo's files this publish does not have (an earlier run's "
+        "adapter or weights, which loaders would otherwise pick up); false keeps them",
+    )
 
 
 class HubPublisher(Publisher):
@@ -64,7 +69,14 @@ class HubPublisher(Publisher):
         hub.ensure_repo(api, token, destination, repo_type="model", private=self.options.private, retry=self._retry)
         message = self._message or "Publish with voxplug"
         commit = hub.commit_folder(
-            api, token, destination, model_dir, repo_type="model", message=message, retry=self._retry
+            api,
+            token,
+            destination,
+            model_dir,
+            repo_type="model",
+            message=message,
+            retry=self._retry,
+            remove_stale=self.options.remove_stale_files,
         )
         files = sorted(path.relative_to(model_dir).as_posix() for path in model_dir.rglob("*") if path.is_file())
         url = hub.repo_url(api, destination)

@@ -50,6 +50,22 @@ def test_public_flag_and_an_explicit_repo_id(full_run: Path, hub: HubServer, plu
     assert {"config.json", "model.safetensors", "generation_config.json", "README.md"} <= set(result.files)
 
 
+@pytest.mark.parametrize("remove_stale", [True, False])
+def test_publishing_another_run_to_the_same_repo_replaces_the_earlier_files(
+    full_run: Path, lora_run: Path, hub: HubServer, plugin_host, remove_stale: bool
+) -> None:
+    """A full model then an adapter in one repo: the full weights must go, or loaders would find both."""
+    publish_model(full_run, target="hub", destination="tester/my-voice", options=hub_options(hub))
+    options = {**hub_options(hub), "remove_stale_files": remove_stale}
+    result = publish_model(lora_run, target="hub", destination="tester/my-voice", options=options)
+    files = set(hub.repo_files("tester/my-voice"))
+    if remove_stale:
+        assert files == {".gitattributes", *result.files} and "model.safetensors" not in files
+        assert len(hub.repo_commits("tester/my-voice")) == 3  # creation, first publish, one replacing commit
+    else:
+        assert {"model.safetensors", "adapter_model.safetensors"} <= files
+
+
 def test_transient_failures_are_retried_and_the_repo_is_complete(
     lora_run: Path, hub: HubServer, plugin_host, caplog
 ) -> None:

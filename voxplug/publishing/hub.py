@@ -195,19 +195,29 @@ def commit_folder(
     repo_type: str,
     message: str,
     retry: RetryPolicy = RetryPolicy(),
+    remove_stale: bool = False,
 ) -> str:
     """Upload every file of ``folder`` to ``repo_id`` in ONE commit; return the commit id.
 
     Large files go through the transfer huggingface_hub picks (Xet on the Hub, Git LFS elsewhere) during the
     pre-upload; files already on the remote are skipped, so a retry (or re-running after a crash) resumes
-    instead of starting over. Transient failures are retried with exponential backoff.
+    instead of starting over. Transient failures are retried with exponential backoff. With ``remove_stale``
+    the same commit deletes the remote files ``folder`` does not have (``.gitattributes`` excepted), so the repo
+    holds exactly this upload.
     """
-    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     files = sorted(path for path in folder.rglob("*") if path.is_file())
+    names = {path.relative_to(folder).as_posix() for path in files}
 
     def commit() -> Any:
-        operations = [CommitOperationAdd(path.relative_to(folder).as_posix(), str(path)) for path in files]
+        operations: list[Any] = [CommitOperationAdd(path.relative_to(folder).as_posix(), str(path)) for path in files]
+        if remove_stale:
+            remote = api.list_repo_files(repo_id, repo_type=repo_type, token=token)
+            stale = sorted(name for name in remote if name not in names and name != ".gitattributes")
+            operations += [CommitOperationDelete(name) for name in stale]
+            if stale:
+                log.info("removing %d file(s) of an earlier upload from %s: %s", len(stale), repo_id, ", ".join(stale))
         return api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type, token=token)
 
     info = retry.run(commit, what=f"uploading {len(files)} files to {repo_id}")
