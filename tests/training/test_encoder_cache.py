@@ -136,6 +136,19 @@ def test_the_budget_caps_what_is_kept(model_and_batch: tuple[Any, dict[str, Any]
     assert cache.stats()["rows"] == 2 and (cache.hits, cache.misses) == (2, 4)
 
 
+def test_nothing_is_stored_when_the_device_has_no_room_left(
+    model_and_batch: tuple[Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voxplug.training import encoder_cache
+
+    model, batch = model_and_batch
+    monkeypatch.setattr(encoder_cache, "has_headroom", lambda device, size: False)
+    cache = encoder_cache.cache_encoder_outputs(audio_tower(model), budget_bytes=2**30)
+    encode(model, batch["input_features"])
+    encode(model, batch["input_features"])
+    assert cache.stats()["rows"] == 0 and (cache.hits, cache.misses) == (0, 6)
+
+
 @pytest.mark.parametrize("situation", ["dropout in training mode", "trainable encoder", "attentions asked for"])
 def test_the_cache_steps_aside_when_its_answer_could_differ(
     model_and_batch: tuple[Any, dict[str, Any]], situation: str

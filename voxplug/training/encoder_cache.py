@@ -99,7 +99,7 @@ class EncoderOutputCache:
 
     def _remember(self, key: tuple[Any, ...], row: Any) -> None:
         size = row.numel() * row.element_size()
-        if self.cached_bytes + size <= self.budget_bytes:
+        if self.cached_bytes + size <= self.budget_bytes and has_headroom(row.device, size):
             self._outputs[key] = row.detach().clone()
             self.cached_bytes += size
 
@@ -107,6 +107,24 @@ class EncoderOutputCache:
         from transformers.modeling_outputs import BaseModelOutput
 
         return (self._output_type or BaseModelOutput)(last_hidden_state=hidden)
+
+
+#: GPU memory the cache always leaves to training: a full fine-tune of Voxtral Mini peaks at ~71 of 80 GB.
+HEADROOM_BYTES = 6 * 2**30
+
+
+def has_headroom(device: Any, size: int) -> bool:
+    """Whether ``size`` more bytes on ``device`` still leave :data:`HEADROOM_BYTES` free (always True off CUDA).
+
+    Free means free on the device plus what PyTorch's allocator holds but does not use.
+    """
+    import torch
+
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    spare = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return free + spare - size >= HEADROOM_BYTES
 
 
 def cache_encoder_outputs(module: Any, budget_bytes: int) -> EncoderOutputCache:
