@@ -30,11 +30,12 @@ def prepare_process() -> None:
 
 
 def finish_processes() -> None:
-    """After a distributed run: wait until every rank is done, then close the process group; alone, nothing.
+    """Once the ranks' shared work is done (the model saved): wait for every rank, then close the process group.
 
-    Rank 0 still writes the run files and publishes after the others have finished. A rank that left with the group
-    open could fail in its teardown (a CPU ZeRO-3 test run once ended with SIGABRT on rank 1), and the launcher then
-    killed rank 0 in the middle of its work. Here every rank leaves together, with the group closed.
+    Only rank 0 goes on, to write the run files and publish, which needs no other rank. Closing the group first
+    matters twice: a rank that left with the group open could fail in its teardown (a CPU ZeRO-3 test run once
+    ended with SIGABRT on rank 1, and the launcher then killed rank 0 in the middle of its work), and a barrier
+    held across a long upload would time out. Alone (no process group), it does nothing.
     """
     import torch.distributed as dist
 

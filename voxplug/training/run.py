@@ -59,9 +59,7 @@ def train(
 
     prepare_process()
     run = TrainingRun(config, host or get_plugin_host(), resume=resume, progress=progress, callbacks=callbacks)
-    result = run.execute()
-    finish_processes()
-    return result
+    return run.execute()
 
 
 class TrainingRun:
@@ -147,6 +145,7 @@ class TrainingRun:
         saved = self.monitor.timed("saving", self._save_model, hf_trainer, method, family, processor, data)
         train_results = self._train_results(hf_trainer, train_output, plan)
         result = RunResult(self.run_dir, self.run_dir / "model", train_results, eval_results, saved)
+        finish_processes()  # the ranks' shared work is done: the other ranks leave now, with the group closed
         if self.is_main:
             self._write_run_files(hf_trainer, train_results, eval_results)
             self.host.after_train(config=self.config, run_dir=self.run_dir, results=train_results)
