@@ -40,14 +40,27 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"interrupted by {signal.Signals(signum).name}")
 
 
+def pending_interrupt() -> KeyboardInterrupt | None:
+    """The ``KeyboardInterrupt`` of a signal that arrived inside the signal block, if one did (else None).
+
+    A signal that lands while C code calls back into Python is swallowed there, and the C code may then fail in
+    its own way (soundfile: an ``AssertionError`` after a short write): callers that catch such an error ask this
+    to report the interruption instead.
+    """
+    if _pending_signal is None:
+        return None
+    return KeyboardInterrupt(f"interrupted by {signal.Signals(_pending_signal).name}")
+
+
 def raise_if_interrupted() -> None:
     """Raise ``KeyboardInterrupt`` again for a signal whose first one was swallowed.
 
     Python drops an exception raised while C code calls back into Python (soundfile decodes through cffi
     callbacks), so a signal that lands there would be lost; long loops call this at safe points.
     """
-    if _pending_signal is not None:
-        raise KeyboardInterrupt(f"interrupted by {signal.Signals(_pending_signal).name}")
+    interrupt = pending_interrupt()
+    if interrupt is not None:
+        raise interrupt
 
 
 @contextmanager

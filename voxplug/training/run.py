@@ -101,16 +101,20 @@ class TrainingRun:
 
     def execute(self) -> RunResult:
         """Run every stage; on failure fire ``on_train_error`` and raise an error that says how to resume."""
-        from voxplug.tempfiles import run_temp_dir
+        from voxplug.tempfiles import pending_interrupt, run_temp_dir
         from voxplug.training.callbacks import RunLog
 
         with RunLog(self.run_dir / "train.log") if self.is_main else nullcontext(), run_temp_dir(self.run_dir):
             try:
                 return self._stages()
             except BaseException as exc:
+                interrupt = None if isinstance(exc, KeyboardInterrupt) else pending_interrupt()
+                if interrupt is not None:  # a signal swallowed in a C callback surfaced as this error
+                    interrupt.__cause__ = exc
+                error = interrupt or exc
                 if self.is_main:
-                    self.host.on_train_error(config=self.config, run_dir=self.run_dir, error=exc)
-                explained = self._explained(exc)
+                    self.host.on_train_error(config=self.config, run_dir=self.run_dir, error=error)
+                explained = self._explained(error)
                 if explained is exc:
                     raise
                 raise explained from exc
