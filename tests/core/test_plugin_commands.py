@@ -66,3 +66,13 @@ def test_the_whisper_plugin_adds_import_ct2_to_the_model_group() -> None:
         timeout=120,
     )
     assert "import-ct2" not in blocked.stdout and "tiny" in blocked.stdout
+
+
+def test_a_plugin_whose_register_commands_raises_costs_only_its_commands(tmp_path: Path) -> None:
+    (tmp_path / "buggy.py").write_text(
+        "from voxplug import hookimpl\n\n\n@hookimpl\ndef register_commands(cli):\n    raise ValueError('oops')\n",
+        encoding="utf-8",
+    )
+    result = run_voxplug("config", "--help", plugins_dir=tmp_path)
+    assert result.returncode == 0 and "show" in result.stdout
+    assert "warning: plugin commands were not added: ValueError: oops" in result.stderr

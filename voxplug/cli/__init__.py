@@ -98,6 +98,10 @@ def _register_plugin_commands(app: typer.Typer) -> None:
         get_plugin_host().register_commands(cli=CommandGroups(app))
     except VoxplugError as exc:
         print(f"warning: plugin commands were not added: {exc}", file=sys.stderr)
+    except Exception as exc:  # a bug in a plugin's register_commands: say so, keep the built-in commands working
+        print(f"warning: plugin commands were not added: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if "--debug" in sys.argv:
+            traceback.print_exc()
 
 
 def main(argv: list[str] | None = None) -> None:
