@@ -114,17 +114,17 @@ HEADROOM_BYTES = 6 * 2**30
 
 
 def has_headroom(device: Any, size: int) -> bool:
-    """Whether ``size`` more bytes on ``device`` still leave :data:`HEADROOM_BYTES` free (always True off CUDA).
+    """Whether ``size`` more bytes on ``device`` keep the run's peak :data:`HEADROOM_BYTES` under the card's memory.
 
-    Free means free on the device plus what PyTorch's allocator holds but does not use.
+    The peak so far (``max_memory_allocated``) already holds the training step's activations, which the encoder
+    call that stores an output comes before; what is free at that moment is not. Always True off CUDA.
     """
     import torch
 
     if device.type != "cuda":
         return True
-    free, _total = torch.cuda.mem_get_info(device)
-    spare = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    return free + spare - size >= HEADROOM_BYTES
+    _free, total = torch.cuda.mem_get_info(device)
+    return torch.cuda.max_memory_allocated(device) + size + HEADROOM_BYTES <= total
 
 
 def cache_encoder_outputs(module: Any, budget_bytes: int) -> EncoderOutputCache:
