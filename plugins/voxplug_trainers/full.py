@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -32,6 +32,11 @@ class FullOptions(PluginOptions):
         False, description="also train the audio encoder (3x its compute, much more memory)"
     )
     train_projector: bool = Field(True, description="train the audio-to-text projector")
+    save_dtype: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="dtype of the saved model: bf16 halves its size (Voxtral Mini: ~9.4 instead of ~18.7 GB); "
+        "training keeps fp32 master weights either way",
+    )
 
 
 class FullTrainer(Trainer):
@@ -59,7 +64,33 @@ class FullTrainer(Trainer):
         return model
 
     def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
-        """Write the model (safetensors, config, generation config) and the processor to ``out_dir``."""
-        model.save_pretrained(out_dir)
+        """Write the model (safetensors, config, generation config) and the processor to ``out_dir``.
+
+        With ``save_dtype`` other than fp32, floating-point weights are written in that dtype (from a copy: the
+        model in memory keeps its fp32 weights) and ``config.json`` says so.
+        """
+        if self.options.save_dtype == "fp32":
+            model.save_pretrained(out_dir)
+        else:
+            import torch
+
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[self.options.save_dtype]
+            state = {
+                name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+                for name, tensor in model.state_dict().items()
+            }
+            model.save_pretrained(out_dir, state_dict=state)
+            _record_dtype(out_dir / "config.json", str(dtype).removeprefix("torch."))
         processor.save_pretrained(out_dir)
         return {"model": out_dir}
+
+
+def _record_dtype(config_file: Path, dtype: str) -> None:
+    """Set ``dtype`` in a saved ``config.json`` (transformers writes the dtype of the weights in memory)."""
+    import json
+
+    from voxplug.training.outputs import write_json
+
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["dtype"] = dtype
+    write_json(config_file, config)
