@@ -198,7 +198,6 @@ class RunConfig(Section):
         return self.model_dump(mode="json")
 
 
-#: Which extension type each selecting key picks, for plugin-table validation.
 #: Per section: the keys that choose an extension, and the extension type each chooses. A section's option
 #: tables are named after an extension of one of its types (``model.voxtral-transcription.max_text_tokens``).
 SELECTORS: dict[str, tuple[tuple[str, str], ...]] = {
