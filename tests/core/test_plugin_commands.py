@@ -51,6 +51,8 @@ def test_a_plugin_adds_top_level_commands_groups_and_commands_in_existing_groups
     assert "count-words" in data_help and "import" in data_help  # the built-in data commands are still there
     assert run_voxplug("tools", "ping", plugins_dir=tmp_path).stdout.strip() == "pong"
     assert "greet" in run_voxplug("--help", plugins_dir=tmp_path).stdout
+    flagged = run_voxplug("--plugins-dir", str(tmp_path), "greet")  # the flag works like the variable
+    assert flagged.returncode == 0 and flagged.stdout.strip() == "hello world", flagged.stderr
     without = run_voxplug("greet")
     assert without.returncode == 2 and "No such command" in without.stderr
 

@@ -31,8 +31,11 @@ def _root(
         os.environ["VOXPLUG_PLUGINS_DIR"] = plugins_dir
 
 
-def build_app() -> typer.Typer:
-    """A fresh ``voxplug`` app: the built-in commands, then the commands plugins add (``register_commands``)."""
+def build_app() -> tuple[typer.Typer, str | None]:
+    """A fresh ``voxplug`` app: the built-in commands, then the commands plugins add (``register_commands``).
+
+    Also returns why plugin commands could not be added, or None: the built-in commands work regardless.
+    """
     app = typer.Typer(
         name="voxplug",
         help="Fine-tune speech recognition models on your own voice, accent, vocabulary or language.",
@@ -43,8 +46,7 @@ def build_app() -> typer.Typer:
     )
     app.callback()(_root)
     _register_commands(app)
-    _register_plugin_commands(app)
-    return app
+    return app, _register_plugin_commands(app)
 
 
 def _register_commands(app: typer.Typer) -> None:
@@ -90,27 +92,42 @@ class CommandGroups:
         return group
 
 
-def _register_plugin_commands(app: typer.Typer) -> None:
-    """Let plugins add commands; a plugin that fails to load must not take the built-in commands down with it."""
+def _register_plugin_commands(app: typer.Typer) -> str | None:
+    """Let plugins add commands; return why they could not (a plugin that fails to load, or a bug in one)."""
     from voxplug.plugins import get_plugin_host
 
     try:
         get_plugin_host().register_commands(cli=CommandGroups(app))
     except VoxplugError as exc:
-        print(f"warning: plugin commands were not added: {exc}", file=sys.stderr)
-    except Exception as exc:  # a bug in a plugin's register_commands: say so, keep the built-in commands working
-        print(f"warning: plugin commands were not added: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if "--debug" in sys.argv:
-            traceback.print_exc()
+        return str(exc)
+    except Exception as exc:  # a bug in a plugin's register_commands: reported, the built-in commands still run
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _early_plugins_dir(args: list[str]) -> None:
+    """Honour ``--plugins-dir`` before the commands are built, so that its plugins can add commands too."""
+    import os
+
+    for index, arg in enumerate(args):
+        if arg == "--plugins-dir" and index + 1 < len(args):
+            os.environ["VOXPLUG_PLUGINS_DIR"] = args[index + 1]
+        elif arg.startswith("--plugins-dir="):
+            os.environ["VOXPLUG_PLUGINS_DIR"] = arg.split("=", 1)[1]
+        if not arg.startswith("-"):
+            return  # options after the command name belong to the command
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: a :class:`VoxplugError` becomes one ``error:`` line and exit status 1."""
     args = sys.argv[1:] if argv is None else argv
-    app = build_app()
+    _early_plugins_dir(args)
+    app, plugin_problem = build_app()
     try:
         app(args=args, prog_name="voxplug")
     except VoxplugError as exc:
+        if plugin_problem and plugin_problem != str(exc):
+            print(f"warning: plugin commands were not added: {plugin_problem}", file=sys.stderr)
         if "--debug" in args:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
@@ -118,3 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit:
+        if plugin_problem:  # said last, so that it is not lost above the command's own output
+            print(f"warning: plugin commands were not added: {plugin_problem}", file=sys.stderr)
+        raise
