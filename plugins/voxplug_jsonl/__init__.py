@@ -43,16 +43,9 @@ class JsonlSource(DataSource):
 
     def dataset_id(self) -> str | None:
         """For a voxplug dataset's ``data.jsonl``: the Hub dataset it was pushed to (``voxplug data push``)."""
-        import json
+        from voxplug.data.store import pushed_hub_id
 
-        meta = self.manifest.parent / "dataset.json"
-        if self.manifest.name != "data.jsonl" or not meta.is_file():
-            return None
-        try:
-            hub_id = json.loads(meta.read_text(encoding="utf-8")).get("hub_id")
-        except (OSError, ValueError, AttributeError):
-            return None  # an unreadable dataset.json only costs the card its datasets: entry
-        return hub_id if isinstance(hub_id, str) and hub_id else None
+        return pushed_hub_id(self.manifest)
 
     def examples(self, split: str = "train") -> Iterator[Example]:
         """Yield every usable row of the manifest (the split is chosen later by voxplug)."""

@@ -330,8 +330,9 @@ def publish_dataset_model_and_space(page: Any, hub: Any) -> None:
     expect_text(page, "#publish-status", r"Deploying a demo of tester/my-voice-tiny: succeeded.*spaces/tester", 120_000)
     expect_value(page, "#space-read-token input", "")
     shoot(page, "06-published-and-deployed")
-    assert "README.md" in hub.repo_files("tester/my-voice-tiny")
     assert "README.md" in hub.repo_files("tester/my-voice-data", "dataset")
+    card = hub.repo_files("tester/my-voice-tiny")["README.md"].decode()
+    assert "- tester/my-voice-data" in card.split("---")[1]  # the dataset pushed after training, in datasets:
     secrets = hub.space_secrets("tester/my-voice-tiny-demo")
     assert hub.token not in secrets.values() and read_token in secrets.values()
 

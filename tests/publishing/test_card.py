@@ -48,6 +48,18 @@ def test_adapter_card_metadata(lora_run: Path, plugin_host: PluginHost) -> None:
     assert 'subfolder="merged"' in body
 
 
+def test_a_local_base_model_is_left_out_of_the_metadata(lora_run: Path, tmp_path: Path, plugin_host) -> None:
+    """The Hub validates ``base_model`` as a model id: a base trained from a local folder is named in the body."""
+    run = shutil.copytree(lora_run, tmp_path / "run")
+    info_file = run / "model" / "voxplug.json"
+    info = json.loads(info_file.read_text())
+    info["base_model"] = str(tmp_path / "models" / "my-base")
+    info_file.write_text(json.dumps(info))
+    metadata, body = card_parts(render(run))
+    assert "base_model" not in metadata and metadata["library_name"] == "peft"
+    assert "my-base" in body
+
+
 def test_full_card_metadata_and_usage(full_run: Path, plugin_host: PluginHost) -> None:
     metadata, body = card_parts(render(full_run))
     assert metadata["library_name"] == "transformers"

@@ -183,6 +183,30 @@ def test_publish_command_takes_its_defaults_from_the_run(full_run: Path, tmp_pat
     assert "--public does not apply to the 'local' publisher" in capsys.readouterr().err
 
 
+def test_a_dataset_pushed_after_training_is_named_with_dataset(
+    full_run: Path, tmp_path: Path, capsys, plugin_host
+) -> None:
+    """``voxplug publish --dataset ID``: the card's ``datasets:`` and the published voxplug.json name it."""
+    import json
+
+    import yaml
+
+    from voxplug.cli import main
+
+    run = shutil.copytree(full_run, tmp_path / "run", ignore=shutil.ignore_patterns("published"))
+    recorded = json.loads((run / "model" / "voxplug.json").read_text())
+    with pytest.raises(SystemExit) as done:
+        main(["publish", str(run), "--dataset", "me/my-voice", "--dataset", "me/more-voice"])
+    assert done.value.code == 0, capsys.readouterr().err
+    card = (run / "published" / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert metadata["datasets"][-2:] == ["me/my-voice", "me/more-voice"]
+    assert "[me/my-voice](https://huggingface.co/datasets/me/my-voice)" in card
+    published = json.loads((run / "published" / "voxplug.json").read_text())
+    assert published["datasets"][-2:] == ["me/my-voice", "me/more-voice"]
+    assert json.loads((run / "model" / "voxplug.json").read_text()) == recorded  # the run's own record is unchanged
+
+
 def test_third_party_publish_target_gets_the_published_layout(
     lora_run: Path, tmp_path: Path, plugin_host: PluginHost, register_plugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:

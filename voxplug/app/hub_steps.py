@@ -38,9 +38,28 @@ def dataset_push_step(dataset_dir: Path, repo: str, *, private: bool, scrub: Seq
 
 
 def publish_step(run_dir: Path, repo: str, *, private: bool) -> JobStep:
-    """``voxplug publish <run> --target hub --to <repo> [--public]``."""
+    """``voxplug publish <run> --target hub --to <repo> [--public] [--dataset <id>]``.
+
+    When the run's dataset has been pushed since it trained, ``--dataset`` names it in the card (a dataset pushed
+    before training is recorded by the run itself).
+    """
     args = ["publish", str(run_dir), "--target", "hub", "--to", repo, *([] if private else ["--public"])]
-    return JobStep("publish the model", args)
+    pushed = _pushed_dataset_of(run_dir)
+    return JobStep("publish the model", [*args, *(["--dataset", pushed] if pushed else [])])
+
+
+def _pushed_dataset_of(run_dir: Path) -> str | None:
+    """The Hub id of the app dataset a run trained on (its ``data.jsonl`` manifest), when it has been pushed."""
+    import json
+
+    from voxplug.data.store import pushed_hub_id
+
+    try:
+        config = json.loads((Path(run_dir) / "training_config.json").read_text(encoding="utf-8"))
+        manifest = config["data"]["jsonl"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pushed_hub_id(Path(manifest)) if isinstance(manifest, str) else None
 
 
 def deploy_step(model_repo: str, *, private: bool, space_id: str = "", hardware: str = "", read_token: bool) -> JobStep:

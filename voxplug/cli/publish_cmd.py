@@ -33,6 +33,9 @@ def publish(
     to: str = typer.Option(None, "--to", help="Hub repo id (hub) or folder (local); default from the run's name."),
     public: bool = typer.Option(False, "--public", help="Create the Hub repo public (it is private by default)."),
     no_merged: bool = typer.Option(False, "--no-merged", help="Leave the run's merged/ model out."),
+    dataset: list[str] = typer.Option(
+        None, "--dataset", help="A Hub dataset id the card names (repeatable), e.g. one pushed after training."
+    ),
     option: list[str] = typer.Option(None, "--option", "-o", help=OPTION_HELP),
 ) -> None:
     """Publish a finished run: model, processor, model card and results, never checkpoints or secrets."""
@@ -49,6 +52,10 @@ def publish(
             if key not in publisher.Options.model_fields:
                 raise ConfigError(f"{flag} does not apply to the {target!r} publisher (it has no {key!r} option)")
             table[key] = value
+    if dataset:
+        if "datasets" not in publisher.Options.model_fields:
+            raise ConfigError(f"--dataset does not apply to the {target!r} publisher (it has no 'datasets' option)")
+        table["datasets"] = [*table.get("datasets", []), *dataset]
     options = _validated_options(publisher, table, f"publisher {target!r}")
     with _progress(f"Publishing {source} with {target}"):
         result = publish_model(source, target=target, destination=to or settings.get("repo_id"), options=options)

@@ -588,3 +588,19 @@ class DatasetIndexView:
 def _short_key(sha256: str) -> int:
     """The first 64 bits of a hash as an int: a third of the memory of the hex string, per row."""
     return int(sha256[:16], 16)
+
+
+def pushed_hub_id(manifest: Path) -> str | None:
+    """The Hub dataset a voxplug dataset was last pushed to, given its ``data.jsonl``; None for anything else.
+
+    Reads ``hub_id`` from the ``dataset.json`` beside the manifest (``voxplug data push`` writes it). An unreadable
+    ``dataset.json`` gives None: it only costs a model card its ``datasets:`` entry.
+    """
+    meta = Path(manifest).parent / META_FILE
+    if Path(manifest).name != DATA_FILE or not meta.is_file():
+        return None
+    try:
+        hub_id = json.loads(meta.read_text(encoding="utf-8")).get("hub_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return hub_id if isinstance(hub_id, str) and hub_id else None

@@ -72,9 +72,9 @@ def card_metadata(model: PublishableModel, *, model_id: str, license: str, tags:
     """The card's YAML metadata in the form the Hub validates (``model-index`` built by huggingface_hub)."""
     from huggingface_hub import ModelCardData
 
-    hub_datasets = hub_dataset_ids(model.datasets)
+    hub_datasets = hub_repo_ids(model.datasets)
     data = ModelCardData(
-        base_model=model.base_model or None,
+        base_model=model.base_model if hub_repo_ids([model.base_model]) else None,  # a local folder is not an id
         library_name="peft" if model.kind == "adapter" else "transformers",
         pipeline_tag=ASR_TASK,
         language=model.languages or None,
@@ -123,8 +123,8 @@ def _eval_results(model: PublishableModel, hub_datasets: list[str]) -> list[Any]
     return results
 
 
-def hub_dataset_ids(names: list[str]) -> list[str]:
-    """The entries of ``names`` that are Hub dataset ids (``owner/name``); local paths are left to the body."""
+def hub_repo_ids(names: list[str]) -> list[str]:
+    """The entries of ``names`` that are Hub repo ids (``owner/name``); local paths are left to the card's body."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     ids = []
@@ -275,7 +275,7 @@ def _training_data(facts: dict[str, Any]) -> str:
 
 
 def _dataset_link(name: str) -> str:
-    ids = hub_dataset_ids([name])
+    ids = hub_repo_ids([name])
     return f"[{name}](https://huggingface.co/datasets/{name})" if ids else f"`{name}` (local)"
 
 

@@ -83,6 +83,10 @@ class RepositoryOptions(PluginOptions):
     license: str = Field("apache-2.0", description="licence id for the card (Voxtral-Mini is apache-2.0)")
     tags: list[str] = Field(default_factory=list, description="extra tags for the card")
     include_merged: bool = Field(True, description="publish runs/<name>/merged as the merged/ subfolder, if present")
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="Hub dataset ids the card names besides those the run recorded (a dataset pushed after training)",
+    )
 
 
 def is_published_file(name: str) -> bool:
@@ -113,9 +117,14 @@ def stage_repository(
     from voxplug.publishing.card import model_card_text
 
     options = options or RepositoryOptions()
+    if options.datasets:
+        named = list(dict.fromkeys([*model.datasets, *options.datasets]))
+        model = dataclasses.replace(model, info={**model.info, "datasets": named})
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in model_files(model.model_dir):
         _place(path, out_dir / path.name)
+    if options.datasets and (out_dir / MODEL_INFO_FILE).is_file():  # the published voxplug.json names them too
+        _write_json_copy(out_dir / MODEL_INFO_FILE, model.info)
     _rewrite_adapter_base(out_dir, model)
     for path in model.result_files():
         _place(path, out_dir / path.name)
