@@ -59,10 +59,11 @@ def test_training_needs_a_dataset_with_clips(workspace: Workspace) -> None:
 def test_the_scrub_box_turns_on_the_privacy_scrubbers_for_the_run(workspace: Workspace, dataset: str) -> None:
     import yaml
 
-    from voxplug.app.train_form import TRAIN_SCRUBBERS, write_run_config
+    from voxplug.app.hub_steps import PUSH_SCRUBBERS
+    from voxplug.app.train_form import write_run_config
 
     _name, path, config = write_run_config(TrainForm(dataset=dataset, model="tiny", scrub=True), workspace)
-    assert config.data.scrub == list(TRAIN_SCRUBBERS) == ["email", "url", "phone", "digits"]
+    assert config.data.scrub == list(PUSH_SCRUBBERS) == ["email", "url", "phone", "digits"]
     _name, path, config = write_run_config(TrainForm(dataset=dataset, model="tiny", run_name="plain"), workspace)
     assert config.data.scrub == [] and "scrub" not in yaml.safe_load(path.read_text())["data"]
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from voxplug.app.hub_steps import PUSH_SCRUBBERS
 from voxplug.app.workspace import Workspace, check_name
 from voxplug.config import PRESETS_DIR, RunConfig, find_preset, load_config
 from voxplug.errors import ConfigError, DataError
@@ -26,8 +27,6 @@ QUICKSTART_PRESET = "quickstart"
 TINY_MODEL = "tiny-voxtral"
 """The Train tab's choice for a tiny random offline Voxtral (``voxplug model tiny``), built on first use."""
 METHODS = ("lora", "full")
-TRAIN_SCRUBBERS = ("email", "url", "phone", "digits")
-"""What the Train tab's "scrub personal data" box turns on (``data.scrub``); the same set the app scrubs pushes with."""
 
 
 @dataclass
@@ -87,7 +86,7 @@ class TrainForm:
     def _data_section(self, dataset_dir: Path) -> dict[str, Any]:
         section: dict[str, Any] = {"source": "jsonl", "jsonl": {"path": str(dataset_dir / "data.jsonl")}}
         if self.scrub:
-            section["scrub"] = list(TRAIN_SCRUBBERS)
+            section["scrub"] = list(PUSH_SCRUBBERS)  # the set the app scrubs its dataset pushes with
         if self.max_train_rows:
             section["max_train_rows"] = int(self.max_train_rows)
         if self.max_eval_rows:

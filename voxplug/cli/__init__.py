@@ -24,11 +24,8 @@ def _root(
     ),
 ) -> None:
     """Fine-tune speech recognition models on your own voice, accent, vocabulary or language."""
-    if plugins_dir:
-        import os
-
-        # An environment variable, so that `accelerate launch` ranks started from here load the same plugins.
-        os.environ["VOXPLUG_PLUGINS_DIR"] = plugins_dir
+    # --plugins-dir is acted on by main() before the commands are built (see _early_plugins_dir); it is declared
+    # here so that typer accepts it and lists it in --help.
 
 
 def build_app() -> tuple[typer.Typer, str | None]:
@@ -106,7 +103,11 @@ def _register_plugin_commands(app: typer.Typer) -> str | None:
 
 
 def _early_plugins_dir(args: list[str]) -> None:
-    """Honour ``--plugins-dir`` before the commands are built, so that its plugins can add commands too."""
+    """Honour ``--plugins-dir`` before the commands are built, so that its plugins can add commands too.
+
+    It becomes the environment variable ``VOXPLUG_PLUGINS_DIR``, so that ``accelerate launch`` ranks started from
+    here load the same plugins.
+    """
     import os
 
     for index, arg in enumerate(args):

@@ -192,16 +192,19 @@ class DatasetStore:
 
     def set_consent(self, consent: dict[str, Any]) -> None:
         """Record in ``dataset.json`` who agreed to what, and when (the ``consent`` field; the app writes it)."""
-        with self.rows_file.locked():
-            _write_json_atomically(self.path / META_FILE, {**self.metadata, "consent": consent})
+        self._update_metadata(consent=consent)
 
     def set_hub_id(self, repo_id: str) -> None:
         """Record in ``dataset.json`` the Hub dataset this one was last pushed to (``hub_id``).
 
         Runs that train on this folder's ``data.jsonl`` name it in the model card's ``datasets:``.
         """
+        self._update_metadata(hub_id=repo_id)
+
+    def _update_metadata(self, **fields: Any) -> None:
+        """Rewrite ``dataset.json`` atomically with ``fields`` changed, under the dataset's lock."""
         with self.rows_file.locked():
-            _write_json_atomically(self.path / META_FILE, {**self.metadata, "hub_id": repo_id})
+            _write_json_atomically(self.path / META_FILE, {**self.metadata, **fields})
 
     @property
     def default_language(self) -> str | None:
