@@ -94,11 +94,14 @@ DATASHEET_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 EFFECTIVE_BATCH = 8
 
 # One change at a time. Keys: method (voxfactory | lora | full), overrides of the voxplug run config
-# ("training.x" / "model.x" / "training.lora.x"), and benchmark-only switches (label_logits, autocast,
-# bf16_adapters, compile, profile). Variants that pin a setting pin it explicitly, so that they keep measuring
+# ("training.x" / "model.x" / "training.lora.x"), and benchmark-only switches (label_logits, input_casts,
+# profile). Variants that pin a setting pin it explicitly, so that they keep measuring
 # the same thing when the repository's defaults change; "*-default" take the defaults as they are.
-_MB2 = {"training.batch_size": 2, "training.grad_accum": 4, "training.fused_kernels": False}
-_MB8 = {"training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4}
+_PINNED = {"training.compile": False, "training.encoder_cache_gb": 0}
+_MB2 = {**_PINNED, "training.batch_size": 2, "training.grad_accum": 4, "training.fused_kernels": False}
+_MB8 = {**_PINNED, "training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4}
+_LIGER = {**_MB8, "training.fused_kernels": True}
+_COMPILE = {**_MB8, "training.compile": True}
 VARIANTS: dict[str, dict[str, Any]] = {
     "voxfactory": {"method": "voxfactory"},
     "voxfactory-lm-only": {"method": "voxfactory", "lm_only_targets": True},
@@ -106,37 +109,27 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "method": "lora",
         "config": {**_MB2, "training.dataloader_workers": 0, "training.optim": "adamw_torch"},
         "label_logits": False,
+        "input_casts": True,
     },
     "lora-workers": {
         "method": "lora",
         "config": {**_MB2, "training.dataloader_workers": 4, "training.optim": "adamw_torch"},
         "label_logits": False,
+        "input_casts": True,
     },
     "lora-labels": {
         "method": "lora",
         "config": {**_MB2, "training.dataloader_workers": 4, "training.optim": "adamw_torch"},
+        "input_casts": True,
     },
-    "lora-mb8": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}},
-    "lora-liger": {"method": "lora", "config": {**_MB8, "training.fused_kernels": True}},
-    "lora-noac": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}, "autocast": False},
-    "lora-liger-noac": {
-        "method": "lora",
-        "config": {**_MB8, "training.fused_kernels": True},
-        "autocast": False,
-        "profile": True,
-    },
-    "lora-liger-noac-bf16ad": {
-        "method": "lora",
-        "config": {**_MB8, "training.fused_kernels": True},
-        "autocast": False,
-        "bf16_adapters": True,
-    },
-    "lora-compile": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}, "compile": True},
+    "lora-mb8": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}, "input_casts": True},
+    # the defaults of 2026-11-25: Liger kernels, PEFT's input casts, no encoder cache
+    "lora-liger-casts": {"method": "lora", "config": _LIGER, "input_casts": True},
+    "lora-liger": {"method": "lora", "config": _LIGER},  # input casts skipped under autocast
+    "lora-liger-cache": {"method": "lora", "config": {**_LIGER, "training.encoder_cache_gb": 8}},
+    "lora-compile": {"method": "lora", "config": _COMPILE, "profile": True},
+    "lora-compile-cache": {"method": "lora", "config": {**_COMPILE, "training.encoder_cache_gb": 8}},
     "lora-default": {"method": "lora", "profile": True},
-    "lora-nocache": {"method": "lora", "config": {"training.encoder_cache_gb": 0}},
-    "lora-cache": {"method": "lora", "config": {"training.encoder_cache_gb": 8}},
-    "full-nocache": {"method": "full", "config": {"training.encoder_cache_gb": 0}},
-    "full-cache": {"method": "full", "config": {"training.encoder_cache_gb": 8}},
     "full-v0": {
         "method": "full",
         "config": {**_MB2, "training.dataloader_workers": 0, "training.optim": "adamw_torch"},
@@ -144,11 +137,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "full-fused": {"method": "full", "config": {**_MB2, "training.dataloader_workers": 4}},
     "full-mb8": {"method": "full", "config": {**_MB8, "training.fused_kernels": False}},
-    "full-liger": {"method": "full", "config": {**_MB8, "training.fused_kernels": True}},
-    "full-compile": {"method": "full", "config": {**_MB8, "training.fused_kernels": False}, "compile": True},
+    "full-liger": {"method": "full", "config": _LIGER},
+    "full-liger-cache": {"method": "full", "config": {**_LIGER, "training.encoder_cache_gb": 8}},
+    "full-compile": {"method": "full", "config": _COMPILE, "profile": True},
+    "full-compile-cache": {"method": "full", "config": {**_COMPILE, "training.encoder_cache_gb": 8}},
     "full-default": {"method": "full", "profile": True},
 }
-DEFAULT_ORDER = "voxfactory,lora-default,full-default,lora-mb8,lora-liger,lora-mb8#2,lora-liger#2"
+DEFAULT_ORDER = "lora-default,voxfactory,lora-default#2,full-default"
 
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -306,22 +301,6 @@ def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None) -> Any:
     with torch.device(device):
         model = VoxtralForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
     return model
-
-
-def compile_layers(model: Any) -> None:
-    """Compile each decoder layer and each encoder layer (regional compilation: one graph reused per layer)."""
-    import torch
-
-    torch._dynamo.config.cache_size_limit = 256
-    torch._dynamo.config.accumulated_cache_size_limit = 2048
-    from transformers.models.llama import modeling_llama
-
-    modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY  # an earlier fused-kernel variant replaced it globally
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for layer in base.model.language_model.layers:
-        layer.compile(dynamic=True)  # the padded length changes from batch to batch
-    for layer in base.model.audio_tower.layers:
-        layer.compile()  # always 1500 frames per chunk
 
 
 # -- FLOPs --------------------------------------------------------------------------------------------------
@@ -624,6 +603,69 @@ def check_batch(bench: Bench) -> dict[str, Any]:
     return VoxtralTranscriptionCollator(bench.processor, model_id=str(bench.processor_dir))(bench.check_rows)
 
 
+@contextlib.contextmanager
+def hooked_input_casts(handles: list[Any], *, keep_casts: bool) -> Any:
+    """While the LoRA trainer prepares the model, collect its cast-skipping hooks (or, with ``keep_casts``, add none:
+    PEFT's input casts as they were before voxplug skipped them)."""
+    from unittest import mock
+
+    import voxplug_trainers.lora as lora_module
+
+    original = lora_module.skip_input_casts_under_autocast
+
+    def recording(model: Any) -> list[Any]:
+        handles.extend([] if keep_casts else original(model))
+        return handles
+
+    with mock.patch.object(lora_module, "skip_input_casts_under_autocast", recording):
+        yield
+
+
+def input_casts_check(model: Any, batch: dict[str, Any], handles: list[Any]) -> dict[str, Any]:
+    """Loss under autocast with PEFT's input casts skipped (the hooks) and kept (hooks removed); then hooks back."""
+    from voxplug_trainers.lora import skip_input_casts_under_autocast
+
+    skipped = check_losses(model, batch, autocast=True)
+    for handle in handles:
+        handle.remove()
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = True
+    kept = check_losses(model, batch, autocast=True)
+    handles[:] = skip_input_casts_under_autocast(model)
+    return {"skipped": skipped, "kept": kept}
+
+
+def compile_check(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str, Any]:
+    """Training-mode loss (label positions, grad enabled: the graph training uses) eager and regionally compiled.
+
+    The compiled copy is made as the Trainer makes it (accelerate's ``compile_regions``, dynamic shapes), so the
+    graphs compiled here are the ones training reuses; the seconds this takes are the compile time.
+    """
+    import torch
+    from accelerate.utils import compile_regions
+
+    from voxplug.training.label_logits import label_logit_mask, label_logits_loss
+
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    labels = batch.pop("labels")
+    context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+
+    def loss(module: Any) -> float:
+        with context:
+            outputs = module(**batch, logits_to_keep=label_logit_mask(labels))
+            return label_logits_loss(outputs, labels).float().item()
+
+    model.train()
+    eager = loss(model)
+    start = time.perf_counter()
+    compiled = compile_regions(model, dynamic=True)
+    first = loss(compiled)
+    compile_s = time.perf_counter() - start
+    return {"eager": eager, "compiled": first, "rel_diff": abs(first - eager) / abs(eager), "compile_s": compile_s}
+
+
 def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     """Build, train and measure one variant; return its result entry."""
     import torch
@@ -741,6 +783,7 @@ def voxplug_trainer(
     from voxplug.plugins import get_plugin_host
     from voxplug.training.arguments import build_training_arguments, plan_steps
     from voxplug.training.dataset import ExampleDataset
+    from voxplug.training.devices import compile_enabled
     from voxplug.training.encoder_cache import cache_frozen_encoder
     from voxplug.training.run import load_dtype
     from voxplug.training.transcription_trainer import TranscriptionTrainer
@@ -757,21 +800,25 @@ def voxplug_trainer(
     checks: dict[str, Any] = {}
     batch = check_batch(bench)
     autocast = cuda and dtype != torch.bfloat16
-    if not config.training.fused_kernels:
+    compiled = compile_enabled(config)
+    fuse = config.training.fused_kernels and cuda and not compiled  # as voxplug.training.run decides
+    if not fuse:
         from transformers.models.llama import modeling_llama
 
         modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY  # undo an earlier variant's process-wide RoPE swap
-    if config.training.fused_kernels and cuda:  # as voxplug.training.run does after loading
+    if fuse:
         checks["before_fused_kernels"] = check_losses(model, batch, autocast)
         checks["fused_kernels"] = family.fuse_kernels(model)
         checks["after_fused_kernels"] = check_losses(model, batch, autocast)
     method_options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
-    model = trainer_class(method_options).prepare_model(model, family, config)
+    hooks: list[Any] = []
+    with hooked_input_casts(hooks, keep_casts=bool(spec.get("input_casts"))):
+        model = trainer_class(method_options).prepare_model(model, family, config)
+    if hooks and cuda:
+        checks["input_casts"] = input_casts_check(model, batch, hooks)
     record.encoder_cache = cache_frozen_encoder(family, model, config.training.encoder_cache_gb)
-    if spec.get("compile"):
-        checks["before_compile"] = check_losses(model, batch, autocast)
-        compile_layers(model)
-        checks["after_compile"] = check_losses(model, batch, autocast)
+    if compiled:
+        checks["compile"] = compile_check(model, batch, autocast=cuda)
     if not checks:
         checks["before_training"] = check_losses(model, batch, autocast)
     plan = plan_steps(config.training, train_rows=len(bench.clips), world_size=1)
@@ -779,12 +826,6 @@ def voxplug_trainer(
         config, plan, precision=precision, has_eval=False, output_dir=bench.workdir / f"ckpt-{method}"
     )
     args.save_strategy = SaveStrategy.NO
-    if spec.get("autocast") is False:
-        args.bf16 = False  # weights stay bf16; PEFT keeps the adapters in fp32 and computes them in fp32
-    if spec.get("bf16_adapters"):
-        for parameter_name, parameter in model.named_parameters():
-            if "lora_" in parameter_name:
-                parameter.data = parameter.data.to(torch.bfloat16)
     examples = [
         Example(id=c.path.stem, text=c.text, language="en", audio_path=c.path, duration_s=c.duration_s)
         for c in bench.clips
@@ -815,6 +856,8 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
         return {"error": f"only {len(times)} steps ran"}
     # window: from the end of step `warmup` to the last step's end (profiled steps at the end are left out)
     first, last = warmup - 1, len(times) - 1 - record.exclude_tail
+    if last <= first:
+        return {"error": f"no steps left to time ({len(times)} ran, {warmup} warm-up, {record.exclude_tail} profiled)"}
     micro = record.micro[marks[first] : marks[last]]
     elapsed = times[last] - times[first]
     samples = sum(m[0] for m in micro)
@@ -988,6 +1031,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-s", type=float, default=540.0, help="skip what would not finish by then")
     parser.add_argument("--probe", default="lora:16,24,32;full:8,10,12", help="memory probe sizes")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model")
+    parser.add_argument(
+        "--memory-cap-gib",
+        type=float,
+        default=None,
+        help="let the process use at most this much GPU memory (79.6: an H100 80GB's, on a larger card)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -999,6 +1048,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     card = torch.cuda.get_device_name() if device == "cuda" else f"cpu-{platform.machine()}"
+    if args.memory_cap_gib and device == "cuda":
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total))
     datasheet = next((v for k, v in DATASHEET_TFLOPS.items() if k in card), None)
     workdir = Path(tempfile.mkdtemp(prefix="voxplug-bench-"))
     processor_dir, tiny_dir = build_processor(workdir, args.tiny)
@@ -1023,6 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_count": torch.cuda.device_count() if device == "cuda" else 0,
         "versions": versions,
         "matmul_tflops": peak,
+        "memory_cap_gib": args.memory_cap_gib,
         "datasheet_tflops": datasheet,
         "effective_batch": EFFECTIVE_BATCH,
         "steps_per_variant": args.steps,
@@ -1038,15 +1091,10 @@ def main(argv: list[str] | None = None) -> int:
         "setup_s": time.monotonic() - t0,
     }
     bench = Bench(args, device, workdir, processor_dir, processor, clips, check_rows, tiny_dir, peak, results, t0)
-    estimates = {
-        "voxfactory": 60,
-        "voxfactory-lm-only": 50,
-        "lora-compile": 120,
-        "full-compile": 120,
-        "full-v0": 45,
-    }
+    estimates = {"voxfactory": 60, "voxfactory-lm-only": 50, "full-v0": 45}
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
-        if bench.remaining() < estimates.get(name.split("#")[0], 40):
+        base_name = name.split("#")[0]
+        if bench.remaining() < estimates.get(base_name, 150 if "compile" in base_name else 40):
             results["variants"][name] = {"skipped": "time"}
             continue
         print(f"== {name} ({time.monotonic() - t0:.0f} s)", flush=True)

@@ -120,6 +120,12 @@ class TrainingConfig(PluginChoice):
     fused_kernels: bool = Field(
         True, description="fused GPU kernels from the model family (Voxtral: liger-kernel, pip install voxplug[gpu])"
     )
+    compile: bool | None = Field(
+        False,
+        description="torch.compile each repeated block of the model (regional compilation; not under DeepSpeed): "
+        "fuses norms, activations and casts for a minute or two of compiling at the start; replaces fused_kernels. "
+        "None: on with a CUDA GPU",
+    )
     group_by_length: bool = Field(True, description="batch clips of similar length together")
     encoder_cache_gb: float = Field(
         0.0,

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from voxplug.errors import TrainingError
 from voxplug.extension import PluginOptions
+from voxplug.training.devices import compile_enabled
 from voxplug.training.freezing import count_parameters, freeze_without_grad
 from voxplug.training.interface import Trainer
 
@@ -69,6 +70,8 @@ class LoraTrainer(Trainer):
             task_type=family.peft_task_type,
         )
         peft_model = get_peft_model(model, lora_config)
+        if not compile_enabled(config):  # compiled blocks fuse the casts away themselves
+            skip_input_casts_under_autocast(peft_model)
         counts = count_parameters(peft_model)
         log.info("LoRA on %s: %d of %d parameters train", ", ".join(scopes), counts["trainable"], counts["total"])
         return peft_model
@@ -98,3 +101,24 @@ class LoraTrainer(Trainer):
             processor.save_pretrained(merged_dir)
             saved["merged"] = merged_dir
         return saved
+
+
+def skip_input_casts_under_autocast(model: Any) -> list[Any]:
+    """Let ``model``'s LoRA layers skip casting their input to the adapters' dtype while autocast is on.
+
+    PEFT keeps adapters in fp32 over a bf16 base and casts each adapter's input to fp32, and autocast then casts
+    it straight back to bf16 for the matmul: two copies of every adapted activation (and two more in backward)
+    that change no value. A pre-hook on each LoRA layer turns PEFT's cast off while autocast is on and back on
+    otherwise (generation without autocast needs it). Returns the hooks' handles (``handle.remove()`` undoes one).
+    """
+    import torch
+
+    def decide(module: Any, args: tuple[Any, ...]) -> None:
+        if args and isinstance(args[0], torch.Tensor):
+            module.cast_input_dtype_enabled = not torch.is_autocast_enabled(args[0].device.type)
+
+    return [
+        module.register_forward_pre_hook(decide)
+        for module in model.modules()
+        if hasattr(module, "cast_input_dtype_enabled") and hasattr(module, "lora_A")
+    ]

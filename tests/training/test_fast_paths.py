@@ -127,3 +127,81 @@ def test_fused_kernels_are_skipped_without_liger(
         before = model(**batch).loss
         assert VoxtralFamily().fuse_kernels(model) == []
         assert torch.equal(model(**batch).loss, before)
+
+
+@pytest.fixture(scope="module")
+def bf16_lora(tmp_path_factory: pytest.TempPathFactory, model_and_batch: tuple[object, dict]) -> tuple[object, dict]:
+    """The tiny Voxtral in bf16 with fp32 LoRA adapters on its language model, as the ``lora`` trainer builds it."""
+    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_voxtral.family import VoxtralFamily
+    from voxplug_voxtral.loading import load_voxtral
+    from voxplug_voxtral.tiny import build_tiny_voxtral
+
+    from voxplug.config import validate_config
+
+    torch.manual_seed(0)
+    model, _ = load_voxtral(build_tiny_voxtral(tmp_path_factory.mktemp("tiny-bf16")), dtype="bf16", device="cpu")
+    config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
+    model = LoraTrainer(LoraOptions()).prepare_model(model, VoxtralFamily(), config)
+    for name, parameter in model.named_parameters():  # non-zero B, so the adapters change the output
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.5)
+    return model, model_and_batch[1]
+
+
+class CopyCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts ``aten._to_copy`` calls (dtype casts) on tensors of at least ``min_numel`` elements."""
+
+    def __init__(self, min_numel: int) -> None:
+        super().__init__()
+        self.min_numel, self.casts = min_numel, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func is torch.ops.aten._to_copy.default and args[0].numel() >= self.min_numel:
+            self.casts += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_lora_skips_peft_input_casts_under_autocast_with_the_same_loss_and_gradients(
+    bf16_lora: tuple[object, dict],
+) -> None:
+    """PEFT casts each adapter's bf16 input to fp32 and autocast casts it back: the hooks skip both, same numbers."""
+    model, batch = bf16_lora
+    lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled") and hasattr(m, "lora_A")]
+    activation = batch["input_ids"].numel() * model.config.text_config.hidden_size
+
+    def loss_grads_casts(keep_casts: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        hooks = {m: dict(m._forward_pre_hooks) for m in lora_layers}
+        if keep_casts:  # PEFT as it comes: no hooks, casts on
+            for module in lora_layers:
+                module._forward_pre_hooks.clear()
+                module.cast_input_dtype_enabled = True
+        model.zero_grad(set_to_none=True)
+        counter = CopyCounter(activation)
+        try:
+            with counter, torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(**batch).loss
+            loss.backward()
+        finally:
+            for module, saved in hooks.items():
+                module._forward_pre_hooks.update(saved)
+        grads = [p.grad.clone() for n, p in model.named_parameters() if "lora_" in n]
+        return loss.detach(), grads, counter.casts
+
+    kept_loss, kept_grads, kept_casts = loss_grads_casts(keep_casts=True)
+    skipped_loss, skipped_grads, skipped_casts = loss_grads_casts(keep_casts=False)
+    assert len(lora_layers) == 7 * model.config.text_config.num_hidden_layers
+    assert kept_casts >= 2 * len(lora_layers) and skipped_casts <= kept_casts - 2 * len(lora_layers)
+    assert torch.equal(skipped_loss, kept_loss)
+    assert all(torch.equal(a, b) for a, b in zip(skipped_grads, kept_grads, strict=True))
+
+
+def test_lora_keeps_peft_input_casts_without_autocast(bf16_lora: tuple[object, dict]) -> None:
+    """Outside autocast (generation) the fp32 adapters still get fp32 inputs: the forward runs and casts are on."""
+    model, batch = bf16_lora
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(**batch)
+        loss = model(**batch).loss  # a bf16 input into an fp32 adapter would raise here
+    assert torch.isfinite(loss)
+    assert all(m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxplug.errors import TrainingError
-from voxplug.training.devices import cuda_available
+from voxplug.training.devices import compile_enabled, cuda_available
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -135,6 +135,8 @@ def training_argument_values(
         "report_to": "none",
         "disable_tqdm": True,
         "ddp_find_unused_parameters": False,
+        # regional (block by block, see TranscriptionTrainer), so generation keeps running the uncompiled model
+        "torch_compile": compile_enabled(config),
         "deepspeed": _deepspeed_config(config),
     }
     values.update(_evaluation_values(config, plan, has_eval))

@@ -60,6 +60,7 @@ def resolve_precision(requested: str) -> str:
 def check_device_options(config: RunConfig) -> None:
     """Raise :class:`TrainingError` for options this machine cannot run, naming the config key and the fix."""
     resolve_precision(config.training.precision)
+    compile_enabled(config)
     if cuda_available():
         return
     gpu_only = {
@@ -77,3 +78,17 @@ def check_device_options(config: RunConfig) -> None:
             "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m voxplug train ...` "
             "(DDP over gloo)"
         )
+
+
+def compile_enabled(config: RunConfig) -> bool:
+    """Whether the run compiles the model's repeated blocks: ``training.compile``, where ``None`` means "on with a
+    CUDA GPU, unless DeepSpeed runs the model" (its engine compiles blocks in place, generation included)."""
+    wants_deepspeed = bool(config.training.deepspeed) or deepspeed_requested()
+    if config.training.compile is None:
+        return cuda_available() and not wants_deepspeed
+    if config.training.compile and wants_deepspeed:
+        raise TrainingError(
+            "training.compile=true is not supported under DeepSpeed (its engine would compile generation too); "
+            "remove it or set training.compile=false"
+        )
+    return config.training.compile

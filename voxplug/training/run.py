@@ -184,6 +184,8 @@ class TrainingRun:
         return "cpu" if args.deepspeed or deepspeed_requested() else str(args.device)
 
     def _load_model(self, device: str) -> tuple[ModelFamily, Any, Any]:
+        from voxplug.training.devices import compile_enabled
+
         family = self._family()
         dtype = load_dtype(self.config.model.dtype, self.precision, adapter=self._trainer_class().saves_adapter)
         name = self.config.model.name_or_path
@@ -195,7 +197,7 @@ class TrainingRun:
             raise
         except (OSError, ValueError) as exc:
             raise ModelError(f"model.name_or_path={name!r}: cannot load it as a {family.name} model: {exc}") from exc
-        if self.config.training.fused_kernels and self.precision != "fp32":
+        if self.config.training.fused_kernels and self.precision != "fp32" and not compile_enabled(self.config):
             family.fuse_kernels(model)  # GPU-only kernels: bf16/fp16 precision means a CUDA device here
         return family, model, processor
 

@@ -55,6 +55,21 @@ class TranscriptionTrainer(Trainer):
         self.host = host
         self._generate_in_eval = False
 
+    def _build_accelerator_args(self, **kwargs: Any) -> dict[str, Any]:
+        """With ``torch_compile``, compile each repeated block (accelerate's regional compilation) with dynamic shapes.
+
+        Regional compilation compiles one decoder layer and reuses it for all of them (seconds, not the minutes a
+        whole-model graph takes), and it compiles a copy: the model that generates during evaluation stays
+        uncompiled, so decoding with a growing KV cache does not recompile every step. Dynamic shapes: every
+        batch has another padded length.
+        """
+        args = super()._build_accelerator_args(**kwargs)
+        plugin = args.get("dynamo_plugin")
+        if plugin is not None and self.args.torch_compile:
+            plugin.use_regional_compilation = True
+            plugin.dynamic = True
+        return args
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         if self.train_lengths is None:
             return super()._get_train_sampler(train_dataset)

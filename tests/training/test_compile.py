@@ -1,0 +1,71 @@
+"""``training.compile``: the Trainer compiles a copy of each repeated block; losses match eager; generation stays eager.
+
+Compiling is a GPU feature in practice (CUDA defaults to it), but inductor also compiles for the CPU, so the same
+path runs here on the tiny Voxtral.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def test_compile_defaults_follow_the_machine_and_refuse_deepspeed(tmp_path: Path, make_config: Any) -> None:
+    from voxplug.errors import TrainingError
+    from voxplug.training.devices import compile_enabled
+
+    from .conftest import validated
+
+    assert compile_enabled(validated(make_config(training__compile=None), tmp_path)) is torch.cuda.is_available()
+    assert compile_enabled(validated(make_config(training__compile=True), tmp_path)) is True
+    assert compile_enabled(validated(make_config(), tmp_path)) is False
+    zero2 = "deepspeed/zero2.json"
+    with pytest.raises(TrainingError, match="training.compile=true is not supported under DeepSpeed"):
+        compile_enabled(validated(make_config(training__compile=True, training__deepspeed=zero2), tmp_path))
+    deepspeed_auto = validated(make_config(training__compile=None, training__deepspeed=zero2), tmp_path)
+    assert compile_enabled(deepspeed_auto) is False
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_compiled_blocks_to_the_eager_losses(tmp_path: Path, make_config: Any) -> None:
+    from torch._dynamo.utils import counters
+    from transformers import TrainerCallback
+
+    from voxplug.training.run import train
+
+    from .conftest import validated
+
+    seen: dict[str, Any] = {}
+
+    class Inspect(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            seen["torch_compile"] = args.torch_compile
+            seen["eager_model_compiled"] = any(
+                isinstance(m, torch._dynamo.eval_frame.OptimizedModule) for m in model.modules()
+            )
+
+    losses = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        config = make_config(
+            training__compile=compiled,
+            training__max_steps=4,
+            training__output_dir=str(tmp_path / f"run-{compiled}"),
+            training__seed=7,
+        )
+        result = train(validated(config, tmp_path), progress=False, callbacks=[Inspect()])
+        history = json.loads((result.run_dir / "trainer_state.json").read_text())["log_history"]
+        losses[compiled] = [entry["loss"] for entry in history if "loss" in entry]
+        assert "eval_wer" in result.eval_results  # generation ran (on the uncompiled model)
+        if compiled:
+            assert seen["torch_compile"] and not seen["eager_model_compiled"]
+            # one graph for the first decoder layer (its input needs no grad), one for the others, dynamic shapes
+            assert 1 <= counters["stats"]["unique_graphs"] <= 12
+    assert len(losses[True]) == len(losses[False]) == 4
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
