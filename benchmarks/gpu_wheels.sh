@@ -13,7 +13,7 @@ PACKAGES="transformers tokenizers huggingface-hub httpx2 httpcore2 h11 anyio pef
   jsonschema-specifications referencing rpds-py attrs regex soundfile cffi pycparser soxr pluggy typer click
   shellingham annotated-doc rich markdown-it-py mdurl pygments jiwer rapidfuzz pyyaml psutil matplotlib contourpy
   cycler fonttools kiwisolver pyparsing python-dateutil einops hjson msgpack ninja py-cpuinfo pytest
-  iniconfig pytest-timeout liger-kernel"
+  iniconfig pytest-timeout liger-kernel truststore idna"
 rm -rf .whl && mkdir -p .whl
 platforms=""
 for n in 17 27 28 31 34 35; do platforms+=" --platform manylinux_2_${n}_x86_64"; done
