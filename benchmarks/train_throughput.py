@@ -654,7 +654,7 @@ def compile_check(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str
 
     def loss(module: Any) -> float:
         with context:
-            outputs = module(**batch, logits_to_keep=label_logit_mask(labels))
+            outputs = module(**batch, logits_to_keep=label_logit_mask(labels), use_cache=False)
             return label_logits_loss(outputs, labels).float().item()
 
     model.train()

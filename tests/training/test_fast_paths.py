@@ -79,6 +79,28 @@ def test_trainer_uses_label_logits_and_gets_the_same_loss(model_and_batch: tuple
     assert torch.allclose(fast, plain, rtol=1e-5, atol=1e-6)
 
 
+def test_training_forward_fills_no_kv_cache(model_and_batch: tuple[object, dict], tmp_path: Path) -> None:
+    """The loss forward asks for no KV cache (models default to one; compiled blocks would recompile per layer)."""
+    from transformers import TrainingArguments
+
+    from voxplug.training.transcription_trainer import TranscriptionTrainer
+
+    model, batch = model_and_batch
+    seen: dict[str, object] = {}
+
+    def record(module: object, args: tuple, kwargs: dict) -> None:
+        seen.update(kwargs)
+
+    handle = model.model.language_model.register_forward_pre_hook(record, with_kwargs=True)
+    trainer = TranscriptionTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    try:
+        with torch.no_grad():
+            trainer.compute_loss(model, dict(batch))
+    finally:
+        handle.remove()
+    assert seen["use_cache"] is False
+
+
 def test_label_logits_gradients_match(model_and_batch: tuple[object, dict]) -> None:
     from voxplug.training.label_logits import label_logit_mask, label_logits_loss
 

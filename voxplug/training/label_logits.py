@@ -28,11 +28,16 @@ def supports_label_logits(model: Any) -> bool:
     config = getattr(base, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
         return False
+    return forward_takes(model, "logits_to_keep")
+
+
+def forward_takes(model: Any, argument: str) -> bool:
+    """True when ``model``'s forward (under any PEFT wrapper) has a parameter named ``argument``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
-        parameters = inspect.signature(base.forward).parameters
+        return argument in inspect.signature(base.forward).parameters
     except (TypeError, ValueError):
         return False
-    return "logits_to_keep" in parameters
 
 
 def label_logit_mask(labels: torch.Tensor) -> torch.Tensor:

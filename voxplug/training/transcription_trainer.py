@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedModel, PrinterCallback, Trainer
 
-from voxplug.training.label_logits import label_logit_mask, label_logits_loss, supports_label_logits
+from voxplug.training.label_logits import forward_takes, label_logit_mask, label_logits_loss, supports_label_logits
 from voxplug.training.sampling import LengthGroupedShuffleSampler
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ class TranscriptionTrainer(Trainer):
         )
         if self.label_logits_only:
             self.compute_loss_func = label_logits_loss
+        self.forward_takes_use_cache = forward_takes(self.model, "use_cache")
         self.remove_callback(PrinterCallback)  # voxplug's TrainingProgress shows the logs
         self.generation_evaluator = generation_evaluator
         self.train_lengths = train_lengths
@@ -81,6 +82,10 @@ class TranscriptionTrainer(Trainer):
     ) -> Any:
         if self.label_logits_only and "labels" in inputs:
             inputs = {**inputs, "logits_to_keep": label_logit_mask(inputs["labels"])}
+        if self.forward_takes_use_cache:
+            # Models default to use_cache=True and fill a KV cache nobody reads; inside compiled blocks its
+            # per-layer state also forces a recompile for every layer (measured: torch.compile fell back to eager).
+            inputs = {**inputs, "use_cache": False}
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
