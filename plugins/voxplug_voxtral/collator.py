@@ -51,11 +51,16 @@ def audio_of(row: Mapping[str, Any], index: int) -> np.ndarray:
     return check_audio(row.get("audio"), describe_row(row, index))
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]], value: int, side: str = "right") -> torch.Tensor:
-    """Stack integer sequences into a ``(len(sequences), longest)`` long tensor, padding with ``value``."""
+def pad_sequences(
+    sequences: Sequence[Sequence[int]], value: int, side: str = "right", *, multiple_of: int = 1
+) -> torch.Tensor:
+    """Stack integer sequences into a ``(len(sequences), longest)`` long tensor, padding with ``value``.
+
+    ``longest`` is rounded up to a multiple of ``multiple_of``.
+    """
     import torch
 
-    longest = max(len(seq) for seq in sequences)
+    longest = -(-max(len(seq) for seq in sequences) // multiple_of) * multiple_of
     batch = torch.full((len(sequences), longest), value, dtype=torch.long)
     for row, seq in enumerate(sequences):
         if not seq:
@@ -67,9 +72,11 @@ def pad_sequences(sequences: Sequence[Sequence[int]], value: int, side: str = "r
     return batch
 
 
-def attention_mask_for(sequences: Sequence[Sequence[int]], side: str = "right") -> torch.Tensor:
-    """Return the 1/0 attention mask that matches ``pad_sequences(sequences, ..., side)``."""
-    return pad_sequences([[1] * len(seq) for seq in sequences], 0, side)
+def attention_mask_for(
+    sequences: Sequence[Sequence[int]], side: str = "right", *, multiple_of: int = 1
+) -> torch.Tensor:
+    """Return the 1/0 attention mask that matches ``pad_sequences(sequences, ..., side, multiple_of=...)``."""
+    return pad_sequences([[1] * len(seq) for seq in sequences], 0, side, multiple_of=multiple_of)
 
 
 class VoxtralTranscriptionCollator:
@@ -79,13 +86,23 @@ class VoxtralTranscriptionCollator:
     language per row; ``None`` means automatic language detection, i.e. no ``lang:xx`` tokens). The transcript
     is tokenised without special tokens and followed by EOS; labels are ``-100`` over the prompt and on padding.
     Transcripts are never truncated: with ``max_text_tokens`` set, a longer one raises :class:`DataError`.
+    The padded length is a multiple of ``pad_to_multiple_of``: tensor-core friendly shapes, and a compiled model
+    (``training.compile``) that specialises on that alignment compiles once instead of once per length class.
     """
 
-    def __init__(self, processor: Any, *, model_id: str = "voxtral", max_text_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        processor: Any,
+        *,
+        model_id: str = "voxtral",
+        max_text_tokens: int | None = None,
+        pad_to_multiple_of: int = 8,
+    ) -> None:
         """Wrap a ``VoxtralProcessor`` whose tokenizer is a ``MistralCommonBackend``."""
         self.processor = processor
         self.model_id = model_id
         self.max_text_tokens = max_text_tokens
+        self.pad_to_multiple_of = pad_to_multiple_of
         tokenizer = processor.tokenizer
         self.pad_token_id: int = tokenizer.pad_token_id
         self.eos_token_id: int = tokenizer.eos_token_id
@@ -101,10 +118,11 @@ class VoxtralTranscriptionCollator:
         rows = [self._row(prompt, text) for prompt, text in zip(prompts, self._transcript_ids(features), strict=True)]
         input_ids = [ids for ids, _ in rows]
         labels = [row_labels for _, row_labels in rows]
+        multiple = self.pad_to_multiple_of
         return {
-            "input_ids": pad_sequences(input_ids, self.pad_token_id),
-            "attention_mask": attention_mask_for(input_ids),
-            "labels": pad_sequences(labels, IGNORE_INDEX),
+            "input_ids": pad_sequences(input_ids, self.pad_token_id, multiple_of=multiple),
+            "attention_mask": attention_mask_for(input_ids, multiple_of=multiple),
+            "labels": pad_sequences(labels, IGNORE_INDEX, multiple_of=multiple),
             "input_features": input_features,
         }
 

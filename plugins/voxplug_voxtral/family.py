@@ -110,6 +110,9 @@ class VoxtralCollatorOptions(PluginOptions):
     max_text_tokens: int | None = Field(
         None, ge=1, description="reject (never truncate) transcripts longer than this many tokens"
     )
+    pad_to_multiple_of: int = Field(
+        8, ge=1, description="pad each batch's length to a multiple of this (tensor cores; one compiled graph)"
+    )
     feature_cache_mb: int = Field(
         512, ge=0, description="memory per process for reusing each clip's mel features across epochs (0: off)"
     )
@@ -132,6 +135,7 @@ class VoxtralCollator(Collator):
             cache_bytes=self.options.feature_cache_mb * 2**20,
             model_id=model_id or "voxtral",
             max_text_tokens=self.options.max_text_tokens,
+            pad_to_multiple_of=self.options.pad_to_multiple_of,
         )
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -41,14 +41,25 @@ def test_layout_of_a_3s_and_a_35s_clip(voxtral_processor) -> None:
         assert batch["input_ids"][index].tolist() == ids + [PAD] * pads
         assert batch["attention_mask"][index].tolist() == [1] * len(ids) + [0] * pads
         assert batch["labels"][index].tolist() == [-100] * prompt_len + ids[prompt_len:] + [-100] * pads
-    assert batch["labels"][1, -1].item() == EOS  # the longest row ends with EOS, unpadded
+    longest = len(expected_row(voxtral_processor.tokenizer, 2, "en", rows[1]["text"])[0])
+    assert width % 8 == 0 and longest <= width < longest + 8  # padded to a multiple of 8, no further
+    assert batch["labels"][1, longest - 1].item() == EOS  # the longest row ends with EOS
+
+
+def test_padding_multiple_can_be_turned_off(voxtral_processor) -> None:
+    rows = [{"audio": tone(2.0), "text": "hi", "language": "en"}]
+    ids, _ = expected_row(voxtral_processor.tokenizer, 1, "en", "hi")
+    exact = VoxtralTranscriptionCollator(voxtral_processor, pad_to_multiple_of=1)(rows)
+    assert exact["input_ids"][0].tolist() == ids and exact["labels"][0, -1].item() == EOS
 
 
 def test_language_none_gives_no_lang_tokens(voxtral_processor) -> None:
     collator = VoxtralTranscriptionCollator(voxtral_processor)
     batch = collator([{"audio": tone(2.0), "text": "hi", "language": None}])
     ids, prompt_len = expected_row(voxtral_processor.tokenizer, 1, None, "hi")
-    assert batch["input_ids"][0].tolist() == ids
+    assert batch["input_ids"][0, : len(ids)].tolist() == ids and set(batch["input_ids"][0, len(ids) :].tolist()) <= {
+        PAD
+    }
     assert ids[prompt_len - 2 : prompt_len] == [END_INST, TRANSCRIBE]
 
 
