@@ -31,7 +31,7 @@ pip wheel -q --no-deps --no-build-isolation -w .whl "$(grep -m1 '^deepspeed==' <
 # data and fonts other than its default DejaVu Sans). pip does not check RECORD against the files.
 python3 - <<'PY'
 import glob, re, zipfile, os
-drop = {"pycountry": r"pycountry/locales/", "matplotlib": r"matplotlib/(tests/|mpl-data/sample_data/|mpl-data/fonts/(?!ttf/DejaVuSans))"}
+drop = {"pycountry": r"pycountry/locales/", "matplotlib": r"matplotlib/(tests/|mpl-data/sample_data/|mpl-data/fonts/(?!ttf/(DejaVuSans|LastResort)))"}
 for package, pattern in drop.items():
     (path,) = glob.glob(f".whl/{package}-*.whl")
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(path + ".new", "w", zipfile.ZIP_DEFLATED) as target:
