@@ -124,7 +124,7 @@ class TrainingConfig(PluginChoice):
         False,
         description="torch.compile each repeated block of the model (regional compilation; not under DeepSpeed): "
         "fuses norms, activations and casts for a minute or two of compiling at the start; replaces fused_kernels. "
-        "None: on with a CUDA GPU",
+        "None: on with a CUDA GPU in a single process",
     )
     group_by_length: bool = Field(True, description="batch clips of similar length together")
     encoder_cache_gb: float = Field(

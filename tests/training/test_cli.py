@@ -123,7 +123,8 @@ def test_an_earlier_run_is_never_overwritten_without_resume(
     assert "add --resume to continue it" in one_line_error(capsys, ["train", "-c", path])
 
 
-def test_out_of_memory_says_what_to_change(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compiled", [False, True])
+def test_out_of_memory_says_what_to_change(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, compiled: bool) -> None:
     import torch
 
     from voxplug.config import validate_config
@@ -139,8 +140,10 @@ def test_out_of_memory_says_what_to_change(monkeypatch: pytest.MonkeyPatch, tmp_
     run = TrainingRun.__new__(TrainingRun)
     run.config = validate_config({"training": {"batch_size": 8}}, base_dir=tmp_path)
     run.resume_from = None
-    with pytest.raises(TrainingError, match=r"out of memory at step 7 with training.batch_size=8: lower"):
+    run.compiled = compiled
+    with pytest.raises(TrainingError, match=r"out of memory at step 7 with training.batch_size=8: lower") as error:
         run._train(ExhaustedTrainer())
+    assert ("training.compile=false" in str(error.value)) is compiled
 
 
 def test_a_failed_run_names_its_last_checkpoint_and_how_to_resume(tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-def test_compile_defaults_follow_the_machine_and_refuse_deepspeed(tmp_path: Path, make_config: Any) -> None:
+def test_compile_defaults_follow_the_machine_and_refuse_deepspeed(
+    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from voxplug.errors import TrainingError
     from voxplug.training.devices import compile_enabled
 
@@ -29,6 +31,11 @@ def test_compile_defaults_follow_the_machine_and_refuse_deepspeed(tmp_path: Path
         compile_enabled(validated(make_config(training__compile=True, training__deepspeed=zero2), tmp_path))
     deepspeed_auto = validated(make_config(training__compile=None, training__deepspeed=zero2), tmp_path)
     assert compile_enabled(deepspeed_auto) is False
+    monkeypatch.setattr("voxplug.training.devices.cuda_available", lambda: True)
+    assert compile_enabled(validated(make_config(training__compile=None), tmp_path)) is True
+    monkeypatch.setenv("WORLD_SIZE", "2")  # several processes: DDP with compile has not been run, so auto is off
+    assert compile_enabled(validated(make_config(training__compile=None), tmp_path)) is False
+    assert compile_enabled(validated(make_config(training__compile=True), tmp_path)) is True
 
 
 @pytest.mark.slow

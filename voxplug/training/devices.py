@@ -82,10 +82,13 @@ def check_device_options(config: RunConfig) -> None:
 
 def compile_enabled(config: RunConfig) -> bool:
     """Whether the run compiles the model's repeated blocks: ``training.compile``, where ``None`` means "on with a
-    CUDA GPU, unless DeepSpeed runs the model" (its engine compiles blocks in place, generation included)."""
+    CUDA GPU in a single process" (it has run on one GPU only; DeepSpeed's engine would compile blocks in place,
+    generation included, so it is refused there)."""
+    from voxplug.training.processes import launched_world_size
+
     wants_deepspeed = bool(config.training.deepspeed) or deepspeed_requested()
     if config.training.compile is None:
-        return cuda_available() and not wants_deepspeed
+        return cuda_available() and not wants_deepspeed and launched_world_size() == 1
     if config.training.compile and wants_deepspeed:
         raise TrainingError(
             "training.compile=true is not supported under DeepSpeed (its engine would compile generation too); "

@@ -85,6 +85,7 @@ class TrainingRun:
         self.is_main = is_main_process()
         self.monitor = ResourceMonitor(host, self.run_dir, show=progress)
         self.encoder_cache: Any = None
+        self.compiled = False
 
     def _checkpoint_to_resume(self, resume: bool) -> Path | None:
         found = last_checkpoint(self.checkpoints_dir)
@@ -142,6 +143,7 @@ class TrainingRun:
         model = method.prepare_model(model, family, self.config)
         self.encoder_cache = cache_frozen_encoder(family, model, self.config.training.encoder_cache_gb)
         hf_trainer = self._hf_trainer(args, plan, data, family, model, processor)
+        self.compiled = bool(args.torch_compile)
         if self.is_main:
             self.host.before_train(config=self.config, run_dir=self.run_dir)
         train_output = self.monitor.timed("training", self._train, hf_trainer)
@@ -273,10 +275,11 @@ class TrainingRun:
         try:
             return hf_trainer.train(resume_from_checkpoint=checkpoint)
         except torch.OutOfMemoryError as exc:
+            compiled = " or training.compile=false (compiled blocks keep more activations)" if self.compiled else ""
             raise TrainingError(
                 f"out of memory at step {hf_trainer.state.global_step} with training.batch_size="
                 f"{self.config.training.batch_size}: lower training.batch_size (raise training.grad_accum to keep "
-                "the same global batch) or set training.gradient_checkpointing=true"
+                f"the same global batch) or set training.gradient_checkpointing=true{compiled}"
             ) from exc
 
     def _final_evaluation(self, hf_trainer: Any, has_eval: bool) -> dict[str, Any]:
