@@ -1,4 +1,4 @@
-"""transformers' ``Trainer``, taught three things a speech fine-tune needs and nothing else.
+"""transformers' ``Trainer``, taught what a speech fine-tune needs and nothing else.
 
 * Every evaluation also transcribes the eval split greedily and adds ``eval_wer`` / ``eval_cer`` /
   ``eval_samples`` to the metrics before they are logged, so the best checkpoint can be chosen by WER.
@@ -9,6 +9,7 @@
 * The ``on_checkpoint`` hook fires once every rank has finished writing a checkpoint.
 * Decoder-only models compute logits only where a label is (:mod:`voxplug.training.label_logits`): the same
   loss as the model's own, without the 131k-wide logits of every audio position.
+* Loss forwards ask for no KV cache, and ``torch_compile`` compiles block by block (``training.compile``).
 
 This module imports transformers at the top: only the training run imports it, never plugin loading.
 """
