@@ -783,7 +783,7 @@ def voxplug_trainer(
     from voxplug.plugins import get_plugin_host
     from voxplug.training.arguments import build_training_arguments, plan_steps
     from voxplug.training.dataset import ExampleDataset
-    from voxplug.training.devices import compile_enabled
+    from voxplug.training.devices import compile_enabled, fused_kernels_enabled
     from voxplug.training.encoder_cache import cache_frozen_encoder
     from voxplug.training.run import load_dtype
     from voxplug.training.transcription_trainer import TranscriptionTrainer
@@ -801,7 +801,7 @@ def voxplug_trainer(
     batch = check_batch(bench)
     autocast = cuda and dtype != torch.bfloat16
     compiled = compile_enabled(config)
-    fuse = config.training.fused_kernels and cuda and not compiled  # as voxplug.training.run decides
+    fuse = fused_kernels_enabled(config, precision)  # as voxplug.training.run decides
     if not fuse:
         from transformers.models.llama import modeling_llama
 
@@ -908,16 +908,18 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     from voxplug_voxtral.family import VoxtralFamily
 
     from voxplug.plugins import get_plugin_host
+    from voxplug.training.devices import fused_kernels_enabled
     from voxplug.training.label_logits import label_logit_mask, label_logits_loss
     from voxplug.training.run import load_dtype
 
     cuda = bench.device == "cuda"
+    precision = "bf16" if cuda else "fp32"
     config = voxplug_config(bench, method, {})
     trainer_class = get_plugin_host().extension("trainer", method)
-    dtype_name = load_dtype(config.model.dtype, "bf16" if cuda else "fp32", adapter=trainer_class.saves_adapter)
+    dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     model = random_voxtral(dtype, bench.device, bench.tiny_dir)
-    if config.training.fused_kernels and cuda:
+    if fused_kernels_enabled(config, precision):
         VoxtralFamily().fuse_kernels(model)
     options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
     model = trainer_class(options).prepare_model(model, VoxtralFamily(), config)

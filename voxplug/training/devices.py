@@ -95,3 +95,9 @@ def compile_enabled(config: RunConfig) -> bool:
             "remove it or set training.compile=false"
         )
     return config.training.compile
+
+
+def fused_kernels_enabled(config: RunConfig, precision: str) -> bool:
+    """Whether the family's fused kernels are applied: ``training.fused_kernels``, on a GPU precision (the kernels
+    are CUDA-only; bf16/fp16 means a CUDA device here), and not when compiling (the compiler fuses instead)."""
+    return config.training.fused_kernels and precision != "fp32" and not compile_enabled(config)

@@ -186,7 +186,7 @@ class TrainingRun:
         return "cpu" if args.deepspeed or deepspeed_requested() else str(args.device)
 
     def _load_model(self, device: str) -> tuple[ModelFamily, Any, Any]:
-        from voxplug.training.devices import compile_enabled
+        from voxplug.training.devices import fused_kernels_enabled
 
         family = self._family()
         dtype = load_dtype(self.config.model.dtype, self.precision, adapter=self._trainer_class().saves_adapter)
@@ -199,8 +199,8 @@ class TrainingRun:
             raise
         except (OSError, ValueError) as exc:
             raise ModelError(f"model.name_or_path={name!r}: cannot load it as a {family.name} model: {exc}") from exc
-        if self.config.training.fused_kernels and self.precision != "fp32" and not compile_enabled(self.config):
-            family.fuse_kernels(model)  # GPU-only kernels: bf16/fp16 precision means a CUDA device here
+        if fused_kernels_enabled(self.config, self.precision):
+            family.fuse_kernels(model)
         return family, model, processor
 
     def _trainer_class(self) -> type[TrainerExtension]:
