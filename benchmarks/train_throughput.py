@@ -28,7 +28,12 @@ data path: file decode, the processor's WAV round trip and mel feature extractio
 Timing: a callback synchronizes the GPU at the end of every optimizer step; the first ``--warmup`` steps are
 dropped and throughput is measured over the remaining steps (steady state; the dataset is larger than the
 samples a variant trains on, so no epoch boundary falls inside the window). The issue's target speaks of a
-3-epoch run: this measures the steady state of one epoch, which a 3-epoch run repeats.
+3-epoch run: this measures the steady state of one epoch, which a 3-epoch run repeats. With ``--clips`` small
+enough that ``--steps`` spans several epochs (``--clips 96 --steps 36``: 3 epochs), the JSON also holds
+``run_samples_per_s`` (the whole run, compile and first steps included), ``per_step`` (seconds, FLOPs, samples,
+chunks and chunks served by the encoder cache of each timed step), ``mfu_median_step`` and ``cache_warm_steps``
+(throughput and MFU over the steps whose every chunk came from the encoder cache: epochs 2 and later, the
+steady state of a long run).
 
 FLOP accounting (``FlopModel``; shared/reference/voxtral.md section 3). Forward FLOPs of a linear layer are
 2 x parameters x tokens; a pass that also needs the gradient of its input costs another 2x, one that trains its
@@ -128,7 +133,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lora-liger": {"method": "lora", "config": _LIGER},  # input casts skipped under autocast
     "lora-liger-cache": {"method": "lora", "config": {**_LIGER, "training.encoder_cache_gb": 8}},
     "lora-compile": {"method": "lora", "config": _COMPILE, "profile": True},
-    "lora-compile-cache": {"method": "lora", "config": {**_COMPILE, "training.encoder_cache_gb": 8}},
+    "lora-compile-cache": {"method": "lora", "config": {**_COMPILE, "training.encoder_cache_gb": 8}, "profile": True},
     "lora-default": {"method": "lora", "profile": True},
     "full-v0": {
         "method": "full",
@@ -140,8 +145,37 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "full-liger": {"method": "full", "config": _LIGER},
     "full-liger-cache": {"method": "full", "config": {**_LIGER, "training.encoder_cache_gb": 8}},
     "full-compile": {"method": "full", "config": _COMPILE, "profile": True},
-    "full-compile-cache": {"method": "full", "config": {**_COMPILE, "training.encoder_cache_gb": 8}},
+    "full-compile-cache": {"method": "full", "config": {**_COMPILE, "training.encoder_cache_gb": 8}, "profile": True},
     "full-default": {"method": "full", "profile": True},
+    # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
+    "lora-mb2-default": {"method": "lora", "config": {"training.batch_size": 2, "training.grad_accum": 4}},
+    "full-liger-cache-ga4": {
+        "method": "full",
+        "config": {**_LIGER, "training.encoder_cache_gb": 8, "training.grad_accum": 4},
+    },
+    # what configs/voxtral-mini-full.yaml could be: gradient checkpointing at 2 x 4 (its 2026-11-25 setting), 8 x 1
+    "full-ckpt-mb2": {
+        "method": "full",
+        "config": {
+            **_LIGER,
+            "training.batch_size": 2,
+            "training.grad_accum": 4,
+            "training.gradient_checkpointing": True,
+            "training.encoder_cache_gb": 8,
+        },
+    },
+    "full-ckpt-mb8": {
+        "method": "full",
+        "config": {**_LIGER, "training.gradient_checkpointing": True, "training.encoder_cache_gb": 8},
+    },
+    "full-compile-ckpt": {
+        "method": "full",
+        "config": {**_COMPILE, "training.gradient_checkpointing": True, "training.encoder_cache_gb": 8},
+    },
+    "full-mb4": {
+        "method": "full",
+        "config": {**_LIGER, "training.batch_size": 4, "training.grad_accum": 2, "training.encoder_cache_gb": 8},
+    },
 }
 DEFAULT_ORDER = "lora-default,voxfactory,lora-default#2,full-default"
 
@@ -676,8 +710,11 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     result: dict[str, Any] = {"variant": name, "spec": spec}
     cuda = bench.device == "cuda"
     if cuda:
+        gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        # counted in the peaks below: nonzero when an earlier variant's tensors outlived it
+        result["left_by_earlier_variants_gib"] = torch.cuda.memory_allocated() / 2**30
     build_start = time.perf_counter()
     checks: dict[str, Any] = {}
     if method == "voxfactory":
@@ -870,6 +907,28 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
         tokens += rows * seq
     step_durations = [b - a for a, b in zip(times[first:last], times[first + 1 : last + 1], strict=True)]
     tflops = total_flops / elapsed / 1e12
+    # each timed step: seconds, FLOPs, samples, chunks, chunks served by the encoder cache
+    steps = []
+    for index, duration in zip(range(first + 1, last + 1), step_durations, strict=True):
+        step_micro = record.micro[marks[index - 1] : marks[index]]
+        step_flops = sum(
+            flops.micro_batch(
+                regime, rows, seq, chunks, int(positions) if label_logits and positions is not None else rows * seq, hit
+            )
+            for rows, seq, chunks, positions, _, hit in step_micro
+        )
+        steps.append(
+            (
+                duration,
+                step_flops,
+                sum(m[0] for m in step_micro),
+                sum(m[2] for m in step_micro),
+                sum(m[5] for m in step_micro),
+            )
+        )
+    # steady state with the encoder cache warm: steps whose every chunk came from it (epochs 2 and later)
+    warm = [step for step in steps if step[3] and step[4] == step[3]]
+    warm_seconds = sum(step[0] for step in warm)
     losses = [entry for entry in record.logs if "loss" in entry]
     return {
         "profile": record.profile or None,
@@ -895,6 +954,15 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
         else None,
         "encoder_cache": record.encoder_cache.stats() if record.encoder_cache else None,
         "cached_chunks_timed": sum(m[5] for m in micro),
+        "mfu_median_step": statistics.median(step[1] / step[0] / 1e12 / bench.peak_tflops for step in steps),
+        "cache_warm_steps": {
+            "steps": len(warm),
+            "samples_per_s": sum(step[2] for step in warm) / warm_seconds,
+            "mfu": sum(step[1] for step in warm) / warm_seconds / 1e12 / bench.peak_tflops,
+        }
+        if warm
+        else None,
+        "per_step": [[round(step[0], 5), step[1], step[2], step[3], step[4]] for step in steps],
     }
 
 
@@ -902,7 +970,10 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
 
 
 def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, Any]]:
-    """Peak memory of one optimizer step (forward, backward, AdamW) at each micro-batch of 30 s clips, until OOM."""
+    """Peak memory of one optimizer step (forward, backward, AdamW) at each micro-batch of 30 s clips, until OOM.
+
+    ``method`` is a trainer name, with ``+ckpt`` for gradient checkpointing (as ``training.gradient_checkpointing``
+    turns it on)."""
     import torch
     from voxplug_voxtral.collator import VoxtralTranscriptionCollator
     from voxplug_voxtral.family import VoxtralFamily
@@ -914,6 +985,11 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
 
     cuda = bench.device == "cuda"
     precision = "bf16" if cuda else "fp32"
+    method, _, suffix = method.partition("+")
+    gc.collect()
+    if cuda:  # what earlier variants left allocated is not this probe's: its peaks are reported without it
+        torch.cuda.empty_cache()
+    baseline = torch.cuda.memory_allocated() if cuda else 0
     config = voxplug_config(bench, method, {})
     trainer_class = get_plugin_host().extension("trainer", method)
     dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
@@ -923,6 +999,8 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
         VoxtralFamily().fuse_kernels(model)
     options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
     model = trainer_class(options).prepare_model(model, VoxtralFamily(), config)
+    if suffix == "ckpt":
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-6, fused=cuda)
@@ -964,7 +1042,8 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
             entry["step_s"] = step_times[-1]
             entry["samples_per_s"] = size / step_times[-1]
             if cuda:
-                entry["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                entry["peak_gib"] = (torch.cuda.max_memory_allocated() - baseline) / 2**30
+                entry["left_by_earlier_variants_gib"] = baseline / 2**30
         except torch.OutOfMemoryError:
             entry["oom"] = True
             out.append(entry)
@@ -1009,14 +1088,15 @@ def write_results(bench: Bench, out_dir: Path) -> Path:
 def print_table(results: dict[str, Any]) -> None:
     print(f"\ncard: {results['card']}  matmul bf16: {results['matmul_tflops']:.0f} TFLOP/s", flush=True)
     header = f"{'variant':22s} {'mb x ga':>7s} {'samp/s':>7s} {'audio-s/s':>9s} {'TFLOP/s':>8s} {'MFU':>6s}"
-    print(header + f" {'peak GiB':>8s} {'loss@N':>7s} {'evalloss':>8s}")
+    print(header + f" {'warm MFU':>8s} {'peak GiB':>8s} {'loss@N':>7s} {'evalloss':>8s}")
     for name, r in results["variants"].items():
         if "samples_per_s" not in r:
             print(f"{name:22s} {r.get('error') or r.get('skipped')}")
             continue
         print(
             f"{name:22s} {r['micro_batch']:>3d} x {r['grad_accum']:<2d} {r['samples_per_s']:7.2f} "
-            f"{r['audio_s_per_s']:9.1f} {r['tflops']:8.1f} {r['mfu']:6.1%} {r.get('peak_memory_gib') or 0:8.1f} "
+            f"{r['audio_s_per_s']:9.1f} {r['tflops']:8.1f} {r['mfu']:6.1%} "
+            f"{(r.get('cache_warm_steps') or {}).get('mfu', float('nan')):8.1%} {r.get('peak_memory_gib') or 0:8.1f} "
             f"{r['final_train_loss'] or float('nan'):7.3f} {r['eval_loss_fixed_batch']:8.3f}"
         )
     for method, probe in results.get("memory_probe", {}).items():

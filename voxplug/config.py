@@ -128,10 +128,10 @@ class TrainingConfig(PluginChoice):
     )
     group_by_length: bool = Field(True, description="batch clips of similar length together")
     encoder_cache_gb: float = Field(
-        0.0,
+        8.0,
         ge=0,
-        description="memory (on the encoder's device) for reusing a frozen audio encoder's outputs in later epochs, "
-        "e.g. 8; 0 (the default until its GPU test has run) turns it off",
+        description="memory (on the encoder's device) for reusing a frozen audio encoder's outputs in later epochs; "
+        "never more than leaves the run's peak 6 GB under the card's memory; 0 turns it off",
     )
     seed: int = 42
     logging_steps: int = Field(10, ge=1)

@@ -123,8 +123,10 @@ def test_an_earlier_run_is_never_overwritten_without_resume(
     assert "add --resume to continue it" in one_line_error(capsys, ["train", "-c", path])
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_out_of_memory_says_what_to_change(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, compiled: bool) -> None:
+@pytest.mark.parametrize(("compiled", "checkpointing"), [(False, False), (True, False), (False, True)])
+def test_out_of_memory_says_what_to_change(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, compiled: bool, checkpointing: bool
+) -> None:
     import torch
 
     from voxplug.config import validate_config
@@ -138,12 +140,16 @@ def test_out_of_memory_says_what_to_change(monkeypatch: pytest.MonkeyPatch, tmp_
             raise torch.OutOfMemoryError("CUDA out of memory")
 
     run = TrainingRun.__new__(TrainingRun)
-    run.config = validate_config({"training": {"batch_size": 8}}, base_dir=tmp_path)
+    training = {"batch_size": 8, "gradient_checkpointing": checkpointing}
+    run.config = validate_config({"training": training}, base_dir=tmp_path)
     run.resume_from = None
     run.compiled = compiled
-    with pytest.raises(TrainingError, match=r"out of memory at step 7 with training.batch_size=8: lower") as error:
+    with pytest.raises(TrainingError, match=r"out of memory at step 7 with training.batch_size=8: ") as error:
         run._train(ExhaustedTrainer())
-    assert ("training.compile=false" in str(error.value)) is compiled
+    message = str(error.value)
+    assert "lower training.batch_size" in message
+    assert ("training.gradient_checkpointing=true" in message) is not checkpointing  # the first thing to try
+    assert ("training.compile=false" in message) is compiled
 
 
 def test_a_failed_run_names_its_last_checkpoint_and_how_to_resume(tmp_path: Path) -> None:

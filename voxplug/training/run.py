@@ -275,11 +275,18 @@ class TrainingRun:
         try:
             return hf_trainer.train(resume_from_checkpoint=checkpoint)
         except torch.OutOfMemoryError as exc:
+            training = self.config.training
             compiled = " or training.compile=false (compiled blocks keep more activations)" if self.compiled else ""
+            smaller = (
+                "lower training.batch_size (raise training.grad_accum to keep the same global batch; in a full "
+                "fine-tune the accumulated gradients, as large as the weights, stay in memory, so this saves less)"
+            )
+            advice = (
+                smaller if training.gradient_checkpointing else f"set training.gradient_checkpointing=true or {smaller}"
+            )
             raise TrainingError(
                 f"out of memory at step {hf_trainer.state.global_step} with training.batch_size="
-                f"{self.config.training.batch_size}: lower training.batch_size (raise training.grad_accum to keep "
-                f"the same global batch) or set training.gradient_checkpointing=true{compiled}"
+                f"{training.batch_size}: {advice}{compiled}"
             ) from exc
 
     def _final_evaluation(self, hf_trainer: Any, has_eval: bool) -> dict[str, Any]:
