@@ -147,6 +147,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "full-compile": {"method": "full", "config": _COMPILE, "profile": True},
     "full-compile-cache": {"method": "full", "config": {**_COMPILE, "training.encoder_cache_gb": 8}, "profile": True},
     "full-default": {"method": "full", "profile": True},
+    # where a first-epoch step's time goes (the encoder still runs): steps 5-6 profiled
+    "full-compile-cache-epoch1": {
+        "method": "full",
+        "config": {**_COMPILE, "training.encoder_cache_gb": 8},
+        "profile": True,
+        "profile_at": 4,
+    },
+    "full-liger-cache-epoch1": {
+        "method": "full",
+        "config": {**_LIGER, "training.encoder_cache_gb": 8},
+        "profile": True,
+        "profile_at": 4,
+    },
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "lora-mb2-default": {"method": "lora", "config": {"training.batch_size": 2, "training.grad_accum": 4}},
     "full-liger-cache-ga4": {
@@ -491,12 +504,17 @@ def step_timer(record: Record) -> Any:
 PROFILED_STEPS = 2
 
 
-def step_profiler(record: Record, steps: int) -> Any:
-    """Profile the last :data:`PROFILED_STEPS` steps: GPU-busy share of the wall time and the top kernels."""
+def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
+    """Profile :data:`PROFILED_STEPS` steps: GPU-busy share of the wall time and the top kernels.
+
+    The last steps (left out of the timing), or those from step ``at`` on (timed, profiler overhead included:
+    to see where an early step's time goes, such as one that still runs the encoder)."""
     import torch
     from transformers import TrainerCallback
 
-    record.exclude_tail = PROFILED_STEPS
+    if at is None:
+        record.exclude_tail = PROFILED_STEPS
+    first = steps - PROFILED_STEPS if at is None else at
 
     class StepProfiler(TrainerCallback):
         def __init__(self) -> None:
@@ -504,14 +522,14 @@ def step_profiler(record: Record, steps: int) -> Any:
             self.start = 0.0
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step == steps - PROFILED_STEPS and self.profiler is None:
+            if state.global_step == first and self.profiler is None:
                 activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
                 self.profiler = torch.profiler.profile(activities=activities)
                 self.profiler.__enter__()
                 self.start = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.profiler is None or state.global_step != steps:
+            if self.profiler is None or state.global_step != first + PROFILED_STEPS:
                 return
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
@@ -532,7 +550,7 @@ def step_profiler(record: Record, steps: int) -> Any:
                 "gpu_busy_share": kernel_us / 1e6 / wall,
                 "kernel_launches": sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel")),
             }
-            print(events.table(sort_by="self_device_time_total", row_limit=14), flush=True)
+            print(events.table(sort_by="self_device_time_total", row_limit=25), flush=True)
             print("profile", record.profile, flush=True)
 
     return StepProfiler()
@@ -875,7 +893,10 @@ def voxplug_trainer(
         args=args,
         train_dataset=dataset,
         data_collator=AudioSecondsCollator(collator),
-        callbacks=[step_timer(record), *([step_profiler(record, bench.args.steps)] if spec.get("profile") else [])],
+        callbacks=[
+            step_timer(record),
+            *([step_profiler(record, bench.args.steps, spec.get("profile_at"))] if spec.get("profile") else []),
+        ],
         train_lengths=dataset.durations() if config.training.group_by_length else None,
         label_logits_only=label_logits,
     )
