@@ -162,6 +162,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "lora-mb2-default": {"method": "lora", "config": {"training.batch_size": 2, "training.grad_accum": 4}},
+    # each optimizer step a random mix of lengths (grouping makes the 8 clips of a step alike; Voxtral pads every
+    # clip to a 30 s chunk, so grouping only saves transcript padding): does lora-default learn like 2 x 4 then?
+    "lora-nogroup": {"method": "lora", "config": {"training.group_by_length": False}},
     "full-liger-cache-ga4": {
         "method": "full",
         "config": {**_LIGER, "training.encoder_cache_gb": 8, "training.grad_accum": 4},
