@@ -276,7 +276,7 @@ class TrainingRun:
             return hf_trainer.train(resume_from_checkpoint=checkpoint)
         except torch.OutOfMemoryError as exc:
             training = self.config.training
-            compiled = " or training.compile=false (compiled blocks keep more activations)" if self.compiled else ""
+            compiled = " or training.compile=false (compiled LoRA keeps more activations)" if self.compiled else ""
             smaller = (
                 "lower training.batch_size (raise training.grad_accum to keep the same global batch; in a full "
                 "fine-tune the accumulated gradients, as large as the weights, stay in memory, so this saves less)"
