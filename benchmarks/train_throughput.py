@@ -460,6 +460,7 @@ class Record:
     step_times: list[float] = field(default_factory=list)
     step_micro: list[int] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    trace_path: Path | None = None
 
 
 def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
@@ -511,7 +512,8 @@ def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
     """Profile :data:`PROFILED_STEPS` steps: GPU-busy share of the wall time and the top kernels.
 
     The last steps (left out of the timing), or those from step ``at`` on (timed, profiler overhead included:
-    to see where an early step's time goes, such as one that still runs the encoder)."""
+    to see where an early step's time goes, such as one that still runs the encoder). With ``--trace-dir``, the
+    profiled steps' timeline is written there as a Chrome trace."""
     import torch
     from transformers import TrainerCallback
 
@@ -539,6 +541,8 @@ def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
             wall = time.perf_counter() - self.start
             self.profiler.__exit__(None, None, None)
             try:
+                if record.trace_path is not None:  # a timeline to read the host's gaps from (Perfetto)
+                    self.profiler.export_chrome_trace(str(record.trace_path))
                 self.summarize(wall)
             except Exception as exc:
                 record.profile = {"error": f"{type(exc).__name__}: {exc}"}
@@ -728,6 +732,9 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     spec = VARIANTS[name.split("#")[0]]  # "name#2" repeats a variant (interleaved A/B runs)
     method = spec["method"]
     record = Record()
+    if bench.args.trace_dir is not None:
+        bench.args.trace_dir.mkdir(parents=True, exist_ok=True)
+        record.trace_path = bench.args.trace_dir / f"trace-{name.replace('#', '-')}.json"
     result: dict[str, Any] = {"variant": name, "spec": spec}
     cuda = bench.device == "cuda"
     if cuda:
@@ -1137,6 +1144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-s", type=float, default=540.0, help="skip what would not finish by then")
     parser.add_argument("--probe", default="lora:16,24,32;full:8,10,12", help="memory probe sizes")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model")
+    parser.add_argument(
+        "--trace-dir", type=Path, default=None, help="write a Chrome trace of each profiled variant's profiled steps"
+    )
     parser.add_argument(
         "--memory-cap-gib",
         type=float,
