@@ -90,3 +90,40 @@ def test_without_eos_in_the_labels_it_never_learns_to_stop(tmp_path: Path, tiny_
     print(f"\nno-EOS WER {result.eval_results['eval_wer']:.3f}; {len(too_long)}/20 transcripts run on")
     assert result.eval_results["eval_wer"] > 3 * LEARNED_WER
     assert len(too_long) >= 15
+
+
+def test_two_by_four_takes_the_same_optimizer_step_as_eight_by_one(make_config: Any, tmp_path: Path) -> None:
+    """Gradient accumulation is exact: the loss of each micro-batch is normalised by the whole batch's label tokens.
+
+    Same 8 clips in step 1 (the sampler's order does not depend on the micro-batch without length grouping), plain
+    SGD and no clipping, so the update is the learning rate times the summed gradient: 8 x 1 and 2 x 4 must give
+    the same adapter (only float summation order differs).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from voxplug.training.run import train
+
+    def adapter_after_one_step(batch_size: int, grad_accum: int) -> dict[str, Any]:
+        name = f"mb{batch_size}x{grad_accum}"
+        config = make_config(
+            name=name,
+            training__output_dir=str(tmp_path / name),
+            training__batch_size=batch_size,
+            training__grad_accum=grad_accum,
+            training__max_steps=1,
+            training__optim="sgd",
+            training__learning_rate=1.0,
+            training__max_grad_norm=0.0,
+            training__group_by_length=False,
+            evaluation__enabled=False,
+        )
+        result = train(validated(config, tmp_path), progress=False)
+        return load_file(result.model_dir / "adapter_model.safetensors")
+
+    whole, accumulated = adapter_after_one_step(8, 1), adapter_after_one_step(2, 4)
+    assert whole.keys() == accumulated.keys()
+    moved = [name for name in whole if "lora_B" in name and whole[name].abs().max() > 0]
+    assert moved  # lora_B starts at zero: one step moved it
+    for name in whole:
+        assert torch.allclose(whole[name], accumulated[name], rtol=1e-4, atol=1e-7), name
