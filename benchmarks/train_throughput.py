@@ -160,11 +160,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "profile": True,
         "profile_at": 4,
     },
-    # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "lora-mb2-default": {"method": "lora", "config": {"training.batch_size": 2, "training.grad_accum": 4}},
     # each optimizer step a random mix of lengths (grouping makes the 8 clips of a step alike; Voxtral pads every
     # clip to a 30 s chunk, so grouping only saves transcript padding): does lora-default learn like 2 x 4 then?
     "lora-nogroup": {"method": "lora", "config": {"training.group_by_length": False}},
+    # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
         "method": "full",
         "config": {**_LIGER, "training.encoder_cache_gb": 8, "training.grad_accum": 4},
@@ -930,28 +930,23 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
     elapsed = times[last] - times[first]
     samples = sum(m[0] for m in micro)
     audio_s = sum(float(m[4]) for m in micro)
-    total_flops = 0.0
-    tokens = 0
-    for rows, seq, chunks, positions, _, cached in micro:
+    tokens = sum(rows * seq for rows, seq, *_ in micro)
+
+    def flops_of(rows: int, seq: int, chunks: int, positions: Any, _audio_s: Any, cached: int) -> float:
         kept = int(positions) if label_logits and positions is not None else rows * seq
-        total_flops += flops.micro_batch(regime, rows, seq, chunks, kept, cached)
-        tokens += rows * seq
+        return flops.micro_batch(regime, rows, seq, chunks, kept, cached)
+
+    total_flops = sum(flops_of(*m) for m in micro)
     step_durations = [b - a for a, b in zip(times[first:last], times[first + 1 : last + 1], strict=True)]
     tflops = total_flops / elapsed / 1e12
     # each timed step: seconds, FLOPs, samples, chunks, chunks served by the encoder cache
     steps = []
     for index, duration in zip(range(first + 1, last + 1), step_durations, strict=True):
         step_micro = record.micro[marks[index - 1] : marks[index]]
-        step_flops = sum(
-            flops.micro_batch(
-                regime, rows, seq, chunks, int(positions) if label_logits and positions is not None else rows * seq, hit
-            )
-            for rows, seq, chunks, positions, _, hit in step_micro
-        )
         steps.append(
             (
                 duration,
-                step_flops,
+                sum(flops_of(*m) for m in step_micro),
                 sum(m[0] for m in step_micro),
                 sum(m[2] for m in step_micro),
                 sum(m[5] for m in step_micro),
