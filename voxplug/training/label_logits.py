@@ -24,8 +24,7 @@ IGNORE_INDEX = -100
 
 def supports_label_logits(model: Any) -> bool:
     """True for decoder-only models whose forward takes ``logits_to_keep`` (through a PEFT wrapper too)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = getattr(base, "config", None)
+    config = getattr(_unwrapped(model), "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
         return False
     return forward_takes(model, "logits_to_keep")
@@ -33,11 +32,15 @@ def supports_label_logits(model: Any) -> bool:
 
 def forward_takes(model: Any, argument: str) -> bool:
     """True when ``model``'s forward (under any PEFT wrapper) has a parameter named ``argument``."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
-        return argument in inspect.signature(base.forward).parameters
+        return argument in inspect.signature(_unwrapped(model).forward).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _unwrapped(model: Any) -> Any:
+    """The model inside a PEFT wrapper, or ``model``."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def label_logit_mask(labels: torch.Tensor) -> torch.Tensor:
