@@ -733,7 +733,6 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     method = spec["method"]
     record = Record()
     if bench.args.trace_dir is not None:
-        bench.args.trace_dir.mkdir(parents=True, exist_ok=True)
         record.trace_path = bench.args.trace_dir / f"trace-{name.replace('#', '-')}.json"
     result: dict[str, Any] = {"variant": name, "spec": spec}
     cuda = bench.device == "cuda"
@@ -1149,6 +1148,8 @@ def main(argv: list[str] | None = None) -> int:
         help="let the process use at most this much GPU memory (79.6: an H100 80GB's, on a larger card)",
     )
     args = parser.parse_args(argv)
+    if args.trace_dir is not None:
+        args.trace_dir.mkdir(parents=True, exist_ok=True)
 
     import torch
     import transformers
