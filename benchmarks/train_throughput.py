@@ -164,6 +164,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # each optimizer step a random mix of lengths (grouping makes the 8 clips of a step alike; Voxtral pads every
     # clip to a 30 s chunk, so grouping only saves transcript padding): does lora-default learn like 2 x 4 then?
     "lora-nogroup": {"method": "lora", "config": {"training.group_by_length": False}},
+    # 2026-12-02 (third session): the step no longer waits for the GPU (label positions and the placeholder check
+    # on the CPU, no attention mask, non-blocking copies, the NaN filter on the device), and this benchmark no
+    # longer synchronizes at each step's end. A/Bs: the old timing, the mask back, CUDA graphs.
+    "lora-compile-cache-stepsync": {
+        "method": "lora",
+        "config": {**_COMPILE, "training.encoder_cache_gb": 8},
+        "step_sync": True,
+    },
+    "lora-compile-cache-mask": {
+        "method": "lora",
+        "config": {**_COMPILE, "training.encoder_cache_gb": 8},
+        "collator": {"attention_mask": True},
+    },
+    "lora-compile-cg": {
+        "method": "lora",
+        "config": {**_COMPILE, "training.encoder_cache_gb": 8},
+        "args": {"torch_compile_mode": "reduce-overhead"},
+        "profile": True,
+    },
+    "lora-default-mask": {"method": "lora", "collator": {"attention_mask": True}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
         "method": "full",
@@ -482,21 +502,46 @@ def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
     return Measured
 
 
-def step_timer(record: Record) -> Any:
+def step_timer(record: Record, sync: bool = False) -> Any:
     import torch
     from transformers import TrainerCallback
 
+    cuda = torch.cuda.is_available()
+
     class StepTimer(TrainerCallback):
-        """Synchronize the GPU at every optimizer step's end and note the time and the micro-batches so far."""
+        """Note when each optimizer step ends, and the micro-batches so far.
+
+        On a GPU the end of a step is a CUDA event recorded on the stream, read once training is over: the host
+        never waits for the GPU, so it queues the next step while the GPU finishes this one, as in a real run.
+        ``sync`` instead synchronizes at every step's end (how this benchmark timed steps until 2026-12-02)."""
+
+        def __init__(self) -> None:
+            self.events: list[Any] = []
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             record.train_start = time.perf_counter()
+            if cuda and not sync:
+                torch.cuda.synchronize()
+                self.start = torch.cuda.Event(enable_timing=True)
+                self.start.record()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            record.step_times.append(time.perf_counter())
+            if cuda and not sync:
+                event = torch.cuda.Event(enable_timing=True)
+                event.record()
+                self.events.append(event)
+            else:
+                if cuda:
+                    torch.cuda.synchronize()
+                record.step_times.append(time.perf_counter())
             record.step_micro.append(len(record.micro))
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not self.events:
+                return
+            torch.cuda.synchronize()
+            # seconds since on_train_begin, on the GPU's clock
+            record.step_times = [record.train_start + self.start.elapsed_time(e) / 1e3 for e in self.events]
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if logs:
@@ -506,6 +551,16 @@ def step_timer(record: Record) -> Any:
 
 
 PROFILED_STEPS = 2
+#: Profiler events in which the host waits for the GPU (or copies a device value back).
+HOST_WAITS = (
+    "cudaStreamSynchronize",
+    "cudaDeviceSynchronize",
+    "cudaEventSynchronize",
+    "cudaMemcpyAsync",
+    "aten::_local_scalar_dense",
+    "aten::nonzero",
+    "aten::is_nonzero",
+)
 
 
 def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
@@ -557,7 +612,20 @@ def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
                 "gpu_busy_share": kernel_us / 1e6 / wall,
                 "kernel_launches": sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel")),
             }
+            # host time: what waits for the GPU (synchronizing calls, reads of device values) and what is slow
+            waits = {
+                e.key: {"calls": e.count, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 2)}
+                for e in events
+                if e.key in HOST_WAITS
+            }
+            record.profile["host_waits"] = waits
+            record.profile["host_cpu_top_ms"] = {
+                e.key: round(e.self_cpu_time_total / 1e3, 2)
+                for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:25]
+            }
             print(events.table(sort_by="self_device_time_total", row_limit=25), flush=True)
+            print(events.table(sort_by="self_cpu_time_total", row_limit=30), flush=True)
+            print(events.table(sort_by="cpu_time_total", row_limit=30), flush=True)
             print("profile", record.profile, flush=True)
 
     return StepProfiler()
@@ -637,21 +705,32 @@ def voxplug_config(bench: Bench, method: str, overrides: dict[str, Any]) -> Any:
     return validate_config(data, base_dir=bench.workdir)
 
 
+def label_logits_batch(batch: dict[str, Any], device: Any) -> tuple[dict[str, Any], Any]:
+    """The inputs voxplug's training forward gets for a collated batch (label positions found on the CPU, no
+    attention mask: see the Voxtral collator) and the targets of its loss."""
+    from voxplug.training.label_logits import label_positions
+
+    positions, targets = label_positions(batch["labels"].cpu())
+    inputs = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "attention_mask")}
+    return {**inputs, "logits_to_keep": positions.to(device)}, targets.to(device)
+
+
 def check_losses(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str, float]:
-    """Loss of the plain forward (full logits, the model's own loss) and of the label-position path."""
+    """Loss of the plain forward (full logits, attention mask, the model's own loss) and of voxplug's training
+    path (logits at the label positions, no attention mask)."""
     import torch
 
-    from voxplug.training.label_logits import label_logit_mask, label_logits_loss
+    from voxplug.training.label_logits import label_logits_loss
 
     device = next(model.parameters()).device
+    inputs, targets = label_logits_batch(batch, device)
     batch = {k: v.to(device) for k, v in batch.items()}
     was_training = model.training
     model.eval()
     context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with torch.no_grad(), context:
         plain = model(**batch).loss.float().item()
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        fast = label_logits_loss(model(**inputs, logits_to_keep=label_logit_mask(batch["labels"])), batch["labels"])
+        fast = label_logits_loss(model(**inputs), targets)
     model.train(was_training)
     return {"plain": plain, "label_logits": fast.float().item()}
 
@@ -704,17 +783,14 @@ def compile_check(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str
     import torch
     from accelerate.utils import compile_regions
 
-    from voxplug.training.label_logits import label_logit_mask, label_logits_loss
+    from voxplug.training.label_logits import label_logits_loss
 
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
-    labels = batch.pop("labels")
+    inputs, targets = label_logits_batch(batch, next(model.parameters()).device)
     context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
 
     def loss(module: Any) -> float:
         with context:
-            outputs = module(**batch, logits_to_keep=label_logit_mask(labels), use_cache=False)
-            return label_logits_loss(outputs, labels).float().item()
+            return label_logits_loss(module(**inputs, use_cache=False), targets).float().item()
 
     model.train()
     eager = loss(model)
@@ -842,6 +918,7 @@ def voxplug_trainer(
     import torch
     from transformers.trainer_utils import SaveStrategy
     from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+    from voxplug_voxtral.loading import check_audio_placeholders_on_device
 
     from voxplug.data.interface import Example
     from voxplug.plugins import get_plugin_host
@@ -860,7 +937,7 @@ def voxplug_trainer(
     dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
     family = VoxtralFamily()
-    model = random_voxtral(dtype, bench.device, bench.tiny_dir)
+    model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir))  # as loaded
     checks: dict[str, Any] = {}
     batch = check_batch(bench)
     autocast = cuda and dtype != torch.bfloat16
@@ -890,12 +967,14 @@ def voxplug_trainer(
         config, plan, precision=precision, has_eval=False, output_dir=bench.workdir / f"ckpt-{method}"
     )
     args.save_strategy = SaveStrategy.NO
+    for key, value in spec.get("args", {}).items():  # TrainingArguments no run-config key reaches
+        setattr(args, key, value)
     examples = [
         Example(id=c.path.stem, text=c.text, language="en", audio_path=c.path, duration_s=c.duration_s)
         for c in bench.clips
     ]
     dataset = ExampleDataset(examples, max_duration_s=config.data.max_duration_s, default_language="en")
-    collator = VoxtralCollator(processor=bench.processor, model_id=str(bench.processor_dir))
+    collator = VoxtralCollator(spec.get("collator"), processor=bench.processor, model_id=str(bench.processor_dir))
     label_logits = spec.get("label_logits", True)
     trainer = measured(TranscriptionTrainer, record, label_logits=label_logits)(
         model=model,
@@ -903,7 +982,7 @@ def voxplug_trainer(
         train_dataset=dataset,
         data_collator=AudioSecondsCollator(collator),
         callbacks=[
-            step_timer(record),
+            step_timer(record, sync=bool(spec.get("step_sync"))),
             *([step_profiler(record, bench.args.steps, spec.get("profile_at"))] if spec.get("profile") else []),
         ],
         train_lengths=dataset.durations() if config.training.group_by_length else None,
@@ -1002,10 +1081,11 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     import torch
     from voxplug_voxtral.collator import VoxtralTranscriptionCollator
     from voxplug_voxtral.family import VoxtralFamily
+    from voxplug_voxtral.loading import check_audio_placeholders_on_device
 
     from voxplug.plugins import get_plugin_host
     from voxplug.training.devices import fused_kernels_enabled
-    from voxplug.training.label_logits import label_logit_mask, label_logits_loss
+    from voxplug.training.label_logits import label_logits_loss
     from voxplug.training.run import load_dtype
 
     cuda = bench.device == "cuda"
@@ -1019,7 +1099,7 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     trainer_class = get_plugin_host().extension("trainer", method)
     dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
-    model = random_voxtral(dtype, bench.device, bench.tiny_dir)
+    model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir))
     if fused_kernels_enabled(config, precision):
         VoxtralFamily().fuse_kernels(model)
     options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
@@ -1043,8 +1123,7 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
         if bench.remaining() < 30:
             out.append({"micro_batch": size, "skipped": "time"})
             break
-        batch = {k: v.to(bench.device) for k, v in collate(rows[:size]).items()}
-        labels = batch.pop("labels")
+        batch, targets = label_logits_batch(collate(rows[:size]), bench.device)
         entry: dict[str, Any] = {"micro_batch": size, "seq": int(batch["input_ids"].shape[1])}
         try:
             step_times = []
@@ -1055,8 +1134,8 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
                 t = time.perf_counter()
                 context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
                 with context:
-                    outputs = model(**batch, logits_to_keep=label_logit_mask(labels))
-                    loss = label_logits_loss(outputs, labels)
+                    outputs = model(**batch)
+                    loss = label_logits_loss(outputs, targets)
                 loss.backward()
                 del outputs, loss
                 optimizer.step()

@@ -88,6 +88,10 @@ class VoxtralTranscriptionCollator:
     Transcripts are never truncated: with ``max_text_tokens`` set, a longer one raises :class:`DataError`.
     The padded length is a multiple of ``pad_to_multiple_of``: tensor-core friendly shapes, and a compiled model
     (``training.compile``) that specialises on that alignment compiles once instead of once per length class.
+    With ``attention_mask=False`` the batch has no ``attention_mask``: the language model is causal and the
+    padding comes after every real token, so no real token attends to it and the loss and its gradients are the
+    same without a mask, while attention runs its unmasked (flash) kernels and transformers skips the mask
+    check that waits for the GPU.
     """
 
     def __init__(
@@ -97,12 +101,14 @@ class VoxtralTranscriptionCollator:
         model_id: str = "voxtral",
         max_text_tokens: int | None = None,
         pad_to_multiple_of: int = 8,
+        attention_mask: bool = True,
     ) -> None:
         """Wrap a ``VoxtralProcessor`` whose tokenizer is a ``MistralCommonBackend``."""
         self.processor = processor
         self.model_id = model_id
         self.max_text_tokens = max_text_tokens
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.attention_mask = attention_mask
         tokenizer = processor.tokenizer
         self.pad_token_id: int = tokenizer.pad_token_id
         self.eos_token_id: int = tokenizer.eos_token_id
@@ -119,12 +125,14 @@ class VoxtralTranscriptionCollator:
         input_ids = [ids for ids, _ in rows]
         labels = [row_labels for _, row_labels in rows]
         multiple = self.pad_to_multiple_of
-        return {
+        batch = {
             "input_ids": pad_sequences(input_ids, self.pad_token_id, multiple_of=multiple),
-            "attention_mask": attention_mask_for(input_ids, multiple_of=multiple),
             "labels": pad_sequences(labels, IGNORE_INDEX, multiple_of=multiple),
             "input_features": input_features,
         }
+        if self.attention_mask:
+            batch["attention_mask"] = attention_mask_for(input_ids, multiple_of=multiple)
+        return batch
 
     def inference_batch(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> dict[str, torch.Tensor]:
         """Return a prompt-only, left-padded batch for ``generate`` (input_ids, attention_mask, input_features)."""

@@ -113,6 +113,11 @@ class VoxtralCollatorOptions(PluginOptions):
     pad_to_multiple_of: int = Field(
         8, ge=1, description="pad each batch's length to a multiple of this (tensor cores; one compiled graph)"
     )
+    attention_mask: bool = Field(
+        False,
+        description="send an attention mask with training batches; not needed (the padding follows every real "
+        "token and the model is causal: the same loss), and without one attention runs its unmasked kernels",
+    )
     feature_cache_mb: int = Field(
         512, ge=0, description="memory per process for reusing each clip's mel features across epochs (0: off)"
     )
@@ -136,6 +141,7 @@ class VoxtralCollator(Collator):
             model_id=model_id or "voxtral",
             max_text_tokens=self.options.max_text_tokens,
             pad_to_multiple_of=self.options.pad_to_multiple_of,
+            attention_mask=self.options.attention_mask,
         )
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -296,4 +296,40 @@ def load_voxtral(
         raise ModelError(f"cannot load the Voxtral weights of {source!r}: {error}") from error
     if resolved_device.type != "cuda":
         model = model.to(resolved_device)
+    check_audio_placeholders_on_device(model)
     return model, processor
+
+
+def check_audio_placeholders_on_device(model: Any) -> Any:
+    """Make ``model`` check its audio placeholders without waiting for the GPU; return ``model``.
+
+    transformers' ``VoxtralModel.get_placeholder_mask`` checks that the ``[AUDIO]`` tokens match the encoder's
+    output by gathering the embeddings under the mask and formatting the token count into its message, both of
+    which wait for the GPU in every forward. This version checks the same count: on the CPU with a ValueError,
+    on a GPU with an asynchronous device assertion (a mismatch still stops the run). The prompts voxplug builds
+    always match; a hand-made batch that does not is still caught.
+    """
+    import torch
+
+    inner = model.model
+    original = inner.get_placeholder_mask
+    audio_token_id = inner.config.audio_token_id
+
+    def get_placeholder_mask(input_ids: Any, inputs_embeds: Any, audio_features: Any) -> Any:
+        if input_ids is None:
+            return original(input_ids, inputs_embeds=inputs_embeds, audio_features=audio_features)
+        mask = input_ids == audio_token_id
+        values = mask.sum() * inputs_embeds.shape[-1]
+        expected = audio_features.numel()
+        if values.device.type == "cpu":
+            if int(values) != expected:
+                raise ValueError(
+                    f"Audio features and audio tokens do not match, tokens: {int(mask.sum())}, "
+                    f"features: {audio_features.shape[0]}"
+                )
+        else:
+            torch._assert_async(values == expected, "audio features and [AUDIO] tokens do not match")
+        return mask.unsqueeze(-1).expand_as(inputs_embeds).to(inputs_embeds.device)
+
+    inner.get_placeholder_mask = get_placeholder_mask
+    return model

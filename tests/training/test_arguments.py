@@ -139,3 +139,18 @@ def test_gpu_only_options_on_cpu_are_one_clear_error(
     monkeypatch.delenv("VOXPLUG_TEST_CPU_DEEPSPEED", raising=False)
     with pytest.raises(TrainingError, match=message):
         check_device_options(validate_config({section: values}, base_dir=tmp_path))
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_batches_reach_a_gpu_from_pinned_memory_without_a_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuda: bool
+) -> None:
+    """A blocking copy would wait for the previous step to finish on the GPU before the next could be queued."""
+    import voxplug.training.arguments as arguments
+
+    monkeypatch.setattr(arguments, "cuda_available", lambda: cuda)
+    config = config_with(tmp_path)
+    plan = plan_steps(config.training, train_rows=16, world_size=1)
+    values = training_argument_values(config, plan, precision="fp32", has_eval=False, output_dir=tmp_path)
+    assert values["dataloader_pin_memory"] is cuda
+    assert values["accelerator_config"] == {"non_blocking": cuda}

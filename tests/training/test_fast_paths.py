@@ -34,30 +34,32 @@ def model_and_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, d
     return model, VoxtralTranscriptionCollator(processor)(rows)
 
 
-def test_label_mask_marks_positions_before_each_label() -> None:
-    from voxplug.training.label_logits import label_logit_mask
+def test_label_positions_list_each_rows_labelled_positions_and_pad_the_rest() -> None:
+    from voxplug.training.label_logits import label_positions
 
     labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, 7, 8, 9, 2]])
-    assert label_logit_mask(labels).tolist() == [
-        [False, True, True, False, False],
-        [True, True, True, True, False],
-    ]
+    positions, targets = label_positions(labels)
+    # row 0: positions 1 and 2 predict 5 and 6; its two padding slots point at the last position, target -100
+    assert positions.tolist() == [[1, 2, 4, 4], [0, 1, 2, 3]]
+    assert targets.tolist() == [[5, 6, -100, -100], [7, 8, 9, 2]]
 
 
 def test_label_logits_loss_equals_plain_forward(model_and_batch: tuple[object, dict]) -> None:
-    from voxplug.training.label_logits import label_logit_mask, label_logits_loss, supports_label_logits
+    from voxplug.training.label_logits import label_logits_loss, label_positions, supports_label_logits
 
     model, batch = model_and_batch
     assert supports_label_logits(model)
     with torch.no_grad():
         plain = model(**batch).loss
         labels = batch["labels"]
+        positions, targets = label_positions(labels)
         inputs = {key: value for key, value in batch.items() if key != "labels"}
-        outputs = model(**inputs, logits_to_keep=label_logit_mask(labels))
-        fast = label_logits_loss(outputs, labels)
+        outputs = model(**inputs, logits_to_keep=positions)
+        fast = label_logits_loss(outputs, targets)
         items = (labels[:, 1:] != -100).sum()
-        summed = label_logits_loss(outputs, labels, num_items_in_batch=items)
-    assert outputs.logits.shape[0] == items.item()
+        summed = label_logits_loss(outputs, targets, num_items_in_batch=items)
+    # logits at the longest row's label count, not at every position
+    assert outputs.logits.shape[:2] == (labels.shape[0], int((labels[:, 1:] != -100).sum(dim=1).max()))
     assert torch.allclose(fast, plain, rtol=1e-5, atol=1e-6)
     assert torch.allclose(summed, plain, rtol=1e-5, atol=1e-6)
 
@@ -65,18 +67,23 @@ def test_label_logits_loss_equals_plain_forward(model_and_batch: tuple[object, d
 def test_trainer_uses_label_logits_and_gets_the_same_loss(model_and_batch: tuple[object, dict], tmp_path: Path) -> None:
     from transformers import TrainingArguments
 
+    from voxplug.training.label_logits import TARGETS_KEY
     from voxplug.training.transcription_trainer import TranscriptionTrainer
 
     model, batch = model_and_batch
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    fast_trainer = TranscriptionTrainer(model=model, args=args)
+    fast_trainer = TranscriptionTrainer(model=model, args=args, data_collator=lambda rows: dict(batch))
     plain_trainer = TranscriptionTrainer(model=model, args=args, label_logits_only=False)
     assert fast_trainer.label_logits_only and not plain_trainer.label_logits_only
+    collated = fast_trainer.data_collator([])  # the data loader's batches carry the positions, found on the CPU
+    assert TARGETS_KEY in collated and collated["logits_to_keep"].dtype == torch.long
     items = (batch["labels"][:, 1:] != -100).sum()
     with torch.no_grad():
-        fast = fast_trainer.compute_loss(model, dict(batch), num_items_in_batch=items)
+        from_loader = fast_trainer.compute_loss(model, collated, num_items_in_batch=items)
+        from_elsewhere = fast_trainer.compute_loss(model, dict(batch), num_items_in_batch=items)
         plain = plain_trainer.compute_loss(model, dict(batch), num_items_in_batch=items)
-    assert torch.allclose(fast, plain, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(from_loader, plain, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(from_elsewhere, plain, rtol=1e-5, atol=1e-6)
 
 
 def test_training_forward_fills_no_kv_cache(model_and_batch: tuple[object, dict], tmp_path: Path) -> None:
@@ -102,7 +109,7 @@ def test_training_forward_fills_no_kv_cache(model_and_batch: tuple[object, dict]
 
 
 def test_label_logits_gradients_match(model_and_batch: tuple[object, dict]) -> None:
-    from voxplug.training.label_logits import label_logit_mask, label_logits_loss
+    from voxplug.training.label_logits import label_logits_loss, label_positions
 
     model, batch = model_and_batch
     weight = model.lm_head.weight
@@ -114,9 +121,8 @@ def test_label_logits_gradients_match(model_and_batch: tuple[object, dict]) -> N
 
     inputs = {key: value for key, value in batch.items() if key != "labels"}
     plain = grad_of(lambda: model(**batch).loss)
-    fast = grad_of(
-        lambda: label_logits_loss(model(**inputs, logits_to_keep=label_logit_mask(batch["labels"])), batch["labels"])
-    )
+    positions, targets = label_positions(batch["labels"])
+    fast = grad_of(lambda: label_logits_loss(model(**inputs, logits_to_keep=positions), targets))
     model.zero_grad(set_to_none=True)
     assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-7)
 
@@ -149,6 +155,66 @@ def test_fused_kernels_are_skipped_without_liger(
         before = model(**batch).loss
         assert VoxtralFamily().fuse_kernels(model) == []
         assert torch.equal(model(**batch).loss, before)
+
+
+def test_training_batches_without_an_attention_mask_give_the_same_loss_and_gradients(
+    model_and_batch: tuple[object, dict],
+) -> None:
+    """Right padding and a causal LM: no real token attends to the padding, so the mask changes nothing."""
+    model, batch = model_and_batch
+    assert batch["attention_mask"].sum(dim=1).unique().numel() > 1  # rows of different lengths: there is padding
+    weight = model.model.language_model.layers[0].self_attn.q_proj.weight
+
+    def loss_and_grad(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        loss = model(**inputs).loss
+        loss.backward()
+        return loss.detach(), weight.grad.detach().clone()
+
+    masked_loss, masked_grad = loss_and_grad(batch)
+    unmasked_loss, unmasked_grad = loss_and_grad({k: v for k, v in batch.items() if k != "attention_mask"})
+    model.zero_grad(set_to_none=True)
+    assert torch.allclose(unmasked_loss, masked_loss, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(unmasked_grad, masked_grad, rtol=1e-4, atol=1e-7)
+
+
+def test_the_voxtral_collator_plugin_leaves_the_mask_out_unless_asked(model_and_batch: tuple[object, dict]) -> None:
+    import soundfile
+    from voxplug_voxtral.family import VoxtralCollator
+    from voxplug_voxtral.loading import load_voxtral_processor
+
+    from voxplug.training.label_logits import label_positions
+
+    model, _batch = model_and_batch
+    audio, _ = soundfile.read(next(SPEECH.glob("*.wav")), dtype="float32")
+    rows = [{"audio": audio, "text": "hello there", "language": "en"}, {"audio": audio, "text": "hi", "language": "en"}]
+    tiny_processor = load_voxtral_processor(model.name_or_path)
+    default = VoxtralCollator(processor=tiny_processor)(rows)
+    asked = VoxtralCollator({"attention_mask": True}, processor=tiny_processor)(rows)
+    assert "attention_mask" not in default
+    assert asked["attention_mask"].tolist()[1].count(0) > 0
+    assert torch.equal(default["labels"], asked["labels"]) and torch.equal(default["input_ids"], asked["input_ids"])
+    assert label_positions(default["labels"])[1].ne(-100).sum() == default["labels"].ne(-100).sum()
+
+
+def test_audio_placeholders_are_checked_without_reading_the_device(model_and_batch: tuple[object, dict]) -> None:
+    """load_voxtral swaps in a placeholder check that does not wait for the GPU: same loss, same error on a bad batch."""
+    model, batch = model_and_batch
+    inner = model.model
+    assert "get_placeholder_mask" in vars(inner)  # the instance's own, from load_voxtral
+    with torch.no_grad():
+        patched = model(**batch).loss
+        del inner.get_placeholder_mask
+        try:
+            stock = model(**batch).loss
+        finally:
+            from voxplug_voxtral.loading import check_audio_placeholders_on_device
+
+            check_audio_placeholders_on_device(model)
+        short = {**batch, "input_features": batch["input_features"][1:]}  # one chunk fewer than [AUDIO] blocks
+        with pytest.raises(ValueError, match="do not match"):
+            model(**short)
+    assert torch.equal(patched, stock)
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +293,52 @@ def test_lora_keeps_peft_input_casts_without_autocast(bf16_lora: tuple[object, d
         loss = model(**batch).loss  # a bf16 input into an fp32 adapter would raise here
     assert torch.isfinite(loss)
     assert all(m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))
+
+
+def test_a_non_finite_loss_is_filtered_on_the_device_as_the_trainer_would(
+    model_and_batch: tuple[object, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Trainer's `logging_nan_inf_filter` reads every loss back to the host; the same filter, without that."""
+    from transformers import Trainer, TrainingArguments
+
+    from voxplug.training.transcription_trainer import TranscriptionTrainer
+
+    model, _batch = model_and_batch
+    losses = iter([torch.tensor(float("nan")), torch.tensor(float("inf")), torch.tensor(1.5), torch.tensor(float("nan"))])
+    monkeypatch.setattr(Trainer, "training_step", lambda self, *args, **kwargs: next(losses))
+    trainer = TranscriptionTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    assert trainer.filter_non_finite_loss and not trainer.args.logging_nan_inf_filter
+    trainer._tr_loss, trainer.state.global_step, trainer._globalstep_last_logged = torch.tensor(6.0), 2, 0
+    # a non-finite step adds the mean of the steps since the last log (6 / 3), a finite one itself
+    assert [trainer.training_step(model, {}).item() for _ in range(3)] == [2.0, 2.0, 1.5]
+    unfiltered = TranscriptionTrainer(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", logging_nan_inf_filter=False)
+    )
+    assert torch.isnan(unfiltered.training_step(model, {}))
+
+
+def test_the_step_counts_flops_and_clips_as_the_trainer_does_without_walking_every_module(
+    model_and_batch: tuple[object, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import Trainer, TrainingArguments
+
+    from voxplug.training.transcription_trainer import TranscriptionTrainer
+
+    model, batch = model_and_batch
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_grad_norm=1e9)
+    trainer = TranscriptionTrainer(model=model, args=args)
+    flops = Trainer.floating_point_ops(trainer, batch)
+    assert trainer.floating_point_ops(batch) == flops > 0
+    monkeypatch.setattr(model, "num_parameters", lambda **kwargs: pytest.fail("counted the parameters again"))
+    assert trainer.floating_point_ops(batch) == flops
+    model.zero_grad(set_to_none=True)
+    model.model.audio_tower.requires_grad_(False)
+    try:
+        model(**batch).loss.backward()
+        ours = trainer._clip_grad_norm(model)
+        theirs = Trainer._clip_grad_norm(trainer, model)
+    finally:
+        model.model.audio_tower.requires_grad_(True)
+        model.zero_grad(set_to_none=True)
+    assert len(trainer._trainable[1]) < len(list(model.parameters()))
+    assert torch.allclose(ours, theirs, rtol=1e-6) and ours > 0

@@ -129,6 +129,8 @@ def training_argument_values(
         # Workers keep their state (the collator's feature cache) from one epoch to the next.
         "dataloader_persistent_workers": dataloader_workers(training) > 0,
         "dataloader_pin_memory": cuda_available(),
+        # copy each batch from pinned memory without waiting for the GPU to finish the step before it
+        "accelerator_config": {"non_blocking": cuda_available()},
         "remove_unused_columns": False,
         "label_names": ["labels"],
         "prediction_loss_only": True,
