@@ -102,7 +102,7 @@ EFFECTIVE_BATCH = 8
 # ("training.x" / "model.x" / "training.lora.x"), and benchmark-only switches (label_logits, input_casts,
 # profile). Variants that pin a setting pin it explicitly, so that they keep measuring
 # the same thing when the repository's defaults change; "*-default" take the defaults as they are.
-_PINNED = {"training.compile": False, "training.encoder_cache_gb": 0}
+_PINNED = {"training.compile": False, "training.encoder_cache_gb": 0, "training.group_by_length": True}
 _MB2 = {**_PINNED, "training.batch_size": 2, "training.grad_accum": 4, "training.fused_kernels": False}
 _MB8 = {**_PINNED, "training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4}
 _LIGER = {**_MB8, "training.fused_kernels": True}
@@ -184,6 +184,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "profile": True,
     },
     "lora-default-mask": {"method": "lora", "collator": {"attention_mask": True}},
+    # since 2026-12-02 (third session) the defaults do not group by length
+    "lora-compile-default": {"method": "lora", "config": {"training.compile": True}, "profile": True},
+    "full-compile-default": {"method": "full", "config": {"training.compile": True}, "profile": True},
+    # SDPA without cuDNN attention (flash instead): cuDNN builds a plan for each new padded length on the host
+    "lora-default-nocudnn": {"method": "lora", "cudnn_sdp": False},
+    "lora-compile-nocudnn": {"method": "lora", "config": {"training.compile": True}, "cudnn_sdp": False},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
         "method": "full",
@@ -801,6 +807,22 @@ def compile_check(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str
     return {"eager": eager, "compiled": first, "rel_diff": abs(first - eager) / abs(eager), "compile_s": compile_s}
 
 
+@contextlib.contextmanager
+def sdpa_backends(spec: dict[str, Any]) -> Any:
+    """While a variant runs: cuDNN attention on or off as its ``cudnn_sdp`` says (PyTorch's choice otherwise)."""
+    import torch
+
+    if "cudnn_sdp" not in spec:
+        yield
+        return
+    previous = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(spec["cudnn_sdp"])
+    try:
+        yield
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(previous)
+
+
 def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     """Build, train and measure one variant; return its result entry."""
     import torch
@@ -1290,7 +1312,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {name} ({time.monotonic() - t0:.0f} s)", flush=True)
         try:
-            results["variants"][name] = run_variant(bench, name)
+            with sdpa_backends(VARIANTS[name.split("#")[0]]):
+                results["variants"][name] = run_variant(bench, name)
         except Exception as exc:
             traceback.print_exc()
             results["variants"][name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}

@@ -126,7 +126,11 @@ class TrainingConfig(PluginChoice):
         "fuses norms, activations and casts for a minute or two of compiling at the start; replaces fused_kernels. "
         "None: on with a CUDA GPU in a single process",
     )
-    group_by_length: bool = Field(True, description="batch clips of similar length together")
+    group_by_length: bool = Field(
+        False,
+        description="batch clips of similar duration together; off by default: Voxtral and Whisper pad every clip "
+        "to a 30 s window, so it saves only transcript padding, and it learned worse (benchmarks/NOTES.md)",
+    )
     encoder_cache_gb: float = Field(
         8.0,
         ge=0,
