@@ -121,10 +121,11 @@ class TrainingConfig(PluginChoice):
         True, description="fused GPU kernels from the model family (Voxtral: liger-kernel, pip install voxplug[gpu])"
     )
     compile: bool | None = Field(
-        False,
+        None,
         description="torch.compile each repeated block of the model (regional compilation; not under DeepSpeed): "
         "fuses norms, activations and casts for a minute or two of compiling at the start; replaces fused_kernels. "
-        "None: on with a CUDA GPU in a single process",
+        "None (auto): on with a CUDA GPU in a single process when the run has at least 2,000 optimizer steps, "
+        "where the compile time is paid back",
     )
     group_by_length: bool = Field(
         False,

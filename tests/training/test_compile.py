@@ -23,19 +23,47 @@ def test_compile_defaults_follow_the_machine_and_refuse_deepspeed(
 
     from .conftest import validated
 
-    assert compile_enabled(validated(make_config(training__compile=None), tmp_path)) is torch.cuda.is_available()
+    from voxplug.training.devices import COMPILE_AUTO_MIN_STEPS as LONG
+
+    auto = validated(make_config(training__compile=None), tmp_path)
+    assert compile_enabled(auto, LONG) is torch.cuda.is_available()
     assert compile_enabled(validated(make_config(training__compile=True), tmp_path)) is True
-    assert compile_enabled(validated(make_config(), tmp_path)) is False
+    assert compile_enabled(validated(make_config(training__compile=False), tmp_path), LONG) is False
     zero2 = "deepspeed/zero2.json"
     with pytest.raises(TrainingError, match="training.compile=true is not supported under DeepSpeed"):
         compile_enabled(validated(make_config(training__compile=True, training__deepspeed=zero2), tmp_path))
     deepspeed_auto = validated(make_config(training__compile=None, training__deepspeed=zero2), tmp_path)
-    assert compile_enabled(deepspeed_auto) is False
+    assert compile_enabled(deepspeed_auto, LONG) is False
     monkeypatch.setattr("voxplug.training.devices.cuda_available", lambda: True)
-    assert compile_enabled(validated(make_config(training__compile=None), tmp_path)) is True
+    assert compile_enabled(auto, LONG) is True
+    # auto compiles only a run long enough to pay the compile time back, and not when the length is unknown
+    assert compile_enabled(auto, LONG - 1) is False
+    assert compile_enabled(auto) is False
     monkeypatch.setenv("WORLD_SIZE", "2")  # several processes: DDP with compile has not been run, so auto is off
-    assert compile_enabled(validated(make_config(training__compile=None), tmp_path)) is False
+    assert compile_enabled(auto, LONG) is False
     assert compile_enabled(validated(make_config(training__compile=True), tmp_path)) is True
+
+
+def test_the_run_settles_auto_compile_from_its_step_count(
+    tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from voxplug.training.devices import COMPILE_AUTO_MIN_STEPS
+    from voxplug.training.run import TrainingRun
+
+    from .conftest import validated
+
+    monkeypatch.setattr("voxplug.training.devices.cuda_available", lambda: True)
+    for steps, expected in ((COMPILE_AUTO_MIN_STEPS, True), (COMPILE_AUTO_MIN_STEPS - 1, False)):
+        run = TrainingRun.__new__(TrainingRun)
+        run.config = validated(make_config(), tmp_path)
+        assert run.config.training.compile is None  # the default is auto
+        with caplog.at_level("INFO", logger="voxplug.training"):
+            run._settle_compile(steps)
+        assert run.config.training.compile is expected
+        assert f"{'on' if expected else 'off'} for {steps} optimizer steps" in caplog.text
+    run.config = validated(make_config(training__compile=False), tmp_path)
+    run._settle_compile(COMPILE_AUTO_MIN_STEPS)
+    assert run.config.training.compile is False  # a choice the user made stays
 
 
 @pytest.mark.slow

@@ -138,7 +138,7 @@ def training_argument_values(
         "disable_tqdm": True,
         "ddp_find_unused_parameters": False,
         # regional (block by block, see TranscriptionTrainer), so generation keeps running the uncompiled model
-        "torch_compile": compile_enabled(config),
+        "torch_compile": compile_enabled(config, plan.total_steps),
         "deepspeed": _deepspeed_config(config),
     }
     values.update(_evaluation_values(config, plan, has_eval))

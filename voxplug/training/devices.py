@@ -80,15 +80,23 @@ def check_device_options(config: RunConfig) -> None:
         )
 
 
-def compile_enabled(config: RunConfig) -> bool:
-    """Whether the run compiles the model's repeated blocks: ``training.compile``, where ``None`` means "on with a
-    CUDA GPU in a single process" (it has run on one GPU only; DeepSpeed's engine would compile blocks in place,
-    generation included, so it is refused there)."""
+#: Optimizer steps from which ``training.compile: null`` (auto) compiles. Measured on an H200 (benchmarks/NOTES.md,
+#: Voxtral-Mini, 8 clips a step): compiling LoRA took ~105 s and saved ~0.086 s a step (paid back after ~1,200
+#: steps); full fine-tuning ~45 s against ~0.016 s a step (~3,000 steps).
+COMPILE_AUTO_MIN_STEPS = 2000
+
+
+def compile_enabled(config: RunConfig, total_steps: int | None = None) -> bool:
+    """Whether the run compiles the model's repeated blocks: ``training.compile``, where ``None`` (auto) means "on
+    with a CUDA GPU in a single process for a run of at least :data:`COMPILE_AUTO_MIN_STEPS` optimizer steps" (off
+    when ``total_steps`` is not known). Compiling has run on one GPU only; DeepSpeed's engine would compile blocks
+    in place, generation included, so it is refused there."""
     from voxplug.training.processes import launched_world_size
 
     wants_deepspeed = bool(config.training.deepspeed) or deepspeed_requested()
     if config.training.compile is None:
-        return cuda_available() and not wants_deepspeed and launched_world_size() == 1
+        long_enough = total_steps is not None and total_steps >= COMPILE_AUTO_MIN_STEPS
+        return long_enough and cuda_available() and not wants_deepspeed and launched_world_size() == 1
     if config.training.compile and wants_deepspeed:
         raise TrainingError(
             "training.compile=true is not supported under DeepSpeed (its engine would compile generation too); "

@@ -128,6 +128,7 @@ class TrainingRun:
 
         data = self.monitor.timed("data_loading", self._load_data)
         plan = plan_steps(self.config.training, train_rows=len(data.train), world_size=launched_world_size())
+        self._settle_compile(plan.total_steps)
         args = build_training_arguments(
             self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
         )
@@ -157,6 +158,20 @@ class TrainingRun:
             self.host.after_train(config=self.config, run_dir=self.run_dir, results=train_results)
             result.published = self.monitor.timed("publishing", self._publish)
         return result
+
+    def _settle_compile(self, total_steps: int) -> None:
+        """Turn ``training.compile: null`` (auto) into this run's choice, which every later step then reads."""
+        from voxplug.training.devices import COMPILE_AUTO_MIN_STEPS, compile_enabled
+
+        if self.config.training.compile is not None:
+            return
+        self.config.training.compile = compile_enabled(self.config, total_steps)
+        log.info(
+            "training.compile (auto): %s for %d optimizer steps (compiling pays back from %d steps on one GPU)",
+            "on" if self.config.training.compile else "off",
+            total_steps,
+            COMPILE_AUTO_MIN_STEPS,
+        )
 
     # -- data and model -----------------------------------------------------------------------------------
 
