@@ -19,11 +19,10 @@ def test_compile_defaults_follow_the_machine_and_refuse_deepspeed(
     tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from voxplug.errors import TrainingError
+    from voxplug.training.devices import COMPILE_AUTO_MIN_STEPS as LONG
     from voxplug.training.devices import compile_enabled
 
     from .conftest import validated
-
-    from voxplug.training.devices import COMPILE_AUTO_MIN_STEPS as LONG
 
     auto = validated(make_config(training__compile=None), tmp_path)
     assert compile_enabled(auto, LONG) is torch.cuda.is_available()

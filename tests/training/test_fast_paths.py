@@ -198,7 +198,7 @@ def test_the_voxtral_collator_plugin_leaves_the_mask_out_unless_asked(model_and_
 
 
 def test_audio_placeholders_are_checked_without_reading_the_device(model_and_batch: tuple[object, dict]) -> None:
-    """load_voxtral swaps in a placeholder check that does not wait for the GPU: same loss, same error on a bad batch."""
+    """load_voxtral swaps in a placeholder check that does not wait for the GPU: same loss, same error when wrong."""
     model, batch = model_and_batch
     inner = model.model
     assert "get_placeholder_mask" in vars(inner)  # the instance's own, from load_voxtral
@@ -304,7 +304,9 @@ def test_a_non_finite_loss_is_filtered_on_the_device_as_the_trainer_would(
     from voxplug.training.transcription_trainer import TranscriptionTrainer
 
     model, _batch = model_and_batch
-    losses = iter([torch.tensor(float("nan")), torch.tensor(float("inf")), torch.tensor(1.5), torch.tensor(float("nan"))])
+    losses = iter(
+        [torch.tensor(float("nan")), torch.tensor(float("inf")), torch.tensor(1.5), torch.tensor(float("nan"))]
+    )
     monkeypatch.setattr(Trainer, "training_step", lambda self, *args, **kwargs: next(losses))
     trainer = TranscriptionTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
     assert trainer.filter_non_finite_loss and not trainer.args.logging_nan_inf_filter
