@@ -14,7 +14,8 @@ What runs (all in one process, all through transformers' ``Trainer``, which is w
 * ``lora-*``: voxplug's ``lora`` trainer through voxplug's own pieces: ``RunConfig`` ->
   ``build_training_arguments``, ``LoraTrainer.prepare_model`` (adapters on the language model only, encoder
   run without autograd), ``ExampleDataset`` (lazy decoding), the ``voxtral-transcription`` collator and
-  ``TranscriptionTrainer`` (duration-grouped batches, logits only at label positions when enabled).
+  ``TranscriptionTrainer`` (logits only at label positions when enabled; duration-grouped batches where a variant
+  or the defaults ask for them).
 * ``full-*``: voxplug's ``full`` trainer: fp32 master weights (the model is held in fp32, the forward runs under
   bf16 autocast), language model + projector trained, encoder frozen without autograd.
 
@@ -25,9 +26,10 @@ Data: ``--clips`` WAV files of 3 to 30 s (uniform), each a concatenation of the 
 ``examples/speech/en`` with 0.25 s gaps, the transcript the concatenated sentences. Every variant sees the real
 data path: file decode, the processor's WAV round trip and mel feature extraction in the collator.
 
-Timing: a callback synchronizes the GPU at the end of every optimizer step; the first ``--warmup`` steps are
-dropped and throughput is measured over the remaining steps (steady state; the dataset is larger than the
-samples a variant trains on, so no epoch boundary falls inside the window). The issue's target speaks of a
+Timing: a callback records a CUDA event at the end of every optimizer step, read when training ends, so the host
+never waits for the GPU on the benchmark's account (until 2026-12-02 it synchronized at every step's end, which
+kept the host from queueing the next step early; ``step_sync`` variants do that still). The first ``--warmup``
+steps are dropped and throughput is measured over the remaining steps. The issue's target speaks of a
 3-epoch run: this measures the steady state of one epoch, which a 3-epoch run repeats. With ``--clips`` small
 enough that ``--steps`` spans several epochs (``--clips 96 --steps 36``: 3 epochs), the JSON also holds
 ``run_samples_per_s`` (the whole run, compile and first steps included), ``per_step`` (seconds, FLOPs, samples,
@@ -57,7 +59,8 @@ LoRA adapters          6N                          6N                           
 =====================  ==========================  ===========================  =========================
 
 "Positions kept" are all positions with full-vocabulary logits, or only those before a label when the loss
-computes logits at label positions. MFU is processed model FLOPs per second over the bf16 matmul rate measured
+computes logits at label positions (voxplug pads each row's list to the batch's longest; the padding slots are
+computed but not counted). MFU is processed model FLOPs per second over the bf16 matmul rate measured
 in the same run (8192^3, random data, median of 20 after warm-up); the datasheet's 989 TFLOP/s is reported
 beside it. Audio-seconds/s counts real (unpadded) audio.
 
