@@ -2,7 +2,8 @@
 
 * Every evaluation also transcribes the eval split greedily and adds ``eval_wer`` / ``eval_cer`` /
   ``eval_samples`` to the metrics before they are logged, so the best checkpoint can be chosen by WER.
-* Length-grouped batches use clip durations (no audio is decoded to measure lengths) and still shuffle.
+* Length-grouped batches (``training.group_by_length``, off by default) use clip durations (no audio is decoded
+  to measure lengths) and still shuffle.
 * Checkpoints hold weights under the model's in-memory names (``save_original_format=False``): the
   Trainer reloads them with a plain ``load_state_dict`` when resuming and when loading the best model, which
   silently loads nothing for models whose ``save_pretrained`` renames keys (Voxtral does).
