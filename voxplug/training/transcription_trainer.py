@@ -14,15 +14,12 @@
 * Non-finite losses are kept out of the logged loss without waiting for the GPU (the Trainer's own
   ``logging_nan_inf_filter`` reads each step's loss back to the host).
 * Loss forwards ask for no KV cache, and ``torch_compile`` compiles block by block (``training.compile``).
-* What is alive when training starts (the model, the libraries) is kept out of Python's garbage collector while it
-  trains: a full collection walks every object, and one such pause was a whole 1 s step on an H200.
 
 This module imports transformers at the top: only the training run imports it, never plugin loading.
 """
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -78,15 +75,6 @@ class TranscriptionTrainer(Trainer):
         self.train_lengths = train_lengths
         self.host = host
         self._generate_in_eval = False
-
-    def train(self, *args: Any, **kwargs: Any) -> Any:
-        """The Trainer's ``train``, with every object alive now frozen out of the garbage collector meanwhile."""
-        gc.collect()
-        gc.freeze()
-        try:
-            return super().train(*args, **kwargs)
-        finally:
-            gc.unfreeze()
 
     def _build_accelerator_args(self, **kwargs: Any) -> dict[str, Any]:
         """With ``torch_compile``, compile each repeated block (accelerate's regional compilation) with dynamic shapes.
