@@ -313,6 +313,7 @@ def test_a_non_finite_loss_is_filtered_on_the_device_as_the_trainer_would(
     trainer._tr_loss, trainer.state.global_step, trainer._globalstep_last_logged = torch.tensor(6.0), 2, 0
     # a non-finite step adds the mean of the steps since the last log (6 / 3), a finite one itself
     assert [trainer.training_step(model, {}).item() for _ in range(3)] == [2.0, 2.0, 1.5]
+    assert TranscriptionTrainer(model=model, args=trainer.args).filter_non_finite_loss  # shared arguments
     unfiltered = TranscriptionTrainer(
         model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", logging_nan_inf_filter=False)
     )

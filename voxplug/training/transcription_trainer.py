@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 
 
 class TranscriptionTrainer(Trainer):
-    """A ``Trainer`` with generation-based WER/CER, duration-grouped batches and checkpoint hooks."""
+    """A ``Trainer`` with generation-based WER/CER, label-position logits, optional duration-grouped batches and
+    checkpoint hooks."""
 
     def __init__(
         self,
@@ -64,8 +65,10 @@ class TranscriptionTrainer(Trainer):
             self.compute_loss_func = label_logits_loss
             if self.data_collator is not None:
                 self.data_collator = LabelPositionsCollator(self.data_collator)
-        # the same filter as the Trainer's, on the device (see training_step)
-        self.filter_non_finite_loss = self.args.logging_nan_inf_filter
+        # the same filter as the Trainer's, on the device (see training_step); the user's choice stays readable on
+        # the arguments, which a second trainer may share
+        chosen = getattr(self.args, "_voxplug_filter_non_finite_loss", self.args.logging_nan_inf_filter)
+        self.filter_non_finite_loss = self.args._voxplug_filter_non_finite_loss = chosen
         self.args.logging_nan_inf_filter = False
         self.forward_takes_use_cache = forward_takes(self.model, "use_cache")
         self._parameter_count: int | None = None
