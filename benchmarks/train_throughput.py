@@ -193,6 +193,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # SDPA without cuDNN attention (flash instead): cuDNN builds a plan for each new padded length on the host
     "lora-default-nocudnn": {"method": "lora", "cudnn_sdp": False},
     "lora-compile-nocudnn": {"method": "lora", "config": {"training.compile": True}, "cudnn_sdp": False},
+    # 2026-12-02 (fourth session): eager LoRA is host-bound. One autograd node per adapted layer
+    # (training.lora.fused) and PyTorch's fused RMSNorm instead of Liger's Triton one are the new defaults.
+    # "kernels" pins the fused kernels (from voxplug_voxtral.kernels.FUSED) and whose RMSNorm
+    "lora-peft": {"method": "lora", "config": {"training.lora.fused": False}, "profile": True},
+    "lora-torchnorm": {"method": "lora", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
+    "lora-torchnorm-eagerswiglu": {
+        "method": "lora",
+        "kernels": {"fused": ["rms_norm", "rope"], "rms_norm": "torch"},
+        "profile": True,
+    },
+    "lora-ligernorm": {"method": "lora", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"}},
+    "lora-ligernorm-peft": {
+        "method": "lora",
+        "config": {"training.lora.fused": False},
+        "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"},
+    },
+    "full-torchnorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
+    "full-ligernorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
         "method": "full",
@@ -974,7 +992,15 @@ def voxplug_trainer(
         modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY  # undo an earlier variant's process-wide RoPE swap
     if fuse:
         checks["before_fused_kernels"] = check_losses(model, batch, autocast)
-        checks["fused_kernels"] = family.fuse_kernels(model)
+        kernels = spec.get("kernels")
+        if kernels is None:
+            checks["fused_kernels"] = family.fuse_kernels(model)
+        else:  # a variant's own choice of kernels
+            from voxplug_voxtral.kernels import fuse_language_model_kernels
+
+            checks["fused_kernels"] = fuse_language_model_kernels(
+                model, tuple(kernels["fused"]), rms_norm=kernels["rms_norm"]
+            )
         checks["after_fused_kernels"] = check_losses(model, batch, autocast)
     method_options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
     hooks: list[Any] = []
