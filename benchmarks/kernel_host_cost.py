@@ -6,7 +6,8 @@ host time of a forward and backward call (microseconds, median of ``--repeats`` 
 inputs small enough (64 tokens, Voxtral-Mini's widths) that the GPU always keeps up: the time is the host's, not
 the arithmetic's. Ratios are against the first entry of each piece, measured in the same run.
 
-Pieces: RMSNorm (transformers' eager, Liger's Triton kernel, ``torch.nn.functional.rms_norm``), SwiGLU (eager
+Pieces: a matmul (the BLAS library PyTorch picks, cuBLAS, cuBLASLt; forward only, the setting's own cost
+included), RMSNorm (transformers' eager, Liger's Triton kernel, ``torch.nn.functional.rms_norm``), SwiGLU (eager
 ``silu(gate) * up``, Liger), RoPE (eager, Liger) and a LoRA linear layer (PEFT's forward over a bf16 base with
 fp32 adapters under autocast, and the one-node forward of ``plugins/voxplug_trainers/lora_linear.py``).
 
@@ -61,6 +62,21 @@ def op_profile(step: Callable[[], Any], calls: int) -> dict[str, Any]:
     }
 
 
+def blas_matmul(library: str, flat: Any, weight: Any) -> Callable[[], Any]:
+    """One bf16 ``x W^T`` a call, with ``torch.backends.cuda.preferred_blas_library(library)`` set around it."""
+    import torch
+
+    def step() -> Any:
+        previous = torch.backends.cuda.preferred_blas_library()
+        torch.backends.cuda.preferred_blas_library(previous if library == "default" else library)  # same cost
+        try:
+            return torch.mm(flat, weight.t())
+        finally:
+            torch.backends.cuda.preferred_blas_library(previous)
+
+    return step
+
+
 def pieces(tokens: int) -> dict[str, dict[str, Callable[[], Any]]]:
     import torch
     from transformers import LlamaConfig
@@ -76,7 +92,17 @@ def pieces(tokens: int) -> dict[str, dict[str, Callable[[], Any]]]:
 
         return step
 
-    result: dict[str, dict[str, Callable[[], Any]]] = {"rms_norm": {}, "swiglu": {}, "rope": {}, "lora_linear": {}}
+    result: dict[str, dict[str, Callable[[], Any]]] = {
+        "matmul": {},
+        "rms_norm": {},
+        "swiglu": {},
+        "rope": {},
+        "lora_linear": {},
+    }
+    weight = torch.randn(HEADS * HEAD_DIM, HIDDEN, device=device, dtype=bf16)
+    flat = x.detach().reshape(-1, HIDDEN)
+    for library in ("default", "cublas", "cublaslt"):  # forward only: one GEMM a call
+        result["matmul"][library] = blas_matmul(library, flat, weight)
     norm = modeling_llama.LlamaRMSNorm(HIDDEN).to(device, bf16)
     result["rms_norm"]["transformers"] = fwd_bwd(lambda: norm(x))
     result["rms_norm"]["torch_rms_norm"] = fwd_bwd(

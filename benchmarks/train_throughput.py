@@ -209,6 +209,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "config": {"training.lora.fused": False},
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"},
     },
+    # PyTorch picks cuBLASLt for bf16 matmuls; the host cost of a call differs between the two libraries
+    "lora-default-cublas": {"method": "lora", "blas": "cublas"},
+    "lora-default-cublaslt": {"method": "lora", "blas": "cublaslt"},
     "full-torchnorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     "full-ligernorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
@@ -830,18 +833,21 @@ def compile_check(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str
 
 @contextlib.contextmanager
 def sdpa_backends(spec: dict[str, Any]) -> Any:
-    """While a variant runs: cuDNN attention on or off as its ``cudnn_sdp`` says (PyTorch's choice otherwise)."""
+    """While a variant runs: cuDNN attention on or off as its ``cudnn_sdp`` says (PyTorch's choice otherwise), and
+    the BLAS library its ``blas`` names (``cublas`` or ``cublaslt``; PyTorch's default otherwise)."""
     import torch
 
-    if "cudnn_sdp" not in spec:
-        yield
-        return
     previous = torch.backends.cuda.cudnn_sdp_enabled()
-    torch.backends.cuda.enable_cudnn_sdp(spec["cudnn_sdp"])
+    previous_blas = torch.backends.cuda.preferred_blas_library()
+    if "cudnn_sdp" in spec:
+        torch.backends.cuda.enable_cudnn_sdp(spec["cudnn_sdp"])
+    if "blas" in spec:
+        torch.backends.cuda.preferred_blas_library(spec["blas"])
     try:
         yield
     finally:
         torch.backends.cuda.enable_cudnn_sdp(previous)
+        torch.backends.cuda.preferred_blas_library(previous_blas)
 
 
 def run_variant(bench: Bench, name: str) -> dict[str, Any]:
