@@ -11,7 +11,8 @@ the GPU idles while the host queues ~2,000 small kernels a step.
 only those that are needed. Same math, same parameters (PEFT's modules, saved and loaded as PEFT's), so nothing
 outside the step changes. :func:`use_one_node_lora` puts it on every plain PEFT ``lora.Linear`` of a model; the
 layer falls back to PEFT's own forward wherever it does not apply (no gradient, adapters merged or disabled, a
-variant such as DoRA, dropout, several adapters, or dtypes that only PEFT's casts reconcile).
+base layer that trains, a variant such as DoRA, dropout, several adapters, or dtypes that only PEFT's casts
+reconcile).
 
 Not for ZeRO-3 (it reads the weights without calling the modules that gather them) nor under ``torch.compile``
 (which fuses PEFT's forward itself); the ``lora`` trainer installs it only in eager runs without DeepSpeed.
@@ -98,17 +99,19 @@ def _compute_dtype(x: torch.Tensor, weight: torch.Tensor, lora_a: torch.Tensor) 
 
 
 def _one_node_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    weight, lora_a = self.base_layer.weight, self.lora_A[ADAPTER].weight
+    base = self.base_layer
+    weight, bias, lora_a = base.weight, base.bias, self.lora_A[ADAPTER].weight
     dtype = None
     if not (args or kwargs or self.disable_adapters or self.merged_adapters) and torch.is_grad_enabled():
-        if self.active_adapters == [ADAPTER]:
+        frozen_base = not weight.requires_grad and (bias is None or not bias.requires_grad)
+        if frozen_base and self.active_adapters == [ADAPTER]:
             dtype = _compute_dtype(x, weight, lora_a)
     if dtype is None:
         # PEFT's forward; under autocast its input cast to the adapters' fp32 would be cast straight back
         self.cast_input_dtype_enabled = not torch.is_autocast_enabled(x.device.type)
         return self._peft_forward(x, *args, **kwargs)
     lora_b = self.lora_B[ADAPTER].weight
-    return LoraLinearFunction.apply(x, weight, self.base_layer.bias, lora_a, lora_b, self.scaling[ADAPTER], dtype)
+    return LoraLinearFunction.apply(x, weight, bias, lora_a, lora_b, self.scaling[ADAPTER], dtype)
 
 
 def use_one_node_lora(model: Any) -> int:
