@@ -4,7 +4,7 @@
 ``voxplug.training.run.train``: after 300 optimizer steps of 8 clips (lr 1e-2) the greedy transcripts of the
 training clips are near-perfect (WER < 0.1; measured 0.0). The negative control is the same run with a collator
 that drops the EOS from the labels (VoxFactory's bug B2): the model learns the words but never learns to stop,
-so generation runs to ``max_new_tokens`` and the WER stays far above the bar.
+so generation runs to ``max_new_tokens`` and every transcript runs on past its reference.
 """
 
 from __future__ import annotations
@@ -84,12 +84,14 @@ def test_the_tiny_model_learns_to_transcribe_its_training_clips(tmp_path: Path, 
 
 
 def test_without_eos_in_the_labels_it_never_learns_to_stop(tmp_path: Path, tiny_model: Path, clips: Path) -> None:
+    """Every transcript runs on past its reference until ``max_new_tokens``. What it runs on with depends on the
+    machine's float arithmetic: more words (WER far above the bar) or a trail of dots glued to the last word, which
+    WER's normalisation drops; so the run-on is counted in characters of the raw transcript."""
     result = fine_tune(tmp_path, tiny_model, clips, collator="voxtral-no-eos")
     rows = [json.loads(line) for line in (result.run_dir / "predictions.jsonl").read_text().splitlines()]
-    too_long = [row for row in rows if len(row["hypothesis"].split()) > len(row["reference"].split())]
-    print(f"\nno-EOS WER {result.eval_results['eval_wer']:.3f}; {len(too_long)}/20 transcripts run on")
-    assert result.eval_results["eval_wer"] > 3 * LEARNED_WER
-    assert len(too_long) >= 15
+    run_on = [row for row in rows if len(row["hypothesis"]) > len(row["reference"]) + 3]
+    print(f"\nno-EOS WER {result.eval_results['eval_wer']:.3f}; {len(run_on)}/20 transcripts run on")
+    assert len(rows) == 20 and len(run_on) >= 18
 
 
 def test_two_by_four_takes_the_same_optimizer_step_as_eight_by_one(make_config: Any, tmp_path: Path) -> None:

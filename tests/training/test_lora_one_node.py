@@ -226,3 +226,18 @@ def test_an_optimizer_step_moves_the_adapters_as_peft_does(fp32_lora: object, ba
     for name, value in peft.items():
         assert not torch.equal(value, before[name]), name
         assert torch.allclose(fast[name], value, rtol=1e-4, atol=1e-5), name
+
+
+def test_a_base_layer_that_trains_gets_its_gradient_through_peft(fp32_lora: object, batch: dict) -> None:
+    """The one-node math returns no gradient for the base weight, so a layer whose base trains falls back."""
+    layer = fp32_lora.base_model.model.model.language_model.layers[0].self_attn.q_proj
+    layer.base_layer.weight.requires_grad_(True)
+    try:
+        fp32_lora.zero_grad(set_to_none=True)
+        fp32_lora(**batch).loss.backward()
+        grad = layer.base_layer.weight.grad
+    finally:
+        layer.base_layer.weight.requires_grad_(False)
+        fp32_lora.zero_grad(set_to_none=True)
+        layer.base_layer.weight.grad = None
+    assert grad is not None and grad.abs().sum() > 0
