@@ -118,7 +118,9 @@ class TrainingConfig(PluginChoice):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 on GPUs, fp32 on CPU")
     gradient_checkpointing: bool = False
     fused_kernels: bool = Field(
-        True, description="fused GPU kernels from the model family (Voxtral: liger-kernel, pip install voxplug[gpu])"
+        True,
+        description="fused GPU kernels from the model family (Voxtral: PyTorch's RMSNorm; SwiGLU and RoPE from "
+        "liger-kernel, pip install voxplug[gpu])",
     )
     compile: bool | None = Field(
         None,

@@ -77,7 +77,7 @@ class VoxtralFamily(ModelFamily):
         return self.scope_module(model, "audio_tower")
 
     def fuse_kernels(self, model: Any) -> list[str]:
-        """Liger's fused RMSNorm, SwiGLU and RoPE on the language model, when liger-kernel is installed."""
+        """PyTorch's fused RMSNorm on the language model, and Liger's SwiGLU and RoPE when liger-kernel is installed."""
         from voxplug_voxtral.kernels import fuse_language_model_kernels
 
         return fuse_language_model_kernels(model)
