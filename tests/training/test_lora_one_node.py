@@ -241,3 +241,40 @@ def test_a_base_layer_that_trains_gets_its_gradient_through_peft(fp32_lora: obje
         fp32_lora.zero_grad(set_to_none=True)
         layer.base_layer.weight.grad = None
     assert grad is not None and grad.abs().sum() > 0
+
+
+def test_a_biased_layer_and_checkpointed_layers_get_peft_gradients() -> None:
+    """Whisper's q/v/out projections carry a bias; gradient checkpointing reruns the forward in the backward."""
+    from peft import LoraConfig, get_peft_model
+    from torch.utils.checkpoint import checkpoint
+    from voxplug_trainers.lora_linear import restore_peft_forward, use_one_node_lora
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q_proj = torch.nn.Linear(16, 12, bias=True)
+            self.k_proj = torch.nn.Linear(12, 8, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.k_proj(torch.tanh(self.q_proj(x)))
+
+    torch.manual_seed(0)
+    model = get_peft_model(Block(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj"]))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+
+    def grads(checkpointed: bool) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        x.grad = None
+        out = checkpoint(model, x, use_reentrant=False) if checkpointed else model(x)
+        out.square().sum().backward()
+        return [x.grad.clone()] + [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    peft = grads(checkpointed=False)
+    assert use_one_node_lora(model) == 2
+    for checkpointed in (False, True):
+        fast = grads(checkpointed)
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(fast, peft, strict=True))
+    restore_peft_forward(model)
