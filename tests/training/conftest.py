@@ -48,6 +48,18 @@ def bundled_rows() -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def uneven_audio_rows(count: int = 4) -> list[dict[str, Any]]:
+    """The first ``count`` bundled clips decoded as collator rows, every second transcript said twice (so the rows
+    have labels of different lengths): ``{"audio", "text", "language"}``."""
+    import soundfile
+
+    rows = []
+    for index, clip in enumerate(bundled_rows()[:count]):
+        audio, _ = soundfile.read(SPEECH / clip["file"], dtype="float32")
+        rows.append({"audio": audio, "text": " ".join([clip["text"]] * (1 + index % 2)), "language": "en"})
+    return rows
+
+
 @pytest.fixture(scope="session")
 def speech_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A JSONL of 12 bundled clips (three speakers)."""

@@ -5,10 +5,11 @@ The GPU benchmark (benchmarks/train_throughput.py) repeats these checks at the f
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
+
+from .conftest import uneven_audio_rows
 
 torch = pytest.importorskip("torch")
 
@@ -18,20 +19,13 @@ SPEECH = Path(__file__).resolve().parents[2] / "examples" / "speech" / "en"
 @pytest.fixture(scope="module")
 def model_and_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict]:
     """A tiny Voxtral (fp32, eval mode) and a 4-row batch of bundled clips with transcripts of different lengths."""
-    import soundfile
     from voxplug_voxtral.collator import VoxtralTranscriptionCollator
     from voxplug_voxtral.loading import load_voxtral
     from voxplug_voxtral.tiny import build_tiny_voxtral
 
     model, processor = load_voxtral(build_tiny_voxtral(tmp_path_factory.mktemp("tiny")), dtype="fp32", device="cpu")
     model.eval()
-    with (SPEECH / "transcripts.tsv").open(encoding="utf-8") as handle:
-        clips = list(csv.DictReader(handle, delimiter="\t"))[:4]
-    rows = []
-    for index, clip in enumerate(clips):
-        audio, _ = soundfile.read(SPEECH / clip["file"], dtype="float32")
-        rows.append({"audio": audio, "text": " ".join([clip["text"]] * (1 + index % 2)), "language": "en"})
-    return model, VoxtralTranscriptionCollator(processor)(rows)
+    return model, VoxtralTranscriptionCollator(processor)(uneven_audio_rows())
 
 
 def test_label_positions_list_each_rows_labelled_positions_and_pad_the_rest() -> None:
