@@ -209,7 +209,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "config": {"training.lora.fused": False},
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"},
     },
-    # PyTorch picks cuBLASLt for bf16 matmuls; the host cost of a call differs between the two libraries
+    # the BLAS library for matmuls: cuBLAS (PyTorch's default) or cuBLASLt; does either cost the host less a call?
     "lora-default-cublas": {"method": "lora", "blas": "cublas"},
     "lora-default-cublaslt": {"method": "lora", "blas": "cublaslt"},
     "full-torchnorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},

@@ -2,11 +2,12 @@
 Liger.
 
 Liger's kernels (RMSNorm, SwiGLU, RoPE) lowered LoRA's peak on the lent H100 from 27.5-31.1 GiB to 24.4 GiB at
-micro-batch 8 (benchmarks/NOTES.md). Eager LoRA training is bound by the host, though, and Liger's Triton RMSNorm
-costs the host 792 us a forward and backward on the H200 machine, transformers' own seven-op RMSNorm 565 us and
-``torch.nn.functional.rms_norm`` (one fused ATen kernel each way) 120 us (``benchmarks/kernel_host_cost.py``): over
-Voxtral-Mini's 61 norms, ~41 ms a step. So the norms are PyTorch's, the rest Liger's. The loss moves by bf16
-rounding only.
+micro-batch 8 (benchmarks/NOTES.md). Eager LoRA training is bound by the host, though, and a forward and backward
+of Liger's Triton RMSNorm cost the lent H200 machine's host 471-792 us, transformers' own seven-op RMSNorm 565-657
+us and ``torch.nn.functional.rms_norm`` (one fused ATen kernel each way) 120-171 us (``benchmarks/
+kernel_host_cost.py``, three calls): 18-41 ms a step over Voxtral-Mini's 61 norms, +5% samples/s for LoRA in an
+interleaved run; full fine-tuning, GPU-bound, keeps the same step time. So the norms are PyTorch's, the rest
+Liger's. The loss moves by bf16 rounding only.
 
 The RMSNorm swap needs only PyTorch; the others need ``liger-kernel`` (``pip install voxplug[gpu]``) and a CUDA
 device. The norm and MLP modules of the given model are patched in place; Liger's rotary embedding replaces
