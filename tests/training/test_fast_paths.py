@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import uneven_audio_rows
+from .conftest import lora_voxtral, uneven_audio_rows
 
 torch = pytest.importorskip("torch")
 
@@ -227,21 +227,7 @@ def test_audio_placeholders_are_checked_without_reading_the_device(model_and_bat
 def bf16_lora(tmp_path_factory: pytest.TempPathFactory, model_and_batch: tuple[object, dict]) -> tuple[object, dict]:
     """The tiny Voxtral in bf16 with fp32 LoRA adapters on its language model, as the ``lora`` trainer builds it with
     PEFT's forward (``fused=False``; tests/training/test_lora_one_node.py covers the one-node forward)."""
-    from voxplug_trainers.lora import LoraOptions, LoraTrainer
-    from voxplug_voxtral.family import VoxtralFamily
-    from voxplug_voxtral.loading import load_voxtral
-    from voxplug_voxtral.tiny import build_tiny_voxtral
-
-    from voxplug.config import validate_config
-
-    torch.manual_seed(0)
-    model, _ = load_voxtral(build_tiny_voxtral(tmp_path_factory.mktemp("tiny-bf16")), dtype="fp32", device="cpu")
-    model.to(torch.bfloat16)  # cast here: loading as bf16 refuses CPUs without native bf16
-    config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
-    model = LoraTrainer(LoraOptions(fused=False)).prepare_model(model, VoxtralFamily(), config)
-    for name, parameter in model.named_parameters():  # non-zero B, so the adapters change the output
-        if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.5)
+    model = lora_voxtral(tmp_path_factory.mktemp("tiny-bf16"), "bf16", fused=False)
     return model, model_and_batch[1]
 
 

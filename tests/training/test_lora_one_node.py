@@ -11,29 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import uneven_audio_rows
+from .conftest import lora_voxtral, uneven_audio_rows
 
 torch = pytest.importorskip("torch")
-
-
-def lora_voxtral(folder: Path, dtype: str, **options: object) -> object:
-    """The tiny Voxtral with LoRA on its language model as the ``lora`` trainer builds it, with non-zero B."""
-    from voxplug_trainers.lora import LoraOptions, LoraTrainer
-    from voxplug_voxtral.family import VoxtralFamily
-    from voxplug_voxtral.loading import load_voxtral
-    from voxplug_voxtral.tiny import build_tiny_voxtral
-
-    from voxplug.config import validate_config
-
-    torch.manual_seed(0)
-    model, _ = load_voxtral(build_tiny_voxtral(folder), dtype="fp32", device="cpu")
-    model.to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])  # any CPU: no check for native bf16
-    config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
-    model = LoraTrainer(LoraOptions(**options)).prepare_model(model, VoxtralFamily(), config)
-    for name, parameter in model.named_parameters():  # B starts at zero; random B makes the adapters matter
-        if "lora_B" in name:
-            torch.nn.init.normal_(parameter, std=0.5)
-    return model
 
 
 @pytest.fixture(scope="module")
