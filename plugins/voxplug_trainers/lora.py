@@ -123,9 +123,11 @@ def skip_input_casts_under_autocast(model: Any) -> list[Any]:
     """
     import torch
 
+    from .lora_linear import decide_peft_input_cast
+
     def decide(module: Any, args: tuple[Any, ...]) -> None:
         if args and isinstance(args[0], torch.Tensor):
-            module.cast_input_dtype_enabled = not torch.is_autocast_enabled(args[0].device.type)
+            decide_peft_input_cast(module, args[0])
 
     return [
         module.register_forward_pre_hook(decide)

@@ -98,6 +98,12 @@ def _compute_dtype(x: torch.Tensor, weight: torch.Tensor, lora_a: torch.Tensor) 
     return None
 
 
+def decide_peft_input_cast(layer: Any, x: torch.Tensor) -> None:
+    """Before PEFT's forward of ``layer`` on ``x``: cast the input to the adapters' dtype only without autocast
+    (under autocast the cast to fp32 would be cast straight back to bf16 for the matmul)."""
+    layer.cast_input_dtype_enabled = not torch.is_autocast_enabled(x.device.type)
+
+
 def _one_node_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     base = self.base_layer
     weight, bias, lora_a = base.weight, base.bias, self.lora_A[ADAPTER].weight
@@ -107,8 +113,7 @@ def _one_node_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> 
         if frozen_base and self.active_adapters == [ADAPTER]:
             dtype = _compute_dtype(x, weight, lora_a)
     if dtype is None:
-        # PEFT's forward; under autocast its input cast to the adapters' fp32 would be cast straight back
-        self.cast_input_dtype_enabled = not torch.is_autocast_enabled(x.device.type)
+        decide_peft_input_cast(self, x)
         return self._peft_forward(x, *args, **kwargs)
     lora_b = self.lora_B[ADAPTER].weight
     return LoraLinearFunction.apply(x, weight, bias, lora_a, lora_b, self.scaling[ADAPTER], dtype)
