@@ -64,7 +64,7 @@ def step_seconds(model: object, batch: dict) -> float:
 
 
 def count_ops(model: object, batch: dict) -> int:
-    import torch
+    """The aten ops one forward and backward runs."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Counter(TorchDispatchMode):
@@ -77,7 +77,6 @@ def count_ops(model: object, batch: dict) -> int:
     with Counter():
         model(**batch).loss.backward()
     model.zero_grad(set_to_none=True)
-    torch.set_grad_enabled(True)
     return Counter.ops
 
 
