@@ -62,7 +62,7 @@ class LoraTrainer(Trainer):
         """Freeze the encoder (unless adapted) and wrap ``model`` with PEFT adapters on the chosen scopes."""
         from peft import LoraConfig, get_peft_model
 
-        from .lora_linear import use_one_node_lora
+        from .lora_linear import shared_input_groups, use_one_node_lora
 
         scopes = self._checked_scopes(family)
         if family.encoder_scope not in scopes:
@@ -79,8 +79,14 @@ class LoraTrainer(Trainer):
         peft_model = get_peft_model(model, lora_config)
         if not compile_enabled(config):  # compiled blocks fuse the adapters and casts themselves
             if self.options.fused and not (config.training.deepspeed or deepspeed_requested()):
-                fused = use_one_node_lora(peft_model)  # ZeRO-3 gathers weights only for modules that are called
-                log.info("LoRA: %d adapted layers run as one autograd node each (training.lora.fused)", fused)
+                # not under DeepSpeed: ZeRO-3 gathers weights only for modules that are called
+                fused = use_one_node_lora(peft_model, family.lora_shared_inputs)
+                log.info(
+                    "LoRA: %d adapted layers run as one autograd node each, but for %d groups of layers that share "
+                    "their input, which run as one node a group (training.lora.fused)",
+                    fused,
+                    shared_input_groups(peft_model),
+                )
             skip_input_casts_under_autocast(peft_model)
         counts = count_parameters(peft_model)
         log.info("LoRA on %s: %d of %d parameters train", ", ".join(scopes), counts["trainable"], counts["total"])

@@ -1,18 +1,26 @@
-"""One autograd node per LoRA layer: PEFT's adapter arithmetic with fewer kernels and less Python in each step.
+"""One autograd node per LoRA layer, or per group of LoRA layers that share their input: PEFT's adapter arithmetic
+with fewer kernels and less Python in each step.
 
 PEFT computes a LoRA linear layer as ``base(x) + lora_B(lora_A(dropout(x))) * scaling`` from modules. Under
 autocast, over a bf16 base with fp32 adapters, that is per layer and step three linear calls, two weight casts, a
 multiply and an add forward, and about as many autograd nodes backward, each with its Python and its kernel
 launch. Eager LoRA training of Voxtral on a GPU is bound by that host work, not by the GPU (benchmarks/NOTES.md):
-the GPU idles while the host queues ~2,000 small kernels a step.
+the GPU idles while the host queues thousands of small kernels a step.
 
-:class:`LoraLinearFunction` does the same arithmetic as one autograd node: forward ``x W^T``, ``h = x A^T`` and
-``out += s h B^T`` (an ``addmm_``); backward the input gradient ``g W + s (g B) A`` and the adapters' gradients,
-only those that are needed. Same math, same parameters (PEFT's modules, saved and loaded as PEFT's), so nothing
-outside the step changes. :func:`use_one_node_lora` puts it on every plain PEFT ``lora.Linear`` of a model; the
-layer falls back to PEFT's own forward wherever it does not apply (no gradient, adapters merged or disabled, a
-base layer that trains, a variant such as DoRA, dropout, several adapters, or dtypes that only PEFT's casts
-reconcile).
+:class:`LoraGroupFunction` does the same arithmetic as one autograd node for ``n`` layers called on the same input
+``x`` (a Llama block's q/k/v projections, or its gate/up projections; ``n`` is 1 for any other layer). Forward:
+``h = s (x [A_1; ...; A_n]^T)`` once for every adapter (one matmul), then ``y_i = x W_i^T`` and ``y_i += h_i B_i^T``
+(an ``addmm_``). Backward: the input gradient ``sum_i g_i W_i + s (g_i B_i) A_i`` and the adapters' gradients,
+only those needed, written straight in the adapters' dtype by the matmul where the GPU allows. Same math, same
+parameters (PEFT's modules, saved and loaded as PEFT's), so nothing outside the step changes.
+
+:func:`use_one_node_lora` puts it on every plain PEFT ``lora.Linear`` of a model, and groups the layers a model
+family names as sharing their input (``ModelFamily.lora_shared_inputs``). The first layer of a group called
+computes every member's output and hands each sibling its own when the sibling is called on the same tensor; a
+sibling called on another tensor computes alone, and a group whose members keep meeting different inputs stops
+grouping. A layer falls back to PEFT's own forward wherever the one-node math does not apply (no gradient, adapters
+merged or disabled, a base layer that trains, a variant such as DoRA, dropout, several adapters, or dtypes that only
+PEFT's casts reconcile).
 
 Not for ZeRO-3 (it reads the weights without calling the modules that gather them) nor under ``torch.compile``
 (which fuses PEFT's forward itself); the ``lora`` trainer installs it only in eager runs without DeepSpeed.
@@ -20,55 +28,122 @@ Not for ZeRO-3 (it reads the weights without calling the modules that gather the
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Sequence
 from types import MethodType
 from typing import Any
 
 import torch
 
 ADAPTER = "default"
+#: A group whose members were called on different tensors this many times computes them one by one from then on.
+MISSES_BEFORE_UNGROUPING = 3
+
+log = logging.getLogger("voxplug.training")
 
 
-class LoraLinearFunction(torch.autograd.Function):
-    """``x W^T + b + s (x A^T) B^T`` in ``dtype``, with its gradients, as one autograd node (see the module doc)."""
+def _mm_in(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``a @ b`` in ``dtype``: written in it by the matmul (cuBLAS's bf16 -> fp32 output) where possible."""
+    if dtype == a.dtype:
+        return torch.mm(a, b)
+    if a.is_cuda and dtype == torch.float32 and a.dtype in (torch.bfloat16, torch.float16) and _MM_OUT_DTYPE:
+        return torch.mm(a, b, out_dtype=dtype)
+    return torch.mm(a, b).to(dtype)
+
+
+_MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
+
+
+def _cast_rows(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``tensors`` stacked along rows in ``dtype``, and each as a view of the stack."""
+    if len(tensors) == 1:
+        stacked = tensors[0].to(dtype)
+        return stacked, [stacked]
+    stacked = torch.cat(tensors).to(dtype)  # two kernels (cat's own casting copies each input on its own)
+    return stacked, list(stacked.split([tensor.shape[0] for tensor in tensors]))
+
+
+def _split_columns(matrix: torch.Tensor, widths: list[int]) -> Sequence[torch.Tensor]:
+    return matrix.split(widths, dim=1) if len(widths) > 1 else (matrix,)
+
+
+class LoraGroupFunction(torch.autograd.Function):
+    """``y_i = x W_i^T + b_i + s_i (x A_i^T) B_i^T`` in ``dtype`` for the ``n`` layers of a group, with their
+    gradients, as one autograd node (see the module doc). ``params`` holds ``(W_i, b_i, A_i, B_i)`` per layer."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any,
-        x: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        lora_a: torch.Tensor,
-        lora_b: torch.Tensor,
-        scaling: float,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
+        ctx: Any, x: torch.Tensor, scalings: tuple[float, ...], dtype: torch.dtype, *params: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...]:
+        weights, biases, lora_as, lora_bs = params[0::4], params[1::4], params[2::4], params[3::4]
         flat = x.reshape(-1, x.shape[-1]).to(dtype)
-        w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
-        out = torch.mm(flat, w.t()) if bias is None else torch.addmm(bias.to(dtype), flat, w.t())
-        h = torch.mm(flat, a.t())
-        out.addmm_(h, b.t(), alpha=scaling)
-        ctx.save_for_backward(flat, h, w, a, b)
-        ctx.scaling = scaling
-        ctx.x_meta = (x.shape, x.dtype)
-        ctx.adapter_dtypes = (lora_a.dtype, lora_b.dtype)
-        return out.view(*x.shape[:-1], out.shape[-1])
+        a, _ = _cast_rows(lora_as, dtype)  # (sum of ranks, in)
+        same_rank = len({b.shape[1] for b in lora_bs}) == 1
+        bs = _cast_rows(lora_bs, dtype)[1] if same_rank else [b.to(dtype) for b in lora_bs]
+        ranks = [b.shape[1] for b in lora_bs]
+        h = torch.mm(flat, a.t())  # every adapter's down-projection in one matmul
+        hs = _split_columns(h, ranks)
+        if len(set(scalings)) == 1:
+            h.mul_(scalings[0])
+        else:
+            for part, scaling in zip(hs, scalings, strict=True):
+                part.mul_(scaling)
+        ws = [weight.to(dtype) for weight in weights]
+        outs = []
+        for w, bias, b, part in zip(ws, biases, bs, hs, strict=True):
+            out = torch.mm(flat, w.t()) if bias is None else torch.addmm(bias.to(dtype), flat, w.t())
+            out.addmm_(part, b.t())
+            outs.append(out.view(*x.shape[:-1], out.shape[-1]))
+        ctx.save_for_backward(flat, h, a, *bs, *ws)
+        ctx.set_materialize_grads(False)
+        ctx.meta = (x.shape, x.dtype, scalings, ranks, [t.dtype for t in lora_as], [t.dtype for t in lora_bs])
+        return tuple(outs)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        flat, h, w, a, b = ctx.saved_tensors
-        grad = grad_out.reshape(-1, grad_out.shape[-1]).to(w.dtype)
-        needs_x, _, _, needs_a, needs_b = ctx.needs_input_grad[:5]
-        grad_x = grad_a = grad_b = None
-        if needs_x or needs_a:
-            grad_h = torch.mm(grad, b).mul_(ctx.scaling)  # s g B: (tokens, r)
+    def backward(ctx: Any, *grad_outs: torch.Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
+        shape, x_dtype, scalings, ranks, a_dtypes, b_dtypes = ctx.meta
+        n = len(scalings)
+        flat, h, a, *rest = ctx.saved_tensors
+        bs, ws = rest[:n], rest[n:]
+        # an output the loss does not use has no gradient (grads are not materialized): its adapters get None, as
+        # with PEFT's separate layers, and it adds nothing to the input's gradient
+        grads = [None if g is None else g.reshape(-1, g.shape[-1]).to(flat.dtype) for g in grad_outs]
+        used = [i for i, g in enumerate(grads) if g is not None]
+        needs = ctx.needs_input_grad
+        needs_x = needs[0] and bool(used)
+        needs_a = [needs[5 + 4 * i] and grads[i] is not None for i in range(n)]
+        needs_b = [needs[6 + 4 * i] and grads[i] is not None for i in range(n)]
+        grad_x = grad_a = None
+        if needs_x or any(needs_a):
+            # s_i g_i B_i for every layer, side by side: (tokens, sum of ranks)
+            if n == 1:
+                grad_h = torch.mm(grads[0], bs[0])
+            else:
+                grad_h = flat.new_empty((flat.shape[0], sum(ranks)))
+                for g, b, part in zip(grads, bs, _split_columns(grad_h, ranks), strict=True):
+                    if g is None:
+                        part.zero_()
+                    else:
+                        torch.mm(g, b, out=part)
+            if len(set(scalings)) == 1:
+                grad_h.mul_(scalings[0])
+            else:
+                for part, scaling in zip(_split_columns(grad_h, ranks), scalings, strict=True):
+                    part.mul_(scaling)
             if needs_x:
-                shape, x_dtype = ctx.x_meta
-                grad_x = torch.mm(grad, w).addmm_(grad_h, a).view(shape).to(x_dtype)
-            if needs_a:
-                grad_a = torch.mm(grad_h.t(), flat).to(ctx.adapter_dtypes[0])
-        if needs_b:
-            grad_b = torch.mm(grad.t(), h).mul_(ctx.scaling).to(ctx.adapter_dtypes[1])
-        return grad_x, None, None, grad_a, grad_b, None, None
+                grad_x = torch.mm(grads[used[0]], ws[used[0]])
+                for i in used[1:]:
+                    grad_x.addmm_(grads[i], ws[i])
+                grad_x = grad_x.addmm_(grad_h, a).view(shape).to(x_dtype)
+            if any(needs_a):
+                grad_a = _mm_in(grad_h.t(), flat, a_dtypes[0])  # every A's gradient in one matmul
+                grad_a = grad_a.split(ranks) if n > 1 else (grad_a,)
+        per_layer: list[Any] = []
+        for i, (g, part) in enumerate(zip(grads, _split_columns(h, ranks), strict=True)):
+            grad_b = _mm_in(g.t(), part, b_dtypes[i]) if needs_b[i] else None
+            grad_a_i = grad_a[i].to(a_dtypes[i]) if grad_a is not None and needs_a[i] else None
+            per_layer += [None, None, grad_a_i, grad_b]
+        return (grad_x, None, None, *per_layer)
 
 
 def one_node_applies(layer: Any) -> bool:
@@ -98,31 +173,80 @@ def _compute_dtype(x: torch.Tensor, weight: torch.Tensor, lora_a: torch.Tensor) 
     return None
 
 
+def _one_node_dtype(layer: Any, x: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.dtype | None:
+    """The dtype ``layer``'s one-node math computes in on ``x``, or None where PEFT's forward must run instead."""
+    if args or kwargs or layer.disable_adapters or layer.merged_adapters or not torch.is_grad_enabled():
+        return None
+    weight, bias = layer.base_layer.weight, layer.base_layer.bias
+    if weight.requires_grad or (bias is not None and bias.requires_grad) or layer.active_adapters != [ADAPTER]:
+        return None
+    return _compute_dtype(x, weight, layer.lora_A[ADAPTER].weight)
+
+
 def decide_peft_input_cast(layer: Any, x: torch.Tensor) -> None:
     """Before PEFT's forward of ``layer`` on ``x``: cast the input to the adapters' dtype only without autocast
     (under autocast the cast to fp32 would be cast straight back to bf16 for the matmul)."""
     layer.cast_input_dtype_enabled = not torch.is_autocast_enabled(x.device.type)
 
 
+def _apply(layers: Sequence[Any], x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    params: list[torch.Tensor | None] = []
+    for layer in layers:
+        base = layer.base_layer
+        params += [base.weight, base.bias, layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight]
+    scalings = tuple(layer.scaling[ADAPTER] for layer in layers)
+    return LoraGroupFunction.apply(x, scalings, dtype, *params)
+
+
+class SharedInputGroup:
+    """Adapted layers of one module that its forward calls on the same tensor (q/k/v, gate/up): the first called
+    computes them all as one node and keeps the siblings' outputs until each sibling is called on that tensor."""
+
+    def __init__(self, layers: Sequence[Any], names: Sequence[str]) -> None:
+        self.layers, self.names = list(layers), "/".join(names)
+        self.input: torch.Tensor | None = None
+        self.pending: dict[int, torch.Tensor] = {}
+        self.misses = 0
+        self.grouping = True
+
+    def output(self, layer: Any, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        index = self.layers.index(layer)
+        if self.input is x and index in self.pending:
+            out = self.pending.pop(index)
+            if not self.pending:
+                self.input = None
+            return out
+        if self.pending:  # a sibling's output was never asked for on its tensor: they do not share it
+            self.pending, self.input = {}, None
+            self.misses += 1
+            if self.misses >= MISSES_BEFORE_UNGROUPING:
+                self.grouping = False
+                log.info("LoRA: %s are not called on one input; they run one by one from now on", self.names)
+        if not self.grouping or any(_one_node_dtype(other, x, (), {}) != dtype for other in self.layers):
+            return _apply((layer,), x, dtype)[0]
+        outs = _apply(self.layers, x, dtype)
+        self.pending = {i: out for i, out in enumerate(outs) if i != index}
+        self.input = x
+        return outs[index]
+
+
 def _one_node_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    base = self.base_layer
-    weight, bias, lora_a = base.weight, base.bias, self.lora_A[ADAPTER].weight
-    dtype = None
-    if not (args or kwargs or self.disable_adapters or self.merged_adapters) and torch.is_grad_enabled():
-        frozen_base = not weight.requires_grad and (bias is None or not bias.requires_grad)
-        if frozen_base and self.active_adapters == [ADAPTER]:
-            dtype = _compute_dtype(x, weight, lora_a)
+    dtype = _one_node_dtype(self, x, args, kwargs)
     if dtype is None:
         decide_peft_input_cast(self, x)
         return self._peft_forward(x, *args, **kwargs)
-    lora_b = self.lora_B[ADAPTER].weight
-    return LoraLinearFunction.apply(x, weight, bias, lora_a, lora_b, self.scaling[ADAPTER], dtype)
+    group = self.__dict__.get("_lora_group")
+    if group is None:
+        return _apply((self,), x, dtype)[0]
+    return group.output(self, x, dtype)
 
 
-def use_one_node_lora(model: Any) -> int:
+def use_one_node_lora(model: Any, shared_inputs: Iterable[Sequence[str]] = ()) -> int:
     """Give every LoRA layer of ``model`` that :func:`one_node_applies` to the one-node forward; return how many.
 
-    Per instance: the layer's class, its parameters and ``state_dict`` stay PEFT's. ``restore_peft_forward``
+    ``shared_inputs`` names sibling layers (``("q_proj", "k_proj", "v_proj")``) that their parent module calls on
+    the same input; where two or more of a group's names are one-node children of one module, they run as one
+    node. Per instance: the layers' class, parameters and ``state_dict`` stay PEFT's. ``restore_peft_forward``
     undoes it."""
     count = 0
     for module in model.modules():
@@ -130,7 +254,27 @@ def use_one_node_lora(model: Any) -> int:
             module._peft_forward = module.forward
             module.forward = MethodType(_one_node_forward, module)
             count += 1
+    names = [tuple(group) for group in shared_inputs]
+    for parent in model.modules():
+        for group in names:
+            children = {name: getattr(parent, name, None) for name in group}
+            members = {
+                name: child
+                for name, child in children.items()
+                if isinstance(child, torch.nn.Module)
+                and "_peft_forward" in vars(child)
+                and "_lora_group" not in vars(child)
+            }
+            if len(members) > 1 and len({m.base_layer.in_features for m in members.values()}) == 1:
+                shared = SharedInputGroup(list(members.values()), list(members))
+                for member in members.values():
+                    member.__dict__["_lora_group"] = shared
     return count
+
+
+def shared_input_groups(model: Any) -> int:
+    """How many groups of layers sharing their input :func:`use_one_node_lora` formed in ``model``."""
+    return len({id(m.__dict__["_lora_group"]) for m in model.modules() if "_lora_group" in m.__dict__})
 
 
 def restore_peft_forward(model: Any) -> int:
@@ -139,5 +283,6 @@ def restore_peft_forward(model: Any) -> int:
     for module in model.modules():
         if "_peft_forward" in module.__dict__:
             del module.forward, module._peft_forward
+            module.__dict__.pop("_lora_group", None)
             count += 1
     return count

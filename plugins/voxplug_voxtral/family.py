@@ -36,6 +36,11 @@ class VoxtralFamily(ModelFamily):
     default_checkpoint: ClassVar[str] = "mistralai/Voxtral-Mini-3B-2507"
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model", "audio_tower", "projector")
     encoder_scope: ClassVar[str | None] = "audio_tower"
+    # the Mistral LM's attention and MLP, and the encoder's self-attention, call these on one hidden state
+    lora_shared_inputs: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("q_proj", "k_proj", "v_proj"),
+        ("gate_proj", "up_proj"),
+    )
 
     def load(
         self,

@@ -89,3 +89,21 @@ def test_unknown_lora_scope_is_one_clear_error(tiny_model: Path) -> None:
 
     with pytest.raises(TrainingError, match=r"training.lora.scopes: \['decoder'\] not parts of a voxtral model"):
         prepared(tiny_model, "lora", {"scopes": ["decoder"]})
+
+
+def test_a_copy_of_a_frozen_encoder_runs_its_own_weights_without_grad() -> None:
+    """``copy.deepcopy`` (and so a model converted after copying, to float64 say) keeps the copy's forward."""
+    import copy
+
+    import torch
+
+    from voxplug.training.freezing import freeze_without_grad, is_frozen_without_grad
+
+    encoder = torch.nn.Linear(4, 3)
+    freeze_without_grad(encoder)
+    twin = copy.deepcopy(encoder).double()
+    x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    out = twin(x)
+    assert is_frozen_without_grad(twin) and out.dtype == torch.float64 and out.grad_fn is None
+    assert torch.allclose(out, x @ twin.weight.t() + twin.bias)
+    assert encoder(x.float()).grad_fn is None and encoder.weight.dtype == torch.float32

@@ -28,6 +28,9 @@ class ModelFamily(Extension):
     encoder_scope: ClassVar[str | None] = None
     #: PEFT's ``task_type`` for this architecture ("CAUSAL_LM" for decoder-only models, None where none fits).
     peft_task_type: ClassVar[str | None] = "CAUSAL_LM"
+    #: Names of sibling linear layers that their parent's forward always calls on the same input (a Llama block's
+    #: q/k/v and gate/up projections): the ``lora`` trainer computes their adapters together, as one node.
+    lora_shared_inputs: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     def load(
         self,

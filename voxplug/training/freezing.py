@@ -8,7 +8,7 @@ output carries no ``grad_fn`` and costs forward compute only (one third of what 
 
 from __future__ import annotations
 
-import functools
+from types import MethodType
 from typing import Any
 
 _FROZEN_MARK = "_voxplug_frozen_without_grad"
@@ -27,22 +27,22 @@ def freeze_without_grad(module: Any) -> int:
     """Freeze ``module``'s parameters and run its forward without autograd; idempotent.
 
     Returns the number of frozen parameter elements. The module's ``forward`` is wrapped on the instance, so
-    hooks that libraries add later (PEFT, DeepSpeed, gradient checkpointing) keep working.
+    hooks that libraries add later (PEFT, DeepSpeed, gradient checkpointing) keep working; both the wrapper and the
+    forward it wraps are bound methods, so a ``copy.deepcopy`` of the model runs the copy's own weights.
     """
-    import torch
-
     frozen = freeze_parameters(module)
     if not getattr(module, _FROZEN_MARK, False):
-        original_forward = module.forward
-
-        @functools.wraps(original_forward)
-        def forward_without_grad(*args: Any, **kwargs: Any) -> Any:
-            with torch.no_grad():
-                return original_forward(*args, **kwargs)
-
-        module.forward = forward_without_grad
+        module._forward_with_grad = module.forward
+        module.forward = MethodType(_forward_without_grad, module)
         setattr(module, _FROZEN_MARK, True)
     return frozen
+
+
+def _forward_without_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
+    import torch
+
+    with torch.no_grad():
+        return self._forward_with_grad(*args, **kwargs)
 
 
 def is_frozen_without_grad(module: Any) -> bool:
