@@ -8,8 +8,10 @@ the arithmetic's. Ratios are against the first entry of each piece, measured in 
 
 Pieces: a matmul (the BLAS library PyTorch picks, cuBLAS, cuBLASLt; forward only, the setting's own cost
 included), RMSNorm (transformers' eager, Liger's Triton kernel, ``torch.nn.functional.rms_norm``), SwiGLU (eager
-``silu(gate) * up``, Liger), RoPE (eager, Liger) and a LoRA linear layer (PEFT's forward over a bf16 base with
-fp32 adapters under autocast, and the one-node forward of ``plugins/voxplug_trainers/lora_linear.py``).
+``silu(gate) * up``, Liger, voxplug's ``SiluMul``), RoPE (eager, Liger, voxplug's ``RotaryEmbedding``), a LoRA
+linear layer (PEFT's forward over a bf16 base with fp32 adapters under autocast, and the one-node forward of
+``plugins/voxplug_trainers/lora_linear.py``) and LoRA q/k/v projections on one input (PEFT's, one node a layer,
+one node for the three).
 
     python benchmarks/kernel_host_cost.py --out benchmarks/results
 """
@@ -98,6 +100,7 @@ def pieces(tokens: int) -> dict[str, dict[str, Callable[[], Any]]]:
         "swiglu": {},
         "rope": {},
         "lora_linear": {},
+        "lora_qkv": {},
     }
     weight = torch.randn(HEADS * HEAD_DIM, HIDDEN, device=device, dtype=bf16)
     flat = x.detach().reshape(-1, HIDDEN)
@@ -130,30 +133,42 @@ def pieces(tokens: int) -> dict[str, dict[str, Callable[[], Any]]]:
         result["rope"]["liger"] = fwd_bwd(lambda: sum(t.sum() for t in liger_rotary_pos_emb(q, k, cos, sin)))
     except ImportError as exc:
         result["rms_norm"]["liger"] = exc  # type: ignore[assignment]
-    result["lora_linear"].update(lora_steps(x, fwd_bwd))
+    from voxplug_voxtral.kernels import RotaryEmbedding, SiluMul
+
+    result["swiglu"]["torch_silu_mul"] = fwd_bwd(lambda: SiluMul.apply(gate, up))
+    result["rope"]["torch_rotary"] = fwd_bwd(lambda: sum(t.sum() for t in RotaryEmbedding.apply(q, k, cos, sin)))
+    result["lora_linear"].update(lora_steps(x, fwd_bwd, ("q_proj",)))
+    result["lora_qkv"].update(lora_steps(x, fwd_bwd, ("q_proj", "k_proj", "v_proj")))
     return result
 
 
-def lora_steps(x: Any, fwd_bwd: Callable[[Callable[[], Any]], Callable[[], None]]) -> dict[str, Callable[[], None]]:
-    """q_proj with LoRA r 8, as the ``lora`` trainer builds it: PEFT's forward and the one-node forward."""
+def lora_steps(
+    x: Any, fwd_bwd: Callable[[Callable[[], Any]], Callable[[], None]], names: tuple[str, ...]
+) -> dict[str, Callable[[], None]]:
+    """The ``names`` projections (q/k/v) of an attention block on one input, with LoRA r 8 as the ``lora`` trainer
+    builds it: PEFT's forward, the one-node forward, and (for more than one) one node for them all."""
     import torch
     from peft import LoraConfig, get_peft_model
     from voxplug_trainers.lora import skip_input_casts_under_autocast
     from voxplug_trainers.lora_linear import use_one_node_lora
 
+    widths = {"q_proj": HEADS * HEAD_DIM, "k_proj": KV_HEADS * HEAD_DIM, "v_proj": KV_HEADS * HEAD_DIM}
+
     class Block(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.q_proj = torch.nn.Linear(HIDDEN, HEADS * HEAD_DIM, bias=False)
+            for name in names:
+                setattr(self, name, torch.nn.Linear(HIDDEN, widths[name], bias=False))
 
         def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-            return self.q_proj(hidden)
+            outs = [getattr(self, name)(hidden) for name in names]
+            return outs[0] if len(outs) == 1 else sum(out.sum() for out in outs)
 
-    def build(one_node: bool) -> Callable[[], torch.Tensor]:
-        config = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj"])
+    def build(way: str) -> Callable[[], torch.Tensor]:
+        config = LoraConfig(r=8, lora_alpha=32, target_modules=list(names))
         model = get_peft_model(Block().to("cuda", torch.bfloat16), config)
-        if one_node:
-            use_one_node_lora(model)
+        if way != "peft":
+            use_one_node_lora(model, [names] if way == "grouped" else ())
         skip_input_casts_under_autocast(model)  # as the lora trainer does (it leaves one-node layers alone)
 
         def forward() -> torch.Tensor:
@@ -162,7 +177,8 @@ def lora_steps(x: Any, fwd_bwd: Callable[[Callable[[], Any]], Callable[[], None]
 
         return forward
 
-    return {"peft": fwd_bwd(build(one_node=False)), "one_node": fwd_bwd(build(one_node=True))}
+    ways = ["peft", "one_node"] + (["grouped"] if len(names) > 1 else [])
+    return {way: fwd_bwd(build(way)) for way in ways}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # one way failing must not lose the others
                 timings[name] = f"{type(exc).__name__}: {exc}"[:300]
         results["host_us_per_forward_backward"][piece] = timings
-        if piece == "lora_linear":  # where each way's host time goes, op by op
-            results["lora_linear_host_ops"] = {name: op_profile(step, args.calls) for name, step in ways.items()}
+        if piece.startswith("lora_"):  # where each way's host time goes, op by op
+            results[f"{piece}_host_ops"] = {name: op_profile(step, args.calls) for name, step in ways.items()}
         numbers = {k: v for k, v in timings.items() if isinstance(v, float)}
         if numbers:
             first = next(iter(numbers.values()))

@@ -214,6 +214,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lora-default-cublaslt": {"method": "lora", "blas": "cublaslt"},
     "full-torchnorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     "full-ligernorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"}},
+    # 2026-12-02 (fifth session): one node per group of adapted layers sharing their input (q/k/v, gate/up), and
+    # lean PyTorch SwiGLU and RoPE instead of Liger's, are the new defaults. "lora_groups": false takes the groups
+    # out; "kernels" without "swiglu"/"rope" keys means Liger's (as before)
+    "lora-prev": {  # the fourth session's default: one node a layer, Liger's SwiGLU and RoPE
+        "method": "lora",
+        "lora_groups": False,
+        "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"},
+    },
+    "lora-grouped-liger": {"method": "lora", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
+    "lora-ungrouped": {"method": "lora", "lora_groups": False},
+    "lora-torchswiglu-ligerrope": {
+        "method": "lora",
+        "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch", "swiglu": "torch"},
+    },
+    "full-prev": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
         "method": "full",
@@ -1004,14 +1019,23 @@ def voxplug_trainer(
         else:  # a variant's own choice of kernels
             from voxplug_voxtral.kernels import fuse_language_model_kernels
 
-            checks["fused_kernels"] = fuse_language_model_kernels(
-                model, tuple(kernels["fused"]), rms_norm=kernels["rms_norm"]
-            )
+            # whose kernel each is; SwiGLU and RoPE were Liger's in every spec before the fifth session
+            sources = {"swiglu": "liger", "rope": "liger", **{k: v for k, v in kernels.items() if k != "fused"}}
+            checks["fused_kernels"] = fuse_language_model_kernels(model, tuple(kernels["fused"]), **sources)
         checks["after_fused_kernels"] = check_losses(model, batch, autocast)
     method_options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
     hooks: list[Any] = []
     with hooked_input_casts(hooks, keep_casts=bool(spec.get("input_casts"))):
         model = trainer_class(method_options).prepare_model(model, family, config)
+    if spec.get("lora_groups") is False:  # one node per adapted layer, none per group (the fourth session's)
+        from voxplug_trainers.lora_linear import restore_peft_forward, use_one_node_lora
+
+        restore_peft_forward(model)
+        use_one_node_lora(model)
+    if method == "lora":
+        from voxplug_trainers.lora_linear import shared_input_groups
+
+        checks["lora_shared_input_groups"] = shared_input_groups(model)
     if hooks and cuda:
         checks["input_casts"] = input_casts_check(model, batch, hooks)
     record.encoder_cache = cache_frozen_encoder(family, model, config.training.encoder_cache_gb)

@@ -1,18 +1,21 @@
-"""Fused GPU kernels for training Voxtral's language model (a Llama): RMSNorm from PyTorch, SwiGLU and RoPE from
-Liger.
+"""Fused GPU kernels for training Voxtral's language model (a Llama): RMSNorm from PyTorch; SwiGLU and RoPE as
+lean autograd functions of a few ATen kernels each, or from Liger.
 
 Liger's kernels (RMSNorm, SwiGLU, RoPE) lowered LoRA's peak on the lent H100 from 27.5-31.1 GiB to 24.4 GiB at
 micro-batch 8 (benchmarks/NOTES.md). Eager LoRA training is bound by the host, though, and a forward and backward
 of Liger's Triton RMSNorm cost the lent H200 machine's host 471-792 us, transformers' own seven-op RMSNorm 565-657
 us and ``torch.nn.functional.rms_norm`` (one fused ATen kernel each way) 120-171 us (``benchmarks/
 kernel_host_cost.py``, three calls): 18-41 ms a step over Voxtral-Mini's 61 norms, +5% samples/s for LoRA in an
-interleaved run; full fine-tuning, GPU-bound, keeps the same step time. So the norms are PyTorch's, the rest
-Liger's. The loss moves by bf16 rounding only.
+interleaved run; full fine-tuning, GPU-bound, keeps the same step time. So the norms are PyTorch's. Liger's
+SwiGLU and RoPE cost the host 352-487 and 549-825 us a layer too, mostly Python around their Triton launches:
+:class:`SiluMul` and :class:`RotaryEmbedding` do the same arithmetic in two and eight ATen kernels forward (as many
+backward) and keep what Liger keeps for the backward (the MLP's inputs, not ``silu(gate)``). The loss moves by bf16
+rounding only.
 
-The RMSNorm swap needs only PyTorch; the others need ``liger-kernel`` (``pip install voxplug[gpu]``) and a CUDA
-device. The norm and MLP modules of the given model are patched in place; Liger's rotary embedding replaces
-transformers' Llama ``apply_rotary_pos_emb`` for the whole process (the same function, fused), the only global
-change kept.
+``"torch"`` needs only PyTorch; ``"liger"`` needs ``liger-kernel`` (``pip install voxplug[gpu]``) and a CUDA
+device. The norm, MLP and attention work of the given model is patched in place, except the rotary embedding,
+which replaces transformers' Llama ``apply_rotary_pos_emb`` for the whole process (the same function, fused), the
+only global change kept.
 """
 
 from __future__ import annotations
@@ -21,26 +24,38 @@ import logging
 from types import MethodType
 from typing import Any
 
+import torch
+from transformers.models.llama import modeling_llama
+
+_llama_rotary_pos_emb = modeling_llama.apply_rotary_pos_emb  # transformers' own, before anyone patches it
+
 log = logging.getLogger("voxplug.training")
 
 FUSED = ["rms_norm", "swiglu", "rope"]
+#: Whose kernel each of :data:`FUSED` is by default: ``"torch"`` (this module's) or ``"liger"``.
+DEFAULT_SOURCES = {"rms_norm": "torch", "swiglu": "torch", "rope": "torch"}
 
 
-def fuse_language_model_kernels(
-    model: Any, kernels: tuple[str, ...] = tuple(FUSED), *, rms_norm: str = "torch"
-) -> list[str]:
+def fuse_language_model_kernels(model: Any, kernels: tuple[str, ...] = tuple(FUSED), **sources: str) -> list[str]:
     """Fuse ``kernels`` (from :data:`FUSED`) into ``model``'s Llama language model; return what was fused.
 
-    ``rms_norm`` says whose RMSNorm: ``"torch"`` (:func:`use_torch_rms_norm`) or ``"liger"``. Liger's kernels are
-    skipped, with a log line, when liger-kernel is not installed."""
+    ``sources`` says whose kernel each is (``rms_norm="liger"``...), over :data:`DEFAULT_SOURCES`. Liger's kernels
+    are skipped, with a log line, when liger-kernel is not installed."""
     language_model = model.model.language_model
     if getattr(language_model.config, "model_type", None) != "llama":
         return []
+    unknown = set(sources).difference(FUSED) or {v for v in sources.values() if v not in ("torch", "liger")}
+    if unknown:
+        raise ValueError(f"unknown kernels or sources: {sorted(unknown)}")
+    source = {**DEFAULT_SOURCES, **sources}
+    modeling_llama.apply_rotary_pos_emb = _llama_rotary_pos_emb  # transformers' own unless rope is fused below
+    torch_kernels = {"rms_norm": use_torch_rms_norm, "swiglu": use_torch_swiglu, "rope": use_torch_rope}
     fused = []
-    if "rms_norm" in kernels and rms_norm == "torch":
-        use_torch_rms_norm(model)
-        fused.append("rms_norm")
-    liger = {name for name in kernels if name != "rms_norm" or rms_norm == "liger"}
+    for name in kernels:
+        if source[name] == "torch":
+            torch_kernels[name](model)
+            fused.append(name)
+    liger = {name for name in kernels if source[name] == "liger"}
     if liger:
         fused += _fuse_liger(language_model, liger)
     fused = [name for name in FUSED if name in fused]
@@ -54,8 +69,6 @@ def _fuse_liger(language_model: Any, kernels: set[str]) -> list[str]:
     except ImportError:
         log.info("liger-kernel is not installed: %s run unfused (pip install 'voxplug[gpu]')", ", ".join(kernels))
         return []
-    from transformers.models.llama import modeling_llama
-
     classes = {name: getattr(modeling_llama, name) for name in ("LlamaRMSNorm", "LlamaMLP")}
     apply_liger_kernel_to_llama(
         rope="rope" in kernels,
@@ -75,8 +88,6 @@ def use_torch_rms_norm(model: Any) -> int:
     call forward and one backward (fused CUDA kernels), where transformers' forward runs seven ops. The weight
     multiplies before the one cast back to the input's dtype (Llama casts first): a bf16 rounding apart. Returns
     how many norms changed."""
-    import torch
-    from transformers.models.llama import modeling_llama
 
     def forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
@@ -85,3 +96,96 @@ def use_torch_rms_norm(model: Any) -> int:
     for norm in norms:
         norm.forward = MethodType(forward, norm)
     return len(norms)
+
+
+class SiluMul(torch.autograd.Function):
+    """``silu(gate) * up`` (Llama's SwiGLU), keeping only ``gate`` and ``up`` for the backward, which recomputes
+    ``silu(gate)``: two kernels forward and four backward, the eager math, and Liger's memory."""
+
+    @staticmethod
+    def forward(ctx: Any, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(gate, up)
+        return torch.nn.functional.silu(gate).mul_(up)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        gate, up = ctx.saved_tensors
+        grad_up = grad * torch.nn.functional.silu(gate)
+        grad_gate = torch.ops.aten.silu_backward(grad * up, gate)
+        return grad_gate, grad_up
+
+
+def _rotate(
+    x: torch.Tensor, a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor], signs: tuple[int, int]
+) -> torch.Tensor:
+    """``[x1 a1 + s1 x2 b1, x2 a2 + s2 x1 b2]`` over the two halves of ``x``'s last dimension, in the dtype that
+    ``x * a`` has (fp32 for a bf16 ``x`` under autocast over an fp32 model, as transformers' formula): four kernels."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out = torch.empty_like(x, dtype=torch.result_type(x, a[0]))
+    out1, out2 = out[..., :half], out[..., half:]
+    torch.mul(x1, a[0], out=out1).addcmul_(x2, b[0], value=signs[0])
+    torch.mul(x2, a[1], out=out2).addcmul_(x1, b[1], value=signs[1])
+    return out
+
+
+class RotaryEmbedding(torch.autograd.Function):
+    """Llama's rotary embedding of q and k (``x cos + rotate_half(x) sin``) as one autograd node: per tensor, two
+    multiplies and two ``addcmul_`` on the halves forward, and the inverse rotation backward."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        half = cos.shape[-1] // 2
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (batch, 1, positions, head_dim): over every head
+        ctx.save_for_backward(cos, sin)
+        ctx.set_materialize_grads(False)
+        ctx.dtypes = q.dtype, k.dtype
+        # out1 = x1 c1 - x2 s1, out2 = x2 c2 + x1 s2
+        halves = (cos[..., :half], cos[..., half:]), (sin[..., :half], sin[..., half:])
+        return _rotate(q, *halves, (-1, 1)), _rotate(k, *halves, (-1, 1))
+
+    @staticmethod
+    def backward(ctx: Any, grad_q: torch.Tensor | None, grad_k: torch.Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
+        cos, sin = ctx.saved_tensors
+        half = cos.shape[-1] // 2
+        # the transpose: grad1 = g1 c1 + g2 s2, grad2 = g2 c2 - g1 s1
+        halves = (cos[..., :half], cos[..., half:]), (sin[..., half:], sin[..., :half])
+        grads = [
+            None if g is None else _rotate(g, *halves, (1, -1)).to(dtype)
+            for g, dtype in zip((grad_q, grad_k), ctx.dtypes, strict=True)
+        ]
+        return grads[0], grads[1], None, None
+
+
+def rotary_pos_emb(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' Llama ``apply_rotary_pos_emb``, computed by :class:`RotaryEmbedding` (heads on dimension 1)."""
+    if unsqueeze_dim != 1 or cos.dim() != 3:
+        return _llama_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim)
+    return RotaryEmbedding.apply(q, k, cos, sin)
+
+
+def use_torch_swiglu(model: Any) -> int:
+    """Compute each SiLU-gated MLP of ``model``'s Llama language model with :class:`SiluMul`; return how many."""
+
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(SiluMul.apply(self.gate_proj(x), self.up_proj(x)))
+
+    mlps = [
+        m
+        for m in model.model.language_model.modules()
+        if type(m) is modeling_llama.LlamaMLP and m.config.hidden_act in ("silu", "swish")
+    ]
+    for mlp in mlps:
+        mlp.forward = MethodType(forward, mlp)
+    return len(mlps)
+
+
+def use_torch_rope(model: Any) -> int:
+    """Compute Llama's rotary embedding with :func:`rotary_pos_emb` (for the whole process, as Liger's does);
+    return how many attention layers of ``model`` use it."""
+    modeling_llama.apply_rotary_pos_emb = rotary_pos_emb  # the Llama attention's forward looks it up here
+    return sum(type(m) is modeling_llama.LlamaAttention for m in model.model.language_model.modules())

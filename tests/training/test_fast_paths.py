@@ -136,31 +136,86 @@ def test_encoder_decoder_models_keep_the_plain_loss() -> None:
     assert not supports_label_logits(Seq2Seq())
 
 
-def test_without_liger_only_pytorchs_rms_norm_is_fused_with_the_same_loss_and_gradients(
+def test_without_liger_pytorchs_kernels_fuse_with_the_same_loss_and_gradients(
     model_and_batch: tuple[object, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import copy
     import sys
 
+    from transformers.models.llama import modeling_llama
+    from voxplug_voxtral import kernels
     from voxplug_voxtral.family import VoxtralFamily
 
+    # the rotary embedding is patched for the whole process: transformers' own here, and again after the test
+    monkeypatch.setattr(modeling_llama, "apply_rotary_pos_emb", kernels._llama_rotary_pos_emb)
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", None)  # import fails as when not installed
     model, batch = model_and_batch
     fused = copy.deepcopy(model)
-    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", None)  # import fails as when not installed
-    assert VoxtralFamily().fuse_kernels(fused) == ["rms_norm"]
-    norms = [m for m in fused.model.language_model.modules() if "forward" in vars(m)]
-    assert len(norms) == 2 * fused.config.text_config.num_hidden_layers + 1  # two a layer and the final one
 
     def loss_and_grads(module: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
         module.zero_grad(set_to_none=True)
         loss = module(**batch).loss
         loss.backward()
-        return loss.detach(), [p.grad for p in module.model.language_model.parameters()]
+        grads = [p.grad for p in module.model.language_model.parameters()]
+        module.zero_grad(set_to_none=True)
+        return loss.detach(), grads
 
-    (fused_loss, fused_grads), (loss, grads) = loss_and_grads(fused), loss_and_grads(model)
-    model.zero_grad(set_to_none=True)
+    loss, grads = loss_and_grads(model)  # before fusing: transformers' rotary embedding
+    assert VoxtralFamily().fuse_kernels(fused) == ["rms_norm", "swiglu", "rope"]
+    assert modeling_llama.apply_rotary_pos_emb is kernels.rotary_pos_emb
+    patched = [type(m).__name__ for m in fused.model.language_model.modules() if "forward" in vars(m)]
+    layers = fused.config.text_config.num_hidden_layers
+    assert sorted(patched) == sorted(["LlamaRMSNorm"] * (2 * layers + 1) + ["LlamaMLP"] * layers)
+    fused_loss, fused_grads = loss_and_grads(fused)
     assert torch.allclose(fused_loss, loss, rtol=1e-5, atol=1e-6)
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(fused_grads, grads, strict=True))
+    # Liger's asked for without Liger: only PyTorch's norm fuses, and the rotary embedding is transformers' again
+    assert kernels.fuse_language_model_kernels(copy.deepcopy(model), swiglu="liger", rope="liger") == ["rms_norm"]
+    assert modeling_llama.apply_rotary_pos_emb is kernels._llama_rotary_pos_emb
+    with pytest.raises(ValueError, match="unknown"):
+        kernels.fuse_language_model_kernels(copy.deepcopy(model), rope="triton")
+
+
+def test_the_lean_swiglu_and_rotary_embedding_have_exact_gradients() -> None:
+    """float64 gradcheck of :class:`SiluMul` and :class:`RotaryEmbedding`, and the same values as transformers'
+    formulas (which they replace)."""
+    from transformers.models.llama import modeling_llama
+    from voxplug_voxtral.kernels import RotaryEmbedding, SiluMul, _llama_rotary_pos_emb
+
+    torch.manual_seed(0)
+    gate, up = (torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(SiluMul.apply, (gate, up))
+    assert torch.allclose(SiluMul.apply(gate, up), torch.nn.functional.silu(gate) * up)
+
+    # q and k as the attention makes them: (batch, heads, positions, head_dim) views of (batch, positions, ...)
+    q = torch.randn(2, 5, 4, 6, dtype=torch.float64).transpose(1, 2).requires_grad_()
+    k = torch.randn(2, 5, 2, 6, dtype=torch.float64).transpose(1, 2).requires_grad_()
+    config = modeling_llama.LlamaConfig(hidden_size=24, num_attention_heads=4, head_dim=6)
+    rotary = modeling_llama.LlamaRotaryEmbedding(config)
+    cos, sin = rotary(q, torch.arange(5).expand(2, 5))
+    cos, sin = cos.double(), sin.double()
+    assert torch.autograd.gradcheck(lambda q, k: RotaryEmbedding.apply(q, k, cos, sin), (q, k))
+    for ours, theirs in zip(RotaryEmbedding.apply(q, k, cos, sin), _llama_rotary_pos_emb(q, k, cos, sin), strict=True):
+        assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+    # only q used: k gets no gradient
+    RotaryEmbedding.apply(q, k, cos, sin)[0].sum().backward()
+    assert q.grad is not None and k.grad is None
+
+
+def test_the_rotary_embedding_promotes_as_transformers_does() -> None:
+    """Under autocast over an fp32 model, q and k come out of their projections in bf16 while cos and sin are fp32:
+    the rotated q and k are fp32, as transformers' formula makes them, and their gradients bf16."""
+    from voxplug_voxtral.kernels import _llama_rotary_pos_emb, rotary_pos_emb
+
+    torch.manual_seed(0)
+    q = torch.randn(1, 4, 3, 8).to(torch.bfloat16).requires_grad_()
+    k = torch.randn(1, 2, 3, 8).to(torch.bfloat16).requires_grad_()
+    cos, sin = torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+    ours, theirs = rotary_pos_emb(q, k, cos, sin), _llama_rotary_pos_emb(q, k, cos, sin)
+    assert [t.dtype for t in ours] == [t.dtype for t in theirs] == [torch.float32] * 2
+    assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-6) for a, b in zip(ours, theirs, strict=True))
+    (ours[0].sum() + ours[1].square().sum()).backward()
+    assert q.grad.dtype == k.grad.dtype == torch.bfloat16
 
 
 def test_training_batches_without_an_attention_mask_give_the_same_loss_and_gradients(
