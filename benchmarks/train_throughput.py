@@ -1007,10 +1007,10 @@ def voxplug_trainer(
     autocast = cuda and dtype != torch.bfloat16
     compiled = compile_enabled(config)
     fuse = fused_kernels_enabled(config, precision)  # as voxplug.training.run decides
-    if not fuse:
-        from transformers.models.llama import modeling_llama
+    from transformers.models.llama import modeling_llama
 
-        modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY  # undo an earlier variant's process-wide RoPE swap
+    # undo an earlier variant's process-wide RoPE swap, so that "before_fused_kernels" is transformers' own
+    modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY
     if fuse:
         checks["before_fused_kernels"] = check_losses(model, batch, autocast)
         kernels = spec.get("kernels")
