@@ -224,6 +224,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "lora-grouped-liger": {"method": "lora", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     "lora-ungrouped": {"method": "lora", "lora_groups": False},
+    "lora-default-noprofile": {"method": "lora"},  # lora-default without its two profiled steps
     "lora-torchswiglu-ligerrope": {
         "method": "lora",
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch", "swiglu": "torch"},
