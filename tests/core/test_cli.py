@@ -31,8 +31,12 @@ def test_help_is_fast_because_heavy_imports_are_lazy() -> None:
         best = min(best, time.perf_counter() - start)
         assert result.returncode == 0
     assert "plugins" in result.stdout and "config" in result.stdout
-    # ~0.2 s idle; importing torch and transformers alone takes 3 s. The margin absorbs a loaded CI machine.
-    assert best < 1.0, f"voxplug --help took {best:.2f} s"
+    # against what the lazy imports avoid, timed on the same machine (this one's speed varies from run to run):
+    # importing torch and transformers takes ~3 s, help ~0.2-1 s
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, transformers"], check=True, timeout=120)
+    heavy = time.perf_counter() - start
+    assert best < 0.5 * heavy, f"voxplug --help took {best:.2f} s, importing torch and transformers {heavy:.2f} s"
 
 
 def test_help_does_not_import_torch() -> None:
