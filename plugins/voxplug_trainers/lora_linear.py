@@ -60,11 +60,11 @@ def _cast_rows(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[tor
         stacked = tensors[0].to(dtype)
         return stacked, [stacked]
     stacked = torch.cat(tensors).to(dtype)  # two kernels (cat's own casting copies each input on its own)
-    return stacked, list(stacked.split([tensor.shape[0] for tensor in tensors]))
+    return stacked, list(stacked.split_with_sizes([tensor.shape[0] for tensor in tensors]))
 
 
 def _split_columns(matrix: torch.Tensor, widths: list[int]) -> Sequence[torch.Tensor]:
-    return matrix.split(widths, dim=1) if len(widths) > 1 else (matrix,)
+    return matrix.split_with_sizes(widths, dim=1) if len(widths) > 1 else (matrix,)
 
 
 class LoraGroupFunction(torch.autograd.Function):
@@ -137,7 +137,7 @@ class LoraGroupFunction(torch.autograd.Function):
                 grad_x = grad_x.addmm_(grad_h, a).view(shape).to(x_dtype)
             if any(needs_a):
                 grad_a = _mm_in(grad_h.t(), flat, a_dtypes[0])  # every A's gradient in one matmul
-                grad_a = grad_a.split(ranks) if n > 1 else (grad_a,)
+                grad_a = grad_a.split_with_sizes(ranks) if n > 1 else (grad_a,)
         per_layer: list[Any] = []
         for i, (g, part) in enumerate(zip(grads, _split_columns(h, ranks), strict=True)):
             grad_b = _mm_in(g.t(), part, b_dtypes[i]) if needs_b[i] else None
@@ -204,38 +204,50 @@ class SharedInputGroup:
 
     def __init__(self, layers: Sequence[Any], names: Sequence[str]) -> None:
         self.layers, self.names = list(layers), "/".join(names)
+        self.index = {layer: i for i, layer in enumerate(self.layers)}
         self.input: torch.Tensor | None = None
         self.pending: dict[int, torch.Tensor] = {}
         self.misses = 0
         self.grouping = True
 
+    def take(self, layer: Any, x: torch.Tensor) -> torch.Tensor | None:
+        """``layer``'s output if a sibling computed it on this very tensor (checked then for every member)."""
+        if self.input is not x:
+            return None
+        out = self.pending.pop(self.index[layer], None)
+        if not self.pending:
+            self.input = None
+        return out
+
     def output(self, layer: Any, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        index = self.layers.index(layer)
-        if self.input is x and index in self.pending:
-            out = self.pending.pop(index)
-            if not self.pending:
-                self.input = None
-            return out
+        """Compute ``layer``'s output on ``x``, and its siblings' with it where they can be."""
         if self.pending:  # a sibling's output was never asked for on its tensor: they do not share it
             self.pending, self.input = {}, None
             self.misses += 1
             if self.misses >= MISSES_BEFORE_UNGROUPING:
                 self.grouping = False
                 log.info("LoRA: %s are not called on one input; they run one by one from now on", self.names)
-        if not self.grouping or any(_one_node_dtype(other, x, (), {}) != dtype for other in self.layers):
+        if not self.grouping or any(
+            other is not layer and _one_node_dtype(other, x, (), {}) != dtype for other in self.layers
+        ):
             return _apply((layer,), x, dtype)[0]
         outs = _apply(self.layers, x, dtype)
+        index = self.index[layer]
         self.pending = {i: out for i, out in enumerate(outs) if i != index}
         self.input = x
         return outs[index]
 
 
 def _one_node_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    group = self.__dict__.get("_lora_group")
+    if group is not None and not (args or kwargs):
+        out = group.take(self, x)
+        if out is not None:
+            return out
     dtype = _one_node_dtype(self, x, args, kwargs)
     if dtype is None:
         decide_peft_input_cast(self, x)
         return self._peft_forward(x, *args, **kwargs)
-    group = self.__dict__.get("_lora_group")
     if group is None:
         return _apply((self,), x, dtype)[0]
     return group.output(self, x, dtype)
