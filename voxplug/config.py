@@ -119,8 +119,8 @@ class TrainingConfig(PluginChoice):
     gradient_checkpointing: bool = False
     fused_kernels: bool = Field(
         True,
-        description="fused GPU kernels from the model family (Voxtral: PyTorch's RMSNorm; SwiGLU and RoPE from "
-        "liger-kernel, pip install voxplug[gpu])",
+        description="GPU kernels from the model family that cost the host less (Voxtral: PyTorch's RMSNorm and "
+        "voxplug's SwiGLU and RoPE autograd functions)",
     )
     compile: bool | None = Field(
         None,

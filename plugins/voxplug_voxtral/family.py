@@ -82,7 +82,7 @@ class VoxtralFamily(ModelFamily):
         return self.scope_module(model, "audio_tower")
 
     def fuse_kernels(self, model: Any) -> list[str]:
-        """PyTorch's fused RMSNorm on the language model, and Liger's SwiGLU and RoPE when liger-kernel is installed."""
+        """PyTorch's fused RMSNorm and voxplug's SwiGLU and RoPE functions on the language model (kernels.py)."""
         from voxplug_voxtral.kernels import fuse_language_model_kernels
 
         return fuse_language_model_kernels(model)
