@@ -394,3 +394,22 @@ def test_the_step_counts_flops_and_clips_as_the_trainer_does_without_walking_eve
         model.zero_grad(set_to_none=True)
     assert len(trainer._trainable[1]) < len(list(model.parameters()))
     assert torch.allclose(ours, theirs, rtol=1e-6) and ours > 0
+
+
+def test_one_process_seeing_several_gpus_trains_on_one_instead_of_data_parallel(
+    model_and_batch: tuple[object, dict], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """transformers wraps nn.DataParallel when one process sees several GPUs; its replicas would share the
+    instance-level forwards voxplug installs (and so the first GPU's weights). The trainer keeps to one GPU."""
+    from transformers import TrainingArguments
+
+    from voxplug.training.transcription_trainer import TranscriptionTrainer
+
+    model, _batch = model_and_batch
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    assert args.n_gpu <= 1  # this machine's own count, computed now
+    args._n_gpu = 2  # as on a machine with two visible GPUs and no accelerate launch
+    with caplog.at_level("WARNING", logger="voxplug.training"):
+        trainer = TranscriptionTrainer(model=model, args=args)
+    assert trainer.args.n_gpu == 1 and trainer.args.train_batch_size == args.per_device_train_batch_size
+    assert "2 GPUs are visible to one process" in caplog.text and "accelerate launch" in caplog.text

@@ -20,6 +20,7 @@ This module imports transformers at the top: only the training run imports it, n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from voxplug.evaluation.generation import GenerationEvaluator
     from voxplug.plugins import PluginHost
 
+log = logging.getLogger("voxplug.training")
+
 
 class TranscriptionTrainer(Trainer):
     """A ``Trainer`` with generation-based WER/CER, label-position logits, optional duration-grouped batches and
@@ -58,6 +61,16 @@ class TranscriptionTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if self.args.n_gpu > 1:  # one process seeing several GPUs: the Trainer would wrap nn.DataParallel
+            # DataParallel's replicas share the instance-level forwards voxplug installs (frozen encoder, one-node
+            # LoRA, fused kernels), which would run the first GPU's weights; train on one GPU, as transformers
+            # itself does for model parallelism. All GPUs: accelerate launch (docs/multi-gpu.md).
+            log.warning(
+                "%d GPUs are visible to one process: training on the first; for all of them, start the same "
+                "command with accelerate launch (docs/multi-gpu.md)",
+                self.args.n_gpu,
+            )
+            self.args._n_gpu = 1
         self.label_logits_only = (
             label_logits_only and self.compute_loss_func is None and supports_label_logits(self.model)
         )
