@@ -173,14 +173,23 @@ def _compute_dtype(x: torch.Tensor, weight: torch.Tensor, lora_a: torch.Tensor) 
     return None
 
 
+def _params(layer: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """``layer``'s base weight and bias and its adapter's A and B, looked up in the modules' own dictionaries (ten
+    times cheaper than attribute access through ``nn.Module.__getattr__``, and this runs for every layer a step)."""
+    modules = layer._modules
+    base = modules["base_layer"]._parameters
+    lora_a = modules["lora_A"]._modules[ADAPTER]._parameters["weight"]
+    return base["weight"], base.get("bias"), lora_a, modules["lora_B"]._modules[ADAPTER]._parameters["weight"]
+
+
 def _one_node_dtype(layer: Any, x: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.dtype | None:
     """The dtype ``layer``'s one-node math computes in on ``x``, or None where PEFT's forward must run instead."""
     if args or kwargs or layer.disable_adapters or layer.merged_adapters or not torch.is_grad_enabled():
         return None
-    weight, bias = layer.base_layer.weight, layer.base_layer.bias
+    weight, bias, lora_a, _ = _params(layer)
     if weight.requires_grad or (bias is not None and bias.requires_grad) or layer.active_adapters != [ADAPTER]:
         return None
-    return _compute_dtype(x, weight, layer.lora_A[ADAPTER].weight)
+    return _compute_dtype(x, weight, lora_a)
 
 
 def decide_peft_input_cast(layer: Any, x: torch.Tensor) -> None:
@@ -192,8 +201,7 @@ def decide_peft_input_cast(layer: Any, x: torch.Tensor) -> None:
 def _apply(layers: Sequence[Any], x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     params: list[torch.Tensor | None] = []
     for layer in layers:
-        base = layer.base_layer
-        params += [base.weight, base.bias, layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight]
+        params += _params(layer)
     scalings = tuple(layer.scaling[ADAPTER] for layer in layers)
     return LoraGroupFunction.apply(x, scalings, dtype, *params)
 
