@@ -54,17 +54,30 @@ def _mm_in(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
 _MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()
 
 
-def _cast_rows(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """``tensors`` stacked along rows in ``dtype``, and each as a view of the stack."""
+def _cast_rows(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+    """``tensors`` stacked along rows in ``dtype``, and each as a view of the stack; tensors of different widths
+    are cast one by one (and there is no stack: None)."""
     if len(tensors) == 1:
         stacked = tensors[0].to(dtype)
         return stacked, [stacked]
+    if len({tensor.shape[1] for tensor in tensors}) > 1:
+        return None, [tensor.to(dtype) for tensor in tensors]
     stacked = torch.cat(tensors).to(dtype)  # two kernels (cat's own casting copies each input on its own)
     return stacked, list(stacked.split_with_sizes([tensor.shape[0] for tensor in tensors]))
 
 
 def _split_columns(matrix: torch.Tensor, widths: list[int]) -> Sequence[torch.Tensor]:
     return matrix.split_with_sizes(widths, dim=1) if len(widths) > 1 else (matrix,)
+
+
+def _scale_columns(matrix: torch.Tensor, widths: list[int], scalings: tuple[float, ...]) -> None:
+    """Multiply each layer's block of columns of ``matrix`` (``widths`` wide) by its scaling, in place: one kernel
+    when the scalings are equal."""
+    if len(set(scalings)) == 1:
+        matrix.mul_(scalings[0])
+        return
+    for part, scaling in zip(_split_columns(matrix, widths), scalings, strict=True):
+        part.mul_(scaling)
 
 
 class LoraGroupFunction(torch.autograd.Function):
@@ -77,17 +90,12 @@ class LoraGroupFunction(torch.autograd.Function):
     ) -> tuple[torch.Tensor, ...]:
         weights, biases, lora_as, lora_bs = params[0::4], params[1::4], params[2::4], params[3::4]
         flat = x.reshape(-1, x.shape[-1]).to(dtype)
-        a, _ = _cast_rows(lora_as, dtype)  # (sum of ranks, in)
-        same_rank = len({b.shape[1] for b in lora_bs}) == 1
-        bs = _cast_rows(lora_bs, dtype)[1] if same_rank else [b.to(dtype) for b in lora_bs]
+        a, _ = _cast_rows(lora_as, dtype)  # (sum of ranks, in): every A has the input's width
+        _, bs = _cast_rows(lora_bs, dtype)
         ranks = [b.shape[1] for b in lora_bs]
         h = torch.mm(flat, a.t())  # every adapter's down-projection in one matmul
+        _scale_columns(h, ranks, scalings)
         hs = _split_columns(h, ranks)
-        if len(set(scalings)) == 1:
-            h.mul_(scalings[0])
-        else:
-            for part, scaling in zip(hs, scalings, strict=True):
-                part.mul_(scaling)
         ws = [weight.to(dtype) for weight in weights]
         outs = []
         for w, bias, b, part in zip(ws, biases, bs, hs, strict=True):
@@ -125,11 +133,7 @@ class LoraGroupFunction(torch.autograd.Function):
                         part.zero_()
                     else:
                         torch.mm(g, b, out=part)
-            if len(set(scalings)) == 1:
-                grad_h.mul_(scalings[0])
-            else:
-                for part, scaling in zip(_split_columns(grad_h, ranks), scalings, strict=True):
-                    part.mul_(scaling)
+            _scale_columns(grad_h, ranks, scalings)
             if needs_x:
                 grad_x = torch.mm(grads[used[0]], ws[used[0]])
                 for i in used[1:]:

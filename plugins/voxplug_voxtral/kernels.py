@@ -88,14 +88,19 @@ def use_torch_rms_norm(model: Any) -> int:
     call forward and one backward (fused CUDA kernels), where transformers' forward runs seven ops. The weight
     multiplies before the one cast back to the input's dtype (Llama casts first): a bf16 rounding apart. Returns
     how many norms changed."""
-
-    def forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
-
     norms = [m for m in model.model.language_model.modules() if type(m) is modeling_llama.LlamaRMSNorm]
-    for norm in norms:
-        norm.forward = MethodType(forward, norm)
-    return len(norms)
+    return _replace_forward(norms, _rms_norm_forward)
+
+
+def _rms_norm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
+
+
+def _replace_forward(modules: list[Any], forward: Any) -> int:
+    """Give each of ``modules`` ``forward`` as its own (per instance: its class stays); return how many."""
+    for module in modules:
+        module.forward = MethodType(forward, module)
+    return len(modules)
 
 
 class SiluMul(torch.autograd.Function):
@@ -170,18 +175,16 @@ def rotary_pos_emb(
 
 def use_torch_swiglu(model: Any) -> int:
     """Compute each SiLU-gated MLP of ``model``'s Llama language model with :class:`SiluMul`; return how many."""
-
-    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(SiluMul.apply(self.gate_proj(x), self.up_proj(x)))
-
     mlps = [
         m
         for m in model.model.language_model.modules()
         if type(m) is modeling_llama.LlamaMLP and m.config.hidden_act in ("silu", "swish")
     ]
-    for mlp in mlps:
-        mlp.forward = MethodType(forward, mlp)
-    return len(mlps)
+    return _replace_forward(mlps, _swiglu_forward)
+
+
+def _swiglu_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    return self.down_proj(SiluMul.apply(self.gate_proj(x), self.up_proj(x)))
 
 
 def use_torch_rope(model: Any) -> int:
