@@ -105,7 +105,14 @@ EFFECTIVE_BATCH = 8
 # ("training.x" / "model.x" / "training.lora.x"), and benchmark-only switches (label_logits, input_casts,
 # profile). Variants that pin a setting pin it explicitly, so that they keep measuring
 # the same thing when the repository's defaults change; "*-default" take the defaults as they are.
-_PINNED = {"training.compile": False, "training.encoder_cache_gb": 0, "training.group_by_length": True}
+# the LoRA variants before the sixth session ran every layer eagerly (training.lora.cuda_graphs came then)
+_EAGER = {"training.lora.cuda_graphs": False}
+_PINNED = {
+    **_EAGER,
+    "training.compile": False,
+    "training.encoder_cache_gb": 0,
+    "training.group_by_length": True,
+}
 _MB2 = {**_PINNED, "training.batch_size": 2, "training.grad_accum": 4, "training.fused_kernels": False}
 _MB8 = {**_PINNED, "training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4}
 _LIGER = {**_MB8, "training.fused_kernels": True}
@@ -163,10 +170,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "profile": True,
         "profile_at": 4,
     },
-    "lora-mb2-default": {"method": "lora", "config": {"training.batch_size": 2, "training.grad_accum": 4}},
+    "lora-mb2-default": {"method": "lora", "config": {**_EAGER, "training.batch_size": 2, "training.grad_accum": 4}},
     # each optimizer step a random mix of lengths (grouping makes the 8 clips of a step alike; Voxtral pads every
     # clip to a 30 s chunk, so grouping only saves transcript padding): does lora-default learn like 2 x 4 then?
-    "lora-nogroup": {"method": "lora", "config": {"training.group_by_length": False}},
+    "lora-nogroup": {"method": "lora", "config": {**_EAGER, "training.group_by_length": False}},
     # 2026-12-02 (third session): the step no longer waits for the GPU (label positions and the placeholder check
     # on the CPU, no attention mask, non-blocking copies, the NaN filter on the device), and this benchmark no
     # longer synchronizes at each step's end. A/Bs: the old timing, the mask back, CUDA graphs.
@@ -186,32 +193,41 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "args": {"torch_compile_mode": "reduce-overhead"},
         "profile": True,
     },
-    "lora-default-mask": {"method": "lora", "collator": {"attention_mask": True}},
+    "lora-default-mask": {"method": "lora", "config": _EAGER, "collator": {"attention_mask": True}},
     # since 2026-12-02 (third session) the defaults do not group by length
     "lora-compile-default": {"method": "lora", "config": {"training.compile": True}, "profile": True},
     "full-compile-default": {"method": "full", "config": {"training.compile": True}, "profile": True},
     # SDPA without cuDNN attention (flash instead): cuDNN builds a plan for each new padded length on the host
-    "lora-default-nocudnn": {"method": "lora", "cudnn_sdp": False},
+    "lora-default-nocudnn": {"method": "lora", "config": _EAGER, "cudnn_sdp": False},
     "lora-compile-nocudnn": {"method": "lora", "config": {"training.compile": True}, "cudnn_sdp": False},
     # 2026-12-02 (fourth session): eager LoRA is host-bound. One autograd node per adapted layer
     # (training.lora.fused) and PyTorch's fused RMSNorm instead of Liger's Triton one are the new defaults.
     # "kernels" pins the fused kernels (from voxplug_voxtral.kernels.FUSED) and whose RMSNorm
-    "lora-peft": {"method": "lora", "config": {"training.lora.fused": False}, "profile": True},
-    "lora-torchnorm": {"method": "lora", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
+    "lora-peft": {"method": "lora", "config": {**_EAGER, "training.lora.fused": False}, "profile": True},
+    "lora-torchnorm": {
+        "method": "lora",
+        "config": _EAGER,
+        "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"},
+    },
     "lora-torchnorm-eagerswiglu": {
         "method": "lora",
+        "config": _EAGER,
         "kernels": {"fused": ["rms_norm", "rope"], "rms_norm": "torch"},
         "profile": True,
     },
-    "lora-ligernorm": {"method": "lora", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"}},
+    "lora-ligernorm": {
+        "method": "lora",
+        "config": _EAGER,
+        "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"},
+    },
     "lora-ligernorm-peft": {
         "method": "lora",
-        "config": {"training.lora.fused": False},
+        "config": {**_EAGER, "training.lora.fused": False},
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"},
     },
     # the BLAS library for matmuls: cuBLAS (PyTorch's default) or cuBLASLt; does either cost the host less a call?
-    "lora-default-cublas": {"method": "lora", "blas": "cublas"},
-    "lora-default-cublaslt": {"method": "lora", "blas": "cublaslt"},
+    "lora-default-cublas": {"method": "lora", "config": _EAGER, "blas": "cublas"},
+    "lora-default-cublaslt": {"method": "lora", "config": _EAGER, "blas": "cublaslt"},
     "full-torchnorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     "full-ligernorm": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"}},
     # 2026-12-02 (fifth session): one node per group of adapted layers sharing their input (q/k/v, gate/up), and
@@ -219,16 +235,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # out; "kernels" without "swiglu"/"rope" keys means Liger's (as before)
     "lora-prev": {  # the fourth session's default: one node a layer, Liger's SwiGLU and RoPE
         "method": "lora",
+        "config": _EAGER,
         "lora_groups": False,
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"},
     },
-    "lora-grouped-liger": {"method": "lora", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
-    "lora-ungrouped": {"method": "lora", "lora_groups": False},
+    "lora-grouped-liger": {
+        "method": "lora",
+        "config": _EAGER,
+        "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"},
+    },
+    "lora-ungrouped": {"method": "lora", "config": _EAGER, "lora_groups": False},
     "lora-default-noprofile": {"method": "lora"},  # lora-default without its two profiled steps
     "lora-torchswiglu-ligerrope": {
         "method": "lora",
+        "config": _EAGER,
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch", "swiglu": "torch"},
     },
+    # 2026-12-02 (sixth session): the language model's decoder layers replay as CUDA graphs (training.lora.
+    # cuda_graphs), one forward and one backward graph per padded batch shape, captured at its second batch.
+    # lora-eager is the fifth session's default
+    "lora-eager": {"method": "lora", "config": _EAGER},
     "full-prev": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
@@ -520,6 +546,7 @@ class Record:
 
     micro: list[tuple[int, int, int, Any, Any, int]] = field(default_factory=list)
     encoder_cache: Any = None
+    cuda_graphs: Any = None  # the LoRA trainer's LayerGraphs, when it set them up
     train_start: float | None = None
     exclude_tail: int = 0
     profile: dict[str, Any] = field(default_factory=dict)
@@ -1027,7 +1054,9 @@ def voxplug_trainer(
     method_options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
     hooks: list[Any] = []
     with hooked_input_casts(hooks, keep_casts=bool(spec.get("input_casts"))):
-        model = trainer_class(method_options).prepare_model(model, family, config)
+        trainer_extension = trainer_class(method_options)
+        model = trainer_extension.prepare_model(model, family, config)
+    record.cuda_graphs = trainer_extension.cuda_graphs
     if spec.get("lora_groups") is False:  # one node per adapted layer, none per group (the fourth session's)
         from voxplug_trainers.lora_linear import restore_peft_forward, use_one_node_lora
 
@@ -1139,6 +1168,7 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
         if record.train_start
         else None,
         "encoder_cache": record.encoder_cache.stats() if record.encoder_cache else None,
+        "cuda_graphs": record.cuda_graphs.stats() if record.cuda_graphs else None,
         "cached_chunks_timed": sum(m[5] for m in micro),
         "mfu_median_step": statistics.median(step[1] / step[0] / 1e12 / bench.peak_tflops for step in steps),
         "cache_warm_steps": {

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from voxplug.errors import TrainingError
 from voxplug.extension import PluginOptions
-from voxplug.training.devices import compile_enabled, deepspeed_requested
+from voxplug.training.devices import compile_enabled, cuda_graphs_possible, deepspeed_requested
 from voxplug.training.freezing import count_parameters, freeze_without_grad
 from voxplug.training.interface import Trainer
 
@@ -46,6 +46,12 @@ class LoraOptions(PluginOptions):
         True,
         description="compute each adapted linear layer as one autograd node (the same arithmetic as PEFT's, with "
         "fewer kernels and less Python a step); eager runs without DeepSpeed only. false: PEFT's forward",
+    )
+    cuda_graphs: bool = Field(
+        True,
+        description="replay the language model's decoder layers as CUDA graphs in training, forward and backward "
+        "(one capture per padded batch shape, on its second batch): the GPU no longer waits for the host. One "
+        "CUDA GPU in one process, without compile, DeepSpeed or gradient checkpointing; false: eager layers",
     )
 
 
@@ -88,6 +94,13 @@ class LoraTrainer(Trainer):
                     shared_input_groups(peft_model),
                 )
             skip_input_casts_under_autocast(peft_model)
+        if self.options.cuda_graphs and cuda_graphs_possible(config):
+            self.cuda_graphs = family.use_cuda_graphs(peft_model)
+            if self.cuda_graphs is not None:
+                log.info(
+                    "LoRA: the language model's layers replay as CUDA graphs, one per batch shape "
+                    "(training.lora.cuda_graphs)"
+                )
         counts = count_parameters(peft_model)
         log.info("LoRA on %s: %d of %d parameters train", ", ".join(scopes), counts["trainable"], counts["total"])
         return peft_model

@@ -87,6 +87,12 @@ class VoxtralFamily(ModelFamily):
 
         return fuse_language_model_kernels(model)
 
+    def use_cuda_graphs(self, model: Any) -> Any | None:
+        """The language model's decoder layers, replayed as CUDA graphs in training (graphs.py)."""
+        from voxplug_voxtral.graphs import graph_language_model
+
+        return graph_language_model(self.scope_module(model, "language_model"))
+
     def transcribe(
         self,
         model: Any,

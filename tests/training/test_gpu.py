@@ -61,6 +61,7 @@ def test_lora_trains_in_bf16_with_a_half_precision_base(
     if encoder_cache_gb:
         assert result.train_results["encoder_cache"]["hits"] > 0
     assert result.train_results["precision"] == "bf16" and seen["bf16"]
+    assert result.train_results["cuda_graphs"]["enabled"]  # set up by default, and no capture failed
     base = [dtype for name, dtype in seen["dtypes"].items() if "lora_" not in name]
     adapters = [dtype for name, dtype in seen["dtypes"].items() if "lora_" in name]
     assert set(base) <= {torch.bfloat16, torch.float32} and torch.bfloat16 in base  # norms may stay fp32

@@ -67,6 +67,12 @@ class ModelFamily(Extension):
         """
         return []
 
+    def use_cuda_graphs(self, model: Any) -> Any | None:
+        """Replay ``model``'s repeated decoder layers as CUDA graphs in training forwards (the ``lora`` trainer's
+        ``cuda_graphs``); return the :class:`~voxplug.training.cuda_graphs.LayerGraphs`, or None where the family
+        cannot (the default)."""
+        return None
+
     def transcribe(
         self,
         model: Any,

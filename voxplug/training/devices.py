@@ -109,3 +109,19 @@ def fused_kernels_enabled(config: RunConfig, precision: str) -> bool:
     """Whether the family's fused kernels are applied: ``training.fused_kernels``, on a GPU precision (the kernels
     are CUDA-only; bf16/fp16 means a CUDA device here), and not when compiling (the compiler fuses instead)."""
     return config.training.fused_kernels and precision != "fp32" and not compile_enabled(config)
+
+
+def cuda_graphs_possible(config: RunConfig) -> bool:
+    """Whether layers may be replayed as CUDA graphs: a CUDA GPU, one process, and none of compile (it has graphs of
+    its own), DeepSpeed (ZeRO-3 gathers weights into new places every step) or gradient checkpointing (recomputing
+    inside a captured backward is untested)."""
+    from voxplug.training.processes import launched_world_size
+
+    wants_deepspeed = bool(config.training.deepspeed) or deepspeed_requested()
+    return (
+        cuda_available()
+        and launched_world_size() == 1
+        and not wants_deepspeed
+        and not compile_enabled(config)
+        and not config.training.gradient_checkpointing
+    )

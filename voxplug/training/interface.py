@@ -36,6 +36,9 @@ class Trainer(Extension):
     """
 
     saves_adapter: ClassVar[bool] = False
+    #: The :class:`~voxplug.training.cuda_graphs.LayerGraphs` that :meth:`prepare_model` set up, if any (the run
+    #: reports what they did).
+    cuda_graphs: Any = None
 
     def prepare_model(self, model: Any, family: ModelFamily, config: RunConfig) -> Any:
         """Freeze, wrap or otherwise prepare ``model`` for training and return the model to train."""

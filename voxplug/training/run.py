@@ -85,6 +85,7 @@ class TrainingRun:
         self.is_main = is_main_process()
         self.monitor = ResourceMonitor(host, self.run_dir, show=progress)
         self.encoder_cache: Any = None
+        self.cuda_graphs: Any = None
         self.compiled = False
 
     def _checkpoint_to_resume(self, resume: bool) -> Path | None:
@@ -142,6 +143,7 @@ class TrainingRun:
         family, model, processor = self.monitor.timed("model_loading", self._load_model, self._load_device(args))
         method = self._trainer_extension()
         model = method.prepare_model(model, family, self.config)
+        self.cuda_graphs = method.cuda_graphs
         self.encoder_cache = cache_frozen_encoder(family, model, self.config.training.encoder_cache_gb)
         hf_trainer = self._hf_trainer(args, plan, data, family, model, processor)
         self.compiled = bool(args.torch_compile)
@@ -378,6 +380,7 @@ class TrainingRun:
             "resumed_from": str(self.resume_from) if self.resume_from else None,
             "parameters": count_parameters(hf_trainer.model),
             "encoder_cache": self.encoder_cache.stats() if self.encoder_cache else None,
+            "cuda_graphs": self.cuda_graphs.stats() if self.cuda_graphs else None,
             **self.monitor.results(),
         }
 

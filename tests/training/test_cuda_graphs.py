@@ -1,0 +1,153 @@
+"""The language model's decoder layers replayed as CUDA graphs in LoRA training (voxplug/training/cuda_graphs.py,
+plugins/voxplug_voxtral/graphs.py).
+
+On CPU: when graphs may be set up, and that the replaced forward computes transformers' loss and gradients (the
+graphs never engage without CUDA). On a GPU (marked ``gpu``): graphed training gives eager training's losses and
+adapters over optimizer steps with gradient accumulation and two batch shapes; a capture that fails leaves eager
+layers; evaluation drops the graphs. At full shape, benchmarks/train_throughput.py compares ``lora-default`` with
+``lora-eager``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import lora_voxtral, uneven_audio_rows, validated
+
+torch = pytest.importorskip("torch")
+gpu = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+def collated(tiny_model: Path, rows: list[dict[str, Any]], device: str) -> dict[str, Any]:
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.loading import load_voxtral_processor
+
+    batch = VoxtralTranscriptionCollator(load_voxtral_processor(tiny_model), attention_mask=False)(rows)
+    return {key: value.to(device) if hasattr(value, "to") else value for key, value in batch.items()}
+
+
+def loss_and_grads(model: Any, batch: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    model.zero_grad(set_to_none=True)
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize(
+    ("change", "possible"),
+    [({}, True), ({"training.compile": True}, False), ({"training.gradient_checkpointing": True}, False)],
+)
+def test_graphs_need_one_cuda_process_without_compile_or_checkpointing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, change: dict[str, Any], possible: bool
+) -> None:
+    from voxplug.training import devices
+
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    training = {key.split(".", 1)[1]: value for key, value in change.items()}
+    config = validated({"model": {"name_or_path": "tiny"}, "training": training}, tmp_path)
+    assert devices.cuda_graphs_possible(config) is possible
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert devices.cuda_graphs_possible(config) is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
+def test_without_cuda_the_trainer_sets_up_no_graphs(tmp_path: Path) -> None:
+    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_voxtral.family import VoxtralFamily
+    from voxplug_voxtral.loading import load_voxtral
+    from voxplug_voxtral.tiny import build_tiny_voxtral
+
+    model, _ = load_voxtral(build_tiny_voxtral(tmp_path / "tiny"), dtype="fp32", device="cpu")
+    trainer = LoraTrainer(LoraOptions())
+    trainer.prepare_model(model, VoxtralFamily(), validated({"model": {"name_or_path": "tiny"}}, tmp_path))
+    assert trainer.cuda_graphs is None
+    assert "forward" not in vars(VoxtralFamily().scope_module(model, "language_model"))
+
+
+def test_the_replaced_forward_computes_transformers_loss_and_gradients(tmp_path: Path, tiny_model: Path) -> None:
+    """On CPU the graphs never engage: every call goes through transformers' forward, with all its arguments."""
+    from voxplug_voxtral.family import VoxtralFamily
+
+    model = lora_voxtral(tmp_path / "m", "fp32")
+    batch = collated(tiny_model, uneven_audio_rows(), "cpu")
+    model.train()
+    expected_loss, expected = loss_and_grads(model, batch)
+    graphs = VoxtralFamily().use_cuda_graphs(model)
+    assert graphs is not None
+    assert "forward" in vars(VoxtralFamily().scope_module(model, "language_model"))
+    loss, grads = loss_and_grads(model, batch)
+    assert loss == expected_loss
+    assert all(torch.equal(grads[name], grad) for name, grad in expected.items())
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states
+    assert len(hidden) == model.config.text_config.num_hidden_layers + 1
+    assert graphs.captures == graphs.replays == 0
+
+
+# -- on a GPU ------------------------------------------------------------------------------------------------
+
+
+def cuda_lora(folder: Path) -> Any:
+    """The tiny bf16 Voxtral with fp32 adapters on CUDA, eager (the tests below add graphs where they want them)."""
+    return lora_voxtral(folder, "bf16", cuda_graphs=False).to("cuda")
+
+
+def train(model: Any, steps: list[list[dict[str, Any]]]) -> list[float]:
+    """AdamW steps over the given micro-batches (gradient accumulation), under bf16 autocast as the Trainer runs."""
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for micro_batches in steps:
+        for batch in micro_batches:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = model(**batch).loss
+            (loss / len(micro_batches)).backward()
+            losses.append(loss.item())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return losses
+
+
+def adapters(model: Any) -> dict[str, Any]:
+    return {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["graphed", "capture-fails"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_graphed_training_gives_eager_losses_and_adapters(
+    tmp_path: Path, tiny_model: Path, caplog: pytest.LogCaptureFixture, fail: bool
+) -> None:
+    """Two batch shapes, two micro-batches a step, five AdamW steps. A capture that fails (a host sync in the
+    layers) turns the graphs off with a warning, and training goes on eagerly with the same numbers."""
+    from voxplug_voxtral.family import VoxtralFamily
+
+    four = collated(tiny_model, uneven_audio_rows(4), "cuda")
+    two = collated(tiny_model, uneven_audio_rows(2), "cuda")
+    assert four["input_ids"].shape != two["input_ids"].shape
+    steps = [[four, two]] * 5
+    graphed, eager = cuda_lora(tmp_path / "g"), cuda_lora(tmp_path / "e")
+    graphs = VoxtralFamily().use_cuda_graphs(graphed)
+    if fail:
+        run = graphs.run
+        graphs.run = lambda hidden, *rest: run(hidden + hidden.sum().item() * 0, *rest)
+    with caplog.at_level(logging.WARNING, logger="voxplug.training"):
+        graphed_losses = train(graphed, steps)
+    eager_losses = train(eager, steps)
+    if fail:
+        assert not graphs.enabled and graphs.captures == graphs.replays == 0
+        assert "CUDA graphs turned off" in caplog.text
+    else:
+        assert graphs.stats() == {"enabled": True, "captures": 2, "replays": 8}  # each shape eager once first
+    assert graphed_losses == pytest.approx(eager_losses, rel=2e-3)
+    expected = adapters(eager)
+    for name, value in adapters(graphed).items():
+        assert (value - expected[name]).abs().max() <= 1e-2 * expected[name].abs().max(), name
+    graphed.eval()
+    with torch.no_grad():
+        graphed(**four)
+    assert not graphs._graphs  # evaluation dropped the graphs and their memory

@@ -1,0 +1,187 @@
+"""CUDA graphs of a stack of layers' forward and backward: LoRA training without the host in the way.
+
+Eager LoRA training of Voxtral-Mini is bound by the host: the GPU works ~0.11 s of a 0.14-0.25 s step while Python,
+autograd and ~1,400 matmul launches a step keep it waiting (benchmarks/NOTES.md). A CUDA graph records a pass's
+kernels once and replays them with one launch, so the host's work for the whole stack of decoder layers becomes
+two replays a step, whatever the host's speed.
+
+A graph is fixed to its inputs' shapes and to the addresses of everything it reads, so :class:`LayerGraphs` keeps
+one forward and one backward graph per input signature (shapes, dtypes, autocast): a signature's first batch runs
+eagerly (which also settles cuDNN's and cuBLAS's per-shape choices), its second is captured, and every later one
+replays. All graphs share one memory pool: they run one at a time, each backward right after its forward, so one
+shape's activations may live where another's did. The gradients of the trainable parameters leave the graph in
+its own buffers; autograd copies them into ``.grad`` (it never adopts a buffer that something else holds), so
+gradient accumulation and the optimizer see ordinary tensors.
+
+What the layers must allow: no host-device synchronisation and no data-dependent Python inside them, and
+parameters that stay where they are. Moved or reallocated parameters (``model.to(...)``) are noticed at the next
+call, which drops every graph and starts over; replaced parameter objects are not. A capture that fails (an
+operation graphs cannot hold, too little memory) turns graphs off for the rest of the run, with a warning, and the
+layers run eagerly as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+log = logging.getLogger("voxplug.training")
+
+#: Batches of one input signature that run eagerly before it is captured.
+EAGER_SIGHTINGS = 1
+#: Most signatures captured in one run; later new ones run eagerly. They share memory, but each graph holds its
+#: static inputs and outputs and its kernels' parameters.
+MAX_GRAPHS = 32
+
+
+@dataclass
+class _Captured:
+    """One signature's graphs and the tensors they read and write."""
+
+    forward: Any  # torch.cuda.CUDAGraph
+    backward: Any
+    inputs: tuple[torch.Tensor, ...]
+    output: torch.Tensor
+    grad_output: torch.Tensor
+    grads: tuple[torch.Tensor | None, ...]  # of the inputs that require grad, then of every trainable parameter
+
+
+class LayerGraphs:
+    """Run ``run(*inputs) -> tensor`` (the forward of ``modules``) as replayed CUDA graphs, forward and backward.
+
+    Call it with the inputs; it returns the output, or None where the caller must run the layers eagerly (the
+    signature's first batch, no CUDA inputs, autograd off, graphs turned off). ``captures`` and ``replays`` count
+    what it did (:meth:`stats`).
+    """
+
+    def __init__(
+        self,
+        modules: Sequence[torch.nn.Module],
+        run: Callable[..., torch.Tensor],
+        *,
+        eager_sightings: int = EAGER_SIGHTINGS,
+        max_graphs: int = MAX_GRAPHS,
+    ) -> None:
+        self.modules = list(modules)
+        self.run = run
+        self.eager_sightings = eager_sightings
+        self.max_graphs = max_graphs
+        self.enabled = True
+        self.captures = 0
+        self.replays = 0
+        self._seen: Counter[tuple[Any, ...]] = Counter()
+        self._graphs: dict[tuple[Any, ...], _Captured] = {}
+        self._pool: Any = None
+        self._stream: Any = None
+        self._tensors: list[torch.Tensor] = []
+        self._trainable: list[torch.Tensor] = []
+        self._placement: list[tuple[int, bool]] = []
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor | None:
+        if not (self.enabled and torch.is_grad_enabled() and all(t.is_cuda for t in inputs)):
+            return None
+        if torch.cuda.is_current_stream_capturing():
+            return None
+        key = _signature(inputs)
+        captured = self._graphs.get(key)
+        if captured is not None and self._placement != self._current_placement():
+            log.info("CUDA graphs: the layers' parameters moved; capturing again")
+            self.release()
+            captured = None
+        if captured is None:
+            self._seen[key] += 1
+            if self._seen[key] <= self.eager_sightings or len(self._graphs) >= self.max_graphs:
+                return None
+            captured = self._capture_or_turn_off(key, inputs)
+            if captured is None:
+                return None
+        self.replays += 1
+        return _Replay.apply(captured, *inputs, *self._trainable)
+
+    def stats(self) -> dict[str, Any]:
+        """What the graphs did: ``{"enabled", "captures", "replays"}``."""
+        return {"enabled": self.enabled, "captures": self.captures, "replays": self.replays}
+
+    def release(self) -> None:
+        """Drop every graph and its memory (evaluation and generation then have it); later batches capture again."""
+        self._graphs.clear()
+        self._seen.clear()
+        self._pool = None
+
+    def _current_placement(self) -> list[tuple[int, bool]]:
+        return [(t.data_ptr(), t.requires_grad) for t in self._tensors]
+
+    def _capture_or_turn_off(self, key: tuple[Any, ...], inputs: tuple[torch.Tensor, ...]) -> _Captured | None:
+        try:
+            captured = self._capture(inputs)
+        except Exception as exc:  # any failure leaves the eager layers, as without graphs
+            self.enabled = False
+            self.release()
+            log.warning("CUDA graphs turned off for this run, the layers run eagerly: the capture failed (%s)", exc)
+            return None
+        self._graphs[key] = captured
+        self.captures += 1
+        return captured
+
+    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> _Captured:
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+            self._stream = torch.cuda.Stream()
+            self._tensors = [t for module in self.modules for t in (*module.parameters(), *module.buffers())]
+            self._trainable = [p for module in self.modules for p in module.parameters() if p.requires_grad]
+            self._placement = self._current_placement()
+        static = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in inputs)
+        wanted = [t for t in static if t.requires_grad] + self._trainable
+        forward, backward = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        # graphs cannot hold autocast's cache of cast weights (its tensors would outlive the capture)
+        device_type = "cuda"
+        with torch.autocast(
+            device_type,
+            dtype=torch.get_autocast_dtype(device_type),
+            enabled=torch.is_autocast_enabled(device_type),
+            cache_enabled=False,
+        ):
+            # thread_local: the data loader's pinning thread may allocate host memory meanwhile
+            with torch.cuda.graph(forward, pool=self._pool, stream=self._stream, capture_error_mode="thread_local"):
+                output = self.run(*static)
+            grad_output = torch.empty_like(output)
+            with torch.cuda.graph(backward, pool=self._pool, stream=self._stream, capture_error_mode="thread_local"):
+                grads = torch.autograd.grad(output, wanted, grad_output, allow_unused=True)
+        return _Captured(forward, backward, static, output.detach(), grad_output, tuple(grads))
+
+
+def _signature(inputs: tuple[torch.Tensor, ...]) -> tuple[Any, ...]:
+    autocast = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
+    return (*((t.shape, t.dtype, t.device, t.requires_grad) for t in inputs), autocast)
+
+
+class _Replay(torch.autograd.Function):
+    """Copy the inputs in and replay the forward graph; on backward, copy the gradient in and replay the other."""
+
+    @staticmethod
+    def forward(ctx: Any, captured: _Captured, *tensors: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        for static, given in zip(captured.inputs, tensors[: len(captured.inputs)], strict=True):
+            static.copy_(given)
+        captured.forward.replay()
+        ctx.captured = captured
+        return captured.output.detach()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
+        captured = ctx.captured
+        wanted = [t.requires_grad for t in captured.inputs]
+        if grad is None:
+            return (None, *(None for _ in wanted), *(None for _ in captured.grads[sum(wanted) :]))
+        captured.grad_output.copy_(grad)
+        captured.backward.replay()
+        # the graph's own buffers: autograd copies them into .grad (they are held here, so never adopted)
+        grads = iter(captured.grads)
+        return (None, *(next(grads) if w else None for w in wanted), *grads)
