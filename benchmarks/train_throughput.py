@@ -255,6 +255,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # cuda_graphs), one forward and one backward graph per padded batch shape, captured at its second batch.
     # lora-eager is the fifth session's default
     "lora-eager": {"method": "lora", "config": _EAGER},
+    # "graph_eager_sightings": batches of a shape run eagerly before its capture (LayerGraphs.eager_sightings)
+    "lora-graphs-first": {"method": "lora", "graph_eager_sightings": 0},
+    # fewer padded shapes, so fewer captures; the padding's FLOPs count as processed work (see the docstring)
+    "lora-graphs-pad32": {"method": "lora", "collator": {"pad_to_multiple_of": 32}},
     "full-prev": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
@@ -1057,6 +1061,8 @@ def voxplug_trainer(
         trainer_extension = trainer_class(method_options)
         model = trainer_extension.prepare_model(model, family, config)
     record.cuda_graphs = trainer_extension.cuda_graphs
+    if record.cuda_graphs is not None and "graph_eager_sightings" in spec:
+        record.cuda_graphs.eager_sightings = spec["graph_eager_sightings"]
     if spec.get("lora_groups") is False:  # one node per adapted layer, none per group (the fourth session's)
         from voxplug_trainers.lora_linear import restore_peft_forward, use_one_node_lora
 

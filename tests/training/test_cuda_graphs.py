@@ -107,6 +107,7 @@ def train(model: Any, steps: list[list[dict[str, Any]]]) -> list[float]:
                 loss = model(**batch).loss
             (loss / len(micro_batches)).backward()
             losses.append(loss.item())
+            del loss  # as the Trainer keeps no graph alive across steps (a capture needs that: cuda_graphs.py)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return losses

@@ -14,7 +14,9 @@ its own buffers; autograd copies them into ``.grad`` (it never adopts a buffer t
 gradient accumulation and the optimizer see ordinary tensors.
 
 What the layers must allow: no host-device synchronisation and no data-dependent Python inside them, and
-parameters that stay where they are. Moved or reallocated parameters (``model.to(...)``) are noticed at the next
+parameters that stay where they are. No autograd graph through the parameters may be alive at a capture (a loss
+kept from an earlier step, say): autograd would then wait across streams and break the capture. The Trainer
+keeps none. Moved or reallocated parameters (``model.to(...)``) are noticed at the next
 call, which drops every graph and starts over; replaced parameter objects are not. A capture that fails (an
 operation graphs cannot hold, too little memory) turns graphs off for the rest of the run, with a warning, and the
 layers run eagerly as before.
@@ -22,6 +24,7 @@ layers run eagerly as before.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 log = logging.getLogger("voxplug.training")
 
@@ -148,13 +151,27 @@ class LayerGraphs:
             enabled=torch.is_autocast_enabled(device_type),
             cache_enabled=False,
         ):
-            # thread_local: the data loader's pinning thread may allocate host memory meanwhile
-            with torch.cuda.graph(forward, pool=self._pool, stream=self._stream, capture_error_mode="thread_local"):
+            with self._recording(forward):
                 output = self.run(*static)
             grad_output = torch.empty_like(output)
-            with torch.cuda.graph(backward, pool=self._pool, stream=self._stream, capture_error_mode="thread_local"):
+            with self._recording(backward):
                 grads = torch.autograd.grad(output, wanted, grad_output, allow_unused=True)
         return _Captured(forward, backward, static, output.detach(), grad_output, tuple(grads))
+
+    @contextlib.contextmanager
+    def _recording(self, graph: Any) -> Iterator[None]:
+        """Capture ``graph`` on this object's stream: ``torch.cuda.graph`` without its device synchronisation and
+        its emptying of the device and pinned-memory caches, which would make the next steps allocate afresh
+        (the capture stream waits for the work queued before it instead). ``thread_local``: the data loader's
+        pinning thread may allocate host memory meanwhile."""
+        self._stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._stream):
+            graph.capture_begin(pool=self._pool, capture_error_mode="thread_local")
+            try:
+                yield
+            finally:
+                graph.capture_end()
+        torch.cuda.current_stream().wait_stream(self._stream)
 
 
 def _signature(inputs: tuple[torch.Tensor, ...]) -> tuple[Any, ...]:
