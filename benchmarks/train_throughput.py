@@ -252,11 +252,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch", "swiglu": "torch"},
     },
     # 2026-12-02 (sixth session): the language model's decoder layers replay as CUDA graphs (training.lora.
-    # cuda_graphs), one forward and one backward graph per padded batch shape, captured at its second batch.
-    # lora-eager is the fifth session's default
+    # cuda_graphs), one forward and one backward graph per padded batch shape, captured at its first batch (at its
+    # second in the sixth session's first two calls). lora-eager is the fifth session's default
     "lora-eager": {"method": "lora", "config": _EAGER},
     # "graph_eager_sightings": batches of a shape run eagerly before its capture (LayerGraphs.eager_sightings)
     "lora-graphs-first": {"method": "lora", "graph_eager_sightings": 0},
+    "lora-graphs-second": {"method": "lora", "graph_eager_sightings": 1},
     # fewer padded shapes, so fewer captures; the padding's FLOPs count as processed work (see the docstring)
     "lora-graphs-pad32": {"method": "lora", "collator": {"pad_to_multiple_of": 32}},
     "full-prev": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},

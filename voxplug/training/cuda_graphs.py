@@ -5,21 +5,22 @@ autograd and ~1,400 matmul launches a step keep it waiting (benchmarks/NOTES.md)
 kernels once and replays them with one launch, so the host's work for the whole stack of decoder layers becomes
 two replays a step, whatever the host's speed.
 
-A graph is fixed to its inputs' shapes and to the addresses of everything it reads, so :class:`LayerGraphs` keeps
-one forward and one backward graph per input signature (shapes, dtypes, autocast): a signature's first batch runs
-eagerly (which also settles cuDNN's and cuBLAS's per-shape choices), its second is captured, and every later one
-replays. All graphs share one memory pool: they run one at a time, each backward right after its forward, so one
-shape's activations may live where another's did. The gradients of the trainable parameters leave the graph in
-its own buffers; autograd copies them into ``.grad`` (it never adopts a buffer that something else holds), so
-gradient accumulation and the optimizer see ordinary tensors.
+A graph is fixed to its inputs' shapes and to the addresses of everything it reads, so :class:`LayerGraphs` keeps one
+forward and one backward graph per input signature (shapes, dtypes, autocast): a signature's first batch is captured
+(:data:`EAGER_SIGHTINGS` says how many run eagerly first) and every later one replays. All graphs share one memory
+pool: they run one at a time, each backward right after its forward, so one shape's activations may live where
+another's did. The gradients of the trainable parameters leave the graph in its own buffers; autograd copies them
+into ``.grad`` (it never adopts a buffer that something else holds), so gradient accumulation and the optimizer see
+ordinary tensors.
 
 What the layers must allow: no host-device synchronisation and no data-dependent Python inside them, and
 parameters that stay where they are. No autograd graph through the parameters may be alive at a capture (a loss
 kept from an earlier step, say): autograd would then wait across streams and break the capture. The Trainer
-keeps none. Moved or reallocated parameters (``model.to(...)``) are noticed at the next
-call, which drops every graph and starts over; replaced parameter objects are not. A capture that fails (an
-operation graphs cannot hold, too little memory) turns graphs off for the rest of the run, with a warning, and the
-layers run eagerly as before.
+keeps none. Moved or reallocated parameters (``model.to(...)``) are noticed at the next call, which drops every
+graph and starts over; replaced parameter objects are not. A capture that fails (an operation graphs cannot hold,
+lazy initialisation inside the capture, too little memory) drops every graph, with a warning; that batch and, from
+then on, one more batch of every shape run eagerly before its capture. A second failure turns graphs off for the
+rest of the run, and the layers run eagerly as before.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("voxplug.training")
 
-#: Batches of one input signature that run eagerly before it is captured.
-EAGER_SIGHTINGS = 1
+#: Batches of one input signature that run eagerly before it is captured. 0: its first batch is captured, which
+#: then also settles cuDNN's and cuBLAS's per-shape choices inside the capture. On an H200 this ran without a
+#: failed capture and saved the eager batch of every shape (benchmarks/NOTES.md, sixth session); after a failed
+#: capture every signature gets one more eager batch first.
+EAGER_SIGHTINGS = 0
+#: Failed captures after which graphs are off for the run.
+MAX_CAPTURE_FAILURES = 2
 #: Most signatures captured in one run; later new ones run eagerly. They share memory, but each graph holds its
 #: static inputs and outputs and its kernels' parameters.
 MAX_GRAPHS = 32
@@ -59,9 +65,9 @@ class _Captured:
 class LayerGraphs:
     """Run ``run(*inputs) -> tensor`` (the forward of ``modules``) as replayed CUDA graphs, forward and backward.
 
-    Call it with the inputs; it returns the output, or None where the caller must run the layers eagerly (the
-    signature's first batch, no CUDA inputs, autograd off, graphs turned off). ``captures`` and ``replays`` count
-    what it did (:meth:`stats`).
+    Call it with the inputs; it returns the output, or None where the caller must run the layers eagerly (no CUDA
+    inputs, autograd off, an eager sighting, a failed capture, graphs turned off). :meth:`stats` counts what it
+    did.
     """
 
     def __init__(
@@ -79,6 +85,7 @@ class LayerGraphs:
         self.enabled = True
         self.captures = 0
         self.replays = 0
+        self.failures = 0
         self._seen: Counter[tuple[Any, ...]] = Counter()
         self._graphs: dict[tuple[Any, ...], _Captured] = {}
         self._pool: Any = None
@@ -109,14 +116,20 @@ class LayerGraphs:
         return _Replay.apply(captured, *inputs, *self._trainable)
 
     def stats(self) -> dict[str, Any]:
-        """What the graphs did: ``{"enabled", "captures", "replays"}``."""
-        return {"enabled": self.enabled, "captures": self.captures, "replays": self.replays}
+        """What the graphs did: ``{"enabled", "captures", "replays", "failed_captures"}``."""
+        return {
+            "enabled": self.enabled,
+            "captures": self.captures,
+            "replays": self.replays,
+            "failed_captures": self.failures,
+        }
 
     def release(self) -> None:
         """Drop every graph and its memory (evaluation and generation then have it); later batches capture again."""
         self._graphs.clear()
         self._seen.clear()
         self._pool = None
+        self._stream = None
 
     def _current_placement(self) -> list[tuple[int, bool]]:
         return [(t.data_ptr(), t.requires_grad) for t in self._tensors]
@@ -125,9 +138,19 @@ class LayerGraphs:
         try:
             captured = self._capture(inputs)
         except Exception as exc:  # any failure leaves the eager layers, as without graphs
-            self.enabled = False
-            self.release()
-            log.warning("CUDA graphs turned off for this run, the layers run eagerly: the capture failed (%s)", exc)
+            self.failures += 1
+            self.release()  # and a fresh pool and stream: a failed capture may leave either unusable
+            self._seen[key] = 1  # this batch runs eagerly: it counts as the signature's eager sighting
+            if self.failures >= MAX_CAPTURE_FAILURES:
+                self.enabled = False
+                log.warning("CUDA graphs turned off for this run, the layers run eagerly: the capture failed (%s)", exc)
+            else:
+                self.eager_sightings += 1
+                log.warning(
+                    "a CUDA graph capture failed (%s); each batch shape now runs eagerly %d time(s) before its capture",
+                    exc,
+                    self.eager_sightings,
+                )
             return None
         self._graphs[key] = captured
         self.captures += 1
