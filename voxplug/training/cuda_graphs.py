@@ -138,17 +138,23 @@ class LayerGraphs:
         try:
             captured = self._capture(inputs)
         except Exception as exc:  # any failure leaves the eager layers, as without graphs
+            # only the message is kept: the exception's frames hold the failed capture's autograd graph, whose
+            # nodes on the old stream would break the next capture
+            reason = str(exc).splitlines()[0]
+            del exc
             self.failures += 1
             self.release()  # and a fresh pool and stream: a failed capture may leave either unusable
             self._seen[key] = 1  # this batch runs eagerly: it counts as the signature's eager sighting
             if self.failures >= MAX_CAPTURE_FAILURES:
                 self.enabled = False
-                log.warning("CUDA graphs turned off for this run, the layers run eagerly: the capture failed (%s)", exc)
+                log.warning(
+                    "CUDA graphs turned off for this run, the layers run eagerly: the capture failed (%s)", reason
+                )
             else:
                 self.eager_sightings += 1
                 log.warning(
                     "a CUDA graph capture failed (%s); each batch shape now runs eagerly %d time(s) before its capture",
-                    exc,
+                    reason,
                     self.eager_sightings,
                 )
             return None
