@@ -122,12 +122,10 @@ def adapters(model: Any) -> dict[str, Any]:
     [
         # each shape captured at its first batch: 2 captures, 10 replays
         (0, {"enabled": True, "captures": 2, "replays": 10, "failed_captures": 0}),
-        # the first capture fails: every shape then runs eagerly once (steps 1), is captured in step 2, replays on
-        (1, {"enabled": True, "captures": 2, "replays": 8, "failed_captures": 1}),
-        # every capture fails: graphs are off after the second failure
-        (99, {"enabled": False, "captures": 0, "replays": 0, "failed_captures": 2}),
+        # the first capture fails: graphs are off for the run
+        (1, {"enabled": False, "captures": 0, "replays": 0, "failed_captures": 1}),
     ],
-    ids=["graphed", "one-capture-fails", "captures-fail"],
+    ids=["graphed", "capture-fails"],
 )
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -139,8 +137,7 @@ def test_graphed_training_gives_eager_losses_and_adapters(
     expected: dict[str, Any],
 ) -> None:
     """Two batch shapes, two micro-batches a step, five AdamW steps. A capture fails when the layers synchronise
-    with the host (here, on purpose, in the first ``failing_captures`` captures); training goes on eagerly with the
-    same numbers, and CUDA still works for the next capture."""
+    with the host (here, on purpose, in the first capture); training then goes on eagerly with the same numbers."""
     from voxplug_voxtral.family import VoxtralFamily
 
     four = collated(tiny_model, uneven_audio_rows(4), "cuda")

@@ -18,9 +18,8 @@ parameters that stay where they are. No autograd graph through the parameters ma
 kept from an earlier step, say): autograd would then wait across streams and break the capture. The Trainer
 keeps none. Moved or reallocated parameters (``model.to(...)``) are noticed at the next call, which drops every
 graph and starts over; replaced parameter objects are not. A capture that fails (an operation graphs cannot hold,
-lazy initialisation inside the capture, too little memory) drops every graph, with a warning; that batch and, from
-then on, one more batch of every shape run eagerly before its capture. A second failure turns graphs off for the
-rest of the run, and the layers run eagerly as before.
+lazy initialisation inside the capture, too little memory) turns graphs off for the rest of the run, with a
+warning, and the layers run eagerly as before.
 """
 
 from __future__ import annotations
@@ -40,11 +39,8 @@ log = logging.getLogger("voxplug.training")
 
 #: Batches of one input signature that run eagerly before it is captured. 0: its first batch is captured, which
 #: then also settles cuDNN's and cuBLAS's per-shape choices inside the capture. On an H200 this ran without a
-#: failed capture and saved the eager batch of every shape (benchmarks/NOTES.md, sixth session); after a failed
-#: capture every signature gets one more eager batch first.
+#: failed capture and saved the eager batch of every shape (benchmarks/NOTES.md, sixth session).
 EAGER_SIGHTINGS = 0
-#: Failed captures after which graphs are off for the run.
-MAX_CAPTURE_FAILURES = 2
 #: Most signatures captured in one run; later new ones run eagerly. They share memory, but each graph holds its
 #: static inputs and outputs and its kernels' parameters.
 MAX_GRAPHS = 32
@@ -66,7 +62,7 @@ class LayerGraphs:
     """Run ``run(*inputs) -> tensor`` (the forward of ``modules``) as replayed CUDA graphs, forward and backward.
 
     Call it with the inputs; it returns the output, or None where the caller must run the layers eagerly (no CUDA
-    inputs, autograd off, an eager sighting, a failed capture, graphs turned off). :meth:`stats` counts what it
+    inputs, autograd off, an eager sighting, graphs turned off by a failed capture). :meth:`stats` counts what it
     did.
     """
 
@@ -129,7 +125,6 @@ class LayerGraphs:
         self._graphs.clear()
         self._seen.clear()
         self._pool = None
-        self._stream = None
 
     def _current_placement(self) -> list[tuple[int, bool]]:
         return [(t.data_ptr(), t.requires_grad) for t in self._tensors]
@@ -138,25 +133,15 @@ class LayerGraphs:
         try:
             captured = self._capture(inputs)
         except Exception as exc:  # any failure leaves the eager layers, as without graphs
-            # only the message is kept: the exception's frames hold the failed capture's autograd graph, whose
-            # nodes on the old stream would break the next capture
-            reason = str(exc).splitlines()[0]
-            del exc
+            # On the H200 a capture after a failed one failed too ("operation failed due to a previous error during
+            # capture"), even on a fresh stream and pool, so one failure is final.
             self.failures += 1
-            self.release()  # and a fresh pool and stream: a failed capture may leave either unusable
-            self._seen[key] = 1  # this batch runs eagerly: it counts as the signature's eager sighting
-            if self.failures >= MAX_CAPTURE_FAILURES:
-                self.enabled = False
-                log.warning(
-                    "CUDA graphs turned off for this run, the layers run eagerly: the capture failed (%s)", reason
-                )
-            else:
-                self.eager_sightings += 1
-                log.warning(
-                    "a CUDA graph capture failed (%s); each batch shape now runs eagerly %d time(s) before its capture",
-                    reason,
-                    self.eager_sightings,
-                )
+            self.enabled = False
+            self.release()
+            log.warning(
+                "CUDA graphs turned off for this run, the layers run eagerly: the capture failed (%s)",
+                str(exc).splitlines()[0],
+            )
             return None
         self._graphs[key] = captured
         self.captures += 1
