@@ -15,7 +15,8 @@ What runs (all in one process, all through transformers' ``Trainer``, which is w
   ``build_training_arguments``, ``LoraTrainer.prepare_model`` (adapters on the language model only, encoder
   run without autograd), ``ExampleDataset`` (lazy decoding), the ``voxtral-transcription`` collator and
   ``TranscriptionTrainer`` (logits only at label positions when enabled; duration-grouped batches where a variant
-  or the defaults ask for them).
+  or the defaults ask for them). Since the sixth session the language model's layers replay as CUDA graphs
+  (``training.lora.cuda_graphs``) unless a variant pins it off, as every earlier one does.
 * ``full-*``: voxplug's ``full`` trainer: fp32 master weights (the model is held in fp32, the forward runs under
   bf16 autocast), language model + projector trained, encoder frozen without autograd.
 
@@ -253,7 +254,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # 2026-12-02 (sixth session): the language model's decoder layers replay as CUDA graphs (training.lora.
     # cuda_graphs), one forward and one backward graph per padded batch shape, captured at its first batch (at its
-    # second in the sixth session's first two calls). lora-eager is the fifth session's default
+    # second in runs 21-23). lora-eager is the fifth session's default
     "lora-eager": {"method": "lora", "config": _EAGER},
     # "graph_eager_sightings": batches of a shape run eagerly before its capture (LayerGraphs.eager_sightings)
     "lora-graphs-first": {"method": "lora", "graph_eager_sightings": 0},
