@@ -4,8 +4,8 @@ plugins/voxplug_voxtral/graphs.py).
 On CPU: when graphs may be set up, and that the replaced forward computes transformers' loss and gradients (the
 graphs never engage without CUDA). On a GPU (marked ``gpu``): graphed training gives eager training's losses and
 adapters over optimizer steps with gradient accumulation and two batch shapes; a capture that fails leaves eager
-layers; evaluation drops the graphs. At full shape, benchmarks/train_throughput.py compares ``lora-default`` with
-``lora-eager``.
+layers; evaluation drops the graphs. At full shape, benchmarks/train_throughput.py compares
+``lora-default-noprofile`` with ``lora-eager``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pytest
 from .conftest import lora_voxtral, uneven_audio_rows, validated
 
 torch = pytest.importorskip("torch")
-gpu = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 def collated(tiny_model: Path, rows: list[dict[str, Any]], device: str) -> dict[str, Any]:
