@@ -16,7 +16,7 @@ from pydantic import Field
 
 from voxplug.errors import TrainingError
 from voxplug.extension import PluginOptions
-from voxplug.training.devices import compile_enabled, cuda_graphs_possible, deepspeed_requested
+from voxplug.training.devices import compile_enabled, cuda_graphs_possible, deepspeed_wanted
 from voxplug.training.freezing import count_parameters, freeze_without_grad
 from voxplug.training.interface import Trainer
 
@@ -84,7 +84,7 @@ class LoraTrainer(Trainer):
         )
         peft_model = get_peft_model(model, lora_config)
         if not compile_enabled(config):  # compiled blocks fuse the adapters and casts themselves
-            if self.options.fused and not (config.training.deepspeed or deepspeed_requested()):
+            if self.options.fused and not deepspeed_wanted(config):
                 # not under DeepSpeed: ZeRO-3 gathers weights only for modules that are called
                 fused = use_one_node_lora(peft_model, family.lora_shared_inputs)
                 log.info(

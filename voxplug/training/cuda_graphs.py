@@ -81,7 +81,6 @@ class LayerGraphs:
         self.enabled = True
         self.captures = 0
         self.replays = 0
-        self.failures = 0
         self._seen: Counter[tuple[Any, ...]] = Counter()
         self._graphs: dict[tuple[Any, ...], _Captured] = {}
         self._pool: Any = None
@@ -117,7 +116,7 @@ class LayerGraphs:
             "enabled": self.enabled,
             "captures": self.captures,
             "replays": self.replays,
-            "failed_captures": self.failures,
+            "failed_captures": int(not self.enabled),  # graphs are only ever turned off by a failed capture
         }
 
     def release(self) -> None:
@@ -135,7 +134,6 @@ class LayerGraphs:
         except Exception as exc:  # any failure leaves the eager layers, as without graphs
             # On the H200 a capture after a failed one failed too ("operation failed due to a previous error during
             # capture"), even on a fresh stream and pool, so one failure is final.
-            self.failures += 1
             self.enabled = False
             self.release()
             log.warning(

@@ -37,6 +37,11 @@ def deepspeed_requested() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
+def deepspeed_wanted(config: RunConfig) -> bool:
+    """True when the run uses DeepSpeed: ``training.deepspeed`` is set or ``accelerate launch`` asked for it."""
+    return bool(config.training.deepspeed) or deepspeed_requested()
+
+
 def resolve_precision(requested: str) -> str:
     """Turn ``training.precision`` into ``"bf16"``, ``"fp16"`` or ``"fp32"`` for this machine.
 
@@ -71,7 +76,7 @@ def check_device_options(config: RunConfig) -> None:
     for option, chosen in gpu_only.items():
         if chosen:
             raise TrainingError(f"{option} needs a CUDA GPU and this machine has none; remove it to train on CPU")
-    wants_deepspeed = bool(config.training.deepspeed) or deepspeed_requested()
+    wants_deepspeed = deepspeed_wanted(config)
     if wants_deepspeed and not os.environ.get(ENV_CPU_DEEPSPEED):
         raise TrainingError(
             "DeepSpeed needs CUDA GPUs and this machine has none; on CPU run several processes with "
@@ -93,7 +98,7 @@ def compile_enabled(config: RunConfig, total_steps: int | None = None) -> bool:
     in place, generation included, so it is refused there."""
     from voxplug.training.processes import launched_world_size
 
-    wants_deepspeed = bool(config.training.deepspeed) or deepspeed_requested()
+    wants_deepspeed = deepspeed_wanted(config)
     if config.training.compile is None:
         long_enough = total_steps is not None and total_steps >= COMPILE_AUTO_MIN_STEPS
         return long_enough and cuda_available() and not wants_deepspeed and launched_world_size() == 1
@@ -117,11 +122,10 @@ def cuda_graphs_possible(config: RunConfig) -> bool:
     inside a captured backward is untested)."""
     from voxplug.training.processes import launched_world_size
 
-    wants_deepspeed = bool(config.training.deepspeed) or deepspeed_requested()
     return (
         cuda_available()
         and launched_world_size() == 1
-        and not wants_deepspeed
+        and not deepspeed_wanted(config)
         and not compile_enabled(config)
         and not config.training.gradient_checkpointing
     )
