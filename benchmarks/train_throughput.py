@@ -59,7 +59,9 @@ lm_head                4N x all positions          4N x positions kept          
 LoRA adapters          6N                          6N                           -
 =====================  ==========================  ===========================  =========================
 
-"Positions kept" are all positions with full-vocabulary logits, or only those before a label when the loss
+The CUDA graphs' own padding (a batch replayed in a larger captured shape, ``LayerGraphs``) is not counted: FLOPs
+follow the batch as collated, so the graphs' padding shows as lost time. "Positions kept" are all positions with
+full-vocabulary logits, or only those before a label when the loss
 computes logits at label positions (voxplug pads each row's list to the batch's longest; the padding slots are
 computed but not counted). MFU is processed model FLOPs per second over the bf16 matmul rate measured
 in the same run (8192^3, random data, median of 20 after warm-up); the datasheet's 989 TFLOP/s is reported
@@ -261,6 +263,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lora-graphs-second": {"method": "lora", "graph_eager_sightings": 1},
     # fewer padded shapes, so fewer captures; the padding's FLOPs count as processed work (see the docstring)
     "lora-graphs-pad32": {"method": "lora", "collator": {"pad_to_multiple_of": 32}},
+    # 2026-12-02 (seventh session): a batch of a new shape pads into a captured shape until its padding has wasted
+    # a capture's cost (LayerGraphs.capture_cost; 0 captures every shape, the sixth session's default). The padding
+    # inside the graphs is not counted as processed FLOPs
+    "lora-graphs-nopad": {"method": "lora", "graph_capture_cost": 0},
     "full-prev": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
@@ -1065,6 +1071,8 @@ def voxplug_trainer(
     record.cuda_graphs = trainer_extension.cuda_graphs
     if record.cuda_graphs is not None and "graph_eager_sightings" in spec:
         record.cuda_graphs.eager_sightings = spec["graph_eager_sightings"]
+    if record.cuda_graphs is not None and "graph_capture_cost" in spec:
+        record.cuda_graphs.capture_cost = spec["graph_capture_cost"]
     if spec.get("lora_groups") is False:  # one node per adapted layer, none per group (the fourth session's)
         from voxplug_trainers.lora_linear import restore_peft_forward, use_one_node_lora
 

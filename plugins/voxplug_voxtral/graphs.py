@@ -2,7 +2,9 @@
 
 The Llama model's forward is replaced on the instance: in a training forward of the shape a training batch has
 (``inputs_embeds`` only, no attention mask, no cache), the rotary embedding is computed as before, the decoder
-layers run through :class:`~voxplug.training.cuda_graphs.LayerGraphs`, and the final norm runs eagerly. Every
+layers run through :class:`~voxplug.training.cuda_graphs.LayerGraphs`, and the final norm runs eagerly. The layers
+are causal and the batch is right-padded, so a batch may be zero-padded into a larger captured shape (more rows,
+more positions): no real position attends to a later one. Every
 other call (generation, evaluation, an attention mask, CPU tensors, a batch shape's first sighting) runs
 transformers' own forward, unchanged. Entering evaluation drops the graphs, so generation has their memory.
 """
@@ -36,7 +38,9 @@ def graph_language_model(language_model: Any) -> LayerGraphs | None:
             hidden = layer(hidden, attention_mask=None, position_embeddings=(cos, sin), use_cache=False)
         return hidden
 
-    graphs = LayerGraphs(layers, run_layers)
+    # causal layers: a batch pads into a captured shape along rows and positions (hidden states (rows, positions,
+    # width); rotary tables (1, positions, head width))
+    graphs = LayerGraphs(layers, run_layers, pad_dims=((0, 1), (1,), (1,)))
     transformers_forward = language_model.forward
 
     def forward(

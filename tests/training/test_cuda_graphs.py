@@ -87,6 +87,88 @@ def test_the_replaced_forward_computes_transformers_loss_and_gradients(tmp_path:
     assert graphs.captures == graphs.replays == 0
 
 
+def test_a_padded_batch_gets_its_own_output_and_gradients(tmp_path: Path) -> None:
+    """The promise behind ``pad_dims``: Voxtral's decoder layers, given a batch zero-padded along the dimensions the
+    graphs declare (more rows, more positions), compute the batch's own output and the same adapter gradients."""
+    from voxplug_voxtral.family import VoxtralFamily
+
+    from voxplug.training.cuda_graphs import _padded
+
+    model = lora_voxtral(tmp_path / "m", "fp32")
+    graphs = VoxtralFamily().use_cuda_graphs(model)
+    language_model = VoxtralFamily().scope_module(model, "language_model")
+    torch.manual_seed(1)
+    hidden = torch.randn(3, 21, language_model.config.hidden_size)
+    cos, sin = language_model.rotary_emb(hidden, position_ids=torch.arange(21).unsqueeze(0))
+    inputs = (hidden, cos, sin)
+    weights = torch.randn(hidden.shape)
+
+    def output_and_grads(given: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
+        model.zero_grad(set_to_none=True)
+        output = graphs.run(*given)[tuple(slice(0, size) for size in hidden.shape)]
+        (output * weights).sum().backward()
+        return output.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    grown = [
+        [size + 11 * (dim in dims) for dim, size in enumerate(t.shape)]
+        for t, dims in zip(inputs, graphs.pad_dims, strict=True)
+    ]
+    assert grown[0][:2] == [14, 32]  # rows and positions
+    padded = tuple(_padded(t, shape) for t, shape in zip(inputs, grown, strict=True))
+    assert all(list(t.shape) == shape for t, shape in zip(padded, grown, strict=True))
+    expected_output, expected_grads = output_and_grads(inputs)
+    output, grads = output_and_grads(padded)
+    # fp32 rounding only (other matmul shapes sum in another order)
+    assert (output - expected_output).abs().max() <= 1e-5 * expected_output.abs().max()
+    for name, grad in expected_grads.items():
+        assert (grads[name] - grad).abs().max() <= 1e-4 * grad.abs().max(), name
+
+
+def planner(**options: Any) -> Any:
+    """A LayerGraphs over one (rows, positions, width) input, whose captures are recorded but never made (the plan
+    is pure bookkeeping, so it runs on CPU)."""
+    from voxplug.training.cuda_graphs import LayerGraphs
+
+    return LayerGraphs([], lambda hidden: hidden, **options)
+
+
+def plan(graphs: Any, rows: int, positions: int, width: int = 4) -> str:
+    """Plan a batch of that shape; a planned capture is then recorded as made."""
+    from voxplug.training.cuda_graphs import _Captured, _signature
+
+    hidden = torch.zeros(rows, positions, width)
+    key = _signature((hidden,))
+    action, _ = graphs._plan(key, hidden.numel())
+    if action == "capture":
+        graphs._graphs[key] = _Captured(None, None, (hidden,), hidden, hidden, ())
+    return action
+
+
+def test_a_shape_pads_into_a_captured_one_until_its_waste_would_cost_a_capture() -> None:
+    graphs = planner(pad_dims=[(0, 1)], capture_cost=1.0)
+    assert plan(graphs, 8, 480) == "capture"
+    assert plan(graphs, 8, 480) == "replay"
+    # 8 x 360 in 8 x 480 wastes a quarter of a replay: padded while the wasted sum stays under one capture
+    assert [plan(graphs, 8, 360) for _ in range(5)] == ["pad", "pad", "pad", "capture", "replay"]
+    assert plan(graphs, 8, 496) == "capture"  # longer than every captured shape: nothing holds it
+    assert plan(graphs, 6, 488) == "pad"  # the smallest captured shape that holds it: 8 x 496
+    assert graphs._waste[next(k for k in graphs._waste if k[0][0] == (6, 488, 4))] == pytest.approx(1 - 6 * 488 / 3968)
+    assert plan(graphs, 8, 480, width=2) == "capture"  # a dimension that may not be padded
+
+
+def test_without_pad_dims_or_with_no_capture_cost_every_shape_is_captured() -> None:
+    for options in ({}, {"pad_dims": [(0, 1)], "capture_cost": 0}):
+        graphs = planner(**options)
+        assert [plan(graphs, 8, n) for n in (480, 360, 360)] == ["capture", "capture", "replay"]
+
+
+def test_once_the_graphs_are_full_a_shape_pads_where_it_can_and_otherwise_runs_eagerly() -> None:
+    graphs = planner(pad_dims=[(0, 1)], capture_cost=1.0, max_graphs=1, eager_sightings=1)
+    assert [plan(graphs, 8, 480) for _ in range(2)] == ["eager", "capture"]
+    assert [plan(graphs, 8, 240) for _ in range(3)] == ["pad", "pad", "pad"]  # waste 1.5 > 1, but no room
+    assert plan(graphs, 8, 496) == "eager"
+
+
 # -- on a GPU ------------------------------------------------------------------------------------------------
 
 
@@ -117,14 +199,16 @@ def adapters(model: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("failing_captures", "expected"),
+    ("failing_captures", "capture_cost", "expected"),
     [
         # each shape captured at its first batch: 2 captures, 10 replays
-        (0, {"enabled": True, "captures": 2, "replays": 10, "failed_captures": 0}),
+        (0, 0, {"enabled": True, "captures": 2, "replays": 10, "padded_replays": 0, "failed_captures": 0}),
+        # captures too dear to make twice: the 2-row batches pad into the 4-row batches' graphs
+        (0, 100, {"enabled": True, "captures": 1, "replays": 10, "padded_replays": 5, "failed_captures": 0}),
         # the first capture fails: graphs are off for the run
-        (1, {"enabled": False, "captures": 0, "replays": 0, "failed_captures": 1}),
+        (1, 0, {"enabled": False, "captures": 0, "replays": 0, "padded_replays": 0, "failed_captures": 1}),
     ],
-    ids=["graphed", "capture-fails"],
+    ids=["graphed", "padded", "capture-fails"],
 )
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -133,19 +217,23 @@ def test_graphed_training_gives_eager_losses_and_adapters(
     tiny_model: Path,
     caplog: pytest.LogCaptureFixture,
     failing_captures: int,
+    capture_cost: float,
     expected: dict[str, Any],
 ) -> None:
-    """Two batch shapes, two micro-batches a step, five AdamW steps. A capture fails when the layers synchronise
-    with the host (here, on purpose, in the first capture); training then goes on eagerly with the same numbers."""
+    """Two batch shapes, two micro-batches a step, five AdamW steps. The smaller shape is captured, or padded into
+    the larger one's graphs. A capture fails when the layers synchronise with the host (here, on purpose, in the
+    first capture); training then goes on eagerly with the same numbers."""
     from voxplug_voxtral.family import VoxtralFamily
 
     four = collated(tiny_model, uneven_audio_rows(4), "cuda")
     two = collated(tiny_model, uneven_audio_rows(2), "cuda")
     assert four["input_ids"].shape != two["input_ids"].shape
+    assert two["input_ids"].shape[1] <= four["input_ids"].shape[1]  # so the 4-row graphs can hold 2 rows
     steps = [[four, two]] * 5
     graphed, eager = cuda_lora(tmp_path / "g"), cuda_lora(tmp_path / "e")
     graphs = VoxtralFamily().use_cuda_graphs(graphed)
     assert graphs.eager_sightings == 0
+    graphs.capture_cost = capture_cost
     run, captures = graphs.run, []
 
     def run_failing_first(hidden: Any, *rest: Any) -> Any:
@@ -158,7 +246,9 @@ def test_graphed_training_gives_eager_losses_and_adapters(
     with caplog.at_level(logging.WARNING, logger="voxplug.training"):
         graphed_losses = train(graphed, steps)
     eager_losses = train(eager, steps)
-    assert graphs.stats() == expected
+    stats = graphs.stats()
+    assert (stats.pop("padding") > 0) == bool(expected["padded_replays"])
+    assert stats == expected
     assert ("capture failed" in caplog.text) == bool(failing_captures)
     assert graphed_losses == pytest.approx(eager_losses, rel=2e-3)
     expected = adapters(eager)

@@ -13,6 +13,14 @@ another's did. The gradients of the trainable parameters leave the graph in its 
 into ``.grad`` (it never adopts a buffer that something else holds), so gradient accumulation and the optimizer see
 ordinary tensors.
 
+A capture costs the host about three replays' worth of time (:data:`CAPTURE_COST`), and a run meets many padded
+lengths, most of them a few times. So where the layers allow it (``pad_dims``: a causal stack, whose positions never
+see later ones and whose rows never see each other), a batch of a new shape is zero-padded up to the smallest shape
+already captured that holds it, replayed there, and its output cut back: the real positions compute what they would
+have, and the padding's gradients are zero. Padding wastes the covering graph's work beyond the batch's, so each
+shape keeps the sum of what its padded replays wasted, and is captured once that sum would reach a capture's cost
+(the ski-rental rule: never more than twice the cost of the best choice made knowing the future).
+
 What the layers must allow: no host-device synchronisation and no data-dependent Python inside them, and
 parameters that stay where they are. No autograd graph through the parameters may be alive at a capture (a loss
 kept from an earlier step, say): autograd would then wait across streams and break the capture. The Trainer
@@ -26,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +52,10 @@ EAGER_SIGHTINGS = 0
 #: Most signatures captured in one run; later new ones run eagerly. They share memory, but each graph holds its
 #: static inputs and outputs and its kernels' parameters.
 MAX_GRAPHS = 32
+#: What capturing a new shape costs, in replays of its graphs: the step of a capture took 0.45-0.6 s where a
+#: replayed step took 0.12 s, about 0.3 s more, or three replays of Voxtral-Mini's 30 decoder layers forward and
+#: backward (H200, benchmarks/NOTES.md, sixth session). 0 captures every shape (never pads).
+CAPTURE_COST = 3.0
 
 
 @dataclass
@@ -64,6 +76,12 @@ class LayerGraphs:
     Call it with the inputs; it returns the output, or None where the caller must run the layers eagerly (no CUDA
     inputs, autograd off, an eager sighting, graphs turned off by a failed capture). :meth:`stats` counts what it
     did.
+
+    ``pad_dims`` (one entry per input: the dimensions that may be zero-padded at their end) allows padding a batch
+    into a larger captured shape. It promises that the output has the first input's shape, and that padding along
+    those dimensions leaves the output's unpadded part as it was: true of causal decoder layers padded along the
+    batch and the sequence (with their rotary tables padded along the sequence). ``capture_cost`` is what a capture
+    costs in replays (:data:`CAPTURE_COST`).
     """
 
     def __init__(
@@ -71,17 +89,25 @@ class LayerGraphs:
         modules: Sequence[torch.nn.Module],
         run: Callable[..., torch.Tensor],
         *,
+        pad_dims: Sequence[Sequence[int]] | None = None,
+        capture_cost: float = CAPTURE_COST,
         eager_sightings: int = EAGER_SIGHTINGS,
         max_graphs: int = MAX_GRAPHS,
     ) -> None:
         self.modules = list(modules)
         self.run = run
+        self.pad_dims = None if pad_dims is None else tuple(tuple(dims) for dims in pad_dims)
+        self.capture_cost = capture_cost
         self.eager_sightings = eager_sightings
         self.max_graphs = max_graphs
         self.enabled = True
         self.captures = 0
         self.replays = 0
+        self.padded_replays = 0
+        self._elements = 0  # of the first input, over every replay, padding included
+        self._padding = 0  # of which padding
         self._seen: Counter[tuple[Any, ...]] = Counter()
+        self._waste: defaultdict[tuple[Any, ...], float] = defaultdict(float)
         self._graphs: dict[tuple[Any, ...], _Captured] = {}
         self._pool: Any = None
         self._stream: Any = None
@@ -94,28 +120,50 @@ class LayerGraphs:
             return None
         if torch.cuda.is_current_stream_capturing():
             return None
-        key = _signature(inputs)
-        captured = self._graphs.get(key)
-        if captured is not None and self._placement != self._current_placement():
+        if self._graphs and self._placement != self._current_placement():
             log.info("CUDA graphs: the layers' parameters moved; capturing again")
             self.release()
-            captured = None
-        if captured is None:
-            self._seen[key] += 1
-            if self._seen[key] <= self.eager_sightings or len(self._graphs) >= self.max_graphs:
-                return None
+        key = _signature(inputs)
+        action, captured = self._plan(key, inputs[0].numel())
+        if action == "eager":
+            return None
+        if action == "pad":
+            return self._replay_padded(captured, inputs)
+        if action == "capture":
             captured = self._capture_or_turn_off(key, inputs)
             if captured is None:
                 return None
         self.replays += 1
+        self._elements += inputs[0].numel()
         return _Replay.apply(captured, *inputs, *self._trainable)
 
+    def _plan(self, key: tuple[Any, ...], elements: int) -> tuple[str, Any]:
+        """What to do with a batch of signature ``key`` whose first input has ``elements`` elements: ``("replay",
+        its graphs)``, ``("pad", the covering graphs)``, ``("capture", None)`` or ``("eager", None)``."""
+        captured = self._graphs.get(key)
+        if captured is not None:
+            return "replay", captured
+        full = len(self._graphs) >= self.max_graphs
+        cover = self._cover(key)
+        if cover is not None:
+            waste = 1 - elements / cover.inputs[0].numel()
+            if self._waste[key] + waste < self.capture_cost or full:
+                self._waste[key] += waste
+                return "pad", cover
+        self._seen[key] += 1
+        if self._seen[key] <= self.eager_sightings or full:
+            return "eager", None
+        return "capture", None
+
     def stats(self) -> dict[str, Any]:
-        """What the graphs did: ``{"enabled", "captures", "replays", "failed_captures"}``."""
+        """What the graphs did: ``{"enabled", "captures", "replays", "padded_replays", "padding",
+        "failed_captures"}``; ``padding`` is the share of the replayed first inputs' elements that were padding."""
         return {
             "enabled": self.enabled,
             "captures": self.captures,
             "replays": self.replays,
+            "padded_replays": self.padded_replays,
+            "padding": round(self._padding / self._elements, 4) if self._elements else 0.0,
             "failed_captures": int(not self.enabled),  # graphs are only ever turned off by a failed capture
         }
 
@@ -123,7 +171,30 @@ class LayerGraphs:
         """Drop every graph and its memory (evaluation and generation then have it); later batches capture again."""
         self._graphs.clear()
         self._seen.clear()
+        self._waste.clear()
         self._pool = None
+
+    def _cover(self, key: tuple[Any, ...]) -> _Captured | None:
+        """The captured graph with the fewest elements whose inputs hold ``key``'s once padded, if any."""
+        if self.pad_dims is None:
+            return None
+        covers = [
+            (captured.inputs[0].numel(), captured)
+            for captured_key, captured in self._graphs.items()
+            if _holds(captured_key, key, self.pad_dims)
+        ]
+        return min(covers, key=lambda pair: pair[0])[1] if covers else None
+
+    def _replay_padded(self, captured: _Captured, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Zero-pad ``inputs`` to ``captured``'s shapes, replay, and cut the output back to the first input's shape
+        (autograd pads and cuts the gradients the other way: the padding's are zero)."""
+        padded = tuple(_padded(t, static.shape) for t, static in zip(inputs, captured.inputs, strict=True))
+        self.replays += 1
+        self.padded_replays += 1
+        self._elements += captured.inputs[0].numel()
+        self._padding += captured.inputs[0].numel() - inputs[0].numel()
+        output = _Replay.apply(captured, *padded, *self._trainable)
+        return output[tuple(slice(0, size) for size in inputs[0].shape)]
 
     def _current_placement(self) -> list[tuple[int, bool]]:
         return [(t.data_ptr(), t.requires_grad) for t in self._tensors]
@@ -188,7 +259,27 @@ class LayerGraphs:
 
 def _signature(inputs: tuple[torch.Tensor, ...]) -> tuple[Any, ...]:
     autocast = (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
-    return (*((t.shape, t.dtype, t.device, t.requires_grad) for t in inputs), autocast)
+    return (*((tuple(t.shape), t.dtype, t.device, t.requires_grad) for t in inputs), autocast)
+
+
+def _holds(larger: tuple[Any, ...], smaller: tuple[Any, ...], pad_dims: tuple[tuple[int, ...], ...]) -> bool:
+    """Whether inputs of signature ``smaller``, zero-padded along ``pad_dims``, have signature ``larger``."""
+    if len(larger) != len(smaller) or larger[-1] != smaller[-1]:  # the same inputs, the same autocast
+        return False
+    for (big, *big_rest), (small, *small_rest), dims in zip(larger[:-1], smaller[:-1], pad_dims, strict=True):
+        if big_rest != small_rest or len(big) != len(small):
+            return False
+        if any(b < s if d in dims else b != s for d, (b, s) in enumerate(zip(big, small, strict=True))):
+            return False
+    return True
+
+
+def _padded(tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``tensor`` zero-padded at the end of each dimension to ``shape`` (itself where it has that shape)."""
+    if tuple(tensor.shape) == tuple(shape):
+        return tensor
+    widths = [width for dim in reversed(range(tensor.dim())) for width in (0, shape[dim] - tensor.shape[dim])]
+    return torch.nn.functional.pad(tensor, widths)
 
 
 class _Replay(torch.autograd.Function):
