@@ -266,7 +266,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # 2026-12-02 (seventh session): a batch of a new shape pads into a captured shape until its padding has wasted
     # a capture's cost (LayerGraphs.capture_cost; 0 captures every shape, the sixth session's default). The padding
     # inside the graphs is not counted as processed FLOPs
-    "lora-graphs-nopad": {"method": "lora", "graph_capture_cost": 0},
+    # "epoch_stream": false gives the Trainer's loader, which starts each epoch afresh (TranscriptionTrainer.
+    # epochs_in_one_stream; since the seventh session batches run on from one epoch into the next)
+    "lora-graphs-nopad": {"method": "lora", "graph_capture_cost": 0, "epoch_stream": False},  # the 6th's default
+    "lora-nostream": {"method": "lora", "epoch_stream": False},
     "full-prev": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
@@ -1115,8 +1118,9 @@ def voxplug_trainer(
         train_lengths=dataset.durations() if config.training.group_by_length else None,
         label_logits_only=label_logits,
     )
+    trainer.epochs_in_one_stream = spec.get("epoch_stream", True)
     label_logits = trainer.label_logits_only
-    spec_result = {"label_logits_active": label_logits}
+    spec_result = {"label_logits_active": label_logits, "epoch_stream": trainer.epochs_in_one_stream}
     checks.update(spec_result)
     return trainer, method, label_logits, checks
 

@@ -60,7 +60,8 @@ class HookRecorder:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, speech_manifest: Path) -> Any:
-    """Train the tiny model with LoRA (merge on, local publish) once for every test in this module."""
+    """Train the tiny model with LoRA (merge on, local publish, two data loader workers) once for every test in this
+    module."""
     import voxplug.evaluation.generation as generation
     from voxplug.plugins import PluginHost
     from voxplug.training.run import train
@@ -72,6 +73,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, spe
         speech_manifest,
         training__lora={"merge": True},
         training__save_total_limit=1,
+        training__dataloader_workers=2,  # batches in one stream across the two epochs (sampling.EpochSlices)
         publish__target="local",
     )
     host = PluginHost().load()

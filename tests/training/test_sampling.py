@@ -1,6 +1,11 @@
-"""Length-grouped batches from clip durations: every clip once per epoch, similar lengths together, reshuffled."""
+"""Training order: length-grouped batches from clip durations (every clip once per epoch, similar lengths together,
+reshuffled), and the data loader whose batches run on from one epoch into the next (the Trainer's, with workers)."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
 
 from voxplug.training.sampling import LengthGroupedShuffleSampler
 
@@ -36,3 +41,109 @@ def test_a_short_final_batch_stays_last() -> None:
         order = LengthGroupedShuffleSampler(lengths, batch_size=4, seed=0).epoch_order(epoch)
         assert sorted(order[-2:]) == [0, 1]
         assert sorted(order[:4]) in ([2, 3, 4, 5], [6, 7, 8, 9])
+
+
+class CountingRows:
+    """``{"id": index}`` rows; every read, in any worker process, counts in a shared counter."""
+
+    def __init__(self, size: int) -> None:
+        import multiprocessing
+
+        self.size = size
+        self.reads = multiprocessing.Value("i", 0)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, int]:
+        with self.reads.get_lock():
+            self.reads.value += 1
+        return {"id": index}
+
+
+def ids(rows: list[dict[str, int]]) -> list[int]:
+    return [row["id"] for row in rows]
+
+
+def epochs_read(loader: Any, rows: CountingRows, epochs: int) -> tuple[list[list[list[int]]], int]:
+    """Each epoch's batches as the Trainer reads them (``set_epoch``, then ``iter``), and how many rows the workers
+    had read a moment after the first epoch's last batch, beyond the first epoch's."""
+    got, ahead = [], 0
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        got.append(list(loader))
+        if epoch == 0:
+            time.sleep(1.0)
+            ahead = rows.reads.value - rows.size
+    return got, ahead
+
+
+def test_with_workers_the_next_epoch_loads_while_this_one_ends_in_the_same_order(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    from transformers import TrainingArguments
+    from voxplug_voxtral.loading import load_voxtral
+
+    from voxplug.training.sampling import EpochSlices, ShuffleSampler
+    from voxplug.training.transcription_trainer import TranscriptionTrainer
+
+    model, _ = load_voxtral(tiny_model, dtype="fp32", device="cpu")
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=3,
+        dataloader_num_workers=2,
+        dataloader_persistent_workers=True,
+        remove_unused_columns=False,
+        seed=5,
+        report_to="none",
+        use_cpu=True,
+    )
+    rows = CountingRows(10)
+    trainer = TranscriptionTrainer(
+        model=model, args=args, train_dataset=rows, data_collator=ids, label_logits_only=False
+    )
+    orders = [ShuffleSampler(10, seed=5).epoch_order(epoch) for epoch in range(3)]
+    expected = [[order[start : start + 3] for start in range(0, 10, 3)] for order in orders]
+
+    stream = trainer.get_train_dataloader()
+    assert isinstance(stream, EpochSlices) and len(stream) == 4
+    got, ahead = epochs_read(stream, rows, 3)
+    assert got == expected
+    assert ahead > 0  # the workers were reading the second epoch's rows before it began
+
+    # the Trainer's own loader (a resumed run takes it): the same order, nothing read ahead of an epoch
+    trainer.epochs_in_one_stream = False
+    trainer.train_dataset = rows = CountingRows(10)  # the stream's workers still read ahead into epoch 3
+    plain = trainer.get_train_dataloader()
+    assert not isinstance(plain, EpochSlices)
+    assert epochs_read(plain, rows, 3) == (expected, 0)
+
+
+def test_the_stream_restarts_where_the_trainer_asks() -> None:
+    from voxplug.training.sampling import EpochBatches, EpochSlices, ShuffleSampler
+
+    sampler = ShuffleSampler(7, seed=1)
+    batches = EpochBatches(sampler.epoch_order, 7, 2, drop_last=True)
+    assert len(batches) == 3
+    loader = _Loader(batches)
+    stream = EpochSlices(loader, batches)
+    first = list(stream)
+    assert first == [sampler.epoch_order(0)[i : i + 2] for i in (0, 2, 4)]
+    partial = iter(stream)  # epoch 1, abandoned after one batch (a run stopped by max_steps)
+    assert next(partial) == sampler.epoch_order(1)[:2]
+    stream.set_epoch(1)  # asked again for epoch 1: it starts over, from its first batch
+    assert list(stream) == [sampler.epoch_order(1)[i : i + 2] for i in (0, 2, 4)]
+    assert list(stream) == [sampler.epoch_order(2)[i : i + 2] for i in (0, 2, 4)]
+    assert loader.started == [0, 1]  # one stream from epoch 0 on, a new one for the repeated epoch 1
+
+
+class _Loader:
+    """A loader over a batch sampler that records where each of its iterations started."""
+
+    def __init__(self, batches: Any) -> None:
+        self.batches = batches
+        self.started: list[int] = []
+
+    def __iter__(self) -> Any:
+        self.started.append(self.batches.start_epoch)
+        return iter(self.batches)

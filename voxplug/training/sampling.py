@@ -1,14 +1,49 @@
-"""Length-grouped batching that still shuffles, even for a few dozen clips.
+"""The order of training rows, epoch by epoch, and one batch stream across epochs.
 
-transformers' ``LengthGroupedSampler`` sorts "megabatches" of 50 batches; a personal dataset smaller than one
-megabatch then comes out in the same sorted order every epoch. This sampler shuffles, groups a few batches'
-worth of rows, sorts each group by a jittered length and shuffles the batch order, with a seed per epoch so
-that every rank (and a resumed run) draws the same order.
+* :class:`ShuffleSampler`: a fresh permutation each epoch, from the seed and the epoch alone, so that every rank,
+  a resumed run and :class:`EpochBatches` draw the same order.
+* :class:`LengthGroupedShuffleSampler`: length-grouped batching that still shuffles, even for a few dozen clips.
+  transformers' ``LengthGroupedSampler`` sorts "megabatches" of 50 batches; a personal dataset smaller than one
+  megabatch then comes out in the same sorted order every epoch. This one shuffles, groups a few batches' worth of
+  rows, sorts each group by a jittered length and shuffles the batch order, with a seed per epoch.
+* :class:`EpochBatches` and :class:`EpochSlices`: a data loader whose batches run on from one epoch into the next,
+  cut back into epochs for the Trainer. A loader that starts each epoch afresh leaves the GPU waiting at every epoch
+  start while one worker decodes and extracts features for the epoch's first batch (0.1-0.3 s for 8 clips on the
+  H200's host, where a LoRA step takes 0.12 s; benchmarks/NOTES.md, seventh session); a personal dataset of 96
+  clips meets one every 12 steps. One stream lets the workers prepare the next epoch's first batches while the
+  current epoch's last ones train.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+
+class ShuffleSampler:
+    """Yield ``range(size)`` in a permutation drawn from ``seed`` and the epoch (:meth:`set_epoch`)."""
+
+    def __init__(self, size: int, *, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pick the order of ``epoch`` (accelerate calls this at the start of every epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_order(self.epoch))
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """The full index order of one epoch."""
+        import numpy as np
+
+        return [int(i) for i in np.random.default_rng([self.seed, epoch]).permutation(self.size)]
+
 
 GROUP_BATCHES = 8
 LENGTH_JITTER = 0.1
@@ -53,3 +88,73 @@ class LengthGroupedShuffleSampler:
             for batch_index in [*rng.permutation(full), *range(full, len(batches))]:
                 indices.extend(int(i) for i in batches[batch_index])
         return indices
+
+
+class EpochBatches:
+    """A batch sampler that never ends: the batches of epoch ``start_epoch``, then of the next, and so on.
+
+    ``epoch_order(epoch)`` gives an epoch's index order (a sampler's ``epoch_order``); it is cut into batches of
+    ``batch_size``, the last one short unless ``drop_last``. ``len()`` is the batches of one epoch.
+    """
+
+    def __init__(
+        self, epoch_order: Callable[[int], Sequence[int]], size: int, batch_size: int, *, drop_last: bool
+    ) -> None:
+        self.epoch_order = epoch_order
+        self.size = size
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.start_epoch = 0
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.size // self.batch_size
+        return -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = self.start_epoch
+        while True:
+            order = list(self.epoch_order(epoch))
+            for start in range(0, len(self) * self.batch_size, self.batch_size):
+                yield order[start : start + self.batch_size]
+            epoch += 1
+
+
+class EpochSlices:
+    """A data loader over :class:`EpochBatches`, seen as one epoch per ``iter()``: each iteration yields the next
+    ``len(batches)`` batches of one running stream, so the loader's workers go on into the next epoch meanwhile.
+
+    ``set_epoch(epoch)`` (the Trainer calls it before each epoch) names the epoch the next ``iter()`` yields; the
+    stream restarts there unless it stands at that epoch's start. Everything else (``dataset``,
+    ``batch_sampler``...) is the wrapped loader's.
+    """
+
+    def __init__(self, loader: Any, batches: EpochBatches) -> None:
+        self.loader = loader
+        self.batches = batches
+        self._stream: Iterator[Any] | None = None
+        self._at: int | None = None  # the epoch whose first batch the stream yields next (None: mid-epoch)
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter()`` yield ``epoch``'s batches."""
+        self._next = epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch, self._next = self._next, self._next + 1
+        return self._epoch(epoch)
+
+    def _epoch(self, epoch: int) -> Iterator[Any]:
+        if self._stream is None or self._at != epoch:
+            self.batches.start_epoch = epoch
+            self._stream = iter(self.loader)
+        self._at = None
+        for _ in range(len(self.batches)):
+            yield next(self._stream)
+        self._at = epoch + 1

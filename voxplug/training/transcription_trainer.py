@@ -3,7 +3,9 @@
 * Every evaluation also transcribes the eval split greedily and adds ``eval_wer`` / ``eval_cer`` /
   ``eval_samples`` to the metrics before they are logged, so the best checkpoint can be chosen by WER.
 * Length-grouped batches (``training.group_by_length``, off by default) use clip durations (no audio is decoded
-  to measure lengths) and still shuffle.
+  to measure lengths) and still shuffle; either way the order comes from the seed and the epoch alone.
+* With data loader workers in a single process, the batches run on from one epoch into the next
+  (:class:`~voxplug.training.sampling.EpochSlices`), so the GPU does not wait at each epoch's start.
 * Checkpoints hold weights under the model's in-memory names (``save_original_format=False``): the
   Trainer reloads them with a plain ``load_state_dict`` when resuming and when loading the best model, which
   silently loads nothing for models whose ``save_pretrained`` renames keys (Voxtral does).
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedModel, PrinterCallback, Trainer
+from transformers.trainer_utils import has_length, seed_worker
 
 from voxplug.training.label_logits import (
     POSITIONS_KEY,
@@ -38,7 +41,7 @@ from voxplug.training.label_logits import (
     label_positions,
     supports_label_logits,
 )
-from voxplug.training.sampling import LengthGroupedShuffleSampler
+from voxplug.training.sampling import EpochBatches, EpochSlices, LengthGroupedShuffleSampler, ShuffleSampler
 
 if TYPE_CHECKING:
     from voxplug.evaluation.generation import GenerationEvaluator
@@ -91,6 +94,8 @@ class TranscriptionTrainer(Trainer):
         self.train_lengths = train_lengths
         self.host = host
         self._generate_in_eval = False
+        #: one batch stream across epochs where it can be (see :meth:`get_train_dataloader`)
+        self.epochs_in_one_stream = True
 
     def _build_accelerator_args(self, **kwargs: Any) -> dict[str, Any]:
         """With ``torch_compile``, compile each repeated block (accelerate's regional compilation) with dynamic shapes.
@@ -107,11 +112,52 @@ class TranscriptionTrainer(Trainer):
             plugin.dynamic = True
         return args
 
+    def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._resuming = bool(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        if self.train_lengths is None:
-            return super()._get_train_sampler(train_dataset)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return LengthGroupedShuffleSampler(self.train_lengths, self.args.per_device_train_batch_size, seed=seed)
+        if self.train_lengths is not None:
+            return LengthGroupedShuffleSampler(self.train_lengths, self.args.per_device_train_batch_size, seed=seed)
+        if has_length(dataset):
+            return ShuffleSampler(len(dataset), seed=seed)
+        return super()._get_train_sampler(train_dataset)
+
+    def get_train_dataloader(self) -> Any:
+        """With workers in a single process, one batch stream across epochs (:class:`EpochSlices`); otherwise
+        the Trainer's loader. A resumed run takes the Trainer's, which knows how to skip the batches already
+        trained (the order is the same: it comes from the seed and the epoch)."""
+        args = self.args
+        sampler = self._get_train_sampler() if self.train_dataset is not None else None
+        if (
+            not self.epochs_in_one_stream
+            or getattr(self, "_resuming", False)
+            or args.dataloader_num_workers == 0
+            or args.world_size > 1
+            or not hasattr(sampler, "epoch_order")
+        ):
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        # as Trainer._get_dataloader builds it (map-style datasets only: the sampler has a length)
+        batches = EpochBatches(
+            sampler.epoch_order, len(sampler), self._train_batch_size, drop_last=args.dataloader_drop_last
+        )
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=batches,
+            collate_fn=self._get_collator_with_removed_columns(self.data_collator, description="Training"),
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            multiprocessing_context=args.dataloader_multiprocessing_context,
+            prefetch_factor=args.dataloader_prefetch_factor,
+            in_order=args.dataloader_in_order,
+            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        )
+        return EpochSlices(self.accelerator.prepare(loader), batches)
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
