@@ -270,6 +270,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # epochs_in_one_stream; since the seventh session batches run on from one epoch into the next)
     "lora-graphs-nopad": {"method": "lora", "graph_capture_cost": 0, "epoch_stream": False},  # the 6th's default
     "lora-nostream": {"method": "lora", "epoch_stream": False},
+    # profiled over the last step of epoch 1 and the first of epoch 2 (96 clips: 12 steps an epoch)
+    "lora-default-boundary": {"method": "lora", "profile": True, "profile_at": 11},
     "full-prev": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
@@ -567,6 +569,8 @@ class Record:
     profile: dict[str, Any] = field(default_factory=dict)
     step_times: list[float] = field(default_factory=list)
     step_micro: list[int] = field(default_factory=list)
+    # the host's clock at each callback and micro-batch: (what, global step, seconds since training began)
+    host_marks: list[tuple[str, int, float]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     trace_path: Path | None = None
 
@@ -576,6 +580,7 @@ def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
 
     class Measured(trainer_class):  # type: ignore[misc, valid-type]
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            host_mark(record, "batch", self.state.global_step)
             audio_s = inputs.pop("bench_audio_s")
             labels = inputs["labels"]
             ids = inputs["input_ids"]
@@ -588,6 +593,12 @@ def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
             return loss
 
     return Measured
+
+
+def host_mark(record: Record, what: str, step: int) -> None:
+    """Note the host's clock: where the host, not the GPU, spends a slow step (a wait, a slow batch)."""
+    if record.train_start:
+        record.host_marks.append((what, step, round(time.perf_counter() - record.train_start, 5)))
 
 
 def step_timer(record: Record, sync: bool = False) -> Any:
@@ -613,7 +624,17 @@ def step_timer(record: Record, sync: bool = False) -> Any:
                 self.start = torch.cuda.Event(enable_timing=True)
                 self.start.record()
 
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            host_mark(record, "step_begin", state.global_step)
+
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            host_mark(record, "epoch_begin", state.global_step)
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            host_mark(record, "epoch_end", state.global_step)
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            host_mark(record, "step_end", state.global_step)
             if cuda and not sync:
                 event = torch.cuda.Event(enable_timing=True)
                 event.record()
@@ -1199,6 +1220,7 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
         if warm
         else None,
         "per_step": [[round(step[0], 5), step[1], step[2], step[3], step[4]] for step in steps],
+        "host_marks": record.host_marks,
     }
 
 
