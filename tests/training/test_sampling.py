@@ -71,7 +71,8 @@ def epochs_read(loader: Any, rows: CountingRows, epochs: int) -> tuple[list[list
     got, ahead = [], 0
     for epoch in range(epochs):
         loader.set_epoch(epoch)
-        got.append(list(loader))
+        batches = iter(loader)
+        got.append([next(batches) for _ in range(len(loader))])  # never asks past the epoch's last batch
         if epoch == 0:
             time.sleep(1.0)
             ahead = rows.reads.value - rows.size
@@ -107,8 +108,11 @@ def test_with_workers_the_next_epoch_loads_while_this_one_ends_in_the_same_order
 
     stream = trainer.get_train_dataloader()
     assert isinstance(stream, EpochSlices) and len(stream) == 4
+    started = []
+    stream.loader = Recorded(stream.loader, started)
     got, ahead = epochs_read(stream, rows, 3)
     assert got == expected
+    assert started == [0]  # one stream for all three epochs
     assert ahead > 0  # the workers were reading the second epoch's rows before it began
 
     # the Trainer's own loader (a resumed run takes it): the same order, nothing read ahead of an epoch
@@ -135,6 +139,18 @@ def test_the_stream_restarts_where_the_trainer_asks() -> None:
     assert list(stream) == [sampler.epoch_order(1)[i : i + 2] for i in (0, 2, 4)]
     assert list(stream) == [sampler.epoch_order(2)[i : i + 2] for i in (0, 2, 4)]
     assert loader.started == [0, 1]  # one stream from epoch 0 on, a new one for the repeated epoch 1
+
+
+class Recorded:
+    """A loader whose iterations are noted (the epoch each starts at) in ``started``."""
+
+    def __init__(self, loader: Any, started: list[int]) -> None:
+        self.loader = loader
+        self.started = started
+
+    def __iter__(self) -> Any:
+        self.started.append(self.loader.batch_sampler.start_epoch)
+        return iter(self.loader)
 
 
 class _Loader:

@@ -155,6 +155,9 @@ class EpochSlices:
             self.batches.start_epoch = epoch
             self._stream = iter(self.loader)
         self._at = None
-        for _ in range(len(self.batches)):
-            yield next(self._stream)
-        self._at = epoch + 1
+        last = len(self.batches) - 1
+        for index in range(last + 1):
+            batch = next(self._stream)
+            if index == last:  # the Trainer takes exactly an epoch's batches: nothing runs after the last yield
+                self._at = epoch + 1
+            yield batch
