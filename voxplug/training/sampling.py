@@ -1,7 +1,8 @@
 """The order of training rows, epoch by epoch, and one batch stream across epochs.
 
-* :class:`ShuffleSampler`: a fresh permutation each epoch, from the seed and the epoch alone, so that every rank,
-  a resumed run and :class:`EpochBatches` draw the same order.
+* :class:`EpochSampler`: an order that is a function of the seed and the epoch alone, so that every rank, a
+  resumed run and :class:`EpochBatches` draw the same one. :class:`ShuffleSampler` is a fresh permutation each
+  epoch.
 * :class:`LengthGroupedShuffleSampler`: length-grouped batching that still shuffles, even for a few dozen clips.
   transformers' ``LengthGroupedSampler`` sorts "megabatches" of 50 batches; a personal dataset smaller than one
   megabatch then comes out in the same sorted order every epoch. This one shuffles, groups a few batches' worth of
@@ -20,8 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
-class ShuffleSampler:
-    """Yield ``range(size)`` in a permutation drawn from ``seed`` and the epoch (:meth:`set_epoch`)."""
+class EpochSampler:
+    """A sampler over ``range(size)`` whose order is a function of its seed and the epoch (:meth:`epoch_order`)."""
 
     def __init__(self, size: int, *, seed: int) -> None:
         self.size = size
@@ -40,6 +41,13 @@ class ShuffleSampler:
 
     def epoch_order(self, epoch: int) -> list[int]:
         """The full index order of one epoch."""
+        raise NotImplementedError
+
+
+class ShuffleSampler(EpochSampler):
+    """A permutation of ``range(size)`` drawn from the seed and the epoch."""
+
+    def epoch_order(self, epoch: int) -> list[int]:
         import numpy as np
 
         return [int(i) for i in np.random.default_rng([self.seed, epoch]).permutation(self.size)]
@@ -49,24 +57,13 @@ GROUP_BATCHES = 8
 LENGTH_JITTER = 0.1
 
 
-class LengthGroupedShuffleSampler:
+class LengthGroupedShuffleSampler(EpochSampler):
     """Yield dataset indices so that each run of ``batch_size`` indices holds clips of similar length."""
 
     def __init__(self, lengths: Sequence[float], batch_size: int, *, seed: int) -> None:
+        super().__init__(len(lengths), seed=seed)
         self.lengths = list(lengths)
         self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Pick the order of ``epoch`` (accelerate calls this at the start of every epoch)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_order(self.epoch))
 
     def epoch_order(self, epoch: int) -> list[int]:
         """The full index order of one epoch."""

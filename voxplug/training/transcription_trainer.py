@@ -41,7 +41,13 @@ from voxplug.training.label_logits import (
     label_positions,
     supports_label_logits,
 )
-from voxplug.training.sampling import EpochBatches, EpochSlices, LengthGroupedShuffleSampler, ShuffleSampler
+from voxplug.training.sampling import (
+    EpochBatches,
+    EpochSampler,
+    EpochSlices,
+    LengthGroupedShuffleSampler,
+    ShuffleSampler,
+)
 
 if TYPE_CHECKING:
     from voxplug.evaluation.generation import GenerationEvaluator
@@ -96,6 +102,7 @@ class TranscriptionTrainer(Trainer):
         self._generate_in_eval = False
         #: one batch stream across epochs where it can be (see :meth:`get_train_dataloader`)
         self.epochs_in_one_stream = True
+        self._resuming = False
 
     def _build_accelerator_args(self, **kwargs: Any) -> dict[str, Any]:
         """With ``torch_compile``, compile each repeated block (accelerate's regional compilation) with dynamic shapes.
@@ -133,10 +140,10 @@ class TranscriptionTrainer(Trainer):
         sampler = self._get_train_sampler() if self.train_dataset is not None else None
         if (
             not self.epochs_in_one_stream
-            or getattr(self, "_resuming", False)
+            or self._resuming
             or args.dataloader_num_workers == 0
             or args.world_size > 1
-            or not hasattr(sampler, "epoch_order")
+            or not isinstance(sampler, EpochSampler)
         ):
             return super().get_train_dataloader()
         from torch.utils.data import DataLoader
