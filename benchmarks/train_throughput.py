@@ -25,7 +25,9 @@ repository's config defaults are when the script runs.
 
 Data: ``--clips`` WAV files of 3 to 30 s (uniform), each a concatenation of the 24 bundled 16 kHz clips in
 ``examples/speech/en`` with 0.25 s gaps, the transcript the concatenated sentences. Every variant sees the real
-data path: file decode, the processor's WAV round trip and mel feature extraction in the collator.
+data path: file decode, the processor's WAV round trip and mel feature extraction in the collator, in data loader
+workers whose batches run on from one epoch into the next (``voxplug.training.sampling.EpochSlices``) unless a
+variant pins ``epoch_stream: false``.
 
 Timing: a callback records a CUDA event at the end of every optimizer step, read when training ends, so the host
 never waits for the GPU on the benchmark's account (until 2026-12-02 it synchronized at every step's end, which

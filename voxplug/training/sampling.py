@@ -137,6 +137,8 @@ class EpochSlices:
         return len(self.batches)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "loader":  # not set yet (a copy or an unpickling): never recurse
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
     def set_epoch(self, epoch: int) -> None:
