@@ -50,8 +50,9 @@ class LoraOptions(PluginOptions):
     cuda_graphs: bool = Field(
         True,
         description="replay the language model's decoder layers as CUDA graphs in training, forward and backward "
-        "(one capture per padded batch shape, at its first batch): the GPU no longer waits for the host. One "
-        "CUDA GPU in one process, without compile, DeepSpeed or gradient checkpointing; false: eager layers",
+        "(a batch pads into a captured shape that holds it, or is captured): the GPU no longer waits for the "
+        "host. One CUDA GPU in one process, without compile, DeepSpeed or gradient checkpointing; false: eager "
+        "layers",
     )
 
 

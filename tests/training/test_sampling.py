@@ -127,7 +127,7 @@ def test_the_stream_restarts_where_the_trainer_asks() -> None:
     from voxplug.training.sampling import EpochBatches, EpochSlices, ShuffleSampler
 
     sampler = ShuffleSampler(7, seed=1)
-    batches = EpochBatches(sampler.epoch_order, 7, 2, drop_last=True)
+    batches = EpochBatches(sampler, 2, drop_last=True)
     assert len(batches) == 3
     loader = _Loader(batches)
     stream = EpochSlices(loader, batches)

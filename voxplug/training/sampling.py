@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -90,28 +90,25 @@ class LengthGroupedShuffleSampler(EpochSampler):
 class EpochBatches:
     """A batch sampler that never ends: the batches of epoch ``start_epoch``, then of the next, and so on.
 
-    ``epoch_order(epoch)`` gives an epoch's index order (a sampler's ``epoch_order``); it is cut into batches of
-    ``batch_size``, the last one short unless ``drop_last``. ``len()`` is the batches of one epoch.
+    Each epoch's order is ``sampler.epoch_order(epoch)``, cut into batches of ``batch_size``, the last one short
+    unless ``drop_last``. ``len()`` is the batches of one epoch.
     """
 
-    def __init__(
-        self, epoch_order: Callable[[int], Sequence[int]], size: int, batch_size: int, *, drop_last: bool
-    ) -> None:
-        self.epoch_order = epoch_order
-        self.size = size
+    def __init__(self, sampler: EpochSampler, batch_size: int, *, drop_last: bool) -> None:
+        self.sampler = sampler
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.start_epoch = 0
 
     def __len__(self) -> int:
         if self.drop_last:
-            return self.size // self.batch_size
-        return -(-self.size // self.batch_size)
+            return len(self.sampler) // self.batch_size
+        return -(-len(self.sampler) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch = self.start_epoch
         while True:
-            order = list(self.epoch_order(epoch))
+            order = self.sampler.epoch_order(epoch)
             for start in range(0, len(self) * self.batch_size, self.batch_size):
                 yield order[start : start + self.batch_size]
             epoch += 1

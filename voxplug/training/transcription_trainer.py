@@ -137,21 +137,20 @@ class TranscriptionTrainer(Trainer):
         the Trainer's loader. A resumed run takes the Trainer's, which knows how to skip the batches already
         trained (the order is the same: it comes from the seed and the epoch)."""
         args = self.args
-        sampler = self._get_train_sampler() if self.train_dataset is not None else None
-        if (
-            not self.epochs_in_one_stream
-            or self._resuming
-            or args.dataloader_num_workers == 0
-            or args.world_size > 1
-            or not isinstance(sampler, EpochSampler)
-        ):
+        streams = (
+            self.epochs_in_one_stream
+            and not self._resuming
+            and args.dataloader_num_workers > 0
+            and args.world_size == 1
+            and self.train_dataset is not None
+        )
+        sampler = self._get_train_sampler() if streams else None
+        if not isinstance(sampler, EpochSampler):
             return super().get_train_dataloader()
         from torch.utils.data import DataLoader
 
         # as Trainer._get_dataloader builds it (map-style datasets only: the sampler has a length)
-        batches = EpochBatches(
-            sampler.epoch_order, len(sampler), self._train_batch_size, drop_last=args.dataloader_drop_last
-        )
+        batches = EpochBatches(sampler, self._train_batch_size, drop_last=args.dataloader_drop_last)
         loader = DataLoader(
             self.train_dataset,
             batch_sampler=batches,
