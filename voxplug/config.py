@@ -95,6 +95,11 @@ class ModelConfig(PluginChoice):
     collator: str | None = Field(None, description="collator; None uses the family's default")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] | None = "sdpa"
+    hub_kernels: bool = Field(
+        False,
+        description="let transformers download and run kernels from the Hugging Face Hub when it loads the model "
+        "(its use_kernels); off, loading a model never fetches or runs code",
+    )
 
 
 class TrainingConfig(PluginChoice):

@@ -187,13 +187,13 @@ def load_model(spec: ModelSpec) -> tuple[Any, Any]:
         from peft import PeftModel
 
         assert spec.base_model is not None
-        base = model_class(spec.base_model).from_pretrained(spec.base_model, dtype=dtype)
+        base = model_class(spec.base_model).from_pretrained(spec.base_model, dtype=dtype, use_kernels=False)
         model = PeftModel.from_pretrained(base, spec.model_ref)
         if not any("lora_" in name for name, _ in model.named_parameters()):
             raise RuntimeError(f"{spec.model_ref}: no LoRA weights were applied to {spec.base_model}")
         processor = AutoProcessor.from_pretrained(spec.base_model)
     else:
-        model = model_class(spec.model_ref).from_pretrained(spec.model_ref, dtype=dtype)
+        model = model_class(spec.model_ref).from_pretrained(spec.model_ref, dtype=dtype, use_kernels=False)
         processor = AutoProcessor.from_pretrained(spec.model_ref)
     return model.to(device).eval(), processor
 

@@ -49,11 +49,18 @@ class VoxtralFamily(ModelFamily):
         dtype: str = "auto",
         attn_implementation: str | None = None,
         device: str = "auto",
+        hub_kernels: bool = False,
     ) -> tuple[Any, Any]:
         """Return ``(model, processor)`` for a Hub id or a local folder."""
         from voxplug_voxtral.loading import load_voxtral
 
-        return load_voxtral(name_or_path, dtype=dtype, attn_implementation=attn_implementation, device=device)
+        return load_voxtral(
+            name_or_path,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            device=device,
+            hub_kernels=hub_kernels,
+        )
 
     def load_processor(self, name_or_path: str) -> Any:
         """Return the ``VoxtralProcessor`` of a checkpoint or model folder."""

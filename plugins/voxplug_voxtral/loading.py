@@ -265,13 +265,15 @@ def load_voxtral(
     device: str | torch.device | None = None,
     local_files_only: bool = False,
     revision: str | None = None,
+    hub_kernels: bool = False,
 ) -> tuple[Any, Any]:
     """Load ``(VoxtralForConditionalGeneration, VoxtralProcessor)`` from a Hub id or a local folder.
 
     ``dtype`` is one of ``auto``/``bf16``/``fp16``/``fp32`` (see :func:`resolve_dtype`). ``device`` (``None`` or
     ``"auto"``) defaults to CUDA when available. ``attn_implementation`` is ``None`` (transformers' default),
-    ``sdpa``, ``eager`` or ``flash_attention_2``. Everything is checked before the weights are read; failures
-    raise ModelError.
+    ``sdpa``, ``eager`` or ``flash_attention_2``. ``hub_kernels`` lets transformers fetch and run kernels from
+    the Hub at load; it stays off unless asked. Everything is checked before the weights are read; failures raise
+    ModelError.
     """
     from transformers import VoxtralForConditionalGeneration
 
@@ -290,6 +292,7 @@ def load_voxtral(
             attn_implementation=attn_implementation,
             local_files_only=local_files_only,
             revision=revision,
+            use_kernels=hub_kernels,
             **extra,
         )
     except (OSError, ValueError, ImportError) as error:

@@ -60,11 +60,18 @@ class WhisperFamily(ModelFamily):
         dtype: str = "auto",
         attn_implementation: str | None = None,
         device: str = "auto",
+        hub_kernels: bool = False,
     ) -> tuple[Any, Any]:
         """Return ``(WhisperForConditionalGeneration, WhisperProcessor)`` for a Hub id or a local folder."""
         from voxplug_whisper.loading import load_whisper
 
-        return load_whisper(name_or_path, dtype=dtype, attn_implementation=attn_implementation, device=device)
+        return load_whisper(
+            name_or_path,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            device=device,
+            hub_kernels=hub_kernels,
+        )
 
     def load_processor(self, name_or_path: str) -> Any:
         """Return the ``WhisperProcessor`` of a checkpoint or model folder."""

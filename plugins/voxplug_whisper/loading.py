@@ -76,9 +76,17 @@ def load_whisper_processor(name_or_path: str) -> Any:
 
 
 def load_whisper(
-    name_or_path: str, *, dtype: str = "auto", attn_implementation: str | None = None, device: str = "auto"
+    name_or_path: str,
+    *,
+    dtype: str = "auto",
+    attn_implementation: str | None = None,
+    device: str = "auto",
+    hub_kernels: bool = False,
 ) -> tuple[Any, Any]:
-    """Load ``(WhisperForConditionalGeneration, WhisperProcessor)``; the config is checked before the weights."""
+    """Load ``(WhisperForConditionalGeneration, WhisperProcessor)``; the config is checked before the weights.
+
+    ``hub_kernels`` lets transformers fetch and run kernels from the Hub at load; it stays off unless asked.
+    """
     from transformers import WhisperForConditionalGeneration
 
     if attn_implementation not in ATTN_CHOICES:
@@ -92,7 +100,7 @@ def load_whisper(
     processor = load_whisper_processor(name)
     try:
         model = WhisperForConditionalGeneration.from_pretrained(
-            name, config=config, dtype=torch_dtype, attn_implementation=attn_implementation
+            name, config=config, dtype=torch_dtype, attn_implementation=attn_implementation, use_kernels=hub_kernels
         )
     except (OSError, ValueError, ImportError) as exc:
         raise ModelError(f"cannot load the Whisper weights of {name!r}: {exc}") from exc

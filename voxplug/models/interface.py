@@ -39,8 +39,14 @@ class ModelFamily(Extension):
         dtype: str = "auto",
         attn_implementation: str | None = None,
         device: str = "auto",
+        hub_kernels: bool = False,
     ) -> tuple[Any, Any]:
-        """Return ``(model, processor)`` for a Hub id or a local folder."""
+        """Return ``(model, processor)`` for a Hub id or a local folder.
+
+        ``hub_kernels`` lets transformers fetch and run kernels from the Hugging Face Hub at load
+        (``from_pretrained(use_kernels=...)``); implementations pass it through and keep it off unless asked, so
+        loading a model never downloads or runs code.
+        """
         raise NotImplementedError
 
     def load_processor(self, name_or_path: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,6 +10,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from voxplug.plugins import PluginHost, use_plugin_host
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep transformers from fetching and running Hub kernels in any model a test loads (and its subprocesses)."""
+    os.environ.setdefault("USE_HUB_KERNELS", "0")
+
 
 if TYPE_CHECKING:
     from voxplug.testing.hub_server import HubServer

@@ -210,7 +210,11 @@ class TrainingRun:
         name = self.config.model.name_or_path
         try:
             model, processor = family.load(
-                name, dtype=dtype, attn_implementation=self.config.model.attn_implementation, device=device
+                name,
+                dtype=dtype,
+                attn_implementation=self.config.model.attn_implementation,
+                device=device,
+                hub_kernels=self.config.model.hub_kernels,
             )
         except VoxplugError:
             raise
