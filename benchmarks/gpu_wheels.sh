@@ -1,43 +1,102 @@
 #!/usr/bin/env bash
-# Wheels for a GPU machine that reaches no package registry (the lent device: Python 3.12, x86-64, with its own
-# torch, triton, numpy, accelerate, safetensors and tiktoken). Writes them to .whl/ (git-ignored). Install there:
-#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-#   export PYTHONPATH=/tmp/site
-# Versions are those of this checkout's .venv, so the GPU runs the code the CPU tests ran; voxplug itself is built
-# from the working tree (its entry points register the built-in plugins).
+# The packages for a GPU machine that reaches no package registry (the lent device: Python 3.12, x86-64, with its
+# own CUDA torch and triton), installed for that Python into one archive, .whl/site.tar.xz (git-ignored; xz packs
+# them under the 64 MiB a call carries, which the wheels alone exceed). Unpack there:
+#   mkdir -p /tmp/site && tar xJf .whl/site.tar.xz -C /tmp/site && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/voxplug-*.whl
+# The archive is rebuilt only when constraints.txt changes; voxplug's own wheel, from the working tree, every time.
+# The package list is computed, never written by hand: every package that voxplug's runtime dependencies and the
+# test runner need, at the version constraints.txt pins, minus what the device image provides (DEVICE_PROVIDES) and
+# minus what no GPU run imports (NOT_ON_GPU, with the packages only they need). A new dependency therefore travels
+# with the next call. voxplug itself is built from the working tree (its entry points register the built-ins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
-PACKAGES="transformers tokenizers huggingface-hub httpx2 httpcore2 h11 anyio peft
-  mistral-common pydantic pydantic-core pydantic-extra-types pycountry annotated-types typing-inspection jsonschema
-  jsonschema-specifications referencing rpds-py attrs regex soundfile cffi pycparser soxr pluggy typer click
-  shellingham annotated-doc rich markdown-it-py mdurl pygments jiwer rapidfuzz pyyaml psutil matplotlib contourpy
-  cycler fonttools kiwisolver pyparsing python-dateutil einops hjson msgpack ninja py-cpuinfo pytest
-  iniconfig pytest-timeout liger-kernel truststore idna"
-rm -rf .whl && mkdir -p .whl
+python .ci/check_lock.py constraints.txt >/dev/null  # the venv the closure is read from must be the lock's
+mkdir -p .whl
+rm -f .whl/voxplug-*.whl
+pip wheel -q --no-deps --no-build-isolation -w .whl .
+stamp=$(sha256sum constraints.txt benchmarks/gpu_wheels.sh | sha256sum | cut -c1-16)
+if [ -f .whl/site.tar.xz ] && [ "$(cat .whl/stamp 2>/dev/null)" = "$stamp" ]; then
+  du -sh .whl
+  exit 0
+fi
+# torch and triton come as the image's CUDA builds; numpy is the image's (its ABI is the one that torch was built
+# against); nvidia-* and cuda-* are torch's CUDA libraries
+DEVICE_PROVIDES="torch triton numpy"
+# the web app and the Hub-dataset loader: no GPU test or benchmark imports gradio, datasets or their pyarrow
+NOT_ON_GPU="gradio datasets"
+pins=$(python3 - "$DEVICE_PROVIDES" "$NOT_ON_GPU" <<'PY'
+import re, sys
+from importlib import metadata
+from packaging.requirements import Requirement
+
+canonical = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+provided = {canonical(n) for n in sys.argv[1].split()}
+skipped = {canonical(n) for n in sys.argv[2].split()}
+locked = {}
+for line in open("constraints.txt", encoding="utf-8"):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        name, _, version = line.partition("==")
+        locked[canonical(name)] = version
+
+def needs(name, extras=()):
+    dist = metadata.distribution(name)
+    for text in dist.requires or []:
+        requirement = Requirement(text)
+        marker = requirement.marker
+        if marker is None or any(marker.evaluate({"extra": extra}) for extra in ("", *extras)):
+            yield canonical(requirement.name), tuple(requirement.extras)
+
+def closure(roots):
+    seen, stack, without = set(), list(roots), set()
+    while stack:
+        name, extras = stack.pop()
+        if name in seen or name in provided or name.startswith(("nvidia-", "cuda-")):
+            continue
+        if name in skipped:
+            without.add(name)
+            continue
+        seen.add(name)
+        stack.extend(needs(name, extras))
+    return seen
+
+runtime = closure([("voxplug", ()), ("pytest", ()), ("pytest-timeout", ())]) - {"voxplug"}
+missing = sorted(name for name in runtime if name not in locked)
+if missing:
+    sys.exit(f"not in constraints.txt: {missing}; re-lock with .ci/lock")
+print(" ".join(f"{name}=={locked[name]}" for name in sorted(runtime)))
+PY
+)
+rm -rf .whl/site .whl/site.tar.xz .whl/deps && mkdir -p .whl/deps
 platforms=""
-for n in 17 27 28 31 34 35; do platforms+=" --platform manylinux_2_${n}_x86_64"; done
-freeze=$(pip list --format=freeze 2>/dev/null | tr '[:upper:]_' '[:lower:]-')
-pins=()
-for name in $PACKAGES; do
-  pin=$(grep -m1 "^$name==" <<<"$freeze" || true)
-  pins+=("${pin:-$name}")
+for n in 17 24 27 28 31 34 35; do platforms+=" --platform manylinux_2_${n}_x86_64"; done
+sdists=()
+wheels=()
+for pin in $pins; do
+  case "$pin" in deepspeed==*) sdists+=("$pin") ;; *) wheels+=("$pin") ;; esac
 done
 pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $platforms \
-  --platform manylinux2014_x86_64 --platform any -d .whl "${pins[@]}"
-# sdist-only or local: build pure-Python wheels here
-pip wheel -q --no-deps --no-build-isolation -w .whl "$(grep -m1 '^deepspeed==' <<<"$freeze")" .
-# The call carries 64 MiB at most: drop what no run reads (pycountry's translations, matplotlib's tests, sample
-# data and fonts other than its default DejaVu Sans). pip does not check RECORD against the files.
+  --platform manylinux2014_x86_64 --platform any -d .whl/deps "${wheels[@]}"
+# sdist-only: build pure-Python wheels here
+pip wheel -q --no-deps --no-build-isolation -w .whl/deps "${sdists[@]}"
+# Drop what no run reads (pycountry's translations, matplotlib's tests and sample data), install for the device's
+# Python, and pack.
 python3 - <<'PY'
 import glob, re, zipfile, os
-drop = {"pycountry": r"pycountry/locales/", "matplotlib": r"matplotlib/(tests/|mpl-data/sample_data/|mpl-data/fonts/(?!ttf/(DejaVuSans|LastResort)))"}
+drop = {"pycountry": r"pycountry/locales/", "matplotlib": r"matplotlib/(tests/|mpl-data/sample_data/)"}
 for package, pattern in drop.items():
-    (path,) = glob.glob(f".whl/{package}-*.whl")
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(path + ".new", "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            if not re.match(pattern, item.filename):
-                target.writestr(item, source.read(item))
-    os.replace(path + ".new", path)
+    for path in glob.glob(f".whl/deps/{package}-*.whl"):
+        with zipfile.ZipFile(path) as source, zipfile.ZipFile(path + ".new", "w", zipfile.ZIP_DEFLATED) as target:
+            for item in source.infolist():
+                if not re.match(pattern, item.filename):
+                    target.writestr(item, source.read(item))
+        os.replace(path + ".new", path)
 PY
+pip install -q --no-index --no-deps --no-compile --only-binary=:all: --python-version 3.12 --implementation cp \
+  $platforms --platform manylinux2014_x86_64 --platform any --target .whl/site .whl/deps/*.whl
+tar cf - -C .whl/site . | xz -T2 -6 > .whl/site.tar.xz
+rm -rf .whl/site .whl/deps
+echo "$stamp" > .whl/stamp
 du -sh .whl

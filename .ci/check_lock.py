@@ -1,0 +1,46 @@
+"""Fail when the installed packages are not exactly the lock's: a dependency added or bumped without re-locking.
+
+``pip install -c constraints.txt`` pins what the lock names but installs anything it does not name unpinned, so a
+new dependency would slip past the lock silently; this check turns that into a failed CI run.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def main(lock_path: str) -> int:
+    locked: dict[str, str] = {}
+    for line in Path(lock_path).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            locked[canonical(name)] = version
+    problems = []
+    for dist in metadata.distributions():
+        name = canonical(dist.metadata["Name"])
+        if name in {"voxplug", "pip", "setuptools", "wheel"}:
+            continue
+        installed = dist.version.split("+", 1)[0]
+        if name not in locked:
+            problems.append(f"{name}=={installed} is installed but not in {lock_path}")
+        elif locked[name] != installed:
+            problems.append(f"{name}=={installed} is installed but {lock_path} pins {locked[name]}")
+    for problem in sorted(problems):
+        print(problem, file=sys.stderr)
+    if problems:
+        print("re-lock with .ci/lock and run the tests on the new set", file=sys.stderr)
+        return 1
+    print(f"installed packages match {lock_path} ({len(locked)} pinned)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

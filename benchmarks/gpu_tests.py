@@ -1,0 +1,115 @@
+"""Run every GPU test (``-m gpu``) and write the result as JSON: the card, the package versions, each test's outcome.
+
+Run on a GPU machine with the packages of ``benchmarks/gpu_wheels.sh`` (the locked set, less what the device image
+provides): ``python3 benchmarks/gpu_tests.py --out results.json``. The JSON records where each package was
+imported from, so a run on the image's own copy of a locked package shows. Exits with pytest's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = (
+    "torch",
+    "triton",
+    "numpy",
+    "transformers",
+    "accelerate",
+    "peft",
+    "deepspeed",
+    "huggingface_hub",
+    "mistral_common",
+    "tokenizers",
+    "safetensors",
+    "kernels",
+    "pydantic",
+    "voxplug",
+)
+
+
+class Outcomes:
+    """A pytest plugin that records each test's outcome and duration."""
+
+    def __init__(self) -> None:
+        self.tests: dict[str, dict[str, Any]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.tests.setdefault(report.nodeid, {"outcome": "passed", "seconds": 0.0})
+        entry["seconds"] = round(entry["seconds"] + report.duration, 2)
+        if report.skipped:
+            entry["outcome"] = "skipped"
+        elif report.failed:
+            entry["outcome"] = "failed" if report.when == "call" else f"error in {report.when}"
+            entry["message"] = str(report.longrepr)[-2000:]
+
+
+def versions() -> dict[str, dict[str, str]]:
+    """Each package's version and the folder it is imported from."""
+    found: dict[str, dict[str, str]] = {}
+    for name in PACKAGES:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            found[name] = {"version": "missing"}
+            continue
+        found[name] = {"version": dist.version, "from": str(dist.locate_file(""))}
+    return found
+
+
+def card() -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"name": None}
+    properties = torch.cuda.get_device_properties(0)
+    return {
+        "name": properties.name,
+        "count": torch.cuda.device_count(),
+        "memory_gib": round(properties.total_memory / 2**30, 1),
+        "cuda": torch.version.cuda,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "pytest_args",
+        nargs="*",
+        help="test paths and pytest options (default: the whole suite); only tests marked gpu run",
+    )
+    args = parser.parse_args()
+    outcomes = Outcomes()
+    started = time.time()
+    targets = args.pytest_args or [str(REPO / "tests")]
+    status = pytest.main(["-p", "no:cacheprovider", "-q", "-m", "gpu", *targets], plugins=[outcomes])
+    counts: dict[str, int] = {}
+    for entry in outcomes.tests.values():
+        counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "card": card(),
+        "python": platform.python_version(),
+        "packages": versions(),
+        "wall_s": round(time.time() - started, 1),
+        "exit_status": int(status),
+        "counts": counts,
+        "tests": outcomes.tests,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"card": result["card"].get("name"), "counts": counts}))
+    return int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
