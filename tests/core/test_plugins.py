@@ -117,21 +117,47 @@ def test_extension_without_a_name_is_rejected(plugin_host: PluginHost, register_
         plugin_host.extensions("data source")
 
 
-def test_register_plugin_fixture_is_scoped_to_one_test(plugin_host: PluginHost, register_plugin) -> None:
-    class Source(DataSource):
-        name = "one-test-only"
+def test_register_plugin_fixture_is_scoped_to_one_test(pytester: pytest.Pytester) -> None:
+    """Two tests in one session, in both orders: the plugin one registers is gone in the other."""
+    pytester.makepyfile(
+        test_scoping=textwrap.dedent(
+            """
+            import os
 
-    class Plugin:
-        @hookimpl
-        def register_data_sources(self, register):
-            register(Source)
+            import pytest
 
-    register_plugin(Plugin(), name="scoped")
-    assert "one-test-only" in plugin_host.extensions("data source")
+            from voxplug import hookimpl
+            from voxplug.data.interface import DataSource
 
+            class Source(DataSource):
+                name = "one-test-only"
 
-def test_previous_test_plugin_is_gone(plugin_host: PluginHost) -> None:
-    assert "one-test-only" not in plugin_host.extensions("data source")
+            class Plugin:
+                @hookimpl
+                def register_data_sources(self, register):
+                    register(Source)
+
+            def registers(plugin_host, register_plugin):
+                register_plugin(Plugin(), name="scoped")
+                assert "one-test-only" in plugin_host.extensions("data source")
+
+            def sees_nothing(plugin_host):
+                assert "one-test-only" not in plugin_host.extensions("data source")
+
+            first, second = (registers, sees_nothing) if os.environ["ORDER"] == "register-first" else (
+                sees_nothing, registers
+            )
+            test_1, test_2 = first, second
+            """
+        )
+    )
+    for order in ("register-first", "register-second"):
+        os.environ["ORDER"] = order
+        try:
+            result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+        finally:
+            del os.environ["ORDER"]
+        result.assert_outcomes(passed=2)
 
 
 def test_hook_order_follows_tryfirst_and_trylast(plugin_host: PluginHost, register_plugin) -> None:

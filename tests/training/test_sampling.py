@@ -3,7 +3,6 @@ reshuffled), and the data loader whose batches run on from one epoch into the ne
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +43,15 @@ def test_a_short_final_batch_stays_last() -> None:
 
 
 class CountingRows:
-    """``{"id": index}`` rows; every read, in any worker process, counts in a shared counter."""
+    """``{"id": index}`` rows; every read, in any worker process, counts in a shared counter, and ``read_ahead`` is
+    set once more rows were read than one epoch holds."""
 
     def __init__(self, size: int) -> None:
         import multiprocessing
 
         self.size = size
         self.reads = multiprocessing.Value("i", 0)
+        self.read_ahead = multiprocessing.Event()
 
     def __len__(self) -> int:
         return self.size
@@ -58,6 +59,8 @@ class CountingRows:
     def __getitem__(self, index: int) -> dict[str, int]:
         with self.reads.get_lock():
             self.reads.value += 1
+            if self.reads.value > self.size:
+                self.read_ahead.set()
         return {"id": index}
 
 
@@ -65,18 +68,20 @@ def ids(rows: list[dict[str, int]]) -> list[int]:
     return [row["id"] for row in rows]
 
 
-def epochs_read(loader: Any, rows: CountingRows, epochs: int) -> tuple[list[list[list[int]]], int]:
-    """Each epoch's batches as the Trainer reads them (``set_epoch``, then ``iter``), and how many rows the workers
-    had read a moment after the first epoch's last batch, beyond the first epoch's."""
-    got, ahead = [], 0
+def epochs_read(loader: Any, rows: CountingRows, epochs: int, *, expect_read_ahead: bool) -> list[list[list[int]]]:
+    """Each epoch's batches as the Trainer reads them (``set_epoch``, then ``iter``). Between the first epoch's last
+    batch and the second epoch's start, the workers have read into the second epoch (waited for, up to a minute) or
+    have read exactly one epoch's rows."""
+    got = []
     for epoch in range(epochs):
         loader.set_epoch(epoch)
         batches = iter(loader)
         got.append([next(batches) for _ in range(len(loader))])  # never asks past the epoch's last batch
-        if epoch == 0:
-            time.sleep(1.0)
-            ahead = rows.reads.value - rows.size
-    return got, ahead
+        if epoch == 0 and expect_read_ahead:
+            assert rows.read_ahead.wait(timeout=60), "the workers never read past the first epoch"
+        elif epoch == 0:
+            assert rows.reads.value == rows.size and not rows.read_ahead.is_set()
+    return got
 
 
 def test_with_workers_the_next_epoch_loads_while_this_one_ends_in_the_same_order(
@@ -110,17 +115,16 @@ def test_with_workers_the_next_epoch_loads_while_this_one_ends_in_the_same_order
     assert isinstance(stream, EpochSlices) and len(stream) == 4
     started = []
     stream.loader = Recorded(stream.loader, started)
-    got, ahead = epochs_read(stream, rows, 3)
-    assert got == expected
+    # the workers read the second epoch's rows before it began
+    assert epochs_read(stream, rows, 3, expect_read_ahead=True) == expected
     assert started == [0]  # one stream for all three epochs
-    assert ahead > 0  # the workers were reading the second epoch's rows before it began
 
     # the Trainer's own loader (a resumed run takes it): the same order, nothing read ahead of an epoch
     trainer.epochs_in_one_stream = False
     trainer.train_dataset = rows = CountingRows(10)  # the stream's workers still read ahead into epoch 3
     plain = trainer.get_train_dataloader()
     assert not isinstance(plain, EpochSlices)
-    assert epochs_read(plain, rows, 3) == (expected, 0)
+    assert epochs_read(plain, rows, 3, expect_read_ahead=False) == expected
 
 
 def test_the_stream_restarts_where_the_trainer_asks() -> None:
