@@ -1,16 +1,11 @@
 """Fused GPU kernels for training Voxtral's language model (a Llama): RMSNorm from PyTorch; SwiGLU and RoPE as
 lean autograd functions of a few ATen kernels each, or from Liger.
 
-Liger's kernels (RMSNorm, SwiGLU, RoPE) lowered LoRA's peak on the lent H100 from 27.5-31.1 GiB to 24.4 GiB at
-micro-batch 8 (benchmarks/NOTES.md). Eager LoRA training is bound by the host, though, and a forward and backward
-of Liger's Triton RMSNorm cost the lent H200 machine's host 471-792 us, transformers' own seven-op RMSNorm 565-657
-us and ``torch.nn.functional.rms_norm`` (one fused ATen kernel each way) 120-171 us (``benchmarks/
-kernel_host_cost.py``, three calls): 18-41 ms a step over Voxtral-Mini's 61 norms, +5% samples/s for LoRA in an
-interleaved run; full fine-tuning, GPU-bound, keeps the same step time. So the norms are PyTorch's. Liger's
-SwiGLU and RoPE cost the host 352-487 and 549-825 us a layer too, mostly Python around their Triton launches:
-:class:`SiluMul` and :class:`RotaryEmbedding` do the same arithmetic in two and eight ATen kernels forward (four and
-eight backward) and keep what Liger keeps for the backward (the MLP's inputs, not ``silu(gate)``): 238 and 685 us
-where Liger's cost 459 and 806 us (one call, run 18). The loss moves by bf16 rounding only.
+Eager LoRA training is bound by the host, so each kernel here is chosen for what it costs the host per call, not
+only the GPU: the norms are PyTorch's single fused ATen kernel each way, and :class:`SiluMul` and
+:class:`RotaryEmbedding` do SwiGLU's and RoPE's arithmetic in a few ATen kernels, keeping for the backward what
+Liger keeps (the MLP's inputs, not ``silu(gate)``). Results match the unfused model up to bf16 rounding. The
+measurements behind these choices are in ``benchmarks/NOTES.md`` (``benchmarks/kernel_host_cost.py``).
 
 ``"torch"`` needs only PyTorch; ``"liger"`` needs ``liger-kernel`` (``pip install voxplug[gpu]``) and a CUDA
 device. The norm and MLP modules of the given model are patched in place; the chosen rotary embedding replaces

@@ -1,7 +1,7 @@
 """CUDA graphs of a stack of layers' forward and backward: LoRA training without the host in the way.
 
-Eager LoRA training of Voxtral-Mini is bound by the host: the GPU works ~0.11 s of a 0.14-0.25 s step while Python,
-autograd and ~1,400 matmul launches a step keep it waiting (benchmarks/NOTES.md). A CUDA graph records a pass's
+Eager LoRA training of Voxtral-Mini is bound by the host: Python, autograd and over a thousand matmul launches a
+step keep the GPU waiting (measurements in benchmarks/NOTES.md). A CUDA graph records a pass's
 kernels once and replays them with one launch, so the host's work for the whole stack of decoder layers becomes
 two replays a step, whatever the host's speed.
 
@@ -46,15 +46,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("voxplug.training")
 
 #: Batches of one input signature that run eagerly before it is captured. 0: its first batch is captured, which
-#: then also settles cuDNN's and cuBLAS's per-shape choices inside the capture. On an H200 this ran without a
-#: failed capture and saved the eager batch of every shape (benchmarks/NOTES.md, sixth session).
+#: then also settles cuDNN's and cuBLAS's per-shape choices inside the capture.
 EAGER_SIGHTINGS = 0
 #: Most signatures captured in one run; later new ones run eagerly. They share memory, but each graph holds its
 #: static inputs and outputs and its kernels' parameters.
 MAX_GRAPHS = 32
-#: What capturing a new shape costs, in replays of its graphs: the step of a capture took 0.45-0.6 s where a
-#: replayed step took 0.12 s, about 0.3 s more, or three replays of Voxtral-Mini's 30 decoder layers forward and
-#: backward (H200, benchmarks/NOTES.md, sixth session). 0 captures every shape (never pads).
+#: What capturing a new shape costs, in replays of its graphs (measured for Voxtral-Mini's decoder layers, forward
+#: and backward; benchmarks/NOTES.md). 0 captures every shape (never pads).
 CAPTURE_COST = 3.0
 
 
@@ -203,8 +201,8 @@ class LayerGraphs:
         try:
             captured = self._capture(inputs)
         except Exception as exc:  # any failure leaves the eager layers, as without graphs
-            # On the H200 a capture after a failed one failed too ("operation failed due to a previous error during
-            # capture"), even on a fresh stream and pool, so one failure is final.
+            # A capture after a failed one fails too ("operation failed due to a previous error during capture"),
+            # even on a fresh stream and pool, so one failure is final.
             self.enabled = False
             self.release()
             log.warning(

@@ -85,9 +85,8 @@ def check_device_options(config: RunConfig) -> None:
         )
 
 
-#: Optimizer steps from which ``training.compile: null`` (auto) compiles. Measured on an H200 (benchmarks/NOTES.md,
-#: Voxtral-Mini, 8 clips a step): compiling LoRA took ~105 s and saved ~0.086 s a step (paid back after ~1,200
-#: steps); full fine-tuning ~45 s against ~0.016 s a step (~3,000 steps).
+#: Optimizer steps from which ``training.compile: null`` (auto) compiles: about where the minutes spent compiling
+#: are paid back by faster steps (the measurements are in benchmarks/NOTES.md).
 COMPILE_AUTO_MIN_STEPS = 2000
 
 

@@ -9,10 +9,9 @@
   rows, sorts each group by a jittered length and shuffles the batch order, with a seed per epoch.
 * :class:`EpochBatches` and :class:`EpochSlices`: a data loader whose batches run on from one epoch into the next,
   cut back into epochs for the Trainer. A loader that starts each epoch afresh leaves the GPU waiting at every epoch
-  start while one worker decodes and extracts features for the epoch's first batch (0.1-0.3 s for 8 clips on the
-  H200's host, where a LoRA step takes 0.12 s; benchmarks/NOTES.md, seventh session); a personal dataset of 96
-  clips meets one every 12 steps. One stream lets the workers prepare the next epoch's first batches while the
-  current epoch's last ones train.
+  start while one worker decodes and extracts features for the epoch's first batch, which can take longer than a
+  LoRA step; a personal dataset of a hundred clips meets an epoch start every dozen steps. One stream lets the
+  workers prepare the next epoch's first batches while the current epoch's last ones train.
 """
 
 from __future__ import annotations
