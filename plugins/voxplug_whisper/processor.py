@@ -109,17 +109,15 @@ class WhisperTokens:
 
 
 def whisper_language_aliases(codes: Any) -> dict[str, str]:
-    """ISO 639 code → Whisper's code, where they differ, from transformers' ``TO_LANGUAGE_CODE`` names."""
+    """ISO 639 code → this vocabulary's code, where they differ: by transformers' ``TO_LANGUAGE_CODE`` names
+    (Javanese is ``jw``) and by withdrawn ISO codes a vocabulary may still use (Hebrew ``iw``)."""
     from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
-    from voxplug.data.languages import language_code_for_name
+    from voxplug.data.languages import WITHDRAWN_CODES, language_code_for_name
 
-    aliases: dict[str, str] = {}
-    for name, code in TO_LANGUAGE_CODE.items():
-        iso = language_code_for_name(name)
-        if iso is not None and iso != code and code in codes and iso not in codes:
-            aliases.setdefault(iso, code)
-    return aliases
+    pairs = [(language_code_for_name(name), code) for name, code in TO_LANGUAGE_CODE.items()]
+    pairs += [(current, withdrawn) for withdrawn, current in WITHDRAWN_CODES.items()]
+    return {iso: code for iso, code in pairs if iso is not None and code in codes and iso not in codes}
 
 
 def whisper_tokens(tokenizer: Any) -> WhisperTokens:

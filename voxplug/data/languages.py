@@ -29,6 +29,10 @@ TRANSLATE = "translate"
 TASKS = (TRANSCRIBE, TRANSLATE)
 """What a row asks of the model: write down what was said, or translate it into ``target_language``."""
 
+WITHDRAWN_CODES = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "mo": "ro"}
+"""ISO 639-1 codes withdrawn from the standard and their replacements; Java locales and older vocabularies (some
+Whisper tokenizers write Hebrew ``<|iw|>``) still use them, and pycountry does not list them."""
+
 _TAG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 _EXAMPLES = "such as en, sv, pt-BR"
 
@@ -49,7 +53,7 @@ def canonical_language(code: object, *, name: str = "language") -> str:
     """The BCP 47 form of a language code: ``SV`` → ``sv``, ``sv_SE`` → ``sv-SE``, ``swe`` → ``sv``.
 
     The language subtag must be an ISO 639 code (a three-letter code becomes its two-letter equivalent where one
-    exists); region subtags are upper-cased, script subtags title-cased, the rest kept. Anything else, the empty
+    exists, a withdrawn one its replacement: ``iw`` → ``he``); region subtags are upper-cased, script subtags title-cased, the rest kept. Anything else, the empty
     string included, raises :class:`DataError` prefixed with ``name``.
     """
     if not isinstance(code, str):
@@ -60,7 +64,7 @@ def canonical_language(code: object, *, name: str = "language") -> str:
     if not _TAG.match(spelled):
         raise DataError(f"{name}: language {code!r} is not a language code (expected an ISO 639 code {_EXAMPLES})")
     primary, *rest = spelled.split("-")
-    record = _iso639(primary.lower())
+    record = _iso639(WITHDRAWN_CODES.get(primary.lower(), primary.lower()))
     if record is None:
         which = "" if primary == code else f": {primary!r}"
         raise DataError(f"{name}: language {code!r}{which} is not an ISO 639 language code (expected one {_EXAMPLES})")
