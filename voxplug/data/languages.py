@@ -53,8 +53,9 @@ def canonical_language(code: object, *, name: str = "language") -> str:
     """The BCP 47 form of a language code: ``SV`` → ``sv``, ``sv_SE`` → ``sv-SE``, ``swe`` → ``sv``.
 
     The language subtag must be an ISO 639 code (a three-letter code becomes its two-letter equivalent where one
-    exists, a withdrawn one its replacement: ``iw`` → ``he``); region subtags are upper-cased, script subtags title-cased, the rest kept. Anything else, the empty
-    string included, raises :class:`DataError` prefixed with ``name``.
+    exists, a withdrawn one its replacement: ``iw`` → ``he``); region subtags are upper-cased, script subtags
+    title-cased, the rest kept. Anything else, the empty string included, raises :class:`DataError` prefixed with
+    ``name``.
     """
     if not isinstance(code, str):
         raise DataError(f"{name}: the language must be a code {_EXAMPLES}, got {type(code).__name__}")
