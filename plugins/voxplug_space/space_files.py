@@ -101,9 +101,9 @@ def _direct_install_origin(distribution: metadata.Distribution) -> str | None:
     return None
 
 
-def pinned_requirements(packages: tuple[str, ...] = PINNED_PACKAGES) -> str:
-    """``requirements.txt`` with an exact pin of a released version for every package the demo needs."""
-    lines = [f"{requirement}=={released_version(requirement)}" for requirement in packages]
+def pinned_requirements(packages: tuple[str, ...] | None = None) -> str:
+    """``requirements.txt`` with an exact pin of a released version of each package (default: what the demo needs)."""
+    lines = [f"{requirement}=={released_version(requirement)}" for requirement in packages or PINNED_PACKAGES]
     return "\n".join(lines) + "\n"
 
 
