@@ -101,10 +101,10 @@ def language_code_for_name(name: str) -> str | None:
 
 
 def check_row_language(value: object, *, name: str = "language") -> str | None:
-    """Check a row's ``language`` field: absent (None) means automatic; otherwise the canonical code.
+    """Check a row's ``language`` field: absent (None) means automatic; otherwise return the canonical code.
 
-    Unlike :func:`canonical_language`'s callers that treat a blank as "not given", a row that writes
-    ``"language": ""`` is an error: leave the field out (or null) for automatic language detection.
+    Where a blank form field means "not given" (:func:`voxplug.data.prepare.check_language`), a manifest row that
+    writes ``"language": ""`` is an error: leave the field out (or null) for automatic language detection.
     """
     return None if value is None else canonical_language(value, name=name)
 
@@ -113,7 +113,7 @@ def check_row_language(value: object, *, name: str = "language") -> str | None:
 class LanguageSupport:
     """What one checkpoint of a model family accepts as a row's language and task.
 
-    ``codes`` are the codes its prompts take (None: any ISO 639 code, passed on as its language subtag);
+    ``codes`` are the codes its prompts take (None: any ISO 639 code, passed on in its canonical form);
     ``aliases`` maps ISO codes to the family's own spelling (Whisper writes Javanese ``jw``); ``tasks`` are
     :data:`TRANSCRIBE` and, where the family can, :data:`TRANSLATE` into one of ``translation_targets``.
     ``why_not_translate`` tells the user why a family refuses translation rows; ``requires_language`` says that
