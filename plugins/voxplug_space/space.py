@@ -100,8 +100,11 @@ class SpaceDeployer(Deployer):
 
     def deploy(self, model_ref: str, *, destination: str | None = None) -> DeployResult:
         """Create or update the demo Space of the Hub model ``model_ref`` and return its address."""
+        from voxplug_space.space_files import pinned_requirements
+
         session = HubSession(hub.hub_api(self.options.endpoint), hub.hub_token(), self.options.retry_policy())
         plan = self._plan(session, model_ref, destination)
+        pinned_requirements()  # refuses dev and git installs before the Space exists
         hub.ensure_repo(
             session.api, session.token, plan.space_id, repo_type="space", private=plan.private,
             retry=session.retry, space_sdk="gradio",

@@ -51,9 +51,59 @@ def installed_version(requirement: str) -> str:
     return metadata.version(name).split("+", 1)[0]
 
 
-def pinned_requirements() -> str:
-    """``requirements.txt`` with an exact pin for every package the demo needs."""
-    lines = [f"{requirement}=={installed_version(requirement)}" for requirement in PINNED_PACKAGES]
+def released_version(requirement: str) -> str:
+    """The installed version of a package, refusing one a Space could never install from PyPI.
+
+    A development version (``5.26.0.dev0``) and an install from git or from a local folder (PEP 610's
+    ``direct_url.json`` says ``vcs_info`` or ``dir_info``) raise :class:`PublishError` naming the package; the
+    install's URL is not repeated, as a git URL may hold a token.
+    """
+    from packaging.version import InvalidVersion, Version
+
+    from voxplug.errors import PublishError
+
+    name = requirement.split("[", 1)[0]
+    version = installed_version(requirement)
+    origin = _direct_install_origin(metadata.distribution(name))
+    if origin is not None:
+        raise PublishError(
+            f"{name} {version} is installed from {origin}, not from a release: a Space installs requirements.txt "
+            f"from PyPI, so its build would fail; install a released {name} (pip install '{name}==X.Y.Z') and deploy "
+            "again"
+        )
+    try:
+        development = Version(version).is_devrelease
+    except InvalidVersion:
+        development = True
+    if development:
+        raise PublishError(
+            f"{name} {version} is a development version, which PyPI does not have: a Space built from these "
+            f"requirements would fail; install a released {name} (pip install '{name}==X.Y.Z') and deploy again"
+        )
+    return version
+
+
+def _direct_install_origin(distribution: metadata.Distribution) -> str | None:
+    """``git`` (or another VCS) or ``a local folder`` when the package was installed from one, else None."""
+    import json
+
+    text = distribution.read_text("direct_url.json")
+    if not text:
+        return None
+    try:
+        direct = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if "vcs_info" in direct:
+        return str(direct["vcs_info"].get("vcs") or "a version-control checkout")
+    if "dir_info" in direct:
+        return "a local folder" + (" (editable)" if direct["dir_info"].get("editable") else "")
+    return None
+
+
+def pinned_requirements(packages: tuple[str, ...] | None = None) -> str:
+    """``requirements.txt`` with an exact pin of a released version of each package (default: what the demo needs)."""
+    lines = [f"{requirement}=={released_version(requirement)}" for requirement in packages or PINNED_PACKAGES]
     return "\n".join(lines) + "\n"
 
 

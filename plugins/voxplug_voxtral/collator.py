@@ -12,8 +12,10 @@ every row are concatenated in row order, ``(total_chunks, 128, 3000)``; rows may
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from voxplug.data.languages import TRANSCRIBE, LanguageSupport
 from voxplug.errors import AudioError, DataError
 
 if TYPE_CHECKING:
@@ -22,6 +24,31 @@ if TYPE_CHECKING:
 
 SAMPLING_RATE = 16000
 IGNORE_INDEX = -100
+WHY_NOT_TRANSLATE = (
+    "Voxtral's transcription prompt (lang:xx[TRANSCRIBE]) only transcribes, and Voxtral translates through free-form "
+    "chat instructions, which voxplug neither trains nor evaluates; train translation with a multilingual Whisper "
+    "(model.family=whisper) or train Voxtral on transcripts (Granary task: asr)"
+)
+
+
+@lru_cache(maxsize=1)
+def voxtral_languages() -> LanguageSupport:
+    """The language codes Voxtral's transcription prompt takes: those mistral-common's ``TranscriptionRequest``
+    accepts (ISO 639-1), found by validating every ISO 639-1 code against the request's own ``language`` field."""
+    import pycountry
+    from mistral_common.protocol.transcription.request import TranscriptionRequest
+    from pydantic import TypeAdapter, ValidationError
+
+    field = TypeAdapter(TranscriptionRequest.model_fields["language"].annotation)
+    accepted = set()
+    for record in pycountry.languages:
+        code = getattr(record, "alpha_2", None)
+        try:
+            if code is not None and field.validate_python(code) == code:
+                accepted.add(code)
+        except ValidationError:
+            continue
+    return LanguageSupport(model="Voxtral", codes=frozenset(accepted), why_not_translate=WHY_NOT_TRANSLATE)
 
 
 def describe_row(row: Mapping[str, Any], index: int) -> str:
@@ -49,6 +76,18 @@ def audio_of(row: Mapping[str, Any], index: int) -> np.ndarray:
     if rate != SAMPLING_RATE:
         raise AudioError(f"{describe_row(row, index)}: audio is sampled at {rate} Hz; resample it to 16000 Hz first")
     return check_audio(row.get("audio"), describe_row(row, index))
+
+
+def prompt_language(row: Mapping[str, Any], index: int) -> str | None:
+    """The ``lang:xx`` code of a row's transcription prompt (``sv-SE`` → ``sv``; None: automatic detection)."""
+    return voxtral_languages().normalize(row.get("language"), where=describe_row(row, index))
+
+
+def check_transcription_rows(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse translation rows: Voxtral is trained here with its transcription prompt only."""
+    for index, row in enumerate(rows):
+        task = row.get("task") or TRANSCRIBE
+        voxtral_languages().check_task(task, row.get("target_language"), where=describe_row(row, index))
 
 
 def pad_sequences(
@@ -120,6 +159,7 @@ class VoxtralTranscriptionCollator:
         """Return ``input_ids``, ``attention_mask``, ``labels`` (right-padded) and ``input_features``."""
         if not features:
             raise DataError("cannot collate an empty batch")
+        check_transcription_rows(features)
         prompts, input_features = self.encode_prompts(features)
         rows = [self._row(prompt, text) for prompt, text in zip(prompts, self._transcript_ids(features), strict=True)]
         input_ids = [ids for ids, _ in rows]
@@ -149,12 +189,16 @@ class VoxtralTranscriptionCollator:
         }
 
     def encode_prompts(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[int]], torch.Tensor]:
-        """Return each row's unpadded transcription prompt ids and the stacked mel features of all its chunks."""
+        """Return each row's unpadded transcription prompt ids and the stacked mel features of all its chunks.
+
+        Each row's language is mapped to the ISO 639-1 code the prompt takes (``sv-SE`` → ``sv``); a code Voxtral
+        does not accept, or a translation row, raises :class:`DataError` naming the row.
+        """
         arrays = [audio_of(row, index) for index, row in enumerate(rows)]
         encoded = self.processor.apply_transcription_request(
             audio=arrays,
             model_id=self.model_id,
-            language=[row.get("language") for row in rows],
+            language=[prompt_language(row, index) for index, row in enumerate(rows)],
             sampling_rate=SAMPLING_RATE,
             format=["WAV"] * len(arrays),
             return_tensors="pt",

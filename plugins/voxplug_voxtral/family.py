@@ -18,6 +18,8 @@ from voxplug.training.interface import Collator
 if TYPE_CHECKING:
     import numpy as np
 
+    from voxplug.data.languages import LanguageSupport
+
 #: LoRA scope -> the attribute path of that part inside ``VoxtralForConditionalGeneration``.
 SCOPE_MODULES: dict[str, str] = {
     "language_model": "model.language_model",
@@ -67,6 +69,12 @@ class VoxtralFamily(ModelFamily):
         from voxplug_voxtral.loading import load_voxtral_processor
 
         return load_voxtral_processor(name_or_path)
+
+    def language_support(self, name_or_path: str) -> LanguageSupport:
+        """The ISO 639-1 codes mistral-common's transcription request accepts, any checkpoint; transcription only."""
+        from voxplug_voxtral.collator import voxtral_languages
+
+        return voxtral_languages()
 
     def lora_target_modules(self, scopes: list[str]) -> str:
         """A PEFT ``target_modules`` regex matching the linear layers of the chosen parts only."""

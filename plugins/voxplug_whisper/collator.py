@@ -1,7 +1,8 @@
 """Turn (audio, transcript, language) rows into Whisper training batches.
 
 Layout per row (``P`` = the prompt: ``<|startoftranscript|>``, then ``<|xx|><|transcribe|>`` on multilingual
-models, then ``<|notimestamps|>``)::
+models, then ``<|notimestamps|>``; a translation row, ``task="translate"``, has ``<|xx|><|translate|>`` with ``xx``
+the spoken language and its English translation as the text, as Whisper translates at inference)::
 
     decoder_input_ids = P            " transcript"              <|endoftext|>...(padding)
     labels            = -100 x |P|-1  " transcript" <|endoftext|>  -100...
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from voxplug.data.languages import TRANSCRIBE
 from voxplug.errors import AudioError, DataError
 from voxplug.extension import PluginOptions
 from voxplug.training.interface import Collator
@@ -91,6 +93,7 @@ class WhisperTranscriptionCollator(Collator):
         from voxplug_whisper.processor import whisper_tokens
 
         self.tokens = whisper_tokens(processor.tokenizer)
+        self.languages = self.tokens.language_support()
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         """Collate rows of ``{"audio", "text", "language", "id"}`` into model inputs with labels."""
@@ -111,17 +114,18 @@ class WhisperTranscriptionCollator(Collator):
         }
 
     def row_tokens(self, row: Mapping[str, Any], where: str) -> tuple[list[int], list[int]]:
-        """``(prompt ids, transcript ids)`` of one row; a multilingual model needs the row's language."""
+        """``(prompt ids, text ids)`` of one row; a multilingual model needs the row's (spoken) language.
+
+        The language is mapped to the model's own code (``sv-SE`` → ``sv``); a code it has no token for, a
+        translation on an English-only model or into another language than English raises :class:`DataError`.
+        """
         text = row.get("text")
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{where}: 'text' must be a non-empty string, got {text!r}")
-        language = row.get("language")
-        if self.tokens.multilingual and language is None:
-            raise DataError(
-                f"{where}: no language; a multilingual Whisper is trained with its language token, so give each "
-                "row a language or set data.language (e.g. data.language=en)"
-            )
-        prompt = self.tokens.prompt(language, where)
+        task = row.get("task") or TRANSCRIBE
+        self.languages.check_task(task, row.get("target_language"), where=where)
+        language = self.languages.normalize(row.get("language"), where=where)
+        prompt = self.tokens.prompt(language, where, task=task)
         ids = self.processor.tokenizer(" " + text.strip(), add_special_tokens=False)["input_ids"]
         if len(prompt) + len(ids) > self.options.max_target_positions:
             raise DataError(

@@ -23,6 +23,8 @@ from voxplug.models.interface import ModelFamily
 if TYPE_CHECKING:
     import numpy as np
 
+    from voxplug.data.languages import LanguageSupport
+
 SCOPE_PATTERNS: dict[str, str] = {
     "decoder": r"decoder\.layers\.\d+\.(?:(?:self_attn|encoder_attn)\.(?:q|k|v|out)_proj|fc1|fc2)",
     "encoder": r"encoder\.layers\.\d+\.(?:self_attn\.(?:q|k|v|out)_proj|fc1|fc2)",
@@ -78,6 +80,13 @@ class WhisperFamily(ModelFamily):
         from voxplug_whisper.loading import load_whisper_processor
 
         return load_whisper_processor(name_or_path)
+
+    def language_support(self, name_or_path: str) -> LanguageSupport:
+        """The checkpoint's ``<|xx|>`` language tokens and translation into English, or only ``en`` for ``.en``."""
+        from voxplug_whisper.loading import load_whisper_processor
+        from voxplug_whisper.processor import whisper_tokens
+
+        return whisper_tokens(load_whisper_processor(name_or_path).tokenizer).language_support()
 
     def lora_target_modules(self, scopes: list[str]) -> str:
         """A PEFT ``target_modules`` regex matching the linear layers of the chosen parts only."""

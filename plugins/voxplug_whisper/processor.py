@@ -16,7 +16,9 @@ token                       English-only (``.en``)  multilingual
 
 English-only models are prompted with ``<|startoftranscript|><|notimestamps|>``; multilingual ones with
 ``<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>`` (or without ``<|xx|>``, which makes the model
-detect the language first).
+detect the language first). Multilingual models also translate speech into English:
+``<|startoftranscript|><|xx|><|translate|><|notimestamps|>`` followed by the English text, ``xx`` being the
+spoken language.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voxplug.data.languages import LanguageSupport
 
 ENGLISH_ONLY_EOT_ID = 50256
 NUM_MEL_BINS = 80
@@ -64,12 +69,55 @@ class WhisperTokens:
             raise DataError(f"{prefix}Whisper has no language token for {language!r} (known codes: {known})")
         return self.languages[language]
 
-    def prompt(self, language: str | None, where: str = "") -> list[int]:
-        """The decoder prompt for transcribing ``language`` (None: no language token, the model detects it)."""
+    def prompt(self, language: str | None, where: str = "", *, task: str = "transcribe") -> list[int]:
+        """The decoder prompt for ``task`` (``transcribe`` or ``translate``) of speech in ``language`` (None: no
+        language token, the model detects it). English-only models have no task: they only transcribe."""
         if not self.multilingual:
+            if task != "transcribe":
+                from voxplug.errors import DataError
+
+                raise DataError(f"{where or 'row'}: an English-only Whisper cannot {task}")
             return [self.sot, self.no_timestamps]
         language_ids = [] if language is None else [self.language_id(language, where)]
-        return [self.sot, *language_ids, self.transcribe, self.no_timestamps]
+        task_id = self.translate if task == "translate" else self.transcribe
+        return [self.sot, *language_ids, task_id, self.no_timestamps]
+
+    def language_support(self) -> LanguageSupport:
+        """What this vocabulary takes: its ``<|xx|>`` codes (one on every row) and translation into English, or
+        only ``en``.
+
+        Codes come from the tokenizer's own language tokens; transformers' table of Whisper's language names
+        supplies the aliases where Whisper's code is not the ISO one (Javanese is ``jw``, ISO ``jv``).
+        """
+        from voxplug.data.languages import TRANSCRIBE, TRANSLATE, LanguageSupport
+
+        if not self.multilingual:
+            return LanguageSupport(
+                model="an English-only Whisper",
+                codes=frozenset({"en"}),
+                why_not_translate="an English-only Whisper (.en) has no translate task; use a multilingual one "
+                "(e.g. openai/whisper-small)",
+            )
+        return LanguageSupport(
+            model="this Whisper",
+            codes=frozenset(self.languages),
+            aliases=whisper_language_aliases(self.languages),
+            tasks=frozenset({TRANSCRIBE, TRANSLATE}),
+            translation_targets=frozenset({"en"}),
+            requires_language=True,
+        )
+
+
+def whisper_language_aliases(codes: Any) -> dict[str, str]:
+    """ISO 639 code → this vocabulary's code, where they differ: by transformers' ``TO_LANGUAGE_CODE`` names
+    (Javanese is ``jw``) and by withdrawn ISO codes a vocabulary may still use (Hebrew ``iw``)."""
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    from voxplug.data.languages import WITHDRAWN_CODES, language_code_for_name
+
+    pairs = [(language_code_for_name(name), code) for name, code in TO_LANGUAGE_CODE.items()]
+    pairs += [(current, withdrawn) for withdrawn, current in WITHDRAWN_CODES.items()]
+    return {iso: code for iso, code in pairs if iso is not None and code in codes and iso not in codes}
 
 
 def whisper_tokens(tokenizer: Any) -> WhisperTokens:

@@ -108,7 +108,7 @@ def test_multilingual_rows_need_a_language(multilingual_processor: Any, spoken: 
     collator = WhisperTranscriptionCollator(processor=multilingual_processor)
     with pytest.raises(DataError, match=r"row 1 \(id='clip-1'\).*data.language"):
         collator(rows(spoken[:2], ["en", None]))
-    with pytest.raises(DataError, match="no language token for 'xx'"):
+    with pytest.raises(DataError, match="row 0 .*'xx' is not an ISO 639 language code"):
         collator(rows(spoken[:1], ["xx"]))
 
 

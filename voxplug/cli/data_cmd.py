@@ -286,18 +286,30 @@ def validate(
     fix: bool = typer.Option(False, "--fix", help="Repair what can be repaired; move the rest to quarantine/."),
     as_json: bool = JSON_OPTION,
     max_duration: float = MAX_DURATION_OPTION,
+    model: str = typer.Option(
+        None, "--model", "-m", help="Also check each row's language against what this model (folder or Hub id) takes."
+    ),
 ) -> None:
-    """Check every row (audio, format, length, transcript, duplicates); exit 1 if errors remain."""
+    """Check every row (audio, format, length, transcript, language, duplicates); exit 1 if errors remain."""
     from voxplug.data.validate import validate_dataset
 
+    languages = _model_languages(model) if model else None
     with _progress_bar(f"validating {path}") as update:
-        report = validate_dataset(path, fix=fix, max_duration_s=max_duration, progress=update)
+        report = validate_dataset(path, fix=fix, max_duration_s=max_duration, progress=update, languages=languages)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
     else:
         _print_validation(report, fixed=fix)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _model_languages(model: str) -> Any:
+    """The language codes the model family of ``model`` accepts (its ``language_support``)."""
+    from voxplug.models.detect import detect_family
+    from voxplug.plugins import get_plugin_host
+
+    return detect_family(model, get_plugin_host())().language_support(model)
 
 
 def _print_validation(report: ValidationReport, *, fixed: bool) -> None:

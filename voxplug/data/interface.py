@@ -18,7 +18,9 @@ class Example:
     """One utterance: where its audio is, what was said and in which language.
 
     Audio is referenced, not held: :meth:`load_audio` decodes it to 16 kHz mono float32 when needed, so a source
-    can yield millions of examples without holding their audio.
+    can yield millions of examples without holding their audio. ``language`` is the spoken language. A speech
+    translation row (Granary's ``ast``) has ``task="translate"``, the translation as ``text`` and its language as
+    ``target_language``.
     """
 
     id: str
@@ -29,6 +31,8 @@ class Example:
     duration_s: float | None = None
     origin: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    task: str = "transcribe"
+    target_language: str | None = None
 
     def load_audio(self, max_duration_s: float | None = None) -> np.ndarray:
         """Decode this example's audio to 16 kHz mono float32, enforcing ``max_duration_s`` when given."""

@@ -9,7 +9,6 @@ for errors and return warnings (quiet or clipped audio, ...) for the caller to s
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -27,6 +26,7 @@ from voxplug.data.audio import (
     to_mono,
 )
 from voxplug.data.issues import Issue
+from voxplug.data.languages import canonical_language
 from voxplug.data.text import check_transcript, clean_transcript
 from voxplug.errors import AudioError, DataError
 
@@ -35,9 +35,6 @@ RawAudio = tuple[np.ndarray, int]
 
 AudioInput = Union[str, "os.PathLike[str]", bytes, RawAudio]
 """What :func:`prepare_clip` accepts: a file path, a file's bytes, or :data:`RawAudio`."""
-
-LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
-"""ISO 639-1/639-3 codes with optional BCP 47 subtags: ``en``, ``fr``, ``pt-BR``, ``yue``."""
 
 
 @dataclass
@@ -111,11 +108,9 @@ def prepare_text(text: str, *, name: str) -> tuple[str, list[Issue]]:
 
 
 def check_language(language: str | None, *, name: str) -> str | None:
-    """Return ``language`` (None stays None); raise :class:`DataError` if it is not a language code."""
+    """Return ``language`` in its canonical form (``sv_SE`` → ``sv-SE``; None or blank stays None); raise
+    :class:`DataError` if it is not an ISO 639 language code (see :func:`voxplug.data.languages.canonical_language`).
+    """
     if language is None or language == "":
         return None
-    if not isinstance(language, str) or not LANGUAGE_CODE.match(language):
-        raise DataError(
-            f"{name}: language {language!r} is not a language code (expected an ISO 639 code such as en, fr, pt-BR)"
-        )
-    return language
+    return canonical_language(language, name=name)

@@ -38,9 +38,9 @@ from voxplug.data.audio import (
 )
 from voxplug.data.folder_guard import FolderGuard
 from voxplug.data.interface import RowProblem
+from voxplug.data.languages import LanguageSupport, check_row_language
 from voxplug.data.manifest import iter_jsonl
 from voxplug.data.parallel import map_ordered
-from voxplug.data.prepare import check_language
 from voxplug.data.store import AUDIO_DIR, DATA_FILE, META_FILE, duration_bucket_labels, duration_histogram, utc_now
 from voxplug.data.text import check_transcript, clean_transcript
 from voxplug.errors import DataError
@@ -118,6 +118,7 @@ class _Target:
     max_duration_s: float
     fix: bool
     guard: FolderGuard
+    languages: LanguageSupport | None = None
 
 
 @dataclass
@@ -158,15 +159,17 @@ def validate_dataset(
     on_finding: Callable[[Finding], None] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     workers: int | None = None,
+    languages: LanguageSupport | None = None,
 ) -> ValidationReport:
     """Validate the dataset at ``path`` (a folder with ``data.jsonl``, or a JSONL manifest) and return the report.
 
     Rows stream through a few decoding threads; only totals and the first :data:`MAX_KEPT_FINDINGS` findings are
     kept, so any size of dataset fits in memory. With ``fix``, repairs and quarantines as the module says; the
-    report then counts what remains wrong.
+    report then counts what remains wrong. With ``languages`` (a model family's), each row's language must also
+    be one that model accepts.
     """
     target = find_manifest(path)
-    target.max_duration_s, target.fix = max_duration_s, fix
+    target.max_duration_s, target.fix, target.languages = max_duration_s, fix, languages
     report = ValidationReport(path=str(path))
     writer = AtomicJsonl(target.manifest)
     quarantine = _Quarantine(target.folder / QUARANTINE_DIR) if fix else None
@@ -223,7 +226,7 @@ def _check_line(target: _Target, number: int, row: dict[str, Any] | RowProblem) 
         where += f" (id {row['id']})"
     check = _RowCheck(number, where, row=dict(row))
     _check_text(check)
-    _check_language_field(check)
+    _check_language_field(check, target.languages)
     _check_audio(target, check)
     return check
 
@@ -242,10 +245,12 @@ def _check_text(check: _RowCheck) -> None:
         check.row["text"] = cleaned
 
 
-def _check_language_field(check: _RowCheck) -> None:
+def _check_language_field(check: _RowCheck, languages: LanguageSupport | None) -> None:
     assert check.row is not None
     try:
-        check_language(check.row.get("language"), name="language")
+        language = check_row_language(check.row.get("language"), name="language")
+        if languages is not None:
+            languages.normalize(language, where="language")
     except DataError as exc:
         check.add("error", "bad_language", str(exc).removeprefix("language: "))
 

@@ -10,6 +10,8 @@ from voxplug.extension import Extension
 if TYPE_CHECKING:
     import numpy as np
 
+    from voxplug.data.languages import LanguageSupport
+
 
 class ModelFamily(Extension):
     """Loads checkpoints of one architecture and knows how to adapt and run them.
@@ -52,6 +54,17 @@ class ModelFamily(Extension):
     def load_processor(self, name_or_path: str) -> Any:
         """Return only the processor of a checkpoint (for collating on data workers)."""
         raise NotImplementedError
+
+    def language_support(self, name_or_path: str) -> LanguageSupport:
+        """The language codes and tasks a checkpoint of this family is trained with.
+
+        Before the model loads, every row's language is mapped to these codes and every row's task checked
+        (:func:`voxplug.data.languages.resolve_run_languages`), so a code the model cannot take fails the run with
+        the row named instead of crashing a batch. The default accepts any ISO 639 code and transcription only.
+        """
+        from voxplug.data.languages import LanguageSupport
+
+        return LanguageSupport(model=self.name)
 
     def lora_target_modules(self, scopes: list[str]) -> str | list[str]:
         """The PEFT ``target_modules`` (a regex or names) for LoRA on the given parts of the model."""

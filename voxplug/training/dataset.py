@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 
 
 class ExampleDataset:
-    """A map-style dataset of examples; item ``i`` is ``{"audio", "text", "language", "id"}``.
+    """A map-style dataset of examples; item ``i`` is ``{"audio", "text", "language", "id", "task",
+    "target_language"}``.
 
     ``audio`` is 16 kHz mono float32. ``default_language`` fills rows without one (``data.language``).
+    ``task`` is ``transcribe``, or ``translate`` for a speech translation row into ``target_language``.
     """
 
     def __init__(
@@ -42,6 +44,8 @@ class ExampleDataset:
             "text": example.text,
             "language": example.language or self.default_language,
             "id": example.id,
+            "task": example.task,
+            "target_language": example.target_language,
         }
 
     def languages(self) -> list[str | None]:

@@ -182,6 +182,7 @@ class TrainingRun:
         from voxplug.data.scrub import write_scrub_report
 
         data = load_training_data(self.config, self.host)
+        self._check_languages(data)
         if self.is_main:
             write_scrub_report(self.run_dir, data.scrub_report)
             self.host.after_data_load(config=self.config, summary=data.summary)
@@ -189,6 +190,14 @@ class TrainingRun:
                 "data: %d training rows, %d eval rows, %d rejected", len(data.train), len(data.eval), len(data.problems)
             )
         return data
+
+    def _check_languages(self, data: TrainingData) -> None:
+        """Map every row's language to the model family's codes, and refuse tasks it cannot train, before the
+        model loads: a code the model cannot take stops the run here, naming the row and the accepted codes."""
+        from voxplug.data.languages import resolve_run_languages
+
+        support = self._family().language_support(self.config.model.name_or_path)
+        resolve_run_languages([*data.train, *data.eval], support, default_language=self.config.data.language)
 
     def _family(self) -> ModelFamily:
         from voxplug.models.detect import resolve_family
