@@ -6,26 +6,18 @@ new dependency would slip past the lock silently; this check turns that into a f
 
 from __future__ import annotations
 
-import re
 import sys
 from importlib import metadata
 from pathlib import Path
 
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+from voxplug.lock import canonical_name, read_lock
 
 
 def main(lock_path: str) -> int:
-    locked: dict[str, str] = {}
-    for line in Path(lock_path).read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            locked[canonical(name)] = version
+    locked = read_lock(Path(lock_path))
     problems = []
     for dist in metadata.distributions():
-        name = canonical(dist.metadata["Name"])
+        name = canonical_name(dist.metadata["Name"])
         if name in {"voxplug", "pip", "setuptools", "wheel"}:
             continue
         installed = dist.version.split("+", 1)[0]

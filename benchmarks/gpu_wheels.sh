@@ -27,19 +27,15 @@ DEVICE_PROVIDES="torch triton numpy"
 # the web app and the Hub-dataset loader: no GPU test or benchmark imports gradio, datasets or their pyarrow
 NOT_ON_GPU="gradio datasets"
 pins=$(python3 - "$DEVICE_PROVIDES" "$NOT_ON_GPU" <<'PY'
-import re, sys
+import sys
 from importlib import metadata
+from pathlib import Path
 from packaging.requirements import Requirement
+from voxplug.lock import canonical_name as canonical, read_lock
 
-canonical = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 provided = {canonical(n) for n in sys.argv[1].split()}
 skipped = {canonical(n) for n in sys.argv[2].split()}
-locked = {}
-for line in open("constraints.txt", encoding="utf-8"):
-    line = line.split("#", 1)[0].strip()
-    if line:
-        name, _, version = line.partition("==")
-        locked[canonical(name)] = version
+locked = read_lock(Path("constraints.txt"))
 
 def needs(name, extras=()):
     dist = metadata.distribution(name)

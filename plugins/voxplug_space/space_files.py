@@ -1,7 +1,8 @@
 """The files of a demo Space: ``app.py`` (the demo), a pinned ``requirements.txt`` and ``README.md``.
 
-The requirements pin the versions installed beside voxplug, the ones this demo is tested with, and the README
-front matter pins the Gradio SDK to the installed gradio. No file ever holds a token: the Space reads the model
+The requirements pin the versions of voxplug's tested dependency set (``constraints.txt``, :mod:`voxplug.lock`), and
+the README front matter pins the Gradio SDK to the locked gradio; a package the lock does not name is pinned to its
+installed release. No file ever holds a token: the Space reads the model
 id from Space variables and a read token (for private models) from a Space secret.
 """
 
@@ -101,9 +102,17 @@ def _direct_install_origin(distribution: metadata.Distribution) -> str | None:
     return None
 
 
+def pinned_version(requirement: str) -> str:
+    """The locked version of a package, else its installed release (see :func:`released_version`)."""
+    from voxplug.lock import locked_version
+
+    return locked_version(requirement) or released_version(requirement)
+
+
 def pinned_requirements(packages: tuple[str, ...] | None = None) -> str:
-    """``requirements.txt`` with an exact pin of a released version of each package (default: what the demo needs)."""
-    lines = [f"{requirement}=={released_version(requirement)}" for requirement in packages or PINNED_PACKAGES]
+    """``requirements.txt`` with an exact pin of each package (default: what the demo needs): the locked version,
+    else the installed release."""
+    lines = [f"{requirement}=={pinned_version(requirement)}" for requirement in packages or PINNED_PACKAGES]
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +125,7 @@ def front_matter(card: SpaceCard) -> dict[str, object]:
         "colorFrom": "indigo",
         "colorTo": "blue",
         "sdk": "gradio",
-        "sdk_version": installed_version("gradio"),
+        "sdk_version": pinned_version("gradio"),
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "app_file": APP_FILE,
         "suggested_hardware": card.suggested_hardware,

@@ -96,3 +96,30 @@ def test_the_space_is_not_created_for_a_dev_install(
     with pytest.raises(PublishError, match="vp-dev 1.5.0.dev0 is a development version"):
         deploy_demo("tester/full-run", options=hub_options(hub))
     assert not any(kind == "space" for kind, _ in hub.store.repos)
+
+
+def test_requirements_and_sdk_pin_the_locked_versions_not_the_installed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock that differs from what is installed wins: the Space runs the tested set."""
+    from voxplug import lock
+
+    fake = tmp_path / "constraints.txt"
+    fake.write_text("# a lock\nTransformers==5.0.1\nmistral_common==1.0.2\ngradio==6.0.3\n", encoding="utf-8")
+    monkeypatch.setattr(lock, "lock_path", lambda: fake)
+    lock.locked_versions.cache_clear()
+    try:
+        requirements = pinned_requirements().splitlines()
+        sdk = space_files.front_matter(space_files.SpaceCard("user/m", "t", "cpu-basic"))["sdk_version"]
+    finally:
+        lock.locked_versions.cache_clear()
+    assert "transformers==5.0.1" in requirements and "mistral-common[audio]==1.0.2" in requirements
+    assert sdk == "6.0.3"
+    installed_peft = space_files.installed_version("peft")  # not in this lock: its installed release
+    assert f"peft=={installed_peft}" in requirements
+
+
+def test_the_shipped_lock_names_every_package_the_space_pins() -> None:
+    from voxplug.lock import locked_version
+
+    assert all(locked_version(name) for name in (*PINNED_PACKAGES, "gradio"))
