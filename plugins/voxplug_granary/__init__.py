@@ -31,7 +31,7 @@ from voxplug_hub_datasets.errors import explain_load_error
 
 from voxplug import hookimpl
 from voxplug.data.interface import DataSource, Example, RowProblem
-from voxplug.data.manifest import iter_jsonl
+from voxplug.data.manifest import iter_jsonl, iter_jsonl_lines
 from voxplug.data.text import clean_transcript
 from voxplug.errors import DataError
 from voxplug.extension import PluginOptions
@@ -98,12 +98,19 @@ class GranaryOptions(PluginOptions):
             raise ValueError(f"Granary has no {info.field_name} {value!r} (expected one of: {', '.join(known)})")
         return value
 
-    @model_validator(mode="after")
-    def _granary_has_it(self) -> GranaryOptions:
-        problem = combination_problem(self.language, self.corpus, self.task)
+    @field_validator("corpus", "task")
+    @classmethod
+    def _granary_has_it(cls, value: str, info: ValidationInfo) -> str:
+        """Refuse a corpus the language lacks, or a task its corpus lacks, listing what Granary has instead."""
+        language = info.data.get("language")
+        corpus = value if info.field_name == "corpus" else info.data.get("corpus")
+        if language is None or corpus is None:  # already reported as invalid
+            return value
+        task = value if info.field_name == "task" else "asr"
+        problem = combination_problem(language, corpus, task)
         if problem is not None:
             raise ValueError(problem)
-        return self
+        return value
 
     @model_validator(mode="after")
     def _audio_somewhere(self) -> GranaryOptions:
@@ -214,24 +221,43 @@ class GranarySource(DataSource):
         yield from iter_jsonl(manifest if manifest.is_absolute() else self.base_dir / manifest)
 
     def _hub_rows(self) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+        """The rows of the task's manifest files on the Hub, streamed line by line, shard after shard.
+
+        ``datasets`` resolves the card's ``configs`` into files; the lines are read as JSON one by one rather than
+        through the ``json`` builder, which casts every split to the columns of the first (``ast`` rows have an
+        ``answer`` that ``asr`` rows lack) and every file to the types of the first rows (a ``null`` duration).
+        """
+        from datasets.utils.file_utils import xopen
+
+        options = self.options
+        where = f"granary {options.repo} config {self.config_name!r} split {options.task!r}"
+        number = 0
+        for url in self._manifest_files(where):
+            try:
+                with xopen(url, "rb") as handle:
+                    for _line, row in iter_jsonl_lines(handle, url.rsplit("/", 1)[-1]):
+                        number += 1
+                        yield number, row
+            except DataError:
+                raise
+            except Exception as exc:  # a stream that breaks off: the manifest cannot be read on
+                raise DataError(f"{where}: cannot be streamed: {explain_load_error(exc)}") from exc
+
+    def _manifest_files(self, where: str) -> list[str]:
         import datasets
 
+        options = self.options
         try:
-            rows = datasets.load_dataset(
-                self.options.repo,
-                self.config_name,
-                split=self.options.task,
-                streaming=True,
-                revision=self.options.revision,
-            )
-            yield from enumerate(rows, start=1)
-        except DataError:
-            raise
-        except Exception as exc:  # datasets raises many types; all mean the manifest cannot be read
+            builder = datasets.load_dataset_builder(options.repo, self.config_name, revision=options.revision)
+        except Exception as exc:  # datasets raises many types; all mean the manifest cannot be found
             raise DataError(
-                f"granary {self.options.repo} config {self.config_name!r} split {self.options.task!r}: cannot be "
-                f"streamed: {explain_load_error(exc)}; or set manifest to a local copy of it"
+                f"{where}: cannot be streamed: {explain_load_error(exc)}; or set manifest to a local copy of it"
             ) from exc
+        files = (builder.config.data_files or {}).get(options.task)
+        if not files:
+            splits = ", ".join(str(split) for split in builder.config.data_files or {}) or "none"
+            raise DataError(f"{where}: no such split in the dataset card (its splits: {splits})")
+        return [str(file) for file in files]
 
     # -- audio ---------------------------------------------------------------------------------------------
 
