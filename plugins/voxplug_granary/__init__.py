@@ -339,7 +339,7 @@ def _audio_filepath(row: dict[str, Any]) -> str:
 
 
 def _duration_of(row: dict[str, Any]) -> float | None:
-    """The row's ``duration`` in seconds; None when it is missing, ``null`` or ``"None"`` (read from the audio)."""
+    """The row's ``duration`` in seconds; None when it is missing, ``null``, NaN or ``"None"`` (read from the audio)."""
     value = row.get("duration")
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "nan")):
         return None
@@ -347,7 +347,9 @@ def _duration_of(row: dict[str, Any]) -> float | None:
         seconds = float(value)
     except (TypeError, ValueError):
         raise DataError(f"duration {value!r} is not a number of seconds") from None
-    if not math.isfinite(seconds) or seconds <= 0:
+    if math.isnan(seconds):
+        return None
+    if math.isinf(seconds) or seconds <= 0:
         raise DataError(f"duration {value!r} is not a positive number of seconds")
     return seconds
 
