@@ -33,7 +33,7 @@ repo (and folder)               shaped like
 Build them into a folder with :func:`build_public_layouts` and upload them to a Hub (the test suite's loopback
 server, :mod:`voxplug.testing.hub_server`) with :func:`publish_layouts`; or from a shell::
 
-    python -m voxplug.testing.public_layouts OUT [--hub URL --token TOKEN]
+    python -m voxplug.testing.public_layouts OUT [--hub URL --token TOKEN [--namespace USER]]
 
 Needs the ``espeak-ng`` program. The same espeak-ng version gives the same files.
 """
@@ -192,10 +192,12 @@ def build_public_layouts(root: Path) -> PublicLayouts:
     return layouts
 
 
-def publish_layouts(layouts: PublicLayouts, endpoint: str, token: str) -> None:
+def publish_layouts(layouts: PublicLayouts, endpoint: str, token: str, *, namespace: str | None = None) -> list[str]:
     """Upload each layout as a dataset repo of the Hub at ``endpoint`` (created if missing), one commit each.
 
-    Large files take the Git LFS path (Xet is turned off for these uploads: the test server speaks Git LFS).
+    Repos go to their public ids (``nvidia/Granary``, ...), which needs a token that may write to
+    :data:`HUB_ORGS`; with ``namespace`` they go to ``<namespace>/<name>`` instead (``tester/Granary``). Large files
+    take the Git LFS path (Xet is turned off for these uploads: the test server speaks Git LFS). Returns the repo ids.
     """
     import huggingface_hub.constants
     from huggingface_hub import HfApi
@@ -203,12 +205,16 @@ def publish_layouts(layouts: PublicLayouts, endpoint: str, token: str) -> None:
     api = HfApi(endpoint=endpoint, token=token)
     xet_was_off = huggingface_hub.constants.HF_HUB_DISABLE_XET
     huggingface_hub.constants.HF_HUB_DISABLE_XET = True
+    uploaded = []
     try:
         for repo_id, folder in layouts.repos.items():
-            api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-            api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(folder))
+            target = f"{namespace}/{repo_id.split('/')[1]}" if namespace else repo_id
+            api.create_repo(target, repo_type="dataset", exist_ok=True)
+            api.upload_folder(repo_id=target, repo_type="dataset", folder_path=str(folder))
+            uploaded.append(target)
     finally:
         huggingface_hub.constants.HF_HUB_DISABLE_XET = xet_was_off
+    return uploaded
 
 
 # -- speech -----------------------------------------------------------------------------------------------------
@@ -591,7 +597,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build speech datasets shaped like the public ones.")
     parser.add_argument("out", type=Path, help="folder to build them in")
     parser.add_argument("--hub", help="also upload them to this Hub endpoint (e.g. a voxplug.testing.hub_server)")
-    parser.add_argument("--token", help="write token for --hub, with access to: " + ", ".join(HUB_ORGS))
+    parser.add_argument("--token", help="write token for --hub")
+    parser.add_argument(
+        "--namespace",
+        help=f"upload every repo under this user or org (default: their public ids in {', '.join(HUB_ORGS)})",
+    )
     args = parser.parse_args(argv)
     layouts = build_public_layouts(args.out)
     for repo_id, folder in layouts.repos.items():
@@ -599,8 +609,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.hub:
         if not args.token:
             parser.error("--hub needs --token")
-        publish_layouts(layouts, args.hub, args.token)
-        print(f"uploaded {len(layouts.repos)} dataset repos to {args.hub}")
+        for repo_id in publish_layouts(layouts, args.hub, args.token, namespace=args.namespace):
+            print(f"uploaded {args.hub}/datasets/{repo_id}")
 
 
 if __name__ == "__main__":
