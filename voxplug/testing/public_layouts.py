@@ -3,32 +3,28 @@
 Each layout follows what the public card and the libraries say (the project's ``reference/real-datasets.md``), not
 what voxplug expects, so tests that read them meet the real column names, types, audio formats and quirks:
 
-==============================  ===========================================================================
-repo (and folder)               shaped like
-==============================  ===========================================================================
-``nvidia/Granary``              manifests only: card ``configs:`` ``<lang>_<corpus>`` with splits ``asr`` and
-                                ``ast`` (no ``ast`` for English); NeMo rows (``audio_filepath``, ``offset``,
-                                ``duration``, ``text``, ``answer``, ``source_lang``, ``target_lang``, constant
-                                flags); VoxPopuli rows with ``duration`` null (it) or ``"None"`` (pt) and one
-                                segment over 30 s; sharded YODAS files (``pt_asr_pt000.jsonl``,
-                                ``pt_asr_pt100.jsonl``) whose rows carry ``utt_id``
-``voxpopuli-unlabelled`` (local)  the audio Granary's VoxPopuli rows point at: ``voxpopuli/<lang>/*.ogg``
-``espnet/yodas-granary``        Parquet with embedded audio; configs by language name (``Portuguese``),
-                                splits ``asr_only`` / ``ast``; columns ``audio``, ``text``, ``utt_id``,
-                                ``duration``, ``original_audio_id``, ``original_audio_offset``, ``lang``,
-                                ``task``; one manifest row missing, one row no manifest names
-``mozilla-foundation/...17_0``  Common Voice 17 as Parquet: config ``sv-SE``, MP3 at 48 kHz, ``sentence``,
-                                ``locale`` ``sv-SE``, the CV columns; one 35 s clip without a duration
-``openslr/librispeech_asr``     config ``clean``, splits ``train.100`` / ``validation``, FLAC, upper-case
-                                ``text`` without a final period, ``speaker_id``, ``chapter_id``, ``id``
-``google/fleurs``               the Parquet conversion: config ``sv_se``, WAV, ``transcription`` and
-                                ``raw_transcription``, ``lang_id`` / ``gender`` / ``lang_group_id`` ClassLabels
-``facebook/voxpopuli``          config ``it``, WAV, ``normalized_text`` / ``raw_text``, ``language`` ClassLabel
-``fixtures/speech-audiofolder`` ``train/`` and ``validation/`` folders of WAV files + ``metadata.csv``
-                                (``file_name``, ``transcription``)
-``fixtures/speech-webdataset``  ``train-0000{0,1}.tar`` and ``validation-00000.tar`` shards of
-                                ``<key>.wav`` + ``<key>.txt``
-==============================  ===========================================================================
+* ``nvidia/Granary``: manifests only; card ``configs:`` ``<lang>_<corpus>`` with splits ``asr`` and ``ast`` (no
+  ``ast`` for English); NeMo rows (``audio_filepath``, ``offset``, ``duration``, ``text``, ``answer``,
+  ``source_lang``, ``target_lang`` and the constant flags); VoxPopuli rows with ``duration`` null (it) or ``"None"``
+  (pt) and one segment over 30 s; sharded YODAS files (``pt_asr_pt000.jsonl``, ``pt_asr_pt100.jsonl``) whose rows
+  carry ``utt_id``;
+* ``voxpopuli-unlabelled/`` (a local folder, not a repo): the audio Granary's VoxPopuli rows point at,
+  ``voxpopuli/<lang>/<session>_<lang>_<n>.ogg``;
+* ``espnet/yodas-granary``: Parquet with embedded audio; configs by language name (``Portuguese``), splits
+  ``asr_only`` / ``ast``; columns ``audio``, ``text``, ``utt_id``, ``duration``, ``original_audio_id``,
+  ``original_audio_offset``, ``lang``, ``task``; one manifest row is missing from it, one of its rows is in no
+  manifest;
+* ``mozilla-foundation/common_voice_17_0``: Common Voice 17 as Parquet: config ``sv-SE``, MP3 at 48 kHz,
+  ``sentence``, ``locale`` ``sv-SE`` and the other CV columns (none of them a duration); one clip of 35 s;
+* ``openslr/librispeech_asr``: config ``clean``, splits ``train.100`` / ``validation``, FLAC, upper-case ``text``
+  without a final period, ``speaker_id``, ``chapter_id``, ``id``;
+* ``google/fleurs``: its Parquet conversion: config ``sv_se``, WAV, ``transcription`` and ``raw_transcription``,
+  ``lang_id`` / ``gender`` / ``lang_group_id`` ClassLabels;
+* ``facebook/voxpopuli``: config ``it``, WAV, ``normalized_text`` / ``raw_text``, ``language`` ClassLabel;
+* ``fixtures/speech-audiofolder``: ``train/`` and ``validation/`` folders of WAV files with a ``metadata.csv``
+  (``file_name``, ``transcription``, ``speaker``);
+* ``fixtures/speech-webdataset``: ``train-0000{0,1}.tar`` and ``validation-00000.tar`` shards of ``<key>.wav`` +
+  ``<key>.txt``.
 
 Build them into a folder with :func:`build_public_layouts` and upload them to a Hub (the test suite's loopback
 server, :mod:`voxplug.testing.hub_server`) with :func:`publish_layouts`; or from a shell::
