@@ -88,7 +88,7 @@ class HubDatasetSource(DataSource):
 
     @property
     def streaming(self) -> bool:
-        """Whether rows are streamed (voxplug then checks audio lazily, as batches decode it)."""
+        """Whether rows are streamed (voxplug then checks clips by their headers instead of decoding them)."""
         return self.options.streaming
 
     def dataset_id(self) -> str | None:
