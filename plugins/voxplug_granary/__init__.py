@@ -1,12 +1,14 @@
-"""The ``granary`` data source: NVIDIA Granary transcripts joined to audio you hold.
+"""The ``granary`` data source: NVIDIA Granary transcripts joined to audio you hold or stream.
 
 Granary (``nvidia/Granary``, CC-BY-4.0) publishes pseudo-labelled transcripts and English translations for 25
 European languages as JSONL manifests, without audio. This source streams one manifest (config
-``<language>_<corpus>``, split ``asr`` or ``ast``) and finds each row's ``audio_filepath`` under a local
-``audio_root`` folder or in a companion dataset you name (``audio_dataset``); ``offset`` and ``duration`` are
-honoured, so rows may be stretches of long recordings. A row whose audio cannot be found is counted
-(:attr:`GranarySource.missing_audio`) and reported as a :class:`~voxplug.data.interface.RowProblem`, never dropped
-silently::
+``<language>_<corpus>``, split ``asr`` or ``ast``) and finds each row's audio under a local ``audio_root`` folder
+(by ``audio_filepath``; ``offset`` and ``duration`` are honoured, so rows may be stretches of long recordings) or in
+a companion dataset streamed alongside it (``audio_dataset``; for the YODAS part ``espnet/yodas-granary``, matched
+on ``utt_id``). A combination Granary does not have (``sv_librilight``, English ``ast``) is refused when the config
+is validated. A row whose audio cannot be found is counted (:attr:`GranarySource.missing_audio`) and reported as a
+:class:`~voxplug.data.interface.RowProblem`, never dropped silently; a row without a usable duration (VoxPopuli's
+manifests have ``null`` or ``"None"``) gets it from the audio when the run checks it::
 
     data:
       source: granary
@@ -19,20 +21,32 @@ silently::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
+from voxplug_hub_datasets.errors import explain_load_error
 
 from voxplug import hookimpl
 from voxplug.data.interface import DataSource, Example, RowProblem
-from voxplug.data.manifest import iter_jsonl
+from voxplug.data.manifest import iter_jsonl, iter_jsonl_lines
 from voxplug.data.text import clean_transcript
 from voxplug.errors import DataError
 from voxplug.extension import PluginOptions
-from voxplug_granary.catalog import CORPORA, GRANARY_REPO, LANGUAGES, TEXT_FIELDS, config_name
-from voxplug_granary.locate import CompanionAudio, FolderAudio
+from voxplug_granary.catalog import (
+    CORPORA,
+    GRANARY_REPO,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    TEXT_FIELDS,
+    YODAS_AUDIO_REPO,
+    YODAS_AUDIO_SPLITS,
+    combination_problem,
+    config_name,
+)
+from voxplug_granary.locate import CompanionAudio, CompanionClip, CompanionUnavailable, FolderAudio
 from voxplug_granary.segments import SegmentExample
 
 
@@ -48,11 +62,29 @@ class GranaryOptions(PluginOptions):
     audio_root: Path | None = Field(
         None, description="local folder holding the corpus audio, laid out as in the manifest"
     )
-    audio_dataset: str | None = Field(None, description="a Hub dataset (or local folder) holding the audio instead")
-    audio_dataset_config: str | None = None
-    audio_dataset_split: str = "train"
+    audio_dataset: str | None = Field(
+        None,
+        description=f"a Hub dataset (or local folder) holding the audio instead, streamed alongside the manifest "
+        f"(for the yodas corpus: {YODAS_AUDIO_REPO})",
+    )
+    audio_dataset_config: str | None = Field(
+        None, description=f"its configuration (default for {YODAS_AUDIO_REPO}: the language's name, e.g. Swedish)"
+    )
+    audio_dataset_split: str | None = Field(
+        None,
+        description=f"its split (default for {YODAS_AUDIO_REPO}: asr_only for asr, ast for ast; otherwise train)",
+    )
     audio_dataset_audio_column: str = "audio"
+    audio_dataset_key: Literal["utt_id", "path"] | None = Field(
+        None, description="match rows by utt_id or by audio path (default: utt_id when the companion has that column)"
+    )
     audio_dataset_path_column: str | None = Field(None, description="column of paths (default: the audio's own path)")
+    audio_dataset_window: int = Field(
+        2048, ge=1, description="manifest rows that may wait for their companion audio at once"
+    )
+    audio_dataset_max_unmatched: int = Field(
+        100_000, ge=1, description="stop when this many companion rows in a row match nothing (wrong config or order)"
+    )
     text_field: str | None = Field(
         None, description="manifest field of the target text (default: text, or answer for ast)"
     )
@@ -66,33 +98,58 @@ class GranaryOptions(PluginOptions):
             raise ValueError(f"Granary has no {info.field_name} {value!r} (expected one of: {', '.join(known)})")
         return value
 
+    @field_validator("corpus", "task")
+    @classmethod
+    def _granary_has_it(cls, value: str, info: ValidationInfo) -> str:
+        """Refuse a corpus the language lacks, or a task its corpus lacks, listing what Granary has instead."""
+        language = info.data.get("language")
+        corpus = value if info.field_name == "corpus" else info.data.get("corpus")
+        if language is None or corpus is None:  # already reported as invalid
+            return value
+        task = value if info.field_name == "task" else "asr"
+        problem = combination_problem(language, corpus, task)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _audio_somewhere(self) -> GranaryOptions:
         if self.audio_root is None and self.audio_dataset is None:
             raise ValueError(
                 "Granary ships transcripts only: set audio_root (a folder holding the corpus audio) "
-                "or audio_dataset (a dataset holding it)"
+                f"or audio_dataset (a dataset holding it, e.g. {YODAS_AUDIO_REPO} for the yodas corpus)"
             )
         return self
+
+    def companion_config(self) -> str | None:
+        """The companion's configuration: as set, or the language's name for ``espnet/yodas-granary``."""
+        if self.audio_dataset_config is not None or self.audio_dataset != YODAS_AUDIO_REPO:
+            return self.audio_dataset_config
+        return LANGUAGE_NAMES[self.language]
+
+    def companion_split(self) -> str:
+        """The companion's split: as set, the task's split of ``espnet/yodas-granary``, or ``train``."""
+        if self.audio_dataset_split is not None:
+            return self.audio_dataset_split
+        return YODAS_AUDIO_SPLITS[self.task] if self.audio_dataset == YODAS_AUDIO_REPO else "train"
 
 
 class GranarySource(DataSource):
     """Examples from a Granary manifest, with audio from a local folder or a companion dataset."""
 
     name = "granary"
-    description = "NVIDIA Granary manifests (<lang>_<corpus>, asr/ast) joined to local or companion audio"
+    description = "NVIDIA Granary manifests (<lang>_<corpus>, asr/ast) joined to local or streamed companion audio"
     Options = GranaryOptions
     options: GranaryOptions
 
     def __init__(self, options: Any = None, *, base_dir: Path | None = None) -> None:
         super().__init__(options, base_dir=base_dir)
         self.missing_audio = 0
-        self._locators: list[Any] | None = None
 
     @property
     def streaming(self) -> bool:
-        """True when the manifest streams from the Hub (voxplug then checks audio lazily)."""
-        return self.options.manifest is None
+        """True when the manifest or the audio streams from the Hub (voxplug then checks audio lazily)."""
+        return self.options.manifest is None or self.options.audio_dataset is not None
 
     @property
     def config_name(self) -> str:
@@ -104,18 +161,52 @@ class GranarySource(DataSource):
         return self.options.repo
 
     def examples(self, split: str = "train") -> Iterator[Example]:
-        """Yield each manifest row whose audio is found; the others become problems (voxplug splits the rows)."""
+        """Yield each manifest row whose audio is found; the others become problems (voxplug splits the rows).
+
+        A companion dataset that cannot be read stops this with one :class:`DataError`, never a problem per row.
+        """
+        folder = self._folder()
+        companion = self._companion()
+        waiting = self._rows_needing_companion(folder, companion)
+        if companion is None:
+            yield from (example for example in waiting if example is not None)
+            return
+        for (number, row, where), clip in companion.join(item for item in waiting if item is not None):
+            if clip is None:
+                self._missing(where, row, [companion.describe()])
+                continue
+            try:
+                yield self._example(row, where, number, clip=clip)
+            except DataError as exc:
+                self._problem(where, exc)
+
+    # -- manifest ------------------------------------------------------------------------------------------
+
+    def _rows_needing_companion(self, folder: FolderAudio | None, companion: CompanionAudio | None) -> Iterator[Any]:
+        """Examples whose audio is in the folder; ``((number, row, where), keys)`` for those the companion may hold.
+
+        Rows that fail are recorded as problems here (and yield None, so that the caller's stream keeps moving).
+        """
         for number, row in self._manifest_rows():
             where = f"granary {self.config_name}/{self.options.task} row {number}"
             if isinstance(row, RowProblem):
-                self.problems.append(RowProblem(where, row.reason))
+                self.problems.append(RowProblem(where, row.reason, code="unreadable_line"))
+                yield None
                 continue
             try:
-                yield self._example(row, where, number)
+                found = folder.find(_audio_filepath(row)) if folder is not None else None
+                if found is not None:
+                    yield self._example(row, where, number, path=found)
+                elif companion is not None:
+                    yield (number, row, where), companion.manifest_keys(row)
+                else:
+                    self._missing(where, row, [folder.describe()] if folder is not None else [])
+                    yield None
+            except CompanionUnavailable:
+                raise
             except DataError as exc:
-                self.problems.append(RowProblem(where, str(exc)))
-
-    # -- manifest ------------------------------------------------------------------------------------------
+                self._problem(where, exc)
+                yield None
 
     def _manifest_rows(self) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
         rows = self._local_rows() if self.options.manifest is not None else self._hub_rows()
@@ -130,46 +221,108 @@ class GranarySource(DataSource):
         yield from iter_jsonl(manifest if manifest.is_absolute() else self.base_dir / manifest)
 
     def _hub_rows(self) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+        """The rows of the task's manifest files on the Hub, streamed line by line, shard after shard.
+
+        ``datasets`` resolves the card's ``configs`` into files; the lines are read as JSON one by one rather than
+        through the ``json`` builder, which casts every split to the columns of the first (``ast`` rows have an
+        ``answer`` that ``asr`` rows lack) and every file to the types of the first rows (a ``null`` duration).
+        """
+        from datasets.utils.file_utils import xopen
+
+        options = self.options
+        where = f"granary {options.repo} config {self.config_name!r} split {options.task!r}"
+        number = 0
+        for url in self._manifest_files(where):
+            try:
+                with xopen(url, "rb") as handle:
+                    for _line, row in iter_jsonl_lines(handle, url.rsplit("/", 1)[-1]):
+                        number += 1
+                        yield number, row
+            except DataError:
+                raise
+            except Exception as exc:  # a stream that breaks off: the manifest cannot be read on
+                raise DataError(f"{where}: cannot be streamed: {explain_load_error(exc)}") from exc
+
+    def _manifest_files(self, where: str) -> list[str]:
         import datasets
 
+        options = self.options
         try:
-            rows = datasets.load_dataset(
-                self.options.repo,
-                self.config_name,
-                split=self.options.task,
-                streaming=True,
-                revision=self.options.revision,
-            )
-        except Exception as exc:  # datasets raises many types; all mean the manifest cannot be read
+            builder = datasets.load_dataset_builder(options.repo, self.config_name, revision=options.revision)
+        except Exception as exc:  # datasets raises many types; all mean the manifest cannot be found
             raise DataError(
-                f"granary {self.options.repo} config {self.config_name!r} split {self.options.task!r}: "
-                f"cannot be streamed ({exc}); a Hub token (HF_TOKEN) and network access are needed, "
-                "or set manifest to a local copy"
+                f"{where}: cannot be streamed: {explain_load_error(exc)}; or set manifest to a local copy of it"
             ) from exc
-        yield from enumerate(rows, start=1)
+        files = (builder.config.data_files or {}).get(options.task)
+        if not files:
+            splits = ", ".join(str(split) for split in builder.config.data_files or {}) or "none"
+            raise DataError(f"{where}: no such split in the dataset card (its splits: {splits})")
+        return [str(file) for file in files]
+
+    # -- audio ---------------------------------------------------------------------------------------------
+
+    def _folder(self) -> FolderAudio | None:
+        root = self.options.audio_root
+        if root is None:
+            return None
+        return FolderAudio(root if root.is_absolute() else self.base_dir / root)
+
+    def _companion(self) -> CompanionAudio | None:
+        options = self.options
+        if options.audio_dataset is None:
+            return None
+        local = self.base_dir / options.audio_dataset
+        return CompanionAudio(
+            str(local) if local.exists() else options.audio_dataset,
+            config=options.companion_config(),
+            split=options.companion_split(),
+            audio_column=options.audio_dataset_audio_column,
+            key=options.audio_dataset_key,
+            path_column=options.audio_dataset_path_column,
+            window=options.audio_dataset_window,
+            max_unmatched=options.audio_dataset_max_unmatched,
+        )
+
+    def _missing(self, where: str, row: dict[str, Any], places: list[str]) -> None:
+        self.missing_audio += 1
+        name = f"of utt_id {row['utt_id']}" if row.get("utt_id") else f"file {row.get('audio_filepath')}"
+        reason = f"audio {name} not found in {' or '.join(places) or 'any audio source'}"
+        self.problems.append(RowProblem(where, reason, code="missing_audio"))
+
+    def _problem(self, where: str, exc: DataError) -> None:
+        self.problems.append(RowProblem(where, str(exc), code=getattr(exc, "code", "rejected")))
 
     # -- rows ----------------------------------------------------------------------------------------------
 
-    def _example(self, row: dict[str, Any], where: str, number: int) -> Example:
+    def _example(
+        self,
+        row: dict[str, Any],
+        where: str,
+        number: int,
+        *,
+        path: Path | None = None,
+        clip: CompanionClip | None = None,
+    ) -> Example:
+        """The example of one manifest row, its audio from a file under ``audio_root`` or a companion clip."""
         text_field = self.options.text_field or TEXT_FIELDS[self.options.task]
         text = row.get(text_field)
         if not isinstance(text, str):
             raise DataError(f"no {text_field!r} text (expected the {self.options.task} target in that field)")
         audio_filepath = row.get("audio_filepath")
-        if not isinstance(audio_filepath, str) or not audio_filepath:
-            raise DataError("no audio_filepath")
-        audio = self._find_audio(audio_filepath)
-        duration = row.get("duration")
+        duration = _duration_of(row)
+        offset = _offset_of(row)
+        if clip is not None and clip.is_segment:  # the companion holds the utterance itself, already cut
+            offset, duration = 0.0, clip.duration_s if clip.duration_s is not None else duration
         return SegmentExample(
             id=f"{self.config_name}-{self.options.task}-{number}",
             text=clean_transcript(text),
             language=self._language(row),
-            audio_path=audio if isinstance(audio, Path) else None,
-            duration_s=float(duration) if isinstance(duration, (int, float)) else None,
+            audio_path=path if path is not None else (clip.audio_path if clip else None),
+            audio_bytes=clip.audio_bytes if clip else None,
+            duration_s=duration,
             origin=where,
-            meta={"audio_filepath": audio_filepath},
-            offset_s=float(row.get("offset") or 0.0),
-            fetch_audio=None if isinstance(audio, Path) else audio,
+            meta={key: row[key] for key in ("audio_filepath", "utt_id") if row.get(key)} or {"row": audio_filepath},
+            offset_s=offset,
         )
 
     def _language(self, row: dict[str, Any]) -> str:
@@ -177,34 +330,41 @@ class GranarySource(DataSource):
             return str(row.get("target_lang") or "en")
         return str(row.get("source_lang") or self.options.language)
 
-    def _find_audio(self, audio_filepath: str) -> Any:
-        for locator in self._audio_locators():
-            found = locator.find(audio_filepath)
-            if found is not None:
-                return found
-        self.missing_audio += 1
-        places = " or ".join(locator.describe() for locator in self._audio_locators())
-        raise DataError(f"audio file {audio_filepath} not found in {places}")
 
-    def _audio_locators(self) -> list[Any]:
-        if self._locators is None:
-            options = self.options
-            self._locators = []
-            if options.audio_root is not None:
-                root = options.audio_root if options.audio_root.is_absolute() else self.base_dir / options.audio_root
-                self._locators.append(FolderAudio(root))
-            if options.audio_dataset is not None:
-                local = self.base_dir / options.audio_dataset
-                self._locators.append(
-                    CompanionAudio(
-                        str(local) if local.exists() else options.audio_dataset,
-                        config=options.audio_dataset_config,
-                        split=options.audio_dataset_split,
-                        audio_column=options.audio_dataset_audio_column,
-                        path_column=options.audio_dataset_path_column,
-                    )
-                )
-        return self._locators
+def _audio_filepath(row: dict[str, Any]) -> str:
+    value = row.get("audio_filepath")
+    if not isinstance(value, str) or not value:
+        raise DataError("no audio_filepath")
+    return value
+
+
+def _duration_of(row: dict[str, Any]) -> float | None:
+    """The row's ``duration`` in seconds; None when it is missing, ``null``, NaN or ``"None"`` (read from the audio)."""
+    value = row.get("duration")
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "nan")):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"duration {value!r} is not a number of seconds") from None
+    if math.isnan(seconds):
+        return None
+    if math.isinf(seconds) or seconds <= 0:
+        raise DataError(f"duration {value!r} is not a positive number of seconds")
+    return seconds
+
+
+def _offset_of(row: dict[str, Any]) -> float:
+    value = row.get("offset")
+    if value is None or value == "":
+        return 0.0
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"offset {value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise DataError(f"offset {value!r} is not a non-negative number of seconds")
+    return seconds
 
 
 @hookimpl

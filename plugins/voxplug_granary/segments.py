@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from voxplug.data.audio import resample_to_16k, to_mono
+from voxplug.data.audio import ClipTooLongError, resample_to_16k, to_mono
 from voxplug.data.lazy_example import LazyExample
 from voxplug.errors import AudioError
 
@@ -30,9 +30,17 @@ class SegmentExample(LazyExample):
             return super().load_audio(max_duration_s)
         name = self.origin or self.id
         if max_duration_s is not None and self.duration_s is not None and self.duration_s > max_duration_s:
-            raise AudioError(f"{name}: {self.duration_s:.1f} s is longer than the {max_duration_s:g} s limit")
+            raise ClipTooLongError(f"{name}: {self.duration_s:.1f} s is longer than the {max_duration_s:g} s limit")
         samples, rate = read_segment(self.audio_source(), self.offset_s, self.duration_s, name=name)
         return resample_to_16k(to_mono(samples), rate)
+
+    def read_duration_s(self) -> float:
+        """The stretch's length from the file's header: the rest of the file after ``offset_s`` (not decoded)."""
+        whole = super().read_duration_s()
+        if self.offset_s >= whole:
+            name = self.origin or self.id
+            raise AudioError(f"{name}: offset {self.offset_s:g} s is past the end of the audio ({whole:.1f} s)")
+        return whole - self.offset_s
 
 
 def read_segment(

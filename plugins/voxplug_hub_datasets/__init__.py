@@ -9,20 +9,23 @@ Configure it under ``data.hub``::
         config: sv-SE
         train_split: train
         eval_split: validation        # optional: the dataset's own eval split
-        text_column: sentence
-        language: sv                  # or language_column: locale
+        text_column: sentence         # optional: text, sentence, transcription, normalized_text, ... are found
+        language: sv                  # or language_column: locale (ClassLabel columns give their label)
         streaming: true               # read rows lazily instead of downloading the split first
 
-Audio is never decoded by ``datasets`` (no torchcodec or FFmpeg needed): the audio column is cast to
-``Audio(decode=False)`` and each example keeps the file's bytes or its local path; voxplug decodes it with
-soundfile and resamples with soxr when a batch needs it. A row without usable audio or text is reported as a
-:class:`~voxplug.data.interface.RowProblem` naming the split and the row, never dropped silently. A Hub token, when
-needed, comes from ``HF_TOKEN`` or ``hf auth login``, never from the config.
+Audio is never decoded by ``datasets`` and never needs torchcodec or FFmpeg, in any layout (Parquet and Arrow,
+``audiofolder``, WebDataset; see :mod:`voxplug_hub_datasets.layouts`): each example keeps the file's bytes or its
+local path, and voxplug decodes it with soundfile and resamples with soxr when a batch needs it. A row without
+usable audio or text is reported as a :class:`~voxplug.data.interface.RowProblem` naming the split and the row,
+never dropped silently. A Hub token, when needed, comes from ``HF_TOKEN`` or ``hf auth login``, never from the
+config.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +33,12 @@ from pydantic import Field
 
 from voxplug import hookimpl
 from voxplug.data.interface import DataSource, Example, RowProblem
-from voxplug.data.lazy_example import DatasetAudio, LazyExample
+from voxplug.data.lazy_example import LazyExample
 from voxplug.data.text import clean_transcript
 from voxplug.errors import DataError
 from voxplug.extension import PluginOptions
+from voxplug_hub_datasets.columns import TEXT_COLUMNS, label_reader, pick_text_column
+from voxplug_hub_datasets.layouts import DatasetRequest, OpenedSplit, describe, open_split
 
 PACKAGED_BUILDERS = ("parquet", "arrow", "csv", "json", "audiofolder", "webdataset")
 """Builder names whose ``data_files`` / ``data_dir`` are local paths (resolved against the config's folder)."""
@@ -42,7 +47,9 @@ PACKAGED_BUILDERS = ("parquet", "arrow", "csv", "json", "audiofolder", "webdatas
 class HubDatasetOptions(PluginOptions):
     """Options of the ``hub`` source."""
 
-    repo: str = Field(description="Hub dataset id (user/name), a local dataset folder, or a builder such as parquet")
+    repo: str = Field(
+        description="Hub dataset id (user/name), a local dataset folder, or a builder: parquet, audiofolder, webdataset"
+    )
     config: str | None = Field(None, description="dataset configuration (subset) name")
     revision: str | None = Field(None, description="branch, tag or commit of the Hub dataset")
     data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
@@ -52,19 +59,25 @@ class HubDatasetOptions(PluginOptions):
     train_split: str = Field("train", description="split to train on")
     eval_split: str | None = Field(None, description="the dataset's own eval split; None holds rows out of training")
     streaming: bool = Field(False, description="read rows lazily instead of downloading the split first")
-    audio_column: str = "audio"
-    text_column: str = "text"
-    language_column: str | None = Field(None, description="column holding each row's language code")
+    audio_column: str | None = Field(
+        None, description="column (or WebDataset key) holding the audio; default: audio, or the first audio column"
+    )
+    text_column: str | None = Field(
+        None, description=f"column holding the transcript; default: the first present of {', '.join(TEXT_COLUMNS)}"
+    )
+    language_column: str | None = Field(
+        None, description="column holding each row's language (a ClassLabel column gives its label)"
+    )
     language: str | None = Field(None, description="language of every row (when there is no language column)")
     id_column: str | None = Field(None, description="column holding a row id (default: split and row number)")
     max_rows: int | None = Field(None, ge=1, description="read at most this many rows per split")
 
 
 class HubDatasetSource(DataSource):
-    """Examples from a Hub (or local) audio dataset through ``datasets.load_dataset``."""
+    """Examples from a Hub (or local) audio dataset through ``datasets``, in any of its layouts."""
 
     name = "hub"
-    description = "any Hub audio dataset via datasets.load_dataset (column mapping, splits, streaming)"
+    description = "any Hub audio dataset via datasets (Parquet, audiofolder, WebDataset; column mapping, streaming)"
     Options = HubDatasetOptions
     options: HubDatasetOptions
 
@@ -75,7 +88,7 @@ class HubDatasetSource(DataSource):
 
     @property
     def streaming(self) -> bool:
-        """Whether rows are streamed (voxplug then checks audio lazily, as batches decode it)."""
+        """Whether rows are streamed (voxplug then checks clips by their headers instead of decoding them)."""
         return self.options.streaming
 
     def dataset_id(self) -> str | None:
@@ -90,49 +103,39 @@ class HubDatasetSource(DataSource):
         split_name = (
             self.options.eval_split if split == "eval" and self.options.eval_split else self.options.train_split
         )
-        dataset = self._load_split(split_name)
-        for index, row in enumerate(self._rows(dataset)):
-            if self.options.max_rows is not None and index >= self.options.max_rows:
-                break
+        request = self._request()
+        opened = open_split(request, split_name, self.options.audio_column)
+        rows = opened.rows
+        if self.options.max_rows is not None:
+            rows = itertools.islice(rows, self.options.max_rows)
+        columns = opened.columns
+        if columns is None:  # a stream that learns its columns from its first row
+            first = next(rows, None)
+            if first is None:
+                return
+            columns = list(first[0])
+            rows = itertools.chain([first], rows)
+        reader = _RowReader(self._columns(opened, columns, describe(request, split_name)), opened)
+        for index, (row, audio_ref) in enumerate(rows):
             where = f"{self.options.repo} [{split_name}] row {index}"
             try:
-                yield self._example(dataset, row, index, split_name, where)
+                yield reader.example(row, audio_ref, index, split_name, where)
             except DataError as exc:
-                self.problems.append(RowProblem(where, str(exc)))
+                self.problems.append(RowProblem(where, str(exc), code=getattr(exc, "code", "rejected")))
 
-    def _rows(self, dataset: Any) -> Any:
-        """The rows to read: all columns when streaming; without the audio bytes from a local Arrow dataset."""
-        if self.options.streaming:
-            return dataset
-        return dataset.remove_columns([self.options.audio_column])
+    # -- opening -------------------------------------------------------------------------------------------
 
-    # -- loading -------------------------------------------------------------------------------------------
-
-    def _load_split(self, split_name: str) -> Any:
-        """Open one split with ``datasets.load_dataset``, its audio column cast to ``Audio(decode=False)``."""
-        import datasets
-
+    def _request(self) -> DatasetRequest:
         options = self.options
-        try:
-            dataset = datasets.load_dataset(
-                self._repo_path(),
-                options.config,
-                split=split_name,
-                streaming=options.streaming,
-                revision=options.revision,
-                data_files=self._local_paths(options.data_files),
-                data_dir=self._local_paths(options.data_dir),
-            )
-        except Exception as exc:  # datasets raises many types; all mean "this dataset/split cannot be opened"
-            raise DataError(f"hub dataset {self._describe(split_name)}: cannot be loaded: {exc}") from exc
-        self._require_columns(dataset, split_name)
-        try:
-            return dataset.cast_column(options.audio_column, datasets.Audio(decode=False))
-        except Exception as exc:
-            raise DataError(
-                f"hub dataset {self._describe(split_name)}: column {options.audio_column!r} is not audio "
-                f"(expected an Audio feature or file paths): {exc}"
-            ) from exc
+        return DatasetRequest(
+            path=self._repo_path(),
+            config=options.config,
+            revision=options.revision,
+            data_files=self._local_paths(options.data_files),
+            data_dir=self._local_paths(options.data_dir),
+            streaming=options.streaming,
+            name=options.repo,
+        )
 
     def _repo_path(self) -> str:
         local = self.base_dir / self.options.repo
@@ -148,70 +151,75 @@ class HubDatasetSource(DataSource):
             return [self._local_paths(item) for item in value]
         return {key: self._local_paths(item) for key, item in value.items()}
 
-    def _require_columns(self, dataset: Any, split_name: str) -> None:
-        columns = dataset.column_names
-        if columns is None:  # some streamed datasets only know their columns after the first row
-            return
-        wanted = [self.options.audio_column, self.options.text_column]
-        wanted += [self.options.language_column] if self.options.language_column else []
+    def _columns(self, opened: OpenedSplit, columns: list[str], where: str) -> _Columns:
+        """Check the configured columns exist and pick the transcript column when none is configured."""
+        options = self.options
+        text = options.text_column or pick_text_column(columns)
+        if text is None:
+            raise DataError(
+                f"hub dataset {where}: no transcript column among {', '.join(columns)} "
+                f"(looked for {', '.join(TEXT_COLUMNS)}; set text_column)"
+            )
+        if options.text_column is None:
+            notice = f"hub dataset {options.repo!r}: transcripts from column {text!r} (set text_column to choose)"
+            if notice not in self.notices:
+                self.notices.append(notice)
+        wanted = [opened.audio_column or "audio", text]
+        wanted += [options.language_column] if options.language_column else []
+        wanted += [options.id_column] if options.id_column else []
         missing = [column for column in wanted if column not in columns]
         if missing:
             raise DataError(
-                f"hub dataset {self._describe(split_name)}: no column {', '.join(map(repr, missing))} "
+                f"hub dataset {where}: no column {', '.join(map(repr, missing))} "
                 f"(its columns: {', '.join(columns)}; set audio_column / text_column / language_column)"
             )
+        return _Columns(options.language, text, options.language_column, options.id_column)
 
-    def _describe(self, split_name: str) -> str:
-        config = f" config {self.options.config!r}" if self.options.config else ""
-        return f"{self.options.repo!r}{config} split {split_name!r}"
 
-    # -- rows ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Columns:
+    """The columns a reader takes each example's fields from, and the language of rows without a column."""
 
-    def _example(self, dataset: Any, row: dict[str, Any], index: int, split_name: str, where: str) -> Example:
-        """One example; a streamed row carries its audio, a local one is fetched from the Arrow file when needed."""
-        options = self.options
-        text = row.get(options.text_column)
+    language_default: str | None
+    text: str
+    language: str | None
+    id: str | None
+
+
+class _RowReader:
+    """Turns the rows of one opened split into examples."""
+
+    def __init__(self, columns: _Columns, opened: OpenedSplit) -> None:
+        self.columns = columns
+        self.opened = opened
+        self.language_label = label_reader(opened.features, columns.language)
+
+    def example(self, row: dict[str, Any], audio_ref: Any, index: int, split_name: str, where: str) -> Example:
+        """One example; its audio as bytes, a local path or a fetcher, as the layout provides it."""
+        columns = self.columns
+        text = row.get(columns.text)
         if not isinstance(text, str):
-            raise DataError(f"{options.text_column} must be text, got {type(text).__name__}")
-        language = row.get(options.language_column) if options.language_column else options.language
-        row_id = row.get(options.id_column) if options.id_column else None
-        example = LazyExample(
+            raise DataError(f"{columns.text} must be text, got {type(text).__name__}")
+        language = self._language(row)
+        row_id = row.get(columns.id) if columns.id else None
+        return LazyExample(
             id=str(row_id if row_id is not None else f"{split_name}-{index}"),
             text=clean_transcript(text),
-            language=language or None,
+            language=language,
             origin=where,
+            **self.opened.audio_of(audio_ref),
         )
-        if options.streaming:
-            example.audio_bytes, example.audio_path = _audio_of(row.get(options.audio_column), options.audio_column)
-        else:
-            _require_audio(dataset, index, options.audio_column)
-            example.fetch_audio = DatasetAudio(dataset, index, options.audio_column)
-        return example
 
-
-def _audio_of(value: Any, column: str) -> tuple[bytes | None, Path | None]:
-    """The bytes or the readable local path of an ``Audio(decode=False)`` value."""
-    if not isinstance(value, dict):
-        raise DataError(f"no audio in column {column!r} (got {type(value).__name__})")
-    if value.get("bytes"):
-        return value["bytes"], None
-    return None, _readable_path(value.get("path"))
-
-
-def _require_audio(dataset: Any, index: int, column: str) -> None:
-    """Check that row ``index`` of an Arrow dataset has audio, without reading its bytes."""
-    import pyarrow.compute as pc
-
-    cell = dataset.data.fast_slice(index, 1).column(column)
-    if pc.struct_field(cell, "bytes").null_count == 0:
-        return
-    _readable_path(pc.struct_field(cell, "path").to_pylist()[0])
-
-
-def _readable_path(path: str | None) -> Path:
-    if path and Path(path).is_file():
-        return Path(path)
-    raise DataError(f"the audio is not available: no bytes and no readable file (path {path!r})")
+    def _language(self, row: dict[str, Any]) -> str | None:
+        column = self.columns.language
+        if column is None:
+            return self.columns.language_default
+        value = self.language_label(row.get(column))
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise DataError(f"{column} holds {value!r}, not a language code")
+        return value
 
 
 @hookimpl

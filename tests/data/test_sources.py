@@ -172,7 +172,8 @@ def test_granary_companion_dataset_by_file_name(granary_files: Path, speech_clip
     found = list(source.examples())
     assert [example.text for example in found] == ["tre"] and source.missing_audio == 3 and len(source.problems) == 4
     assert np.abs(found[0].load_audio() - load_audio_16k(speech_clips[2][0]).samples).max() < 1e-3
-    assert "not found in audio_dataset" in source.problems[0].reason
+    missing = [problem for problem in source.problems if problem.code == "missing_audio"]
+    assert len(missing) == 3 and "not found in audio_dataset" in missing[0].reason
 
 
 @pytest.mark.parametrize(
@@ -185,12 +186,124 @@ def test_granary_companion_dataset_by_file_name(granary_files: Path, speech_clip
         ),
         ({"task": "tts"}, "Input should be 'asr' or 'ast'"),
         ({"audio_root": None}, "Granary ships transcripts only: set audio_root"),
+        ({"corpus": "librilight"}, "Granary has no sv_librilight (corpus 'librilight' is English only); sv has:"),
+        ({"language": "sl", "corpus": "yodas"}, "Granary has no sl_yodas (corpus 'yodas' is in 23 languages"),
+        ({"language": "en", "task": "ast"}, "Granary en_voxpopuli has no 'ast' split"),
     ],
 )
 def test_granary_options_are_checked_before_any_work(options: dict, message: str) -> None:
     base = {"language": "sv", "corpus": "voxpopuli", "audio_root": "x"}
     with pytest.raises(ValidationError, match=re.escape(message)):
         GranarySource.Options.model_validate({**base, **options})
+
+
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [(None, None), ("None", None), ("null", None), ("", None), (float("nan"), None), (3.25, 3.25), ("3.25", 3.25)],
+)
+def test_granary_durations_as_published(duration: object, expected: float | None) -> None:
+    from voxplug_granary import _duration_of
+
+    assert _duration_of({"duration": duration}) == expected
+
+
+@pytest.mark.parametrize("duration", ["abc", -1.0, 0, float("inf")])
+def test_granary_durations_that_are_no_length_spoil_the_row(duration: object) -> None:
+    from voxplug_granary import _duration_of
+
+    with pytest.raises(DataError, match="duration .* is not a"):
+        _duration_of({"duration": duration})
+
+
+def companion_parquet(folder: Path, clips: list[tuple[Path, str]]) -> Path:
+    """A local companion dataset: one Parquet file whose audio paths are the clips' file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"audio": {"bytes": path.read_bytes(), "path": path.name}, "sentence": "", "locale": "sv"} for path, _ in clips
+    ]
+    write_parquet(folder / "train.parquet", rows)
+    return folder
+
+
+def test_companion_is_streamed_and_matched_within_a_window(tmp_path: Path, speech_clips) -> None:
+    from voxplug_granary.locate import CompanionAudio
+
+    clips = speech_clips[:6]
+    folder = companion_parquet(tmp_path / "companion", [clips[1], clips[0], clips[2], clips[4], clips[5]])
+    companion = CompanionAudio(str(folder), config=None, split="train", window=2)
+    items = [(number, companion.manifest_keys({"audio_filepath": f"sv/{path.name}"})) for number, (path, _) in
+             enumerate(clips)]  # fmt: skip
+    joined = list(companion.join(iter(items)))
+    found = {number: clip for number, clip in joined}
+    assert sorted(found) == list(range(6)) and found[3] is None  # clip 3 is not in the companion
+    assert found[0].audio_bytes == clips[0][0].read_bytes() and not found[0].is_segment
+    assert [number for number, _ in joined][:2] == [1, 0]  # yielded as the companion streams past them
+
+
+def test_companion_that_matches_nothing_stops_once(tmp_path: Path, speech_clips) -> None:
+    from voxplug_granary.locate import CompanionAudio, CompanionUnavailable
+
+    folder = companion_parquet(tmp_path / "companion", speech_clips[:4])
+    companion = CompanionAudio(str(folder), config=None, split="train", max_unmatched=3)
+    items = iter([(number, [f"other_{number}.wav"]) for number in range(5)])
+    with pytest.raises(CompanionUnavailable, match="3 rows streamed without matching any waiting manifest row"):
+        list(companion.join(items))
+    missing = CompanionAudio(str(folder), config="nope", split="train")
+    with pytest.raises(CompanionUnavailable, match="config 'nope' split 'train': cannot be streamed"):
+        list(missing.join(iter([(0, ["a.wav"])])))
+
+
+def test_lazy_check_reads_missing_durations_and_skips_long_clips(tmp_path: Path, speech_clips, zoo) -> None:
+    from voxplug.config import validate_config
+    from voxplug.data.loading import load_training_data
+
+    rows = [{"audio_path": str(path), "text": text} for path, text in speech_clips[:5]]
+    rows.insert(2, {"audio_path": str(zoo["too_long"]), "text": "a long tone"})
+    manifest = tmp_path / "rows.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    raw = {"data": {"source": "jsonl", "jsonl": {"path": str(manifest), "allow_outside": True}}}
+    data = load_training_data(validate_config(raw, base_dir=tmp_path), check_audio="lazy")
+    assert len(data.train) + len(data.eval) == 5
+    assert all(example.duration_s and example.duration_s > 0.5 for example in data.train)
+    assert data.summary["rejected_counts"] == {"too_long": 1} and data.summary["unknown_durations"] == 0
+    assert data.summary["rejected"][0]["reason"] == "45.0 s is longer than the 30 s limit"
+
+
+def test_hub_source_local_audiofolder_and_webdataset_builders(tmp_path: Path, speech_clips) -> None:
+    import tarfile
+
+    folder = tmp_path / "af" / "train"
+    folder.mkdir(parents=True)
+    lines = ["file_name,sentence"]
+    for path, text in speech_clips[:3]:
+        shutil.copy(path, folder / path.name)
+        lines.append(f'{path.name},"{text}"')
+    lines.append('../../escape.wav,"outside"')
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with tarfile.open(tmp_path / "train-00000.tar", "w") as archive:
+        for path, text in speech_clips[:3]:
+            archive.add(path, arcname=f"{path.stem}.wav")
+            payload = text.encode()
+            member = tarfile.TarInfo(f"{path.stem}.txt")
+            member.size = len(payload)
+            archive.addfile(member, io.BytesIO(payload))
+    expected = [text for _, text in speech_clips[:3]]
+    for streaming in (False, True):
+        source = HubDatasetSource({"repo": "audiofolder", "data_dir": "af", "streaming": streaming}, base_dir=tmp_path)
+        found = list(source.examples())
+        assert [example.text for example in found] == expected
+        assert [str(problem) for problem in source.problems] == [
+            "audiofolder [train] row 3: file_name '../../escape.wav' is not a path inside the dataset folder"
+        ]
+        assert source.notices == [
+            "hub dataset 'audiofolder': transcripts from column 'sentence' (set text_column to choose)"
+        ]
+        webdataset = HubDatasetSource(
+            {"repo": "webdataset", "data_files": {"train": "train-*.tar"}, "streaming": streaming}, base_dir=tmp_path
+        )
+        shards = list(webdataset.examples())
+        assert [example.text for example in shards] == expected and webdataset.problems == []
+        assert np.array_equal(shards[0].load_audio(), load_audio_16k(speech_clips[0][0]).samples)
 
 
 def test_granary_config_name() -> None:

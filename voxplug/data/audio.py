@@ -56,6 +56,12 @@ _EXPECTED = "expected WAV, FLAC, OGG or MP3"
 AudioSource = str | os.PathLike[str] | bytes
 
 
+class ClipTooLongError(AudioError):
+    """A clip longer than the duration limit: the row is skipped and counted, the clip is never truncated."""
+
+    code = "too_long"
+
+
 @dataclass(frozen=True, eq=False)
 class AudioClip:
     """A decoded clip ready for feature extraction.
@@ -130,6 +136,19 @@ def load_audio_16k(
     if max_duration_s is not None:
         _reject_too_long(duration_s, max_duration_s, name)
     return AudioClip(samples=mono_16k, sample_rate=rate, channels=samples.shape[1], duration_s=duration_s)
+
+
+def header_duration_s(source: AudioSource, *, name_for_errors: str | None = None) -> float:
+    """The duration in seconds that ``source``'s header declares, without decoding its samples.
+
+    Raises :class:`~voxplug.errors.AudioError` for a file that cannot be opened (the same checks as
+    :func:`decode_audio` makes before reading) or whose header does not know its length.
+    """
+    name = _name_of(source, name_for_errors)
+    with _open_sound_file(source, name) as sound:
+        if sound.frames <= 0 or sound.samplerate <= 0:
+            raise AudioError(f"{name}: the audio header does not say how long the clip is")
+        return sound.frames / sound.samplerate
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -256,7 +275,7 @@ def _read_samples(sound: sf.SoundFile, name: str) -> np.ndarray:
 
 def _reject_too_long(duration_s: float, max_duration_s: float, name: str) -> None:
     if duration_s > max_duration_s:
-        raise AudioError(f"{name}: {duration_s:.1f} s is longer than the {max_duration_s:g} s limit")
+        raise ClipTooLongError(f"{name}: {duration_s:.1f} s is longer than the {max_duration_s:g} s limit")
 
 
 # --- quality checks ---------------------------------------------------------------------------------------

@@ -50,14 +50,35 @@ class Example:
         clip = load_audio_16k(source, max_duration_s=max_duration_s, name_for_errors=self.origin or self.id)
         return clip.samples
 
+    def read_duration_s(self) -> float:
+        """This clip's duration in seconds, read from its audio header without decoding the samples.
+
+        Sources whose rows carry no duration (or a wrong one) get it this way before a run starts, so a clip over
+        the limit is rejected at the data stage instead of stopping training. Raises
+        :class:`~voxplug.errors.AudioError` for audio that cannot be opened.
+        """
+        from voxplug.data.audio import header_duration_s
+
+        source: Path | bytes | None = self.audio_bytes if self.audio_bytes is not None else self.audio_path
+        if source is None:
+            from voxplug.errors import DataError
+
+            raise DataError(f"{self.origin or self.id}: the row has no audio (expected a path or bytes)")
+        return header_duration_s(source, name_for_errors=self.origin or self.id)
+
 
 @dataclass
 class RowProblem:
-    """A row a source could not use, kept so that nothing is dropped silently."""
+    """A row a source could not use, kept so that nothing is dropped silently.
+
+    ``code`` names the kind of problem for counting (``too_long``, ``missing_audio``, ``no_text``, ...);
+    ``rejected`` when nothing more specific applies.
+    """
 
     row: str
     reason: str
     severity: str = "error"
+    code: str = "rejected"
 
     def __str__(self) -> str:
         return f"{self.row}: {self.reason}"
@@ -67,8 +88,9 @@ class DataSource(Extension):
     """Yields :class:`Example` objects lazily for a split.
 
     Subclasses implement :meth:`examples`; a row they cannot use is appended to :attr:`problems` with the
-    reason, never skipped silently. ``base_dir`` is the folder relative paths in the options resolve against
-    (the config file's folder).
+    reason, never skipped silently. A choice the source made for the user (say, which column holds the
+    transcript) is appended to :attr:`notices` as one sentence, which the run logs and keeps in its data summary.
+    ``base_dir`` is the folder relative paths in the options resolve against (the config file's folder).
     """
 
     #: True when the source knows its splits itself (for example a Hub dataset's ``validation`` split); a
@@ -81,6 +103,7 @@ class DataSource(Extension):
         super().__init__(options)
         self.base_dir = base_dir or Path.cwd()
         self.problems: list[RowProblem] = []
+        self.notices: list[str] = []
 
     def examples(self, split: str = "train") -> Iterator[Example]:
         """Yield the examples of ``split`` ("train" or "eval") one at a time."""

@@ -10,8 +10,9 @@ How audio is checked (``check_audio``):
 
 * ``"eager"``: each clip is decoded once, on a few threads: unreadable, too long, too short and silent clips are
   rejected now, and every example gets its exact ``duration_s`` (which length-grouped batching uses);
-* ``"lazy"``: nothing is decoded; clips whose known duration breaks ``data.max_duration_s`` are rejected, the
-  rest is enforced when a batch decodes them (``Example.load_audio(max_duration_s)``);
+* ``"lazy"``: nothing is decoded; a row without a duration gets it from its audio header
+  (``Example.read_duration_s``), and clips longer than ``data.max_duration_s`` are skipped and counted, so a long
+  clip never reaches (and stops) training;
 * ``"auto"`` (default): eager, except for sources that stream (``source.streaming`` is true), where decoding
   everything up front would mean downloading the whole corpus before the first step.
 """
@@ -19,14 +20,17 @@ How audio is checked (``check_audio``):
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from voxplug.data.audio import TARGET_RATE, analyse_clip, check_clip
+from voxplug.data.audio import TARGET_RATE, ClipTooLongError, analyse_clip, check_clip
 from voxplug.data.interface import DataSource, Example, RowProblem
 from voxplug.data.parallel import map_ordered
 from voxplug.data.prepare import check_language
@@ -42,6 +46,11 @@ if TYPE_CHECKING:
     from voxplug.plugins import PluginHost
 
 CheckMode = Literal["auto", "eager", "lazy"]
+
+DATA_SUMMARY_FILE = "data_summary.json"
+"""The file in a run folder that keeps the data stage's summary, every skipped row and why included."""
+
+log = logging.getLogger("voxplug.data")
 
 
 @dataclass
@@ -96,6 +105,11 @@ def load_training_data(
     train, evaluation, scrubbed = scrub_training_data(config, host, options, train, evaluation)
     summary = summarise(train, evaluation, problems, source=data.source, eval_origin=eval_origin, mode=mode)
     summary["warnings"] = checker.warnings
+    notices = [notice for each in sources for notice in each.notices]
+    if notices:
+        summary["notices"] = notices
+        for notice in notices:
+            log.info("%s", notice)
     if scrubbed is not None:
         summary["scrub"] = scrubbed.summary()  # counts only: the replaced text stays in scrub_report.json
     return TrainingData(train=train, eval=evaluation, problems=problems, summary=summary, scrub_report=scrubbed)
@@ -148,7 +162,9 @@ class _ExampleChecker:
         workers = self.workers if self.mode == "eager" else 1
         for example, outcome in map_ordered(self._check_one, examples, workers=workers):
             if isinstance(outcome, DataError):
-                self.problems.append(RowProblem(example.origin or example.id, _without_prefix(str(outcome), example)))
+                reason = _without_prefix(str(outcome), example)
+                code = getattr(outcome, "code", "rejected")
+                self.problems.append(RowProblem(example.origin or example.id, reason, code=code))
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
@@ -168,15 +184,26 @@ class _ExampleChecker:
         samples = example.load_audio(max_duration_s=self.max_duration_s)
         example.duration_s = round(len(samples) / TARGET_RATE, 3)
         clip_issues = check_clip(analyse_clip(samples), max_duration_s=self.max_duration_s)
-        clip_errors = [issue.message for issue in clip_issues if issue.is_error]
+        clip_errors = [issue for issue in clip_issues if issue.is_error]
         if clip_errors:
-            raise DataError("; ".join(clip_errors))
+            raise _RowRejected("; ".join(issue.message for issue in clip_errors), clip_errors[0].code)
         return len(issues) + len(clip_issues)
 
     def _check_known_duration(self, example: Example) -> int:
-        if example.duration_s is not None and example.duration_s > self.max_duration_s:
-            raise DataError(f"{example.duration_s:.1f} s is longer than the {self.max_duration_s:g} s limit")
+        """Reject a clip over the limit by its duration, read from the audio header when the row has none."""
+        if example.duration_s is None:
+            example.duration_s = round(example.read_duration_s(), 3)
+        if example.duration_s > self.max_duration_s:
+            raise ClipTooLongError(f"{example.duration_s:.1f} s is longer than the {self.max_duration_s:g} s limit")
         return 0
+
+
+class _RowRejected(DataError):
+    """A row that failed a check, with the check's code (``too_short``, ``silent``, ...) for counting."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _without_prefix(message: str, example: Example) -> str:
@@ -208,8 +235,30 @@ def summarise(
         "unknown_durations": len(train) - len(known),
         "languages": dict(sorted(Counter(e.language or "unknown" for e in [*train, *evaluation]).items())),
         "durations": duration_histogram(known),
-        "rejected": [{"row": problem.row, "reason": problem.reason} for problem in problems],
+        "rejected_counts": dict(sorted(Counter(problem.code for problem in problems).items())),
+        "rejected": [{"row": problem.row, "reason": problem.reason, "code": problem.code} for problem in problems],
     }
+
+
+def write_data_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    """Write ``summary`` to ``run_dir/data_summary.json`` (through a temporary file and a rename) and return it.
+
+    The file keeps every row the data stage skipped, with its reason and code, beside the run's other outputs.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = run_dir / DATA_SUMMARY_FILE
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2, ensure_ascii=False, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _nothing_left_message(source: str, problems: list[RowProblem]) -> str:

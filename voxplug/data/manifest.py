@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +23,29 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
     if not path.is_file():
         raise DataError(f"{path}: no such file (expected a JSONL manifest)")
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            where = f"{path.name} line {number}"
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield number, RowProblem(where, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-                continue
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, RowProblem(where, f"malformed JSON ({exc.msg} at column {exc.colno})")
-                continue
-            if not isinstance(row, dict):
-                yield number, RowProblem(where, f"expected a JSON object, got {type(row).__name__}")
-                continue
-            yield number, row
+        yield from iter_jsonl_lines(handle, path.name)
+
+
+def iter_jsonl_lines(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    """:func:`iter_jsonl` over any iterable of byte lines (an open local or remote file) called ``name``."""
+    for number, raw in enumerate(lines, start=1):
+        where = f"{name} line {number}"
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, RowProblem(where, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, RowProblem(where, f"malformed JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(row, dict):
+            yield number, RowProblem(where, f"expected a JSON object, got {type(row).__name__}")
+            continue
+        yield number, row
 
 
 def resolve_inside(base_dir: Path, relative: str, *, allow_outside: bool = False) -> Path:

@@ -7,6 +7,7 @@ Layout (``runs/<name>/``)::
     checkpoints/checkpoint-N/
     train_results.json  eval_results.json  training_config.json  trainer_state.json
     predictions.jsonl   eval_predictions/step-N.jsonl   curves.png   train.log
+    data_summary.json      rows trained on and every row skipped, with its reason
 """
 
 from __future__ import annotations

@@ -178,13 +178,14 @@ class TrainingRun:
     # -- data and model -----------------------------------------------------------------------------------
 
     def _load_data(self) -> TrainingData:
-        from voxplug.data.loading import load_training_data
+        from voxplug.data.loading import load_training_data, write_data_summary
         from voxplug.data.scrub import write_scrub_report
 
         data = load_training_data(self.config, self.host)
         self._check_languages(data)
         if self.is_main:
             write_scrub_report(self.run_dir, data.scrub_report)
+            write_data_summary(self.run_dir, data.summary)
             self.host.after_data_load(config=self.config, summary=data.summary)
             log.info(
                 "data: %d training rows, %d eval rows, %d rejected", len(data.train), len(data.eval), len(data.problems)
