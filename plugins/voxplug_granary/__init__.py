@@ -316,7 +316,9 @@ class GranarySource(DataSource):
         return SegmentExample(
             id=f"{self.config_name}-{self.options.task}-{number}",
             text=clean_transcript(text),
-            language=self._language(row),
+            language=str(row.get("source_lang") or self.options.language),
+            task="translate" if self.options.task == "ast" else "transcribe",
+            target_language=str(row.get("target_lang") or "en") if self.options.task == "ast" else None,
             audio_path=path if path is not None else (clip.audio_path if clip else None),
             audio_bytes=clip.audio_bytes if clip else None,
             duration_s=duration,
@@ -324,11 +326,6 @@ class GranarySource(DataSource):
             meta={key: row[key] for key in ("audio_filepath", "utt_id") if row.get(key)} or {"row": audio_filepath},
             offset_s=offset,
         )
-
-    def _language(self, row: dict[str, Any]) -> str:
-        if self.options.task == "ast":
-            return str(row.get("target_lang") or "en")
-        return str(row.get("source_lang") or self.options.language)
 
 
 def _audio_filepath(row: dict[str, Any]) -> str:

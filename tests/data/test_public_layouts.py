@@ -54,7 +54,7 @@ for name, raw in json.loads(sys.argv[1]).items():
     except VoxplugError as exc:
         results[name] = {"error": str(exc)}
         continue
-    rows = lambda examples: [[e.id, e.text, e.language, e.duration_s] for e in examples]
+    rows = lambda examples: [[e.id, e.text, e.language, e.duration_s, e.task, e.target_language] for e in examples]
     results[name] = {"summary": data.summary, "train": rows(data.train), "eval": rows(data.eval)}
 print(json.dumps(results))
 """
@@ -256,7 +256,8 @@ def test_granary_durations_none_and_yodas_companion_streamed(world: World) -> No
     assert all(row[3] is not None for row in yodas["train"])  # the companion's own durations
     ast = results["yodas-ast"]
     assert "error" not in ast, ast
-    assert {row[2] for row in ast["train"]} == {"en"} and "The weather is nice today." in [r[1] for r in ast["train"]]
+    assert {(row[2], row[4], row[5]) for row in ast["train"]} == {("pt", "translate", "en")}
+    assert "The weather is nice today." in [row[1] for row in ast["train"]]
     cache = Path(world.env["HF_HOME"]) / "datasets"
     assert not list(cache.glob("espnet___yodas-granary*")), "the companion was downloaded instead of streamed"
 

@@ -150,7 +150,11 @@ def test_granary_joins_audio_honours_offsets_and_reports_missing_audio(granary_f
 
 def test_granary_ast_uses_the_translation(granary_files: Path) -> None:
     found = list(granary(granary_files, task="ast").examples())
-    assert [(e.text, e.language) for e in found] == [("one", "en"), ("two", "en"), ("three", "en")]
+    assert [(e.text, e.language, e.task, e.target_language) for e in found] == [
+        ("one", "sv", "translate", "en"),
+        ("two", "sv", "translate", "en"),
+        ("three", "sv", "translate", "en"),
+    ]
 
 
 def test_granary_duration_limit_needs_no_decoding(granary_files: Path) -> None:
