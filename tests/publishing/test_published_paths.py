@@ -168,9 +168,7 @@ def test_the_local_publisher_writes_no_local_path_either(
     assert '"./published"' in (Path(result.destination) / "README.md").read_text()
 
 
-def test_a_file_still_holding_a_local_path_stops_the_publish(
-    marked_run: Path, hub: HubServer, plugin_host
-) -> None:
+def test_a_file_still_holding_a_local_path_stops_the_publish(marked_run: Path, hub: HubServer, plugin_host) -> None:
     """A model config voxplug does not rewrite (an unknown key) still may not carry a path up."""
     processor_config = marked_run / "model" / "processor_config.json"
     config = json.loads(processor_config.read_text())
@@ -200,3 +198,21 @@ def test_a_pushed_dataset_holds_no_local_path(
         "",
     }
     assert leaks(files, tmp_path) == []
+
+
+def test_the_publish_command_takes_the_base_models_hub_id(marked_run: Path, hub: HubServer, capsys) -> None:
+    from voxplug.cli import main
+
+    options = ["-o", f"endpoint={hub.url}", "-o", "retry_wait_s=0.01"]
+    with pytest.raises(SystemExit) as refused:
+        main(["publish", str(marked_run), "-t", "hub", "--to", "from-cli", "--base-model", str(marked_run), *options])
+    assert refused.value.code == 1 and "is not a Hub repo id (owner/name)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as warned:
+        main(["publish", str(marked_run), "-t", "hub", "--to", "no-base", *options])
+    assert warned.value.code == 0 and "pass --base-model <owner/name>" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["publish", str(marked_run), "-t", "hub", "--to", "from-cli", "--base-model", BASE_REPO, *options])
+    assert done.value.code == 0
+    assert json.loads(hub.repo_files("tester/from-cli")["voxplug.json"])["base_model"] == BASE_REPO
+    adapter_config = json.loads(hub.repo_files("tester/from-cli")["adapter_config.json"])
+    assert adapter_config["base_model_name_or_path"] == BASE_REPO

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -87,6 +88,7 @@ PROCESSOR_FILES = (
     "chat_template.jinja",
 )
 MERGED_FOLDER = "merged"
+log = logging.getLogger("voxplug.publishing")
 CONFIG_SIZE_LIMIT = 1024 * 1024
 """Config files larger than this are not parsed for paths (none is; vocabularies are)."""
 
@@ -201,6 +203,11 @@ def public_model(model: PublishableModel, scrubber: LocalPathScrubber, options: 
     """``model`` as it is published: ``voxplug.json`` and the results with local paths rewritten, the base model a
     Hub id or absent, and the ``datasets`` option's ids added."""
     base = published_base_model(model, options)
+    if model.kind == "adapter" and not base:
+        log.warning(
+            "the run's base model is a local folder with no known Hub id: the published adapter names no base "
+            "(pass --base-model <owner/name>, the Hub id it came from, so that loaders and Spaces find it)"
+        )
     info: dict[str, Any] = {}
     for key, value in model.info.items():
         if key == "base_model":
