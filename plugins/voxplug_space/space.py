@@ -3,11 +3,13 @@
 What it does, in order (nothing is created until every check has passed):
 
 1. checks the write token (``HF_TOKEN`` or the login) with ``whoami``;
-2. checks the model exists on the Hub and reads its ``voxplug.json`` (adapter or full, base model, languages);
+2. checks the model exists on the Hub and reads its ``voxplug.json`` (adapter or full, base model, languages); an
+   adapter's base must be a Hub id (``base_model`` option, else the one ``voxplug.json`` names);
 3. for a private model, takes a READ token from the environment variable named by ``read_token_env``
    (``HF_READ_TOKEN``), refusing when it is missing, is the write token, or is itself a write token;
-4. creates (or reuses) the Space, private when the model is, and uploads ``app.py``, a pinned
-   ``requirements.txt`` and ``README.md`` in one commit;
+4. creates (or reuses) the Space, private when the model is, reads its visibility back (an existing Space that
+   is not what was asked is refused), and uploads ``app.py``, a pinned ``requirements.txt`` and ``README.md`` in
+   one commit;
 5. sets ``VOXPLUG_MODEL_ID`` (and ``VOXPLUG_BASE_MODEL_ID`` for adapters) and the demo's limits
    (``VOXPLUG_CONCURRENCY``, ``VOXPLUG_QUEUE_SIZE``, ``VOXPLUG_MAX_AUDIO_S``, ``VOXPLUG_MAX_FILE_MB``) as Space
    variables and the read token as the ``HF_TOKEN`` Space secret, all through the API, never in a file;

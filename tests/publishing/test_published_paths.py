@@ -136,7 +136,7 @@ def test_a_published_model_and_its_space_hold_no_local_path(
 
 
 def test_an_adapter_trained_from_an_unnamed_local_base_is_published_without_one(
-    marked_run: Path, tiny_base: Path, hub: HubServer, tmp_path: Path, plugin_host
+    marked_run: Path, tiny_base: Path, hub: HubServer, tmp_path: Path, monkeypatch, plugin_host
 ) -> None:
     """No Hub id is known for the local base: no file names it, the adapter loads onto a base given by hand, and a
     Space (which would need the base from the Hub) is refused before anything is created."""
@@ -157,6 +157,21 @@ def test_an_adapter_trained_from_an_unnamed_local_base_is_published_without_one(
     with pytest.raises(PublishError, match="names no base model on the Hub; deploy it with -o base_model="):
         deploy_demo("tester/unnamed-base", options=hub_options(hub))
     assert not any(kind == "space" for kind, _ in hub.store.repos)
+
+    from huggingface_hub import HfApi
+
+    info = json.loads((model_files / "voxplug.json").read_text())  # as an older voxplug published it: a local base
+    old = json.dumps({**info, "base_model": str(tiny_base)}).encode()
+    HfApi(endpoint=hub.url, token=hub.token).upload_file(
+        path_or_fileobj=old, path_in_repo="voxplug.json", repo_id="tester/unnamed-base"
+    )
+    with pytest.raises(PublishError, match="names no base model on the Hub"):
+        deploy_demo("tester/unnamed-base", options=hub_options(hub))
+    monkeypatch.setenv("HF_READ_TOKEN", READ_TOKEN)
+    deploy_demo("tester/unnamed-base", options=hub_options(hub, base_model=BASE_REPO))
+    space_files = download(hub, "tester/unnamed-base-demo", "space", tmp_path / "downloads")
+    assert leaks(space_files, tmp_path) == [] and f"- {BASE_REPO}" in (space_files / "README.md").read_text()
+    assert hub.space_variables("tester/unnamed-base-demo")["VOXPLUG_BASE_MODEL_ID"] == BASE_REPO
 
 
 def test_the_local_publisher_writes_no_local_path_either(
