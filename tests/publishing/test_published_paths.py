@@ -174,13 +174,25 @@ def test_an_adapter_trained_from_an_unnamed_local_base_is_published_without_one(
     assert hub.space_variables("tester/unnamed-base-demo")["VOXPLUG_BASE_MODEL_ID"] == BASE_REPO
 
 
-def test_the_local_publisher_writes_no_local_path_either(
+def test_the_local_publisher_keeps_only_the_base_folder_this_machine_loads(
     marked_run: Path, workspace: Path, tmp_path: Path, plugin_host
 ) -> None:
-    """A folder the user may upload or share later by hand holds no path of this machine either."""
-    result = publish_model(marked_run, target="local", destination=str(workspace / "published"))
-    assert leaks(Path(result.destination), tmp_path) == []
-    assert '"./published"' in (Path(result.destination) / "README.md").read_text()
+    """A folder for this machine names the local base where loaders look for it, and nowhere else; a folder meant
+    for sharing (``keep_local_base: false``) holds no local path at all."""
+    from voxplug_space.demo_app import read_model_spec
+
+    base = str((workspace / "models" / "tiny-voxtral").resolve())
+    here = Path(publish_model(marked_run, target="local", destination=str(workspace / "published")).destination)
+    kept_in = {leak.split(":")[0] for leak in leaks(here, tmp_path)}
+    assert kept_in == {"voxplug.json", "adapter_config.json", "merged/voxplug.json"}
+    assert json.loads((here / "voxplug.json").read_text())["base_model"] == base
+    assert json.loads((here / "adapter_config.json").read_text())["base_model_name_or_path"] == base
+    assert read_model_spec(str(here)).base_model == base  # what `voxplug demo` and `evaluate` load
+    assert '"./published"' in (here / "README.md").read_text() and base not in (here / "README.md").read_text()
+
+    options = {"keep_local_base": False}
+    shared = publish_model(marked_run, target="local", destination=str(tmp_path / "share"), options=options)
+    assert leaks(Path(shared.destination), tmp_path) == []
 
 
 def test_a_file_still_holding_a_local_path_stops_the_publish(marked_run: Path, hub: HubServer, plugin_host) -> None:

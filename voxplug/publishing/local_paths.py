@@ -123,14 +123,17 @@ class LocalPathScrubber:
         return self._embedded.sub(lambda match: self.path(match.group(0)) or LOCAL_PATH, text)
 
 
-def refuse_local_paths(folder: Path, local_folders: Iterable[str]) -> None:
+def refuse_local_paths(folder: Path, local_folders: Iterable[str], *, allowed: Iterable[str] = ()) -> None:
     """Raise :class:`PublishError` when a file under ``folder`` holds one of ``local_folders`` (a path of this
-    machine). Files over 64 MiB (weights) are not read."""
+    machine). Files over 64 MiB (weights) are not read; the paths in ``allowed`` (kept on purpose) are skipped."""
     needles = [(name, name.encode()) for name in local_folders]
+    skipped = [path.encode() for path in allowed]
     for path in sorted(folder.rglob("*")):
         if not path.is_file() or path.stat().st_size > SCANNED_SIZE_LIMIT:
             continue
         content = path.read_bytes()
+        for kept in skipped:
+            content = content.replace(kept, b"")
         for name, needle in needles:
             if needle in content:
                 raise PublishError(

@@ -18,7 +18,9 @@ Large files are hard-linked into the staging folder when the file system allows 
 
 No staged file names a folder of this machine (:mod:`voxplug.publishing.local_paths`): ``voxplug.json``, the
 results and ``training_config.json`` are written anew with local paths rewritten, the base model is a Hub id or
-left out (``adapter_config.json`` included), and the staged files are checked for the machine's folders.
+left out (``adapter_config.json`` included), and the staged files are checked for the machine's folders. The one
+exception is ``keep_local_base`` (on for the ``local`` publisher only): a base with no known Hub id then keeps its
+local folder in ``voxplug.json`` and ``adapter_config.json``, so that a folder used on this machine loads.
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ class RepositoryOptions(PluginOptions):
         description="the Hub id of the base model, when the run trained from a local copy of it (published files "
         "never name a local folder; without this, an adapter's files name no base)",
     )
+    keep_local_base: bool = Field(
+        False,
+        description="name a base model's local folder (one with no known Hub id) in voxplug.json and "
+        "adapter_config.json, so that the folder loads on this machine; only for folders that stay here",
+    )
 
     @field_validator("base_model")
     @classmethod
@@ -144,8 +151,8 @@ def stage_repository(
 
     ``model_id`` is where the model will live (a Hub repo id or a folder): the card's title and usage snippet
     use it. Plugins add card sections through the ``model_card_sections`` hook of ``host``. No file holds a path
-    of this machine (see :mod:`voxplug.publishing.local_paths`): what the run recorded is rewritten, and the
-    staged files are checked before this returns.
+    of this machine (see :mod:`voxplug.publishing.local_paths`; ``keep_local_base`` aside): what the run recorded
+    is rewritten, and the staged files are checked before this returns.
     """
     from voxplug.publishing.card import model_card_text
 
@@ -170,8 +177,35 @@ def stage_repository(
     card_id = public_destination(model_id)
     card = model_card_text(public, model_id=card_id, license=options.license, tags=options.tags, host=host)
     (out_dir / "README.md").write_text(card, encoding="utf-8")
-    refuse_local_paths(out_dir, scrubber.folders)
+    kept = _keep_local_base(out_dir, model, public, options)
+    if public.kind == "adapter" and not public.base_model and not kept:
+        log.warning(
+            "the run's base model is a local folder with no known Hub id: the published adapter names no base "
+            "(pass --base-model <owner/name>, the Hub id it came from, so that loaders and Spaces find it)"
+        )
+    refuse_local_paths(out_dir, scrubber.folders, allowed=kept)
     return sorted(path.relative_to(out_dir).as_posix() for path in out_dir.rglob("*") if path.is_file())
+
+
+def _keep_local_base(
+    out_dir: Path, model: PublishableModel, public: PublishableModel, options: RepositoryOptions
+) -> list[str]:
+    """With ``keep_local_base``, name the base model's local folder where loaders look for the base.
+
+    Only when the base has no known Hub id, and only in ``voxplug.json`` (also ``merged/``'s) and
+    ``adapter_config.json``: the card and every other file stay free of it. Returns the path kept, if any.
+    """
+    if not options.keep_local_base or public.base_model or not _names_local_folder(model.base_model):
+        return []
+    base = str(Path(model.base_model).expanduser().resolve())
+    for info_path in (out_dir / MODEL_INFO_FILE, out_dir / MERGED_FOLDER / MODEL_INFO_FILE):
+        if info_path.is_file():
+            _write_json(info_path, {**json.loads(info_path.read_text(encoding="utf-8")), "base_model": base})
+    adapter_config = out_dir / "adapter_config.json"
+    if public.kind == "adapter" and adapter_config.is_file():
+        config = json.loads(adapter_config.read_text(encoding="utf-8"))
+        _write_json(adapter_config, {**config, "base_model_name_or_path": base})
+    return [base]
 
 
 def path_scrubber(model: PublishableModel, options: RepositoryOptions) -> LocalPathScrubber:
@@ -203,11 +237,6 @@ def public_model(model: PublishableModel, scrubber: LocalPathScrubber, options: 
     """``model`` as it is published: ``voxplug.json`` and the results with local paths rewritten, the base model a
     Hub id or absent, and the ``datasets`` option's ids added."""
     base = published_base_model(model, options)
-    if model.kind == "adapter" and not base:
-        log.warning(
-            "the run's base model is a local folder with no known Hub id: the published adapter names no base "
-            "(pass --base-model <owner/name>, the Hub id it came from, so that loaders and Spaces find it)"
-        )
     info: dict[str, Any] = {}
     for key, value in model.info.items():
         if key == "base_model":
