@@ -6,14 +6,16 @@
 * the ``voxplug`` entry-point group, which is how the built-in plugins under ``plugins/`` and third-party
   packages alike are found;
 * local one-off files: a ``voxplug_plugins.py`` beside the run config, or every ``*.py`` of a plugins folder
-  (``--plugins-dir`` or ``VOXPLUG_PLUGINS_DIR``);
+  (``--plugins-dir`` or ``VOXPLUG_PLUGINS_DIR``). The file beside a config is found, not named by the user, so
+  loading it is announced on stderr, and ``--no-local-plugins`` (``VOXPLUG_NO_LOCAL_PLUGINS=1``) refuses it;
 * objects registered by code (tests use :meth:`PluginHost.register`).
 
 Environment variables:
 
 * ``VOXPLUG_LOAD_PLUGINS``: comma-separated allow-list of entry-point names; set but empty loads none;
 * ``VOXPLUG_DISABLE_PLUGINS``: comma-separated block-list;
-* ``VOXPLUG_TRACE_PLUGINS=1``: log every hook call and its result to stderr.
+* ``VOXPLUG_TRACE_PLUGINS=1``: log every hook call and its result to stderr;
+* ``VOXPLUG_NO_LOCAL_PLUGINS=1``: never run a ``voxplug_plugins.py`` found beside a run config.
 
 Core code calls hooks through the typed methods at the bottom of :class:`PluginHost`, never ``pm.hook``
 directly.
@@ -48,6 +50,7 @@ ENV_LOAD = "VOXPLUG_LOAD_PLUGINS"
 ENV_DISABLE = "VOXPLUG_DISABLE_PLUGINS"
 ENV_TRACE = "VOXPLUG_TRACE_PLUGINS"
 ENV_PLUGINS_DIR = "VOXPLUG_PLUGINS_DIR"
+ENV_NO_LOCAL_PLUGINS = "VOXPLUG_NO_LOCAL_PLUGINS"
 
 #: Extension type -> the registration hook that hands its classes over.
 EXTENSION_HOOKS: dict[str, str] = {
@@ -81,6 +84,21 @@ def _env_names(variable: str) -> set[str] | None:
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
+_NOTICES_SHOWN: set[str] = set()
+
+
+def _env_true(variable: str) -> bool:
+    return os.environ.get(variable, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _notice(message: str, *, key: str) -> None:
+    """Print ``message`` to stderr once per process and ``key``, on the main process only."""
+    if key in _NOTICES_SHOWN or os.environ.get("RANK", "0") != "0":
+        return
+    _NOTICES_SHOWN.add(key)
+    print(message, file=sys.stderr)
+
+
 class PluginHost:
     """The process's plugins, their extension classes, and typed access to every hook."""
 
@@ -96,8 +114,14 @@ class PluginHost:
 
     # -- loading -------------------------------------------------------------------------------------------
 
-    def load(self, *, config_dir: Path | None = None, plugins_dir: Path | None = None) -> PluginHost:
-        """Load entry-point plugins (once) and any local plugin files; safe to call repeatedly."""
+    def load(
+        self, *, config_dir: Path | None = None, plugins_dir: Path | None = None, local_plugins: bool | None = None
+    ) -> PluginHost:
+        """Load entry-point plugins (once) and any local plugin files; safe to call repeatedly.
+
+        ``local_plugins=False`` (default: refused when ``VOXPLUG_NO_LOCAL_PLUGINS`` is set) leaves a
+        ``voxplug_plugins.py`` beside the config unloaded; plugin folders named explicitly still load.
+        """
         if not self._loaded:
             self._load_entry_points()
             self._loaded = True
@@ -106,8 +130,27 @@ class PluginHost:
             if folder is not None:
                 self.load_plugins_dir(folder)
         if config_dir is not None and (config_dir / LOCAL_PLUGIN_FILE).is_file():
-            self.load_file(config_dir / LOCAL_PLUGIN_FILE)
+            allowed = local_plugins if local_plugins is not None else not _env_true(ENV_NO_LOCAL_PLUGINS)
+            self._load_config_plugin(config_dir / LOCAL_PLUGIN_FILE, allowed=allowed)
         return self
+
+    def _load_config_plugin(self, path: Path, *, allowed: bool) -> None:
+        """Load the plugin file found beside a run config, saying so first (its code runs as the user), or refuse it.
+
+        The notice is printed once per process, by the main process only (every ``accelerate launch`` rank loads).
+        """
+        path = path.resolve()
+        if self.pm.has_plugin(f"local:{path.stem}"):
+            return
+        if not allowed:
+            _notice(f"voxplug: not running {path} (plugin files beside a run config are refused)", key=str(path))
+            return
+        _notice(
+            f"voxplug: running the plugin file {path} found beside the run config (its code runs with your "
+            f"permissions); refuse it with --no-local-plugins or {ENV_NO_LOCAL_PLUGINS}=1",
+            key=str(path),
+        )
+        self.load_file(path)
 
     def _load_entry_points(self) -> None:
         allowed = _env_names(ENV_LOAD)

@@ -3,7 +3,8 @@
 - The token comes from ``HF_TOKEN`` or the ``hf auth login`` token, and is checked with ``whoami`` before
   anything else happens; it is never logged, and the upload is refused if any file contains it.
 - The repo is created private unless ``private: false`` (``--public``), or reused when it exists; a dataset or
-  Space of that name is refused.
+  Space of that name is refused. Its visibility is read back from the Hub: an existing repo that is not what was
+  asked (a public repo for a private publish) is refused before anything is uploaded.
 - Everything goes up in ONE commit (``create_commit``): model, processor, README.md card, results, ``merged/``.
   Large files take huggingface_hub's large-file path (Xet on the Hub, Git LFS on servers without Xet).
 - Transient failures (HTTP 429/5xx, dropped connections) are retried with exponential backoff; files already
@@ -30,7 +31,11 @@ if TYPE_CHECKING:
 class HubOptions(RepositoryOptions, hub.HubConnectionOptions):
     """Options of the ``hub`` publisher."""
 
-    private: bool = Field(True, description="create the repo private (an existing repo keeps its visibility)")
+    private: bool = Field(
+        True,
+        description="the repo must be private (false: public); a new repo is created so, an existing repo the Hub "
+        "reports otherwise is refused before anything is uploaded",
+    )
     commit_message: str | None = Field(None, description="default: 'Publish <run name> with voxplug'")
     remove_stale_files: bool = Field(
         True,

@@ -11,6 +11,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from pydantic import Field
+
 from voxplug.errors import PublishError
 from voxplug.publishing.interface import Publisher, PublishResult
 from voxplug.publishing.publishable import MODEL_INFO_FILE, PublishableModel
@@ -20,7 +22,18 @@ DEFAULT_FOLDER = "published"
 
 
 class LocalOptions(RepositoryOptions):
-    """Options of the ``local`` publisher (the repository options: licence, tags, merged/)."""
+    """Options of the ``local`` publisher (the repository options: licence, tags, merged/).
+
+    The folder is for this machine first, so a base model with no known Hub id keeps its local folder in
+    ``voxplug.json`` and ``adapter_config.json`` (``voxplug evaluate`` and ``voxplug demo`` load it); set
+    ``keep_local_base: false`` (or pass ``--base-model``) for a folder you will share.
+    """
+
+    keep_local_base: bool = Field(
+        True,
+        description="name a base model's local folder (one with no known Hub id) in voxplug.json and "
+        "adapter_config.json, so that the folder loads on this machine; false for a folder you will share",
+    )
 
 
 class LocalPublisher(Publisher):

@@ -3,11 +3,13 @@
 What it does, in order (nothing is created until every check has passed):
 
 1. checks the write token (``HF_TOKEN`` or the login) with ``whoami``;
-2. checks the model exists on the Hub and reads its ``voxplug.json`` (adapter or full, base model, languages);
+2. checks the model exists on the Hub and reads its ``voxplug.json`` (adapter or full, base model, languages); an
+   adapter's base must be a Hub id (``base_model`` option, else the one ``voxplug.json`` names);
 3. for a private model, takes a READ token from the environment variable named by ``read_token_env``
    (``HF_READ_TOKEN``), refusing when it is missing, is the write token, or is itself a write token;
-4. creates (or reuses) the Space, private when the model is, and uploads ``app.py``, a pinned
-   ``requirements.txt`` and ``README.md`` in one commit;
+4. creates (or reuses) the Space, private when the model is, reads its visibility back (an existing Space that
+   is not what was asked is refused), and uploads ``app.py``, a pinned ``requirements.txt`` and ``README.md`` in
+   one commit;
 5. sets ``VOXPLUG_MODEL_ID`` (and ``VOXPLUG_BASE_MODEL_ID`` for adapters) and the demo's limits
    (``VOXPLUG_CONCURRENCY``, ``VOXPLUG_QUEUE_SIZE``, ``VOXPLUG_MAX_AUDIO_S``, ``VOXPLUG_MAX_FILE_MB``) as Space
    variables and the read token as the ``HF_TOKEN`` Space secret, all through the API, never in a file;
@@ -53,6 +55,9 @@ class SpaceOptions(hub.HubConnectionOptions):
     queue_size: int = Field(16, ge=1, description="requests that may wait; beyond that visitors are turned away")
     max_audio_s: float = Field(60.0, gt=0, description="longest clip the demo transcribes, in seconds")
     max_file_mb: float = Field(20.0, gt=0, description="largest upload the demo accepts, in MB")
+    base_model: str | None = Field(
+        None, description="an adapter's base model (a Hub id); default: the one the model's voxplug.json names"
+    )
 
     @field_validator("hardware", "suggested_hardware")
     @classmethod
@@ -88,6 +93,7 @@ class SpacePlan:
     space_id: str
     private: bool
     read_token: str | None = field(default=None, repr=False)
+    base_model: str | None = None
 
 
 class SpaceDeployer(Deployer):
@@ -121,11 +127,31 @@ class SpaceDeployer(Deployer):
         model_id = self._model_id(model_ref, account)
         private_model = _model_is_private(session, model_id)
         facts = _model_facts(session, model_id)
+        base_model = self._base_model(model_id, facts)
         read_token = self._read_token(session, private_model)
         space_name = destination or self.options.space_id or _space_name(model_id)
         space_id = hub.full_repo_id(space_name, account, repo_type="space")
         private = private_model if self.options.private is None else self.options.private
-        return SpacePlan(model_id, facts, space_id, private, read_token)
+        return SpacePlan(model_id, facts, space_id, private, read_token, base_model)
+
+    def _base_model(self, model_id: str, facts: dict[str, Any]) -> str | None:
+        """An adapter's base model as a Hub id (the Space loads it from the Hub); None for a full model.
+
+        A base that is no Hub id (a model published from a local copy, by a voxplug that recorded the folder) is
+        refused: the Space could not load it, and its README and variables never name a local folder.
+        """
+        from voxplug.publishing.card import hub_repo_ids
+        from voxplug.publishing.local_paths import is_local_path
+
+        if facts.get("kind") != "adapter":
+            return None
+        base = self.options.base_model or str(facts.get("base_model") or "")
+        if base and not is_local_path(base) and hub_repo_ids([base]):
+            return base
+        raise PublishError(
+            f"{model_id} is an adapter whose voxplug.json names no base model on the Hub; deploy it with "
+            "-o base_model=<owner/name> (the Hub id of the model it was trained on)"
+        )
 
     def _model_id(self, model_ref: str, account: hub.HubAccount) -> str:
         if Path(model_ref).expanduser().exists():
@@ -164,7 +190,7 @@ class SpaceDeployer(Deployer):
             model_id=plan.model_id,
             title=self.options.title or plan.model_id.rsplit("/", 1)[-1],
             suggested_hardware=self.options.suggested_hardware,
-            base_model=facts.get("base_model") if facts.get("kind") == "adapter" else None,
+            base_model=plan.base_model,
             tags=[*([facts["family"]] if facts.get("family") else []), *self.options.tags],
             short_description=self.options.short_description,
             license=facts.get("license"),
@@ -202,8 +228,8 @@ class SpaceDeployer(Deployer):
 
 def _space_variables(plan: SpacePlan, options: SpaceOptions) -> dict[str, str]:
     variables = {"VOXPLUG_MODEL_ID": plan.model_id, "VOXPLUG_MAX_NEW_TOKENS": str(options.max_new_tokens)}
-    if plan.facts.get("kind") == "adapter" and plan.facts.get("base_model"):
-        variables["VOXPLUG_BASE_MODEL_ID"] = str(plan.facts["base_model"])
+    if plan.base_model:
+        variables["VOXPLUG_BASE_MODEL_ID"] = plan.base_model
     variables["VOXPLUG_MCP_SERVER"] = "1" if options.mcp_server else "0"
     variables.update(
         VOXPLUG_CONCURRENCY=str(options.concurrency),

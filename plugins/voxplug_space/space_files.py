@@ -2,8 +2,9 @@
 
 The requirements pin the versions of voxplug's tested dependency set (``constraints.txt``, :mod:`voxplug.lock`), and
 the README front matter pins the Gradio SDK to the locked gradio; a package the lock does not name is pinned to its
-installed release. No file ever holds a token: the Space reads the model
-id from Space variables and a read token (for private models) from a Space secret.
+installed release. No file ever holds a token: the Space reads the model id from Space variables and a read token
+(for private models) from a Space secret, and the README names Hub ids only (``models:`` and its links), never a
+local folder.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+from voxplug.publishing.card import hub_repo_ids
 
 APP_FILE = "app.py"
 DEMO_SOURCE = Path(__file__).with_name("demo_app.py")
@@ -129,7 +132,7 @@ def front_matter(card: SpaceCard) -> dict[str, object]:
         "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
         "app_file": APP_FILE,
         "suggested_hardware": card.suggested_hardware,
-        "models": [card.model_id] + ([card.base_model] if card.base_model else []),
+        "models": hub_repo_ids([card.model_id, *([card.base_model] if card.base_model else [])]),
         "tags": list(dict.fromkeys(["voxplug", "automatic-speech-recognition", *card.tags])),
         "short_description": description[:SHORT_DESCRIPTION_LIMIT],
         "pinned": False,
@@ -144,7 +147,8 @@ def space_readme(card: SpaceCard) -> str:
     import yaml
 
     matter = yaml.safe_dump(front_matter(card), sort_keys=False, allow_unicode=True).strip()
-    base = f" on top of [{card.base_model}](https://huggingface.co/{card.base_model})" if card.base_model else ""
+    base_ids = hub_repo_ids([card.base_model]) if card.base_model else []
+    base = f" on top of [{base_ids[0]}](https://huggingface.co/{base_ids[0]})" if base_ids else ""
     return (
         f"---\n{matter}\n---\n\n# {card.title}\n\n"
         f"Transcribes speech with [{card.model_id}](https://huggingface.co/{card.model_id}){base}. "

@@ -215,6 +215,26 @@ def test_local_plugin_file_beside_the_config(tmp_path: Path) -> None:
     assert origins["local:voxplug_plugins"] == "local file"
 
 
+def test_a_plugin_file_beside_a_config_is_announced_and_can_be_refused(tmp_path: Path) -> None:
+    """Its code runs as the user, found rather than named: voxplug says so, and --no-local-plugins refuses it."""
+    ran = tmp_path / "the plugin ran"
+    (tmp_path / "voxplug_plugins.py").write_text(f"from pathlib import Path\nPath({str(ran)!r}).touch()\n")
+    (tmp_path / "data.jsonl").write_text("")
+    config = tmp_path / "run.yaml"
+    config.write_text("name: demo\ndata:\n  source: jsonl\n  jsonl:\n    path: data.jsonl\n")
+    show = ("config", "show", "-c", str(config), "publish.target=null")
+    refused = run_voxplug(*show, "--no-local-plugins")
+    assert refused.returncode == 0, refused.stderr
+    assert not ran.exists() and f"not running {tmp_path / 'voxplug_plugins.py'}" in refused.stderr
+    refused_by_env = run_voxplug(*show, env={"VOXPLUG_NO_LOCAL_PLUGINS": "1"})
+    assert refused_by_env.returncode == 0 and not ran.exists()
+    loaded = run_voxplug(*show, env={"VOXPLUG_NO_LOCAL_PLUGINS": ""})
+    assert loaded.returncode == 0, loaded.stderr
+    assert ran.exists()
+    notice = [line for line in loaded.stderr.splitlines() if "voxplug_plugins.py" in line]
+    assert len(notice) == 1 and "found beside the run config" in notice[0] and "--no-local-plugins" in notice[0]
+
+
 def test_plugins_dir_option_and_local_file_with_typo(tmp_path: Path) -> None:
     (tmp_path / "notify.py").write_text(
         "from voxplug import hookimpl\n\n@hookimpl\ndef after_publsh(result):\n    pass\n"

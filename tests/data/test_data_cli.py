@@ -114,13 +114,16 @@ def test_import_with_manifest_then_validate_fix(dataset: Path, speech_clips, zoo
     with (dataset / "data.jsonl").open("a") as handle:
         handle.write(json.dumps({"id": "r8", "audio_path": "audio/r8.wav", "text": "tone", "language": "en"}) + "\n")
         handle.write(json.dumps({"id": "gone", "audio_path": "audio/gone.wav", "text": "x"}) + "\n")
+    (dataset / "audio" / ".0f.wav.5f2c9d0e1a2b4c3d.tmp").write_bytes(b"RIFF")  # what a killed import leaves
     bad = voxplug("validate", str(dataset), "--json")
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
     assert report["ok"] is False and {f["code"] for f in report["findings"]} >= {"wrong_format", "missing_file"}
+    assert report["temp_files"] == 1 and "leftover_temp_file" in {f["code"] for f in report["findings"]}
     fixed = voxplug("validate", str(dataset), "--fix")
     assert fixed.returncode == 0, fixed.stdout
     assert "fixed 1 row(s), quarantined 1 row(s)" in fixed.stdout
+    assert "deleted 1 temporary file(s) of interrupted writes" in " ".join(fixed.stdout.split())
     assert json.loads(ok("validate", str(dataset), "--json"))["usable_rows"] == 6
 
 

@@ -77,6 +77,18 @@ def test_push_makes_a_private_dataset_that_loads_back_identically(two_language_s
     assert json.loads(loaded.stdout.splitlines()[-1]) == local_rows(two_language_store)
 
 
+def test_pushing_into_an_existing_public_dataset_is_refused_before_uploading(filled_store, hub_server: HubServer):
+    from huggingface_hub import HfApi
+
+    HfApi(endpoint=hub_server.url, token=hub_server.token).create_repo("tester/open-voice", repo_type="dataset")
+    pushed = voxplug("push", str(filled_store.path), "tester/open-voice", env=hub_server.client_env())
+    assert pushed.returncode == 1
+    assert "tester/open-voice is public, but you asked for a private dataset repo" in pushed.stderr
+    assert "hf repos settings tester/open-voice --type dataset --private" in pushed.stderr
+    assert set(hub_server.repo_files("tester/open-voice", "dataset")) == {".gitattributes"}
+    assert "hub_id" not in filled_store.metadata
+
+
 def test_a_pushed_dataset_is_named_in_the_cards_of_models_trained_on_it(filled_store, hub_server: HubServer):
     from voxplug_jsonl import JsonlOptions, JsonlSource
 

@@ -336,6 +336,35 @@ def test_a_torn_last_line_is_set_aside_and_nothing_saved_is_lost(filled_store: D
     assert (filled_store.path / "data.jsonl.torn").read_bytes() == b'{"id": "half-writt\n'
 
 
+def test_temporary_files_of_killed_writers_are_counted_then_removed_by_the_next_write(
+    filled_store: DatasetStore, zoo
+) -> None:
+    """A killed import leaves ``audio/.<sha>.wav.<uuid>.tmp``, a killed rewrite ``.data.jsonl.<uuid>.tmp``."""
+    from voxplug.data.store import writing_audio
+    from voxplug.data.validate import validate_dataset
+
+    row = next(filled_store.rows())
+    audio_leftover = filled_store.path / "audio" / f".{row['sha256']}.wav.5f2c9d0e1a2b4c3d.tmp"
+    rewrite_leftover = filled_store.path / ".data.jsonl.5f2c9d0e1a2b4c3d.tmp"
+    audio_leftover.write_bytes(b"RIFF\x00\x01 half a clip")
+    rewrite_leftover.write_bytes(b'{"id": "half')
+    report = validate_dataset(filled_store.path)
+    assert report.temp_files == 2 and report.ok
+    assert sorted(f.where for f in report.findings if f.code == "leftover_temp_file") == [
+        rewrite_leftover.name,
+        f"audio/{audio_leftover.name}",
+    ]
+
+    with writing_audio(filled_store.path):  # another writer at work: its file may be one being written
+        DatasetStore.open(filled_store.path).add(zoo["rate_8k"], "a tone")
+        assert audio_leftover.exists()
+    DatasetStore.open(filled_store.path).add(zoo["stereo_44k"], "another tone")
+    assert not audio_leftover.exists()
+    filled_store.remove(row["id"])  # a rewrite of data.jsonl removes what killed rewrites left
+    assert not rewrite_leftover.exists()
+    assert validate_dataset(filled_store.path).temp_files == 0
+
+
 def _add_noise_forever(path: str, seed: int) -> None:
     """Child process: add distinct noise clips as fast as possible until killed."""
     store = DatasetStore.open(Path(path))
@@ -403,6 +432,7 @@ def test_sigkill_mid_import_never_corrupts_the_dataset(store: DatasetStore, nois
     report = store.import_folder(noise_folder)  # finishing the job adds exactly what is missing
     assert report.added + report.duplicates == 120 and report.problem_count == 0
     assert len(_assert_consistent(store)) == 120
+    assert not list((store.path / "audio").glob(".*.tmp"))  # what the killed writers were writing is gone
 
 
 def test_two_processes_adding_at_once_lose_no_rows(store: DatasetStore) -> None:

@@ -50,6 +50,36 @@ def test_public_flag_and_an_explicit_repo_id(full_run: Path, hub: HubServer, plu
     assert {"config.json", "model.safetensors", "generation_config.json", "README.md"} <= set(result.files)
 
 
+def test_publishing_into_an_existing_public_repo_is_refused_before_uploading(
+    full_run: Path, hub: HubServer, plugin_host
+) -> None:
+    """Private is the default; an existing public repo stays public under create_repo, so nothing may go up."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.url, token=hub.token)
+    api.create_repo("tester/shared", private=False)
+    before = len(hub.requests)
+    with pytest.raises(PublishError, match=r"tester/shared is public, but you asked for a private model repo") as err:
+        publish_model(full_run, target="hub", destination="tester/shared", options=hub_options(hub))
+    assert "hf repos settings tester/shared --private" in str(err.value)
+    assert set(hub.repo_files("tester/shared")) == {".gitattributes"}
+    assert hub.repo_visibility("tester/shared") == "public"
+    assert not [r for r in hub.requests[before:] if "/preupload/" in r.path or "/commit/" in r.path]
+
+    api.update_repo_settings("tester/shared", private=True)  # what the message says to do
+    publish_model(full_run, target="hub", destination="tester/shared", options=hub_options(hub))
+    assert "model.safetensors" in hub.repo_files("tester/shared") and api.model_info("tester/shared").private
+
+
+def test_asking_for_public_on_a_private_repo_is_refused_too(full_run: Path, hub: HubServer, plugin_host) -> None:
+    from huggingface_hub import HfApi
+
+    HfApi(endpoint=hub.url, token=hub.token).create_repo("tester/kept", private=True)
+    with pytest.raises(PublishError, match=r"tester/kept is private, but you asked for a public model repo"):
+        publish_model(full_run, target="hub", destination="tester/kept", options=hub_options(hub, private=False))
+    assert set(hub.repo_files("tester/kept")) == {".gitattributes"}
+
+
 @pytest.mark.parametrize("remove_stale", [True, False])
 def test_publishing_another_run_to_the_same_repo_replaces_the_earlier_files(
     full_run: Path, lora_run: Path, hub: HubServer, plugin_host, remove_stale: bool

@@ -109,6 +109,23 @@ def test_private_model_without_read_token_is_refused_before_creating_anything(pu
     assert not any(kind == "space" for kind, _ in published.store.repos)
 
 
+def test_an_existing_public_space_for_a_private_model_is_refused_before_uploading(
+    published: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import HfApi
+
+    HfApi(endpoint=published.url, token=published.token).create_repo(
+        "tester/lora-run-demo", repo_type="space", space_sdk="gradio", private=False
+    )
+    monkeypatch.setenv("HF_READ_TOKEN", READ_TOKEN)
+    with pytest.raises(PublishError, match=r"lora-run-demo is public, but you asked for a private space repo") as err:
+        deploy_demo("tester/lora-run", options=hub_options(published))
+    assert "hf repos settings tester/lora-run-demo --type space --private" in str(err.value)
+    assert set(published.repo_files("tester/lora-run-demo", "space")) == {".gitattributes"}
+    assert published.space_secrets("tester/lora-run-demo") == {}  # the read token never reached a public Space
+    assert published.space_variables("tester/lora-run-demo") == {}
+
+
 def test_write_token_is_never_the_space_secret(published: HubServer, monkeypatch) -> None:
     monkeypatch.setenv("HF_READ_TOKEN", DEFAULT_TOKEN)
     with pytest.raises(PublishError, match="HF_READ_TOKEN holds your write token"):

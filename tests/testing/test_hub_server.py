@@ -119,6 +119,37 @@ def test_create_repo_exist_ok_private_and_type_conflict(hub: HubServer, api: HfA
     assert err.value.response.status_code == 403
 
 
+def test_visibility_is_recorded_as_sent_and_read_back_as_the_hub_reports_it(hub: HubServer, api: HfApi) -> None:
+    """create_repo sends ``visibility``; exist_ok leaves an existing repo as it was; update_repo_settings changes it."""
+    api.create_repo("tester/open")
+    api.create_repo("tester/closed", repo_type="dataset", private=True)
+    api.create_repo("tester/demo", repo_type="space", space_sdk="gradio", visibility="protected")
+    assert api.model_info("tester/open").private is False and hub.repo_visibility("tester/open") == "public"
+    assert api.dataset_info("tester/closed").private is True
+    assert api.space_info("tester/demo").private is True and hub.repo_visibility("tester/demo", "space") == "protected"
+
+    api.create_repo("tester/open", private=True, exist_ok=True)  # what voxplug once relied on: a no-op here
+    assert api.repo_info("tester/open").private is False
+    anonymous = HfApi(endpoint=hub.url, token=False)
+    assert anonymous.model_info("tester/open").id == "tester/open"
+
+    api.update_repo_settings("tester/open", private=True)
+    assert api.repo_info("tester/open").private is True
+    with pytest.raises(RepositoryNotFoundError):
+        anonymous.model_info("tester/open")
+    api.update_repo_settings("tester/closed", repo_type="dataset", visibility="public")
+    assert anonymous.dataset_info("tester/closed").private is False
+    refused = httpx.post(  # huggingface_hub refuses this itself; the server does too
+        f"{hub.url}/api/repos/create",
+        json={"name": "odd", "visibility": "protected"},
+        headers={"authorization": f"Bearer {hub.token}"},
+    )
+    assert refused.status_code == 400 and "Invalid visibility 'protected' for a model repo" in refused.text
+    with pytest.raises(HfHubHTTPError) as err:
+        HfApi(endpoint=hub.url, token=False).update_repo_settings("tester/closed", repo_type="dataset", private=True)
+    assert err.value.response.status_code == 401 and anonymous.dataset_info("tester/closed").private is False
+
+
 def test_read_only_token_cannot_write_but_can_read(hub: HubServer, api: HfApi, tmp_path: Path) -> None:
     api.create_repo("tester/m")
     hub.add_token("hf_reader", "tester", write=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from voxplug.cli.options import CONFIG_OPTION, OVERRIDES_ARGUMENT
+from voxplug.cli.options import CONFIG_OPTION, NO_LOCAL_PLUGINS_OPTION, OVERRIDES_ARGUMENT
 
 
 def register(app: typer.Typer) -> None:
@@ -18,13 +18,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="config")
 
 
-def show(config: list[str] = CONFIG_OPTION, overrides: list[str] = OVERRIDES_ARGUMENT) -> None:
+def show(
+    config: list[str] = CONFIG_OPTION,
+    overrides: list[str] = OVERRIDES_ARGUMENT,
+    no_local_plugins: bool = NO_LOCAL_PLUGINS_OPTION,
+) -> None:
     """Print the resolved config (presets merged, overrides applied, plugin options validated) as YAML."""
     import yaml
 
     from voxplug.cli.options import load_run_config
 
-    run_config, _ = load_run_config(config, overrides)
+    run_config, _ = load_run_config(config, overrides, no_local_plugins=no_local_plugins)
     typer.echo(yaml.safe_dump(run_config.public_dict(), sort_keys=False, allow_unicode=True))
 
 

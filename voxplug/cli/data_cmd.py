@@ -334,6 +334,8 @@ def _print_validation(report: ValidationReport, *, fixed: bool) -> None:
             f"; fixed {report.fixed_rows} row(s), quarantined {report.quarantined_rows} row(s) "
             f"and {report.quarantined_files} file(s)"
         )
+        if report.removed_temp_files:
+            line += f", deleted {report.removed_temp_files} temporary file(s) of interrupted writes"
     console.print(line, soft_wrap=True)
 
 
@@ -347,7 +349,9 @@ SCRUB_REPORT_OPTION: Any = typer.Option(
 def push(
     path: Path = typer.Argument(..., help="The dataset folder."),
     repo_id: str = typer.Argument(..., help="Hub dataset to create or update, e.g. your-name/my-voice."),
-    public: bool = typer.Option(False, "--public", help="Make a new repo public (default: private)."),
+    public: bool = typer.Option(
+        False, "--public", help="Push to a public repo (default: private; an existing repo must already match)."
+    ),
     scrub: str = SCRUB_OPTION,
     scrub_report: Path = SCRUB_REPORT_OPTION,
 ) -> None:

@@ -36,9 +36,12 @@ def publish(
     dataset: list[str] = typer.Option(
         None, "--dataset", help="A Hub dataset id the card names (repeatable), e.g. one pushed after training."
     ),
+    base_model: str = typer.Option(
+        None, "--base-model", help="The base model's Hub id, when the run trained from a local copy of it."
+    ),
     option: list[str] = typer.Option(None, "--option", "-o", help=OPTION_HELP),
 ) -> None:
-    """Publish a finished run: model, processor, model card and results, never checkpoints or secrets."""
+    """Publish a finished run: model, processor, model card and results, never checkpoints, secrets or local paths."""
     from voxplug.plugins import get_plugin_host
     from voxplug.publishing.publish import publish_model
 
@@ -47,15 +50,17 @@ def publish(
     table = dict(settings.get(target) or {})
     table.update(_parse_options(option))
     publisher = get_plugin_host().extension("publisher", target)
-    for flag, key, value in (("--public", "private", False), ("--no-merged", "include_merged", False)):
-        if {"--public": public, "--no-merged": no_merged}[flag]:
+    flags = (
+        ("--public", "private", False if public else None),
+        ("--no-merged", "include_merged", False if no_merged else None),
+        ("--base-model", "base_model", base_model),
+        ("--dataset", "datasets", [*table.get("datasets", []), *dataset] if dataset else None),
+    )
+    for flag, key, value in flags:
+        if value is not None:
             if key not in publisher.Options.model_fields:
                 raise ConfigError(f"{flag} does not apply to the {target!r} publisher (it has no {key!r} option)")
             table[key] = value
-    if dataset:
-        if "datasets" not in publisher.Options.model_fields:
-            raise ConfigError(f"--dataset does not apply to the {target!r} publisher (it has no 'datasets' option)")
-        table["datasets"] = [*table.get("datasets", []), *dataset]
     options = _validated_options(publisher, table, f"publisher {target!r}")
     with _progress(f"Publishing {source} with {target}"):
         result = publish_model(source, target=target, destination=to or settings.get("repo_id"), options=options)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from voxplug.cli.options import CONFIG_OPTION, OVERRIDES_ARGUMENT
+from voxplug.cli.options import CONFIG_OPTION, NO_LOCAL_PLUGINS_OPTION, OVERRIDES_ARGUMENT
 
 if TYPE_CHECKING:
     from voxplug.training.run import RunResult
@@ -22,6 +22,7 @@ def train(
     overrides: list[str] = OVERRIDES_ARGUMENT,
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in the run folder."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Print log lines instead of a progress bar."),
+    no_local_plugins: bool = NO_LOCAL_PLUGINS_OPTION,
 ) -> None:
     """Fine-tune a model: `voxplug train -c my-run.yaml training.epochs=5`.
 
@@ -33,7 +34,7 @@ def train(
     from voxplug.training.processes import is_main_process
     from voxplug.training.run import train as run_training
 
-    run_config, _ = load_run_config(config, overrides)
+    run_config, _ = load_run_config(config, overrides, no_local_plugins=no_local_plugins)
     result = run_training(run_config, host=get_plugin_host(), resume=resume, progress=not no_progress)
     if is_main_process():
         typer.echo(summary_lines(result))

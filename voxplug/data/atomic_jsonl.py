@@ -7,7 +7,8 @@ Guarantees, for processes that write through :class:`AtomicJsonl`:
   leaves the file as it was; a line torn by a crash of the whole machine is detected at the next write (the file
   does not end with a newline), moved to ``<name>.torn`` and cut off, so every earlier row stays readable.
 * **Rewrites are all-or-nothing.** :meth:`AtomicJsonl.rewrite` writes a temporary copy beside the file and
-  ``os.replace``\\ s it over the original; readers see the old file or the new one, never a mix.
+  ``os.replace``\\ s it over the original; readers see the old file or the new one, never a mix. The temporary copy
+  a killed rewrite leaves behind is deleted by the next rewrite.
 * **Writers take turns.** :meth:`AtomicJsonl.locked` holds an exclusive ``fcntl.flock`` on ``.<name>.lock``, so two
   processes adding to one dataset never interleave a read-check-append sequence.
 """
@@ -15,6 +16,7 @@ Guarantees, for processes that write through :class:`AtomicJsonl`:
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 import uuid
@@ -46,6 +48,25 @@ class AtomicJsonl:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    @contextmanager
+    def locked_if_free(self) -> Iterator[bool]:
+        """Hold the writer lock if no other process holds it (yields True), else yield False at once."""
+        try:
+            handle = open(self.lock_path, "a")
+        except OSError:  # a read-only folder: no writer can be at work here either way
+            yield False
+            return
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
@@ -110,6 +131,7 @@ class AtomicJsonl:
         Lines ``transform`` returns unchanged (including lines that are not valid JSON) are copied byte for byte,
         so a rewrite never loses what it does not understand. Call it while holding :meth:`locked`.
         """
+        self.remove_leftovers()
         temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
         changed = 0
         try:
@@ -127,6 +149,18 @@ class AtomicJsonl:
             temporary.unlink(missing_ok=True)
             raise
         return changed
+
+    def leftovers(self) -> list[Path]:
+        """Temporary copies that rewrites killed before their rename left beside the file (only rewrites make them,
+        under :meth:`locked`: while holding it, every one found is a leftover)."""
+        return sorted(self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"))
+
+    def remove_leftovers(self) -> int:
+        """Delete :meth:`leftovers`; return how many there were. Call it while holding :meth:`locked`."""
+        found = self.leftovers()
+        for path in found:
+            path.unlink(missing_ok=True)
+        return len(found)
 
 
 def _start_of_last_line(handle: Any, size: int) -> int:

@@ -67,11 +67,12 @@ def push_dataset(
 ) -> PublishResult:
     """Push the dataset at ``path`` to the Hub dataset ``repo_id`` (``owner/name``, or ``name`` for your account).
 
-    The repo is created private unless ``private=False`` (an existing repo keeps its visibility). Transient Hub
-    failures are retried with ``retry`` (default: 5 tries, waits from 2 s doubling). Fires ``after_publish`` (or
-    ``on_publish_error``) on ``host`` when one is given. ``scrubbers`` replace personal data in the pushed
-    transcripts (the local dataset is left as it is). Raises :class:`~voxplug.errors.PublishError` with the repo
-    and the reason when anything fails; the token never appears in messages.
+    The repo is created private unless ``private=False``; an existing repo whose visibility the Hub reports
+    otherwise is refused before anything is uploaded. Transient Hub failures are retried with ``retry`` (default:
+    5 tries, waits from 2 s doubling). Fires ``after_publish`` (or ``on_publish_error``) on ``host`` when one is
+    given. ``scrubbers`` replace personal data in the pushed transcripts (the local dataset is left as it is).
+    Raises :class:`~voxplug.errors.PublishError` with the repo and the reason when anything fails; the token never
+    appears in messages.
     """
     from voxplug.publishing.hub import authenticate, full_repo_id, hub_api, hub_token
 

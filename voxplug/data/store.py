@@ -15,17 +15,21 @@ original file; ``source`` is its file name, when there was one).
 Safety: audio files are written atomically before their row; rows are appended with one write (see
 :mod:`voxplug.data.atomic_jsonl`) under a file lock, so a killed process or two processes adding at once never
 corrupt ``data.jsonl`` or leave a row without its audio. The same recording is stored once (content hashes).
+Audio is written under a shared lock (``.audio-writers.lock``), so that the temporary files of killed writers
+(``audio/.<sha256>.wav.<uuid>.tmp``) are deleted by the next write once no writer is at work.
 The folder is also a valid ``jsonl`` data source: ``data.jsonl.path: my-voice/data.jsonl``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +47,7 @@ from voxplug.errors import DataError
 
 DATA_FILE = "data.jsonl"
 AUDIO_DIR = "audio"
+AUDIO_WRITERS_LOCK = ".audio-writers.lock"
 META_FILE = "dataset.json"
 STORE_FORMAT = "voxplug-dataset"
 STORE_VERSION = 1
@@ -135,6 +140,7 @@ class DatasetStore:
         self.audio_dir = self.path / AUDIO_DIR
         self.rows_file = AtomicJsonl(self.path / DATA_FILE)
         self._index = _HashIndex(self.rows_file.path)
+        self._leftovers_removed = False
 
     # -- creating and opening ------------------------------------------------------------------------------
 
@@ -307,6 +313,8 @@ class DatasetStore:
         that is not there, whenever the process dies.
         """
         warnings = clip.warnings + text_warnings
+        if not self._leftovers_removed:  # once per store: the temporary files killed writers left in audio/
+            self._leftovers_removed = audio_leftovers(self.path, remove=True) is not None
         with self.rows_file.locked():
             existing = self._index.refresh().get(clip.sha256)
             if existing is not None:
@@ -334,7 +342,8 @@ class DatasetStore:
         relative = f"{AUDIO_DIR}/{clip.sha256}.wav"
         if not (self.path / relative).is_file():
             self.audio_dir.mkdir(exist_ok=True)
-            write_wav_16k(self.path / relative, clip.samples)
+            with writing_audio(self.path):
+                write_wav_16k(self.path / relative, clip.samples)
         return relative
 
     # -- importing -----------------------------------------------------------------------------------------
@@ -468,6 +477,54 @@ class DatasetStore:
         target = (self.path / relative).resolve()
         if target.parent == self.audio_dir.resolve():
             target.unlink(missing_ok=True)
+
+
+@contextmanager
+def writing_audio(folder: Path) -> Iterator[None]:
+    """Hold the dataset's audio-writer lock (shared) while writing a file into ``folder/audio``.
+
+    A writer killed mid-write leaves its temporary file (``audio/.<name>.<uuid>.tmp``) behind. Such files are
+    deleted only while no writer holds this lock (:func:`audio_leftovers`), so a file being written is never taken
+    for one: the kernel releases a killed process's locks, never a live one's.
+    """
+    with open(folder / AUDIO_WRITERS_LOCK, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def audio_leftovers(folder: Path, *, remove: bool = False) -> list[str] | None:
+    """The temporary files killed writers left in ``folder/audio`` (paths relative to ``folder``), deleted when
+    ``remove``; None while a writer is at work (they cannot be told from files being written then) or when the
+    folder cannot be locked (read-only)."""
+    audio_dir = folder / AUDIO_DIR
+    if not audio_dir.is_dir():
+        return []
+    try:
+        handle = open(folder / AUDIO_WRITERS_LOCK, "a")
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        try:
+            with os.scandir(audio_dir) as entries:
+                found = sorted(entry.name for entry in entries if _is_temporary_name(entry.name) and entry.is_file())
+            if remove:
+                for name in found:
+                    (audio_dir / name).unlink(missing_ok=True)
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return [f"{AUDIO_DIR}/{name}" for name in found]
+
+
+def _is_temporary_name(name: str) -> bool:
+    """``.<name>.<uuid>.tmp``, as :func:`voxplug.data.audio.write_wav_16k` names the file it is writing."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def import_workers() -> int:

@@ -8,16 +8,24 @@ file and the reason.
 
 With ``fix=True``: what can be repaired is (audio converted to 16 kHz mono WAV, transcripts cleaned, stale
 durations and hashes updated); rows that cannot be repaired leave ``data.jsonl`` for ``quarantine/`` with a line in
-``quarantine/quarantine.jsonl`` saying why. Files are moved, never deleted, and files outside the dataset folder
-are never touched. ``data.jsonl`` is rewritten atomically, under the writer lock.
+``quarantine/quarantine.jsonl`` saying why (a line that is not UTF-8 keeps its exact bytes there, in base64). Files
+are set aside in ``quarantine/audio/``, never deleted, and files outside the dataset folder are never touched.
+
+Fixing survives being killed at any point (see :func:`_apply_fixes`): it works under the writer lock, copies files
+before the new ``data.jsonl`` replaces the old one in one rename, deletes the originals only after that, and logs
+each quarantined row once however often it is interrupted. Temporary files that killed writers left behind are
+counted (``leftover_temp_file``) and, when fixing, deleted.
 """
 
 from __future__ import annotations
 
+import base64
+import filecmp
 import hashlib
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -41,7 +49,16 @@ from voxplug.data.interface import RowProblem
 from voxplug.data.languages import LanguageSupport, check_row_language
 from voxplug.data.manifest import iter_jsonl
 from voxplug.data.parallel import map_ordered
-from voxplug.data.store import AUDIO_DIR, DATA_FILE, META_FILE, duration_bucket_labels, duration_histogram, utc_now
+from voxplug.data.store import (
+    AUDIO_DIR,
+    DATA_FILE,
+    META_FILE,
+    audio_leftovers,
+    duration_bucket_labels,
+    duration_histogram,
+    utc_now,
+    writing_audio,
+)
 from voxplug.data.text import check_transcript, clean_transcript
 from voxplug.errors import DataError
 
@@ -90,6 +107,8 @@ class ValidationReport:
     fixed_rows: int = 0
     quarantined_rows: int = 0
     quarantined_files: int = 0
+    temp_files: int = 0
+    removed_temp_files: int = 0
 
     @property
     def ok(self) -> bool:
@@ -174,12 +193,39 @@ def validate_dataset(
     writer = AtomicJsonl(target.manifest)
     quarantine = _Quarantine(target.folder / QUARANTINE_DIR) if fix else None
     with writer.locked() if fix else nullcontext():
+        if target.is_store:
+            _check_leftovers(target, writer, report, on_finding)
         decisions = _check_all_rows(target, report, on_finding, progress, workers)
         if quarantine is not None:
+            quarantine.remove_leftovers()
             _apply_fixes(target, writer, decisions, report, quarantine)
         if target.is_store:
             _check_orphan_files(target, report, on_finding, quarantine)
     return report
+
+
+def _check_leftovers(
+    target: _Target, writer: AtomicJsonl, report: ValidationReport, on_finding: Callable[[Finding], None] | None
+) -> None:
+    """Count the temporary files killed writers left (audio files, ``data.jsonl`` rewrites); delete them when fixing.
+
+    Files a writer at work may still be writing are left alone: audio ones while another process holds the
+    audio-writer lock, ``data.jsonl`` ones unless this run holds the writer lock (it does when fixing).
+    """
+    found = audio_leftovers(target.folder, remove=target.fix) or []
+    with nullcontext(True) if target.fix else writer.locked_if_free() as no_rewrite_running:
+        if no_rewrite_running:
+            found += [path.name for path in writer.leftovers()]
+            if target.fix:
+                writer.remove_leftovers()
+    report.temp_files = len(found)
+    if target.fix:
+        report.removed_temp_files = len(found)
+        return
+    for name in found:
+        message = "a temporary file an interrupted write left behind; --fix deletes it"
+        report.warnings += 1
+        _keep_finding(report, Finding(name, "warning", "leftover_temp_file", message, fixable=True), on_finding)
 
 
 def _check_all_rows(
@@ -296,7 +342,8 @@ def _check_format(target: _Target, check: _RowCheck, path: Path, relative: str, 
     check.add("error" if target.is_store else "warning", "wrong_format", message, fixable=True)
     if target.fix:
         converted = f"{AUDIO_DIR}/{sha}.wav"
-        write_wav_16k(target.folder / converted, samples)
+        with writing_audio(target.folder) if target.is_store else nullcontext():
+            write_wav_16k(target.folder / converted, samples)
         check.replaced_file = path
         check.row["audio_path"] = converted  # type: ignore[index]
         check.row.pop("audio", None)  # type: ignore[union-attr]
@@ -391,24 +438,61 @@ def _apply_fixes(
     report: ValidationReport,
     quarantine: _Quarantine,
 ) -> None:
-    """Rewrite ``data.jsonl`` with repaired rows and without unfixable ones; quarantine those; update the totals."""
+    """Rewrite ``data.jsonl`` with repaired rows and without unfixable ones; quarantine those; update the totals.
+
+    The steps run in an order a kill at any point cannot hurt (the writer lock is held throughout):
+
+    1. the files to set aside are copied into ``quarantine/audio/`` (``data.jsonl`` still refers to the originals);
+    2. each quarantined row is logged, unless an interrupted run logged that same line already;
+    3. the new ``data.jsonl`` replaces the old one in one rename;
+    4. the originals no remaining row refers to are deleted.
+
+    Killed before step 3, the dataset is as it was with every file in place, and the next run does the same work
+    again (reusing the copies and log lines already made). Killed during step 4, the originals left are orphans
+    whose copies are in quarantine already: the next run deletes them without copying them twice.
+    """
     if not decisions:
         return
     kept_paths = _kept_audio_paths(target, decisions)
+    set_aside: dict[Path, Path] = {}  # original -> its copy in quarantine
+    logged = quarantine.logged_lines()
+    unfixable = {number for number, check in decisions.items() if check.has_unfixable_error}
+    for number, line in _raw_lines(target.manifest, unfixable):
+        check = decisions[number]
+        original = _movable(target, check.audio_file, kept_paths)
+        copy = quarantine.copy_in(original)
+        if original is not None and copy is not None:
+            set_aside[original] = copy
+        quarantine.log_row(check, line, copy, logged)
+    for check in decisions.values():
+        original = None if check.has_unfixable_error else _movable(target, check.replaced_file, kept_paths)
+        copy = quarantine.copy_in(original)
+        if original is not None and copy is not None:
+            set_aside[original] = copy
 
     def transform(number: int, line: bytes) -> bytes | None:
         check = decisions.get(number)
         if check is None:
             return line
         if check.has_unfixable_error:
-            quarantine.add_row(check, line, _movable(target, check.audio_file, kept_paths))
             return None
         assert check.row is not None
-        quarantine.keep_file(_movable(target, check.replaced_file, kept_paths))
         return encode_row(check.row).rstrip(b"\n")
 
     writer.rewrite(transform)
+    for original, copy in set_aside.items():
+        quarantine.delete_original(original, copy)
     _recount_after_fix(report, decisions, quarantine)
+
+
+def _raw_lines(manifest: Path, numbers: set[int]) -> Iterator[tuple[int, bytes]]:
+    """The lines ``numbers`` of ``manifest`` as they are (bytes, without the newline), in order."""
+    if not numbers:
+        return
+    with manifest.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number in numbers:
+                yield number, raw.rstrip(b"\n")
 
 
 def _kept_audio_paths(target: _Target, decisions: dict[int, _RowCheck]) -> set[str]:
@@ -461,42 +545,108 @@ def _recount_after_fix(report: ValidationReport, decisions: dict[int, _RowCheck]
 
 
 class _Quarantine:
-    """The ``quarantine/`` folder: rows that could not be repaired, their files, and files replaced by repairs."""
+    """The ``quarantine/`` folder: rows that could not be repaired, their files, and files replaced by repairs.
+
+    Files are copied in atomically and the originals deleted only once nothing refers to them
+    (:meth:`delete_original`); each log line records the hash of the row's line, so a row is logged once however
+    often an interrupted ``--fix`` runs again.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.log = AtomicJsonl(folder / QUARANTINE_FILE)
+        self.audio_dir = folder / "audio"
         self.files_moved = 0
+        self._copied: set[Path] = set()
 
-    def add_row(self, check: _RowCheck, line: bytes, audio_file: Path | None) -> None:
-        """Record why a row (``line``, as it was) left ``data.jsonl``, moving its audio file here when that is safe."""
+    def remove_leftovers(self) -> None:
+        """Delete the partial copies a killed run left (only ``--fix`` writes here, under the writer lock)."""
+        if self.audio_dir.is_dir():
+            for path in self.audio_dir.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
+
+    def logged_lines(self) -> set[str]:
+        """The line hashes of the rows logged already."""
+        if not self.log.path.is_file():
+            return set()
+        hashes = set()
+        for _number, entry in iter_jsonl(self.log.path):
+            if isinstance(entry, dict) and isinstance(entry.get("line_sha256"), str):
+                hashes.add(entry["line_sha256"])
+        return hashes
+
+    def log_row(self, check: _RowCheck, line: bytes, audio_copy: str | None, logged: set[str]) -> None:
+        """Record why a row (``line``, exactly as it was) leaves ``data.jsonl``, unless it is logged already."""
+        line_hash = hashlib.sha256(line).hexdigest()
+        if line_hash in logged:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        moved = self.keep_file(audio_file)
-        text = line.decode("utf-8", errors="replace")
-        try:
-            original: Any = json.loads(text)
-        except json.JSONDecodeError:
-            original = text
-        entry = {
+        entry: dict[str, Any] = {
             "line": check.line,
-            "row": original,
+            "row": _readable_row(line),
             "reasons": [f"{f.code}: {f.message}" for f in check.findings if f.is_error],
-            "audio_moved_to": moved,
+            "audio_moved_to": audio_copy,
             "quarantined": utc_now(),
+            "line_sha256": line_hash,
         }
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            entry["row_base64"] = base64.b64encode(line).decode("ascii")
         self.log.append(entry)
+        logged.add(line_hash)
 
-    def keep_file(self, path: Path | None) -> str | None:
-        """Move ``path`` into ``quarantine/audio/`` (never deleting it); return its new path relative to the dataset."""
+    def copy_in(self, path: Path | None) -> str | None:
+        """Copy ``path`` into ``quarantine/audio/`` unless an identical copy is there; return the copy's path
+        relative to the dataset. The original stays until :meth:`delete_original`."""
         if path is None:
             return None
-        destination = self.folder / "audio" / path.name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if destination.exists():
-            destination = destination.with_name(f"{path.stem}-{os.getpid()}-{self.files_moved}{path.suffix}")
-        shutil.move(str(path), destination)
-        self.files_moved += 1
+        self.audio_dir.mkdir(parents=True, exist_ok=True)
+        destination = self.audio_dir / path.name
+        suffix = 0
+        while destination.exists() and not filecmp.cmp(destination, path, shallow=False):
+            suffix += 1
+            destination = self.audio_dir / f"{path.stem}-{suffix}{path.suffix}"
+        if not destination.exists():
+            _copy_atomically(path, destination)
+        if path not in self._copied:
+            self._copied.add(path)
+            self.files_moved += 1
         return str(destination.relative_to(self.folder.parent))
+
+    def delete_original(self, original: Path, copy: str) -> None:
+        """Delete ``original`` now that the dataset no longer refers to it and its copy ``copy`` is in quarantine."""
+        kept = self.folder.parent / copy
+        if kept.is_file() and original.is_file() and kept.stat().st_size == original.stat().st_size:
+            original.unlink()
+
+    def set_aside(self, path: Path) -> None:
+        """Copy ``path`` into quarantine, then delete it (a file no row refers to)."""
+        copy = self.copy_in(path)
+        if copy is not None:
+            self.delete_original(path, copy)
+
+
+def _readable_row(line: bytes) -> Any:
+    """A quarantined line for people: the row it held, or its text (undecodable bytes shown as U+FFFD)."""
+    text = line.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _copy_atomically(source: Path, destination: Path) -> None:
+    """Copy ``source`` to ``destination`` through a temporary file, fsynced and renamed into place."""
+    temporary = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        shutil.copyfile(source, temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, destination)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 # --- files no row uses ------------------------------------------------------------------------------------
@@ -508,9 +658,9 @@ def _check_orphan_files(
     on_finding: Callable[[Finding], None] | None,
     quarantine: _Quarantine | None,
 ) -> None:
-    """Warn about files in ``audio/`` that no row refers to (left by an interrupted add; harmless).
+    """Warn about files in ``audio/`` that no row refers to (left by an interrupted add or fix; harmless).
 
-    When fixing, they move to ``quarantine/audio/``.
+    When fixing, they move to ``quarantine/audio/`` (an identical copy there already is not made twice).
     """
     audio_dir = target.folder / AUDIO_DIR
     if not audio_dir.is_dir():
@@ -518,7 +668,7 @@ def _check_orphan_files(
     used = set(_referenced_names(target.manifest))
     for name in _orphan_names(audio_dir, used):
         if quarantine is not None:
-            quarantine.keep_file(audio_dir / name)
+            quarantine.set_aside(audio_dir / name)
             report.quarantined_files = quarantine.files_moved
             continue
         finding = Finding(f"{AUDIO_DIR}/{name}", "warning", "orphan_file", "no row refers to this file", fixable=True)

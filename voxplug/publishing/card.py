@@ -204,9 +204,16 @@ def render_model_card(card: ModelCard) -> str:
     return load_template("model_card.md").substitute(body)
 
 
+UNKNOWN_BASE = "<base model id>"
+"""What the usage snippet of an adapter whose base model has no known Hub id names as its base."""
+
+
 def _summary(facts: dict[str, Any]) -> str:
     base = facts["base_model"]
-    base_link = f"[{base}](https://huggingface.co/{base})" if base.count("/") == 1 else f"`{base or 'unknown'}`"
+    if hub_repo_ids([base]):
+        base_link = f"[{base}](https://huggingface.co/{base})"
+    else:
+        base_link = f"`{base}`" if base else "a base model loaded from a local folder (its Hub id was not recorded)"
     what = "A LoRA adapter for" if facts["kind"] == "adapter" else "A fine-tuned version of"
     langs = ", ".join(facts["languages"]) or "the languages of its training data"
     return (
@@ -235,7 +242,7 @@ def _usage(facts: dict[str, Any]) -> str:
     model_class = MODEL_CLASSES.get(str(facts["family"]))
     values = {
         "model_id": facts["model_id"],
-        "base_model": facts["base_model"],
+        "base_model": facts["base_model"] or UNKNOWN_BASE,
         "model_class": model_class or "AutoModelForSpeechSeq2Seq",
         "language": repr(languages[0]) if len(languages) == 1 else "None",
         "languages": ", ".join(languages) or "any the base model knows",
@@ -253,7 +260,8 @@ def _usage(facts: dict[str, Any]) -> str:
 
 def _training(facts: dict[str, Any]) -> str:
     train = facts["train"]
-    rows: list[tuple[str, Any]] = [("base model", facts["base_model"]), ("result", facts["kind"])]
+    base = facts["base_model"] or "a local folder (not published)"
+    rows: list[tuple[str, Any]] = [("base model", base), ("result", facts["kind"])]
     rows += list(facts["hyperparameters"].items())
     rows += [("duration", format_duration(train.get("train_runtime"))), ("hardware", _hardware(train.get("hardware")))]
     rows += [(label, train.get(key)) for key, label in RESULT_KEYS]

@@ -160,16 +160,18 @@ def ensure_repo(
     retry: RetryPolicy = RetryPolicy(),
     **create: Any,
 ) -> bool:
-    """Create ``repo_id`` (or reuse it); return True when it already existed.
+    """Create ``repo_id`` (or reuse it) and check its visibility is ``private``; return True when it already existed.
 
     A repo of that name that exists only as another type is refused: publishing a model under the name of your
-    dataset or Space is almost always a mix-up.
+    dataset or Space is almost always a mix-up. The visibility is read back from the Hub, since an existing repo
+    keeps the one it has: when it is not what was asked, :class:`PublishError` says so before anything is uploaded.
     """
 
     def exists(kind: str) -> bool:
         return retry.run(lambda: api.repo_exists(repo_id, repo_type=kind, token=token), what=f"looking up {repo_id}")
 
     if exists(repo_type):
+        check_visibility(api, token, repo_id, repo_type=repo_type, private=private, retry=retry, existed=True)
         return True
     others = [other for other in REPO_TYPES if other != repo_type and exists(other)]
     if others:
@@ -182,8 +184,48 @@ def ensure_repo(
         lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, token=token, **create),
         what=f"creating {repo_type} repo {repo_id}",
     )
-    log.info("created %s %s repo %s", "private" if private else "public", repo_type, repo_id)
+    check_visibility(api, token, repo_id, repo_type=repo_type, private=private, retry=retry, existed=False)
+    log.info("created %s %s repo %s", visibility_name(private), repo_type, repo_id)
     return False
+
+
+def visibility_name(private: bool) -> str:
+    """``private`` or ``public``."""
+    return "private" if private else "public"
+
+
+def check_visibility(
+    api: HfApi,
+    token: str,
+    repo_id: str,
+    *,
+    repo_type: str,
+    private: bool,
+    retry: RetryPolicy = RetryPolicy(),
+    existed: bool = True,
+) -> None:
+    """Read the repo's visibility back from the Hub; raise :class:`PublishError` when it is not ``private``.
+
+    ``create_repo(exist_ok=True)`` leaves an existing repo's visibility as it was, and a server may not make what
+    was asked, so "private" is never assumed: only what the Hub reports counts.
+    """
+    info = retry.run(
+        lambda: api.repo_info(repo_id, repo_type=repo_type, token=token), what=f"reading the visibility of {repo_id}"
+    )
+    actual = getattr(info, "private", None)
+    if actual is None:
+        where = repo_url(api, repo_id, repo_type)
+        raise PublishError(f"{where}: the Hub did not say whether the repo is private; nothing was uploaded")
+    if bool(actual) == private:
+        return
+    wanted, found = visibility_name(private), visibility_name(bool(actual))
+    how = "an existing repo keeps its visibility" if existed else "the Hub did not create it as asked"
+    type_flag = "" if repo_type == "model" else f" --type {repo_type}"
+    raise PublishError(
+        f"{repo_url(api, repo_id, repo_type)} is {found}, but you asked for a {wanted} {repo_type} repo ({how}); "
+        f"nothing was uploaded. Make it {wanted} first (`hf repos settings {repo_id}{type_flag} --{wanted}` or the "
+        f"repo's settings page), or ask for a {found} repo"
+    )
 
 
 def commit_folder(

@@ -3,11 +3,12 @@
 It speaks the routes that ``huggingface_hub`` 2.4 really calls (read from its source: ``hf_api.py``,
 ``_commit_api.py``, ``lfs.py``, ``file_download.py``, ``utils/_http.py``), so that tests exercise the real client:
 ``create_repo``, ``upload_file`` / ``upload_folder`` / ``create_commit`` (preupload, validate-yaml, NDJSON commit),
-the Git LFS batch API with a basic PUT transfer and a verify step, ``repo_info`` / ``list_repo_tree`` /
-``get_paths_info`` / ``list_repo_commits`` / ``list_repo_refs``, ``hf_hub_download`` and ``snapshot_download``
-(HEAD and ranged GET on ``resolve``, LFS files redirected to a "CDN" host like the real Hub), Space secrets,
-variables, hardware and runtime, and ``whoami``. Hence ``transformers``' ``from_pretrained("user/x")`` and
-``datasets.load_dataset("user/x")`` work against it too.
+visibility (``create_repo``'s ``"visibility": "public" | "private" | "protected"``, ``update_repo_settings``, read
+back as repo info's ``private``), the Git LFS batch API with a basic PUT transfer and a verify step, ``repo_info``
+/ ``list_repo_tree`` / ``get_paths_info`` / ``list_repo_commits`` / ``list_repo_refs``, ``hf_hub_download`` and
+``snapshot_download`` (HEAD and ranged GET on ``resolve``, LFS files redirected to a "CDN" host like the real
+Hub), Space secrets, variables, hardware and runtime, and ``whoami``. Hence ``transformers``'
+``from_pretrained("user/x")`` and ``datasets.load_dataset("user/x")`` work against it too.
 
 Pointing the client at the server (what the installed ``huggingface_hub`` 2.4.0 does):
 
@@ -29,8 +30,8 @@ Pointing the client at the server (what the installed ``huggingface_hub`` 2.4.0 
 
 For tests: ``fail_next(method, path_substring, status, times)`` makes the next matching requests fail (the client
 retries 408/429/5xx on preupload, LFS batch and LFS PUT, not on commit); ``requests`` logs ``(method, path,
-status)`` without query strings or headers, so never a token; ``repo_files``, ``repo_commits``, ``space_secrets``,
-``space_variables`` and ``space_hardware`` read the stored state directly.
+status)`` without query strings or headers, so never a token; ``repo_files``, ``repo_commits``, ``repo_visibility``,
+``space_secrets``, ``space_variables`` and ``space_hardware`` read the stored state directly.
 
 Not implemented: Xet, pull requests (``create_pr``), branches and tags other than ``main`` (no ``create_branch``;
 revisions are branch names or commit ids, none with a ``/``), organizations beyond a list of namespaces per token,
@@ -87,6 +88,7 @@ DEFAULT_LFS_PATTERNS = tuple(
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
+VISIBILITIES = ("public", "private", "protected")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 CARD_METADATA = re.compile(r"^\s*---\r?\n([\s\S]*?)\r?\n---(\r?\n|$)")
@@ -196,11 +198,16 @@ class Repo:
 
     repo_type: str
     repo_id: str
-    private: bool
+    visibility: str  # "public", "private" or (Spaces only) "protected", as create_repo and update_repo_settings send it
     created_at: str
     branches: dict[str, str] = field(default_factory=dict)
     commits: dict[str, Commit] = field(default_factory=dict)
     space: dict[str, Any] | None = None  # sdk, hardware, sleep_time, secrets, variables
+
+    @property
+    def private(self) -> bool:
+        """What repo info reports as ``private``: anything but ``public`` hides the repo's files from others."""
+        return self.visibility != "public"
 
     @property
     def url_path(self) -> str:
@@ -225,7 +232,9 @@ class Repo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Repo:
-        """Load a repo saved with ``dataclasses.asdict``."""
+        """Load a repo saved with ``dataclasses.asdict`` (a root saved with a ``private`` flag loads too)."""
+        if "private" in data:
+            data["visibility"] = "private" if data.pop("private") else "public"
         commits = {
             cid: Commit(**{**c, "files": {p: FileEntry(**e) for p, e in c["files"].items()}})
             for cid, c in data.pop("commits").items()
@@ -489,6 +498,11 @@ class HubServer:
         with self.store.lock:
             repo = self._repo(repo_id, repo_type)
             return repo.history(repo.resolve("main"))
+
+    def repo_visibility(self, repo_id: str, repo_type: str = "model") -> str:
+        """``public``, ``private`` or ``protected``, as the repo was created or last set."""
+        with self.store.lock:
+            return self._repo(repo_id, repo_type).visibility
 
     def space_secrets(self, repo_id: str) -> dict[str, str]:
         """Secret names to values, as stored (the HTTP API never returns values)."""
@@ -854,8 +868,7 @@ def add_repo_routes(app: FastAPI, hub: HubServer) -> None:
                     f"Cannot create {repo_type} repo {repo_id}: a {others[0]} repo with this id "
                     "already exists on this test Hub (a missing repo_type=?)",
                 )
-            private = payload.get("visibility", "public") != "public" or bool(payload.get("private"))
-            repo = Repo(repo_type, repo_id, private, utc_now())
+            repo = Repo(repo_type, repo_id, requested_visibility(payload, repo_type) or "public", utc_now())
             repo.space = new_space_settings(payload) if repo_type == "space" else None
             gitattributes = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in hub.lfs_patterns).encode()
             entry = FileEntry.create(store.put_object(gitattributes), len(gitattributes), False, gitattributes)
@@ -870,12 +883,43 @@ def add_repo_routes(app: FastAPI, hub: HubServer) -> None:
             store.delete(hub.writable(request, repo_type, repo_id)[1])
         return JSONResponse({})
 
+    @app.put("/api/{kind}/{namespace}/{name}/settings")
+    async def update_settings(request: Request, kind: str, namespace: str, name: str) -> JSONResponse:
+        payload = await request.json()
+        repo_type = repo_type_of(kind)
+        with store.lock:
+            repo = hub.writable(request, repo_type, f"{namespace}/{name}")[1]
+            visibility = requested_visibility(payload, repo_type)
+            if visibility is not None:
+                repo.visibility = visibility
+                store.save(repo)
+        return JSONResponse({})
+
     @app.get("/api/{kind}/{namespace}/{name}")
     @app.get("/api/{kind}/{namespace}/{name}/revision/{revision}")
     async def repo_info(request: Request, kind: str, namespace: str, name: str, revision: str = "main") -> Any:
         with store.lock:
             repo = hub.readable(request, repo_type_of(kind), f"{namespace}/{name}")
             return repo_info_json(store, repo, repo.resolve(revision))
+
+
+def requested_visibility(payload: dict[str, Any], repo_type: str) -> str | None:
+    """The visibility a create or settings payload asks for, or None when it names none.
+
+    ``huggingface_hub`` 2.4 sends ``"visibility": "public" | "private" | "protected"`` (protected: Spaces only);
+    older clients sent ``"private": true | false``. A repo created without either is public, as in a user's
+    namespace on the Hub.
+    """
+    visibility = payload.get("visibility")
+    if visibility is None and isinstance(payload.get("private"), bool):
+        visibility = "private" if payload["private"] else "public"
+    if visibility is None:
+        return None
+    if visibility not in VISIBILITIES or (visibility == "protected" and repo_type != "space"):
+        allowed = VISIBILITIES if repo_type == "space" else VISIBILITIES[:2]
+        expected = " or ".join(allowed)
+        raise HubError(400, f"Invalid visibility {visibility!r} for a {repo_type} repo: expected {expected}")
+    return visibility
 
 
 def repo_from_payload(hub: HubServer, request: Request, payload: dict[str, Any]) -> tuple[str, str]:
