@@ -262,6 +262,7 @@ def serve(
         share=share,
         mcp_server=False,
         run_history=False,
+        enable_monitoring=False,
         footer_links=["gradio"],
         blocked_paths=[str(settings.root.resolve())],
         max_file_size=MAX_UPLOAD,
