@@ -134,8 +134,8 @@ def check_base_model(value: str, workspace: Workspace, offered: Collection[str])
 
     Accepted: a choice the page offers (``offered``: the presets and the server's ``--model``), a folder inside
     ``workspace`` (relative to it, returned as an absolute path; symbolic links must stay inside too), or a Hub model
-    id (``name`` or ``owner/name``). Any other path is refused with the same message whether it exists or not, so
-    the field cannot be used to probe the server's files.
+    id (``name`` or ``owner/name``) that names nothing in the workspace, where jobs run. Any other path is refused
+    with the same message whether it exists or not, so the field cannot be used to probe the server's files.
     """
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
@@ -148,6 +148,8 @@ def check_base_model(value: str, workspace: Workspace, offered: Collection[str])
         return str(folder)
     try:
         validate_repo_id(name)
+        if os.path.lexists(workspace.path / name):  # the job would read this entry (a link out), not the Hub
+            raise HFValidationError(name)
     except HFValidationError:
         raise ConfigError(
             f"base model {name!r}: choose one from the list, a folder of your workspace (e.g. runs/<run>/model) "
