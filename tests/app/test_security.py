@@ -32,7 +32,6 @@ from browser_helpers import CONNECTED, expect_text, expect_value, free_port, ope
 
 from voxplug.app.jobs import JobRunner, JobSpec, JobStep
 from voxplug.app.tokens import Secret
-from voxplug.app.train_form import check_base_model
 from voxplug.app.ui import AppContext, AppSettings, Session
 from voxplug.app.workspace import Workspace
 from voxplug.errors import ConfigError
@@ -141,6 +140,8 @@ def test_jobs_inherit_no_server_secret_and_oauth_tokens_are_redacted(
 
 
 def test_the_base_model_is_one_offered_a_workspace_folder_or_a_hub_id(workspace: Workspace, tmp_path: Path) -> None:
+    from voxplug.app.train_form import check_base_model
+
     (workspace.runs_dir / "r1" / "model").mkdir(parents=True)
     outside = tmp_path / "outside-model"
     outside.mkdir()
