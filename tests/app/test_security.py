@@ -136,6 +136,15 @@ def test_jobs_inherit_no_server_secret_and_oauth_tokens_are_redacted(
     assert env["HF_TOKEN"] == "hf_enteredByTheUser12345" and job_secrets
 
 
+def test_a_public_share_link_never_lends_the_servers_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", SERVER_TOKEN)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    on_loopback = AppContext(AppSettings(root=tmp_path), JobRunner())
+    shared = AppContext(AppSettings(root=tmp_path, share=True), JobRunner())  # voxplug app --share
+    assert on_loopback.token_for(Session()).source == "server"
+    assert shared.token_for(Session()).source == "none"  # a gradio.live link reaches loopback from anywhere
+
+
 # ------------------------------------------------------------------------------------ the base-model field
 
 

@@ -79,13 +79,15 @@ class Secret:
 class ServerTokenPolicy:
     """Which sessions may use the server's own Hugging Face token when they entered none.
 
-    ``auto`` lends it when the app listens on loopback only (the person at the machine owns it) and is not a
-    Space, and on a Space only to the signed-in Space owner; ``always`` lends it to every session (for a server
-    behind your own authentication); ``never`` never does.
+    ``auto`` lends it when the app listens on loopback only (the person at the machine owns it), is not a Space and
+    has no public share link (``shared``: a gradio.live tunnel reaches loopback from the whole internet), and on a
+    Space only to the signed-in Space owner; ``always`` lends it to every session (for a server behind your own
+    authentication); ``never`` never does.
     """
 
     mode: ServerTokenMode = "auto"
     host: str = "127.0.0.1"
+    shared: bool = False
 
     def allows(self, username: str | None) -> bool:
         """Whether a session of ``username`` (None when not signed in) may use the server's token."""
@@ -94,7 +96,7 @@ class ServerTokenPolicy:
         space_owner = os.environ.get("SPACE_AUTHOR_NAME")
         if os.environ.get("SPACE_ID"):
             return bool(username) and username == space_owner
-        return self.host in LOOPBACK_HOSTS
+        return self.host in LOOPBACK_HOSTS and not self.shared
 
 
 @dataclass(frozen=True)

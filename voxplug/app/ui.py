@@ -58,6 +58,7 @@ class AppSettings:
     model: str | None = None
     online_phrases: bool = False
     poll_s: float = 1.0
+    share: bool = False
 
 
 @dataclass
@@ -82,7 +83,7 @@ class AppContext:
     @property
     def policy(self) -> ServerTokenPolicy:
         """Which sessions may use the server's own token."""
-        return ServerTokenPolicy(self.settings.server_token, self.settings.host)
+        return ServerTokenPolicy(self.settings.server_token, self.settings.host, shared=self.settings.share)
 
     def token_for(self, session: Session) -> ResolvedToken:
         """The token jobs of ``session`` use (see :mod:`voxplug.app.tokens` for the order)."""
@@ -242,7 +243,6 @@ def serve(
     settings: AppSettings,
     *,
     port: int | None = None,
-    share: bool = False,
     block: bool = True,
     runner: JobRunner | None = None,
 ) -> Any:
@@ -259,7 +259,7 @@ def serve(
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host,
         server_port=port,
-        share=share,
+        share=settings.share,
         mcp_server=False,
         run_history=False,
         enable_monitoring=False,

@@ -54,6 +54,7 @@ def serve_app(
         server_token=server_token,  # type: ignore[arg-type]
         model=model,
         online_phrases=online_phrases,
+        share=share,
     )
     typer.echo(f"workspaces in {settings.root}; serving on http://{host}:{port or 7860} (Ctrl+C stops)")
-    serve(settings, port=port, share=share)
+    serve(settings, port=port)
