@@ -206,6 +206,21 @@ def send_id_on_load(context: Any, fn_index: int, browser_id: str) -> None:
     context.route("**/gradio_api/queue/join*", swap)
 
 
+def workspace_holding(root: Path, text: str) -> Path:
+    """The workspace folder under ``root`` whose ``my-voice`` dataset holds a clip with transcript ``text``."""
+    rows = [path for path in root.glob("*/datasets/my-voice/data.jsonl") if text in path.read_text()]
+    assert len(rows) == 1, rows
+    return rows[0].parents[2]
+
+
+def page_with_a_clip(context: Any, url: str, root: Path, clip: tuple[Path, str]) -> tuple[Any, Path]:
+    """A new visitor's page that saved ``clip`` into its ``my-voice`` dataset, and its workspace folder."""
+    page = open_page(context, url)
+    upload(page, [clip[0]], clip[1])
+    expect_text(page, "#dataset-summary", r"1 clip")
+    return page, workspace_holding(root, clip[1])
+
+
 def files_and_names(root: Path) -> bytes:
     """Every path under ``root`` and every file's bytes, to look for a string anywhere the app wrote."""
     parts = []
@@ -259,8 +274,7 @@ def test_a_workspace_key_is_never_shown_and_a_leaked_folder_name_opens_nothing(
         assert key not in victim.content() and key[:12] not in victim.inner_text("body"), f"the key shows in {tab}"
     assert key.encode() not in files_and_names(app_root), "the key was written under the app's root"
 
-    rows = [path for path in app_root.glob("*/datasets/my-voice/data.jsonl") if text in path.read_text()]
-    folder = rows[0].parents[2]
+    folder = workspace_holding(app_root, text)
     hexdigits = folder.name.split("-", 1)[1]
     for leaked in (hexdigits, hexdigits[:32], folder.name):
         attacker_context = browser.new_context()
@@ -306,10 +320,7 @@ def test_status_messages_show_user_text_as_text(
 def test_the_base_model_field_reaches_no_server_path(
     context: Any, app_url: str, app_root: Path, speech_clips: list[tuple[Path, str]]
 ) -> None:
-    page = open_page(context, app_url)
-    path, text = speech_clips[5]
-    upload(page, [path], text)
-    expect_text(page, "#dataset-summary", r"1 clip")
+    page, workspace = page_with_a_clip(context, app_url, app_root, speech_clips[5])
     page.get_by_role("tab", name="2 · Train").click()
     expect_value(page, "#train-dataset input", "my-voice")
     notices = {}
@@ -320,17 +331,14 @@ def test_the_base_model_field_reaches_no_server_path(
         page.click("#train-start")
         notices[server_path] = expect_text(page, "#train-notice", re.escape(server_path) + r".*Hugging Face model id")
     assert notices["/etc"].replace("/etc", "X") == notices["/no/such/folder"].replace("/no/such/folder", "X")
-    assert list(app_root.glob("*/configs/*.yaml")) == [] and list(app_root.glob("*/jobs/*.json")) == []
+    assert list((workspace / "configs").iterdir()) == [] and list((workspace / "jobs").iterdir()) == []
 
 
 @pytest.mark.browser
 def test_a_repo_name_is_never_read_as_an_option(
-    context: Any, app_url: str, hub: Any, speech_clips: list[tuple[Path, str]]
+    context: Any, app_url: str, app_root: Path, hub: Any, speech_clips: list[tuple[Path, str]]
 ) -> None:
-    page = open_page(context, app_url)
-    path, text = speech_clips[6]
-    upload(page, [path], text)
-    expect_text(page, "#dataset-summary", r"1 clip")
+    page, workspace = page_with_a_clip(context, app_url, app_root, speech_clips[6])
     page.get_by_role("tab", name="4 · Publish & deploy").click()
     page.locator("#hf-token input").fill(hub.token)
     page.click("#use-token")
@@ -341,6 +349,7 @@ def test_a_repo_name_is_never_read_as_an_option(
         expect_text(page, "#publish-notice", re.escape(repo) + r".* is not a repo id")
     assert "Started" not in page.inner_text("#publish-notice")
     expect_text(page, "#publish-status", r"No job yet")
+    assert list((workspace / "jobs").iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------ a refused start
@@ -379,12 +388,9 @@ def test_a_refused_second_start_changes_nothing(
     context: Any, blocked_app: tuple[str, Path], app_root: Path, speech_clips: list[tuple[Path, str]]
 ) -> None:
     url, _release = blocked_app
-    page = open_page(context, url)
-    path, text = speech_clips[7]
-    upload(page, [path], text)
-    expect_text(page, "#dataset-summary", r"1 clip")
+    page, workspace = page_with_a_clip(context, url, app_root / "blocked", speech_clips[7])
     assert "Started" in start_training(page, "first-run", 1)
-    configs = next((app_root / "blocked").glob("*/configs"))
+    configs = workspace / "configs"
     before = {p.name: p.read_bytes() for p in configs.iterdir()}
     assert list(before) == ["first-run.yaml"]
     for run_name in ("first-run", ""):  # the running job's name, and a new automatic one
