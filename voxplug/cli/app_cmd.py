@@ -52,7 +52,7 @@ def serve_app(
         root=root.resolve(),
         host=host,
         server_token=server_token,  # type: ignore[arg-type]
-        model=model,
+        model=str(Path(model).resolve()) if model and Path(model).exists() else model,  # jobs run in workspaces
         online_phrases=online_phrases,
         share=share,
     )
