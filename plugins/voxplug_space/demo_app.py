@@ -320,9 +320,15 @@ def build_demo(
 
 
 def launch_demo(demo: Any, limits: DemoLimits, **launch_options: Any) -> Any:
-    """Queue ``demo`` under ``limits`` (waiting requests, concurrency) and launch it, refusing oversized uploads."""
+    """Queue ``demo`` under ``limits`` (waiting requests, concurrency) and launch it, refusing oversized uploads.
+
+    Gradio's run history stays off (it lists and writes Hugging Face buckets with the server's own token for any
+    request from loopback, and a Space's token must act for nobody but the Space), and so does its monitoring
+    summary (every visitor could read the app's usage).
+    """
     demo.queue(max_size=limits.queue_size, default_concurrency_limit=limits.concurrency)
-    return demo.launch(max_file_size=int(limits.max_file_mb * MB), **launch_options)
+    options = launch_options | {"run_history": False, "enable_monitoring": False}
+    return demo.launch(max_file_size=int(limits.max_file_mb * MB), **options)
 
 
 def main() -> None:

@@ -8,36 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import CONNECTED, expect_text, expect_value, free_port, give_consent, open_page, shoot, upload
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # A fake microphone (a beeping tone) that needs no permission prompt, to record through the real page.
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,22 +32,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A Hub-compatible server on loopback; the app and its jobs talk to it (``HF_ENDPOINT``), with no server token."""
-    from voxplug.testing.hub_server import HubServer
-
-    saved = dict(os.environ)
-    with HubServer(tmp_path_factory.mktemp("hub")) as server:
-        os.environ.update({key: value for key, value in server.client_env().items() if key != "HF_TOKEN"})
-        for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_WRITE_TOKEN"):
-            os.environ.pop(key, None)
-        os.environ["HF_TOKEN_PATH"] = os.devnull
-        yield server
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture(scope="module")
 def app_url(app_root: Path, tiny_model: Path, hub: Any) -> Iterator[str]:
     """The app served on loopback for this module."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -82,69 +44,17 @@ def app_url(app_root: Path, tiny_model: Path, hub: Any) -> Iterator[str]:
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless (never a downloaded one: no `playwright install`)."""
-    if not Path(CHROMIUM).is_file() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser: Any, app_url: str) -> Iterator[Any]:
     """A fresh visitor's page, loaded and connected to its workspace."""
     context = browser.new_context(viewport={"width": 1280, "height": 1600}, permissions=["microphone"])
-    page = context.new_page()
-    page.goto(app_url)
-    page.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
-    yield page
+    yield open_page(context, app_url)
     context.close()
-
-
-def shoot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot as a test artefact."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def give_consent(page: Any) -> None:
-    """Tick the Record tab's consent box (asked before a dataset's first clip)."""
-    page.locator("#consent input[type=checkbox]").check()
-
-
-def upload(page: Any, files: list[Path], transcripts: str) -> None:
-    """Choose files in the upload box, type their transcripts and save them (consent given first)."""
-    give_consent(page)
-    page.locator("#upload-files input[type=file]").set_input_files([str(path) for path in files])
-    page.wait_for_selector(f"#upload-files :text('{files[0].name}')", timeout=45_000)
-    page.locator("#upload-transcripts textarea").fill(transcripts)
-    page.click("#save-uploads")
 
 
 def wait_for_recorder_upload(page: Any) -> None:
     """Wait until the recorder's clip reached the server: its player then shows the clip's length (0:02)."""
     expect_text(page, "#recorder", r"0:0[1-9]|0:[1-5]\d")
-
-
-def expect_text(page: Any, selector: str, pattern: str, timeout: float = 45_000) -> str:
-    """Wait until ``selector``'s text matches ``pattern`` (a regex); return the text."""
-    from playwright.sync_api import expect
-
-    expect(page.locator(selector)).to_have_text(re.compile(pattern, re.S), timeout=timeout)
-    return page.locator(selector).inner_text()
-
-
-def expect_value(page: Any, selector: str, value: str | re.Pattern[str], timeout: float = 30_000) -> None:
-    """Wait until the input at ``selector`` holds ``value``."""
-    from playwright.sync_api import expect
-
-    expect(page.locator(selector)).to_have_value(value, timeout=timeout)
 
 
 def test_upload_a_clip_and_see_the_row(page: Any, speech_clips: list[tuple[Path, str]]) -> None:
@@ -219,11 +129,11 @@ def test_two_visitors_do_not_see_each_others_data(browser: Any, app_url: str, sp
     alice, bob = (context.new_page() for context in contexts)
     for visitor in (alice, bob):
         visitor.goto(app_url)
-        visitor.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
+        visitor.wait_for_selector(CONNECTED, timeout=30_000)
     upload(alice, [path], text)
     expect_text(alice, "#dataset-table", re.escape(text))
     bob.reload()
-    bob.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
+    bob.wait_for_selector(CONNECTED, timeout=30_000)
     expect_text(bob, "#dataset-summary", r"empty")
     assert text not in bob.locator("#dataset-table").inner_text()
     alice.reload()
@@ -259,7 +169,7 @@ def test_the_whole_journey_train_evaluate_publish_deploy(page: Any, speech_clips
     page.click("#train-start")
     expect_text(page, "#train-notice", r"already running.*you started.*cancel it")
     page.reload()
-    page.wait_for_selector("#session-banner:has-text('Workspace')", timeout=30_000)
+    page.wait_for_selector(CONNECTED, timeout=30_000)
     page.get_by_role("tab", name="2 · Train").click()
     expect_text(page, "#train-status", r"Training my-voice-full-.*(running|succeeded)")
     expect_text(page, "#train-status", r"succeeded", timeout=180_000)
@@ -340,11 +250,11 @@ def publish_dataset_model_and_space(page: Any, hub: Any) -> None:
 def test_a_crashing_job_shows_its_error_and_the_app_keeps_serving(page: Any, speech_clips) -> None:
     open_train_tab(page, speech_clips, count=5)
     model = page.locator("#train-model input")
-    model.fill("/no/such/model-folder")
+    model.fill("tester/no-such-model")  # a Hub id the test Hub does not have
     model.press("Enter")
     page.click("#train-start")
     expect_text(page, "#train-status", r"failed", timeout=90_000)
-    status = expect_text(page, "#train-status", r"exit status [1-9].*model-folder")
+    status = expect_text(page, "#train-status", r"exit status [1-9].*no-such-model")
     assert "Traceback" not in status
     shoot(page, "07-train-crashed")
     page.get_by_role("tab", name="1 · Record").click()

@@ -37,10 +37,10 @@ def test_no_clip_is_saved_before_consent_and_consent_is_kept_in_dataset_json(
     saved = tab.save_uploads(session, "voice", "en", [str(first)], first_text, agreed=True)
     assert saved[0].startswith("✓ saved")
     record = DatasetStore.open(workspace.dataset_path("voice")).metadata["consent"]
-    assert record["agreed_by"] == f"anonymous browser (workspace {workspace.key})"
+    assert record["agreed_by"] == "anonymous browser"  # never the workspace key or its folder
     assert record["text"] == consent.CONSENT_TEXT
     assert record["text_sha256"] == hashlib.sha256(consent.CONSENT_TEXT.encode()).hexdigest()
-    assert record["agreed_at"].endswith("+00:00") and record["stored_in"] == str(workspace.dataset_path("voice"))
+    assert record["agreed_at"].endswith("+00:00") and record["stored_in"] == "this server's workspace, datasets/voice"
 
     again = tab.save_recording(session, "voice", "en", str(second), second_text, [], 0, [], agreed=False)
     assert again[0].startswith("✓ saved")  # the dataset has consent on file: not asked again

@@ -88,7 +88,7 @@ def test_a_hub_pipeline_is_push_train_deploy_with_tokens_in_the_environment_only
     assert job.record.steps == ["push the dataset", "train", "deploy the demo Space"]
     log = job.log_text()
     assert "'push', " in log and "'voice-data'" in log and "'tester/my-model'" in log
-    assert "'--read-token-env', 'HF_READ_TOKEN'" in log and "'HF_READ_TOKEN'" in log and "'HF_TOKEN'" in log
+    assert "'--read-token-env=HF_READ_TOKEN'" in log and "'HF_READ_TOKEN'" in log and "'HF_TOKEN'" in log
     assert TOKEN not in log and "hf_readOnlyTokenForSpace1" not in log
     config = next(workspace.configs_dir.glob("*.yaml")).read_text()
     assert "hf_" not in config and "repo_id: my-model" in config

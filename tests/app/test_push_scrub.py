@@ -9,5 +9,12 @@ from voxplug.app.hub_steps import dataset_push_step
 
 def test_app_pushes_scrub_by_default_and_can_opt_out() -> None:
     scrubbed = dataset_push_step(Path("d"), "me/d", private=True)
-    assert scrubbed.args == ["data", "push", "d", "me/d", "--scrub", "email,url,phone,digits"]
-    assert "--scrub" not in dataset_push_step(Path("d"), "me/d", private=False, scrub=()).args
+    assert scrubbed.args == ["data", "push", "--scrub=email,url,phone,digits", "--", "d", "me/d"]
+    assert dataset_push_step(Path("d"), "me/d", private=False, scrub=()).args == [
+        "data",
+        "push",
+        "--public",
+        "--",
+        "d",
+        "me/d",
+    ]

@@ -10,7 +10,9 @@ The modules split the app by job, so that everything but :mod:`voxplug.app.ui` a
 * :mod:`voxplug.app.progress`: training progress and curves parsed from a run's output;
 * :mod:`voxplug.app.train_form`: the Train tab's fields turned into a run config YAML;
 * :mod:`voxplug.app.comparison`: base versus fine-tuned WER/CER, utterance by utterance;
-* :mod:`voxplug.app.tokens`: the one place a Hugging Face token is looked up, kept and redacted;
+* :mod:`voxplug.app.tokens`: the one place a Hugging Face token is looked up, kept and redacted, and what
+  environment a job gets;
+* :mod:`voxplug.app.markdown_text`: user text inside the page's Markdown, shown as typed;
 * :mod:`voxplug.app.ui` and :mod:`voxplug.app.tabs`: the gradio page itself.
 
 Gradio is imported only inside the UI modules, so ``voxplug --help`` stays fast.

@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from voxplug.app.markdown_text import literal
 from voxplug.app.workspace import USER_PREFIX, Workspace
 from voxplug.data.store import DatasetStore, utc_now
 from voxplug.errors import DataError
@@ -24,6 +25,7 @@ CONSENT_TEXT = (
 )
 """The statement a visitor agrees to; its text and hash are copied into the dataset's consent record."""
 CONSENT_LABEL = "I agree: store my recordings and transcripts in this workspace (see above)"
+ANONYMOUS = "anonymous browser"
 REFUSAL = (
     "✗ Nothing was saved: tick the consent box under *Privacy: what is stored where* first. Your recordings are "
     "kept in this server's workspace folder and never leave it unless you push or publish them."
@@ -51,23 +53,29 @@ def storage_notice(root: Path) -> str:
 
 
 def who_agreed(workspace: Workspace, username: str | None = None) -> str:
-    """The consenting party as the record names it: the Hugging Face user, else the anonymous browser."""
+    """The consenting party as the record names it: the Hugging Face user, else "anonymous browser".
+
+    Never the browser's id or its workspace folder: the record is shown on the page and travels with the dataset.
+    """
     if username:
         return f"Hugging Face user {username}"
     if workspace.key.startswith(USER_PREFIX):
         return f"Hugging Face user {workspace.key.removeprefix(USER_PREFIX)}"
-    return f"anonymous browser (workspace {workspace.key})"
+    return ANONYMOUS
 
 
-def consent_record(who: str, *, where: Path) -> dict[str, Any]:
-    """What ``dataset.json`` keeps: who agreed, when, to which text (and its SHA-256), for which folder."""
+def consent_record(who: str, *, dataset: str) -> dict[str, Any]:
+    """What ``dataset.json`` keeps: who agreed, when, to which text (and its SHA-256), for which dataset.
+
+    ``stored_in`` names the dataset folder inside the workspace (``datasets/<name>``), never a server path.
+    """
     return {
         "version": CONSENT_VERSION,
         "agreed_by": who,
         "agreed_at": utc_now(),
         "text": CONSENT_TEXT,
         "text_sha256": hashlib.sha256(CONSENT_TEXT.encode("utf-8")).hexdigest(),
-        "stored_in": str(where),
+        "stored_in": f"this server's workspace, datasets/{dataset}",
         "via": "voxplug app, Record tab",
     }
 
@@ -102,8 +110,8 @@ def ensure_consent(
     try:
         store = open_dataset(workspace, dataset, language=language)
     except DataError as exc:
-        return f"✗ {exc}"
-    store.set_consent(consent_record(who, where=store.path))
+        return f"✗ {literal(exc)}"
+    store.set_consent(consent_record(who, dataset=store.path.name))
     return None
 
 
@@ -113,4 +121,7 @@ def consent_line(workspace: Workspace, dataset: str | None) -> str:
     if consent is None:
         return "Consent: not given yet for this dataset; you will be asked before its first clip is saved."
     when = str(consent.get("agreed_at", ""))[:19].replace("T", " ")
-    return f"Consent: given {when} UTC by {consent.get('agreed_by', 'unknown')} (kept in dataset.json)."
+    who = str(consent.get("agreed_by", "unknown"))
+    if who.startswith(ANONYMOUS):
+        who = ANONYMOUS  # records of earlier versions named the workspace folder after it
+    return f"Consent: given {literal(when)} UTC by {literal(who)} (kept in dataset.json)."

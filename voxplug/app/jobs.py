@@ -240,13 +240,24 @@ class JobRunner:
 
     @staticmethod
     def _conflict_message(holder: Job, workspace: Workspace) -> str:
-        whose = "you started" if holder.workspace.key == workspace.key else "another user started"
+        """Why a job cannot start; another user's job is named by nothing but its start time."""
         started = time.strftime("%H:%M:%S", time.localtime(holder.record.started))
+        if holder.workspace.key == workspace.key:
+            return (
+                f"a job is already running: {holder.record.title!r}, which you started at {started}. "
+                "Only one training or evaluation runs at a time on this server; wait for it to finish or cancel it."
+            )
         return (
-            f"a job is already running: {holder.record.title!r}, which {whose} at {started}. "
-            "Only one training or evaluation runs at a time on this server; wait for it to finish"
-            + (" or cancel it." if whose == "you started" else ".")
+            f"a job is already running, which another user started at {started}. "
+            "Only one training or evaluation runs at a time on this server; wait for it to finish."
         )
+
+    def check_free(self, lock: str, workspace: Workspace) -> None:
+        """Raise :class:`JobConflictError` when a job holding ``lock`` runs (checked before anything is written)."""
+        with self._lock:
+            holder = self._lock_holder(lock)
+            if holder is not None:
+                raise JobConflictError(self._conflict_message(holder, workspace))
 
     # -- running --------------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voxplug.app.markdown_text import literal
 from voxplug.app.workspace import Workspace
 from voxplug.data.issues import Issue
 from voxplug.data.store import DatasetStore
@@ -36,11 +37,11 @@ class SaveReport:
         return not self.errors
 
     def markdown(self) -> str:
-        """The report as Markdown, errors first."""
-        lines = [f"✗ {error}" for error in self.errors]
-        lines += [f"✓ saved: {item}" for item in self.saved]
-        lines += [f"ℹ already in the dataset: {item}" for item in self.duplicates]
-        lines += [f"⚠ {warning}" for warning in self.warnings]
+        """The report as Markdown, errors first; transcripts and file names show as typed (:func:`literal`)."""
+        lines = [f"✗ {literal(error)}" for error in self.errors]
+        lines += [f"✓ saved: {literal(item)}" for item in self.saved]
+        lines += [f"ℹ already in the dataset: {literal(item)}" for item in self.duplicates]
+        lines += [f"⚠ {literal(warning)}" for warning in self.warnings]
         return "\n\n".join(lines) or "Nothing to save yet: record or upload a clip first."
 
 
@@ -132,16 +133,17 @@ def rows_table(workspace: Workspace, dataset: str | None) -> list[list[Any]]:
 def summary_markdown(workspace: Workspace, dataset: str | None) -> str:
     """One line about the dataset: clips, minutes, languages."""
     store = _existing(workspace, dataset)
+    name = literal(dataset or "?")
     if store is None:
-        return f"Dataset **{dataset or '?'}** is empty: record or upload a first clip to create it."
+        return f"Dataset **{name}** is empty: record or upload a first clip to create it."
     summary = store.summary()
     if not summary["rows"]:
-        return f"Dataset **{dataset}** has no clips yet: record or upload a first one."
+        return f"Dataset **{name}** has no clips yet: record or upload a first one."
     languages = ", ".join(f"{code} {count}" for code, count in summary["languages"].items())
     seconds = summary["seconds"]
     length = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
     return (
-        f"Dataset **{dataset}**: {summary['rows']} clip(s), {length} of audio (languages: {languages}). "
+        f"Dataset **{name}**: {summary['rows']} clip(s), {length} of audio (languages: {literal(languages)}). "
         "Stored as 16 kHz mono WAV in your workspace; training reads it as it is."
     )
 
@@ -169,7 +171,7 @@ def edit_row_text(workspace: Workspace, dataset: str | None, row_id: str | None,
     try:
         cleaned, _warnings = prepare_text(text or "", name=f"row {row_id}")
     except DataError as exc:
-        return f"✗ {exc}"
+        return f"✗ {literal(exc)}"
     changed: list[str] = []
 
     def replace_text(_number: int, line: bytes) -> bytes | None:
@@ -181,7 +183,9 @@ def edit_row_text(workspace: Workspace, dataset: str | None, row_id: str | None,
 
     with store.rows_file.locked():
         store.rows_file.rewrite(replace_text)
-    return f"✓ transcript of row {row_id} updated" if changed else f"✗ no row {row_id} in {dataset}"
+    if not changed:
+        return f"✗ no row {literal(row_id)} in {literal(dataset)}"
+    return f"✓ transcript of row {literal(row_id)} updated"
 
 
 def delete_row(workspace: Workspace, dataset: str | None, row_id: str | None) -> str:
@@ -192,8 +196,8 @@ def delete_row(workspace: Workspace, dataset: str | None, row_id: str | None) ->
     try:
         removed = store.remove(row_id)
     except DataError as exc:
-        return f"✗ {exc}"
-    return f"✓ deleted row {row_id} (“{removed.get('text', '')}”)"
+        return f"✗ {literal(exc)}"
+    return f"✓ deleted row {literal(row_id)} (“{literal(removed.get('text', ''))}”)"
 
 
 def check_dataset(workspace: Workspace, dataset: str | None) -> str:
@@ -208,7 +212,7 @@ def check_dataset(workspace: Workspace, dataset: str | None) -> str:
         f"{report.rows} row(s): {report.usable_rows} usable, {report.error_rows} with errors, "
         f"{report.warning_rows} with warnings."
     )
-    findings = [f"- {'✗' if finding.is_error else '⚠'} {finding}" for finding in report.findings[:50]]
+    findings = [f"- {'✗' if finding.is_error else '⚠'} {literal(finding)}" for finding in report.findings[:50]]
     return "\n".join([head, *findings])
 
 

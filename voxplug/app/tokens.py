@@ -9,9 +9,11 @@ Lookup order (the same for every job the app starts, VoxFactory's B16):
    but only for sessions the server may lend it to (:class:`ServerTokenPolicy`): otherwise anybody who can open
    the page could push under the owner's account (VoxFactory's B22).
 
-A job receives the resolved token as ``HF_TOKEN`` in its environment, never on a command line (B9), and every
-other token variable is removed from that environment, so the child process cannot pick a different one. All job
-output passes through :func:`redact` before it is kept or shown.
+A job receives the resolved token as ``HF_TOKEN`` in its environment, never on a command line (B9). The rest of
+its environment is allow-listed (:func:`job_environment`): a job started by any visitor must not read the server's
+other secrets (cloud keys, OAuth client secrets, database passwords), and no token variable but that ``HF_TOKEN``
+reaches it, so the child process cannot pick a different token. All job output passes through :func:`redact`
+before it is kept or shown.
 """
 
 from __future__ import annotations
@@ -24,7 +26,22 @@ from typing import Literal
 
 TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HF_WRITE_TOKEN", "HF_READ_TOKEN")
 """Environment variables that may hold a Hugging Face token; jobs get only ``HF_TOKEN``, set by the app."""
-_TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{8,}")
+JOB_ENV_NAMES = frozenset(
+    "PATH HOME USER LOGNAME SHELL TERM LANG LANGUAGE TZ TMPDIR TEMP TMP VIRTUAL_ENV LD_LIBRARY_PATH "
+    "SSL_CERT_FILE SSL_CERT_DIR REQUESTS_CA_BUNDLE CURL_CA_BUNDLE HTTP_PROXY HTTPS_PROXY NO_PROXY "
+    "http_proxy https_proxy no_proxy OMP_NUM_THREADS MKL_NUM_THREADS OPENBLAS_NUM_THREADS TOKENIZERS_PARALLELISM "
+    "MPLCONFIGDIR".split()
+)
+"""Variables a job inherits from the server by name: the system's basics, certificates, proxies, thread counts."""
+JOB_ENV_PREFIXES = (
+    "LC_", "XDG_", "PYTHON", "CUDA_", "NVIDIA_", "NCCL_", "TORCH", "PYTORCH_", "TRITON_",
+    "HF_", "TRANSFORMERS_", "DATASETS_", "ACCELERATE_", "VOXPLUG_",
+)  # fmt: skip
+"""Prefixes of the variables a job inherits: Python, the accelerator stack, the Hugging Face libraries, voxplug."""
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|(^|_)(API_)?KEY($|_)", re.IGNORECASE)
+"""Names never inherited even under an allowed prefix (``HF_TOKEN_PATH``, ``VOXPLUG_API_KEY``, ...)."""
+_TOKEN_SHAPE = re.compile(r"hf_(?:oauth_)?[A-Za-z0-9]{8,}")
+"""A Hugging Face token: ``hf_`` and letters and digits; OAuth sessions' tokens start with ``hf_oauth_``."""
 REDACTED = "hf_***"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -62,13 +79,15 @@ class Secret:
 class ServerTokenPolicy:
     """Which sessions may use the server's own Hugging Face token when they entered none.
 
-    ``auto`` lends it when the app listens on loopback only (the person at the machine owns it) and is not a
-    Space, and on a Space only to the signed-in Space owner; ``always`` lends it to every session (for a server
-    behind your own authentication); ``never`` never does.
+    ``auto`` lends it when the app listens on loopback only (the person at the machine owns it), is not a Space and
+    has no public share link (``shared``: a gradio.live tunnel reaches loopback from the whole internet), and on a
+    Space only to the signed-in Space owner; ``always`` lends it to every session (for a server behind your own
+    authentication); ``never`` never does.
     """
 
     mode: ServerTokenMode = "auto"
     host: str = "127.0.0.1"
+    shared: bool = False
 
     def allows(self, username: str | None) -> bool:
         """Whether a session of ``username`` (None when not signed in) may use the server's token."""
@@ -77,7 +96,7 @@ class ServerTokenPolicy:
         space_owner = os.environ.get("SPACE_AUTHOR_NAME")
         if os.environ.get("SPACE_ID"):
             return bool(username) and username == space_owner
-        return self.host in LOOPBACK_HOSTS
+        return self.host in LOOPBACK_HOSTS and not self.shared
 
 
 @dataclass(frozen=True)
@@ -119,12 +138,20 @@ def resolve_token(
     return ResolvedToken(None, "none")
 
 
+def inherited(name: str) -> bool:
+    """Whether a job inherits the server's variable ``name`` (:data:`JOB_ENV_NAMES`, :data:`JOB_ENV_PREFIXES`)."""
+    if name in JOB_ENV_NAMES:
+        return True
+    return name.startswith(JOB_ENV_PREFIXES) and name not in TOKEN_ENV_VARS and not _SECRET_NAME.search(name)
+
+
 def job_environment(token: ResolvedToken, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a job: ``base`` without token variables, plus ``HF_TOKEN`` when a token is resolved.
+    """The environment of a job: the allow-listed variables of ``base`` (:func:`inherited`), plus ``HF_TOKEN`` when
+    a token is resolved.
 
     Without a token, ``HF_TOKEN_PATH`` points at nothing so the child cannot fall back on the server's login.
     """
-    env = {key: value for key, value in (os.environ if base is None else base).items() if key not in TOKEN_ENV_VARS}
+    env = {key: value for key, value in (os.environ if base is None else base).items() if inherited(key)}
     if token.secret is not None:
         env["HF_TOKEN"] = token.secret.reveal()
     else:

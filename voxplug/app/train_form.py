@@ -4,19 +4,23 @@ they become.
 The app never builds a command line out of form values: it writes a run config YAML into the workspace
 (``configs/<run>.yaml``), validates it with the same code as ``voxplug train`` (plugin options included), and the
 job runs ``voxplug train -c <preset> -c <that file>``. Secrets never go into the file (the config model refuses
-them anyway).
+them anyway). The base model is one the page offers, a folder of the user's own workspace or a Hub id
+(:func:`check_base_model`): never another path on the server.
 """
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from voxplug.app.hub_steps import PUSH_SCRUBBERS
+from voxplug.app.hub_steps import PUSH_SCRUBBERS, repo_name
 from voxplug.app.workspace import Workspace, check_name
 from voxplug.config import PRESETS_DIR, RunConfig, find_preset, load_config
 from voxplug.errors import ConfigError, DataError
@@ -122,7 +126,36 @@ class TrainForm:
         repo = self.publish_repo.strip()
         if not repo:
             return {"target": None}
-        return {"target": "hub", "repo_id": repo, "hub": {"private": bool(self.private)}}
+        return {"target": "hub", "repo_id": repo_name(repo, "model repo"), "hub": {"private": bool(self.private)}}
+
+
+def check_base_model(value: str, workspace: Workspace, offered: Collection[str]) -> str:
+    """The base model the form names, as the run config gets it; raises :class:`ConfigError` for anything else.
+
+    Accepted: a choice the page offers (``offered``: the presets and the server's ``--model``), a folder inside
+    ``workspace`` (relative to it, returned as an absolute path; symbolic links must stay inside too), or a Hub model
+    id (``name`` or ``owner/name``) that names nothing in the workspace, where jobs run. Any other path is refused
+    with the same message whether it exists or not, so the field cannot be used to probe the server's files.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    name = (value or "").strip()
+    if name in offered:
+        return name
+    folder = _workspace_folder(workspace, name)
+    if folder is not None:
+        return str(folder)
+    try:
+        validate_repo_id(name)
+        if os.path.lexists(workspace.path / name):  # the job would read this entry (a link out), not the Hub
+            raise HFValidationError(name)
+    except HFValidationError:
+        raise ConfigError(
+            f"base model {name!r}: choose one from the list, a folder of your workspace (e.g. runs/<run>/model) "
+            "or a Hugging Face model id (owner/name)"
+        ) from None
+    return name
 
 
 def _existing_dataset(workspace: Workspace, name: str) -> Path:
@@ -144,23 +177,59 @@ def base_presets(method: str) -> list[str]:
     return [method] if (PRESETS_DIR / f"{method}.yaml").is_file() else []
 
 
+def _workspace_folder(workspace: Workspace, name: str) -> Path | None:
+    """``name`` as a folder inside ``workspace`` (resolved, links followed), or None when it is not one."""
+    inside = workspace.path.resolve()
+    try:
+        folder = (inside / name).resolve()
+        return folder if name and folder != inside and folder.is_relative_to(inside) and folder.is_dir() else None
+    except (OSError, ValueError):
+        return None
+
+
 def write_run_config(form: TrainForm, workspace: Workspace) -> tuple[str, Path, RunConfig]:
     """Write the form's config to ``configs/<run>.yaml`` and validate it fully (plugin options included).
 
     Returns ``(run name, config path, validated config)``; raises :class:`ConfigError`/:class:`DataError` with a
-    message for the page. The run folder must not exist yet, so a run never overwrites another.
+    message for the page. Neither the run folder nor the config may exist yet, so a run never overwrites another
+    (nor the config of a running one); the file appears whole or not at all, and a config that fails validation is
+    removed again.
     """
     from voxplug.config import resolve_plugin_options
     from voxplug.plugins import get_plugin_host
 
     run_name = form.resolved_run_name()
-    if workspace.run_path(run_name).exists():
-        raise DataError(f"a run named {run_name!r} already exists in your workspace: choose another name")
     path = workspace.ensure().configs_dir / f"{run_name}.yaml"
-    path.write_text(yaml.safe_dump(form.run_config(workspace, run_name), sort_keys=False), encoding="utf-8")
-    config = load_config([*base_presets(form.method), str(path)])
-    resolve_plugin_options(config, get_plugin_host().load())
+    taken = DataError(f"a run named {run_name!r} already exists in your workspace: choose another name")
+    if workspace.run_path(run_name).exists() or path.exists():
+        raise taken
+    text = yaml.safe_dump(form.run_config(workspace, run_name), sort_keys=False)
+    if not _create_exclusively(path, text):
+        raise taken
+    try:
+        config = load_config([*base_presets(form.method), str(path)])
+        resolve_plugin_options(config, get_plugin_host().load())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return run_name, path, config
+
+
+def _create_exclusively(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` unless it exists: written whole to a temporary file, then hard-linked into place
+    (which never replaces a file). Returns whether ``path`` was created."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "x", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True
 
 
 def default_model(presets_dir: Path = PRESETS_DIR) -> str:

@@ -5,10 +5,15 @@ libraries and the API page do not see it, and the app never serves an MCP endpoi
 state lives on the server: the workspace and the entered token are in a ``gr.State`` (server memory), the
 browser keeps only a random workspace id in its local storage (``gr.BrowserState``), and running jobs are held
 by the server's :class:`~voxplug.app.jobs.JobRunner`, so reloading the page finds them again.
+
+Gradio features that act with the server's own credentials are off: run history (which lists and writes Hugging
+Face buckets with the server's token for any request from loopback) and the sign-in button outside a Space (whose
+stand-in login signs every visitor in as the owner of the server's token).
 """
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import subprocess
@@ -18,13 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from voxplug.app.jobs import JobRunner
 from voxplug.app.tokens import ResolvedToken, Secret, ServerTokenMode, ServerTokenPolicy, job_environment, resolve_token
-from voxplug.app.workspace import Workspace, is_browser_id, new_browser_id, workspace_for
+from voxplug.app.workspace import Workspace, is_browser_id, legacy_browser_folders, new_browser_id, workspace_for
 from voxplug.errors import VoxplugError
 
 if TYPE_CHECKING:
     import gradio as gr
 
 BROWSER_ID_KEY = "voxplug-workspace-id"
+BROWSER_STATE_KEY = "voxplug-workspace-id-v1"
+"""What gradio encrypts the browser id with in local storage. Gradio sends this key to every page (the browser
+decrypts with it), so it cannot be a secret; what matters is that it never changes, so that a restart or an upgrade
+of the app still reads every browser's id. The id itself (128 random bits) is what keeps a workspace its owner's."""
 UPLOAD_CACHE = (1800, 3600)
 """Every 30 minutes, delete gradio's cached uploads older than an hour (and all of them when the app stops)."""
 PRIVATE = "private"
@@ -49,6 +58,7 @@ class AppSettings:
     model: str | None = None
     online_phrases: bool = False
     poll_s: float = 1.0
+    share: bool = False
 
 
 @dataclass
@@ -73,7 +83,7 @@ class AppContext:
     @property
     def policy(self) -> ServerTokenPolicy:
         """Which sessions may use the server's own token."""
-        return ServerTokenPolicy(self.settings.server_token, self.settings.host)
+        return ServerTokenPolicy(self.settings.server_token, self.settings.host, shared=self.settings.share)
 
     def token_for(self, session: Session) -> ResolvedToken:
         """The token jobs of ``session`` use (see :mod:`voxplug.app.tokens` for the order)."""
@@ -144,8 +154,10 @@ def session_banner(ctx: AppContext, session: Session) -> str:
         token_html = _banner("warn", "No Hugging Face token: enter one in the Publish tab to push or deploy.")
     else:
         account = f" ({session.token_account})" if token.source == "entered" and session.token_account else ""
-        token_html = _banner("ok", f"Hub token: {token.describe()}{account}.")
-    where = _banner("ok", f"Workspace: {workspace.label}. Your datasets and runs are kept apart from other users'.")
+        token_html = _banner("ok", html.escape(f"Hub token: {token.describe()}{account}."))
+    where = _banner(
+        "ok", html.escape(f"Workspace: {workspace.label}. Your datasets and runs are kept apart from other users'.")
+    )
     return where + token_html
 
 
@@ -158,11 +170,11 @@ def build_app(settings: AppSettings, runner: JobRunner | None = None) -> gr.Bloc
     ctx = AppContext(settings=settings, runner=runner or JobRunner())
     # Uploads and microphone takes are copied into the workspace when saved; gradio's copies go after an hour.
     with gr.Blocks(title="voxplug", analytics_enabled=False, delete_cache=UPLOAD_CACHE) as demo:
-        browser_id = gr.BrowserState(None, storage_key=BROWSER_ID_KEY)
+        browser_id = gr.BrowserState(None, storage_key=BROWSER_ID_KEY, secret=BROWSER_STATE_KEY)
         ctx.session = gr.State(Session())
         with gr.Row():
             gr.Markdown("# voxplug\nFine-tune a speech recognition model on **your** voice, in your browser.")
-            if os.environ.get("OAUTH_CLIENT_ID"):
+            if hugging_face_sign_in():
                 gr.LoginButton()
         gr.HTML(device_banner(), elem_id="device-banner")
         banner = gr.HTML(elem_id="session-banner")
@@ -183,6 +195,15 @@ def build_app(settings: AppSettings, runner: JobRunner | None = None) -> gr.Bloc
             loaded.then(tab.handler, inputs=[ctx.session], outputs=tab.refresh_outputs, api_visibility=PRIVATE)
     demo.voxplug_context = ctx  # type: ignore[attr-defined]
     return demo
+
+
+def hugging_face_sign_in() -> bool:
+    """Whether the page offers *Sign in with Hugging Face*: only on a Space with OAuth.
+
+    Elsewhere gradio replaces the sign-in with a stand-in that signs every visitor in as the owner of the server's
+    token (and asks the Hub who that is, with that token), which would hand them that user's workspace.
+    """
+    return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
 
 def _connect(
@@ -218,18 +239,30 @@ def _connect_handler(ctx: AppContext) -> Any:
     return connect
 
 
-def serve(settings: AppSettings, *, port: int | None = None, share: bool = False, block: bool = True) -> Any:
-    """Build and launch the app; returns the ``gr.Blocks`` (with ``block=False``, the server keeps running)."""
-    runner = JobRunner()
-    demo = build_app(settings, runner)
+def serve(
+    settings: AppSettings,
+    *,
+    port: int | None = None,
+    block: bool = True,
+    runner: JobRunner | None = None,
+) -> Any:
+    """Build and launch the app; returns the ``gr.Blocks`` (with ``block=False``, the server keeps running).
+
+    ``runner`` runs the jobs (default: ``python -m voxplug`` subprocesses).
+    """
+    runner = runner or JobRunner()
     settings.root.mkdir(parents=True, exist_ok=True)
+    _report_legacy_workspaces(settings.root)
+    demo = build_app(settings, runner)
     if block:
         _stop_on_sigterm()
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host,
         server_port=port,
-        share=share,
+        share=settings.share,
         mcp_server=False,
+        run_history=False,
+        enable_monitoring=False,
         footer_links=["gradio"],
         blocked_paths=[str(settings.root.resolve())],
         max_file_size=MAX_UPLOAD,
@@ -241,6 +274,17 @@ def serve(settings: AppSettings, *, port: int | None = None, share: bool = False
     if block:
         runner.shutdown()
     return demo
+
+
+def _report_legacy_workspaces(root: Path) -> None:
+    """Say, at start, how many workspace folders of an earlier layout are no longer opened (see ``workspace``)."""
+    legacy = legacy_browser_folders(root)
+    if legacy:
+        print(
+            f"note: {len(legacy)} workspace folder(s) in {root} are named by a browser id (browser-<32 hex digits>, "
+            "from an earlier voxplug); the app no longer opens them. See docs/app.md, Workspaces.",
+            flush=True,
+        )
 
 
 def _stop_on_sigterm() -> None:

@@ -4,18 +4,26 @@ Layout under the app's root folder (``voxplug app --root``)::
 
     <root>/
       user-alice/                 a signed-in Hugging Face user (OAuth on a Space)
-      browser-3f9c…/              an anonymous browser, identified by a random id kept in its local storage
+      browser-<sha256 of its id>/ an anonymous browser, identified by a random id kept in its local storage
         datasets/<name>/          voxplug datasets (DatasetStore): what recording saves and training reads
         runs/<name>/              training run folders (model/, eval_results.json, predictions.jsonl, ...)
         configs/<name>.yaml       the run configs the app generated
         jobs/<id>.json, <id>.log  job records and their (token-redacted) output
 
 A browser id is 32 random hex digits made on the server: it is the key to the workspace, so it is never derived
-from anything guessable, and ids of any other shape are refused (no path tricks).
+from anything guessable, and ids of any other shape are refused (no path tricks). The folder is named by a SHA-256
+of the id, never by the id itself: paths end up in logs, run files and error messages, and a folder name read there
+cannot be sent back as an id (finding the id from its hash is a preimage of SHA-256 over 128 random bits). The app
+never shows or writes the id; only the browser that holds it can open the workspace.
+
+Folders named ``browser-<32 hex digits>`` come from versions that named a workspace by its id. Those versions lost
+every browser's id at each restart (so no owner can reach them any more), while their ids may have been published
+in run files: they are never opened again, only counted at start (:func:`legacy_browser_folders`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -28,6 +36,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 BROWSER_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 USER_PREFIX = "user-"
 BROWSER_PREFIX = "browser-"
+_FOLDER_HASH_DOMAIN = b"voxplug browser workspace\0"
+"""Prefixed to the id before hashing, so the folder hash is never the same as a SHA-256 of the bare id elsewhere."""
 
 
 def new_browser_id() -> str:
@@ -60,10 +70,24 @@ def user_key(username: str) -> str:
 
 
 def browser_key(browser_id: str) -> str:
-    """The workspace folder name of an anonymous browser; raises :class:`DataError` for a malformed id."""
+    """The workspace folder name of an anonymous browser: ``browser-`` and the SHA-256 of its id (64 hex digits).
+
+    Raises :class:`DataError` for a malformed id.
+    """
     if not is_browser_id(browser_id):
         raise DataError("malformed browser id (expected 32 hex digits)")
-    return BROWSER_PREFIX + browser_id
+    return BROWSER_PREFIX + hashlib.sha256(_FOLDER_HASH_DOMAIN + browser_id.encode("ascii")).hexdigest()
+
+
+def legacy_browser_folders(root: Path) -> list[Path]:
+    """Workspace folders named by a browser id itself (``browser-<32 hex digits>``), which the app never opens."""
+    if not Path(root).is_dir():
+        return []
+    return sorted(
+        path
+        for path in Path(root).iterdir()
+        if path.is_dir() and path.name.startswith(BROWSER_PREFIX) and is_browser_id(path.name[len(BROWSER_PREFIX) :])
+    )
 
 
 @dataclass(frozen=True)
@@ -100,10 +124,10 @@ class Workspace:
 
     @property
     def label(self) -> str:
-        """A short description for the page: the user name, or a shortened browser id."""
+        """A short description for the page: the user name, or "this browser" (never any part of its id)."""
         if self.key.startswith(USER_PREFIX):
             return f"user {self.key.removeprefix(USER_PREFIX)}"
-        return f"this browser ({self.key.removeprefix(BROWSER_PREFIX)[:8]}…)"
+        return "this browser"
 
     def ensure(self) -> Workspace:
         """Create the workspace's folders if they do not exist yet; returns itself."""

@@ -52,8 +52,9 @@ def serve_app(
         root=root.resolve(),
         host=host,
         server_token=server_token,  # type: ignore[arg-type]
-        model=model,
+        model=str(Path(model).resolve()) if model and Path(model).exists() else model,  # jobs run in workspaces
         online_phrases=online_phrases,
+        share=share,
     )
     typer.echo(f"workspaces in {settings.root}; serving on http://{host}:{port or 7860} (Ctrl+C stops)")
-    serve(settings, port=port, share=share)
+    serve(settings, port=port)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from voxplug.app.markdown_text import literal
+
 
 @dataclass
 class TabHandle:
@@ -43,5 +45,12 @@ def table(rows: list[list[Any]], headers: list[str]) -> pd.DataFrame:
 
 
 def error_text(exc: BaseException) -> str:
-    """An exception as one line for the page."""
-    return f"✗ {exc}"
+    """An exception as one line of Markdown for the page; what it quotes (names, paths, repo ids) shows as typed."""
+    return f"✗ {literal(exc)}"
+
+
+def status_box(elem_id: str, value: str = "") -> Any:
+    """A Markdown status line that never renders LaTeX (user text in it is escaped with :func:`literal`)."""
+    import gradio as gr
+
+    return gr.Markdown(value, elem_id=elem_id, latex_delimiters=[])

@@ -17,7 +17,7 @@ from voxplug.app.comparison import (
     write_eval_manifest,
 )
 from voxplug.app.jobs import JobConflictError, JobRecord, JobSpec, JobStep
-from voxplug.app.tabs import TabHandle, error_text, table
+from voxplug.app.tabs import TabHandle, error_text, status_box, table
 from voxplug.app.tabs.job_panel import JobPanel, started_notice
 from voxplug.app.ui import PRIVATE, AppContext, Session, workspace_of
 from voxplug.app.workspace import Workspace
@@ -72,7 +72,7 @@ class EvaluateTab:
                 self.start_button = gr.Button(
                     "Compare with the base model", variant="primary", elem_id="evaluate-start", scale=1
                 )
-            self.summary = gr.Markdown(elem_id="evaluate-summary")
+            self.summary = status_box("evaluate-summary")
             self.metrics = gr.Dataframe(table([], METRIC_HEADERS), interactive=False, elem_id="evaluate-metrics")
             self.utterances = gr.Dataframe(
                 table([], UTTERANCE_HEADERS),

@@ -7,6 +7,7 @@ finds nothing new sends nothing (``gr.skip()``), so idle pages cost almost nothi
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Callable
@@ -16,8 +17,9 @@ from typing import Any
 import gradio as gr
 
 from voxplug.app.jobs import Job, JobRecord
+from voxplug.app.markdown_text import literal
 from voxplug.app.progress import TrainingProgress, progress_from_run_dir
-from voxplug.app.tabs import table
+from voxplug.app.tabs import status_box, table
 from voxplug.app.ui import PRIVATE, AppContext, Session
 
 CURVES = (
@@ -25,7 +27,8 @@ CURVES = (
     ("error rate on the eval split", ("eval_wer", "eval_cer")),
 )
 HISTORY_HEADERS = ["started", "job", "status", "took", "exit status"]
-RESULT_LINE = re.compile(r"^(published|deployed|pushed)\b.*?(https?://\S+)")
+RESULT_LINE = re.compile(r"^(published|deployed|pushed)\b.*?(https?://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+)")
+"""A line where a publish, deploy or push command names what it made; the URL stops at anything Markdown reads."""
 ICONS = {"running": "…", "succeeded": "✓", "failed": "✗", "cancelled": "■", "interrupted": "⚠"}
 
 
@@ -53,7 +56,7 @@ def curves_figure(progress: TrainingProgress | None) -> Any:
 def progress_bar(fraction: float, caption: str) -> str:
     """The progress bar's HTML."""
     percent = round(100 * max(0.0, min(1.0, fraction)))
-    return f'<div class="vp-bar"><div style="width:{percent}%"></div></div><div>{caption}</div>'
+    return f'<div class="vp-bar"><div style="width:{percent}%"></div></div><div>{html.escape(caption)}</div>'
 
 
 def result_links(lines: list[str]) -> list[str]:
@@ -72,17 +75,17 @@ def format_duration(seconds: float) -> str:
 def status_markdown(record: JobRecord, links: list[str]) -> str:
     """One status line for a job record, plus the links it produced."""
     icon = ICONS.get(record.status, "")
-    head = f"{icon} **{record.title}**: {record.status}"
+    head = f"{icon} **{literal(record.title)}**: {record.status}"
     if record.status == "running":
-        step = record.steps[record.step_index] if record.steps else ""
+        step = literal(record.steps[record.step_index]) if record.steps else ""
         head += f" ({step}, step {record.step_index + 1} of {len(record.steps)}) · {format_duration(record.elapsed_s)}"
     else:
         head += f" after {format_duration(record.elapsed_s)}"
         if record.returncode not in (None, 0):
             head += f" · exit status {record.returncode}"
     if record.message:
-        head += f"\n\n{record.message}"
-    return head + "".join(f"\n\n→ [{url}]({url})" for url in links)
+        head += f"\n\n{literal(record.message)}"
+    return head + "".join(f"\n\n→ [{literal(url)}](<{url}>)" for url in links)
 
 
 def progress_caption(record: JobRecord, progress: TrainingProgress | None) -> tuple[float, str]:
@@ -116,8 +119,8 @@ class JobPanel:
         self.ctx = ctx
         self.kinds = kinds
         self.result_outputs, self.show_results = results or ([], None)
-        self.notice = gr.Markdown(elem_id=f"{prefix}-notice")
-        self.status = gr.Markdown("No job yet.", elem_id=f"{prefix}-status")
+        self.notice = status_box(f"{prefix}-notice")
+        self.status = status_box(f"{prefix}-status", "No job yet.")
         self.bar = gr.HTML(progress_bar(0, ""), elem_id=f"{prefix}-progress")
         self.plots = [gr.Plot(curves_figure(None), label="Training curves", elem_id=f"{prefix}-plot")] if plot else []
         self.cancel_button = gr.Button("Cancel the running job", variant="stop", elem_id=f"{prefix}-cancel")
@@ -228,4 +231,4 @@ class JobPanel:
 
 def started_notice(title: str) -> str:
     """The notice shown when a job starts."""
-    return f"▶ Started **{title}** at {time.strftime('%H:%M:%S')}. Progress and logs appear below."
+    return f"▶ Started **{literal(title)}** at {time.strftime('%H:%M:%S')}. Progress and logs appear below."

@@ -20,7 +20,8 @@ from voxplug.app.hub_steps import (
     repo_name,
 )
 from voxplug.app.jobs import JobConflictError, JobSpec, JobStep
-from voxplug.app.tabs import TabHandle, error_text
+from voxplug.app.markdown_text import literal
+from voxplug.app.tabs import TabHandle, error_text, status_box
 from voxplug.app.tabs.job_panel import JobPanel, started_notice
 from voxplug.app.tokens import Secret, check_token
 from voxplug.app.ui import PRIVATE, AppContext, Session, session_banner, workspace_of
@@ -63,7 +64,7 @@ class PublishTab:
             self.token = gr.Textbox(type="password", label="Token", placeholder="hf_…", elem_id="hf-token", scale=3)
             self.use_token_button = gr.Button("Use this token", variant="primary", elem_id="use-token", scale=1)
             self.forget_token_button = gr.Button("Forget it", elem_id="forget-token", scale=1)
-        self.token_status = gr.Markdown(elem_id="token-status")
+        self.token_status = status_box("token-status")
 
     def _dataset_box(self) -> None:
         gr.Markdown("### Push a dataset")
@@ -151,7 +152,7 @@ class PublishTab:
 
     def _token_line(self, session: Session) -> str:
         token = self.ctx.token_for(session)
-        account = f" (account **{session.token_account}**)" if token.source == "entered" else ""
+        account = f" (account **{literal(session.token_account)}**)" if token.source == "entered" else ""
         return f"Jobs use {token.describe()}{account}."
 
     # -- token ----------------------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ class PublishTab:
         except VoxplugError as exc:
             return [session, "", error_text(exc), gr.skip()]
         session.token, session.token_account = secret, account
-        return [session, "", f"✓ token accepted for account **{account}**", session_banner(self.ctx, session)]
+        return [session, "", f"✓ token accepted for account **{literal(account)}**", session_banner(self.ctx, session)]
 
     def forget_token(self, session: Session) -> list[Any]:
         """Drop the session's token."""

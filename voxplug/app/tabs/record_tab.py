@@ -13,7 +13,7 @@ import gradio as gr
 
 from voxplug.app import consent, recording
 from voxplug.app import phrases as phrase_source
-from voxplug.app.tabs import TabHandle, error_text, table
+from voxplug.app.tabs import TabHandle, error_text, status_box, table
 from voxplug.app.tabs.privacy import consent_box
 from voxplug.app.ui import PRIVATE, AppContext, Session, workspace_of
 from voxplug.errors import VoxplugError
@@ -90,7 +90,7 @@ class RecordTab:
                     self.next_button = gr.Button("Skip ▶", elem_id="next-phrase")
                     self.more_button = gr.Button("More phrases", elem_id="more-phrases")
                     self.save_button = gr.Button("Save clip", variant="primary", elem_id="save-clip")
-                self.save_status = gr.Markdown(elem_id="save-status")
+                self.save_status = status_box("save-status")
             with gr.Column(scale=2):
                 self.phrase_table = gr.Dataframe(
                     table(phrase_rows(first, []), PHRASE_HEADERS),
@@ -113,11 +113,11 @@ class RecordTab:
                     elem_id="upload-transcripts",
                 )
             self.upload_button = gr.Button("Save uploads to the dataset", elem_id="save-uploads")
-            self.upload_status = gr.Markdown(elem_id="upload-status")
+            self.upload_status = status_box("upload-status")
 
     def _dataset_view(self) -> None:
         gr.Markdown("### Your dataset")
-        self.summary = gr.Markdown(elem_id="dataset-summary")
+        self.summary = status_box("dataset-summary")
         self.rows = gr.Dataframe(
             table([], recording.TABLE_HEADERS),
             interactive=False,
@@ -135,7 +135,7 @@ class RecordTab:
                     self.save_text_button = gr.Button("Save transcript", elem_id="save-row-text")
                     self.delete_button = gr.Button("Delete clip", variant="stop", elem_id="delete-row")
                     self.check_button = gr.Button("Check the whole dataset", elem_id="check-dataset")
-        self.row_status = gr.Markdown(elem_id="row-status")
+        self.row_status = status_box("row-status")
 
     @property
     def refresh_outputs(self) -> list[Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from voxplug.app.hub_steps import READ_TOKEN_ENV, dataset_push_step, deploy_step, full_repo_id, repo_name
-from voxplug.app.jobs import JobConflictError, JobSpec, JobStep
+from voxplug.app.jobs import ACCELERATOR_LOCK, Job, JobSpec, JobStep
 from voxplug.app.tabs import TabHandle, error_text
 from voxplug.app.tabs.job_panel import JobPanel, started_notice
 from voxplug.app.tokens import Secret
@@ -21,11 +21,14 @@ from voxplug.app.train_form import (
     VOXTRAL_SMALL,
     TrainForm,
     base_presets,
+    check_base_model,
     default_form,
+    default_model,
     tiny_model_dir,
     write_run_config,
 )
 from voxplug.app.ui import PRIVATE, AppContext, Session, workspace_of
+from voxplug.app.workspace import Workspace
 from voxplug.errors import VoxplugError
 
 OPTIONAL_COUNTS = ("max_train_rows", "max_eval_rows", "eval_steps", "save_steps")
@@ -53,6 +56,9 @@ class TrainTab:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.inputs: dict[str, Any] = {}
+        default = ctx.settings.model or default_model()
+        self.offered_models = frozenset({default, VOXTRAL_MINI, VOXTRAL_SMALL, TINY_MODEL})
+        """The base models the page offers (besides workspace folders and Hub ids, see :func:`check_base_model`)."""
 
     def build(self) -> TabHandle:
         """Lay the tab out and wire its events."""
@@ -162,24 +168,46 @@ class TrainTab:
         return [gr.update(choices=names, value=names[0] if names else None)]
 
     def start(self, session: Session, read_token: str, *values: Any) -> list[str]:
-        """Validate the form, write the run config and start the job: [push the dataset,] train[, deploy]."""
+        """Validate the form, write the run config and start the job: [push the dataset,] train[, deploy].
+
+        A refused start changes nothing: the lock is checked before the config is written, and the config is
+        removed again when anything after it fails.
+        """
         names = [spec.name for spec in fields(TrainForm)]
         try:
             workspace = workspace_of(session)
             form = form_from_values(dict(zip(names, values, strict=True)))
             if form.uses_hub and self.ctx.token_for(session).source == "none":
                 raise VoxplugError("pushing and publishing need a Hugging Face token: add one in the Publish tab")
+            form = replace(form, model=check_base_model(form.model, workspace, self.offered_models))
+            self.ctx.runner.check_free(ACCELERATOR_LOCK, workspace)
             form, prelude = self._tiny_model(form)
             run_name, config_path, _config = write_run_config(form, workspace)
-            steps = prelude + self._steps(session, form, config_path, read_token=bool(read_token))
-            spec = JobSpec("train", f"Training {run_name}", steps, run_dir=workspace.run_path(run_name))
-            extra = {READ_TOKEN_ENV: read_token.strip()} if read_token else {}
-            env, secrets = self.ctx.job_environment(session, extra)
-            secrets += (Secret(read_token.strip()),) if read_token else ()
-            job = self.ctx.runner.start(spec, workspace, env=env, secrets=secrets)
-        except (VoxplugError, JobConflictError) as exc:
+            try:
+                job = self._start_job(session, workspace, form, run_name, config_path, prelude, read_token)
+            except BaseException:
+                config_path.unlink(missing_ok=True)
+                raise
+        except VoxplugError as exc:
             return [error_text(exc), ""]
         return [started_notice(job.record.title), ""]
+
+    def _start_job(
+        self,
+        session: Session,
+        workspace: Workspace,
+        form: TrainForm,
+        run_name: str,
+        config_path: Path,
+        prelude: list[JobStep],
+        read_token: str,
+    ) -> Job:
+        steps = prelude + self._steps(session, form, config_path, read_token=bool(read_token))
+        spec = JobSpec("train", f"Training {run_name}", steps, run_dir=workspace.run_path(run_name))
+        extra = {READ_TOKEN_ENV: read_token.strip()} if read_token else {}
+        env, secrets = self.ctx.job_environment(session, extra)
+        secrets += (Secret(read_token.strip()),) if read_token else ()
+        return self.ctx.runner.start(spec, workspace, env=env, secrets=secrets)
 
     def _tiny_model(self, form: TrainForm) -> tuple[TrainForm, list[JobStep]]:
         """Swap the tiny-model choice for its folder, with a step that builds it when it does not exist yet."""
