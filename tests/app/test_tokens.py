@@ -66,7 +66,7 @@ def test_a_secret_never_shows_itself() -> None:
 def test_jobs_get_exactly_the_resolved_token(monkeypatch: pytest.MonkeyPatch) -> None:
     base = {"PATH": "/bin", "HF_TOKEN": SERVER, "HF_WRITE_TOKEN": "hf_other1234567890", "HUGGINGFACE_HUB_TOKEN": "x"}
     env = job_environment(ResolvedToken(Secret(ENTERED), "entered"), base)
-    assert env == {"PATH": "/bin", "HF_TOKEN": ENTERED}
+    assert env == {"PATH": "/bin", "HF_TOKEN": ENTERED, "VOXPLUG_NO_LOCAL_PLUGINS": "1"}
     without = job_environment(ResolvedToken(None, "none"), base)
     assert "HF_TOKEN" not in without and without["HF_TOKEN_PATH"] == os.devnull
 

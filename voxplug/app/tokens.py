@@ -149,9 +149,12 @@ def job_environment(token: ResolvedToken, base: Mapping[str, str] | None = None)
     """The environment of a job: the allow-listed variables of ``base`` (:func:`inherited`), plus ``HF_TOKEN`` when
     a token is resolved.
 
-    Without a token, ``HF_TOKEN_PATH`` points at nothing so the child cannot fall back on the server's login.
+    Without a token, ``HF_TOKEN_PATH`` points at nothing so the child cannot fall back on the server's login. A job
+    never runs a plugin file that lies beside a config in a workspace (``VOXPLUG_NO_LOCAL_PLUGINS``): a visitor must
+    not get the server to run their code.
     """
     env = {key: value for key, value in (os.environ if base is None else base).items() if inherited(key)}
+    env["VOXPLUG_NO_LOCAL_PLUGINS"] = "1"
     if token.secret is not None:
         env["HF_TOKEN"] = token.secret.reveal()
     else:
