@@ -347,7 +347,7 @@ def test_hub_parquet_datasets_columns_and_class_labels(world: World) -> None:
     assert librispeech["train"][0][1] == "THE WEATHER IS NICE TODAY"
     assert "column 'text'" in librispeech["summary"]["notices"][0]
     fleurs = results["fleurs"]
-    assert {row[2] for row in fleurs["train"] + fleurs["eval"]} == {"sv_se"}  # the ClassLabel's label, not 85
+    assert {row[2] for row in fleurs["train"] + fleurs["eval"]} == {"sv-SE"}  # the ClassLabel's label sv_se, canonical
     assert "column 'transcription'" in fleurs["summary"]["notices"][0]
     voxpopuli = results["voxpopuli"]
     assert {row[2] for row in voxpopuli["train"] + voxpopuli["eval"]} == {"it"}
