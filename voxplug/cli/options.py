@@ -16,10 +16,11 @@ OVERRIDES_ARGUMENT: Any = typer.Argument(None, help="Overrides such as training.
 
 
 def load_run_config(config: list[str] | None, overrides: list[str] | None) -> tuple[RunConfig, dict[str, Any]]:
-    """Load, merge and fully validate a run config (plugin options included) before any work starts."""
-    from voxplug.config import load_config, resolve_plugin_options
+    """Load, merge and fully validate a run config (plugin options included) before any work starts; every
+    problem, in the core keys and in plugin options alike, is reported in one error."""
+    from voxplug.config import check_config, read_config_sources
     from voxplug.plugins import get_plugin_host
 
-    run_config = load_config(config or [], overrides or [])
-    host = get_plugin_host().load(config_dir=run_config.base_dir)
-    return run_config, resolve_plugin_options(run_config, host)
+    data, base_dir, origin = read_config_sources(config or [], overrides or [])
+    host = get_plugin_host().load(config_dir=base_dir)
+    return check_config(data, base_dir=base_dir, origin=origin, host=host)
