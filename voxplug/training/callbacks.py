@@ -85,6 +85,7 @@ class TrainingProgress(TrainerCallback):
         self.mode = mode
         self._progress: Any = None
         self._task: Any = None
+        self._latest: dict[str, float] = {}
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -116,12 +117,13 @@ class TrainingProgress(TrainerCallback):
         """Show the latest metrics and write them to the run log."""
         if not (state.is_world_process_zero and logs):
             return
-        line = format_log_line(numeric_logs(logs), state.global_step, state.max_steps)
+        values = numeric_logs(logs)
+        line = format_log_line(values, state.global_step, state.max_steps)
         logger.info(line)
-        metrics = line.partition("  ")[2]
-        if self._progress is not None:
-            if metrics:  # a log without shown metrics keeps the last ones on the bar
-                self._progress.update(self._task, metrics=metrics)
+        if self._progress is not None:  # the bar shows the latest value of each metric, training and eval alike
+            self._latest.update({key: value for key, value in values.items() if key in _SHOWN_KEYS})
+            metrics = format_log_line(self._latest, state.global_step, state.max_steps).partition("  ")[2]
+            self._progress.update(self._task, metrics=metrics)
         elif self.mode != "off":
             print(line, file=sys.stderr, flush=True)
 

@@ -60,9 +60,20 @@ def last_checkpoint(checkpoints_dir: Path) -> Path | None:
 
 
 def model_info(
-    *, family: str, base_model: str, method: str, kind: str, languages: list[str], datasets: list[str]
+    *,
+    family: str,
+    base_model: str,
+    method: str,
+    kind: str,
+    languages: list[str],
+    datasets: list[str],
+    dataset_licenses: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ``voxplug.json`` that says what a model folder holds and how to load it."""
+    """The ``voxplug.json`` that says what a model folder holds and how to load it.
+
+    ``datasets`` are Hub ids or, for local data, names (never paths); ``dataset_licenses`` maps those whose
+    licence is known to it.
+    """
     from voxplug import __version__
 
     return {
@@ -72,6 +83,7 @@ def model_info(
         "kind": kind,
         "languages": languages,
         "datasets": datasets,
+        "dataset_licenses": dict(dataset_licenses or {}),
         "voxplug_version": __version__,
     }
 

@@ -418,24 +418,30 @@ class TrainingRun:
                 method=self.config.training.method,
                 kind="adapter" if method.saves_adapter else "full",
                 languages=sorted({e.language for e in data.train if e.language}),
-                datasets=self._dataset_ids(),
+                **self._datasets_for_card(),
             )
             for folder in {model_dir, *saved.values()}:
                 write_json(folder / MODEL_INFO_FILE, info)
         return saved
 
-    def _dataset_ids(self) -> list[str]:
+    def _datasets_for_card(self) -> dict[str, Any]:
+        """``datasets`` (Hub ids, else local names: never paths) and ``dataset_licenses`` for ``voxplug.json``."""
         from voxplug.data.loading import make_source
 
         sections = [self.config.data] + ([self.config.data.eval] if self.config.data.eval else [])
-        ids = []
+        names: list[str] = []
+        licenses: dict[str, str] = {}
         for prefix, section in zip(("data", "data.eval"), sections, strict=False):
             source = make_source(
                 self.host, section.source, self.options.get(f"{prefix}.{section.source}"), self.config.base_dir
             )
-            if source.dataset_id():
-                ids.append(source.dataset_id())
-        return ids
+            local = None if source.dataset_id() else source.local_dataset()
+            name = source.dataset_id() or (local or {}).get("name")
+            if name and name not in names:
+                names.append(name)
+            if name and local and local.get("license"):
+                licenses[name] = local["license"]
+        return {"datasets": names, "dataset_licenses": licenses}
 
     def _train_results(self, hf_trainer: Any, train_output: Any, plan: StepPlan) -> dict[str, Any]:
         from voxplug.training.freezing import count_parameters
