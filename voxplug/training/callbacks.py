@@ -124,7 +124,7 @@ class TrainingProgress(TrainerCallback):
             self._latest.update({key: value for key, value in values.items() if key in _SHOWN_KEYS})
             metrics = format_log_line(self._latest, state.global_step, state.max_steps).partition("  ")[2]
             self._progress.update(self._task, metrics=metrics)
-        elif self.mode != "off":
+        elif self.mode != "off" and "  " in line:  # a log with none of the shown metrics is not worth a line
             print(line, file=sys.stderr, flush=True)
 
     def on_train_end(
