@@ -366,8 +366,10 @@ def _count_check(report: ValidationReport, check: _RowCheck, on_finding: Callabl
 
 
 def _count_usable_row(report: ValidationReport, row: dict[str, Any], measured_s: float | None) -> None:
-    """Add a usable row to the totals, with the duration measured from its audio (the row's own when none was)."""
-    duration = float(measured_s if measured_s is not None else row.get("duration_s") or 0.0)
+    """Add a usable row to the totals: its ``duration_s``, or the duration measured from its audio when the row
+    records none (a plain manifest may leave it out)."""
+    recorded = row.get("duration_s")
+    duration = float(recorded if isinstance(recorded, (int, float)) else measured_s or 0.0)
     report.usable_rows += 1
     report.seconds += duration
     language = row.get("language") or "unknown"
