@@ -216,7 +216,7 @@ def problem_line(problem: RowProblem) -> str:
 
 def _print_import_report(report: ImportReport) -> None:
     typer.echo(
-        f"imported {report.added} clip(s) ({report.audio_seconds / 60:.1f} min of audio) in {report.elapsed_s:.1f} s; "
+        f"imported {report.added} clip(s) ({report.audio_seconds / 60:.1f} min of audio) in {report.elapsed_s:.1f} s\n"
         f"{report.duplicates} duplicate(s) skipped, {report.problem_count} row(s) rejected, "
         f"{report.warnings} warning(s)"
     )

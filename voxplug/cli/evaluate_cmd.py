@@ -110,7 +110,7 @@ def rows_to_score(model: str, data: Path, *, all_rows: bool) -> Iterator[Path]:
         return
     said = f"{data}: {trained} of {len(rows)} rows were trained on by this model (run folder {run_dir})"
     if all_rows:
-        typer.echo(f"warning: {said}; their scores measure memorisation, not new speech", err=True)
+        typer.echo(f"warning: {said}:\n  their scores measure memorisation, not new speech", err=True)
         yield data
         return
     if not held_out:
@@ -118,7 +118,7 @@ def rows_to_score(model: str, data: Path, *, all_rows: bool) -> Iterator[Path]:
             f"{said}: none is held out, so nothing here measures new speech; score other recordings, or pass "
             "--all-rows to score the training rows anyway"
         )
-    typer.echo(f"{said}; scoring the {len(held_out)} held-out rows (--all-rows scores all {len(rows)})", err=True)
+    typer.echo(f"{said}\nscoring the {len(held_out)} held-out rows (--all-rows scores all {len(rows)})", err=True)
     temporary = manifest.parent / f".voxplug-held-out-{os.getpid()}.jsonl"
     try:
         temporary.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in held_out), "utf-8")
@@ -127,18 +127,25 @@ def rows_to_score(model: str, data: Path, *, all_rows: bool) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def shown_ref(ref: str) -> str:
+    """A model reference as the table shows it: a folder inside the working folder relative to it, else as given."""
+    path = Path(ref)
+    if ref and path.is_absolute() and path.exists() and path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd()))
+    return ref
+
+
 def print_outcome(outcome: EvaluationOutcome, model: str) -> None:
     """A table of WER/CER per model, and where the files are."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{outcome.scores.samples} clips")
+    model, base = shown_ref(model), shown_ref(str((outcome.comparison or {}).get("base", "")))
     for column in ("model", "WER", "CER"):
         table.add_column(column)
     if outcome.base_scores is not None and outcome.comparison is not None:
-        table.add_row(
-            f"base: {outcome.comparison['base']}", f"{outcome.base_scores.wer:.3f}", f"{outcome.base_scores.cer:.3f}"
-        )
+        table.add_row(f"base: {base}", f"{outcome.base_scores.wer:.3f}", f"{outcome.base_scores.cer:.3f}")
     table.add_row(model, f"{outcome.scores.wer:.3f}", f"{outcome.scores.cer:.3f}")
     console = Console()
     console.print(table)

@@ -218,10 +218,9 @@ class TrainingRun:
             dropped_file = dropped.write(self.run_dir)
             write_data_split(self.run_dir, data.train, data.eval)
             self._say(*dropped.lines(dropped_file))
-            none_dropped = "" if dropped.problems else "; none dropped"
             self._say(
                 f"data: {len(data.train)} rows to train on, {len(data.eval)} to evaluate on "
-                f"({data.summary.get('eval_source', 'held out')}){none_dropped}"
+                f"({data.summary.get('eval_source', 'held out')})"
             )
         limit = self.config.data.max_dropped_share
         if dropped.share > limit:
