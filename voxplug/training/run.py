@@ -228,7 +228,7 @@ class TrainingRun:
             raise DataError(
                 f"{len(dropped.problems)} of {dropped.total} rows ({dropped.share:.0%}) cannot be used, more than "
                 f"data.max_dropped_share={limit:g} ({where}): fix or remove them, or run the same command with "
-                f"--allow-dropped to train on the {dropped.kept} usable rows"
+                f"--allow-dropped (or a higher data.max_dropped_share) to train on the {dropped.kept} usable rows"
             )
         if self.is_main:
             self.host.after_data_load(config=self.config, summary=data.summary)
