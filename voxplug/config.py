@@ -22,7 +22,7 @@ import copy
 import difflib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -78,6 +78,13 @@ class DataConfig(PluginChoice):
     split: SplitConfig = Field(default_factory=SplitConfig)
     max_duration_s: float = Field(30.0, gt=0, description="clips longer than this are rejected, not truncated")
     max_train_rows: int | None = Field(None, ge=1)
+    max_dropped_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="stop before training when more than this share of the rows cannot be used (missing or "
+        "unreadable audio, malformed lines, clips over max_duration_s); `voxplug train --allow-dropped` sets 1",
+    )
     language: str | None = Field(None, description="language for rows that do not name one (None = automatic)")
     scrub: list[str] = Field(
         default_factory=list, description="text scrubbers run over transcripts before training and any push"
@@ -205,6 +212,22 @@ class RunConfig(Section):
                 )
         return data
 
+    @model_validator(mode="after")
+    def _model_folder_beside_config(self) -> RunConfig:
+        """A relative ``model.name_or_path`` that names a folder beside the config becomes that folder's absolute path.
+
+        Like the data paths, it is read relative to the config's folder, not the working folder; a name that is
+        no folder there stays a Hub id. The absolute path is also what ``voxplug.json`` records, so the model
+        folder keeps pointing at its base wherever it is run from.
+        """
+        name = self.model.name_or_path
+        path = Path(name).expanduser()
+        if name and not path.is_absolute() and (self.base_dir / path).is_dir():
+            self.model.name_or_path = str((self.base_dir / path).resolve())
+        elif name.startswith("~"):
+            self.model.name_or_path = str(path)
+        return self
+
     @property
     def run_dir(self) -> Path:
         """The run folder: ``training.output_dir`` or ``runs/<name>``, relative to the config's folder."""
@@ -298,11 +321,11 @@ def parse_override(text: str) -> dict[str, Any]:
     return result
 
 
-def load_config(sources: list[str] | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read config files/presets in order, apply overrides, and validate the core keys.
-
-    Relative paths in the config resolve against the folder of the last config file (or the working folder).
-    """
+def read_config_sources(
+    sources: list[str] | None = None, overrides: list[str] | None = None
+) -> tuple[dict[str, Any], Path, str]:
+    """Read config files/presets in order and apply overrides: the merged mapping, the folder relative paths
+    resolve against (the last config file's, or the working folder) and where it came from (for messages)."""
     data: dict[str, Any] = {}
     base_dir = Path.cwd()
     for source in sources or []:
@@ -311,7 +334,16 @@ def load_config(sources: list[str] | None = None, overrides: list[str] | None = 
         base_dir = path.resolve().parent if path.parent.resolve() != PRESETS_DIR else base_dir
     for override in overrides or []:
         data = deep_merge(data, parse_override(override))
-    return validate_config(data, base_dir=base_dir, origin=", ".join(sources or []) or "defaults")
+    return data, base_dir, ", ".join(sources or []) or "defaults"
+
+
+def load_config(sources: list[str] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read config files/presets in order, apply overrides, and validate the core keys.
+
+    Relative paths in the config resolve against the folder of the last config file (or the working folder).
+    """
+    data, base_dir, origin = read_config_sources(sources, overrides)
+    return validate_config(data, base_dir=base_dir, origin=origin)
 
 
 def validate_config(data: dict[str, Any], *, base_dir: Path, origin: str = "config") -> RunConfig:
@@ -319,23 +351,79 @@ def validate_config(data: dict[str, Any], *, base_dir: Path, origin: str = "conf
     try:
         return RunConfig.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(f"invalid config ({origin}):\n" + format_validation_error(exc)) from None
+        raise ConfigError(f"invalid config ({origin}):\n" + format_validation_error(exc, model=RunConfig)) from None
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """One line per problem: ``key.path: what was expected (got value)``."""
+def check_config(
+    data: dict[str, Any], *, base_dir: Path, origin: str, host: PluginHost
+) -> tuple[RunConfig, dict[str, Any]]:
+    """Validate the core keys and every plugin's options of a merged mapping, reporting every problem at once.
+
+    Returns the config and its resolved plugin options (as :func:`resolve_plugin_options`); raises one
+    :class:`ConfigError` that lists the core keys' problems and the plugin tables' problems together.
+    """
+    try:
+        config = RunConfig.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        problems = [format_validation_error(exc, model=RunConfig)]
+        problems += _plugin_problems(_raw_sections(data), host, {})
+        raise ConfigError(f"invalid config ({origin}):\n" + "\n".join(problems)) from None
+    try:
+        return config, resolve_plugin_options(config, host)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("invalid config:", f"invalid config ({origin}):", 1)) from None
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line per problem: ``key.path: what was expected (got value)``.
+
+    An unknown key gets a "did you mean" from the fields of ``model`` where it sits (or from the required keys
+    reported missing beside it); a required key that a misspelling of it stands in for is not reported missing.
+    """
+    errors = exc.errors()
+    unknown = {tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    suggestions = {loc: _close_key(loc, missing, model) for loc in unknown}
+    stand_ins = {(*loc[:-1], name) for loc, name in suggestions.items() if name is not None}
     lines = []
-    for error in exc.errors():
-        key = prefix + ".".join(str(part) for part in error["loc"]) or "(top level)"
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "missing" and loc in stand_ins:
+            continue
+        key = prefix + ".".join(str(part) for part in loc) or "(top level)"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + (f"; did you mean {suggestions[loc]!r}?" if suggestions.get(loc) else "")
         elif error["type"].startswith("value_error"):
             message = message.removeprefix("Value error, ")
         got = error.get("input")
         shown = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"  {key}: {message}{shown}")
     return "\n".join(lines)
+
+
+def _close_key(loc: tuple[Any, ...], missing: set[tuple[Any, ...]], model: type[BaseModel] | None) -> str | None:
+    """The key an unknown ``loc`` most likely meant: a missing sibling first, else a field of ``model`` there."""
+    name, parent = str(loc[-1]), loc[:-1]
+    siblings = [str(other[-1]) for other in missing if other[:-1] == parent]
+    fields = _fields_at(model, parent) if model is not None else []
+    for candidates in (siblings, fields):
+        close = difflib.get_close_matches(name, candidates, n=1)
+        if close:
+            return close[0]
+    return None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (nested) pydantic model found at ``loc`` below ``model``; [] where none is."""
+    current: Any = model
+    for part in loc:
+        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        if field is None:
+            return []
+        options = [field.annotation, *get_args(field.annotation)]
+        current = next((t for t in options if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
 
 
 def resolve_plugin_options(config: RunConfig, host: PluginHost) -> dict[str, Any]:
@@ -346,22 +434,75 @@ def resolve_plugin_options(config: RunConfig, host: PluginHost) -> dict[str, Any
     problem.
     """
     resolved: dict[str, Any] = {}
-    problems: list[str] = []
-    for section_path, choices in SELECTORS.items():
+    sections = {}
+    for section_path in SELECTORS:
         section = _section(config, section_path)
-        if section is None:
+        if section is not None:
+            chosen = {selector: getattr(section, selector) for selector, _kind in SELECTORS[section_path]}
+            sections[section_path] = (type(section), chosen, section.plugin_tables())
+    problems = _plugin_problems(sections, host, resolved)
+    scrubbers = host.extensions("text scrubber")
+    for index, name in enumerate(config.data.scrub):
+        if name not in scrubbers:
+            known = ", ".join(sorted(scrubbers)) or "none"
+            problems.append(f"  data.scrub.{index}: unknown text scrubber {name!r} (known: {known})")
+    problems += _resolve_scrubber_options(config.data.scrub_options, scrubbers, resolved)
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(problems))
+    return resolved
+
+
+SectionView = tuple[type[BaseModel], dict[str, Any], dict[str, Any]]
+"""A section as the plugin check sees it: its model class, the extension chosen by each selector, its option
+tables (``{extension name: options}``)."""
+
+
+def _raw_sections(data: dict[str, Any]) -> dict[str, SectionView]:
+    """The sections of an unvalidated config mapping, with the section models' defaults for missing selectors."""
+    classes = {path: _section_class(path) for path in SELECTORS}
+    sections: dict[str, SectionView] = {}
+    for path, cls in classes.items():
+        node: Any = data
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None and path != "data.eval":
+            node = {}
+        if not isinstance(node, dict):
             continue
+        chosen = {
+            selector: node.get(selector, cls.model_fields[selector].get_default(call_default_factory=True))
+            for selector, _kind in SELECTORS[path]
+        }
+        tables = {key: value for key, value in node.items() if key not in cls.model_fields}
+        sections[path] = (cls, chosen, tables)
+    return sections
+
+
+def _section_class(path: str) -> type[BaseModel]:
+    """The model class of the section at ``path`` (``data.eval`` -> :class:`EvalSourceConfig`)."""
+    current: Any = RunConfig
+    for part in path.split("."):
+        annotation = current.model_fields[part].annotation
+        current = next(t for t in [annotation, *get_args(annotation)] if isinstance(t, type))
+    return current
+
+
+def _plugin_problems(sections: dict[str, SectionView], host: PluginHost, resolved: dict[str, Any]) -> list[str]:
+    """Check each section's chosen extensions and option tables; fill ``resolved``, return the problems."""
+    problems: list[str] = []
+    for section_path, (cls, chosen, tables) in sections.items():
+        choices = SELECTORS[section_path]
         registries = {kind: host.extensions(kind) for _selector, kind in choices}
         for selector, kind in choices:
-            chosen = getattr(section, selector)
-            if chosen is not None and chosen not in registries[kind]:
+            name = chosen.get(selector)
+            if name is not None and name not in registries[kind]:
                 known = ", ".join(sorted(registries[kind])) or "none"
-                problems.append(f"  {section_path}.{selector}: unknown {kind} {chosen!r} (known: {known})")
-        for table, options in section.plugin_tables().items():
+                problems.append(f"  {section_path}.{selector}: unknown {kind} {name!r} (known: {known})")
+        for table, options in tables.items():
             owner = next((registry for registry in registries.values() if table in registry), None)
             if owner is None:
                 names = sorted(set().union(*registries.values()))
-                close = difflib.get_close_matches(table, [*type(section).model_fields, *names], n=1)
+                close = difflib.get_close_matches(table, [*cls.model_fields, *names], n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 kinds = " or ".join(kind for _selector, kind in choices)
                 problems.append(
@@ -372,26 +513,19 @@ def resolve_plugin_options(config: RunConfig, host: PluginHost) -> dict[str, Any
             if not isinstance(options, dict):
                 problems.append(f"  {section_path}.{table}: expected a mapping of options, got {options!r}")
                 continue
+            options_model = owner[table].Options
             try:
-                resolved[f"{section_path}.{table}"] = owner[table].Options.model_validate(options)
+                resolved[f"{section_path}.{table}"] = options_model.model_validate(options)
             except ValidationError as exc:
-                problems.append(format_validation_error(exc, prefix=f"{section_path}.{table}."))
+                problems.append(format_validation_error(exc, prefix=f"{section_path}.{table}.", model=options_model))
         for selector, kind in choices:
-            chosen = getattr(section, selector)
-            if chosen is not None and chosen in registries[kind] and f"{section_path}.{chosen}" not in resolved:
+            name = chosen.get(selector)
+            if name is not None and name in registries[kind] and name not in tables:
                 try:
-                    resolved[f"{section_path}.{chosen}"] = registries[kind][chosen].Options()
+                    resolved[f"{section_path}.{name}"] = registries[kind][name].Options()
                 except ValidationError as exc:
-                    problems.append(format_validation_error(exc, prefix=f"{section_path}.{chosen}."))
-    scrubbers = host.extensions("text scrubber")
-    for index, name in enumerate(config.data.scrub):
-        if name not in scrubbers:
-            known = ", ".join(sorted(scrubbers)) or "none"
-            problems.append(f"  data.scrub.{index}: unknown text scrubber {name!r} (known: {known})")
-    problems += _resolve_scrubber_options(config.data.scrub_options, scrubbers, resolved)
-    if problems:
-        raise ConfigError("invalid config:\n" + "\n".join(problems))
-    return resolved
+                    problems.append(format_validation_error(exc, prefix=f"{section_path}.{name}."))
+    return problems
 
 
 def _resolve_scrubber_options(

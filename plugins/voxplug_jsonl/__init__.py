@@ -47,6 +47,12 @@ class JsonlSource(DataSource):
 
         return pushed_hub_id(self.manifest)
 
+    def local_dataset(self) -> dict[str, str] | None:
+        """A voxplug dataset's name and licence (from its ``dataset.json``); for any other manifest, its file name."""
+        from voxplug.data.store import local_dataset_facts
+
+        return local_dataset_facts(self.manifest) or {"name": self.manifest.name}
+
     def examples(self, split: str = "train") -> Iterator[Example]:
         """Yield every usable row of the manifest (the split is chosen later by voxplug)."""
         guard = None if self.options.allow_outside else FolderGuard(self.manifest.parent, label="the manifest's folder")

@@ -89,13 +89,15 @@ class DemoLimits:
         if size_mb > self.max_file_mb:
             raise gr.Error(
                 f"This file is {size_mb:.1f} MB; this demo accepts files up to {self.max_file_mb:g} MB. "
-                "Send a shorter or compressed recording."
+                "Send a shorter or compressed recording.",
+                print_exception=False,
             )
         seconds = audio_seconds(audio_path)
         if seconds > self.max_audio_s:
             raise gr.Error(
                 f"This clip is {seconds:.1f} s long; this demo transcribes clips up to {self.max_audio_s:g} s. "
-                "Trim it or record a shorter one."
+                "Trim it or record a shorter one.",
+                print_exception=False,
             )
 
 
@@ -120,7 +122,9 @@ def audio_seconds(path: str) -> float:
     try:
         return float(soundfile.info(path).duration)
     except (RuntimeError, soundfile.LibsndfileError):
-        raise gr.Error("This file is not audio this demo can read (use WAV, FLAC, OGG or MP3).") from None
+        raise gr.Error(
+            "This file is not audio this demo can read (use WAV, FLAC, OGG or MP3).", print_exception=False
+        ) from None
 
 
 @dataclass
@@ -230,7 +234,7 @@ class Transcriber:
         if not audio_path:
             import gradio as gr
 
-            raise gr.Error("Record or upload some audio first.")
+            raise gr.Error("Record or upload some audio first.", print_exception=False)
         self.limits.check(audio_path)
         if hasattr(self.processor, "apply_transcription_request"):
             return self._voxtral(audio_path, to_language(language))

@@ -69,6 +69,8 @@ class FullTrainer(Trainer):
         With ``save_dtype`` other than fp32, floating-point weights are written in that dtype (from a copy: the
         model in memory keeps its fp32 weights) and ``config.json`` says so.
         """
+        from .file_modes import follow_umask
+
         if self.options.save_dtype == "fp32":
             model.save_pretrained(out_dir)
         else:
@@ -82,6 +84,7 @@ class FullTrainer(Trainer):
             model.save_pretrained(out_dir, state_dict=state)
             _record_dtype(out_dir / "config.json", str(dtype).removeprefix("torch."))
         processor.save_pretrained(out_dir)
+        follow_umask(out_dir)
         return {"model": out_dir}
 
 

@@ -121,6 +121,8 @@ class LoraTrainer(Trainer):
 
         Merging folds the adapter into ``model``'s weights in place, so it comes last.
         """
+        from .file_modes import follow_umask
+
         model.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
         saved = {"adapter": out_dir}
@@ -130,6 +132,8 @@ class LoraTrainer(Trainer):
             merged.save_pretrained(merged_dir)
             processor.save_pretrained(merged_dir)
             saved["merged"] = merged_dir
+        for folder in saved.values():
+            follow_umask(folder)
         return saved
 
 

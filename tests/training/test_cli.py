@@ -164,5 +164,8 @@ def test_a_failed_run_names_its_last_checkpoint_and_how_to_resume(tmp_path: Path
     explained = run._explained(RuntimeError("disk full"))
     assert isinstance(explained, TrainingError)
     assert "disk full" in str(explained) and "checkpoint-4" in str(explained) and "--resume" in str(explained)
-    interrupted = KeyboardInterrupt()
-    assert run._explained(interrupted) is interrupted
+    run.hf_trainer = None  # interrupted while loading: the checkpoint of an earlier run is what is kept
+    interrupted = run._explained(KeyboardInterrupt())
+    assert isinstance(interrupted, KeyboardInterrupt)
+    assert str(interrupted).startswith("interrupted before training started; checkpoint-4 is kept")
+    assert "--resume" in str(interrupted)

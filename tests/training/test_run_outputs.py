@@ -131,7 +131,8 @@ def test_results_files_hold_the_metrics(finished_run: Any) -> None:
     assert config["training"]["method"] == "lora" and config["resolved_options"]["training.lora"]["merge"] is True
     info = json.loads((run / "model" / "voxplug.json").read_text())
     assert info["family"] == "voxtral" and info["method"] == "lora" and info["kind"] == "adapter"
-    assert info["languages"] == ["en"] and info["datasets"] == [] and info["voxplug_version"]
+    assert info["languages"] == ["en"] and info["voxplug_version"]
+    assert info["datasets"] == ["data.jsonl"] and info["dataset_licenses"] == {}  # a local manifest: its file name
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == eval_results["eval_samples"] == 3
     assert {"id", "reference", "hypothesis", "wer", "cer", "errors"} <= rows[0].keys()

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any
 
 import typer
 
 from voxplug.errors import VoxplugError
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from voxplug import __version__
+
+        typer.echo(f"voxplug {__version__}")
+        raise typer.Exit()
+
+
 def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print voxplug's version and exit.", is_eager=True, callback=_print_version
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
     plugins_dir: str = typer.Option(
         None,
@@ -120,12 +132,19 @@ def _early_plugins_dir(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI: a :class:`VoxplugError` becomes one ``error:`` line and exit status 1."""
+    """Run the CLI: a :class:`VoxplugError` becomes one ``error:`` line and exit status 1; an interruption
+    (Ctrl+C) says what it interrupted and exits with 130."""
+    from voxplug.cli.help_types import show_plain_type_names
+    from voxplug.cli.quiet import quiet_library_noise
+
     args = sys.argv[1:] if argv is None else argv
+    quiet_library_noise()
     _early_plugins_dir(args)
     app, plugin_problem = build_app()
+    command = typer.main.get_command(app)
+    show_plain_type_names(command)
     try:
-        app(args=args, prog_name="voxplug")
+        command(args=args, prog_name="voxplug")
     except VoxplugError as exc:
         if plugin_problem and plugin_problem != str(exc):
             print(f"warning: plugin commands were not added: {plugin_problem}", file=sys.stderr)
@@ -133,10 +152,32 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except SystemExit:
+    except KeyboardInterrupt as exc:
+        _report_interrupt(exc)
+    except SystemExit as exc:
+        interrupt = _interrupt_behind(exc)
+        if interrupt is not None:  # typer turns Ctrl+C into a silent exit status 130
+            _report_interrupt(interrupt)
         if plugin_problem:  # said last, so that it is not lost above the command's own output
             print(f"warning: plugin commands were not added: {plugin_problem}", file=sys.stderr)
         raise
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The ``KeyboardInterrupt`` an exit was raised for (typer's ``Exit(130)`` chains it), or None."""
+    seen: set[int] = set()
+    current: Any = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _report_interrupt(interrupt: KeyboardInterrupt) -> None:
+    """``interrupted: <what the command says it was doing>`` on stderr, then exit status 130."""
+    detail = str(interrupt)
+    said = detail if detail.startswith("interrupted") else f"interrupted{': ' + detail if detail else ''}"
+    print(said, file=sys.stderr, flush=True)
+    sys.exit(130)

@@ -40,6 +40,7 @@ def serve_app(
 ) -> None:
     """Serve the web app: record a dataset, train, evaluate, publish and deploy, from a browser."""
     from voxplug.app.ui import AppSettings, serve
+    from voxplug.cli.ports import choose_port, port_taken_meanwhile
     from voxplug.errors import ConfigError
 
     if server_token not in ("auto", "always", "never"):
@@ -56,5 +57,12 @@ def serve_app(
         online_phrases=online_phrases,
         share=share,
     )
-    typer.echo(f"workspaces in {settings.root}; serving on http://{host}:{port or 7860} (Ctrl+C stops)")
-    serve(settings, port=port)
+    port = choose_port(host, port)
+    typer.echo(f"workspaces in {settings.root}; serving on http://{host}:{port} (Ctrl+C stops)")
+    try:
+        serve(settings, port=port)
+    except OSError as exc:
+        taken = port_taken_meanwhile(exc, host, port)
+        if taken is None:
+            raise
+        raise taken from exc

@@ -17,6 +17,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from voxplug.data.interface import RowProblem
     from voxplug.data.store import AddResult, DatasetStore, ImportReport
     from voxplug.data.validate import ValidationReport
 
@@ -98,6 +99,7 @@ def add(
     max_duration: float = MAX_DURATION_OPTION,
 ) -> None:
     """Add audio files with their transcripts (--text, --texts-file, or a .txt beside each file)."""
+    from voxplug.data.prepare import prepare_text
     from voxplug.errors import VoxplugError
 
     store = _open(path)
@@ -105,8 +107,11 @@ def add(
         raise typer.BadParameter(f"expected upload or recording, got {origin!r}", param_hint="--origin")
     console = _console()
     failed = 0
-    for audio_file, transcript in zip(audio, _transcripts(audio, text, texts_file), strict=True):
+    transcripts = _transcripts(audio, text, texts_file)
+    for number, (audio_file, transcript) in enumerate(zip(audio, transcripts, strict=True), start=1):
         try:
+            if texts_file is not None:  # a transcript's problem names its line in the texts file
+                prepare_text(str(transcript), name=f"{texts_file} line {number} (for {audio_file.name})")
             result = store.add(
                 audio_file,
                 _read_text(audio_file, transcript),
@@ -194,16 +199,24 @@ def import_folder(
             max_duration_s=max_duration,
             progress=update,
             workers=workers,
-            on_problem=lambda problem: typer.echo(f"error: {problem}", err=True),
+            on_problem=lambda problem: typer.echo(f"error: {problem_line(problem)}", err=True),
         )
     _print_import_report(report)
     if report.problem_count:
         raise typer.Exit(1)
 
 
+def problem_line(problem: RowProblem) -> str:
+    """``where: why``, said once: a reason that already starts with the row's label keeps only its own wording."""
+    reason = problem.reason
+    if reason.startswith(problem.row):
+        reason = reason[len(problem.row) :].lstrip(" :")
+    return f"{problem.row}: {reason}"
+
+
 def _print_import_report(report: ImportReport) -> None:
     typer.echo(
-        f"imported {report.added} clip(s) ({report.audio_seconds / 60:.1f} min of audio) in {report.elapsed_s:.1f} s; "
+        f"imported {report.added} clip(s) ({report.audio_seconds / 60:.1f} min of audio) in {report.elapsed_s:.1f} s\n"
         f"{report.duplicates} duplicate(s) skipped, {report.problem_count} row(s) rejected, "
         f"{report.warnings} warning(s)"
     )
@@ -327,6 +340,12 @@ def _print_validation(report: ValidationReport, *, fixed: bool) -> None:
         if hidden > 0:
             console.print(f"... and {hidden} more finding(s); use --json to see them all")
     _print_totals(report.usable_rows, report.seconds, report.languages, report.durations, origins=None)
+    if report.rows and not report.usable_rows and all(f.code == "unreadable_line" for f in report.findings):
+        console.print(
+            f"no line of {report.path} is a JSON row: for a CSV or TSV manifest, import it with "
+            "`voxplug data import DATASET FOLDER --manifest FILE`",
+            soft_wrap=True,
+        )
     verdict = "[green]OK[/]" if report.ok else f"[red]{report.errors} error(s)[/]"
     line = f"{report.rows} row(s) checked: {report.usable_rows} usable, {verdict}, {report.warnings} warning(s)"
     if fixed:

@@ -23,18 +23,19 @@ NO_LOCAL_PLUGINS_OPTION: Any = typer.Option(
 def load_run_config(
     config: list[str] | None, overrides: list[str] | None, *, no_local_plugins: bool = False
 ) -> tuple[RunConfig, dict[str, Any]]:
-    """Load, merge and fully validate a run config (plugin options included) before any work starts.
+    """Load, merge and fully validate a run config (plugin options included) before any work starts; every
+    problem, in the core keys and in plugin options alike, is reported in one error.
 
     ``no_local_plugins`` refuses a ``voxplug_plugins.py`` beside the config, here and in every process this one
     starts (it sets ``VOXPLUG_NO_LOCAL_PLUGINS``).
     """
     import os
 
-    from voxplug.config import load_config, resolve_plugin_options
+    from voxplug.config import check_config, read_config_sources
     from voxplug.plugins import ENV_NO_LOCAL_PLUGINS, get_plugin_host
 
     if no_local_plugins:
         os.environ[ENV_NO_LOCAL_PLUGINS] = "1"
-    run_config = load_config(config or [], overrides or [])
-    host = get_plugin_host().load(config_dir=run_config.base_dir)
-    return run_config, resolve_plugin_options(run_config, host)
+    data, base_dir, origin = read_config_sources(config or [], overrides or [])
+    host = get_plugin_host().load(config_dir=base_dir)
+    return check_config(data, base_dir=base_dir, origin=origin, host=host)

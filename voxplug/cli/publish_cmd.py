@@ -90,7 +90,7 @@ def deploy(
 
 def demo(
     model: str = typer.Option(..., "--model", "-m", help="A model folder (runs/<name>/model) or a Hub repo id."),
-    port: int = typer.Option(7860, "--port", help="Port to serve on."),
+    port: int = typer.Option(None, "--port", help="Port to serve on (default: 7860, or the next free one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to share on the network)."),
     base_model: str = typer.Option(None, "--base-model", help="Base of an adapter; default from voxplug.json."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Longest transcript, in tokens."),
@@ -105,6 +105,9 @@ def demo(
         from voxplug_space.demo_app import DemoLimits, build_demo, launch_demo
     except ImportError as exc:
         raise ModelError(f"the demo app comes with the built-in 'space' plugin, which failed to import: {exc}") from exc
+    from voxplug.cli.ports import choose_port, port_taken_meanwhile
+
+    port = choose_port(host, port)  # before the model loads: a port that is taken is said at once
     limits = DemoLimits(concurrency, queue_size, max_audio_seconds, max_file_mb)
     try:
         app = build_demo(model, base_model=base_model, max_new_tokens=max_new_tokens, limits=limits)
@@ -114,7 +117,13 @@ def demo(
         f"serving {model} on http://{host}:{port} (Ctrl+C stops); {concurrency} at once, {queue_size} waiting, "
         f"clips up to {max_audio_seconds:g} s and {max_file_mb:g} MB"
     )
-    launch_demo(app, limits, server_name=host, server_port=port, mcp_server=mcp_server, quiet=True)
+    try:
+        launch_demo(app, limits, server_name=host, server_port=port, mcp_server=mcp_server, quiet=True)
+    except OSError as exc:
+        taken = port_taken_meanwhile(exc, host, port)
+        if taken is None:
+            raise
+        raise taken from exc
 
 
 def _run_publish_settings(source: Path) -> dict[str, Any]:

@@ -113,6 +113,11 @@ class DataSource(Extension):
         """The Hub dataset id this data comes from, for model-card metadata, or None for local data."""
         return None
 
+    def local_dataset(self) -> dict[str, str] | None:
+        """How a model card names local data (no Hub id): ``{"name"}`` and, when known, ``{"license"}``; never a
+        path. None when the source says nothing (the card then lists only Hub ids)."""
+        return None
+
 
 @dataclass
 class Replacement:

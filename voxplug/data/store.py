@@ -650,6 +650,25 @@ def _short_key(sha256: str) -> int:
     return int(sha256[:16], 16)
 
 
+def local_dataset_facts(manifest: Path) -> dict[str, str] | None:
+    """A voxplug dataset's ``{"name", "license"}`` (the licence only when set), given its ``data.jsonl``; None for
+    any other manifest or an unreadable ``dataset.json``."""
+    meta = Path(manifest).parent / META_FILE
+    if Path(manifest).name != DATA_FILE or not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    name = data.get("name") if isinstance(data.get("name"), str) and data.get("name") else Path(manifest).parent.name
+    facts = {"name": name}
+    if isinstance(data.get("licence"), str) and data["licence"]:
+        facts["license"] = data["licence"]
+    return facts
+
+
 def pushed_hub_id(manifest: Path) -> str | None:
     """The Hub dataset a voxplug dataset was last pushed to, given its ``data.jsonl``; None for anything else.
 

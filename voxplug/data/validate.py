@@ -148,6 +148,7 @@ class _RowCheck:
     where: str
     findings: list[Finding] = field(default_factory=list)
     row: dict[str, Any] | None = None
+    duration_s: float | None = None
     sha256: str | None = None
     audio_file: Path | None = None
     replaced_file: Path | None = None
@@ -166,6 +167,12 @@ def find_manifest(path: Path) -> _Target:
     manifest = path / DATA_FILE if path.is_dir() else path
     if not manifest.is_file():
         raise DataError(f"{path}: no {DATA_FILE} here (expected a voxplug dataset folder or a JSONL manifest)")
+    if manifest.suffix.lower() in (".csv", ".tsv"):
+        raise DataError(
+            f"{manifest} is a {manifest.suffix[1:].upper()} manifest; validate checks voxplug datasets and JSONL "
+            f"manifests: import it first with `voxplug data create my-voice` and `voxplug data import my-voice "
+            f"{manifest.parent} --manifest {manifest}`, then `voxplug data validate my-voice`"
+        )
     folder = manifest.parent
     return _Target(manifest, folder, (folder / META_FILE).is_file(), MAX_DURATION_S, False, FolderGuard(folder))
 
@@ -323,6 +330,7 @@ def _check_audio(target: _Target, check: _RowCheck) -> None:
         code = "too_long" if "longer than" in str(exc) else "unreadable_audio"
         check.add("error", code, str(exc))
         return
+    check.duration_s = clip.duration_s
     for issue in check_clip(analyse_clip(clip.samples), max_duration_s=target.max_duration_s):
         check.add(issue.severity, issue.code, f"{relative}: {issue.message}")
     if check.has_unfixable_error:
@@ -406,11 +414,14 @@ def _count_check(report: ValidationReport, check: _RowCheck, on_finding: Callabl
     for finding in check.findings:
         _keep_finding(report, finding, on_finding)
     if not errors and check.row is not None:
-        _count_usable_row(report, check.row)
+        _count_usable_row(report, check.row, check.duration_s)
 
 
-def _count_usable_row(report: ValidationReport, row: dict[str, Any]) -> None:
-    duration = float(row.get("duration_s") or 0.0)
+def _count_usable_row(report: ValidationReport, row: dict[str, Any], measured_s: float | None) -> None:
+    """Add a usable row to the totals: its ``duration_s``, or the duration measured from its audio when the row
+    records none (a plain manifest may leave it out)."""
+    recorded = row.get("duration_s")
+    duration = float(recorded if isinstance(recorded, (int, float)) else measured_s or 0.0)
     report.usable_rows += 1
     report.seconds += duration
     language = row.get("language") or "unknown"
@@ -540,7 +551,7 @@ def _recount_after_fix(report: ValidationReport, decisions: dict[int, _RowCheck]
             report.errors -= errors
             report.error_rows -= 1
             assert check.row is not None
-            _count_usable_row(report, check.row)
+            _count_usable_row(report, check.row, check.duration_s)
     report.quarantined_files = quarantine.files_moved
 
 

@@ -47,7 +47,8 @@ TRAINING_KEYS: tuple[tuple[str, str], ...] = (
 RESULT_KEYS: tuple[tuple[str, str], ...] = (
     ("global_step", "optimizer steps"),
     ("epoch", "epochs completed"),
-    ("train_loss", "final training loss"),
+    ("final_loss", "final training loss"),
+    ("train_loss", "mean training loss"),
     ("train_samples_per_second", "samples per second"),
     ("train_audio_s_per_s", "audio seconds per second (training only)"),
     ("gpu_mem_peak_gb", "peak GPU memory (GB)"),
@@ -152,6 +153,7 @@ def _card_facts(model: PublishableModel, model_id: str) -> dict[str, Any]:
         "base_model": model.base_model,
         "languages": model.languages,
         "datasets": model.datasets,
+        "dataset_licenses": model.info.get("dataset_licenses") or {},
         "eval": {key: value for key, value in model.eval_results.items() if not SECRET_KEY.search(key)},
         "hyperparameters": _hyperparameters(training),
         "train": {key: value for key, value in model.train_results.items() if not SECRET_KEY.search(key)},
@@ -274,7 +276,10 @@ def _training(facts: dict[str, Any]) -> str:
 
 def _training_data(facts: dict[str, Any]) -> str:
     datasets = facts["datasets"]
-    lines = [f"- {_dataset_link(name)}" for name in datasets] or ["- not recorded"]
+    licenses = facts.get("dataset_licenses") or {}
+    lines = [
+        f"- {_dataset_link(name)}" + (f", licence {licenses[name]}" if licenses.get(name) else "") for name in datasets
+    ] or ["- not recorded"]
     lines.append(f"- languages: {', '.join(facts['languages']) or 'not recorded'}")
     samples = facts["eval"].get("eval_samples")
     if samples is not None:

@@ -115,8 +115,7 @@ def training_argument_values(
         "optim": training.optim,
         "bf16": precision == "bf16",
         "fp16": precision == "fp16",
-        "gradient_checkpointing": training.gradient_checkpointing,
-        "gradient_checkpointing_kwargs": {"use_reentrant": False} if training.gradient_checkpointing else None,
+        **_checkpointing_values(training.gradient_checkpointing),
         "seed": training.seed,
         "data_seed": training.seed,
         "logging_strategy": "steps",
@@ -143,6 +142,19 @@ def training_argument_values(
     }
     values.update(_evaluation_values(config, plan, has_eval))
     return values
+
+
+def _checkpointing_values(enabled: bool) -> dict[str, Any]:
+    """Activation (gradient) checkpointing under the argument names of the installed transformers: newer releases
+    call it ``activation_checkpointing`` and warn about the old name."""
+    from transformers import TrainingArguments
+
+    name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
 
 
 def _evaluation_values(config: RunConfig, plan: StepPlan, has_eval: bool) -> dict[str, Any]:

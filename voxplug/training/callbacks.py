@@ -7,9 +7,20 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 from transformers import TrainerCallback
 
 from voxplug.training.monitoring import LIVE_KEYS
@@ -60,29 +71,31 @@ class PluginHookCallback(TrainerCallback):
 
 
 class TrainingProgress(TrainerCallback):
-    """A rich progress bar (step, loss, WER, ETA) on the main process of an interactive terminal.
+    """Progress on the main process: a bar in an interactive terminal, one line per logged event elsewhere.
 
-    Without a terminal (CI, log files, a subprocess) it prints one line per logged event instead. Every
-    logged event also goes to the ``voxplug.training`` logger, which the run writes to ``train.log``.
+    ``mode`` is ``auto`` (the bar in a terminal, lines elsewhere), ``lines`` (lines always: ``--no-progress``) or
+    ``off``. The bar takes two rows, so that it reads at any width: the step count, the bar and the ETA on the
+    first, the latest metrics on the second, cut short with an ellipsis where the terminal ends. Lines are
+    written whole, never wrapped, whatever the width (the app parses them). Every logged event also goes to the
+    ``voxplug.training`` logger, which the run writes to ``train.log``. :meth:`close` stops the bar and shows the
+    cursor again; the run calls it however it ends (an interruption included).
     """
 
-    def __init__(self, *, show: bool = True) -> None:
-        self.show = show
+    def __init__(self, *, mode: str = "auto") -> None:
+        self.mode = mode
         self._progress: Any = None
         self._task: Any = None
-        self._console: Any = None
+        self._latest: dict[str, float] = {}
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """Start the bar at the current step (non-zero when resuming)."""
-        if not (self.show and state.is_world_process_zero):
+        if self.mode != "auto" or not state.is_world_process_zero:
             return
-        from rich.console import Console
-
-        self._console = Console(file=sys.stderr)
-        if self._console.is_terminal:
-            self._progress = _rich_progress(self._console)
+        console = Console(file=sys.stderr)
+        if console.is_terminal:
+            self._progress = TwoRowProgress(console)
             self._progress.start()
             self._task = self._progress.add_task(
                 "training", total=state.max_steps, completed=state.global_step, metrics=""
@@ -104,43 +117,49 @@ class TrainingProgress(TrainerCallback):
         """Show the latest metrics and write them to the run log."""
         if not (state.is_world_process_zero and logs):
             return
-        line = format_log_line(numeric_logs(logs), state.global_step, state.max_steps)
+        values = numeric_logs(logs)
+        line = format_log_line(values, state.global_step, state.max_steps)
         logger.info(line)
-        metrics = line.partition("  ")[2]
-        if self._progress is not None and metrics:  # a log without shown metrics keeps the last ones on the bar
+        if self._progress is not None:  # the bar shows the latest value of each metric, training and eval alike
+            self._latest.update({key: value for key, value in values.items() if key in _SHOWN_KEYS})
+            metrics = format_log_line(self._latest, state.global_step, state.max_steps).partition("  ")[2]
             self._progress.update(self._task, metrics=metrics)
-        elif self._console is not None and self._progress is None:
-            self._console.print(line, highlight=False)
+        elif self.mode != "off" and "  " in line:  # a log with none of the shown metrics is not worth a line
+            print(line, file=sys.stderr, flush=True)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """Close the bar."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop the bar (the cursor shows again); nothing when no bar is running."""
         if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+            progress, self._progress = self._progress, None
+            progress.stop()
 
 
-def _rich_progress(console: Any) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class TwoRowProgress(Progress):
+    """``training ━━━━━ 12/40 0:00:03 eta 0:00:07`` over a row of metrics cut short at the terminal's width."""
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[metrics]}"),
-        console=console,
-    )
+    def __init__(self, console: Console) -> None:
+        super().__init__(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=None),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            expand=True,
+        )
+
+    def get_renderables(self) -> Iterator[RenderableType]:
+        """The bar's table, then each task's metrics on one row of their own."""
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            yield Text(str(task.fields.get("metrics", "")), no_wrap=True, overflow="ellipsis")
 
 
 class RunLog:

@@ -9,12 +9,13 @@ DDP and DeepSpeed); this module only wires voxplug's pieces into it.
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from voxplug.errors import ModelError, TrainingError, VoxplugError
+from voxplug.errors import DataError, ModelError, TrainingError, VoxplugError
 from voxplug.training.outputs import CHECKPOINTS_DIR, last_checkpoint
 from voxplug.training.processes import finish_processes, is_main_process, launched_world_size, prepare_process
 
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from voxplug.training.interface import Trainer as TrainerExtension
 
 log = logging.getLogger("voxplug.training")
+
+ProgressMode = Literal["auto", "lines", "off"]
+"""How a run reports progress: ``auto`` (a bar in a terminal, log lines elsewhere), ``lines`` (log lines
+always) or ``off`` (nothing on the console; ``train.log`` still gets everything)."""
 
 
 @dataclass
@@ -47,18 +52,22 @@ def train(
     *,
     host: PluginHost | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | ProgressMode = True,
     callbacks: list[Any] | None = None,
 ) -> RunResult:
     """Fine-tune the model ``config`` describes and return where everything went.
 
     With ``resume``, training continues from the newest complete checkpoint in the run folder (and starts
-    afresh when there is none). Raises :class:`VoxplugError` subclasses with one-line, actionable messages.
+    afresh when there is none). ``progress`` is a :data:`ProgressMode` (``True`` means ``auto``, ``False``
+    ``off``). Raises :class:`VoxplugError` subclasses with one-line, actionable messages; an interruption
+    (Ctrl+C, SIGTERM) raises ``KeyboardInterrupt`` whose message says at which step it stopped, which checkpoint
+    is kept and how to continue.
     """
     from voxplug.plugins import get_plugin_host
 
     prepare_process()
-    run = TrainingRun(config, host or get_plugin_host(), resume=resume, progress=progress, callbacks=callbacks)
+    mode: ProgressMode = {True: "auto", False: "off"}.get(progress, progress)  # type: ignore[arg-type]
+    run = TrainingRun(config, host or get_plugin_host(), resume=resume, progress=mode, callbacks=callbacks)
     return run.execute()
 
 
@@ -66,7 +75,7 @@ class TrainingRun:
     """The state of one run while it executes; see :func:`train`."""
 
     def __init__(
-        self, config: RunConfig, host: PluginHost, *, resume: bool, progress: bool, callbacks: list[Any] | None
+        self, config: RunConfig, host: PluginHost, *, resume: bool, progress: ProgressMode, callbacks: list[Any] | None
     ) -> None:
         from voxplug.config import resolve_plugin_options
         from voxplug.training.devices import check_device_options, resolve_precision
@@ -83,7 +92,9 @@ class TrainingRun:
         self.progress = progress
         self.extra_callbacks = list(callbacks or [])
         self.is_main = is_main_process()
-        self.monitor = ResourceMonitor(host, self.run_dir, show=progress)
+        self.monitor = ResourceMonitor(host, self.run_dir, show=progress != "off")
+        self.hf_trainer: Any = None
+        self.progress_display: Any = None
         self.encoder_cache: Any = None
         self.cuda_graphs: Any = None
         self.compiled = False
@@ -114,12 +125,28 @@ class TrainingRun:
                 if interrupt is not None:  # a signal swallowed in a C callback surfaced as this error
                     interrupt.__cause__ = exc
                 error = interrupt or exc
+                self._close_progress()  # before anything is said: a live bar would draw over it, cursor hidden
                 if self.is_main:
                     self.host.on_train_error(config=self.config, run_dir=self.run_dir, error=error)
                 explained = self._explained(error)
                 if explained is exc:
                     raise
                 raise explained from exc
+            finally:
+                self._close_progress()
+
+    def _close_progress(self) -> None:
+        if self.progress_display is not None:
+            self.progress_display.close()
+
+    def _say(self, *lines: str) -> None:
+        """Tell the user (stderr, unless progress is off) and ``train.log``; main process only."""
+        if not self.is_main:
+            return
+        for line in lines:
+            log.info(line)
+            if self.progress != "off":
+                print(line, file=sys.stderr, flush=True)
 
     def _stages(self) -> RunResult:
         from transformers import set_seed
@@ -178,18 +205,35 @@ class TrainingRun:
     # -- data and model -----------------------------------------------------------------------------------
 
     def _load_data(self) -> TrainingData:
+        """Load and check the rows; say how many were kept and which were dropped why, and stop when too many were."""
         from voxplug.data.loading import load_training_data, write_data_summary
         from voxplug.data.scrub import write_scrub_report
+        from voxplug.training.outputs import DroppedRows, write_data_split
 
         data = load_training_data(self.config, self.host)
         self._check_languages(data)
+        dropped = DroppedRows(kept=len(data.train) + len(data.eval), problems=data.problems)
+        dropped_file = None
         if self.is_main:
             write_scrub_report(self.run_dir, data.scrub_report)
             write_data_summary(self.run_dir, data.summary)
-            self.host.after_data_load(config=self.config, summary=data.summary)
-            log.info(
-                "data: %d training rows, %d eval rows, %d rejected", len(data.train), len(data.eval), len(data.problems)
+            dropped_file = dropped.write(self.run_dir)
+            write_data_split(self.run_dir, data.train, data.eval)
+            self._say(*dropped.lines(dropped_file))
+            self._say(
+                f"data: {len(data.train)} rows to train on, {len(data.eval)} to evaluate on "
+                f"({data.summary.get('eval_source', 'held out')})"
             )
+        limit = self.config.data.max_dropped_share
+        if dropped.share > limit:
+            where = f"all of them in {dropped_file}" if dropped_file else "listed above"
+            raise DataError(
+                f"{len(dropped.problems)} of {dropped.total} rows ({dropped.share:.0%}) cannot be used, more than "
+                f"data.max_dropped_share={limit:g} ({where}): fix or remove them, or run the same command with "
+                f"--allow-dropped (or a higher data.max_dropped_share) to train on the {dropped.kept} usable rows"
+            )
+        if self.is_main:
+            self.host.after_data_load(config=self.config, summary=data.summary)
         return data
 
     def _check_languages(self, data: TrainingData) -> None:
@@ -282,7 +326,8 @@ class TrainingRun:
             plan.logging_steps,
             plan.eval_steps,
         )
-        return TranscriptionTrainer(
+        self.progress_display = TrainingProgress(mode=self.progress)
+        self.hf_trainer = TranscriptionTrainer(
             model=model,
             args=args,
             train_dataset=train_set,
@@ -291,13 +336,14 @@ class TrainingRun:
             callbacks=[
                 self.monitor,  # first: it adds its readings to the logs the other callbacks show and forward
                 PluginHookCallback(self.host, self.run_dir),
-                TrainingProgress(show=self.progress),
+                self.progress_display,
                 *self.extra_callbacks,
             ],
             generation_evaluator=evaluator,
             train_lengths=train_set.durations() if self.config.training.group_by_length else None,
             host=self.host,
         )
+        return self.hf_trainer
 
     def _train(self, hf_trainer: Any) -> Any:
         import torch
@@ -321,22 +367,49 @@ class TrainingRun:
             ) from exc
 
     def _final_evaluation(self, hf_trainer: Any, has_eval: bool) -> dict[str, Any]:
-        """Metrics of the model being saved; reuses the last evaluation when it was of that very model."""
+        """Metrics of the model being saved, labelled with the step it comes from and why it was kept.
+
+        The kept model is the best checkpoint (see :func:`~voxplug.training.outputs.checkpoint_rank`) or, without
+        evaluations, the final weights. Its evaluation from the loop is reused (metrics and predictions), so an
+        earlier checkpoint's numbers are never logged again as the final step's; only a model that was never
+        evaluated is evaluated now.
+        """
+        from voxplug.training.outputs import evaluation_at, kept_checkpoint_reason
+
         if not has_eval:
             return {}
         state = hf_trainer.state
-        evaluator = hf_trainer.generation_evaluator
-        last_eval = next((entry for entry in reversed(state.log_history) if "eval_loss" in entry), None)
-        saved_is_last = state.best_global_step in (None, state.global_step)
-        if last_eval is not None and last_eval.get("step") == state.global_step and saved_is_last:
-            metrics = {key: value for key, value in last_eval.items() if key.startswith("eval_")}
+        kept_step = state.best_global_step if hf_trainer.args.load_best_model_at_end else None
+        kept_step = kept_step or state.global_step
+        entry = evaluation_at(state.log_history, kept_step)
+        if entry is not None:
+            metrics = {key: value for key, value in entry.items() if key.startswith("eval_")}
         else:
             metrics = hf_trainer.evaluate()
-        if evaluator is not None and evaluator.last is not None and self.is_main:
+        self._write_predictions(hf_trainer.generation_evaluator, kept_step)
+        metric = hf_trainer.args.metric_for_best_model or "eval_loss"
+        return {
+            **metrics,
+            "step": kept_step,
+            "final_step": state.global_step,
+            "checkpoint": f"checkpoint-{kept_step}" if kept_step != state.global_step else "final",
+            "kept_because": kept_checkpoint_reason(state.log_history, kept_step, state.global_step, metric),
+        }
+
+    def _write_predictions(self, evaluator: Any, step: int) -> None:
+        """``predictions.jsonl``: the kept model's transcripts, from its evaluation in the loop when there was one."""
+        if evaluator is None or not self.is_main:
+            return
+        import shutil
+
+        target = self.run_dir / "predictions.jsonl"
+        at_step = evaluator.predictions_dir / f"step-{step:06d}.jsonl"
+        if at_step.is_file():
+            shutil.copyfile(at_step, target)
+        elif evaluator.last is not None and evaluator.last[0] == step:
             from voxplug.evaluation.scoring import write_predictions
 
-            write_predictions(self.run_dir / "predictions.jsonl", evaluator.last[1].rows)
-        return {**metrics, "step": state.global_step}
+            write_predictions(target, evaluator.last[1].rows)
 
     # -- outputs ------------------------------------------------------------------------------------------
 
@@ -358,40 +431,48 @@ class TrainingRun:
                 method=self.config.training.method,
                 kind="adapter" if method.saves_adapter else "full",
                 languages=sorted({e.language for e in data.train if e.language}),
-                datasets=self._dataset_ids(),
+                **self._datasets_for_card(),
             )
             for folder in {model_dir, *saved.values()}:
                 write_json(folder / MODEL_INFO_FILE, info)
         return saved
 
-    def _dataset_ids(self) -> list[str]:
+    def _datasets_for_card(self) -> dict[str, Any]:
+        """``datasets`` (Hub ids, else local names: never paths) and ``dataset_licenses`` for ``voxplug.json``."""
         from voxplug.data.loading import make_source
 
         sections = [self.config.data] + ([self.config.data.eval] if self.config.data.eval else [])
-        ids = []
+        names: list[str] = []
+        licenses: dict[str, str] = {}
         for prefix, section in zip(("data", "data.eval"), sections, strict=False):
             source = make_source(
                 self.host, section.source, self.options.get(f"{prefix}.{section.source}"), self.config.base_dir
             )
-            if source.dataset_id():
-                ids.append(source.dataset_id())
-        return ids
+            local = None if source.dataset_id() else source.local_dataset()
+            name = source.dataset_id() or (local or {}).get("name")
+            if name and name not in names:
+                names.append(name)
+            if name and local and local.get("license"):
+                licenses[name] = local["license"]
+        return {"datasets": names, "dataset_licenses": licenses}
 
     def _train_results(self, hf_trainer: Any, train_output: Any, plan: StepPlan) -> dict[str, Any]:
         from voxplug.training.freezing import count_parameters
+        from voxplug.training.outputs import logged_losses
 
         state = hf_trainer.state
         return {
             **train_output.metrics,
+            **logged_losses(state.log_history),
             "global_step": state.global_step,
             "planned_steps": plan.total_steps,
             "steps_per_epoch": plan.steps_per_epoch,
             "world_size": hf_trainer.args.world_size,
             "distributed_type": hf_trainer.accelerator.distributed_type.value,
             "precision": self.precision,
-            "best_checkpoint": state.best_model_checkpoint,
+            "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
             "best_metric": state.best_metric,
-            "resumed_from": str(self.resume_from) if self.resume_from else None,
+            "resumed_from": self.resume_from.name if self.resume_from else None,
             "parameters": count_parameters(hf_trainer.model),
             "encoder_cache": self.encoder_cache.stats() if self.encoder_cache else None,
             "cuda_graphs": self.cuda_graphs.stats() if self.cuda_graphs else None,
@@ -405,7 +486,7 @@ class TrainingRun:
         write_json(self.run_dir / "eval_results.json", eval_results)
         write_json(self.run_dir / "training_config.json", self._resolved_config())
         hf_trainer.state.save_to_json(str(self.run_dir / "trainer_state.json"))
-        plot_curves(hf_trainer.state.log_history, self.run_dir / "curves.png")
+        plot_curves(hf_trainer.state.log_history, self.run_dir / "curves.png", kept_step=eval_results.get("step"))
 
     def _resolved_config(self) -> dict[str, Any]:
         return {
@@ -439,8 +520,10 @@ class TrainingRun:
     # -- errors -------------------------------------------------------------------------------------------
 
     def _explained(self, exc: BaseException) -> BaseException:
-        """Add where the last checkpoint is and how to resume to a training failure."""
-        if isinstance(exc, KeyboardInterrupt) or not isinstance(exc, Exception):
+        """Add where the last checkpoint is and how to resume to a training failure or an interruption."""
+        if isinstance(exc, KeyboardInterrupt):
+            return KeyboardInterrupt(self._interruption_message())
+        if not isinstance(exc, Exception):
             return exc
         checkpoint = last_checkpoint(self.checkpoints_dir)
         if checkpoint is None:
@@ -450,6 +533,23 @@ class TrainingRun:
         message = str(exc) if isinstance(exc, VoxplugError) else f"training failed: {type(exc).__name__}: {exc}"
         hint = f"; the last checkpoint is kept ({checkpoint}): run the same command with --resume to continue"
         return (type(exc) if isinstance(exc, VoxplugError) else TrainingError)(message + hint)
+
+    def _interruption_message(self) -> str:
+        """``interrupted at step 12 of 40; checkpoint-10 is kept: ...`` (what was kept and what to run next)."""
+        state = self.hf_trainer.state if self.hf_trainer is not None else None
+        checkpoint = last_checkpoint(self.checkpoints_dir)
+        if state is None or not state.max_steps:
+            where = "interrupted before training started"
+        else:
+            where = f"interrupted at step {state.global_step} of {state.max_steps}"
+        if checkpoint is not None:
+            return (
+                f"{where}; {checkpoint.name} is kept ({checkpoint}): "
+                "run the same command with --resume to continue from it"
+            )
+        if state is not None and state.max_steps:
+            return f"{where}, before the first checkpoint (every {state.save_steps} steps): nothing to resume from"
+        return f"{where}: nothing was saved"
 
 
 def load_dtype(requested: str, precision: str, *, adapter: bool) -> str:

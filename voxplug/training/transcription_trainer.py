@@ -10,6 +10,8 @@
   Trainer reloads them with a plain ``load_state_dict`` when resuming and when loading the best model, which
   silently loads nothing for models whose ``save_pretrained`` renames keys (Voxtral does).
 * The ``on_checkpoint`` hook fires once every rank has finished writing a checkpoint.
+* The best checkpoint is chosen by :func:`~voxplug.training.outputs.checkpoint_rank`: a tie on the chosen metric
+  goes to the other error rate, then the loss, then the later step (the Trainer keeps the earliest of a tie).
 * Decoder-only models compute logits only where a label is (:mod:`voxplug.training.label_logits`): the same
   loss as the model's own, without the 131k-wide logits of every audio position. The positions are found on the
   CPU by the data loader, so the step never waits for the GPU to learn how many there are.
@@ -227,6 +229,25 @@ class TranscriptionTrainer(Trainer):
             )
             output.metrics.update({f"{prefix}_{key}": value for key, value in metrics.items()})
         return output
+
+    def _determine_best_metric(self, metrics: dict[str, float], trial: Any) -> bool:
+        """Whether this evaluation beats the best so far by :func:`~voxplug.training.outputs.checkpoint_rank`."""
+        from voxplug.training.outputs import checkpoint_rank, evaluation_at
+
+        name = self.args.metric_for_best_model
+        primary = name if name is None or name.startswith("eval_") else f"eval_{name}"
+        if primary is None or primary not in metrics or self.args.greater_is_better:
+            return super()._determine_best_metric(metrics=metrics, trial=trial)
+        state = self.state
+        best = evaluation_at(state.log_history, state.best_global_step)
+        rank = checkpoint_rank(metrics, primary, state.global_step)
+        if best is not None and rank >= checkpoint_rank(best, primary, int(best["step"])):
+            return False
+        if best is None and state.best_metric is not None and not metrics[primary] < state.best_metric:
+            return False  # the best evaluation left the log (it should not): fall back to the Trainer's rule
+        state.best_metric = metrics[primary]
+        state.best_global_step = state.global_step
+        return True
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         with _in_memory_key_names(self.model):
