@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 class ExampleDataset:
     """A map-style dataset of examples; item ``i`` is ``{"audio", "text", "language", "id"}``.
 
-    ``audio`` is 16 kHz mono float32. ``default_language`` fills rows without one (``data.language``).
+    ``audio`` is 16 kHz mono float32. ``default_language`` fills rows without one (``data.language``). A row whose
+    source gave word timings (``Example.meta["words"]``) also carries them as ``words``, for aligners.
     """
 
     def __init__(
@@ -37,12 +38,15 @@ class ExampleDataset:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         example = self.examples[index]
-        return {
+        item = {
             "audio": example.load_audio(self.max_duration_s),
             "text": example.text,
             "language": example.language or self.default_language,
             "id": example.id,
         }
+        if "words" in example.meta:
+            item["words"] = example.meta["words"]
+        return item
 
     def languages(self) -> list[str | None]:
         """Each example's language (``None`` = automatic)."""
