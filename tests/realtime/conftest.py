@@ -74,3 +74,14 @@ def manifest_rows(manifest: Path) -> list[dict]:
         row = json.loads(line)
         rows.append({**row, "audio": load_audio_16k(manifest.parent / row["audio_path"]).samples})
     return rows
+
+
+@pytest.fixture
+def one_thread():
+    """Run torch on one thread for the test: on a loaded 2-core machine, two threads spin against each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
