@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import torch
 
 MODEL_TYPE = "voxtral_realtime"
+PROCESSOR_ONLY_FILES = ("tekken.json", "processor_config.json")
 MIN_DELAY_MS = 80
 MAX_DELAY_MS = 2400
 
@@ -56,12 +57,23 @@ def load_realtime_config(name_or_path: str | Path, *, local_files_only: bool = F
 
 
 def load_realtime_processor(name_or_path: str | Path, *, local_files_only: bool = False) -> Any:
-    """Load the ``VoxtralRealtimeProcessor``, check its tokenizer streams, and make it save its default delay."""
-    from transformers import AutoProcessor
+    """Load the ``VoxtralRealtimeProcessor``, check its tokenizer streams, and make it save its default delay.
 
-    name = checkpoint_source(name_or_path)
+    A checkpoint folder or Hub id loads through ``AutoProcessor``; a folder with only the processor's files (a LoRA
+    adapter folder: ``tekken.json`` and ``processor_config.json``, no ``config.json``) loads them directly.
+    """
+    from transformers import AutoProcessor, VoxtralRealtimeProcessor
+
+    local = Path(str(name_or_path)).expanduser()
+    processor_only = local.is_dir() and not (local / "config.json").is_file()
+    if processor_only and not all((local / name).is_file() for name in PROCESSOR_ONLY_FILES):
+        raise ModelError(f"{local} has no config.json, nor the processor files {', '.join(PROCESSOR_ONLY_FILES)}")
+    name = str(local) if processor_only else checkpoint_source(name_or_path)
     try:
-        processor = AutoProcessor.from_pretrained(name, local_files_only=local_files_only)
+        if processor_only:
+            processor = VoxtralRealtimeProcessor.from_pretrained(name, mistral_format=True)
+        else:
+            processor = AutoProcessor.from_pretrained(name, local_files_only=local_files_only)
     except (OSError, ValueError, ImportError) as error:
         raise ModelError(f"cannot load the Voxtral Realtime processor of {name!r}: {error}") from error
     tokenizer_class = type(getattr(processor, "tokenizer", None)).__name__

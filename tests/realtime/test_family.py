@@ -129,3 +129,38 @@ def test_live_transcription_emits_exactly_what_streaming_a_finished_clip_does(lo
     assert result.token_ids[: len(whole.token_ids)] == whole.token_ids
     with pytest.raises(RuntimeError, match="finished"):
         live.feed(np.zeros(10, dtype=np.float32))
+
+
+def test_a_lora_run_saves_an_adapter_that_evaluates_at_its_trained_delay(
+    tmp_path: Path, realtime_tiny_dir: Path, word_clips: Path, one_thread: None
+) -> None:
+    """LoRA through the real run at a non-default delay (960 ms): the adapter holds language-model adapters only,
+    and ``voxplug evaluate``'s loader transcribes with the processor saved beside it, at 960 ms."""
+    from safetensors import safe_open
+
+    from voxplug.evaluation.evaluate import load_model_for_evaluation
+    from voxplug.plugins import PluginHost
+    from voxplug.training.run import train
+
+    from ..training.conftest import run_config, validated
+
+    config = run_config(
+        tmp_path,
+        realtime_tiny_dir,
+        word_clips,
+        training__max_steps=4,
+        training__batch_size=4,
+        training__eval_steps=4,
+        training__save_total_limit=1,
+        evaluation__batch_size=4,
+        data__split={"eval_fraction": 0.2},
+    )
+    config["model"]["voxtral-realtime-streaming"] = {"delay_ms": 960}
+    host = PluginHost().load()
+    result = train(validated(config, tmp_path), host=host, progress=False)
+    assert "eval_wer" in result.eval_results and result.eval_results["eval_samples"] == 4
+    with safe_open(result.model_dir / "adapter_model.safetensors", "pt") as saved:
+        names = list(saved.keys())
+    assert names and all(".language_model.layers." in name and "lora_" in name for name in names)
+    loaded = load_model_for_evaluation(str(result.model_dir), host)
+    assert loaded.kind == "adapter" and loaded.processor.num_delay_tokens == 12
