@@ -36,3 +36,13 @@ def register_aligners(register: Register) -> None:
 
     register(WordsAligner)
     register(WhisperAligner)
+
+
+@hookimpl
+def model_card_sections(card) -> str | None:
+    """For a Voxtral Realtime model: the streaming delay it was trained at, and how to stream with it."""
+    if card.facts.get("family") != "voxtral-realtime":
+        return None
+    from voxplug_voxtral_realtime.card import streaming_section
+
+    return streaming_section(card.facts)

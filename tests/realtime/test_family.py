@@ -164,3 +164,18 @@ def test_a_lora_run_saves_an_adapter_that_evaluates_at_its_trained_delay(
     assert names and all(".language_model.layers." in name and "lora_" in name for name in names)
     loaded = load_model_for_evaluation(str(result.model_dir), host)
     assert loaded.kind == "adapter" and loaded.processor.num_delay_tokens == 12
+
+    # the published card records the delay, and its usage snippet runs when pasted
+    import re
+    import subprocess
+    import sys
+
+    from voxplug.publishing.publish import publish_model
+
+    published = Path(publish_model(result.run_dir, target="local", destination=str(tmp_path / "pub")).destination)
+    card = (published / "README.md").read_text(encoding="utf-8")
+    assert "fine-tuned at a delay of **960 ms** (12 tokens of 80 ms)" in card
+    snippet = re.search(r"```python\n(.*?)```", card, flags=re.DOTALL).group(1)
+    shutil.copy(word_clips.parent / "clip_001.wav", tmp_path / "speech.wav")
+    ran = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
