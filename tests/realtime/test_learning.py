@@ -71,7 +71,7 @@ class BrokenCollators:
             register(broken_collator(kind))
 
 
-def fine_tune(tmp_path: Path, checkpoint: Path, manifest: Path, collator: str | None) -> Any:
+def fine_tune(tmp_path: Path, checkpoint: Path, manifest: Path, collator: str | None, **overrides: Any) -> Any:
     from voxplug.plugins import PluginHost, use_plugin_host
     from voxplug.training.run import train
 
@@ -93,22 +93,26 @@ def fine_tune(tmp_path: Path, checkpoint: Path, manifest: Path, collator: str | 
         training__logging_steps=20,
         training__save_total_limit=1,
         evaluation__batch_size=20,
+        **overrides,
     )
     config["model"][collator or "voxtral-realtime-streaming"] = {"delay_ms": DELAY_MS}
     with use_plugin_host(host):
         return train(validated(config, tmp_path), host=host, progress=False)
 
 
-def streamed(model_dir: Path, manifest: Path) -> tuple[list[dict], list[Any]]:
+def streamed(model_dir: Path, manifest: Path, device: str = "cpu") -> tuple[list[dict], list[Any]]:
     """The clips and what the saved model emits for them, streamed at the delay the saved processor defaults to."""
-    from voxplug_voxtral_realtime.family import VoxtralRealtimeFamily
     from voxplug_voxtral_realtime.generation import transcribe_streaming
+
+    from voxplug.evaluation.evaluate import load_model_for_evaluation
+    from voxplug.plugins import get_plugin_host
 
     from .conftest import manifest_rows
 
     rows = manifest_rows(manifest)
-    model, processor = VoxtralRealtimeFamily().load(str(model_dir), device="cpu")
-    return rows, transcribe_streaming(model, processor, [row["audio"] for row in rows])
+    loaded = load_model_for_evaluation(str(model_dir), get_plugin_host())  # a full model or an adapter on its base
+    assert next(loaded.model.parameters()).device.type == device
+    return rows, transcribe_streaming(loaded.model, loaded.processor, [row["audio"] for row in rows])
 
 
 def word_frames_found(rows: list[dict], results: list[Any]) -> float:
@@ -122,10 +126,10 @@ def word_frames_found(rows: list[dict], results: list[Any]) -> float:
     return hits / total
 
 
-def learned(result: Any, manifest: Path) -> tuple[bool, str]:
+def learned(result: Any, manifest: Path, device: str = "cpu") -> tuple[bool, str]:
     import jiwer
 
-    rows, results = streamed(result.model_dir, manifest)
+    rows, results = streamed(result.model_dir, manifest, device)
     wer = jiwer.wer([row["text"] for row in rows], [r.text or "<empty>" for r in results])
     found = word_frames_found(rows, results)
     return wer <= LEARNED_WER and found >= 0.95, f"streaming WER {wer:.3f}, word starts found {found:.2f}"
