@@ -141,7 +141,9 @@ def tiny_realtime_config(vocab_size: int, *, text_layers: int = 2, text_hidden: 
     return VoxtralRealtimeConfig(audio_config=audio_config, text_config=text_config, default_num_delay_tokens=6)
 
 
-def _save_processor(out_dir: Path, n_inner_ranks: int) -> None:
+def save_realtime_processor(out_dir: Path, n_inner_ranks: int) -> None:
+    """Write the realtime processor (Tekken vocabulary of ``n_inner_ranks`` merges, 130072 for the full one) to
+    ``out_dir``."""
     from transformers import MistralCommonBackend, VoxtralRealtimeFeatureExtractor, VoxtralRealtimeProcessor
 
     tekken_path = out_dir / "tekken.json"
@@ -180,6 +182,6 @@ def build_tiny_voxtral_realtime(
         raise ValueError(f"text_hidden must be a multiple of 4 (4 attention heads), got {text_hidden}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _save_processor(out, n_inner_ranks)
+    save_realtime_processor(out, n_inner_ranks)
     _save_model(out, n_inner_ranks + NUM_SPECIAL_TOKENS, seed, text_layers=text_layers, text_hidden=text_hidden)
     return out
