@@ -305,6 +305,9 @@ def trained_delay_ms(spec: ModelSpec, processor: Any) -> int:
 
 FRAME_MS = 80
 """Voxtral Realtime emits one token per 80 ms of audio; its delay is a whole number of these frames."""
+LIVE_THREAD = "voxplug-live-stream"
+LIVE_IDLE_S = 30.0
+"""A live stream that receives no audio for this long ends (a visitor who left stops using the model)."""
 
 
 class LiveStream:
@@ -338,7 +341,7 @@ class LiveStream:
         self.tokens: list[int] = []
         self.error: BaseException | None = None
         self.finished = False
-        self.thread = threading.Thread(target=self._generate, daemon=True)
+        self.thread = threading.Thread(target=self._generate, name=LIVE_THREAD, daemon=True)
         self.thread.start()
 
     def feed(self, samples: Any) -> None:
@@ -365,10 +368,16 @@ class LiveStream:
         return self.text()
 
     def _enough(self, samples: int) -> bool:
+        """Wait for ``samples`` samples; False when the stream ended or no audio came for :data:`LIVE_IDLE_S`."""
+        import queue
+
         import numpy as np
 
         while self.audio.shape[0] < samples:
-            chunk = self.arrived.get()
+            try:
+                chunk = self.arrived.get(timeout=LIVE_IDLE_S)
+            except queue.Empty:
+                return False
             if chunk is None:
                 self.arrived.put(None)
                 return False
@@ -446,6 +455,10 @@ def add_live_section(transcriber: Transcriber, default_delay_ms: int, limits: De
     def stop(stream: LiveStream | None) -> tuple[str, None]:
         return (stream.finish() if stream else ""), None
 
+    def end_stream(stream: LiveStream | None) -> None:
+        if stream is not None:
+            stream.finish()
+
     with gr.Accordion("Live: transcribe while you speak", open=True):
         gr.Markdown(
             "This is a streaming model: it writes what you say about one delay after you say it. A longer delay "
@@ -456,7 +469,7 @@ def add_live_section(transcriber: Transcriber, default_delay_ms: int, limits: De
         )
         microphone = gr.Audio(sources=["microphone"], streaming=True, label="Microphone", elem_id="live-audio")
         live_text = gr.Textbox(label="Live transcript", lines=4, elem_id="live-transcript")
-        state = gr.State(None)
+        state = gr.State(None, delete_callback=end_stream)  # a visitor who leaves frees the model
         microphone.stream(
             listen,
             inputs=[microphone, state, delay],

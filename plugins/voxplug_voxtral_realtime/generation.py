@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 SAMPLING_RATE = 16000
+IDLE_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -220,11 +221,15 @@ class LiveTranscription:
         return self.result().text
 
     def _wait_for(self, samples: int) -> bool:
-        """Block until ``samples`` samples have arrived; False when the stream ended first."""
+        """Block until ``samples`` samples have arrived; False when the stream ended first, or when no audio came
+        for :data:`IDLE_TIMEOUT_S` (an abandoned session frees its thread)."""
         import numpy as np
 
         while self._audio.shape[0] < samples:
-            chunk = self._arrived.get()
+            try:
+                chunk = self._arrived.get(timeout=IDLE_TIMEOUT_S)
+            except queue.Empty:
+                return False
             if chunk is None:
                 self._arrived.put(None)
                 return False
