@@ -84,7 +84,7 @@ class LiveSection:
                 sources=["microphone"], streaming=True, label="Microphone", elem_id="evaluate-live-audio"
             )
             self.text = gr.Textbox(label="Live transcript", lines=4, elem_id="evaluate-live-transcript")
-            self.stream = gr.State(None)
+            self.stream = gr.State(None, delete_callback=self.end)  # a user who leaves frees the model
         session = self.ctx.session
         self.microphone.stream(
             self.listen,
@@ -119,6 +119,12 @@ class LiveSection:
             return stream.text(), stream
         except VoxplugError as exc:
             return error_text(exc), None
+
+    @staticmethod
+    def end(stream: Any) -> None:
+        """The session ended (the page closed): end its live stream, so its thread stops."""
+        if stream is not None:
+            stream.finish(timeout=120)
 
     @staticmethod
     def stop(stream: Any) -> tuple[str, None]:
