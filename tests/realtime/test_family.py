@@ -131,6 +131,7 @@ def test_live_transcription_emits_exactly_what_streaming_a_finished_clip_does(lo
         live.feed(np.zeros(10, dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_a_lora_run_saves_an_adapter_that_evaluates_at_its_trained_delay(
     tmp_path: Path, realtime_tiny_dir: Path, word_clips: Path, one_thread: None
 ) -> None:
