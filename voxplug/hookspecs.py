@@ -104,6 +104,16 @@ def register_text_scrubbers(register: Register) -> None:
 
 
 @hookspec
+def register_aligners(register: Register) -> None:
+    """Register :class:`voxplug.data.alignment.Aligner` subclasses (word timings from the data, from a model, ...).
+
+    Fires once per process, on every rank. An aligner gives each word of a transcript its start and end time in
+    the clip; streaming collators (Voxtral Realtime's) place the words' tokens by them. Users pick one in the
+    collator's options (``model.<collator>.aligner``). Returns nothing.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``voxplug`` command line.
 

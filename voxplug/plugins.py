@@ -61,6 +61,7 @@ EXTENSION_HOOKS: dict[str, str] = {
     "publisher": "register_publishers",
     "deployer": "register_deployers",
     "text scrubber": "register_text_scrubbers",
+    "aligner": "register_aligners",
 }
 
 E = TypeVar("E", bound="Extension")

@@ -1,9 +1,11 @@
 """``voxplug quickstart``: the whole product in one command, on CPU, in a few minutes.
 
 1. a dataset store built from the English clips bundled with voxplug (``examples/speech/en``), split into
-   training clips and a few held-out clips;
-2. a tiny random Voxtral with the real processor;
-3. LoRA training with the ``quickstart`` preset (evaluated on the held-out clips while it trains);
+   training clips and a few held-out clips (with each clip's word timings from ``words.jsonl``, which the
+   streaming Voxtral Realtime needs);
+2. a tiny random model of the chosen family (Voxtral, or the streaming Voxtral Realtime) with the real processor;
+3. LoRA training with the family's preset (``quickstart``, ``quickstart-realtime``), evaluated on the held-out
+   clips while it trains;
 4. WER on the training clips, base versus fine-tuned (a random tiny model can memorise clips, not learn
    English, so the held-out WER stays near 1.0 and is reported as such);
 5. publishing to a local folder laid out as a Hub repository.
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
     from voxplug.plugins import PluginHost
     from voxplug.training.run import RunResult
 
-PRESET = "quickstart"
+PRESETS = {"voxtral": "quickstart", "voxtral-realtime": "quickstart-realtime"}
+"""The model families the quickstart runs, and the preset each trains with."""
 MARKER = ".voxplug-quickstart"
 HELD_OUT_EVERY = 6  # every 6th clip is held out: 4 of the 24 bundled clips
 
@@ -72,10 +75,20 @@ def build_dataset(dataset_dir: Path) -> tuple[Path, Path]:
     speech = bundled_speech_dir()
     store = DatasetStore.create(dataset_dir, language="en", name="voxplug-quickstart")
     store.import_folder(speech, speech / "transcripts.tsv", language="en")
-    rows = list(store.rows())
+    words = _bundled_word_timings(speech)
+    rows = [{**row, "words": words[row["source"]]} if row.get("source") in words else row for row in store.rows()]
     held_out = rows[::HELD_OUT_EVERY]
     training = [row for row in rows if row not in held_out]
     return _write_rows(dataset_dir / "train.jsonl", training), _write_rows(dataset_dir / "heldout.jsonl", held_out)
+
+
+def _bundled_word_timings(speech: Path) -> dict[str, list[dict]]:
+    """``{file name: words}`` from the bundled ``words.jsonl`` (timings computed with the ``whisper`` aligner)."""
+    path = speech / "words.jsonl"
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {entry["file"]: entry["words"] for entry in map(json.loads, lines) if entry}
 
 
 def _write_rows(path: Path, rows: list[dict]) -> Path:
@@ -83,19 +96,23 @@ def _write_rows(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def run_quickstart(out_dir: Path, *, host: PluginHost, force: bool = False, progress: bool = True) -> QuickstartResult:
-    """Run every quickstart step in ``out_dir`` and return the locations and metrics."""
+def run_quickstart(
+    out_dir: Path, *, host: PluginHost, force: bool = False, progress: bool = True, model: str = "voxtral"
+) -> QuickstartResult:
+    """Run every quickstart step in ``out_dir`` with a tiny model of family ``model`` (see :data:`PRESETS`)."""
     from voxplug.config import load_config
     from voxplug.evaluation.evaluate import evaluate
     from voxplug.evaluation.generation import GenerationSettings
     from voxplug.training.run import train
 
+    if model not in PRESETS:
+        raise VoxplugError(f"the quickstart runs {' or '.join(PRESETS)}, not {model!r}")
     out_dir = out_dir.resolve()
     prepare_out_dir(out_dir, force=force)
     train_manifest, heldout_manifest = build_dataset(out_dir / "dataset")
-    base_dir = host.extension("model family", "voxtral")().build_tiny(out_dir / "tiny-voxtral")
+    base_dir = host.extension("model family", model)().build_tiny(out_dir / f"tiny-{model}")
     config = load_config(
-        [PRESET],
+        [PRESETS[model]],
         [
             f"data.jsonl.path={train_manifest}",
             f"data.eval.jsonl.path={heldout_manifest}",

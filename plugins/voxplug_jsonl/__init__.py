@@ -1,6 +1,7 @@
 """The ``jsonl`` data source: rows such as ``{"audio_path": "clips/a.wav", "text": "...", "language": "en"}``.
 
 Audio paths are relative to the JSONL file's folder (``audio`` is accepted as an alias of ``audio_path``).
+A row's word timings (``"words": [{"word", "start", "end"}, ...]``, in seconds) are kept for aligners.
 A row that cannot be used is reported with its line and reason, never dropped silently. This module is a
 plugin exactly like a third-party one: it registers through the ``voxplug`` entry-point group.
 """
@@ -88,7 +89,7 @@ class JsonlSource(DataSource):
             audio_path=path,
             duration_s=row.get("duration_s"),
             origin=f"{self.manifest.name} line {number}",
-            meta={key: row[key] for key in ("sha256", "origin", "sample_rate") if key in row},
+            meta={key: row[key] for key in ("sha256", "origin", "sample_rate", "words") if key in row},
         )
 
 

@@ -236,9 +236,23 @@ class Transcriber:
 
             raise gr.Error("Record or upload some audio first.", print_exception=False)
         self.limits.check(audio_path)
+        if is_streaming_model(self.processor):
+            return self._realtime(audio_path)
         if hasattr(self.processor, "apply_transcription_request"):
             return self._voxtral(audio_path, to_language(language))
         return self._pipeline(audio_path, to_language(language))
+
+    def _realtime(self, audio_path: str) -> str:
+        """Voxtral Realtime on a whole file: its processor pads the clip, and one token is emitted per 80 ms."""
+        import torch
+
+        rate = int(self.processor.feature_extractor.sampling_rate)
+        inputs = self.processor(load_audio(audio_path, rate), return_tensors="pt")
+        inputs = inputs.to(self.model.device, dtype=self.model.dtype)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, do_sample=False)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
 
     def _voxtral(self, audio_path: str, language: str | None) -> str:
         import torch
@@ -281,6 +295,197 @@ def load_audio(path: str, rate: int) -> Any:
     return mono if file_rate == rate else soxr.resample(mono, file_rate, rate)
 
 
+def is_streaming_model(processor: Any) -> bool:
+    """Whether the model transcribes while the audio arrives (Voxtral Realtime's processor streams)."""
+    return type(processor).__name__ == "VoxtralRealtimeProcessor"
+
+
+def trained_delay_ms(spec: ModelSpec, processor: Any) -> int:
+    """The delay the model was trained at: its own ``tekken.json`` (an adapter keeps one), else the processor's."""
+    tekken = read_model_file(spec.model_ref, "tekken.json") or {}
+    delay = (tekken.get("audio") or {}).get("transcription_delay_ms")
+    return int(delay or processor.num_delay_tokens * FRAME_MS)
+
+
+FRAME_MS = 80
+"""Voxtral Realtime emits one token per 80 ms of audio; its delay is a whole number of these frames."""
+LIVE_THREAD = "voxplug-live-stream"
+LIVE_IDLE_S = 30.0
+"""A live stream that receives no audio for this long ends (a visitor who left stops using the model)."""
+
+
+class LiveStream:
+    """One visitor's live transcription: :meth:`feed` microphone audio, read :meth:`text`, :meth:`finish` at the end.
+
+    transformers' streaming generation runs on a background thread: ``generate`` reads mel-feature chunks from a
+    generator that waits for the audio fed so far (the processor's streaming mode: the prompt with the features of
+    the first ``delay + 1`` frames, then 80 ms per step), and every token it emits is kept as it comes.
+    """
+
+    def __init__(self, model: Any, processor: Any, delay_ms: int) -> None:
+        import queue
+        import threading
+
+        import numpy as np
+
+        self.model, self.processor, self.delay_ms = model, processor, delay_ms
+        tokenizer, extractor = processor.tokenizer, processor.feature_extractor
+        self.rate = int(extractor.sampling_rate)
+        self.delay = delay_ms // FRAME_MS
+        left = processor.mistral_common_audio_config.n_left_pad_tokens
+        pad = tokenizer.convert_tokens_to_ids("[STREAMING_PAD]")
+        self.prompt = [tokenizer.bos_token_id] + [pad] * (left + self.delay)
+        frames = processor.audio_length_per_tok
+        self.first_samples = ((self.delay + 1) * frames - 1) * extractor.hop_length + extractor.win_length // 2
+        self.step_samples = processor.num_samples_per_audio_chunk
+        self.step_hop = frames * extractor.hop_length
+        self.tail = (self.delay + 12) * processor.raw_audio_length_per_tok + self.step_samples
+        self.audio = np.zeros(0, dtype=np.float32)
+        self.arrived: queue.Queue[Any] = queue.Queue()
+        self.tokens: list[int] = []
+        self.error: BaseException | None = None
+        self.finished = False
+        self.thread = threading.Thread(target=self._generate, name=LIVE_THREAD, daemon=True)
+        self.thread.start()
+
+    def feed(self, samples: Any) -> None:
+        """Add mono float32 samples at the processor's rate."""
+        if not self.finished:
+            self.arrived.put(samples)
+
+    def text(self) -> str:
+        """The transcript so far."""
+        tokens = list(self.tokens)
+        return self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def finish(self, timeout: float = 120.0) -> str:
+        """End the utterance with silence enough for every word to come out; wait for the model; the transcript."""
+        import numpy as np
+
+        if not self.finished:
+            self.finished = True
+            self.arrived.put(np.zeros(self.tail, dtype=np.float32))
+            self.arrived.put(None)
+        self.thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.text()
+
+    def _enough(self, samples: int) -> bool:
+        """Wait for ``samples`` samples; False when the stream ended or no audio came for :data:`LIVE_IDLE_S`."""
+        import queue
+
+        import numpy as np
+
+        while self.audio.shape[0] < samples:
+            try:
+                chunk = self.arrived.get(timeout=LIVE_IDLE_S)
+            except queue.Empty:
+                return False
+            if chunk is None:
+                self.arrived.put(None)
+                return False
+            self.audio = np.concatenate([self.audio, chunk])
+        return True
+
+    def _features(self) -> Any:
+        device, dtype = self.model.device, self.model.dtype
+        if not self._enough(self.first_samples):
+            return
+        first = self.processor(self.audio[: self.first_samples], is_streaming=True, return_tensors="pt")
+        yield first["input_features"].to(device, dtype)
+        start = (self.delay + 1) * self.step_hop - self.processor.feature_extractor.win_length // 2
+        while self._enough(start + self.step_samples):
+            chunk = self.audio[start : start + self.step_samples]
+            step = self.processor(chunk, is_streaming=True, is_first_audio_chunk=False, return_tensors="pt")
+            yield step["input_features"].to(device, dtype)
+            start += self.step_hop
+
+    def _generate(self) -> None:
+        import torch
+
+        stream = self
+
+        class Collect:
+            seen_prompt = False
+
+            def put(self, value: Any) -> None:
+                if self.seen_prompt:
+                    stream.tokens.extend(int(token) for token in value.reshape(-1).tolist())
+                self.seen_prompt = True
+
+            def end(self) -> None:
+                pass
+
+        try:
+            with torch.inference_mode():
+                self.model.generate(
+                    input_ids=torch.tensor([self.prompt], device=self.model.device),
+                    input_features=self._features(),
+                    num_delay_tokens=self.delay,
+                    do_sample=False,
+                    streamer=Collect(),
+                )
+        except BaseException as error:  # shown to the visitor by finish()
+            self.error = error
+
+
+def add_live_section(transcriber: Transcriber, default_delay_ms: int, limits: DemoLimits) -> None:
+    """Live transcription from the microphone, with the delay selectable (inside the demo's Blocks)."""
+    import gradio as gr
+    import numpy as np
+
+    rate = int(transcriber.processor.feature_extractor.sampling_rate)
+
+    def listen(chunk: Any, stream: LiveStream | None, delay_ms: float) -> tuple[str, LiveStream | None]:
+        if chunk is None:
+            return (stream.text() if stream else ""), stream
+        if stream is None:
+            stream = LiveStream(transcriber.model, transcriber.processor, int(delay_ms))
+        chunk_rate, samples = chunk
+        samples = np.asarray(samples)
+        if samples.dtype.kind == "i":
+            samples = samples / np.iinfo(samples.dtype).max
+        mono = samples.reshape(samples.shape[0], -1).mean(axis=1).astype(np.float32)
+        if chunk_rate != rate:
+            import soxr
+
+            mono = soxr.resample(mono, chunk_rate, rate).astype(np.float32)
+        if stream.audio.shape[0] / rate > limits.max_audio_s:
+            return stream.text() + " [stopped: the recording limit is reached]", stream
+        stream.feed(mono)
+        return stream.text(), stream
+
+    def stop(stream: LiveStream | None) -> tuple[str, None]:
+        return (stream.finish() if stream else ""), None
+
+    def end_stream(stream: LiveStream | None) -> None:
+        if stream is not None:
+            stream.finish()
+
+    with gr.Accordion("Live: transcribe while you speak", open=True):
+        gr.Markdown(
+            "This is a streaming model: it writes what you say about one delay after you say it. A longer delay "
+            f"is more accurate. It was trained at {default_delay_ms} ms."
+        )
+        delay = gr.Slider(
+            FRAME_MS, 2400, value=default_delay_ms, step=FRAME_MS, label="Delay (ms)", elem_id="live-delay"
+        )
+        microphone = gr.Audio(sources=["microphone"], streaming=True, label="Microphone", elem_id="live-audio")
+        live_text = gr.Textbox(label="Live transcript", lines=4, elem_id="live-transcript")
+        state = gr.State(None, delete_callback=end_stream)  # a visitor who leaves frees the model
+        microphone.stream(
+            listen,
+            inputs=[microphone, state, delay],
+            outputs=[live_text, state],
+            stream_every=0.5,
+            time_limit=limits.max_audio_s,
+            concurrency_limit=limits.concurrency,
+            api_name="live",
+        )
+        microphone.stop_recording(stop, inputs=[state], outputs=[live_text, state], api_name="live_stop")
+
+
 def build_demo(
     model_ref: str | None = None,
     *,
@@ -320,6 +525,8 @@ def build_demo(
             api_name="transcribe",
             concurrency_limit=limits.concurrency,
         )
+        if is_streaming_model(transcriber.processor):
+            add_live_section(transcriber, trained_delay_ms(spec, transcriber.processor), limits)
     return demo
 
 

@@ -19,13 +19,16 @@ def register(app: typer.Typer) -> None:
 def quickstart(
     out: Path = typer.Option(Path("voxplug-quickstart"), "--out", "-o", help="Folder for everything it makes."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier quickstart folder."),
+    model: str = typer.Option(
+        "voxtral", "--model", "-m", help="The model family: voxtral, or voxtral-realtime (streaming)."
+    ),
 ) -> None:
     """Fine-tune a tiny Voxtral on the bundled clips with LoRA on CPU, evaluate it and publish it locally."""
     from voxplug.plugins import get_plugin_host
     from voxplug.quickstart import run_quickstart
 
     typer.echo(f"voxplug quickstart: everything goes to {out.resolve()}")
-    typer.echo(report(run_quickstart(out, host=get_plugin_host(), force=force)))
+    typer.echo(report(run_quickstart(out, host=get_plugin_host(), force=force, model=model)))
 
 
 def report(result: QuickstartResult) -> str:
@@ -38,7 +41,7 @@ def report(result: QuickstartResult) -> str:
         f"dataset:         {result.dataset_dir}",
         f"base model:      {result.base_model_dir} (tiny, random weights)",
         f"run folder:      {run.run_dir} (train.log, curves.png, train_results.json, eval_results.json)",
-        f"fine-tuned:      {run.model_dir} (LoRA adapter + processor)",
+        f"fine-tuned:      {run.model_dir} ({'LoRA adapter' if 'adapter' in run.saved else 'full model'} + processor)",
     ]
     if run.published is not None:
         lines.append(f"published:       {run.published.destination} (laid out as a Hub repo)")

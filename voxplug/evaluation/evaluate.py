@@ -78,8 +78,13 @@ def load_model_for_evaluation(ref: str, host: PluginHost) -> LoadedModel:
         return LoadedModel(ref, "full" if base_ref else "base", family, model, processor, base_ref)
     from peft import PeftModel
 
-    # The processor comes from the base: an adapter folder holds a copy, but no config.json to load it by.
     base_model, processor = family.load(base_ref, dtype=dtype, device=device)
+    # The processor the adapter was saved with where the family can load it from the adapter folder (it may carry
+    # what training changed, e.g. a streaming delay); else the base's (an adapter folder has no config.json).
+    try:
+        processor = family.load_processor(ref)
+    except (ModelError, NotImplementedError):
+        pass
     model = PeftModel.from_pretrained(base_model, ref)
     return LoadedModel(ref, "adapter", family, model, processor, base_ref)
 

@@ -27,6 +27,8 @@ ASR_TASK = "automatic-speech-recognition"
 MODEL_CLASSES = {"voxtral": "VoxtralForConditionalGeneration"}
 """Families whose processor has ``apply_transcription_request``, and the class their usage snippet loads. Other
 families get a snippet built on transformers' speech-recognition pipeline."""
+STREAMING_FAMILIES = {"voxtral-realtime"}
+"""Families whose usage snippet is the streaming one (``usage_realtime_<kind>.md``)."""
 
 TRAINING_KEYS: tuple[tuple[str, str], ...] = (
     ("method", "method"),
@@ -157,9 +159,20 @@ def _card_facts(model: PublishableModel, model_id: str) -> dict[str, Any]:
         "eval": {key: value for key, value in model.eval_results.items() if not SECRET_KEY.search(key)},
         "hyperparameters": _hyperparameters(training),
         "train": {key: value for key, value in model.train_results.items() if not SECRET_KEY.search(key)},
+        "plugin_options": _plugin_options(model.training_config),
         "has_merged": model.merged_dir is not None,
         "has_curves": any(path.name == "curves.png" for path in model.result_files()),
         "voxplug_version": str(model.info.get("voxplug_version") or ""),
+    }
+
+
+def _plugin_options(training_config: Any) -> dict[str, dict[str, Any]]:
+    """The run's validated plugin options by key path (``model.<collator>``, ...), scalars only, no secret keys."""
+    resolved = training_config.get("resolved_options", {}) if isinstance(training_config, dict) else {}
+    return {
+        path: {key: value for key, value in options.items() if not SECRET_KEY.search(key) and _is_scalar_or_list(value)}
+        for path, options in resolved.items()
+        if isinstance(options, dict)
     }
 
 
@@ -249,7 +262,7 @@ def _usage(facts: dict[str, Any]) -> str:
         "language": repr(languages[0]) if len(languages) == 1 else "None",
         "languages": ", ".join(languages) or "any the base model knows",
     }
-    style = "voxtral" if model_class else "pipeline"
+    style = "realtime" if facts["family"] in STREAMING_FAMILIES else "voxtral" if model_class else "pipeline"
     text = load_template(f"usage_{style}_{facts['kind']}.md").substitute(values).strip()
     if facts["has_merged"]:
         text += (

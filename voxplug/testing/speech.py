@@ -1,7 +1,9 @@
 """Real speech from espeak-ng, and a zoo of awkward audio files, for tests and examples.
 
-:func:`synthesize` needs the ``espeak-ng`` program (``apt-get install espeak-ng``); its output is the same
-bytes on every run of one espeak-ng version, so tests and bundled examples are reproducible.
+:func:`synthesize` and :func:`synthesize_words` need the ``espeak-ng`` program (``apt-get install espeak-ng``);
+its output is the same bytes on every run of one espeak-ng version, so tests and bundled examples are
+reproducible. :func:`synthesize_words` speaks a sentence word by word, so every word's start and end is known to
+the sample: ground truth for streaming targets and aligners.
 :func:`make_bad_audio_files` needs nothing but soundfile.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from voxplug.data.alignment import WordTiming
 from voxplug.data.audio import decode_audio, resample_to_16k, to_mono, write_wav_16k
 
 ESPEAK_PROGRAM = "espeak-ng"
@@ -64,6 +67,55 @@ def synthesize(
         _speak([program, *options], sentence, target_dir / f"{prefix}_{index:03d}.wav")
         for index, sentence in enumerate(sentences)
     ]
+
+
+WORD_EDGE_LEVEL = 0.01
+"""Amplitude below which a word clip's leading and trailing samples count as silence and are cut."""
+
+
+def synthesize_words(
+    sentence: str,
+    target: str | os.PathLike[str],
+    *,
+    gap_s: float = 0.2,
+    lead_s: float = 0.3,
+    voice: str = "en-us",
+    rate: int = 150,
+    pitch: int = 50,
+) -> list[WordTiming]:
+    """Speak ``sentence`` one word at a time into ``target`` (16 kHz mono 16-bit) and return each word's timing.
+
+    Each word is synthesised on its own, its silent edges (below :data:`WORD_EDGE_LEVEL`) are cut, and the words
+    are joined with ``gap_s`` of silence, after ``lead_s`` of leading and before ``lead_s`` of trailing silence;
+    a word's start and end are where its samples begin and end. Raises RuntimeError when espeak-ng is missing.
+    """
+    words = sentence.split()
+    if not words:
+        raise ValueError("the sentence has no words")
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = synthesize(words, scratch, voice=voice, rate=rate, pitch=pitch, prefix="word")
+        clips = [_trim_silence(decode_audio(path)[0]) for path in paths]
+    gap = np.zeros(round(gap_s * 16_000), dtype=np.float32)
+    pieces = [np.zeros(round(lead_s * 16_000), dtype=np.float32)]
+    timings, cursor = [], pieces[0].shape[0]
+    for index, (word, clip) in enumerate(zip(words, clips, strict=True)):
+        if index:
+            pieces.append(gap)
+            cursor += gap.shape[0]
+        timings.append(WordTiming(word, cursor / 16_000, (cursor + clip.shape[0]) / 16_000))
+        pieces.append(clip)
+        cursor += clip.shape[0]
+    pieces.append(np.zeros(round(lead_s * 16_000), dtype=np.float32))
+    write_wav_16k(Path(target), np.concatenate(pieces))
+    return timings
+
+
+def _trim_silence(samples: np.ndarray) -> np.ndarray:
+    """``samples`` without the leading and trailing samples quieter than :data:`WORD_EDGE_LEVEL`."""
+    loud = np.flatnonzero(np.abs(to_mono(samples)) >= WORD_EDGE_LEVEL)
+    if loud.size == 0:
+        raise RuntimeError("espeak-ng produced silence for a word")
+    return to_mono(samples)[loud[0] : loud[-1] + 1].astype(np.float32)
 
 
 def _speak(command: list[str], sentence: str, target: Path) -> Path:

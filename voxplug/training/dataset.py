@@ -20,7 +20,8 @@ class ExampleDataset:
     "target_language"}``.
 
     ``audio`` is 16 kHz mono float32. ``default_language`` fills rows without one (``data.language``).
-    ``task`` is ``transcribe``, or ``translate`` for a speech translation row into ``target_language``.
+    ``task`` is ``transcribe``, or ``translate`` for a speech translation row into ``target_language``. A row whose
+    source gave word timings (``Example.meta["words"]``) also carries them as ``words``, for aligners.
     """
 
     def __init__(
@@ -39,7 +40,7 @@ class ExampleDataset:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         example = self.examples[index]
-        return {
+        item = {
             "audio": example.load_audio(self.max_duration_s),
             "text": example.text,
             "language": example.language or self.default_language,
@@ -47,6 +48,9 @@ class ExampleDataset:
             "task": example.task,
             "target_language": example.target_language,
         }
+        if "words" in example.meta:
+            item["words"] = example.meta["words"]
+        return item
 
     def languages(self) -> list[str | None]:
         """Each example's language (``None`` = automatic)."""

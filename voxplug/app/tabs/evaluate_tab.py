@@ -1,5 +1,6 @@
 """The Evaluate tab: WER and CER of the base model and the fine-tuned one on a run's eval split, side by side, and
-what changed utterance by utterance (``voxplug evaluate`` as a background job).
+what changed utterance by utterance (``voxplug evaluate`` as a background job); for a streaming model, live
+transcription from the microphone (:mod:`voxplug.app.tabs.live_section`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from voxplug.app.comparison import (
 from voxplug.app.jobs import JobConflictError, JobRecord, JobSpec, JobStep
 from voxplug.app.tabs import TabHandle, error_text, status_box, table
 from voxplug.app.tabs.job_panel import JobPanel, started_notice
+from voxplug.app.tabs.live_section import LiveSection
 from voxplug.app.ui import PRIVATE, AppContext, Session, workspace_of
 from voxplug.app.workspace import Workspace
 from voxplug.errors import VoxplugError
@@ -86,6 +88,7 @@ class EvaluateTab:
             )
             results = [self.summary, self.metrics, self.utterances]
             self.panel = JobPanel(self.ctx, ("evaluate",), "evaluate", results=(results, self._finished))
+            LiveSection(self.ctx).build(self.run)
         session = self.ctx.session
         self.start_button.click(self.start, [session, self.run], [self.panel.notice], api_visibility=PRIVATE)
         self.run.change(self.show, [session, self.run], results, api_visibility=PRIVATE)
