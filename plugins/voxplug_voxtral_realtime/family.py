@@ -92,11 +92,18 @@ class VoxtralRealtimeFamily(ModelFamily):
         dtype: str = "auto",
         attn_implementation: str | None = None,
         device: str = "auto",
+        hub_kernels: bool = False,
     ) -> tuple[Any, Any]:
-        """Return ``(model, processor)`` for a Hub id or a local folder (Hub kernels off)."""
+        """Return ``(model, processor)`` for a Hub id or a local folder (Hub kernels off unless asked)."""
         from voxplug_voxtral_realtime.loading import load_realtime
 
-        return load_realtime(name_or_path, dtype=dtype, attn_implementation=attn_implementation, device=device)
+        return load_realtime(
+            name_or_path,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            device=device,
+            hub_kernels=hub_kernels,
+        )
 
     def load_processor(self, name_or_path: str) -> Any:
         """Return the ``VoxtralRealtimeProcessor`` of a checkpoint or model folder."""

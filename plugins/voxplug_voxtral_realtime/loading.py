@@ -139,12 +139,14 @@ def load_realtime(
     attn_implementation: str | None = None,
     device: str | torch.device | None = None,
     local_files_only: bool = False,
+    hub_kernels: bool = False,
 ) -> tuple[Any, Any]:
     """Load ``(VoxtralRealtimeForConditionalGeneration, VoxtralRealtimeProcessor)`` from a Hub id or a folder.
 
     ``dtype`` is one of ``auto``/``bf16``/``fp16``/``fp32``; ``device`` (``None`` or ``"auto"``) defaults to CUDA
     when available; ``attn_implementation`` is ``None``, ``sdpa``, ``eager`` or ``flash_attention_2``. The config
-    and processor are checked before the weights are read.
+    and processor are checked before the weights are read. ``hub_kernels`` lets transformers fetch and run kernels
+    from the Hub at load; it stays off unless asked.
     """
     from transformers import VoxtralRealtimeForConditionalGeneration
 
@@ -162,7 +164,7 @@ def load_realtime(
             dtype=torch_dtype,
             attn_implementation=attn_implementation,
             local_files_only=local_files_only,
-            use_kernels=False,
+            use_kernels=hub_kernels,
             **extra,
         )
     except (OSError, ValueError, ImportError) as error:

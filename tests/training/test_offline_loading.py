@@ -63,7 +63,7 @@ def _devices() -> list[Any]:
 
 @pytest.mark.usefixtures("hub_kernels_unset")
 @pytest.mark.parametrize("device", _devices())
-@pytest.mark.parametrize("family_name", ["voxtral", "whisper"])
+@pytest.mark.parametrize("family_name", ["voxtral", "whisper", "voxtral-realtime"])
 def test_families_load_without_hub_kernels_unless_asked(
     tmp_path: Path, family_name: str, device: str, request: pytest.FixtureRequest
 ) -> None:
