@@ -147,3 +147,40 @@ def test_whisper_matches_generate_and_stops_at_end_of_text(
         assert tokens == (row[: row.index(eot)] if eot in row else row)
     texts = processor.tokenizer.batch_decode(ours[:4], skip_special_tokens=True)
     assert wer_cer([text for _, text in speech_clips[:4]], texts)["wer"] < 0.5, texts  # a real model, really heard
+
+
+class SmallMemoryDecoding:
+    """A Voxtral decoder whose device holds at most ``rows`` decoder rows: more raise PyTorch's out-of-memory
+    error at the prompt pass, as a GPU would."""
+
+    def __init__(self, model: Any, processor: Any, rows: int) -> None:
+        from voxplug_voxtral.generation import VoxtralDecoding
+
+        self.inner, self.rows, self.refused = VoxtralDecoding(model, processor), rows, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def prefill(self, batch: Any, state: Any, offset: int) -> Any:
+        import torch
+
+        if state.rows > self.rows:
+            self.refused += 1
+            raise torch.OutOfMemoryError(f"CUDA out of memory: {state.rows} rows")
+        return self.inner.prefill(batch, state, offset)
+
+
+def test_a_batch_out_of_memory_is_retried_with_half_the_rows(voxtral: tuple[Any, Any], clips: list[np.ndarray]) -> None:
+    import torch
+
+    from voxplug.evaluation.batching import transcribe_clips
+
+    model, processor = voxtral
+    audios, languages = clips[:6], ["en"] * 6
+    engine = SmallMemoryDecoding(model, processor, rows=2)
+    stats = DecodeStats()
+    with torch.inference_mode():
+        ours = transcribe_clips(engine, audios, languages, max_new_tokens=8, batch_size=6, stats=stats)
+    assert engine.refused == 2 and stats.rows == 1  # 6 rows, then 3, then 1
+    assert stats.notes == [f"out of GPU memory: {rows} clips at once from then on" for rows in (3, 1)]
+    assert ours == [voxtral_generate(model, processor, audio, "en", 8, eos=2) for audio in audios]

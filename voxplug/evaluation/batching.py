@@ -179,8 +179,9 @@ class _Run:
         ]
         longest = max(self.budgets)
         positions = max(engine.prompt_length(key) + budget for key, budget in zip(self.keys, self.budgets, strict=True))
-        if self.sync is not None:  # one shape on every rank
-            longest, positions = self.sync.most(longest), self.sync.most(positions)
+        if self.sync is not None:  # one shape on every rank, and room for the steps the longest rank runs
+            longest = self.sync.most(longest)
+            positions = self.sync.most(max(engine.prompt_length(key) for key in self.keys)) + longest
         self.longest = longest
         self.positions = -(-positions // SPAN_STEP) * SPAN_STEP
         self.rows = min(len(audios), batch_size or self._rows_from_memory())
@@ -209,11 +210,13 @@ class _Run:
                 encoded, upcoming = upcoming, (self._prefetch(pool, queue[0]) if queue else None)
                 try:
                     self._decode(batch, encoded.result())
+                    continue
                 except torch.OutOfMemoryError:
                     if self.sync is not None or self.rows == 1:
                         raise
-                    queue = self._fewer_rows([batch, *queue])
-                    upcoming = self._prefetch(pool, queue[0])
+                # out of the handler, whose traceback held the failed batch's tensors
+                queue = self._fewer_rows([batch, *queue])
+                upcoming = self._prefetch(pool, queue[0])
         return [tokens if tokens is not None else [] for tokens in self.results]
 
     def _prefetch(self, pool: ThreadPoolExecutor, batch: list[int]) -> Future[list[PromptBatch]]:
@@ -236,7 +239,7 @@ class _Run:
         torch.cuda.empty_cache()
         self.rows = max(1, self.rows // 2)
         self.stats.rows = self.rows
-        self.stats.notes.append(f"out of GPU memory: {self.rows} rows")
+        self.stats.notes.append(f"out of GPU memory: {self.rows} clips at once from then on")
         log.warning("transcription ran out of GPU memory; going on with %d clips at once", self.rows)
         return [batch[start : start + self.rows] for batch in queue for start in range(0, len(batch), self.rows)]
 
