@@ -150,23 +150,14 @@ class LanguageModelCache:
 
 @dataclass
 class VoxtralPrompts:
-    """Prompts of one length and the mel features of their clips (``chunks`` 30 s chunks each)."""
+    """Prompts of one length and the mel features of their clips' 30 s chunks, in order."""
 
     input_ids: torch.Tensor
     features: torch.Tensor
-    chunks: int
-    indices: list[int]
 
     @property
     def prompt_length(self) -> int:
         return int(self.input_ids.shape[1])
-
-    def rows(self, start: int, stop: int) -> VoxtralPrompts:
-        """Rows ``start`` to ``stop``, with their features."""
-        chunks = self.chunks
-        return VoxtralPrompts(
-            self.input_ids[start:stop], self.features[start * chunks : stop * chunks], chunks, self.indices[start:stop]
-        )
 
 
 class VoxtralDecoding:
@@ -210,26 +201,16 @@ class VoxtralDecoding:
         encoder = chunks * 1500 * 16 * audio.hidden_size
         return length * self.kv_bytes_per_position + (length * activations + encoder) * self.dtype_bytes
 
-    def encode(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> list[VoxtralPrompts]:
-        """The processor's prompts and features, grouped by prompt length (order kept within a group)."""
+    def encode(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> VoxtralPrompts:
+        """The processor's prompts and features for clips of one prompt key (so of one prompt length)."""
         import torch
 
         rows = [{"audio": audio, "language": language} for audio, language in zip(audios, languages, strict=True)]
         prompts, features = self.collator.encode_prompts(rows)
-        chunks = [prompt.count(AUDIO_TOKEN_ID) // AUDIO_TOKENS_PER_CHUNK for prompt in prompts]
-        starts = [sum(chunks[:index]) for index in range(len(chunks))]
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, prompt in enumerate(prompts):
-            groups.setdefault((len(prompt), chunks[index]), []).append(index)
-        return [
-            VoxtralPrompts(
-                torch.tensor([prompts[index] for index in members]),
-                torch.cat([features[starts[index] : starts[index] + count] for index in members]),
-                count,
-                members,
-            )
-            for (_, count), members in groups.items()
-        ]
+        lengths = sorted({len(prompt) for prompt in prompts})
+        if len(lengths) > 1:
+            raise ValueError(f"clips of one prompt key got prompts of {lengths} tokens")
+        return VoxtralPrompts(torch.tensor(prompts), features)
 
     def new_state(self, rows: int, positions: int) -> LanguageModelCache:
         return LanguageModelCache(self.model, rows, positions)

@@ -210,14 +210,7 @@ class WhisperPrompts:
 
     features: torch.Tensor
     languages: list[str | None]
-    indices: list[int]
     prompt_length: int
-
-    def rows(self, start: int, stop: int) -> WhisperPrompts:
-        """Rows ``start`` to ``stop``."""
-        return WhisperPrompts(
-            self.features[start:stop], self.languages[start:stop], self.indices[start:stop], self.prompt_length
-        )
 
 
 class WhisperDecoding:
@@ -265,12 +258,9 @@ class WhisperDecoding:
         encoder = 2 * self.frames * 16 * config.d_model * self.dtype_bytes
         return encoder + (self.frames + MAX_TARGET_POSITIONS) * self.kv_bytes_per_position
 
-    def encode(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> list[WhisperPrompts]:
-        """Log-mel features of every clip, in one prompt group."""
-        length = self.prompt_length(0)
-        return [
-            WhisperPrompts(log_mel_features(self.processor, audios), list(languages), list(range(len(audios))), length)
-        ]
+    def encode(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> WhisperPrompts:
+        """Log-mel features of the clips."""
+        return WhisperPrompts(log_mel_features(self.processor, audios), list(languages), self.prompt_length(0))
 
     def new_state(self, rows: int, positions: int) -> DecoderCache:
         return DecoderCache(self.model, rows, positions, self.suppress)
@@ -285,7 +275,7 @@ class WhisperDecoding:
         if self.tokens.multilingual:
             detected = detect_languages(self.model, encoded, self.tokens)
             chosen = [language or found for language, found in zip(chosen, detected, strict=True)]
-        prompts = [self.tokens.prompt(language, f"clip {batch.indices[row]}") for row, language in enumerate(chosen)]
+        prompts = [self.tokens.prompt(language) for language in chosen]  # codes were checked in prompt_key
         output = self.model(
             encoder_outputs=encoded, decoder_input_ids=torch.tensor(prompts, device=self.device), use_cache=True
         )

@@ -1,11 +1,12 @@
 """Transcribe many clips with a family's fast decoder: token budgets from each clip's length, clips of one prompt
-length batched together longest first, the batch size chosen from free GPU memory, audio prepared for the next
-batch while the GPU decodes this one.
+length batched together longest first, the batch size chosen from free GPU memory.
 
 A family describes itself through :class:`FastTranscription` (its prompts, its memory per row, its forward pass
-over a prompt batch) and :func:`transcribe_clips` does the rest with :class:`~voxplug.evaluation.decoding.
-GreedyDecoder`. The encoder runs once per clip, in the prompt's forward pass. A batch that runs out of GPU memory
-is split in two and retried with half the rows.
+over prompts) and :func:`transcribe_clips` does the rest with :class:`~voxplug.evaluation.decoding.GreedyDecoder`.
+The encoder runs once per clip, in the prompt's forward pass. On a GPU the prompts pass through the model
+:data:`PREFILL_ROWS` clips at a time while a thread prepares the next clips' prompts and features on the host (the
+processor's work, which would otherwise leave the GPU waiting), and the next batch's while this one decodes. A
+batch that runs out of GPU memory is retried with half the rows.
 """
 
 from __future__ import annotations
@@ -41,14 +42,9 @@ MEMORY_SHARE = 0.8
 
 
 class PromptBatch(Protocol):
-    """Prompts of one length, ready for a forward pass: ``indices`` says which clips of the encode call they are."""
+    """Prompts of one length and the clips' features, ready for a forward pass."""
 
-    indices: list[int]
     prompt_length: int
-
-    def rows(self, start: int, stop: int) -> PromptBatch:
-        """The prompts of rows ``start`` to ``stop``."""
-        ...
 
 
 class FastTranscription(Protocol):
@@ -76,8 +72,8 @@ class FastTranscription(Protocol):
         """Device memory the forward pass over one prompt of ``key`` takes at its peak."""
         ...
 
-    def encode(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> list[PromptBatch]:
-        """The prompts and audio features of the clips (host work), grouped by prompt length."""
+    def encode(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> PromptBatch:
+        """The prompts and audio features of clips of one prompt key (host work; may run in another thread)."""
         ...
 
     def new_state(self, rows: int, positions: int) -> DecodeState:
@@ -201,35 +197,48 @@ class _Run:
         import torch
 
         queue = plan_batches(self.keys, self.seconds, self.rows)
-        rounds = self.sync.most(len(queue)) if self.sync is not None else len(queue)
-        queue += [queue[-1]] * (rounds - len(queue))  # a rank with fewer batches repeats its last one
+        if self.sync is not None:  # a rank with fewer batches repeats its last one, its results dropped
+            queue += [queue[-1]] * (self.sync.most(len(queue)) - len(queue))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxplug-encode") as pool:
             upcoming = self._prefetch(pool, queue[0])
             while queue:
                 batch = queue.pop(0)
-                encoded, upcoming = upcoming, (self._prefetch(pool, queue[0]) if queue else None)
+                encoded, upcoming = upcoming, (self._prefetch(pool, queue[0]) if queue else [])
                 try:
-                    self._decode(batch, encoded.result())
-                    continue
+                    tokens = self._decode(batch, encoded)
                 except torch.OutOfMemoryError:
                     if self.sync is not None or self.rows == 1:
                         raise
-                # out of the handler, whose traceback held the failed batch's tensors
-                queue = self._fewer_rows([batch, *queue])
-                upcoming = self._prefetch(pool, queue[0])
+                    tokens = None
+                if tokens is None:  # out of the handler, whose traceback held the failed batch's tensors
+                    queue = self._fewer_rows([batch, *queue])
+                    upcoming = self._prefetch(pool, queue[0])
+                    continue
+                for clip, ids in zip(batch, tokens, strict=True):
+                    self.results[clip] = ids
         return [tokens if tokens is not None else [] for tokens in self.results]
 
-    def _prefetch(self, pool: ThreadPoolExecutor, batch: list[int]) -> Future[list[PromptBatch]]:
-        audios = [self.audios[index] for index in batch]
-        languages = [self.languages[index] for index in batch]
-        if not self.like_cuda:  # nothing to overlap with: encode now, in this thread
-            future: Future[list[PromptBatch]] = Future()
+    def _chunks(self, batch: list[int]) -> list[list[int]]:
+        """The clips of ``batch`` whose prompts pass through the model together."""
+        step = len(batch) if (not self.like_cuda or self.sync is not None) else PREFILL_ROWS
+        return [batch[start : start + step] for start in range(0, len(batch), step)]
+
+    def _prefetch(self, pool: ThreadPoolExecutor, batch: list[int]) -> list[Future[PromptBatch]]:
+        """Prepare each prompt chunk of ``batch``: in ``pool`` on a GPU, at once on the CPU."""
+        futures = []
+        for chunk in self._chunks(batch):
+            audios = [self.audios[index] for index in chunk]
+            languages = [self.languages[index] for index in chunk]
+            if self.like_cuda:
+                futures.append(pool.submit(self.engine.encode, audios, languages))
+                continue
+            future: Future[PromptBatch] = Future()  # nothing to overlap with on the CPU
             try:
                 future.set_result(self.engine.encode(audios, languages))
             except Exception as exc:  # raised where the result is read, as from the pool
                 future.set_exception(exc)
-            return future
-        return pool.submit(self.engine.encode, audios, languages)
+            futures.append(future)
+        return futures
 
     def _fewer_rows(self, queue: list[list[int]]) -> list[list[int]]:
         """After running out of memory: drop the decoder, halve the rows, split the batches left to match."""
@@ -257,32 +266,26 @@ class _Run:
             )
         return self.decoder
 
-    def _decode(self, batch: list[int], groups: list[PromptBatch]) -> None:
-        """Prefill and decode each prompt group of ``batch``; record each clip's tokens."""
+    def _decode(self, batch: list[int], encoded: list[Future[PromptBatch]]) -> list[list[int]]:
+        """Run the prompt chunks of ``batch`` through the model as they are ready, then decode them together."""
         import torch
 
         decoder = self._decoder()
         self.stats.batches += 1
-        rounds = self.sync.most(len(groups)) if self.sync is not None else len(groups)
-        for round_index in range(rounds):
-            group = groups[min(round_index, len(groups) - 1)]  # a repeated group only keeps ranks in step
-            clips = [batch[index] for index in group.indices]
-            started = self._clock()
-            step = len(clips) if (not self.like_cuda or self.sync is not None) else PREFILL_ROWS
-            first = torch.cat(
-                [
-                    self.engine.prefill(group.rows(start, start + step), decoder.state, start).argmax(-1)
-                    for start in range(0, len(clips), step)
-                ]
-            )
-            decoding = self._clock()
-            tokens = decoder.decode(first, group.prompt_length, [self.budgets[clip] for clip in clips])
-            finished = self._clock()
-            self.stats.prefill_s += decoding - started
-            self.stats.decode_s += finished - decoding
-            if round_index < len(groups):
-                for clip, ids in zip(clips, tokens, strict=True):
-                    self.results[clip] = ids
+        started, first, offset, prompt_length = self._clock(), [], 0, None
+        for future in encoded:
+            prompts = future.result()
+            if prompt_length not in (None, prompts.prompt_length):
+                raise ValueError(f"one batch got prompts of {prompt_length} and {prompts.prompt_length} tokens")
+            prompt_length = prompts.prompt_length
+            logits = self.engine.prefill(prompts, decoder.state, offset)
+            first.append(logits.argmax(-1))
+            offset += len(logits)
+        decoding = self._clock()
+        tokens = decoder.decode(torch.cat(first), int(prompt_length or 0), [self.budgets[clip] for clip in batch])
+        self.stats.prefill_s += decoding - started
+        self.stats.decode_s += self._clock() - decoding
+        return tokens
 
     def _clock(self) -> float:
         """The time once the device has finished its queued work (phases are timed apart)."""
