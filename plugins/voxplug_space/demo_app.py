@@ -227,7 +227,11 @@ def voxplug_family(spec: ModelSpec) -> Any | None:
         from voxplug.plugins import get_plugin_host
     except ImportError:
         return None
-    return detect_family(spec.base_model or spec.model_ref, get_plugin_host())()
+    try:
+        return detect_family(spec.base_model or spec.model_ref, get_plugin_host())()
+    except Exception as exc:  # a model no installed family knows: transformers' generate serves it
+        print(f"transcribing with generate: voxplug has no model family for {spec.model_ref} ({exc})")
+        return None
 
 
 class Transcriber:
