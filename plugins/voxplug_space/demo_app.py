@@ -47,8 +47,8 @@ ENV_MAX_AUDIO_S = "VOXPLUG_MAX_AUDIO_S"
 ENV_MAX_FILE_MB = "VOXPLUG_MAX_FILE_MB"
 MB = 1024 * 1024
 SAMPLING_RATE = 16000
-WHISPER_WINDOW_FRAMES = 3000
-"""Whisper's 30 s window in log-mel frames: longer clips need long-form decoding."""
+WHISPER_WINDOW_S = 30
+"""Whisper's window: longer clips need long-form decoding."""
 UPLOAD_CACHE = (300, 900)
 """Every 5 minutes, delete uploaded clips older than 15 minutes (Gradio's ``delete_cache``; also done at exit)."""
 AUTO = "Auto"
@@ -272,7 +272,7 @@ class Transcriber:
 
     def transcribe(self, audio: Any, language: str | None) -> str:
         """The transcript of 16 kHz mono ``audio``."""
-        long_whisper = not self.voxtral and len(audio) > SAMPLING_RATE * 30
+        long_whisper = not self.voxtral and len(audio) > SAMPLING_RATE * WHISPER_WINDOW_S
         if self.family is not None and not long_whisper:
             texts = self.family.transcribe(
                 self.model, self.processor, [audio], [language], max_new_tokens=self.max_new_tokens, batch_size=1
@@ -310,19 +310,19 @@ class Transcriber:
 
     def _whisper(self, audio: Any, language: str | None) -> str:
         """Other families (Whisper): ``generate`` on the log-mel features; long-form past the 30 s window."""
-        features = self.processor.feature_extractor(
-            audio,
-            sampling_rate=SAMPLING_RATE,
-            return_tensors="pt",
-            truncation=False,
-            padding="longest",
-            return_attention_mask=True,
-        )
         options: dict[str, Any] = {}
-        if features["input_features"].shape[-1] > WHISPER_WINDOW_FRAMES:
+        if len(audio) > SAMPLING_RATE * WHISPER_WINDOW_S:  # every frame, and which are real: long-form decoding
+            features = self.processor.feature_extractor(
+                audio,
+                sampling_rate=SAMPLING_RATE,
+                return_tensors="pt",
+                truncation=False,
+                padding="longest",
+                return_attention_mask=True,
+            )
             mask = features["attention_mask"].to(self.model.device)
             options.update(attention_mask=mask, return_timestamps=True, static=False)
-        else:
+        else:  # one window, padded to 30 s
             features = self.processor.feature_extractor(audio, sampling_rate=SAMPLING_RATE, return_tensors="pt")
         if language and getattr(self.model.generation_config, "is_multilingual", False):
             options.update(language=language, task="transcribe")
