@@ -113,10 +113,18 @@ class Bench:
     device: str
     workdir: Path
     results: dict[str, Any]
+    out: Path
     started: float = field(default_factory=time.monotonic)
+    tokens: dict[str, list[list[int]]] = field(default_factory=dict)  # each variant's, kept out of the JSON
 
     def remaining(self) -> float:
         return self.args.deadline_s - (time.monotonic() - self.started)
+
+    def save(self) -> None:
+        """Write the results so far (a run stopped by a time limit keeps what it measured)."""
+        self.results["total_s"] = time.monotonic() - self.started
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps(self.results, indent=1, default=str), encoding="utf-8")
 
 
 # -- Voxtral (GPU) ------------------------------------------------------------------------------------------
@@ -262,7 +270,6 @@ def voxtral_suite(bench: Bench) -> None:
     )
     prompt_length = 375 + 8
     graph_shapes = True if tiny else None
-    tokens_by_variant: dict[str, list[list[int]]] = {}
 
     def floor_ms(rows: float) -> float | None:
         if not bandwidth:
@@ -343,14 +350,12 @@ def voxtral_suite(bench: Bench) -> None:
     for name in [v for v in args.variants.split(",") if v in plans]:
         run, count = plans[name]
         measure(bench, name, run, audio_s[:count])
-    for name, entry in results["variants"].items():
-        if "tokens" in entry:
-            tokens_by_variant[name] = entry.pop("tokens")
-    reference = tokens_by_variant.get("plain-b8")
-    for name, tokens in tokens_by_variant.items():
-        if reference is not None and name != "plain-b8":
-            results["variants"][name]["tokens_vs_plain_b8"] = compare_tokens(tokens, reference)
-    results["ratios"] = ratios(results["variants"])
+        reference = bench.tokens.get("plain-b8")
+        for other, tokens in bench.tokens.items():
+            if reference is not None and other != "plain-b8":
+                results["variants"][other]["tokens_vs_plain_b8"] = compare_tokens(tokens, reference)
+        results["ratios"] = ratios(results["variants"])
+        bench.save()
 
 
 def ratios(variants: dict[str, Any]) -> dict[str, float]:
@@ -508,9 +513,10 @@ def measure(bench: Bench, name: str, run: Callable[[], dict[str, Any]], audio_s:
     except Exception as exc:
         traceback.print_exc()
         variants[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        bench.save()
         return None
     seconds = entry["seconds"]
-    tokens = entry.get("tokens")
+    tokens = entry.pop("tokens", None)
     entry.update(
         clips=len(audio_s),
         audio_s=sum(audio_s),
@@ -519,11 +525,13 @@ def measure(bench: Bench, name: str, run: Callable[[], dict[str, Any]], audio_s:
         peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
     )
     if tokens is not None:
+        bench.tokens[name] = tokens
         entry["decoded_tokens"] = sum(len(row) for row in tokens)
         entry["tokens_per_s"] = entry["decoded_tokens"] / seconds
     variants[name] = entry
-    shown = {key: value for key, value in entry.items() if key not in ("tokens", "texts")}
+    shown = {key: value for key, value in entry.items() if key != "texts"}
     print(json.dumps(shown, default=str)[:1200], flush=True)
+    bench.save()
     return entry
 
 
@@ -562,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (whisper-demo suite)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant, the fastest counts (whisper-demo)")
-    parser.add_argument("--deadline-s", type=float, default=540.0, help="skip variants that would start later")
+    parser.add_argument("--deadline-s", type=float, default=480.0, help="start no variant after this many seconds")
     args = parser.parse_args(argv)
 
     import torch
@@ -587,13 +595,11 @@ def main(argv: list[str] | None = None) -> int:
     slug = card_slug(card) + ("-tiny" if args.tiny else "")
     out = args.out or REPO / "benchmarks" / "results" / f"transcribe_throughput-{args.suite}-{slug}.json"
     with tempfile.TemporaryDirectory(prefix="voxplug-transcribe-") as scratch:
-        bench = Bench(args, device, Path(scratch), results)
+        bench = Bench(args, device, Path(scratch), results, out)
         try:
             (voxtral_suite if args.suite == "voxtral" else whisper_demo_suite)(bench)
         finally:
-            results["total_s"] = time.monotonic() - bench.started
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+            bench.save()
     print_table(results)
     print(f"results: {out}")
     with contextlib.suppress(Exception):
