@@ -167,8 +167,13 @@ class EvaluationConfig(Section):
     """Generation-based WER/CER during and after training."""
 
     enabled: bool = True
-    max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="most tokens of a transcript (default: from each clip's length, 15 a second + 16)"
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="most clips decoded together (default: as many as free GPU memory holds; 8 on CPU)"
+    )
+    cuda_graphs: bool = Field(True, description="replay each decoding step as a CUDA graph on GPUs")
     max_samples: int | None = Field(None, ge=1)
     best_model_metric: Literal["wer", "cer", "loss"] = "wer"
 

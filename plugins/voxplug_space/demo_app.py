@@ -1,8 +1,12 @@
 """Speech-to-text demo for a model fine-tuned with voxplug: a LoRA adapter (loaded onto its base) or a full model.
 
 This one file is the ``app.py`` of the Spaces ``voxplug deploy`` creates, and what ``voxplug demo --model PATH``
-runs locally, so it imports only what a Space installs (gradio, torch, transformers, peft, huggingface_hub),
-never voxplug.
+runs locally, so it needs only what a Space installs (gradio, torch, transformers, peft, huggingface_hub).
+
+Transcription is greedy. Where voxplug is installed (``voxplug demo``) it is voxplug's fast decoder (the model
+family's ``transcribe``); in a Space, transformers' ``generate``, with a static key/value cache and its automatic
+compilation on a GPU. Both give the same tokens. Whisper transcribes clips over its 30 s window with transformers'
+long-form decoding (30 s windows one after the other, each starting where the last one's timestamps end).
 
 Settings (Space variables, or environment variables locally):
 
@@ -42,6 +46,9 @@ ENV_QUEUE_SIZE = "VOXPLUG_QUEUE_SIZE"
 ENV_MAX_AUDIO_S = "VOXPLUG_MAX_AUDIO_S"
 ENV_MAX_FILE_MB = "VOXPLUG_MAX_FILE_MB"
 MB = 1024 * 1024
+SAMPLING_RATE = 16000
+WHISPER_WINDOW_S = 30
+"""Whisper's window: longer clips need long-form decoding."""
 UPLOAD_CACHE = (300, 900)
 """Every 5 minutes, delete uploaded clips older than 15 minutes (Gradio's ``delete_cache``; also done at exit)."""
 AUTO = "Auto"
@@ -217,17 +224,46 @@ def to_language(choice: str | None) -> str | None:
     return None if choice in (None, "", AUTO) or str(choice).lower() == "auto" else str(choice)
 
 
+def voxplug_family(spec: ModelSpec) -> Any | None:
+    """voxplug's model family for ``spec``'s model, or None where voxplug is not installed (a Space)."""
+    try:
+        from voxplug.models.detect import detect_family
+        from voxplug.plugins import get_plugin_host
+    except ImportError:
+        return None
+    try:
+        return detect_family(spec.base_model or spec.model_ref, get_plugin_host())()
+    except Exception as exc:  # a model no installed family knows: transformers' generate serves it
+        print(f"transcribing with generate: voxplug has no model family for {spec.model_ref} ({exc})")
+        return None
+
+
 class Transcriber:
-    """A loaded model and processor, and greedy transcription of one recording."""
+    """A loaded model and processor, and greedy transcription of one recording.
+
+    ``fast``: transcribe with voxplug's decoder (True), with transformers' ``generate`` (False), or with voxplug's
+    where it is installed (None).
+    """
 
     def __init__(
-        self, spec: ModelSpec, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, limits: DemoLimits | None = None
+        self,
+        spec: ModelSpec,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        limits: DemoLimits | None = None,
+        *,
+        fast: bool | None = None,
     ) -> None:
         self.spec = spec
         self.max_new_tokens = max_new_tokens
         self.limits = limits or DemoLimits()
         self.model, self.processor = load_model(spec)
-        self._recognizer: Any = None
+        self.family = None if fast is False else voxplug_family(spec)
+        if fast and self.family is None:
+            raise RuntimeError("voxplug's decoder was asked for, but voxplug is not installed")
+        self.voxtral = hasattr(self.processor, "apply_transcription_request")
+        self.static_cache = self.model.device.type == "cuda"
+        if self.family is None and self.static_cache:  # compile the decoding step now, not at the first request
+            self.transcribe(load_silence(), None)
 
     def __call__(self, audio_path: str | None, language: str | None) -> str:
         """Transcribe the audio file at ``audio_path`` (``language``: a code, or Auto/None to detect it)."""
@@ -236,53 +272,87 @@ class Transcriber:
 
             raise gr.Error("Record or upload some audio first.", print_exception=False)
         self.limits.check(audio_path)
-        if is_streaming_model(self.processor):
-            return self._realtime(audio_path)
-        if hasattr(self.processor, "apply_transcription_request"):
-            return self._voxtral(audio_path, to_language(language))
-        return self._pipeline(audio_path, to_language(language))
+        return self.transcribe(load_audio(audio_path, SAMPLING_RATE), to_language(language))
 
-    def _realtime(self, audio_path: str) -> str:
-        """Voxtral Realtime on a whole file: its processor pads the clip, and one token is emitted per 80 ms."""
+    def transcribe(self, audio: Any, language: str | None) -> str:
+        """The transcript of 16 kHz mono ``audio``."""
+        if is_streaming_model(self.processor):
+            return self._realtime(audio)
+        long_whisper = not self.voxtral and len(audio) > SAMPLING_RATE * WHISPER_WINDOW_S
+        if self.family is not None and not long_whisper:
+            texts = self.family.transcribe(
+                self.model, self.processor, [audio], [language], max_new_tokens=self.max_new_tokens, batch_size=1
+            )
+            return str(texts[0])
+        return self._voxtral(audio, language) if self.voxtral else self._whisper(audio, language)
+
+    def _realtime(self, audio: Any) -> str:
+        """Voxtral Realtime on a whole clip: its processor pads the clip, and one token is emitted per 80 ms."""
         import torch
 
-        rate = int(self.processor.feature_extractor.sampling_rate)
-        inputs = self.processor(load_audio(audio_path, rate), return_tensors="pt")
+        inputs = self.processor(audio, return_tensors="pt")
         inputs = inputs.to(self.model.device, dtype=self.model.dtype)
         with torch.inference_mode():
             output = self.model.generate(**inputs, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
 
-    def _voxtral(self, audio_path: str, language: str | None) -> str:
+    def _generate(self, inputs: dict[str, Any], *, static: bool = True, **options: Any) -> Any:
+        """Greedy ``generate``; on a GPU with a static cache (transformers then compiles the decoding step), and
+        without it from then on if that fails."""
         import torch
 
+        options.update(max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
+        with torch.inference_mode():
+            if static and self.static_cache:
+                try:
+                    return self.model.generate(**inputs, **options, cache_implementation="static")
+                except Exception as exc:  # a model or card transformers cannot compile: decode as usual
+                    print(f"static-cache decoding failed, decoding without it: {type(exc).__name__}: {exc}")
+                    self.static_cache = False
+            return self.model.generate(**inputs, **options)
+
+    def _voxtral(self, audio: Any, language: str | None) -> str:
         inputs = self.processor.apply_transcription_request(
-            language=language, audio=audio_path, model_id=self.spec.model_ref
+            language=language,
+            audio=[audio],
+            model_id=self.spec.model_ref,
+            sampling_rate=SAMPLING_RATE,
+            format=["WAV"],
         )
         inputs = inputs.to(self.model.device, dtype=self.model.dtype)
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        output = self._generate(dict(inputs))
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
 
-    def _pipeline(self, audio_path: str, language: str | None) -> str:
-        """Other families (Whisper, ...): transformers' speech-recognition pipeline on 16 kHz mono audio."""
-        if self._recognizer is None:
-            from transformers import pipeline
-
-            self._recognizer = pipeline(
-                "automatic-speech-recognition",
-                model=self.model,
-                tokenizer=self.processor.tokenizer,
-                feature_extractor=self.processor.feature_extractor,
+    def _whisper(self, audio: Any, language: str | None) -> str:
+        """Other families (Whisper): ``generate`` on the log-mel features; long-form past the 30 s window."""
+        options: dict[str, Any] = {}
+        if len(audio) > SAMPLING_RATE * WHISPER_WINDOW_S:  # every frame, and which are real: long-form decoding
+            features = self.processor.feature_extractor(
+                audio,
+                sampling_rate=SAMPLING_RATE,
+                return_tensors="pt",
+                truncation=False,
+                padding="longest",
+                return_attention_mask=True,
             )
-        rate = int(self.processor.feature_extractor.sampling_rate)
-        generate_kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
+            mask = features["attention_mask"].to(self.model.device)
+            options.update(attention_mask=mask, return_timestamps=True, static=False)
+        else:  # one window, padded to 30 s
+            features = self.processor.feature_extractor(audio, sampling_rate=SAMPLING_RATE, return_tensors="pt")
         if language and getattr(self.model.generation_config, "is_multilingual", False):
-            generate_kwargs.update(language=language, task="transcribe")
-        audio = {"raw": load_audio(audio_path, rate), "sampling_rate": rate}
-        return str(self._recognizer(audio, generate_kwargs=generate_kwargs)["text"]).strip()
+            options.update(language=language, task="transcribe")
+        input_features = features["input_features"].to(self.model.device, dtype=self.model.dtype)
+        output = self._generate({"input_features": input_features}, **options)
+        return self.processor.tokenizer.batch_decode(output, skip_special_tokens=True)[0].strip()
+
+
+def load_silence(seconds: float = 1.0) -> Any:
+    """``seconds`` of silence at 16 kHz (to warm a model up)."""
+    import numpy as np
+
+    return np.zeros(int(SAMPLING_RATE * seconds), dtype=np.float32)
 
 
 def load_audio(path: str, rate: int) -> Any:

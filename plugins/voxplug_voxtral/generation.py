@@ -1,15 +1,36 @@
-"""Greedy transcription with a Voxtral model: base, PEFT-wrapped or merged."""
+"""Greedy transcription with a Voxtral model (base, PEFT-wrapped or merged), fast and token for token the same as
+transformers' ``generate``.
+
+:func:`transcribe` hands :class:`VoxtralDecoding` to :func:`voxplug.evaluation.batching.transcribe_clips`, which
+batches clips by prompt length, runs each prompt batch through the model once (the audio encoder included) and then
+decodes with :class:`LanguageModelCache`: the language model's keys and values in buffers allocated once, and a step
+built from the model's own modules (embeddings, rotary table, norms, projections, MLPs, ``lm_head``; LoRA layers
+included) with one change: attention reads only the filled part of the cache, and on a GPU with grouped-query
+attention packed as transformers' SDPA path packs it, without repeating the keys and values for every head.
+
+:func:`generate_batch` is the plain path the fast one is measured and tested against: the processor's prompts and
+``model.generate``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from voxplug.evaluation.decoding import DecodeStats, base_model
 from voxplug_voxtral.collator import VoxtralTranscriptionCollator
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+AUDIO_TOKEN_ID = 24
+AUDIO_TOKENS_PER_CHUNK = 375
+CHUNK_SAMPLES = 30 * 16000
+#: The most prompt tokens besides the audio ones (BOS, [INST], [BEGIN_AUDIO], [/INST], ``lang:xx``, [TRANSCRIBE]).
+PROMPT_TOKENS = 16
 
 
 def model_device(model: Any) -> torch.device:
@@ -20,7 +41,7 @@ def model_device(model: Any) -> torch.device:
 def generate_batch(
     model: Any, batch: dict[str, torch.Tensor], *, max_new_tokens: int, pad_token_id: int, eos_token_id: int
 ) -> torch.Tensor:
-    """Greedy-decode one left-padded prompt batch and return only the newly generated token ids."""
+    """Greedy-decode one left-padded prompt batch with ``model.generate`` and return only the new token ids."""
     import torch
 
     device = model_device(model)
@@ -37,38 +58,243 @@ def generate_batch(
     return output[:, inputs["input_ids"].shape[1] :]
 
 
+def attend(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, scale: float
+) -> torch.Tensor:
+    """One query per row (``(rows, heads, 1, dim)``) against ``(rows, kv heads, span, dim)``; ``(rows, 1, width)``.
+
+    Without a mask, SDPA's own grouped-query attention (what transformers calls); with one, the query heads that
+    share a key/value head are packed as that head's queries, so the cache is read once, never repeated.
+    """
+    import torch
+
+    rows, heads, _, dim = query.shape
+    groups = heads // keys.shape[1]
+    if mask is None:
+        out = torch.nn.functional.scaled_dot_product_attention(query, keys, values, scale=scale, enable_gqa=groups > 1)
+    else:
+        packed = query.reshape(rows, keys.shape[1], groups, dim)
+        out = torch.nn.functional.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=scale)
+    return out.reshape(rows, 1, heads * dim)
+
+
+class LanguageModelCache:
+    """The language model's keys and values for ``rows`` x ``positions``, and its one-token decoder step."""
+
+    def __init__(self, model: Any, rows: int, positions: int) -> None:
+        self.language_model = model.model.language_model
+        self.lm_head = model.lm_head
+        self.layers = list(self.language_model.layers[: self.language_model.config.num_hidden_layers])
+        self.rows, self.positions = rows, positions
+        self.device = next(model.parameters()).device
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def load(self, cache: Any, offset: int) -> None:
+        """Copy a prompt pass's cache (a ``DynamicCache``) into rows ``offset`` onwards."""
+        import torch
+
+        for index, layer in enumerate(cache.layers):
+            if len(self.keys) <= index:  # allocated on first use, in the dtype the model computes in
+                shape = (self.rows, layer.keys.shape[1], self.positions, layer.keys.shape[-1])
+                self.keys.append(torch.zeros(shape, dtype=layer.keys.dtype, device=self.device))
+                self.values.append(torch.zeros(shape, dtype=layer.values.dtype, device=self.device))
+            count, length = layer.keys.shape[0], layer.keys.shape[2]
+            self.keys[index][offset : offset + count, :, :length].copy_(layer.keys)
+            self.values[index][offset : offset + count, :, :length].copy_(layer.values)
+
+    def step(self, ids: torch.Tensor, position: torch.Tensor, span: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Next-token logits (float32) for ``ids`` at ``position``; see :class:`~voxplug.evaluation.decoding.
+        DecodeState`."""
+        language_model = self.language_model
+        hidden = language_model.embed_tokens(ids)
+        cos, sin = language_model.rotary_emb(hidden, position_ids=position.view(1, 1))
+        for index, layer in enumerate(self.layers):
+            hidden = self._layer(index, layer, hidden, (cos, sin), position, span, mask)
+        hidden = language_model.norm(hidden)
+        return self.lm_head(hidden[:, -1]).float()
+
+    def _layer(
+        self,
+        index: int,
+        layer: Any,
+        hidden: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        position: torch.Tensor,
+        span: int,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """A Llama decoder layer for one new token (``LlamaDecoderLayer.forward``'s arithmetic, in its order)."""
+        from transformers.models.llama import modeling_llama
+
+        attention, rows = layer.self_attn, hidden.shape[0]
+        normed = layer.input_layernorm(hidden)
+        shape = (rows, 1, -1, attention.head_dim)
+        query = attention.q_proj(normed).view(shape).transpose(1, 2)
+        key = attention.k_proj(normed).view(shape).transpose(1, 2)
+        value = attention.v_proj(normed).view(shape).transpose(1, 2)
+        # looked up at call time: voxplug's fused kernels may have replaced it (voxplug_voxtral.kernels)
+        query, key = modeling_llama.apply_rotary_pos_emb(query, key, *rotary)
+        keys, values = self.keys[index][:rows], self.values[index][:rows]
+        keys.index_copy_(2, position.view(1), key)
+        values.index_copy_(2, position.view(1), value)
+        attended = attend(query, keys[:, :, :span], values[:, :, :span], mask, attention.scaling)
+        hidden = hidden + attention.o_proj(attended)
+        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+    def move_rows(self, keep: torch.Tensor) -> None:
+        """Copy rows ``keep`` of every buffer to its first rows."""
+        for buffer in (*self.keys, *self.values):
+            buffer[: len(keep)] = buffer[keep]
+
+
+@dataclass
+class VoxtralPrompts:
+    """Prompts of one length and the mel features of their clips' 30 s chunks, in order."""
+
+    input_ids: torch.Tensor
+    features: torch.Tensor
+
+    @property
+    def prompt_length(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+class VoxtralDecoding:
+    """:class:`voxplug.evaluation.batching.FastTranscription` for one Voxtral model and its processor."""
+
+    def __init__(self, model: Any, processor: Any, *, model_id: str = "voxtral") -> None:
+        import torch
+
+        self.model = base_model(model)
+        self.collator = VoxtralTranscriptionCollator(processor, model_id=model_id)
+        self.device = model_device(self.model)
+        self.eos_ids = (self.collator.eos_token_id,)
+        self.pad_id = self.collator.pad_token_id
+        text = self.model.config.text_config
+        self.max_positions = int(text.max_position_embeddings)
+        autocast = self.device.type == "cuda" and torch.is_autocast_enabled("cuda")
+        dtype = torch.get_autocast_dtype("cuda") if autocast else next(self.model.parameters()).dtype
+        self.dtype_bytes = torch.empty((), dtype=dtype).element_size()
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        self.kv_bytes_per_position = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * self.dtype_bytes
+        self.vocab_size = int(text.vocab_size)
+
+    def prompt_key(self, audio: np.ndarray, language: str | None) -> Hashable:
+        """30 s chunks and language: what a prompt's length depends on."""
+        return max(1, math.ceil(len(audio) / CHUNK_SAMPLES)), language
+
+    def prompt_length(self, key: Hashable) -> int:
+        chunks, _ = key  # type: ignore[misc]
+        return AUDIO_TOKENS_PER_CHUNK * chunks + PROMPT_TOKENS
+
+    def row_bytes(self, positions: int) -> int:
+        """The row's keys and values, and its float32 logits three times over (logits, argmax, margins)."""
+        return positions * self.kv_bytes_per_position + 3 * 4 * self.vocab_size
+
+    def prefill_bytes(self, key: Hashable) -> int:
+        """The prompt's cache and a layer's activations, and the encoder's activations for its chunks."""
+        chunks, _ = key  # type: ignore[misc]
+        text, audio = self.model.config.text_config, self.model.config.audio_config
+        length = self.prompt_length(key)
+        activations = 8 * text.hidden_size + 3 * text.intermediate_size
+        encoder = chunks * 1500 * 16 * audio.hidden_size
+        return length * self.kv_bytes_per_position + (length * activations + encoder) * self.dtype_bytes
+
+    def encode(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> VoxtralPrompts:
+        """The processor's prompts and features for clips of one prompt key (so of one prompt length)."""
+        import torch
+
+        rows = [{"audio": audio, "language": language} for audio, language in zip(audios, languages, strict=True)]
+        prompts, features = self.collator.encode_prompts(rows)
+        lengths = sorted({len(prompt) for prompt in prompts})
+        if len(lengths) > 1:
+            raise ValueError(f"clips of one prompt key got prompts of {lengths} tokens")
+        return VoxtralPrompts(torch.tensor(prompts), features)
+
+    def new_state(self, rows: int, positions: int) -> LanguageModelCache:
+        return LanguageModelCache(self.model, rows, positions)
+
+    def prefill(self, batch: VoxtralPrompts, state: LanguageModelCache, offset: int) -> torch.Tensor:
+        """The model's forward pass over the prompts (the audio encoder once per clip); first-token logits."""
+        output = self.model(
+            input_ids=batch.input_ids.to(self.device),
+            input_features=batch.features.to(self.device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        state.load(output.cache, offset)
+        return output.logits[:, -1].float()
+
+
+def transcribe_ids(
+    model: Any,
+    processor: Any,
+    audios: list[np.ndarray],
+    languages: Sequence[str | None],
+    *,
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    cuda_graphs: bool = True,
+    graph_shapes: bool | None = None,
+    model_id: str = "voxtral",
+    stats: DecodeStats | None = None,
+) -> list[list[int]]:
+    """Greedy new token ids of each clip, without the end-of-sequence token (see :func:`transcribe`).
+
+    ``graph_shapes`` runs the GPU's decoding shapes on any device (see :func:`~voxplug.evaluation.batching.
+    transcribe_clips`).
+    """
+    import torch
+
+    from voxplug.evaluation.batching import transcribe_clips
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return transcribe_clips(
+                VoxtralDecoding(model, processor, model_id=model_id),
+                audios,
+                languages,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                cuda_graphs=cuda_graphs,
+                graph_shapes=graph_shapes,
+                stats=stats,
+            )
+    finally:
+        model.train(was_training)
+
+
 def transcribe(
     model: Any,
     processor: Any,
     audios: list[np.ndarray],
     languages: Sequence[str | None],
     *,
-    max_new_tokens: int = 128,
-    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    cuda_graphs: bool = True,
     model_id: str = "voxtral",
+    stats: DecodeStats | None = None,
 ) -> list[str]:
-    """Transcribe 16 kHz mono clips greedily, ``batch_size`` at a time, and return one string per clip.
+    """Transcribe 16 kHz mono clips greedily; one string per clip.
 
-    ``languages`` holds an ISO 639-1 code or ``None`` (automatic detection) per clip. Only the new tokens are
-    decoded, with special tokens skipped. The model is put in eval mode for the call and restored afterwards.
+    ``languages`` holds an ISO 639-1 code or ``None`` (automatic detection) per clip. ``max_new_tokens`` caps
+    every transcript (None: a budget from each clip's length); ``batch_size`` is the most clips decoded together
+    (None: as many as free GPU memory holds). Only the new tokens are decoded, with special tokens skipped. The
+    model is put in eval mode for the call and restored afterwards.
     """
-    collator = VoxtralTranscriptionCollator(processor, model_id=model_id)
-    tokenizer = processor.tokenizer
-    was_training = model.training
-    model.eval()
-    texts: list[str] = []
-    try:
-        for start in range(0, len(audios), batch_size):
-            batch = collator.inference_batch(audios[start : start + batch_size], languages[start : start + batch_size])
-            new_tokens = generate_batch(
-                model,
-                batch,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=collator.pad_token_id,
-                eos_token_id=collator.eos_token_id,
-            )
-            decoded = tokenizer.batch_decode(new_tokens.tolist(), skip_special_tokens=True)
-            texts.extend(text.strip() for text in decoded)
-    finally:
-        model.train(was_training)
-    return texts
+    ids = transcribe_ids(
+        model,
+        processor,
+        audios,
+        languages,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        cuda_graphs=cuda_graphs,
+        model_id=model_id,
+        stats=stats,
+    )
+    return [text.strip() for text in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]

@@ -108,13 +108,22 @@ class WhisperFamily(ModelFamily):
         audios: list[np.ndarray],
         languages: list[str | None],
         *,
-        max_new_tokens: int = 128,
-        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+        batch_size: int | None = None,
+        cuda_graphs: bool = True,
     ) -> list[str]:
         """Greedy transcripts of 16 kHz mono clips (a ``None`` language is detected on multilingual models)."""
         from voxplug_whisper.generation import transcribe
 
-        return transcribe(model, processor, audios, languages, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        return transcribe(
+            model,
+            processor,
+            audios,
+            languages,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            cuda_graphs=cuda_graphs,
+        )
 
     def build_tiny(self, out_dir: Path, *, seed: int = 0) -> Path:
         """Write a tiny random English-only Whisper with the real tiny.en tokenizer to ``out_dir``."""

@@ -1,11 +1,12 @@
 """Greedy transcription with a Whisper model: base, PEFT-wrapped or merged.
 
 This is Whisper's short-form greedy decoding (what ``WhisperForConditionalGeneration.generate`` and
-CTranslate2 do for clips up to 30 s with ``num_beams=1``), written as a small loop: the encoder runs once per
-batch, the decoder reuses its key/value cache, ``suppress_tokens`` are masked at every step and
-``begin_suppress_tokens`` at the first one, and a row stops at ``<|endoftext|>``. It gives the same tokens as
-``generate`` at a fraction of its per-step overhead on CPU (transformers rebuilds its suppression masks from
-the whole vocabulary at every step).
+CTranslate2 do for clips up to 30 s with ``num_beams=1``), token for token: ``suppress_tokens`` are masked at every
+step and ``begin_suppress_tokens`` at the first one, and a row stops at ``<|endoftext|>``. :func:`transcribe` hands
+:class:`WhisperDecoding` to :func:`voxplug.evaluation.batching.transcribe_clips`: the encoder runs once per clip
+in the prompt's forward pass, and :class:`DecoderCache` decodes from the self-attention keys and values in buffers
+allocated once and the cross-attention ones computed once, with a step built from the model's own modules (LoRA
+layers included) that reads only the filled part of the cache.
 
 Prompts: ``<|startoftranscript|><|notimestamps|>`` for English-only models; for multilingual ones
 ``<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>``, where a clip without a language first gets the
@@ -14,10 +15,11 @@ language token the model scores highest (Whisper's language detection).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from voxplug.evaluation.decoding import DecodeStats, base_model
 from voxplug_whisper.processor import MAX_TARGET_POSITIONS, WhisperTokens, whisper_tokens
 
 if TYPE_CHECKING:
@@ -58,8 +60,7 @@ def _first_setting(sources: Sequence[Any], name: str) -> list[int]:
 
 def unwrap_model(model: Any) -> Any:
     """The ``WhisperForConditionalGeneration`` inside a PEFT wrapper (LoRA layers stay active), or ``model``."""
-    get_base_model = getattr(model, "get_base_model", None)
-    return get_base_model() if callable(get_base_model) else model
+    return base_model(model)
 
 
 def check_window(audio: np.ndarray, where: str) -> None:
@@ -116,63 +117,216 @@ def _next_token_logits(model: Any, encoded: Any, decoder_input_ids: torch.Tensor
     return output.logits[:, -1].float(), output.cache
 
 
-def all_ranks_agree(flag: bool, device: torch.device) -> bool:
-    """``flag`` on every rank that shares sharded weights (DeepSpeed ZeRO-3, where each forward pass needs every
-    rank), so that all of them run the same number of decoding steps; elsewhere just ``flag``."""
-    import torch
-    from transformers.integrations import is_deepspeed_zero3_enabled
-
-    if not (is_deepspeed_zero3_enabled() and torch.distributed.is_initialized()):
-        return flag
-    value = torch.tensor(float(flag), device=device)
-    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
-    return bool(value.item())
-
-
-def greedy_decode(
-    model: Any, encoded: Any, prompts: list[list[int]], rules: DecodingRules, *, eot: int, max_new_tokens: int
-) -> list[list[int]]:
-    """Greedy-decode each row of ``encoded`` after its prompt (all of one length); return the new ids before eot."""
+def attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """SDPA of ``(rows, heads, 1, dim)`` queries (already scaled) over the keys; ``(rows, 1, heads * dim)``."""
     import torch
 
-    if len({len(prompt) for prompt in prompts}) != 1:
-        raise ValueError(f"the prompts of one batch must have one length, got {[len(p) for p in prompts]}")
-    budget = min(max_new_tokens, rules.max_target_positions - len(prompts[0]))
-    step_input, cache = torch.tensor(prompts), None
-    finished = torch.zeros(len(prompts), dtype=torch.bool)
-    generated: list[torch.Tensor] = []
-    for step in range(budget):
-        logits, cache = _next_token_logits(model, encoded, step_input, cache)
-        logits[:, list(rules.suppress_tokens)] = float("-inf")
-        if step == 0:
-            logits[:, list(rules.begin_suppress_tokens)] = float("-inf")
-        next_ids = logits.argmax(-1).cpu().masked_fill(finished, eot)
-        generated.append(next_ids)
-        finished |= next_ids == eot
-        if all_ranks_agree(bool(finished.all()), logits.device):
-            break
-        step_input = next_ids[:, None]
-    rows = torch.stack(generated, dim=1).tolist() if generated else [[] for _ in prompts]
-    return [row[: row.index(eot)] if eot in row else row for row in rows]
+    out = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=1.0)
+    return out.transpose(1, 2).reshape(query.shape[0], 1, -1)
 
 
-def transcribe_batch(
-    model: Any, processor: Any, audios: Sequence[np.ndarray], languages: Sequence[str | None], *, max_new_tokens: int
+def scaled_query(attention: Any, normed: torch.Tensor) -> torch.Tensor:
+    """``(rows, heads, 1, dim)`` queries of one token per row, scaled before attention as transformers does."""
+    shape = (normed.shape[0], 1, -1, attention.head_dim)
+    return (attention.q_proj(normed) * attention.scaling).view(shape).transpose(1, 2).contiguous()
+
+
+class DecoderCache:
+    """The decoder's self-attention keys and values for ``rows`` x ``positions``, the cross-attention ones over
+    the encoder's 1500 frames, and the one-token decoder step."""
+
+    def __init__(self, model: Any, rows: int, positions: int, suppress: torch.Tensor) -> None:
+        self.decoder = model.model.decoder
+        self.proj_out = model.proj_out
+        self.layers = list(self.decoder.layers)
+        self.rows, self.positions = rows, positions
+        self.device = next(model.parameters()).device
+        self.suppress = suppress
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.cross_keys: list[torch.Tensor] = []
+        self.cross_values: list[torch.Tensor] = []
+
+    def load(self, cache: Any, offset: int) -> None:
+        """Copy a prompt pass's ``EncoderDecoderCache`` into rows ``offset`` onwards."""
+        import torch
+
+        pairs = zip(cache.self_attention_cache.layers, cache.cross_attention_cache.layers, strict=True)
+        for index, (own, cross) in enumerate(pairs):
+            if len(self.keys) <= index:  # allocated on first use, in the dtype the model computes in
+                shape = (self.rows, own.keys.shape[1], self.positions, own.keys.shape[-1])
+                cross_shape = (self.rows, *cross.keys.shape[1:])
+                for buffers, size in ((self.keys, shape), (self.values, shape)):
+                    buffers.append(torch.zeros(size, dtype=own.keys.dtype, device=self.device))
+                for buffers in (self.cross_keys, self.cross_values):
+                    buffers.append(torch.zeros(cross_shape, dtype=cross.keys.dtype, device=self.device))
+            count, length = own.keys.shape[0], own.keys.shape[2]
+            self.keys[index][offset : offset + count, :, :length].copy_(own.keys)
+            self.values[index][offset : offset + count, :, :length].copy_(own.values)
+            self.cross_keys[index][offset : offset + count].copy_(cross.keys)
+            self.cross_values[index][offset : offset + count].copy_(cross.values)
+
+    def step(self, ids: torch.Tensor, position: torch.Tensor, span: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Next-token logits (float32, suppressed tokens at -inf) for ``ids`` at ``position``; see
+        :class:`~voxplug.evaluation.decoding.DecodeState`."""
+        decoder = self.decoder
+        hidden = decoder.embed_tokens(ids) + decoder.embed_positions(ids, position_ids=position.view(1, 1))
+        for index, layer in enumerate(self.layers):  # WhisperDecoderLayer.forward's arithmetic, in its order
+            normed = layer.self_attn_layer_norm(hidden)
+            hidden = hidden + self._self_attention(index, layer.self_attn, normed, position, span, mask)
+            normed = layer.encoder_attn_layer_norm(hidden)
+            hidden = hidden + self._cross_attention(index, layer.encoder_attn, normed)
+            hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
+        hidden = decoder.layer_norm(hidden)
+        return self.proj_out(hidden[:, -1]).float() + self.suppress
+
+    def _self_attention(
+        self, index: int, attention: Any, normed: torch.Tensor, position: torch.Tensor, span: int, mask: Any
+    ) -> torch.Tensor:
+        """Write the new token's key and value at ``position``; attend to the first ``span`` positions."""
+        rows = normed.shape[0]
+        shape = (rows, 1, -1, attention.head_dim)
+        keys, values = self.keys[index][:rows], self.values[index][:rows]
+        keys.index_copy_(2, position.view(1), attention.k_proj(normed).view(shape).transpose(1, 2))
+        values.index_copy_(2, position.view(1), attention.v_proj(normed).view(shape).transpose(1, 2))
+        attended = attend(scaled_query(attention, normed), keys[:, :, :span], values[:, :, :span], mask)
+        return attention.out_proj(attended)
+
+    def _cross_attention(self, index: int, attention: Any, normed: torch.Tensor) -> torch.Tensor:
+        """Attend to the encoder's frames through their keys and values from the prompt pass."""
+        rows = normed.shape[0]
+        keys, values = self.cross_keys[index][:rows], self.cross_values[index][:rows]
+        return attention.out_proj(attend(scaled_query(attention, normed), keys, values, None))
+
+    def move_rows(self, keep: torch.Tensor) -> None:
+        """Copy rows ``keep`` of every buffer to its first rows."""
+        for buffer in (*self.keys, *self.values, *self.cross_keys, *self.cross_values):
+            buffer[: len(keep)] = buffer[keep]
+
+
+@dataclass
+class WhisperPrompts:
+    """Clips' log-mel features and languages, all with prompts of ``prompt_length`` tokens."""
+
+    features: torch.Tensor
+    languages: list[str | None]
+    prompt_length: int
+
+
+class WhisperDecoding:
+    """:class:`voxplug.evaluation.batching.FastTranscription` for one Whisper model and its processor."""
+
+    def __init__(self, model: Any, processor: Any) -> None:
+        import torch
+
+        self.model = unwrap_model(model)
+        self.processor = processor
+        self.tokens = whisper_tokens(processor.tokenizer)
+        self.rules = DecodingRules.of(self.model)
+        parameter = next(self.model.parameters())
+        self.device = parameter.device
+        self.eos_ids = (self.tokens.eot,)
+        self.pad_id = self.tokens.eot
+        self.max_positions = self.rules.max_target_positions
+        config = self.model.config
+        self.vocab_size = int(self.model.proj_out.out_features)
+        self.suppress = torch.zeros(self.vocab_size, device=self.device)
+        self.suppress[list(self.rules.suppress_tokens)] = float("-inf")
+        self.begin_suppress = list(self.rules.begin_suppress_tokens)
+        autocast = self.device.type == "cuda" and torch.is_autocast_enabled("cuda")
+        dtype = torch.get_autocast_dtype("cuda") if autocast else parameter.dtype
+        self.dtype_bytes = torch.empty((), dtype=dtype).element_size()
+        self.kv_bytes_per_position = 2 * config.decoder_layers * config.d_model * self.dtype_bytes
+        self.frames = config.max_source_positions
+
+    def prompt_key(self, audio: np.ndarray, language: str | None) -> Hashable:
+        """One key: every prompt has one length (the language, given or detected, is one token)."""
+        if self.tokens.multilingual and language is not None:
+            self.tokens.language_id(language)  # an unknown code fails here, before any work
+        return 0
+
+    def prompt_length(self, key: Hashable) -> int:
+        return len(self.tokens.prompt("en" if self.tokens.multilingual else None))
+
+    def row_bytes(self, positions: int) -> int:
+        """The row's self- and cross-attention keys and values, and its float32 logits three times over."""
+        return (positions + self.frames) * self.kv_bytes_per_position + 3 * 4 * self.vocab_size
+
+    def prefill_bytes(self, key: Hashable) -> int:
+        """The encoder's activations for one 30 s window and the prompt pass's caches."""
+        config = self.model.config
+        encoder = 2 * self.frames * 16 * config.d_model * self.dtype_bytes
+        return encoder + (self.frames + MAX_TARGET_POSITIONS) * self.kv_bytes_per_position
+
+    def encode(self, audios: Sequence[np.ndarray], languages: Sequence[str | None]) -> WhisperPrompts:
+        """Log-mel features of the clips."""
+        return WhisperPrompts(log_mel_features(self.processor, audios), list(languages), self.prompt_length(0))
+
+    def new_state(self, rows: int, positions: int) -> DecoderCache:
+        return DecoderCache(self.model, rows, positions, self.suppress)
+
+    def prefill(self, batch: WhisperPrompts, state: DecoderCache, offset: int) -> torch.Tensor:
+        """Encode the clips once, detect languages where needed (on every clip, so that ranks sharing weights run
+        the same passes), run the decoder over the prompts; first-token logits with the rules applied."""
+        import torch
+
+        encoded = encode(self.model, batch.features)
+        chosen = list(batch.languages)
+        if self.tokens.multilingual:
+            detected = detect_languages(self.model, encoded, self.tokens)
+            chosen = [language or found for language, found in zip(chosen, detected, strict=True)]
+        prompts = [self.tokens.prompt(language) for language in chosen]  # codes were checked in prompt_key
+        output = self.model(
+            encoder_outputs=encoded, decoder_input_ids=torch.tensor(prompts, device=self.device), use_cache=True
+        )
+        state.load(output.cache, offset)
+        logits = output.logits[:, -1].float() + self.suppress
+        logits[:, self.begin_suppress] = float("-inf")
+        return logits
+
+
+def transcribe_ids(
+    model: Any,
+    processor: Any,
+    audios: list[np.ndarray],
+    languages: Sequence[str | None],
+    *,
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    cuda_graphs: bool = True,
+    graph_shapes: bool | None = None,
+    stats: DecodeStats | None = None,
 ) -> list[list[int]]:
-    """The generated token ids of one batch of clips, decoded together.
+    """Greedy new token ids of each clip, without ``<|endoftext|>`` (see :func:`transcribe`).
 
-    On a multilingual model the language is detected for every clip (one decoder step) and used where a clip
-    has none, so every rank runs the same passes whatever its clips' languages (needed under ZeRO-3).
+    ``graph_shapes`` runs the GPU's decoding shapes on any device (see :func:`~voxplug.evaluation.batching.
+    transcribe_clips`).
     """
-    tokens = whisper_tokens(processor.tokenizer)
-    encoded = encode(model, log_mel_features(processor, audios))
-    chosen = list(languages)
-    if tokens.multilingual:
-        detected = detect_languages(model, encoded, tokens)
-        chosen = [language or found for language, found in zip(chosen, detected, strict=True)]
-    prompts = [tokens.prompt(language, f"clip {row}") for row, language in enumerate(chosen)]
-    rules = DecodingRules.of(model)
-    return greedy_decode(model, encoded, prompts, rules, eot=tokens.eot, max_new_tokens=max_new_tokens)
+    import torch
+
+    from voxplug.errors import DataError
+    from voxplug.evaluation.batching import transcribe_clips
+
+    if len(audios) != len(languages):
+        raise DataError(f"got {len(audios)} audio clips but {len(languages)} languages; give one (or None) per clip")
+    for index, audio in enumerate(audios):
+        check_window(audio, f"clip {index}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return transcribe_clips(
+                WhisperDecoding(model, processor),
+                audios,
+                languages,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                cuda_graphs=cuda_graphs,
+                graph_shapes=graph_shapes,
+                stats=stats,
+            )
+    finally:
+        model.train(was_training)
 
 
 def transcribe(
@@ -181,31 +335,26 @@ def transcribe(
     audios: list[np.ndarray],
     languages: Sequence[str | None],
     *,
-    max_new_tokens: int = 128,
-    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    cuda_graphs: bool = True,
+    stats: DecodeStats | None = None,
 ) -> list[str]:
-    """Transcribe 16 kHz mono clips greedily, ``batch_size`` at a time; one string per clip.
+    """Transcribe 16 kHz mono clips (up to 30 s each) greedily; one string per clip.
 
     ``languages`` holds an ISO 639-1 code or ``None`` (detect) per clip; English-only models ignore it.
-    The model is put in eval mode for the call and restored afterwards.
+    ``max_new_tokens`` caps every transcript (None: a budget from each clip's length); ``batch_size`` is the most
+    clips decoded together (None: as many as free GPU memory holds). The model is put in eval mode for the call and
+    restored afterwards.
     """
-    from voxplug.errors import DataError
-
-    if len(audios) != len(languages):
-        raise DataError(f"got {len(audios)} audio clips but {len(languages)} languages; give one (or None) per clip")
-    for index, audio in enumerate(audios):
-        check_window(audio, f"clip {index}")
-    was_training = model.training
-    model.eval()
-    ids: list[list[int]] = []
-    try:
-        for start in range(0, len(audios), batch_size):
-            stop = start + batch_size
-            ids.extend(
-                transcribe_batch(
-                    model, processor, audios[start:stop], languages[start:stop], max_new_tokens=max_new_tokens
-                )
-            )
-    finally:
-        model.train(was_training)
+    ids = transcribe_ids(
+        model,
+        processor,
+        audios,
+        languages,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        cuda_graphs=cuda_graphs,
+        stats=stats,
+    )
     return [text.strip() for text in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]

@@ -124,7 +124,8 @@ def whisper_tokens(tokenizer: Any) -> WhisperTokens:
     """Read the special token ids of a Whisper tokenizer (raises ``ModelError`` if it is not one)."""
     from voxplug.errors import ModelError
 
-    vocab = tokenizer.get_vocab()
+    # Whisper's special tokens are added tokens: their table is ~1,600 entries where the vocabulary is ~51,000
+    vocab = tokenizer.get_added_vocab()
     names = {
         "eot": "<|endoftext|>",
         "sot": "<|startoftranscript|>",
@@ -133,6 +134,8 @@ def whisper_tokens(tokenizer: Any) -> WhisperTokens:
         "no_timestamps": "<|notimestamps|>",
         "start_of_previous": "<|startofprev|>",
     }
+    if any(token not in vocab for token in names.values()):
+        vocab = tokenizer.get_vocab()
     missing = [token for token in names.values() if token not in vocab]
     if missing:
         raise ModelError(f"not a Whisper tokenizer: it has no {', '.join(missing)} token")

@@ -56,7 +56,7 @@ def demo(tiny_base: Path) -> Iterator[tuple[Any, ConcurrencyGauge]]:
     gauge = ConcurrencyGauge()
     limits = DemoLimits(concurrency=2, queue_size=4, max_audio_s=30, max_file_mb=1.5)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Transcriber, "_voxtral", gauge.wrap(Transcriber._voxtral))
+        patch.setattr(Transcriber, "transcribe", gauge.wrap(Transcriber.transcribe))
         app = build_demo(str(tiny_base), max_new_tokens=4, limits=limits)
         launch_demo(app, limits, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
         try:

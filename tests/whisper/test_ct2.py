@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from voxplug_whisper.ct2 import convert_ct2_whisper, read_ct2_model
-from voxplug_whisper.generation import log_mel_features, transcribe_batch
+from voxplug_whisper.generation import log_mel_features, transcribe_ids
 from voxplug_whisper.processor import whisper_tokens
 
 from voxplug.errors import ModelError
@@ -78,7 +78,7 @@ def test_converted_model_transcribes_like_ctranslate2(
     model = WhisperForConditionalGeneration.from_pretrained(tiny_en_dir)
     picked = spoken[:: len(spoken) // EQUIVALENCE_CLIPS][:EQUIVALENCE_CLIPS]  # US, GB and fast voices
     audios, texts = [audio for audio, _ in picked], [text for _, text in picked]
-    ours = transcribe_batch(model, processor, audios, [None] * len(audios), max_new_tokens=128)
+    ours = transcribe_ids(model, processor, audios, [None] * len(audios), max_new_tokens=128)
     assert ours == ctranslate2_token_ids(ct2_tiny_en_dir, processor, audios)
     hypotheses = processor.tokenizer.batch_decode(ours, skip_special_tokens=True)
     assert wer_cer(texts, hypotheses)["wer"] < 0.5, hypotheses  # a real model, not two agreeing random ones
@@ -91,7 +91,7 @@ def test_greedy_loop_matches_transformers_generate(tiny_en_dir: Path, spoken: li
     processor = WhisperProcessor.from_pretrained(tiny_en_dir)
     model = WhisperForConditionalGeneration.from_pretrained(tiny_en_dir).eval()
     audio = spoken[1][0]
-    ours = transcribe_batch(model, processor, [audio], [None], max_new_tokens=40)[0]
+    ours = transcribe_ids(model, processor, [audio], [None], max_new_tokens=40)[0]
     with torch.no_grad():
         generated = model.generate(log_mel_features(processor, [audio]), max_new_tokens=40)[0].tolist()
     eot = whisper_tokens(processor.tokenizer).eot

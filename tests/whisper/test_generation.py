@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from voxplug_whisper.generation import detect_languages, encode, log_mel_features, transcribe, transcribe_batch
+from voxplug_whisper.generation import detect_languages, encode, log_mel_features, transcribe, transcribe_ids
 from voxplug_whisper.processor import whisper_tokens
 
 from voxplug.errors import AudioError, DataError
@@ -29,30 +29,30 @@ def test_detection_matches_transformers(multilingual_model: Any, multilingual_pr
     assert [tokens.languages[code] for code in ours] == theirs
 
 
-def test_prompts_follow_each_rows_language(
-    multilingual_model: Any, multilingual_processor: Any, spoken: list, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """One batch, one prompt per row: the row's language, or the detected one for None; order kept."""
-    import voxplug_whisper.generation as generation
-
+def test_prompts_follow_each_rows_language(multilingual_model: Any, multilingual_processor: Any, spoken: list) -> None:
+    """One batch, one prompt per row: the row's language, or the detected one for None; results in order."""
     seen: list[list[list[int]]] = []
-    original = generation.greedy_decode
 
-    def recording(model: Any, encoded: Any, prompts: list[list[int]], *args: Any, **kwargs: Any) -> list[list[int]]:
-        seen.append(prompts)
-        return original(model, encoded, prompts, *args, **kwargs)
+    def record(module: Any, args: tuple, kwargs: dict) -> None:
+        prompts = kwargs.get("decoder_input_ids")
+        if prompts is not None and prompts.shape[1] > 1:  # the prompt pass, not language detection
+            seen.append(prompts.tolist())
 
-    monkeypatch.setattr(generation, "greedy_decode", recording)
+    handle = multilingual_model.register_forward_pre_hook(record, with_kwargs=True)
     tokens = whisper_tokens(multilingual_processor.tokenizer)
     audios = [audio for audio, _ in spoken[:3]]
-    mixed = transcribe_batch(multilingual_model, multilingual_processor, audios, ["fr", None, "de"], max_new_tokens=4)
+    try:
+        mixed = transcribe_ids(multilingual_model, multilingual_processor, audios, ["fr", None, "de"], max_new_tokens=4)
+    finally:
+        handle.remove()
     features = log_mel_features(multilingual_processor, audios[1:2])
     detected = detect_languages(multilingual_model, encode(multilingual_model, features), tokens)[0]
-    expected = [
+    prompts = [
         [tokens.sot, tokens.languages[code], tokens.transcribe, tokens.no_timestamps] for code in ("fr", detected, "de")
     ]
-    assert seen[0] == expected
-    single = transcribe_batch(multilingual_model, multilingual_processor, audios[2:], ["de"], max_new_tokens=4)
+    longest_first = sorted(range(3), key=lambda index: -len(audios[index]))  # the order clips are batched in
+    assert seen == [[prompts[index] for index in longest_first]]
+    single = transcribe_ids(multilingual_model, multilingual_processor, audios[2:], ["de"], max_new_tokens=4)
     assert mixed[2] == single[0]
 
 

@@ -31,8 +31,13 @@ def evaluate(
     no_compare: bool = typer.Option(False, "--no-compare", help="Do not evaluate the base model."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for the results (default: evaluations/<model name>)."),
     language: str = typer.Option(None, "--language", help="Language for rows that name none (default: automatic)."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    max_new_tokens: int = typer.Option(
+        None, "--max-new-tokens", min=1, help="Most tokens of a transcript (default: from each clip's length)."
+    ),
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, help="Most clips decoded together (default: from free GPU memory; 8 on CPU)."
+    ),
+    cuda_graphs: bool = typer.Option(True, help="Replay each decoding step as a CUDA graph on GPUs."),
     all_rows: bool = typer.Option(
         False, "--all-rows", help="Also score the rows the model was trained on (default: only the held-out ones)."
     ),
@@ -47,7 +52,7 @@ def evaluate(
     from voxplug.evaluation.generation import GenerationSettings
     from voxplug.plugins import get_plugin_host
 
-    settings = GenerationSettings(max_new_tokens, batch_size, None, language)
+    settings = GenerationSettings(max_new_tokens, batch_size, None, language, cuda_graphs)
     with rows_to_score(model, data, all_rows=all_rows) as manifest:
         outcome = run_evaluation(
             model,

@@ -1,1 +1,2 @@
-"""Generation-based evaluation: greedy transcripts, WER/CER, per-utterance predictions and comparisons."""
+"""Generation-based evaluation: greedy transcripts (the families' fast decoder: batching.py, decoding.py), WER/CER,
+per-utterance predictions and comparisons."""

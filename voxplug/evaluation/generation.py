@@ -1,9 +1,10 @@
 """Greedy transcription of evaluation examples, sharded over every process and gathered back in order.
 
-Every rank transcribes its own contiguous shard, padded to the same number of clips, so that all ranks call
-``generate`` the same number of times: under DeepSpeed ZeRO-3 each forward pass gathers parameters from every
-rank, so one rank generating alone would hang the others. The gathered hypotheses are identical on every
-rank, and so are the WER/CER computed from them (the best-checkpoint choice must agree across ranks).
+Clips go to ranks in turn by length, so every rank gets as much audio; each rank's shard is padded to the same
+number of clips, so that all ranks decode together: under DeepSpeed ZeRO-3 each forward pass gathers parameters
+from every rank, so one rank decoding alone would hang the others (the decoder keeps them in step). The gathered
+hypotheses are identical on every rank, and so are the WER/CER computed from them (the best-checkpoint choice must
+agree across ranks). Each family's ``transcribe`` is the fast decoder of :mod:`voxplug.evaluation.batching`.
 """
 
 from __future__ import annotations
@@ -23,33 +24,52 @@ if TYPE_CHECKING:
     from voxplug.plugins import PluginHost
 
 AutocastFactory = Callable[[], AbstractContextManager[Any]]
+#: Clips whose audio is held at once: the decoder sorts and batches within such a window.
+WINDOW_CLIPS = 1024
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How transcripts are generated for evaluation."""
+    """How transcripts are generated for evaluation.
 
-    max_new_tokens: int = 128
-    batch_size: int = 8
+    ``max_new_tokens``: the most tokens of every transcript (None: a budget from each clip's length);
+    ``batch_size``: the most clips decoded together (None: as many as free GPU memory holds, 8 on a CPU);
+    ``cuda_graphs``: replay each decoding step as a CUDA graph on GPUs.
+    """
+
+    max_new_tokens: int | None = None
+    batch_size: int | None = None
     max_duration_s: float | None = None
     default_language: str | None = None
+    cuda_graphs: bool = True
 
 
 def transcribe_examples(
     family: ModelFamily, model: Any, processor: Any, examples: Sequence[Example], settings: GenerationSettings
 ) -> list[str]:
-    """Greedy transcripts of ``examples``, decoding only one batch of audio at a time."""
+    """Greedy transcripts of ``examples``, holding the audio of :data:`WINDOW_CLIPS` clips at a time."""
     hypotheses: list[str] = []
-    for start in range(0, len(examples), settings.batch_size):
-        batch = examples[start : start + settings.batch_size]
-        audios = [example.load_audio(settings.max_duration_s) for example in batch]
-        languages = [example.language or settings.default_language for example in batch]
+    for start in range(0, len(examples), WINDOW_CLIPS):
+        window = examples[start : start + WINDOW_CLIPS]
         hypotheses.extend(
             family.transcribe(
-                model, processor, audios, languages, max_new_tokens=settings.max_new_tokens, batch_size=len(batch)
+                model,
+                processor,
+                [example.load_audio(settings.max_duration_s) for example in window],
+                [example.language or settings.default_language for example in window],
+                max_new_tokens=settings.max_new_tokens,
+                batch_size=settings.batch_size,
+                cuda_graphs=settings.cuda_graphs,
             )
         )
     return hypotheses
+
+
+def shard(examples: Sequence[Example], rank: int, world: int) -> list[int]:
+    """The indices of ``examples`` that ``rank`` of ``world`` transcribes: clips dealt in turn from the longest
+    (by ``duration_s``; unknown durations count as 0), so every rank gets about as much audio."""
+    by_length = sorted(range(len(examples)), key=lambda index: -(examples[index].duration_s or 0.0))
+    return by_length[rank::world]
 
 
 def transcribe_on_all_ranks(
@@ -69,12 +89,11 @@ def transcribe_on_all_ranks(
         return []
     state = PartialState()
     rank, world = state.process_index, state.num_processes
-    shard_size = math.ceil(len(examples) / world)
-    mine = list(examples[rank * shard_size : (rank + 1) * shard_size])
-    padded = mine + [examples[0]] * (shard_size - len(mine))
+    mine = shard(examples, rank, world)
+    padded = [examples[index] for index in mine] + [examples[0]] * (math.ceil(len(examples) / world) - len(mine))
     with autocast():
         hypotheses = transcribe_examples(family, model, processor, padded, settings)
-    pairs = [(rank * shard_size + offset, text) for offset, text in enumerate(hypotheses[: len(mine)])]
+    pairs = list(zip(mine, hypotheses, strict=False))
     by_index = dict(gather_object(pairs) if world > 1 else pairs)
     return [
         Utterance(example.id, example.language or settings.default_language, example.text, by_index[index])

@@ -99,10 +99,16 @@ class ModelFamily(Extension):
         audios: list[np.ndarray],
         languages: list[str | None],
         *,
-        max_new_tokens: int = 128,
-        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+        batch_size: int | None = None,
+        cuda_graphs: bool = True,
     ) -> list[str]:
-        """Greedy transcripts of 16 kHz mono clips."""
+        """Greedy transcripts of 16 kHz mono clips, one per clip, in order.
+
+        ``max_new_tokens`` caps every transcript (None: a budget from each clip's length); ``batch_size`` is the
+        most clips decoded together (None: the family chooses, from free GPU memory where it can); ``cuda_graphs``
+        lets a family replay its decoding steps as CUDA graphs.
+        """
         raise NotImplementedError
 
     def build_tiny(self, out_dir: Path, *, seed: int = 0) -> Path:

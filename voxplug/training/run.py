@@ -313,7 +313,11 @@ class TrainingRun:
         evaluator = None
         if data.eval and evaluation.enabled:
             settings = GenerationSettings(
-                evaluation.max_new_tokens, evaluation.batch_size, data_config.max_duration_s, data_config.language
+                evaluation.max_new_tokens,
+                evaluation.batch_size,
+                data_config.max_duration_s,
+                data_config.language,
+                evaluation.cuda_graphs,
             )
             examples = data.eval[: evaluation.max_samples] if evaluation.max_samples else data.eval
             evaluator = GenerationEvaluator(

@@ -1,0 +1,186 @@
+"""The fast decoder gives transformers' greedy ``generate`` tokens, token for token, for both families on the CPU.
+
+Both the CPU's shapes (exact spans, rows leaving at once) and the GPU's (``graph_shapes``: prompt passes of 16,
+audio prepared in a thread, rows in powers of two, spans in buckets with masks) run here; only the CUDA graph
+capture itself needs a GPU (test_gpu.py). The reference is ``generate`` on one clip at a time, with the same
+token budget.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voxplug.data.audio import load_audio_16k
+from voxplug.evaluation.batching import token_budget
+from voxplug.evaluation.decoding import DecodeStats
+
+SHAPES = [pytest.param(False, id="cpu-shapes"), pytest.param(True, id="gpu-shapes")]
+
+
+@pytest.fixture(scope="module")
+def clips(speech_clips: list[tuple[Path, str]]) -> list[np.ndarray]:
+    """Real speech: four sentences of about 2 s, two of three sentences joined, half a second of silence, and
+    31 s (two 30 s chunks for Voxtral)."""
+    single = [load_audio_16k(path).samples for path, _ in speech_clips[:4]]
+    joined = [np.concatenate(single[i : i + 3]) for i in range(2)]
+    long = np.concatenate([single[0]] * 16)[: 16000 * 31]
+    return [*single, *joined, np.zeros(8000, np.float32), long]
+
+
+@pytest.fixture(scope="module")
+def voxtral(tiny_voxtral: Path) -> tuple[Any, Any]:
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+
+    return VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral).eval(), AutoProcessor.from_pretrained(
+        tiny_voxtral
+    )
+
+
+def voxtral_generate(
+    model: Any, processor: Any, audio: np.ndarray, language: str | None, budget: int, eos: int
+) -> list:
+    """Plain ``generate`` on one clip; its new tokens before ``eos``."""
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.generation import generate_batch
+
+    batch = VoxtralTranscriptionCollator(processor).inference_batch([audio], [language])
+    row = generate_batch(model, batch, max_new_tokens=budget, pad_token_id=11, eos_token_id=eos)[0].tolist()
+    return row[: row.index(eos)] if eos in row else row
+
+
+LANGUAGES = ["en", None, "fr", "en", "en", None, "en"]
+
+
+@pytest.mark.parametrize("graph_shapes", SHAPES)
+def test_voxtral_matches_generate_with_budgets_from_clip_length(
+    voxtral: tuple[Any, Any], clips: list[np.ndarray], graph_shapes: bool
+) -> None:
+    from voxplug_voxtral.generation import transcribe_ids
+
+    model, processor = voxtral
+    audios = clips[:7]
+    stats = DecodeStats()
+    ours = transcribe_ids(model, processor, audios, LANGUAGES, batch_size=3, graph_shapes=graph_shapes, stats=stats)
+    limit = model.config.text_config.max_position_embeddings
+    budgets = [token_budget(len(audio) / 16000, None, limit) for audio in audios]
+    for audio, language, tokens, budget in zip(audios, LANGUAGES, ours, budgets, strict=True):
+        assert tokens == voxtral_generate(model, processor, audio, language, budget, eos=2)
+    assert [len(tokens) for tokens in ours] == budgets  # the random model never stops: every budget is used
+    assert len(set(budgets)) > 3 and stats.batches >= 3  # clips of many lengths; languages split the clips
+
+
+@pytest.mark.parametrize("graph_shapes", SHAPES)
+def test_voxtral_rows_stopping_at_eos_leave_the_batch(
+    voxtral: tuple[Any, Any], clips: list[np.ndarray], graph_shapes: bool
+) -> None:
+    """With an end-of-sequence id the random model often emits, rows stop at different steps."""
+    from voxplug_voxtral.generation import VoxtralDecoding
+
+    from voxplug.evaluation.batching import transcribe_clips
+
+    model, processor = voxtral
+    audios, languages = clips, ["en"] * len(clips)  # the last one has two 30 s chunks
+    first = voxtral_generate(model, processor, audios[0], "en", 12, eos=2)
+    eos = max(set(first), key=first.count)  # a token this model repeats
+    engine = VoxtralDecoding(model, processor)
+    engine.eos_ids = (eos,)
+    import torch
+
+    with torch.inference_mode():
+        ours = transcribe_clips(engine, audios, languages, max_new_tokens=40, batch_size=8, graph_shapes=graph_shapes)
+    theirs = [voxtral_generate(model, processor, audio, "en", 40, eos=eos) for audio in audios]
+    assert ours == theirs
+    assert len({len(tokens) for tokens in theirs}) > 1 and min(len(tokens) for tokens in theirs) < 39
+
+
+def test_lora_layers_take_part_and_can_be_switched_off(voxtral: tuple[Any, Any], clips: list[np.ndarray]) -> None:
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from voxplug_voxtral.generation import transcribe_ids
+    from voxplug_voxtral.targets import lora_target_regex
+
+    model, processor = voxtral
+    torch.manual_seed(1)
+    config = LoraConfig(r=4, target_modules=lora_target_regex(), init_lora_weights=False)  # random, not a no-op
+    tuned = get_peft_model(copy.deepcopy(model), config).eval()
+    audios, languages = clips[:4], ["en"] * 4
+    ours = transcribe_ids(tuned, processor, audios, languages, max_new_tokens=10)
+    assert ours == [voxtral_generate(tuned, processor, audio, "en", 10, eos=2) for audio in audios]
+    base = transcribe_ids(model, processor, audios, languages, max_new_tokens=10)
+    assert ours != base
+    with tuned.disable_adapter():
+        assert transcribe_ids(tuned, processor, audios, languages, max_new_tokens=10) == base
+
+
+@pytest.fixture(scope="module")
+def tiny_en(tiny_en_folder: Path) -> tuple[Any, Any]:
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    return WhisperForConditionalGeneration.from_pretrained(tiny_en_folder).eval(), WhisperProcessor.from_pretrained(
+        tiny_en_folder
+    )
+
+
+@pytest.mark.parametrize("graph_shapes", SHAPES)
+def test_whisper_matches_generate_and_stops_at_end_of_text(
+    tiny_en: tuple[Any, Any], clips: list[np.ndarray], speech_clips: list[tuple[Path, str]], graph_shapes: bool
+) -> None:
+    import torch
+    from voxplug_whisper.generation import log_mel_features, transcribe_ids
+
+    from voxplug.data.text import wer_cer
+
+    model, processor = tiny_en
+    audios = clips[:6]  # up to 30 s: Whisper's window
+    ours = transcribe_ids(model, processor, audios, [None] * 6, batch_size=3, graph_shapes=graph_shapes)
+    eot = processor.tokenizer.eos_token_id
+    for audio, tokens in zip(audios, ours, strict=True):
+        budget = token_budget(len(audio) / 16000, None, 446)
+        with torch.inference_mode():
+            row = model.generate(log_mel_features(processor, [audio]), max_new_tokens=budget)[0].tolist()
+        assert tokens == (row[: row.index(eot)] if eot in row else row)
+    texts = processor.tokenizer.batch_decode(ours[:4], skip_special_tokens=True)
+    assert wer_cer([text for _, text in speech_clips[:4]], texts)["wer"] < 0.5, texts  # a real model, really heard
+
+
+class SmallMemoryDecoding:
+    """A Voxtral decoder whose device holds at most ``rows`` decoder rows: more raise PyTorch's out-of-memory
+    error at the prompt pass, as a GPU would."""
+
+    def __init__(self, model: Any, processor: Any, rows: int) -> None:
+        from voxplug_voxtral.generation import VoxtralDecoding
+
+        self.inner, self.rows, self.refused = VoxtralDecoding(model, processor), rows, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def prefill(self, batch: Any, state: Any, offset: int) -> Any:
+        import torch
+
+        if state.rows > self.rows:
+            self.refused += 1
+            raise torch.OutOfMemoryError(f"CUDA out of memory: {state.rows} rows")
+        return self.inner.prefill(batch, state, offset)
+
+
+def test_a_batch_out_of_memory_is_retried_with_half_the_rows(voxtral: tuple[Any, Any], clips: list[np.ndarray]) -> None:
+    import torch
+
+    from voxplug.evaluation.batching import transcribe_clips
+
+    model, processor = voxtral
+    audios, languages = clips[:6], ["en"] * 6
+    engine = SmallMemoryDecoding(model, processor, rows=2)
+    stats = DecodeStats()
+    with torch.inference_mode():
+        ours = transcribe_clips(engine, audios, languages, max_new_tokens=8, batch_size=6, stats=stats)
+    assert engine.refused == 2 and stats.rows == 1  # 6 rows, then 3, then 1
+    assert stats.notes == [f"out of GPU memory: {rows} clips at once from then on" for rows in (3, 1)]
+    assert ours == [voxtral_generate(model, processor, audio, "en", 8, eos=2) for audio in audios]

@@ -1,0 +1,110 @@
+"""The fast decoder on a CUDA GPU: its steps captured and replayed as CUDA graphs, with the tokens of the same
+decoder run eagerly (the same kernels, so exactly the same), and of ``generate`` (other kernels: near-ties of a
+random tiny model may flip, so a share is asserted there; the real Whisper tiny.en must agree everywhere).
+
+Skipped without CUDA. Run on a GPU machine with ``python -m pytest tests/evaluation/test_gpu.py -m gpu``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from voxplug.data.audio import load_audio_16k
+from voxplug.evaluation.decoding import DecodeStats
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def audios(speech_clips: list[tuple[Path, str]]) -> list[np.ndarray]:
+    single = [load_audio_16k(path).samples for path, _ in speech_clips[:12]]
+    return [*single, np.concatenate(single[:4]), np.concatenate([single[0]] * 16)[: 16000 * 31]]
+
+
+def fast(module: Any, model: Any, processor: Any, audios: list[np.ndarray], **options: Any) -> tuple[list, DecodeStats]:
+    stats = DecodeStats()
+    tokens = module.transcribe_ids(model, processor, audios, [None] * len(audios), stats=stats, **options)
+    return tokens, stats
+
+
+def agreement(ours: list[list[int]], theirs: list[list[int]]) -> float:
+    return sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(ours)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_voxtral_graphs_replay_the_eager_steps(tiny_voxtral: Path, audios: list[np.ndarray], dtype: Any) -> None:
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral import generation
+
+    model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral, dtype=dtype).to("cuda").eval()
+    processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    graphed, stats = fast(generation, model, processor, audios, batch_size=8, max_new_tokens=40)
+    assert stats.captures > 0 and stats.replays > stats.captures and not stats.graphs_failed, stats
+    eager, _ = fast(generation, model, processor, audios, batch_size=8, max_new_tokens=40, cuda_graphs=False)
+    assert graphed == eager
+    if dtype == torch.float32:
+        from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+
+        collator = VoxtralTranscriptionCollator(processor)
+        theirs = []
+        for audio in audios:
+            row = generation.generate_batch(
+                model, collator.inference_batch([audio], [None]), max_new_tokens=40, pad_token_id=11, eos_token_id=2
+            )[0].tolist()
+            theirs.append(row[: row.index(2)] if 2 in row else row)
+        assert agreement(graphed, theirs) >= 0.8, (graphed, theirs)
+
+
+def test_voxtral_graphs_under_autocast_as_evaluation_in_training(tiny_voxtral: Path, audios: list[np.ndarray]) -> None:
+    """fp32 weights, bf16 autocast: what a full fine-tune's evaluation runs."""
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral import generation
+
+    model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral).to("cuda").eval()
+    processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        graphed, stats = fast(generation, model, processor, audios, max_new_tokens=24)
+        eager, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False)
+    assert stats.captures > 0 and not stats.graphs_failed, stats
+    assert graphed == eager
+    assert stats.rows == len(audios)  # the batch size came from free memory: every clip at once
+
+
+def test_whisper_tiny_en_graphs_match_generate(tiny_en_folder: Path, audios: list[np.ndarray]) -> None:
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+    from voxplug_whisper import generation
+
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_en_folder).to("cuda").eval()
+    processor = WhisperProcessor.from_pretrained(tiny_en_folder)
+    clips = audios[:13]  # up to 30 s
+    graphed, stats = fast(generation, model, processor, clips, batch_size=4)
+    assert stats.captures > 0 and not stats.graphs_failed, stats
+    eager, _ = fast(generation, model, processor, clips, batch_size=4, cuda_graphs=False)
+    assert graphed == eager
+    eot = processor.tokenizer.eos_token_id
+    theirs = []
+    with torch.inference_mode():
+        for audio in clips:
+            features = generation.log_mel_features(processor, [audio]).to("cuda")
+            row = model.generate(features, max_new_tokens=200)[0].tolist()
+            theirs.append(row[: row.index(eot)] if eot in row else row)
+    assert agreement(graphed, theirs) == 1.0, (graphed, theirs)
+
+
+def test_benchmark_tiny_on_the_gpu(tmp_path: Path) -> None:
+    out = tmp_path / "tiny-gpu.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "transcribe_throughput.py"), "--tiny", "--device", "cuda"]
+    finished = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    variants = json.loads(out.read_text())["variants"]
+    assert variants["voxplug"]["graphs"]["captures"] > 0 and not variants["voxplug"]["graphs"]["failed"]
+    assert all("clips_per_s" in entry for entry in variants.values()), variants
