@@ -79,6 +79,13 @@ class DataConfig(PluginChoice):
     max_duration_s: float = Field(30.0, gt=0, description="clips longer than this are rejected, not truncated")
     max_train_rows: int | None = Field(None, ge=1)
     language: str | None = Field(None, description="language for rows that do not name one (None = automatic)")
+    streaming: bool | None = Field(
+        None,
+        description="read training rows as a stream, each rank and data-loader worker its own share, checked as "
+        "they pass (docs/data.md); None: when the source streams (hub with streaming, granary) or a jsonl manifest "
+        "is larger than its stream_above_mb, unless max_train_rows is set",
+    )
+    shuffle_buffer: int = Field(10_000, ge=1, description="rows a stream shuffles among, in each data-loader worker")
     scrub: list[str] = Field(
         default_factory=list, description="text scrubbers run over transcripts before training and any push"
     )
