@@ -177,16 +177,23 @@ def _chain(iterables: Iterable[Iterable[Example]]) -> Iterator[Example]:
     return itertools.chain.from_iterable(iterables)
 
 
-def shuffled(items: Iterable[Any], size: int, rng: random.Random) -> Iterator[Any]:
-    """``items`` in an order drawn by ``rng`` from a buffer of ``size``: memory stays at ``size`` items."""
+def shuffled(items: Iterable[Any], size: int, rng: random.Random, *, initial: int = 1_000) -> Iterator[Any]:
+    """``items`` in an order drawn by ``rng`` from a buffer of at most ``size``: memory stays at ``size`` items.
+
+    The first item comes out once ``initial`` are in (not ``size``: a full buffer of rows checked by their audio
+    headers would delay the first step by seconds); the buffer then grows by one item for each that leaves, up to
+    ``size``, as WebDataset's shuffle does.
+    """
+    iterator = iter(items)
     buffer: list[Any] = []
-    for item in items:
+    for item in iterator:
+        buffer.append(item)
         if len(buffer) < size:
-            buffer.append(item)
-            continue
-        index = rng.randrange(size)
-        yield buffer[index]
-        buffer[index] = item
+            buffer.extend(itertools.islice(iterator, 1))
+        if len(buffer) >= min(initial, size):
+            index = rng.randrange(len(buffer))
+            buffer[index], buffer[-1] = buffer[-1], buffer[index]
+            yield buffer.pop()
     rng.shuffle(buffer)
     yield from buffer
 
