@@ -6,7 +6,8 @@ Part 1, one ``voxplug train`` subprocess per case, on the tiny Voxtral (``max_st
 first optimizer step (a local plugin's ``on_log`` notes the clock when step 1 is logged) and the process's peak
 RSS (``os.wait4``). Manifests repeat the 24 bundled clips, one JSON row of about 150 bytes each; they are written
 under ``--work`` (``/tmp`` by default, never in the repository). Cases: streamed (``data.streaming: true``) at each
-``--rows``, listed (``data.streaming: false``, today's path) at each ``--listed-rows``.
+``--rows``, listed (``data.streaming: false``, the path that checks every row first) at each ``--listed-rows``;
+each ``--repeats`` times, interleaved, with the median and the minimum kept.
 
 Part 2, in this process on one thread: decoding (soundfile + soxr, :class:`~voxplug.training.dataset.ExampleDataset`)
 and collating (the ``voxtral-transcription`` collator with its feature cache off, the real 128-bin Whisper feature
@@ -29,6 +30,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -142,6 +144,18 @@ def run_case(work: Path, model: Path, manifest: Path, *, streaming: bool, rows: 
     }
 
 
+def summarised(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case's repeats: median and minimum of each measure, and every run."""
+    first = runs[0]
+    summary = {key: first[key] for key in ("case", "rows", "streaming", "manifest_mb")}
+    for key in ("seconds_to_first_step", "wall_seconds", "data_loading_seconds", "peak_rss_mb"):
+        values = [run[key] for run in runs if run[key] is not None]
+        summary[f"{key}_median"] = round(statistics.median(values), 2) if values else None
+        summary[f"{key}_min"] = min(values) if values else None
+    summary["runs"] = runs
+    return summary
+
+
 def _stage_seconds(log: Path, stage: str) -> float | None:
     for line in log.read_text(encoding="utf-8").splitlines() if log.is_file() else []:
         if f"stage {stage} took" in line:
@@ -214,6 +228,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000, 1_000_000])
     parser.add_argument("--listed-rows", type=int, nargs="*", default=[1_000, 20_000])
     parser.add_argument("--samples", type=int, default=96, help="clips decoded and collated in part 2")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each case, interleaved")
     parser.add_argument("--work", type=Path, default=Path("/tmp/voxplug-streaming-startup"))
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "streaming_startup-cpu.json")
     args = parser.parse_args()
@@ -222,10 +237,14 @@ def main() -> None:
     model = tiny_model(args.work)
     manifests = {rows: write_manifest(args.work, rows) for rows in sorted({*args.rows, *args.listed_rows})}
     load_before = os.getloadavg()
-    cases = [run_case(args.work, model, manifests[rows], streaming=True, rows=rows) for rows in args.rows]
-    cases += [run_case(args.work, model, manifests[rows], streaming=False, rows=rows) for rows in args.listed_rows]
-    for case in cases:
-        print(json.dumps(case))
+    plan = [(True, rows) for rows in args.rows] + [(False, rows) for rows in args.listed_rows]
+    runs: dict[tuple[bool, int], list[dict[str, Any]]] = {case: [] for case in plan}
+    for _repeat in range(args.repeats):  # interleaved, so that a burst of load on the shared CPU hits every case
+        for streaming, rows in plan:
+            run = run_case(args.work, model, manifests[rows], streaming=streaming, rows=rows)
+            runs[(streaming, rows)].append(run)
+            print(json.dumps(run))
+    cases = [summarised(runs[case]) for case in plan]
     streamed = [case for case in cases if case["streaming"]]
     smallest, largest = min(streamed, key=lambda c: c["rows"]), max(streamed, key=lambda c: c["rows"])
     throughput = per_core_throughput(args.work, model, manifests[max(args.rows)], args.samples)
@@ -242,10 +261,13 @@ def main() -> None:
         "cases": cases,
         "streamed_largest_over_smallest": {
             "rows": [smallest["rows"], largest["rows"]],
-            "seconds_to_first_step_ratio": round(
-                largest["seconds_to_first_step"] / smallest["seconds_to_first_step"], 3
+            "seconds_to_first_step_median_ratio": round(
+                largest["seconds_to_first_step_median"] / smallest["seconds_to_first_step_median"], 3
             ),
-            "peak_rss_difference_mb": round(largest["peak_rss_mb"] - smallest["peak_rss_mb"], 1),
+            "seconds_to_first_step_min_ratio": round(
+                largest["seconds_to_first_step_min"] / smallest["seconds_to_first_step_min"], 3
+            ),
+            "peak_rss_median_difference_mb": round(largest["peak_rss_mb_median"] - smallest["peak_rss_mb_median"], 1),
         },
         "per_core": throughput,
     }
