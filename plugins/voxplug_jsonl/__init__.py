@@ -17,6 +17,7 @@ from voxplug import hookimpl
 from voxplug.data.folder_guard import FolderGuard
 from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces
 from voxplug.data.manifest import iter_jsonl, resolve_inside
+from voxplug.data.streaming import STREAM_ABOVE_BYTES
 from voxplug.errors import DataError
 from voxplug.extension import PluginOptions
 
@@ -27,7 +28,9 @@ class JsonlOptions(PluginOptions):
     path: Path = Field(description="the JSONL manifest; relative to the config file's folder")
     allow_outside: bool = Field(False, description="allow audio paths outside the manifest's folder")
     stream_above_mb: float = Field(
-        8.0, ge=0, description="a manifest larger than this streams (data.streaming: null): its rows are never listed"
+        STREAM_ABOVE_BYTES / 1e6,
+        ge=0,
+        description="a manifest larger than this streams (data.streaming: null): its rows are never listed",
     )
 
 

@@ -121,25 +121,84 @@ def test_blocks_hold_every_line_of_a_manifest_once(tmp_path: Path) -> None:
 def test_each_row_exactly_once_per_epoch_across_two_ranks_of_two_workers(
     plugin_host: Any, tmp_path: Path, speech_clips: list[tuple[Path, str]], pieces: str
 ) -> None:
-    data = streamed(plugin_host, write_rows(tmp_path, speech_clips, 150))
+    manifest = write_rows(tmp_path, speech_clips, 150)
+    data = streamed(plugin_host, manifest)
     assert data.stream is not None and len(data.stream.pieces.pieces) >= 4 and data.train_rows == 148
-    if pieces != "blocks":  # every reader reads all the rows and keeps every fourth
-        kept = data.stream.pieces.pieces[:3] if pieces != "none" else None
-        data.stream = dataclasses.replace(
-            data.stream, pieces=kept and dataclasses.replace(data.stream.pieces, pieces=kept)
-        )
+    if pieces == "fewer blocks than readers":  # three blocks for four readers: two readers share one
+        thirds = plan_blocks(manifest, block_bytes=10**9, min_blocks=3).blocks
+        data.stream = dataclasses.replace(data.stream, pieces=dataclasses.replace(data.stream.pieces, pieces=thirds))
+    elif pieces == "none":  # every reader reads all the rows and keeps every fourth
+        data.stream = dataclasses.replace(data.stream, pieces=None)
     expected = sorted(f"r{index}" for index in range(150) if f"r{index}" not in {e.id for e in data.eval})
-    if pieces == "fewer blocks than readers":
-        expected = sorted(
-            {example.id for block in kept for example in data.stream.source.piece_examples(block)}
-            - {e.id for e in data.eval}
-        )
     ranks = [ids_by_epoch(data, rank=rank, world_size=2, workers=2, epochs=2) for rank in (0, 1)]
     for epoch in (0, 1):
         every = [row for rank in ranks for row in rank[epoch]]
         assert Counter(every) == Counter(expected), epoch  # nothing twice, nothing missing
         assert set(ranks[0][epoch]).isdisjoint(ranks[1][epoch])
     assert ranks[0][0] != ranks[0][1]  # each epoch shuffles anew
+
+
+def write_parquet_files(folder: Path, speech_clips: list[tuple[Path, str]], files: int, rows: int) -> list[str]:
+    """``files`` Parquet files of ``rows`` rows each, with an ``Audio`` column holding the clips' bytes."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    features = datasets.Features({"audio": datasets.Audio(), "sentence": datasets.Value("string")})
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for file in range(files):
+        clips = [speech_clips[(file * rows + row) % len(speech_clips)] for row in range(rows)]
+        table = {
+            "audio": [{"bytes": p.read_bytes(), "path": p.name} for p, _ in clips],
+            "sentence": [t for _, t in clips],
+        }
+        names.append(str(folder / f"train-{file:05d}.parquet"))
+        pq.write_table(pa.Table.from_pydict(table, schema=features.arrow_schema), names[-1])
+    return names
+
+
+@pytest.mark.parametrize("files", [5, 1])
+def test_a_streamed_hub_dataset_is_dealt_out_by_data_file(
+    plugin_host: Any, tmp_path: Path, speech_clips: list[tuple[Path, str]], files: int
+) -> None:
+    paths = write_parquet_files(tmp_path / "hub", speech_clips, files=files, rows=30 // files)
+    hub = {"repo": "parquet", "data_files": {"train": paths}, "streaming": True, "text_column": "sentence"}
+    raw = {"data": {"source": "hub", "hub": {**hub, "language": "en"}, "split": {"max_eval_rows": 2}}}
+    data = load_training_data(validate_config(raw, base_dir=tmp_path), plugin_host, allow_stream=True)
+    assert data.stream is not None and (len(data.stream.pieces.pieces) == 5 if files == 5 else not data.stream.pieces)
+    ranks = [ids_by_epoch(data, rank=rank, world_size=2, workers=2, epochs=2) for rank in (0, 1)]
+    if files == 5:  # rows are named by their file
+        every = [f"train-{file}-{row}" for file in range(5) for row in range(6)]
+    else:  # one file: every reader reads it and keeps every fourth row (datasets must not split it further)
+        every = [f"train-{row}" for row in range(30)]
+    assert [example.id for example in data.eval] == every[:2]
+    expected = every[2:]
+    for epoch in (0, 1):
+        assert Counter(ranks[0][epoch] + ranks[1][epoch]) == Counter(expected), epoch
+        if files == 5:
+            files_read = [{row.split("-")[1] for row in rank[epoch]} for rank in ranks]
+            assert files_read[0].isdisjoint(files_read[1])  # no rank reads a file another trains on
+
+
+def test_a_local_granary_manifest_streams_in_blocks(
+    plugin_host: Any, tmp_path: Path, speech_clips: list[tuple[Path, str]]
+) -> None:
+    root = tmp_path / "audio"
+    root.mkdir()
+    lines = []
+    for index in range(80):
+        path, text = speech_clips[index % len(speech_clips)]
+        (root / path.name).write_bytes(path.read_bytes()) if not (root / path.name).exists() else None
+        row = {"audio_filepath": f"/data/sv/{path.name}", "duration": None, "text": text, "source_lang": "sv"}
+        lines.append(json.dumps(row))
+    (tmp_path / "sv_asr.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    granary = {"language": "sv", "corpus": "voxpopuli", "manifest": "sv_asr.jsonl", "audio_root": "audio"}
+    raw = {"data": {"source": "granary", "granary": granary, "streaming": True, "split": {"max_eval_rows": 4}}}
+    data = load_training_data(validate_config(raw, base_dir=tmp_path), plugin_host, allow_stream=True)
+    assert data.stream is not None and len(data.stream.pieces.pieces) > 4 and data.train_rows == 76
+    ranks = [ids_by_epoch(data, rank=rank, world_size=2, workers=2, epochs=1) for rank in (0, 1)]
+    assert Counter(ranks[0][0] + ranks[1][0]) == Counter(f"sv_voxpopuli-asr-{line}" for line in range(5, 81))
 
 
 def test_held_out_rows_never_train(plugin_host: Any, tmp_path: Path, speech_clips: list[tuple[Path, str]]) -> None:

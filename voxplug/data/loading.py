@@ -35,7 +35,7 @@ from voxplug.data.interface import DataSource, Example, RowProblem
 from voxplug.data.parallel import map_ordered
 from voxplug.data.prepare import check_language
 from voxplug.data.scrub import scrub_training_data
-from voxplug.data.split import split_examples
+from voxplug.data.split import eval_row_count, split_examples
 from voxplug.data.store import duration_histogram
 from voxplug.data.text import check_transcript
 from voxplug.errors import DataError
@@ -96,7 +96,10 @@ def load_training_data(
     source = make_source(host, data.source, options.get(f"data.{data.source}"), config.base_dir)
     mode = _resolve_mode(check_audio, source)
     if allow_stream and wants_stream(config, source):
-        return _load_stream(config, host, options, source, mode, workers)
+        streamed = _load_stream(config, host, options, source, mode, workers)
+        if streamed is not None:
+            return streamed
+        source = make_source(host, data.source, options.get(f"data.{data.source}"), config.base_dir)
     checker = ExampleChecker(data.max_duration_s, data.language, mode, workers)
     train_stream = _limited(source.examples("train"), _read_limit(config))
     if data.eval is not None:
@@ -138,12 +141,13 @@ def wants_stream(config: RunConfig, source: DataSource) -> bool:
 
 def _load_stream(
     config: RunConfig, host: PluginHost, options: dict[str, Any], source: DataSource, mode: str, workers: int | None
-) -> TrainingData:
+) -> TrainingData | None:
     """A stream of the training rows, and a small fixed evaluation set read now: the first rows of ``data.eval`` or
     of the source's eval split, or else the first rows of the training split, which the stream then leaves out.
 
     Nothing else is read before training: training rows are checked as they stream, and the rows dropped then are
-    recorded by the readers (:class:`~voxplug.data.streaming.DropLog`).
+    recorded by the readers (:class:`~voxplug.data.streaming.DropLog`). With ``data.streaming`` left to choose, a
+    source whose training split ends within the evaluation set's size is small enough to list: None says so.
     """
     from voxplug.data.scrub import make_scrubbers
     from voxplug.data.streaming import RowGate, TrainStream, first_rows, row_key, stream_eval_rows
@@ -158,6 +162,10 @@ def _load_stream(
     count = stream_eval_rows(pieces, data.split)
     checker = ExampleChecker(data.max_duration_s, data.language, mode, workers)
     held_out: frozenset[str] = frozenset()
+    holds_out = data.eval is None and not source.has_eval_split
+    leading = list(first_rows(source, pieces, count + 1)) if holds_out or data.streaming is None else []
+    if data.streaming is None and len(leading) <= count:
+        return None
     if data.eval is not None:
         eval_source = make_source(host, data.eval.source, options.get(f"data.eval.{data.eval.source}"), config.base_dir)
         evaluation = checker.check(itertools.islice(eval_source.examples("eval"), count))
@@ -166,7 +174,9 @@ def _load_stream(
         evaluation = checker.check(itertools.islice(source.examples("eval"), count))
         eval_origin, sources = f"the first {count} rows of the {data.source} source's eval split", [source]
     else:
-        candidates = list(first_rows(source, pieces, count))
+        if len(leading) <= count:  # a stream (data.streaming: true) smaller than the eval set: keep rows to train
+            count = eval_row_count(len(leading), data.split)
+        candidates = leading[:count]
         held_out = frozenset(row_key(example) for example in candidates)
         evaluation = checker.check(candidates)
         eval_origin, sources = f"the first {len(candidates)} rows, held out of the stream", [source]

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from voxplug.data.languages import LanguageSupport
     from voxplug.data.loading import ExampleChecker
 
+STREAM_ABOVE_BYTES = 8_000_000
+"""A local manifest larger than this (about 50,000 rows) streams when ``data.streaming`` is left to choose."""
 STREAM_EVAL_ROWS = 200
 """Rows held out of a stream for evaluation when neither the split config nor the source's size says how many."""
 GROUP_BATCHES = 8
@@ -118,22 +120,24 @@ class TrainStream:
         return max(0, self.pieces.rows - len(self.held_out))
 
     def shard_rows(self, epoch: int, shard: StreamShard, on_problem: OnProblem) -> Iterator[Example]:
-        """The rows of ``shard`` in ``epoch``, before checks; the source's problems go to ``on_problem``."""
-        if self.pieces is not None and len(self.pieces.pieces) >= shard.count:
-            order = self._piece_order(epoch)
-            rows = _chain(self.source.piece_examples(self.pieces.pieces[i]) for i in order[shard.index :: shard.count])
-            kept = self._without_held_out(rows)
+        """The rows of ``shard`` in ``epoch``, before checks; the source's problems go to ``on_problem``.
+
+        With at least as many pieces as shards, the shard reads pieces ``index, index + count, ...`` of the epoch's
+        order; with fewer, piece ``index % pieces`` is shared by the shards with that remainder, each keeping every
+        n-th of its rows; without pieces every shard reads the source whole and keeps every ``count``-th row.
+        """
+        source, count = self.source, shard.count
+        if self.pieces is None:
+            rows, share, sharers = self._without_held_out(source.examples("train")), shard.index, count
         else:
-            if self.pieces is not None:
-                every = _chain(self.source.piece_examples(self.pieces.pieces[i]) for i in self._piece_order(epoch))
-            else:
-                every = self.source.examples("train")
-            kept = (
-                row for index, row in enumerate(self._without_held_out(every)) if index % shard.count == shard.index
-            )
-        for row in kept:
+            pieces, order = self.pieces.pieces, self._piece_order(epoch)
+            mine = order[shard.index :: count] if len(pieces) >= count else [order[shard.index % len(pieces)]]
+            rows = self._without_held_out(_chain(source.piece_examples(pieces[i]) for i in mine))
+            share, sharers = shard.index // len(pieces), max(1, -(-(count - shard.index % len(pieces)) // len(pieces)))
+        for index, row in enumerate(rows):
             self._report_problems(on_problem)
-            yield row
+            if index % sharers == share:
+                yield row
         self._report_problems(on_problem)
 
     def batches(

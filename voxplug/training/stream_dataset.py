@@ -271,8 +271,9 @@ def streamed_summary(run_dir: Path, summary: dict[str, Any], position: StreamPos
     """
     from collections import Counter
 
-    dropped = read_drops(stream_folder(run_dir))
     rejected = list(summary.get("rejected") or [])
+    known = {entry["row"] for entry in rejected}  # rows before the evaluation set's end are read twice
+    dropped = [problem for problem in read_drops(stream_folder(run_dir)) if problem.row not in known]
     rejected += [{"row": problem.row, "reason": problem.reason, "code": problem.code} for problem in dropped]
     counts = Counter(summary.get("rejected_counts") or {})
     counts.update(problem.code for problem in dropped)
