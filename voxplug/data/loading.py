@@ -15,6 +15,10 @@ How audio is checked (``check_audio``):
   clip never reaches (and stops) training;
 * ``"auto"`` (default): eager, except for sources that stream (``source.streaming`` is true), where decoding
   everything up front would mean downloading the whole corpus before the first step.
+
+A training run (``allow_stream``) does not list the rows of a source that :func:`wants_stream`: it gets the
+evaluation rows and a :class:`~voxplug.data.streaming.TrainStream` instead, whose readers check the training rows
+as they pass.
 """
 
 from __future__ import annotations
