@@ -206,6 +206,8 @@ def test_rows_dropped_while_streaming_reach_the_summary_and_the_log(tmp_path: Pa
         data__streaming=True,
     )
     result = train(validated(config, tmp_path), progress=False)
+    # one epoch planned from the manifest's 11 lines at 2 rows a step; the stream runs on past its 8 usable rows
+    assert result.train_results["steps_per_epoch"] == result.train_results["global_step"] == 6
     summary = json.loads((result.run_dir / "data_summary.json").read_text())
     assert summary["stream_dropped_rows"] == 3
     assert {entry["row"] for entry in summary["rejected"]} == {f"train.jsonl line {n}" for n in (9, 10, 11)}
