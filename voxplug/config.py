@@ -86,6 +86,13 @@ class DataConfig(PluginChoice):
         "unreadable audio, malformed lines, clips over max_duration_s); `voxplug train --allow-dropped` sets 1",
     )
     language: str | None = Field(None, description="language for rows that do not name one (None = automatic)")
+    streaming: bool | None = Field(
+        None,
+        description="read training rows as a stream, each rank and data-loader worker its own share, checked as "
+        "they pass (docs/data.md); None: when the source streams (hub with streaming, granary) or a jsonl manifest "
+        "is larger than its stream_above_mb, unless max_train_rows is set",
+    )
+    shuffle_buffer: int = Field(10_000, ge=1, description="rows a stream shuffles among, in each data-loader worker")
     scrub: list[str] = Field(
         default_factory=list, description="text scrubbers run over transcripts before training and any push"
     )

@@ -136,7 +136,10 @@ def after_data_load(config: RunConfig, summary: dict[str, Any]) -> None:
 
     Fires on the main process only. ``summary`` holds ``train_rows``, ``eval_rows``, ``train_seconds``,
     ``eval_seconds``, ``languages`` (rows per language) and ``rejected`` (a list of ``{"row", "reason"}``); with
-    ``data.scrub`` set also ``scrub`` (replacement counts per scrubber, never the replaced text). Returns nothing.
+    ``data.scrub`` set also ``scrub`` (replacement counts per scrubber, never the replaced text). When the training
+    rows stream (``streaming`` is true), ``train_rows`` and ``train_seconds`` are None, ``train_rows_before_checks``
+    is the source's size when it knows it, and the rows dropped while streaming reach ``data_summary.json`` when
+    training ends. Returns nothing.
     """
 
 

@@ -30,7 +30,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from voxplug_hub_datasets.errors import explain_load_error
 
 from voxplug import hookimpl
-from voxplug.data.interface import DataSource, Example, RowProblem
+from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces
 from voxplug.data.manifest import iter_jsonl, iter_jsonl_lines
 from voxplug.data.text import clean_transcript
 from voxplug.errors import DataError
@@ -148,8 +148,16 @@ class GranarySource(DataSource):
 
     @property
     def streaming(self) -> bool:
-        """True when the manifest or the audio streams from the Hub (voxplug then checks audio lazily)."""
-        return self.options.manifest is None or self.options.audio_dataset is not None
+        """True when the manifest or the audio streams from the Hub, or a local manifest is larger than
+        :data:`~voxplug.data.streaming.STREAM_ABOVE_BYTES` (voxplug then streams the rows, checking them lazily)."""
+        from voxplug.data.streaming import STREAM_ABOVE_BYTES
+
+        if self.options.manifest is None or self.options.audio_dataset is not None:
+            return True
+        try:
+            return self._manifest_path().stat().st_size > STREAM_ABOVE_BYTES
+        except OSError:
+            return False
 
     @property
     def config_name(self) -> str:
@@ -159,6 +167,34 @@ class GranarySource(DataSource):
     def dataset_id(self) -> str | None:
         """``nvidia/Granary``, for model-card metadata."""
         return self.options.repo
+
+    def stream_pieces(self, split: str = "train") -> StreamPieces | None:
+        """The manifest in pieces for a stream: a local one in blocks of whole lines, a Hub one in its files (when it
+        has several). None with a companion audio dataset, which is joined to the manifest in one ordered pass, and
+        with ``max_rows``, which takes the first rows."""
+        from voxplug.data.manifest_blocks import plan_blocks
+
+        options = self.options
+        if options.audio_dataset is not None or options.max_rows is not None:
+            return None
+        if options.manifest is not None:
+            plan = plan_blocks(self._manifest_path())
+            return StreamPieces(tuple(("block", block) for block in plan.blocks), rows=plan.lines)
+        files = self._manifest_files(self._where())
+        return StreamPieces(tuple(("file", url) for url in files)) if len(files) > 1 else None
+
+    def piece_examples(self, piece: Any, split: str = "train") -> Iterator[Example]:
+        """The examples of one piece :meth:`stream_pieces` returned (audio from ``audio_root``)."""
+        from voxplug.data.manifest_blocks import iter_block
+
+        kind, value = piece
+        if kind == "block":
+            rows, label = iter_block(self._manifest_path(), value), None
+        else:
+            rows, label = self._file_rows(value, self._where()), value.rsplit("/", 1)[-1]
+        for example in self._rows_needing_companion(self._folder(), None, rows, label):
+            if example is not None:
+                yield example
 
     def examples(self, split: str = "train") -> Iterator[Example]:
         """Yield each manifest row whose audio is found; the others become problems (voxplug splits the rows).
@@ -182,12 +218,20 @@ class GranarySource(DataSource):
 
     # -- manifest ------------------------------------------------------------------------------------------
 
-    def _rows_needing_companion(self, folder: FolderAudio | None, companion: CompanionAudio | None) -> Iterator[Any]:
+    def _rows_needing_companion(
+        self,
+        folder: FolderAudio | None,
+        companion: CompanionAudio | None,
+        rows: Iterator[tuple[int, dict[str, Any] | RowProblem]] | None = None,
+        file: str | None = None,
+    ) -> Iterator[Any]:
         """Examples whose audio is in the folder; ``((number, row, where), keys)`` for those the companion may hold.
 
-        Rows that fail are recorded as problems here (and yield None, so that the caller's stream keeps moving).
+        ``rows`` are the manifest's (all of them by default), numbered within ``file`` when given. Rows that fail are
+        recorded as problems here (and yield None, so that the caller's stream keeps moving).
         """
-        for number, row in self._manifest_rows():
+        for line, row in self._manifest_rows() if rows is None else rows:
+            number: int | str = line if file is None else f"{file.removesuffix('.jsonl')}:{line}"
             where = f"granary {self.config_name}/{self.options.task} row {number}"
             if isinstance(row, RowProblem):
                 self.problems.append(RowProblem(where, row.reason, code="unreadable_line"))
@@ -216,9 +260,15 @@ class GranarySource(DataSource):
             yield number, row
 
     def _local_rows(self) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+        yield from iter_jsonl(self._manifest_path())
+
+    def _manifest_path(self) -> Path:
         manifest = self.options.manifest
         assert manifest is not None
-        yield from iter_jsonl(manifest if manifest.is_absolute() else self.base_dir / manifest)
+        return manifest if manifest.is_absolute() else self.base_dir / manifest
+
+    def _where(self) -> str:
+        return f"granary {self.options.repo} config {self.config_name!r} split {self.options.task!r}"
 
     def _hub_rows(self) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
         """The rows of the task's manifest files on the Hub, streamed line by line, shard after shard.
@@ -227,21 +277,25 @@ class GranarySource(DataSource):
         through the ``json`` builder, which casts every split to the columns of the first (``ast`` rows have an
         ``answer`` that ``asr`` rows lack) and every file to the types of the first rows (a ``null`` duration).
         """
-        from datasets.utils.file_utils import xopen
-
-        options = self.options
-        where = f"granary {options.repo} config {self.config_name!r} split {options.task!r}"
+        where = self._where()
         number = 0
         for url in self._manifest_files(where):
-            try:
-                with xopen(url, "rb") as handle:
-                    for _line, row in iter_jsonl_lines(handle, url.rsplit("/", 1)[-1]):
-                        number += 1
-                        yield number, row
-            except DataError:
-                raise
-            except Exception as exc:  # a stream that breaks off: the manifest cannot be read on
-                raise DataError(f"{where}: cannot be streamed: {explain_load_error(exc)}") from exc
+            for _line, row in self._file_rows(url, where):
+                number += 1
+                yield number, row
+
+    @staticmethod
+    def _file_rows(url: str, where: str) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+        """The rows of one manifest file on the Hub, streamed line by line."""
+        from datasets.utils.file_utils import xopen
+
+        try:
+            with xopen(url, "rb") as handle:
+                yield from iter_jsonl_lines(handle, url.rsplit("/", 1)[-1])
+        except DataError:
+            raise
+        except Exception as exc:  # a stream that breaks off: the manifest cannot be read on
+            raise DataError(f"{where}: cannot be streamed: {explain_load_error(exc)}") from exc
 
     def _manifest_files(self, where: str) -> list[str]:
         import datasets
@@ -298,7 +352,7 @@ class GranarySource(DataSource):
         self,
         row: dict[str, Any],
         where: str,
-        number: int,
+        number: int | str,
         *,
         path: Path | None = None,
         clip: CompanionClip | None = None,

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from voxplug_hub_datasets.errors import explain_load_error
+from voxplug_hub_datasets.layouts import all_rows
 
 from voxplug.errors import DataError
 
@@ -189,7 +190,7 @@ class CompanionAudio:
             if self.key is None:
                 self.key = "utt_id" if columns is not None and "utt_id" in columns else "path"
             dataset = dataset.cast_column(self.audio_column, datasets.Audio(decode=False))
-            return self._guarded(iter(dataset))
+            return self._guarded(all_rows(dataset))
         except DataError as exc:
             raise CompanionUnavailable(f"granary {self.describe()}: {exc}") from exc
         except Exception as exc:  # datasets raises many types; all mean the companion cannot be streamed

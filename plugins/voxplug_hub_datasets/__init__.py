@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import Field
 
 from voxplug import hookimpl
-from voxplug.data.interface import DataSource, Example, RowProblem
+from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces
 from voxplug.data.lazy_example import LazyExample
 from voxplug.data.text import clean_transcript
 from voxplug.errors import DataError
@@ -100,11 +100,27 @@ class HubDatasetSource(DataSource):
 
     def examples(self, split: str = "train") -> Iterator[Example]:
         """Yield the examples of the train split, or of ``eval_split`` for ``split="eval"``."""
-        split_name = (
-            self.options.eval_split if split == "eval" and self.options.eval_split else self.options.train_split
-        )
+        yield from self._examples(self._split_name(split))
+
+    def stream_pieces(self, split: str = "train") -> StreamPieces | None:
+        """A streamed split's data files, when it has several (and no ``max_rows`` asks for its first rows)."""
+        if not self.options.streaming or self.options.max_rows is not None:
+            return None
+        opened = open_split(self._request(), self._split_name(split), self.options.audio_column)
+        if opened.shards is None or opened.shards < 2:
+            return None
+        return StreamPieces(tuple((index, opened.shards) for index in range(opened.shards)), rows=opened.num_rows)
+
+    def piece_examples(self, piece: Any, split: str = "train") -> Iterator[Example]:
+        """The examples of one data file of a streamed split (``piece`` is ``(index, files)``)."""
+        yield from self._examples(self._split_name(split), shard=piece)
+
+    def _split_name(self, split: str) -> str:
+        return self.options.eval_split if split == "eval" and self.options.eval_split else self.options.train_split
+
+    def _examples(self, split_name: str, shard: tuple[int, int] | None = None) -> Iterator[Example]:
         request = self._request()
-        opened = open_split(request, split_name, self.options.audio_column)
+        opened = open_split(request, split_name, self.options.audio_column, shard=shard)
         rows = opened.rows
         if self.options.max_rows is not None:
             rows = itertools.islice(rows, self.options.max_rows)
@@ -116,10 +132,12 @@ class HubDatasetSource(DataSource):
             columns = list(first[0])
             rows = itertools.chain([first], rows)
         reader = _RowReader(self._columns(opened, columns, describe(request, split_name)), opened)
+        part = f" file {shard[0] + 1} of {shard[1]}" if shard is not None else ""
+        id_prefix = split_name if shard is None else f"{split_name}-{shard[0]}"
         for index, (row, audio_ref) in enumerate(rows):
-            where = f"{self.options.repo} [{split_name}] row {index}"
+            where = f"{self.options.repo} [{split_name}]{part} row {index}"
             try:
-                yield reader.example(row, audio_ref, index, split_name, where)
+                yield reader.example(row, audio_ref, index, id_prefix, where)
             except DataError as exc:
                 self.problems.append(RowProblem(where, str(exc), code=getattr(exc, "code", "rejected")))
 

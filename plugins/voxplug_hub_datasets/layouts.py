@@ -64,7 +64,9 @@ class OpenedSplit:
 
     ``rows`` yields ``(row, audio_ref)``; ``audio_of(audio_ref)`` returns the :class:`LazyExample` fields that
     reach the audio (``audio_bytes``, ``audio_path`` or ``fetch_audio``) or raises :class:`DataError`.
-    ``columns`` is None when a stream does not know them before its first row.
+    ``columns`` is None when a stream does not know them before its first row. ``shards`` is how many pieces
+    (data files) a streamed table can be cut into (``open_split(..., shard=(index, shards))`` opens one), and
+    ``num_rows`` the split's size when its card says it; both None when unknown.
     """
 
     layout: str
@@ -73,19 +75,25 @@ class OpenedSplit:
     audio_column: str | None
     rows: Iterator[tuple[dict[str, Any], Any]]
     audio_of: Callable[[Any], dict[str, Any]]
+    shards: int | None = None
+    num_rows: int | None = None
 
 
-def open_split(request: DatasetRequest, split: str, audio_column: str | None) -> OpenedSplit:
-    """Open ``split`` in the layout ``datasets`` infers for ``request`` (see the module docstring)."""
+def open_split(
+    request: DatasetRequest, split: str, audio_column: str | None, *, shard: tuple[int, int] | None = None
+) -> OpenedSplit:
+    """Open ``split`` in the layout ``datasets`` infers for ``request`` (see the module docstring); with ``shard``
+    (``(index, count)``, a streamed table only), only that piece of it (``IterableDataset.shard``)."""
     import datasets
 
     builder = _call(request, split, datasets.load_dataset_builder, **request.load_kwargs())
     layout = builder.name if builder.name in ("audiofolder", "webdataset") else "table"
     if layout == "table":
-        return _open_table(request, split, audio_column)
+        return _open_table(request, split, audio_column, shard=shard)
     files = _split_files(request, builder, split)
     if layout == "webdataset":
-        return _open_table(request, split, audio_column, features=webdataset_features(request, files[0]))
+        features = webdataset_features(request, files[0])
+        return _open_table(request, split, audio_column, features=features, shard=shard)
     return _open_audiofolder(request, split, files)
 
 
@@ -114,7 +122,13 @@ def _split_files(request: DatasetRequest, builder: Any, split: str) -> list[str]
 # -- table layouts (Parquet, Arrow, ...) and WebDataset ---------------------------------------------------------
 
 
-def _open_table(request: DatasetRequest, split: str, audio_column: str | None, features: Any = None) -> OpenedSplit:
+def _open_table(
+    request: DatasetRequest,
+    split: str,
+    audio_column: str | None,
+    features: Any = None,
+    shard: tuple[int, int] | None = None,
+) -> OpenedSplit:
     import datasets
 
     kwargs = request.load_kwargs() | ({"features": features} if features is not None else {})
@@ -134,13 +148,46 @@ def _open_table(request: DatasetRequest, split: str, audio_column: str | None, f
             ) from exc
     layout = "webdataset" if features is not None else "table"
     if request.streaming:
-        rows = ((row, row.get(audio)) for row in dataset)
-        return OpenedSplit(layout, columns, dataset.features, audio, rows, lambda value: _streamed_audio(value, audio))
+        shards, num_rows = dataset.num_shards, _split_size(dataset, split)
+        if shard is not None:
+            dataset = dataset.shard(num_shards=shard[1], index=shard[0])
+        rows = ((row, row.get(audio)) for row in all_rows(dataset))
+        audio_of = lambda value: _streamed_audio(value, audio)  # noqa: E731
+        return OpenedSplit(layout, columns, dataset.features, audio, rows, audio_of, shards, num_rows)
     indexed = enumerate(dataset.remove_columns([audio]))
     rows = ((row, index) for index, row in indexed)
     return OpenedSplit(
         layout, columns, dataset.features, audio, rows, lambda index: _arrow_audio(dataset, index, audio)
     )
+
+
+ROWS_PER_READ = 64
+"""Rows a streamed dataset hands over at a time (see :func:`all_rows`)."""
+
+
+def all_rows(dataset: Any) -> Iterator[dict[str, Any]]:
+    """Every row of ``dataset``, in order, also when read inside a PyTorch data-loader worker.
+
+    Iterated there directly, a ``datasets.IterableDataset`` takes itself for the loader's dataset and keeps only that
+    worker's share of its files; voxplug's stream readers choose their share themselves, so a streamed dataset is
+    read through ``IterableDataset.iter``, which reads every row wherever it runs.
+    """
+    import datasets
+
+    if not isinstance(dataset, datasets.IterableDataset):
+        yield from dataset
+        return
+    for batch in dataset.iter(batch_size=ROWS_PER_READ):
+        columns = list(batch)
+        for values in zip(*(batch[column] for column in columns), strict=True):
+            yield dict(zip(columns, values, strict=True))
+
+
+def _split_size(dataset: Any, split: str) -> int | None:
+    """The split's row count as the dataset's card records it, or None."""
+    info = getattr(dataset.info, "splits", None) or {}
+    size = getattr(info.get(split), "num_examples", None)
+    return int(size) if size else None
 
 
 def _no_audio(_ref: Any) -> dict[str, Any]:
@@ -232,7 +279,7 @@ def _metadata_table(request: DatasetRequest, split: str, file: str) -> Any:
 def _audiofolder_rows(tables: list[tuple[str, Any]]) -> Iterator[tuple[dict[str, Any], Any]]:
     for metadata_file, table in tables:
         folder = metadata_file.rsplit("/", 1)[0] if "/" in metadata_file else "."
-        for row in table:
+        for row in all_rows(table):
             name = row.pop("file_name", None)
             row["audio"] = name
             yield row, (folder, name)

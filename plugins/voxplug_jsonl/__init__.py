@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
 from voxplug import hookimpl
 from voxplug.data.folder_guard import FolderGuard
-from voxplug.data.interface import DataSource, Example, RowProblem
+from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces
 from voxplug.data.manifest import iter_jsonl, resolve_inside
+from voxplug.data.streaming import STREAM_ABOVE_BYTES
 from voxplug.errors import DataError
 from voxplug.extension import PluginOptions
 
@@ -26,6 +28,11 @@ class JsonlOptions(PluginOptions):
 
     path: Path = Field(description="the JSONL manifest; relative to the config file's folder")
     allow_outside: bool = Field(False, description="allow audio paths outside the manifest's folder")
+    stream_above_mb: float = Field(
+        STREAM_ABOVE_BYTES / 1e6,
+        ge=0,
+        description="a manifest larger than this streams (data.streaming: null): its rows are never listed",
+    )
 
 
 class JsonlSource(DataSource):
@@ -54,10 +61,36 @@ class JsonlSource(DataSource):
 
         return local_dataset_facts(self.manifest) or {"name": self.manifest.name}
 
+    @property
+    def streaming(self) -> bool:
+        """True for a manifest larger than ``stream_above_mb``: training then streams it (docs/data.md)."""
+        try:
+            return self.manifest.stat().st_size > self.options.stream_above_mb * 1_000_000
+        except OSError:
+            return False
+
     def examples(self, split: str = "train") -> Iterator[Example]:
         """Yield every usable row of the manifest (the split is chosen later by voxplug)."""
+        yield from self._examples(iter_jsonl(self.manifest))
+
+    def stream_pieces(self, split: str = "train") -> StreamPieces:
+        """The manifest as blocks of whole lines (:mod:`voxplug.data.manifest_blocks`), found without parsing it."""
+        from voxplug.data.manifest_blocks import plan_blocks
+
+        if not self.manifest.is_file():
+            raise DataError(f"{self.manifest}: no such file (expected a JSONL manifest)")
+        plan = plan_blocks(self.manifest)
+        return StreamPieces(plan.blocks, rows=plan.lines)
+
+    def piece_examples(self, piece: Any, split: str = "train") -> Iterator[Example]:
+        """The usable rows of one block of the manifest."""
+        from voxplug.data.manifest_blocks import iter_block
+
+        yield from self._examples(iter_block(self.manifest, piece))
+
+    def _examples(self, rows: Iterator[tuple[int, dict[str, Any] | RowProblem]]) -> Iterator[Example]:
         guard = None if self.options.allow_outside else FolderGuard(self.manifest.parent, label="the manifest's folder")
-        for number, row in iter_jsonl(self.manifest):
+        for number, row in rows:
             if isinstance(row, RowProblem):
                 self.problems.append(row)
                 continue

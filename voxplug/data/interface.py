@@ -84,6 +84,18 @@ class RowProblem:
         return f"{self.row}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class StreamPieces:
+    """A split cut into pieces that can be read apart (files, stretches of one file), for streamed training.
+
+    Each rank and data-loader worker reads only its own pieces. ``rows`` is how many rows the split holds in all,
+    when the source knows it without reading them (it plans the epochs; None asks the user for ``max_steps``).
+    """
+
+    pieces: tuple[Any, ...]
+    rows: int | None = None
+
+
 class DataSource(Extension):
     """Yields :class:`Example` objects lazily for a split.
 
@@ -117,6 +129,15 @@ class DataSource(Extension):
         """How a model card names local data (no Hub id): ``{"name"}`` and, when known, ``{"license"}``; never a
         path. None when the source says nothing (the card then lists only Hub ids)."""
         return None
+
+    def stream_pieces(self, split: str = "train") -> StreamPieces | None:
+        """``split`` as pieces that can be read apart (see :class:`StreamPieces`), or None when it can only be read
+        from its start (each reader of a stream then reads it all and keeps its share of the rows)."""
+        return None
+
+    def piece_examples(self, piece: Any, split: str = "train") -> Iterator[Example]:
+        """Yield the examples of one piece :meth:`stream_pieces` returned, in order; problems as :meth:`examples`."""
+        raise NotImplementedError
 
 
 @dataclass

@@ -209,6 +209,22 @@ def resolve_run_languages(
             example.target_language = target
 
 
+def map_example_language(example: Example, support: LanguageSupport) -> None:
+    """Map one example's language (and translation target) to the codes ``support`` accepts, in place.
+
+    What :func:`resolve_run_languages` does for a list, for a row of a stream: raises :class:`DataError` naming the
+    row when its language or task cannot be mapped, and leaves the example unchanged then.
+    """
+    where = example.origin or f"row {example.id}"
+    target = support.check_task(example.task, example.target_language, where=where)
+    language = support.normalize(example.language, where=where)
+    if language != example.language and example.language is not None:
+        example.meta.setdefault("language_tag", example.language)
+    example.language = language
+    if target is not None:
+        example.target_language = target
+
+
 def _failure_message(failures: Mapping[str, Collection[str]]) -> str:
     reason, rows = next(iter(failures.items()))
     first = next(iter(rows))

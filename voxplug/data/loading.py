@@ -15,6 +15,10 @@ How audio is checked (``check_audio``):
   clip never reaches (and stops) training;
 * ``"auto"`` (default): eager, except for sources that stream (``source.streaming`` is true), where decoding
   everything up front would mean downloading the whole corpus before the first step.
+
+A training run (``allow_stream``) does not list the rows of a source that :func:`wants_stream`: it gets the
+evaluation rows and a :class:`~voxplug.data.streaming.TrainStream` instead, whose readers check the training rows
+as they pass.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from voxplug.data.interface import DataSource, Example, RowProblem
 from voxplug.data.parallel import map_ordered
 from voxplug.data.prepare import check_language
 from voxplug.data.scrub import scrub_training_data
-from voxplug.data.split import split_examples
+from voxplug.data.split import eval_row_count, split_examples
 from voxplug.data.store import duration_histogram
 from voxplug.data.text import check_transcript
 from voxplug.errors import DataError
@@ -43,6 +47,7 @@ from voxplug.errors import DataError
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
     from voxplug.data.scrub import ScrubReport
+    from voxplug.data.streaming import TrainStream
     from voxplug.plugins import PluginHost
 
 CheckMode = Literal["auto", "eager", "lazy"]
@@ -62,6 +67,13 @@ class TrainingData:
     problems: list[RowProblem] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     scrub_report: ScrubReport | None = None
+    #: the training rows as a stream, when they are not listed (``train`` is then empty; see :func:`wants_stream`)
+    stream: TrainStream | None = None
+
+    @property
+    def train_rows(self) -> int | None:
+        """How many rows train: ``len(train)``, or a stream's size before checks (None when the source cannot say)."""
+        return self.stream.estimated_rows if self.stream is not None else len(self.train)
 
 
 def load_training_data(
@@ -70,11 +82,14 @@ def load_training_data(
     *,
     check_audio: CheckMode = "auto",
     workers: int | None = None,
+    allow_stream: bool = False,
 ) -> TrainingData:
     """Load, check and split the examples ``config.data`` describes (see the module docstring).
 
-    Raises :class:`DataError` when no training row is left, naming the source and the first rejections.
-    The caller fires ``after_data_load`` with :attr:`TrainingData.summary` on the main process.
+    With ``allow_stream`` (the caller trains from :attr:`TrainingData.stream`), a source that :func:`wants_stream`
+    is not read here: only its evaluation rows are (:func:`_load_stream`). Raises :class:`DataError` when no
+    training row is left, naming the source and the first rejections. The caller fires ``after_data_load`` with
+    :attr:`TrainingData.summary` on the main process.
     """
     from voxplug.config import resolve_plugin_options
     from voxplug.plugins import get_plugin_host
@@ -84,7 +99,12 @@ def load_training_data(
     data = config.data
     source = make_source(host, data.source, options.get(f"data.{data.source}"), config.base_dir)
     mode = _resolve_mode(check_audio, source)
-    checker = _ExampleChecker(data.max_duration_s, data.language, mode, workers)
+    if allow_stream and wants_stream(config, source):
+        streamed = _load_stream(config, host, options, source, mode, workers)
+        if streamed is not None:
+            return streamed
+        source = make_source(host, data.source, options.get(f"data.{data.source}"), config.base_dir)
+    checker = ExampleChecker(data.max_duration_s, data.language, mode, workers)
     train_stream = _limited(source.examples("train"), _read_limit(config))
     if data.eval is not None:
         eval_source = make_source(host, data.eval.source, options.get(f"data.eval.{data.eval.source}"), config.base_dir)
@@ -113,6 +133,83 @@ def load_training_data(
     if scrubbed is not None:
         summary["scrub"] = scrubbed.summary()  # counts only: the replaced text stays in scrub_report.json
     return TrainingData(train=train, eval=evaluation, problems=problems, summary=summary, scrub_report=scrubbed)
+
+
+def wants_stream(config: RunConfig, source: DataSource) -> bool:
+    """Whether training streams ``source``: ``data.streaming`` when set, else when the source streams (a Hub stream,
+    Granary, a large JSONL) and ``data.max_train_rows`` does not ask for a list of the first rows."""
+    if config.data.streaming is not None:
+        return config.data.streaming
+    return source.streaming and config.data.max_train_rows is None
+
+
+def _load_stream(
+    config: RunConfig, host: PluginHost, options: dict[str, Any], source: DataSource, mode: str, workers: int | None
+) -> TrainingData | None:
+    """A stream of the training rows, and a small fixed evaluation set read now: the first rows of ``data.eval`` or
+    of the source's eval split, or else the first rows of the training split, which the stream then leaves out.
+
+    Nothing else is read before training: training rows are checked as they stream, and the rows dropped then are
+    recorded by the readers (:class:`~voxplug.data.streaming.DropLog`). With ``data.streaming`` left to choose, a
+    source whose training split ends within the evaluation set's size is small enough to list: None says so.
+    """
+    from voxplug.data.scrub import make_scrubbers
+    from voxplug.data.streaming import RowGate, TrainStream, first_rows, row_key, stream_eval_rows
+
+    data = config.data
+    if data.max_train_rows is not None:
+        raise DataError(
+            "data.max_train_rows takes the first rows of a list; a stream (data.streaming) is bounded by "
+            "training.max_steps instead: set one of them, not both"
+        )
+    pieces = source.stream_pieces("train")
+    count = stream_eval_rows(pieces, data.split)
+    checker = ExampleChecker(data.max_duration_s, data.language, mode, workers)
+    held_out: frozenset[str] = frozenset()
+    holds_out = data.eval is None and not source.has_eval_split
+    leading = list(first_rows(source, pieces, count + 1)) if holds_out or data.streaming is None else []
+    if data.streaming is None and len(leading) <= count:
+        return None
+    if data.eval is not None:
+        eval_source = make_source(host, data.eval.source, options.get(f"data.eval.{data.eval.source}"), config.base_dir)
+        evaluation = checker.check(itertools.islice(eval_source.examples("eval"), count))
+        eval_origin, sources = f"the first {count} rows of data.eval ({data.eval.source})", [source, eval_source]
+    elif source.has_eval_split:
+        evaluation = checker.check(itertools.islice(source.examples("eval"), count))
+        eval_origin, sources = f"the first {count} rows of the {data.source} source's eval split", [source]
+    else:
+        if len(leading) <= count:  # a stream (data.streaming: true) smaller than the eval set: keep rows to train
+            count = eval_row_count(len(leading), data.split)
+        candidates = leading[:count]
+        held_out = frozenset(row_key(example) for example in candidates)
+        evaluation = checker.check(candidates)
+        eval_origin, sources = f"the first {len(candidates)} rows, held out of the stream", [source]
+    problems = [problem for each in sources for problem in each.problems] + checker.problems
+    for each in sources:
+        each.problems.clear()  # reported here; the stream's readers report what they find themselves
+    _, evaluation, scrubbed = scrub_training_data(config, host, options, [], evaluation)
+    scrubbers = make_scrubbers(data.scrub, host, {name: options.get(f"data.scrub.{name}") for name in data.scrub})
+    gate = RowGate(ExampleChecker(data.max_duration_s, data.language, "lazy", 1), scrubbers)
+    stream = TrainStream(source, pieces, gate, held_out, seed=config.training.seed, shuffle_buffer=data.shuffle_buffer)
+    summary = summarise([], evaluation, problems, source=data.source, eval_origin=eval_origin, mode="as rows stream")
+    summary.update(
+        streaming=True,
+        train_rows=None,
+        train_rows_before_checks=stream.estimated_rows,
+        train_seconds=None,
+        unknown_durations=None,
+        warnings=checker.warnings,
+    )
+    notices = [notice for each in sources for notice in each.notices]
+    if notices:
+        summary["notices"] = notices
+        for notice in notices:
+            log.info("%s", notice)
+    if scrubbed is not None:
+        summary["scrub"] = scrubbed.summary()
+    return TrainingData(
+        train=[], eval=evaluation, problems=problems, summary=summary, scrub_report=scrubbed, stream=stream
+    )
 
 
 def make_source(host: PluginHost, name: str, options: Any, base_dir: Path) -> DataSource:
@@ -145,7 +242,7 @@ def _limited(examples: Iterator[Example], limit: int | None) -> Iterator[Example
     return examples if limit is None else itertools.islice(examples, limit)
 
 
-class _ExampleChecker:
+class ExampleChecker:
     """Checks examples (text, language, and audio when eager), collecting rejections and counting warnings."""
 
     def __init__(self, max_duration_s: float, default_language: str | None, mode: str, workers: int | None) -> None:
@@ -160,7 +257,7 @@ class _ExampleChecker:
         """Return the examples that pass; rejected ones become :attr:`problems`."""
         kept = []
         workers = self.workers if self.mode == "eager" else 1
-        for example, outcome in map_ordered(self._check_one, examples, workers=workers):
+        for example, outcome in map_ordered(self.check_one, examples, workers=workers):
             if isinstance(outcome, DataError):
                 reason = _without_prefix(str(outcome), example)
                 code = getattr(outcome, "code", "rejected")
@@ -172,7 +269,7 @@ class _ExampleChecker:
                 kept.append(example)
         return kept
 
-    def _check_one(self, example: Example) -> int:
+    def check_one(self, example: Example) -> int:
         """Check one example in place (filling its duration and language); return its warning count."""
         issues = check_transcript(example.text)
         errors = [issue.message for issue in issues if issue.is_error]

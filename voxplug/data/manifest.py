@@ -26,9 +26,12 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
         yield from iter_jsonl_lines(handle, path.name)
 
 
-def iter_jsonl_lines(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
-    """:func:`iter_jsonl` over any iterable of byte lines (an open local or remote file) called ``name``."""
-    for number, raw in enumerate(lines, start=1):
+def iter_jsonl_lines(
+    lines: Iterable[bytes], name: str, *, start: int = 1
+) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    """:func:`iter_jsonl` over any iterable of byte lines (an open local or remote file) called ``name``, the first
+    of them line ``start``."""
+    for number, raw in enumerate(lines, start=start):
         where = f"{name} line {number}"
         try:
             line = raw.decode("utf-8-sig" if number == 1 else "utf-8")

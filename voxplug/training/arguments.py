@@ -36,8 +36,19 @@ class StepPlan:
     save_steps: int
 
 
-def plan_steps(training: TrainingConfig, *, train_rows: int, world_size: int) -> StepPlan:
-    """Resolve step counts and intervals for ``train_rows`` examples spread over ``world_size`` processes."""
+def plan_steps(training: TrainingConfig, *, train_rows: int | None, world_size: int) -> StepPlan:
+    """Resolve step counts and intervals for ``train_rows`` examples spread over ``world_size`` processes.
+
+    ``train_rows`` is None for a stream whose size is unknown: ``training.max_steps`` then sets the length of the
+    run, which counts as one epoch.
+    """
+    if train_rows is None:
+        if training.max_steps <= 0:
+            raise TrainingError(
+                "the data streams from a source that does not say how many rows it has, so epochs cannot be "
+                "counted: set training.max_steps (the number of optimizer steps to train)"
+            )
+        train_rows = training.max_steps * training.grad_accum * training.batch_size * world_size
     micro_batches = math.ceil(train_rows / (training.batch_size * world_size))
     steps_per_epoch = max(1, math.ceil(micro_batches / training.grad_accum))
     if training.max_steps > 0:

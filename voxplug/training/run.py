@@ -155,16 +155,18 @@ class TrainingRun:
         from voxplug.training.encoder_cache import cache_frozen_encoder
 
         data = self.monitor.timed("data_loading", self._load_data)
-        plan = plan_steps(self.config.training, train_rows=len(data.train), world_size=launched_world_size())
+        plan = plan_steps(self.config.training, train_rows=data.train_rows, world_size=launched_world_size())
         self._settle_compile(plan.total_steps)
         args = build_training_arguments(
             self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
         )
         if args.world_size != launched_world_size():  # launched by something that sets no WORLD_SIZE (mpirun)
-            plan = plan_steps(self.config.training, train_rows=len(data.train), world_size=args.world_size)
+            plan = plan_steps(self.config.training, train_rows=data.train_rows, world_size=args.world_size)
             args = build_training_arguments(
                 self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
             )
+        if data.stream is not None:  # an iterable dataset has no length the Trainer could count epochs by
+            args.max_steps = plan.total_steps
         self.is_main = args.process_index == 0
         set_seed(self.config.training.seed)  # adapters and new heads are initialised from the seed, as are shuffles
         family, model, processor = self.monitor.timed("model_loading", self._load_model, self._load_device(args))
@@ -177,6 +179,7 @@ class TrainingRun:
         if self.is_main:
             self.host.before_train(config=self.config, run_dir=self.run_dir)
         train_output = self.monitor.timed("training", self._train, hf_trainer)
+        self._report_streamed_rows(hf_trainer, data)
         eval_results = self.monitor.timed("evaluation", self._final_evaluation, hf_trainer, bool(data.eval))
         saved = self.monitor.timed("saving", self._save_model, hf_trainer, method, family, processor, data)
         train_results = self._train_results(hf_trainer, train_output, plan)
@@ -210,7 +213,7 @@ class TrainingRun:
         from voxplug.data.scrub import write_scrub_report
         from voxplug.training.outputs import DroppedRows, write_data_split
 
-        data = load_training_data(self.config, self.host)
+        data = load_training_data(self.config, self.host, allow_stream=True)
         self._check_languages(data)
         dropped = DroppedRows(kept=len(data.train) + len(data.eval), problems=data.problems)
         dropped_file = None
@@ -220,12 +223,19 @@ class TrainingRun:
             dropped_file = dropped.write(self.run_dir)
             write_data_split(self.run_dir, data.train, data.eval)
             self._say(*dropped.lines(dropped_file))
-            self._say(
-                f"data: {len(data.train)} rows to train on, {len(data.eval)} to evaluate on "
-                f"({data.summary.get('eval_source', 'held out')})"
-            )
+            if data.stream is not None:
+                known = data.stream.estimated_rows
+                self._say(
+                    f"data: training rows stream ({'unknown' if known is None else known} before checks; dropped "
+                    f"rows are counted as they pass), {len(data.eval)} to evaluate on"
+                )
+            else:
+                self._say(
+                    f"data: {len(data.train)} rows to train on, {len(data.eval)} to evaluate on "
+                    f"({data.summary.get('eval_source', 'held out')})"
+                )
         limit = self.config.data.max_dropped_share
-        if dropped.share > limit:
+        if data.stream is None and dropped.share > limit:  # a stream's drops are counted as its rows pass
             where = f"all of them in {dropped_file}" if dropped_file else "listed above"
             raise DataError(
                 f"{len(dropped.problems)} of {dropped.total} rows ({dropped.share:.0%}) cannot be used, more than "
@@ -243,6 +253,8 @@ class TrainingRun:
 
         support = self._family().language_support(self.config.model.name_or_path)
         resolve_run_languages([*data.train, *data.eval], support, default_language=self.config.data.language)
+        if data.stream is not None:  # streamed rows are mapped as they pass, and dropped when they cannot be
+            data.stream.gate.languages = support
 
     def _family(self) -> ModelFamily:
         from voxplug.models.detect import resolve_family
@@ -305,6 +317,8 @@ class TrainingRun:
         train_set = ExampleDataset(
             data.train, max_duration_s=data_config.max_duration_s, default_language=data_config.language
         )
+        if data.stream is not None:
+            train_set = self._stream_dataset(data, train_set, plan)
         eval_set = (
             ExampleDataset(data.eval, max_duration_s=data_config.max_duration_s, default_language=data_config.language)
             if data.eval
@@ -344,10 +358,45 @@ class TrainingRun:
                 *self.extra_callbacks,
             ],
             generation_evaluator=evaluator,
-            train_lengths=train_set.durations() if self.config.training.group_by_length else None,
+            train_lengths=train_set.durations() if self.config.training.group_by_length and not data.stream else None,
             host=self.host,
         )
         return self.hf_trainer
+
+    def _stream_dataset(self, data: TrainingData, decoder: Any, plan: StepPlan) -> Any:
+        """The training set of a stream: batches read and decoded by each rank's data-loader workers."""
+        from voxplug.training.stream_dataset import StreamingTrainDataset, stream_folder
+
+        training = self.config.training
+        assert data.stream is not None
+        return StreamingTrainDataset(
+            data.stream,
+            decoder,
+            batch_size=training.batch_size,
+            by_duration=training.group_by_length,
+            batches_per_epoch=plan.steps_per_epoch * training.grad_accum,
+            drops_dir=stream_folder(self.run_dir),
+        )
+
+    def _report_streamed_rows(self, hf_trainer: Any, data: TrainingData) -> None:
+        """After streamed training: add the rows the readers dropped to ``data_summary.json`` and the log."""
+        if data.stream is None or not self.is_main:
+            return
+        from voxplug.data.loading import write_data_summary
+        from voxplug.training.stream_dataset import stream_folder, streamed_summary
+
+        position = hf_trainer.stream_epochs.position if hf_trainer.stream_epochs is not None else None
+        data.summary = streamed_summary(self.run_dir, data.summary, position)
+        path = write_data_summary(self.run_dir, data.summary)
+        counts = ", ".join(f"{code} {count}" for code, count in data.summary["rejected_counts"].items()) or "none"
+        log.info(
+            "data: the stream dropped %d training rows as they passed (%s); every dropped row, with its reason, "
+            "is in %s (and %s)",
+            data.summary["stream_dropped_rows"],
+            counts,
+            path,
+            stream_folder(self.run_dir),
+        )
 
     def _train(self, hf_trainer: Any) -> Any:
         import torch
@@ -434,7 +483,7 @@ class TrainingRun:
                 base_model=self.config.model.name_or_path,
                 method=self.config.training.method,
                 kind="adapter" if method.saves_adapter else "full",
-                languages=sorted({e.language for e in data.train if e.language}),
+                languages=sorted({e.language for e in data.train or data.eval if e.language}),
                 **self._datasets_for_card(),
             )
             for folder in {model_dir, *saved.values()}:

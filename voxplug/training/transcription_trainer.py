@@ -17,6 +17,8 @@
   CPU by the data loader, so the step never waits for the GPU to learn how many there are.
 * Non-finite losses are kept out of the logged loss without waiting for the GPU (the Trainer's own
   ``logging_nan_inf_filter`` reads each step's loss back to the host).
+* Streamed training data (:mod:`voxplug.training.stream_dataset`) gets its own loader: each worker reads its own
+  shard, and a resumed run continues the stream from the position its checkpoint recorded.
 * Loss forwards ask for no KV cache, and ``torch_compile`` compiles block by block (``training.compile``).
 
 This module imports transformers at the top: only the training run imports it, never plugin loading.
@@ -105,6 +107,9 @@ class TranscriptionTrainer(Trainer):
         #: one batch stream across epochs where it can be (see :meth:`get_train_dataloader`)
         self.epochs_in_one_stream = True
         self._resuming = False
+        self._resume_checkpoint: str | None = None
+        #: the loader of streamed training data, once built (it records how far the stream got)
+        self.stream_epochs: Any = None
 
     def _build_accelerator_args(self, **kwargs: Any) -> dict[str, Any]:
         """With ``torch_compile``, compile each repeated block (accelerate's regional compilation) with dynamic shapes.
@@ -123,6 +128,7 @@ class TranscriptionTrainer(Trainer):
 
     def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
         self._resuming = bool(resume_from_checkpoint)
+        self._resume_checkpoint = resume_from_checkpoint if isinstance(resume_from_checkpoint, str) else None
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
@@ -138,6 +144,10 @@ class TranscriptionTrainer(Trainer):
         """With workers in a single process, one batch stream across epochs (:class:`EpochSlices`); otherwise
         the Trainer's loader. A resumed run takes the Trainer's, which knows how to skip the batches already
         trained (the order is the same: it comes from the seed and the epoch)."""
+        from voxplug.training.stream_dataset import StreamingTrainDataset
+
+        if isinstance(self.train_dataset, StreamingTrainDataset):
+            return self._stream_dataloader(self.train_dataset)
         args = self.args
         streams = (
             self.epochs_in_one_stream
@@ -166,6 +176,54 @@ class TranscriptionTrainer(Trainer):
             worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
         )
         return EpochSlices(self.accelerator.prepare(loader), batches)
+
+    def _stream_dataloader(self, dataset: Any) -> Any:
+        """The loader of streamed training data (:mod:`voxplug.training.stream_dataset`): each worker reads its own
+        shard, each batch comes whole from one worker, and a resumed run starts where its checkpoint's stream stood.
+
+        The loader is not handed to accelerate, which would split an iterable dataset across the ranks again.
+        """
+        from torch.utils.data import DataLoader
+
+        from voxplug.training.stream_dataset import (
+            StreamCollator,
+            StreamEpochs,
+            StreamPosition,
+            forget_drops,
+            read_position,
+        )
+
+        args = self.args
+        readers = max(1, args.dataloader_num_workers)
+        if self._resume_checkpoint is not None:
+            start = read_position(Path(self._resume_checkpoint), args.process_index, args.world_size, readers)
+        else:
+            start = StreamPosition()
+            if dataset.drops_dir is not None:
+                forget_drops(dataset.drops_dir, args.process_index)
+        dataset.place(rank=args.process_index, world_size=args.world_size, readers=readers, start=start)
+        workers = args.dataloader_num_workers
+        loader = DataLoader(
+            dataset,
+            batch_size=None,
+            collate_fn=StreamCollator(self._get_collator_with_removed_columns(self.data_collator, "Training")),
+            num_workers=workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=workers > 0 and args.dataloader_persistent_workers,
+            multiprocessing_context=args.dataloader_multiprocessing_context if workers > 0 else None,
+            prefetch_factor=args.dataloader_prefetch_factor if workers > 0 else None,
+            in_order=True,  # batch k comes from worker k mod workers: what a resumed run's order relies on
+        )
+        self.stream_epochs = StreamEpochs(loader, dataset.batches_per_epoch, start)
+        return self.stream_epochs
+
+    def get_resumed_dataloader(self, dataloader: Any, num_batches: int) -> Any:
+        """A stream's loader starts where its checkpoint stood already; other loaders skip as the Trainer's do."""
+        from voxplug.training.stream_dataset import StreamEpochs
+
+        if isinstance(dataloader, StreamEpochs):
+            return dataloader
+        return super().get_resumed_dataloader(dataloader, num_batches)
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
@@ -250,11 +308,18 @@ class TranscriptionTrainer(Trainer):
         return True
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if self.stream_epochs is not None:  # before trainer_state.json, which marks the checkpoint complete
+            from voxplug.training.stream_dataset import write_position
+
+            args = self.args
+            readers = max(1, args.dataloader_num_workers)
+            write_position(folder, args.process_index, args.world_size, readers, self.stream_epochs.position)
+            self.accelerator.wait_for_everyone()
         with _in_memory_key_names(self.model):
             super()._save_checkpoint(model, trial)
         self.accelerator.wait_for_everyone()
         if self.host is not None and self.is_world_process_zero():
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             self.host.on_checkpoint(checkpoint_dir=folder, step=self.state.global_step)
 
 
