@@ -136,16 +136,18 @@ class VoxtralRealtimeFamily(ModelFamily):
         audios: list[np.ndarray],
         languages: list[str | None],
         *,
-        max_new_tokens: int = 128,
-        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+        batch_size: int | None = None,
+        cuda_graphs: bool = True,
     ) -> list[str]:
         """Streaming transcripts at the family's ``delay_ms`` (the checkpoint's default when None).
 
-        The model detects the language itself; ``languages`` and ``max_new_tokens`` do not apply (one token is
-        emitted per 80 ms of audio).
+        The model detects the language itself; ``languages``, ``max_new_tokens`` and ``cuda_graphs`` do not apply
+        (one token is emitted per 80 ms of audio, through transformers' own generation); ``batch_size`` defaults to 8.
         """
         from voxplug_voxtral_realtime.generation import transcribe_streaming
 
+        batch_size = batch_size or 8
         texts: list[str] = []
         for start in range(0, len(audios), batch_size):
             streamed = transcribe_streaming(

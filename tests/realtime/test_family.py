@@ -177,6 +177,9 @@ def test_a_lora_run_saves_an_adapter_that_evaluates_at_its_trained_delay(
     card = (published / "README.md").read_text(encoding="utf-8")
     assert "fine-tuned at a delay of **960 ms** (12 tokens of 80 ms)" in card
     snippet = re.search(r"```python\n(.*?)```", card, flags=re.DOTALL).group(1)
+    # a card never names a local folder: the base of a run on a local model is a placeholder the reader fills in
+    assert "<base model id>" in snippet and str(realtime_tiny_dir) not in card
+    snippet = snippet.replace("<base model id>", str(realtime_tiny_dir))
     shutil.copy(word_clips.parent / "clip_001.wav", tmp_path / "speech.wav")
     ran = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr[-2000:]
