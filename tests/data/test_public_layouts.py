@@ -138,7 +138,8 @@ def train(world: World, config: dict[str, Any]) -> dict[str, Any]:
 
     path = world.root / f"{config['name']}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    done = voxplug(world, "train", "-c", str(path), "--no-progress")
+    # the fixtures are small, so their one long or broken row is more than the default share a run may drop
+    done = voxplug(world, "train", "-c", str(path), "--no-progress", "--allow-dropped")
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-4000:]}"
     run_dir = Path(config["training"]["output_dir"])
     assert (run_dir / "model" / "adapter_model.safetensors").is_file()
