@@ -18,9 +18,14 @@ PORTS_TRIED = 100
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """Whether a server could listen on ``host:port`` now."""
+    """Whether a server could listen on ``host:port`` now.
+
+    The probe binds as the server does (uvicorn sets ``SO_REUSEADDR``), so a port whose last server just stopped and
+    whose connections linger in TIME_WAIT counts as free, as it is to the server.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
