@@ -136,8 +136,10 @@ class LanguageModelCache:
         # looked up at call time: voxplug's fused kernels may have replaced it (voxplug_voxtral.kernels)
         query, key = modeling_llama.apply_rotary_pos_emb(query, key, *rotary)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
-        keys.index_copy_(2, position.view(1), key)
-        values.index_copy_(2, position.view(1), value)
+        # under autocast with fp32 weights the rotary embedding promotes to fp32: keep the cache's dtype
+        keys.index_copy_(2, position.view(1), key.to(keys.dtype))
+        values.index_copy_(2, position.view(1), value.to(values.dtype))
+        query = query.to(keys.dtype)
         attended = attend(query, keys[:, :, :span], values[:, :, :span], mask, attention.scaling)
         hidden = hidden + attention.o_proj(attended)
         return hidden + layer.mlp(layer.post_attention_layernorm(hidden))

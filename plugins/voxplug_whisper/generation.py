@@ -187,8 +187,8 @@ class DecoderCache:
         rows = normed.shape[0]
         shape = (rows, 1, -1, attention.head_dim)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
-        keys.index_copy_(2, position.view(1), attention.k_proj(normed).view(shape).transpose(1, 2))
-        values.index_copy_(2, position.view(1), attention.v_proj(normed).view(shape).transpose(1, 2))
+        keys.index_copy_(2, position.view(1), attention.k_proj(normed).view(shape).transpose(1, 2).to(keys.dtype))
+        values.index_copy_(2, position.view(1), attention.v_proj(normed).view(shape).transpose(1, 2).to(values.dtype))
         attended = attend(scaled_query(attention, normed), keys[:, :, :span], values[:, :, :span], mask)
         return attention.out_proj(attended)
 

@@ -61,7 +61,9 @@ def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 @pytest.fixture(scope="session")
 def speech_clips() -> list[tuple[Path, str]]:
     """The bundled English speech clips (real espeak-ng audio, 16 kHz mono) with their transcripts."""
-    folder = Path(__file__).resolve().parents[2] / "examples" / "speech" / "en"
+    package = Path(__file__).resolve().parents[1]  # a wheel ships the clips inside the package
+    shipped, checkout = package / "examples" / "speech" / "en", package.parent / "examples" / "speech" / "en"
+    folder = shipped if shipped.is_dir() else checkout
     lines = (folder / "transcripts.tsv").read_text(encoding="utf-8").splitlines()[1:]
     clips = [(folder / name, text) for name, text in (line.split("\t", 1) for line in lines if line.strip())]
     if not clips:
