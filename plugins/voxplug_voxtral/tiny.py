@@ -56,19 +56,24 @@ FEATURE_EXTRACTOR_SETTINGS: dict[str, Any] = {
 }
 
 
-def voxtral_special_tokens() -> list[dict[str, Any]]:
-    """Return Voxtral's 1000 v7 special tokens as tekken ``special_tokens`` entries (rank, token_str, is_control)."""
+def voxtral_special_tokens(named: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    """Return Voxtral's 1000 v7 special tokens as tekken ``special_tokens`` entries (rank, token_str, is_control).
+
+    ``named`` gives the names of ranks from 20 on (default: Voxtral's audio and transcription tokens); the other
+    ranks keep mistral-common's placeholder names.
+    """
     from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
+    named = _NAMED_SPECIALS_FROM_20 if named is None else named
     specials = [dict(token) for token in Tekkenizer.DEPRECATED_SPECIAL_TOKENS]
     for rank in range(len(specials), NUM_SPECIAL_TOKENS):
-        name = _NAMED_SPECIALS_FROM_20.get(rank, Tekkenizer.SPECIAL_TOKEN_TEMPLATE.format(id=rank))
+        name = named.get(rank, Tekkenizer.SPECIAL_TOKEN_TEMPLATE.format(id=rank))
         specials.append({"rank": rank, "token_str": name, "is_control": True})
     return specials
 
 
 @lru_cache(maxsize=1)
-def _base_tekken() -> dict[str, Any]:
+def base_tekken() -> dict[str, Any]:
     """The full Tekken vocabulary shipped in the mistral-common wheel (read once per process)."""
     import mistral_common
 
@@ -78,7 +83,7 @@ def _base_tekken() -> dict[str, Any]:
 
 def voxtral_tekken(n_inner_ranks: int) -> dict[str, Any]:
     """Return a Voxtral ``tekken.json`` document with the first ``n_inner_ranks`` BPE ranks of the real vocabulary."""
-    base = _base_tekken()
+    base = base_tekken()
     if not 256 <= n_inner_ranks <= len(base["vocab"]):
         raise ValueError(
             f"n_inner_ranks must be between 256 (the byte ranks) and {len(base['vocab'])}, got {n_inner_ranks}"

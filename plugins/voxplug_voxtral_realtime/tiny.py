@@ -18,9 +18,10 @@ The folder holds what ``mistralai/Voxtral-Mini-4B-Realtime-2602`` holds in its t
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from voxplug_voxtral.tiny import base_tekken, voxtral_special_tokens
 
 NUM_SPECIAL_TOKENS = 1000
 BOS_TOKEN_ID = 1
@@ -64,27 +65,12 @@ FEATURE_EXTRACTOR_SETTINGS: dict[str, Any] = {
 
 def realtime_special_tokens() -> list[dict[str, Any]]:
     """The realtime model's 1000 special tokens as tekken ``special_tokens`` entries."""
-    from mistral_common.tokens.tokenizers.tekken import Tekkenizer
-
-    specials = [dict(token) for token in Tekkenizer.DEPRECATED_SPECIAL_TOKENS]
-    for rank in range(len(specials), NUM_SPECIAL_TOKENS):
-        name = _NAMED_SPECIALS_FROM_20.get(rank, Tekkenizer.SPECIAL_TOKEN_TEMPLATE.format(id=rank))
-        specials.append({"rank": rank, "token_str": name, "is_control": True})
-    return specials
-
-
-@lru_cache(maxsize=1)
-def _base_tekken() -> dict[str, Any]:
-    """The full Tekken vocabulary shipped in the mistral-common wheel (read once per process)."""
-    import mistral_common
-
-    path = Path(mistral_common.__file__).parent / "data" / "tekken_240911.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+    return voxtral_special_tokens(_NAMED_SPECIALS_FROM_20)
 
 
 def realtime_tekken(n_inner_ranks: int, *, delay_ms: int = 480) -> dict[str, Any]:
     """A Voxtral Realtime ``tekken.json`` document with the first ``n_inner_ranks`` BPE ranks of the real vocabulary."""
-    base = _base_tekken()
+    base = base_tekken()
     if not 256 <= n_inner_ranks <= len(base["vocab"]):
         raise ValueError(
             f"n_inner_ranks must be between 256 (the byte ranks) and {len(base['vocab'])}, got {n_inner_ranks}"
