@@ -294,7 +294,7 @@ def test_granary_combinations_it_lacks_are_refused_before_any_request(
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     before = len(world.hub.requests)
     done = voxplug(world, "config", "show", "-c", str(path))
-    assert done.returncode == 1 and "error: invalid config:" in done.stderr
+    assert done.returncode == 1 and f"error: invalid config ({path}):" in done.stderr
     assert f"data.granary.{field}: {message}" in done.stderr and "HF_TOKEN" not in done.stderr
     assert len(world.hub.requests) == before
 

@@ -575,7 +575,7 @@ class TrainingRun:
     def _explained(self, exc: BaseException) -> BaseException:
         """Add where the last checkpoint is and how to resume to a training failure or an interruption."""
         if isinstance(exc, KeyboardInterrupt):
-            return KeyboardInterrupt(self._interruption_message())
+            return KeyboardInterrupt(self._interruption_message(str(exc)))
         if not isinstance(exc, Exception):
             return exc
         checkpoint = last_checkpoint(self.checkpoints_dir)
@@ -587,14 +587,20 @@ class TrainingRun:
         hint = f"; the last checkpoint is kept ({checkpoint}): run the same command with --resume to continue"
         return (type(exc) if isinstance(exc, VoxplugError) else TrainingError)(message + hint)
 
-    def _interruption_message(self) -> str:
-        """``interrupted at step 12 of 40; checkpoint-10 is kept: ...`` (what was kept and what to run next)."""
+    def _interruption_message(self, cause: str = "") -> str:
+        """``interrupted by SIGTERM at step 12 of 40; checkpoint-10 is kept: ...`` (what was kept, what to run next).
+
+        ``cause`` is the interrupt's own message; a signal other than Ctrl-C's SIGINT that it names
+        (``interrupted by SIGTERM``) is kept, so a run stopped by its scheduler does not read like one stopped by hand.
+        """
         state = self.hf_trainer.state if self.hf_trainer is not None else None
         checkpoint = last_checkpoint(self.checkpoints_dir)
+        signal_name = cause.removeprefix("interrupted by ") if cause.startswith("interrupted by SIG") else "SIGINT"
+        by = "" if signal_name == "SIGINT" else f" by {signal_name}"
         if state is None or not state.max_steps:
-            where = "interrupted before training started"
+            where = f"interrupted{by} before training started"
         else:
-            where = f"interrupted at step {state.global_step} of {state.max_steps}"
+            where = f"interrupted{by} at step {state.global_step} of {state.max_steps}"
         if checkpoint is not None:
             return (
                 f"{where}; {checkpoint.name} is kept ({checkpoint}): "
