@@ -4,6 +4,7 @@
 # them under the 64 MiB a call carries, which the wheels alone exceed). Unpack there:
 #   mkdir -p /tmp/site && tar xJf .whl/site.tar.xz -C /tmp/site && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/voxplug-*.whl
+#   export VOXPLUG_SPEECH_CACHE=$PWD/.whl/speech
 # The archive is rebuilt only when constraints.txt changes; voxplug's own wheel, from the working tree, every time.
 # The package list is computed, never written by hand: every package that voxplug's runtime dependencies and the
 # test runner need, at the version constraints.txt pins, minus what the device image provides (DEVICE_PROVIDES) and
@@ -16,7 +17,20 @@ python .ci/check_lock.py constraints.txt >/dev/null  # the venv the closure is r
 mkdir -p .whl
 rm -f .whl/voxplug-*.whl
 pip wheel -q --no-deps --no-build-isolation -w .whl .
-stamp=$(sha256sum constraints.txt benchmarks/gpu_wheels.sh | sha256sum | cut -c1-16)
+# The device has no espeak-ng: what the GPU tests' speech fixtures speak travels as a speech cache
+# (export VOXPLUG_SPEECH_CACHE=.whl/speech there).
+VOXPLUG_SPEECH_CACHE=.whl/speech python3 - <<'PY'
+import importlib.util, tempfile
+from voxplug.testing.speech import synthesize_words
+spec = importlib.util.spec_from_file_location("realtime_conftest", "tests/realtime/conftest.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+with tempfile.TemporaryDirectory() as scratch:
+    for index, sentence in enumerate(module.SENTENCES):
+        synthesize_words(sentence, f"{scratch}/{index}.wav")
+PY
+# the archive depends on the lock and on this script from DEVICE_PROVIDES on
+stamp=$( (cat constraints.txt; sed -n '/^DEVICE_PROVIDES=/,$p' benchmarks/gpu_wheels.sh) | sha256sum | cut -c1-16)
 if [ -f .whl/site.tar.xz ] && [ "$(cat .whl/stamp 2>/dev/null)" = "$stamp" ]; then
   du -sh .whl
   exit 0

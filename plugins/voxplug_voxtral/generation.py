@@ -95,9 +95,9 @@ class LanguageModelCache:
         import torch
 
         for index, layer in enumerate(cache.layers):
-            if len(self.keys) <= index:  # allocated on first use, in the dtype the model computes in
+            if len(self.keys) <= index:  # allocated on first use, both in the dtype the projections computed in
                 shape = (self.rows, layer.keys.shape[1], self.positions, layer.keys.shape[-1])
-                self.keys.append(torch.zeros(shape, dtype=layer.keys.dtype, device=self.device))
+                self.keys.append(torch.zeros(shape, dtype=layer.values.dtype, device=self.device))
                 self.values.append(torch.zeros(shape, dtype=layer.values.dtype, device=self.device))
             count, length = layer.keys.shape[0], layer.keys.shape[2]
             self.keys[index][offset : offset + count, :, :length].copy_(layer.keys)
@@ -136,12 +136,13 @@ class LanguageModelCache:
         # looked up at call time: voxplug's fused kernels may have replaced it (voxplug_voxtral.kernels)
         query, key = modeling_llama.apply_rotary_pos_emb(query, key, *rotary)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
-        # under autocast with fp32 weights the rotary embedding promotes to fp32: keep the cache's dtype
+        # Everything attends in the cache's dtype: under autocast over fp32 weights the rotary embedding promotes
+        # the query and key to fp32, and a prompt pass under accelerate's autocast (the Trainer's model) may have
+        # filled the cache in another dtype than these steps compute in.
         keys.index_copy_(2, position.view(1), key.to(keys.dtype))
         values.index_copy_(2, position.view(1), value.to(values.dtype))
-        query = query.to(keys.dtype)
-        attended = attend(query, keys[:, :, :span], values[:, :, :span], mask, attention.scaling)
-        hidden = hidden + attention.o_proj(attended)
+        attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, attention.scaling)
+        hidden = hidden + attention.o_proj(attended.to(value.dtype))
         return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
 
     def move_rows(self, keep: torch.Tensor) -> None:

@@ -189,14 +189,16 @@ class DecoderCache:
         keys, values = self.keys[index][:rows], self.values[index][:rows]
         keys.index_copy_(2, position.view(1), attention.k_proj(normed).view(shape).transpose(1, 2).to(keys.dtype))
         values.index_copy_(2, position.view(1), attention.v_proj(normed).view(shape).transpose(1, 2).to(values.dtype))
-        attended = attend(scaled_query(attention, normed), keys[:, :, :span], values[:, :, :span], mask)
-        return attention.out_proj(attended)
+        query = scaled_query(attention, normed)  # attends in the cache's dtype, as the Voxtral decoder does
+        attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask)
+        return attention.out_proj(attended.to(query.dtype))
 
     def _cross_attention(self, index: int, attention: Any, normed: torch.Tensor) -> torch.Tensor:
         """Attend to the encoder's frames through their keys and values from the prompt pass."""
         rows = normed.shape[0]
         keys, values = self.cross_keys[index][:rows], self.cross_values[index][:rows]
-        return attention.out_proj(attend(scaled_query(attention, normed), keys, values, None))
+        query = scaled_query(attention, normed)
+        return attention.out_proj(attend(query.to(keys.dtype), keys, values.to(keys.dtype), None).to(query.dtype))
 
     def move_rows(self, keep: torch.Tensor) -> None:
         """Copy rows ``keep`` of every buffer to its first rows."""

@@ -36,6 +36,19 @@ def test_synthesize_writes_numbered_16k_clips(tmp_path: Path) -> None:
 
 
 @needs_espeak
+def test_a_speech_cache_gives_a_machine_without_espeak_the_same_speech(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(speech.SPEECH_CACHE_ENV, str(tmp_path / "cache"))
+    spoken = synthesize(["Turn left at the corner."], tmp_path / "here")[0]
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs"))  # the GPU machine: no espeak-ng
+    read_back = synthesize(["Turn left at the corner."], tmp_path / "there")[0]
+    assert read_back.read_bytes() == spoken.read_bytes()
+    with pytest.raises(RuntimeError, match="'Turn right.' is not in the speech cache"):
+        synthesize(["Turn right."], tmp_path / "there")
+
+
+@needs_espeak
 def test_synthesize_is_reproducible_and_voices_differ(tmp_path: Path) -> None:
     sentence = ["Please close the door."]
     [first] = synthesize(sentence, tmp_path / "a")

@@ -118,6 +118,28 @@ def test_lora_layers_take_part_and_can_be_switched_off(voxtral: tuple[Any, Any],
         assert transcribe_ids(tuned, processor, audios, languages, max_new_tokens=10) == base
 
 
+def test_a_model_whose_forward_autocasts_is_decoded_in_one_dtype(
+    voxtral: tuple[Any, Any], clips: list[np.ndarray]
+) -> None:
+    """The Trainer's model under bf16: accelerate autocasts its forward (the prompt pass), not the decoder's own
+    steps, so the cache is filled in bf16 (keys promoted to fp32 by the rotary embedding) while the steps compute
+    in fp32. The decoder attends in one dtype and gives the prompt pass's first token."""
+    import copy
+
+    import torch
+    from accelerate.utils import convert_outputs_to_fp32
+    from voxplug_voxtral.generation import transcribe_ids
+
+    model, processor = voxtral
+    wrapped = copy.deepcopy(model)
+    forward = wrapped.forward  # what Accelerator.prepare_model does for mixed precision, on the CPU
+    wrapped.forward = convert_outputs_to_fp32(torch.autocast("cpu", dtype=torch.bfloat16)(forward))
+    audios, languages = clips[:3], ["en"] * 3
+    ours = transcribe_ids(wrapped, processor, audios, languages, max_new_tokens=6)
+    firsts = [voxtral_generate(wrapped, processor, audio, "en", 1, eos=2) for audio in audios]
+    assert [row[:1] for row in ours] == firsts and all(len(row) == 6 for row in ours)
+
+
 @pytest.fixture(scope="module")
 def tiny_en(tiny_en_folder: Path) -> tuple[Any, Any]:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor

@@ -8,7 +8,6 @@ aligners are checked against.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -49,7 +48,9 @@ def realtime_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def word_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A JSONL manifest of :data:`SENTENCES` spoken word by word, each row with its exact ``words`` timings."""
-    if shutil.which("espeak-ng") is None:
+    from voxplug.testing.speech import espeak_available
+
+    if not espeak_available():
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
     from voxplug.testing.speech import synthesize_words
 

@@ -77,24 +77,20 @@ def fine_tune(tmp_path: Path, checkpoint: Path, manifest: Path, collator: str | 
 
     host = PluginHost().load()
     host.register(BrokenCollators(), name="broken-collators")
-    config = run_config(
-        tmp_path,
-        checkpoint,
-        manifest,
-        eval_manifest=manifest,
-        model__collator=collator,
-        training__method="full",
-        training__max_steps=STEPS,
-        training__batch_size=10,
-        training__learning_rate=1e-2,
-        training__lr_scheduler="constant_with_warmup",
-        training__warmup_ratio=0.05,
-        training__eval_steps=STEPS,
-        training__logging_steps=20,
-        training__save_total_limit=1,
-        evaluation__batch_size=20,
-        **overrides,
-    )
+    settings = {
+        "model__collator": collator,
+        "training__method": "full",
+        "training__max_steps": STEPS,
+        "training__batch_size": 10,
+        "training__learning_rate": 1e-2,
+        "training__lr_scheduler": "constant_with_warmup",
+        "training__warmup_ratio": 0.05,
+        "training__eval_steps": STEPS,
+        "training__logging_steps": 20,
+        "training__save_total_limit": 1,
+        "evaluation__batch_size": 20,
+    }
+    config = run_config(tmp_path, checkpoint, manifest, eval_manifest=manifest, **{**settings, **overrides})
     config["model"][collator or "voxtral-realtime-streaming"] = {"delay_ms": DELAY_MS}
     with use_plugin_host(host):
         return train(validated(config, tmp_path), host=host, progress=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +56,9 @@ def speak(text: str, folder: Path):
 @pytest.fixture(scope="session")
 def speech_clips(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, object]]:
     """Eight short spoken sentences as ``(text, 16 kHz float32 audio)`` pairs."""
-    if shutil.which("espeak-ng") is None:
+    from voxplug.testing.speech import espeak_available
+
+    if not espeak_available():
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
     folder = tmp_path_factory.mktemp("speech")
     return [(text, speak(text, folder)) for text in SENTENCES]

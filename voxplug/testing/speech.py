@@ -4,11 +4,14 @@
 its output is the same bytes on every run of one espeak-ng version, so tests and bundled examples are
 reproducible. :func:`synthesize_words` speaks a sentence word by word, so every word's start and end is known to
 the sample: ground truth for streaming targets and aligners.
+Where ``VOXPLUG_SPEECH_CACHE`` names a folder, what espeak-ng spoke is kept there and read back on a machine
+without it (the GPU machine, which installs nothing): ``benchmarks/gpu_wheels.sh`` fills one for the GPU tests.
 :func:`make_bad_audio_files` needs nothing but soundfile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -25,6 +28,8 @@ from voxplug.data.alignment import WordTiming
 from voxplug.data.audio import decode_audio, resample_to_16k, to_mono, write_wav_16k
 
 ESPEAK_PROGRAM = "espeak-ng"
+SPEECH_CACHE_ENV = "VOXPLUG_SPEECH_CACHE"
+"""Environment variable naming a folder of espeak-ng output kept for reuse (see :func:`synthesize`)."""
 
 ZOO_TONE_HZ = 440.0
 """Frequency of the tone in every readable file :func:`make_bad_audio_files` writes."""
@@ -37,8 +42,8 @@ UNREADABLE_ZOO_FILES = ("corrupt", "truncated", "empty", "not_audio")
 
 
 def espeak_available() -> bool:
-    """Whether the espeak-ng program is on ``PATH``."""
-    return shutil.which(ESPEAK_PROGRAM) is not None
+    """Whether speech can be made here: espeak-ng is on ``PATH``, or a speech cache is named."""
+    return shutil.which(ESPEAK_PROGRAM) is not None or bool(os.environ.get(SPEECH_CACHE_ENV))
 
 
 def synthesize(
@@ -57,16 +62,36 @@ def synthesize(
     0–99. Returns the paths in the order of ``sentences``. Raises RuntimeError when espeak-ng is
     missing or fails.
     """
-    program = shutil.which(ESPEAK_PROGRAM)
-    if program is None:
-        raise RuntimeError("espeak-ng is not installed; install it with `apt-get install espeak-ng`")
     target_dir = Path(out_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     options = ["-v", voice, "-s", str(rate), "-p", str(pitch)]
     return [
-        _speak([program, *options], sentence, target_dir / f"{prefix}_{index:03d}.wav")
+        _speak_cached(options, sentence, target_dir / f"{prefix}_{index:03d}.wav")
         for index, sentence in enumerate(sentences)
     ]
+
+
+def _speak_cached(options: list[str], sentence: str, target: Path) -> Path:
+    """:func:`_speak`, through the folder ``VOXPLUG_SPEECH_CACHE`` names when it is set."""
+    cache = os.environ.get(SPEECH_CACHE_ENV)
+    kept = None
+    if cache:
+        key = hashlib.sha256("\0".join([*options, sentence]).encode()).hexdigest()[:24]
+        kept = Path(cache) / f"{key}.wav"
+        if kept.is_file():
+            shutil.copyfile(kept, target)
+            return target
+    program = shutil.which(ESPEAK_PROGRAM)
+    if program is None:
+        missing = f" and {sentence!r} is not in the speech cache {cache}" if cache else ""
+        raise RuntimeError(f"espeak-ng is not installed{missing}; install it with `apt-get install espeak-ng`")
+    _speak([program, *options], sentence, target)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(f".{os.getpid()}.partial")
+        shutil.copyfile(target, partial)
+        os.replace(partial, kept)
+    return target
 
 
 WORD_EDGE_LEVEL = 0.01

@@ -282,8 +282,9 @@ class TranscriptionTrainer(Trainer):
         output = super().evaluation_loop(*args, **kwargs)
         if self._generate_in_eval and self.generation_evaluator is not None:
             prefix = kwargs.get("metric_key_prefix", "eval")
+            # accelerate autocasts the model's forward, not the decoder's own steps: give them the same autocast
             metrics = self.generation_evaluator.evaluate(
-                self.model, step=self.state.global_step, autocast=self.autocast_smart_context_manager
+                self.model, step=self.state.global_step, autocast=self.accelerator.autocast
             )
             output.metrics.update({f"{prefix}_{key}": value for key, value in metrics.items()})
         return output
