@@ -63,5 +63,7 @@ def test_streamed_lora_on_a_gpu_resumes_with_the_same_losses(tmp_path: Path, tin
     before, after = losses(uninterrupted.run_dir), losses(resumed.run_dir)
     for step in range(1, STEPS + 1):
         assert after[step] == pytest.approx(before[step], rel=1e-4, abs=1e-5), step
-    position = json.loads((resumed.run_dir / "checkpoints" / "checkpoint-3" / "voxplug_stream_rank0.json").read_text())
-    assert position["readers"] == 4 and position["batches"] == 3
+    assert resumed.train_results["resumed_from"].endswith("checkpoint-3")
+    # checkpoint-3 itself is rotated out (save_total_limit 2); the resumed run's checkpoint-6 carries on its count
+    position = json.loads((resumed.run_dir / "checkpoints" / "checkpoint-6" / "voxplug_stream_rank0.json").read_text())
+    assert position["readers"] == 4 and position["batches"] == 6
