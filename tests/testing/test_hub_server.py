@@ -220,6 +220,22 @@ def test_files_over_the_threshold_use_lfs_and_known_objects_are_not_uploaded_twi
     assert hub.repo_files("tester/m")["copy-of-weights.dat"] == big
 
 
+@pytest.mark.parametrize("hub", [{"lfs_threshold": 4096}], indirect=True)
+def test_one_commit_with_two_files_of_the_same_content_uploads_and_commits_both(
+    hub: HubServer, api: HfApi, tmp_path: Path
+) -> None:
+    """Two checkpoints' identical tokenizer files, say: one object, two paths, one commit."""
+    big = os.urandom(5000)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "weights.dat").write_bytes(big)
+    api.create_repo("tester/m")
+    api.upload_folder(folder_path=tmp_path, repo_id="tester/m")
+    files = hub.repo_files("tester/m")
+    assert files["a/weights.dat"] == files["b/weights.dat"] == big
+    assert 403 not in statuses(hub, "/lfs-upload/", "PUT")
+
+
 def test_lfs_upload_checks_sha256_and_size(hub: HubServer, api: HfApi) -> None:
     api.create_repo("tester/m")
     auth = {"Authorization": f"Bearer {hub.token}"}

@@ -1090,7 +1090,8 @@ def add_lfs_routes(app: FastAPI, hub: HubServer) -> None:
 
     @app.put("/lfs-upload/{oid}")
     async def lfs_upload(request: Request, oid: str) -> JSONResponse:
-        expected = hub.upload_tickets.get(request.query_params.get("ticket", ""))
+        ticket = request.query_params.get("ticket", "")
+        expected = hub.upload_tickets.get(ticket)
         if expected is None or expected[0] != oid:
             raise HubError(403, "Invalid or expired upload URL: ask the LFS batch API for a new one")
         data = await request.body()
@@ -1100,7 +1101,8 @@ def add_lfs_routes(app: FastAPI, hub: HubServer) -> None:
             raise HubError(400, f"sha256 mismatch: the uploaded content does not hash to {oid}")
         with store.lock:
             store.put_object(data)
-            hub.upload_tickets = {ticket: v for ticket, v in hub.upload_tickets.items() if v[0] != oid}
+            # only this ticket is spent: one batch may hand out one per path for two paths of the same content
+            hub.upload_tickets.pop(ticket, None)
         return JSONResponse({}, headers={"ETag": f'"{oid}"'})
 
     @app.api_route("/lfs-objects/{oid}", methods=["GET", "HEAD"])
