@@ -110,6 +110,20 @@ def test_import_names_each_bad_row_once_with_its_file_and_line(recordings: Path)
     assert missing == "error: clips.csv line 5 (nope.wav): audio file nope.wav not found in recordings"
 
 
+def test_a_blank_transcript_beside_its_audio_is_named_by_the_txt_file(recordings: Path) -> None:
+    folder = recordings.parent
+    voxplug("data", "create", "my-voice", "--language", "en", cwd=folder)
+    beside = folder / "beside"
+    beside.mkdir()
+    for name, text in (("en_gb_000", "hello there"), ("en_gb_001", " \n\t\n")):
+        shutil.copy(recordings / f"{name}.wav", beside / f"{name}.wav")
+        (beside / f"{name}.txt").write_text(text, encoding="utf-8")
+    result = voxplug("data", "import", "my-voice", "beside", cwd=folder)
+    assert result.returncode == 1 and "imported 1 clip(s)" in result.stdout
+    [line] = error_lines(result)
+    assert line.startswith("error: en_gb_001.wav: en_gb_001.txt holds only whitespace"), line
+
+
 def test_a_blank_line_of_a_texts_file_is_named_by_file_and_line(recordings: Path) -> None:
     folder = recordings.parent
     voxplug("data", "create", "my-voice", "--language", "en", cwd=folder)

@@ -24,7 +24,7 @@ from typing import Any
 
 from voxplug.data.folder_guard import FolderGuard
 from voxplug.data.manifest import iter_jsonl
-from voxplug.data.text import decode_transcript_bytes
+from voxplug.data.text import clean_transcript, decode_transcript_bytes
 from voxplug.errors import DataError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
@@ -89,6 +89,10 @@ def _items_beside_audio(folder: Path) -> Iterator[ImportItem]:
             text = decode_transcript_bytes(transcript.read_bytes(), str(transcript.relative_to(folder)))
         except DataError as exc:
             yield ImportItem(label, audio, problem=str(exc))
+            continue
+        if clean_transcript(text) == "":  # the file to fix is the .txt, not the audio the row is named by
+            what = "is empty" if text == "" else "holds only whitespace or invisible characters"
+            yield ImportItem(label, audio, problem=f"{transcript.name} {what} (expected the words of {audio.name})")
             continue
         yield ImportItem(label, audio, text=text)
 
