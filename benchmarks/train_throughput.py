@@ -1516,6 +1516,8 @@ def recount(paths: list[Path]) -> list[Path]:
     data: dict[int, tuple[list[Clip], dict[str, list[tuple[int, int]]] | None]] = {}
     written = []
     for path in paths:
+        if path.name.endswith(".standard-mfu.json"):
+            continue  # a recount already
         results = json.loads(path.read_text(encoding="utf-8"))
         if "variants" not in results or "clips" not in results:
             print(f"{path}: no variants with clip statistics (a summary file); skipped")
@@ -1551,7 +1553,11 @@ def recount(paths: list[Path]) -> list[Path]:
         for name, entry in results["variants"].items():
             if "samples_per_s" not in entry:
                 continue
-            regime, adapters, collator = variant_count(shape, entry, f"{path}: {name}")
+            try:
+                regime, adapters, collator = variant_count(shape, entry, f"{path}: {name}")
+            except ValueError as exc:
+                out["variants"][name] = {"samples_per_s": entry["samples_per_s"], "error": str(exc)}
+                continue
             flops = [
                 total(shape.row_flops(regime, adapters, n, p)) + shape.projector_chunk_flops(regime)
                 for n, p in tokens[collator]
@@ -1572,11 +1578,14 @@ def print_recount(out: dict[str, Any]) -> None:
     print(f"\n{out['source']}  card: {out['card']}  {peaks}")
     print(f"{'variant':28s} {'samp/s':>7s} {'MFU':>6s} {'bounds':>13s} {'MFU/mm':>7s} {'warm MFU':>8s}")
     for name, r in out["variants"].items():
+        if "error" in r:
+            print(f"{name:28s} {r['samples_per_s']:7.2f} {r['error']}")
+            continue
         low, high = r["mfu_standard_bounds"]
         warm = (r.get("cache_warm_steps") or {}).get("mfu_standard")
         print(
             f"{name:28s} {r['samples_per_s']:7.2f} {r['mfu_standard'] or 0:6.1%} {low or 0:6.1%}-{high or 0:5.1%} "
-            f"{r['mfu_processed_over_measured_matmul'] or 0:7.1%} {warm or 0:8.1%}"
+            f"{r['mfu_processed_over_measured_matmul'] or 0:7.1%} " + (f"{warm:8.1%}" if warm else f"{'-':>8s}")
         )
 
 
