@@ -35,39 +35,33 @@ kept the host from queueing the next step early; ``step_sync`` variants do that 
 steps are dropped and throughput is measured over the remaining steps. The issue's target speaks of a
 3-epoch run: this measures the steady state of one epoch, which a 3-epoch run repeats. With ``--clips`` small
 enough that ``--steps`` spans several epochs (``--clips 96 --steps 36``: 3 epochs), the JSON also holds
-``run_samples_per_s`` (the whole run, compile and first steps included), ``per_step`` (seconds, FLOPs, samples,
-chunks and chunks served by the encoder cache of each timed step), ``mfu_median_step`` and ``cache_warm_steps``
-(throughput and MFU over the steps whose every chunk came from the encoder cache: epochs 2 and later, the
-steady state of a long run).
+``run_samples_per_s`` (the whole run, compile and first steps included), ``per_step`` (seconds, processed FLOPs,
+samples, chunks, chunks served by the encoder cache and useful FLOPs of each timed step), the median step's MFU and
+``cache_warm_steps`` (throughput and MFU over the steps whose every chunk came from the encoder cache: epochs 2 and
+later, the steady state of a long run).
 
-FLOP accounting (``FlopModel``; shared/reference/voxtral.md section 3). Forward FLOPs of a linear layer are
-2 x parameters x tokens; a pass that also needs the gradient of its input costs another 2x, one that trains its
-weights another 2x (so training a layer is 6N, LoRA over a frozen layer is 4N plus the adapters' 6 x r x (in +
-out)). Attention scores cost 4 x S^2 x d_attn per layer and sequence forward, x3 with backward. Tokens are the
-*processed* tokens, padding included: every row of a batch counts the batch's padded length S, every audio
-chunk its 1500 encoder frames and 375 audio tokens. Per part:
+MFU, the headline (``mfu_standard``), is the standard count of ``benchmarks/model_flops.py`` (its docstring says
+exactly what it counts, and how PaLM, nanoGPT and FlashAttention count): *useful* model FLOPs, each row of a batch at
+its own real length (``row_tokens``), logits only at the label positions, causal decoder attention (half of full),
+the encoder over the 30 s chunks it ran, no weight gradients for frozen weights; over the card's datasheet dense
+bf16 peak (``model_flops.DATASHEET_BF16_DENSE_TFLOPS``; a card not in that table gets no standard MFU). In the
+three regimes: VoxFactory's LoRA, whose plain q/k/v/o targets also adapt the encoder, so the backward pass runs
+through the encoder and projector; voxplug's ``lora`` (encoder and projector without autograd); voxplug's
+``full`` (decoder, embeddings, output layer and projector train).
 
-=====================  ==========================  ===========================  =========================
-part                   voxfactory (LoRA in enc.)   voxplug lora                 voxplug full
-=====================  ==========================  ===========================  =========================
-encoder linear         4N (forward + input grad)   2N (forward, no autograd)    2N
-encoder attention      3x forward                  1x                           1x
-conv stem              1x                          1x                           1x
-projector              4N (grads flow to encoder)  2N                           4N (weights train, no
-                                                                                input grad)
-LM decoder linear      4N                          4N                           6N
-LM attention           3x forward                  3x                           3x
-lm_head                4N x all positions          4N x positions kept          6N x positions kept
-LoRA adapters          6N                          6N                           -
-=====================  ==========================  ===========================  =========================
+Beside it, ``mfu_processed_over_measured_matmul`` is the count this benchmark reported first (``FlopModel``):
+*processed* FLOPs over the bf16 matmul rate measured in the same run (8192^3, random data, median of 20 after
+warm-up). Processed FLOPs count every row at the batch's padded length S, attention as the full S^2 (4 x S^2 x
+d_attn per layer forward, x3 with backward), the logits at every kept position (all of them for VoxFactory's full
+logits, and voxplug's per-row label lists padded to the longest), and no first-layer exceptions. The CUDA graphs' own
+padding (a batch replayed in a larger captured shape, ``LayerGraphs``) is counted by neither: it shows as lost
+time. Audio-seconds/s counts real (unpadded) audio.
 
-The CUDA graphs' own padding (a batch replayed in a larger captured shape, ``LayerGraphs``) is not counted: FLOPs
-follow the batch as collated, so the graphs' padding shows as lost time. "Positions kept" are all positions with
-full-vocabulary logits, or only those before a label when the loss
-computes logits at label positions (voxplug pads each row's list to the batch's longest; the padding slots are
-computed but not counted). MFU is processed model FLOPs per second over the bf16 matmul rate measured
-in the same run (8192^3, random data, median of 20 after warm-up); the datasheet's 989 TFLOP/s is reported
-beside it. Audio-seconds/s counts real (unpadded) audio.
+``--recount FILE...`` recomputes the standard MFU of results files on the CPU, without training: it rebuilds the
+file's clips (the same seed, checked against the file's clip statistics), collates each clip with the collator its
+variant used to find its real tokens, and divides the useful FLOPs of the timed samples by their seconds. Which
+clips a partly covered epoch held is not in the file, so the recount also gives bounds (the smallest and largest
+clips filling the partial epochs). It writes ``<file>.standard-mfu.json`` beside each file.
 
 Checks recorded in the JSON: for every fast path, the loss of the plain model forward (full logits, the model's
 own loss) and of the fast path on the same fixed batch, at full shape on the GPU.
@@ -471,7 +465,8 @@ def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None) -> Any:
 
 @dataclass
 class FlopModel:
-    """Forward FLOP counts of Voxtral's parts, from its config (see the module docstring for the multipliers)."""
+    """Processed FLOPs of Voxtral's parts (padding and full attention included; see the module docstring): the
+    figure beside the standard MFU. ``micro_batch`` holds the multipliers of each regime."""
 
     enc_linear_params: int
     enc_layers: int
