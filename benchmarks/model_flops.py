@@ -113,9 +113,9 @@ class Adapters:
         enc_dims = {"q": (e, e), "k": (e, e), "v": (e, e), "out": (e, e), "fc1": (e, ef), "fc2": (ef, e)}
         return cls(
             decoder=shape.lm_layers * r * sum(sum(lm_dims[name]) for name in decoder),
-            decoder_first_qkv_in=r * sum(lm_dims[name][0] for name in decoder if name in "qkv"),
+            decoder_first_qkv_in=r * sum(lm_dims[name][0] for name in decoder if name in ("q", "k", "v")),
             encoder=shape.enc_layers * r * sum(sum(enc_dims[name]) for name in encoder),
-            encoder_first_qkv_in=r * sum(enc_dims[name][0] for name in encoder if name in "qkv"),
+            encoder_first_qkv_in=r * sum(enc_dims[name][0] for name in encoder if name in ("q", "k", "v")),
         )
 
 
