@@ -42,7 +42,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     return folder, AutoProcessor.from_pretrained(folder)
 
 
-def prepared(folder: Path, method: str) -> Any:
+def prepared(folder: Path, method: str, device: str = "cpu", attention: str = "eager") -> Any:
     """The tiny Voxtral (fp32, eager attention: every attention matmul visible to the counter) as ``method`` trains
     it: voxplug's ``lora`` and ``full`` trainers, or VoxFactory's plain q/k/v/o LoRA, which also adapts the encoder.
 
@@ -58,7 +58,8 @@ def prepared(folder: Path, method: str) -> Any:
     from voxplug.config import validate_config
 
     torch.manual_seed(0)
-    model = VoxtralForConditionalGeneration.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32)
+    model = VoxtralForConditionalGeneration.from_pretrained(folder, attn_implementation=attention, dtype=torch.float32)
+    model.to(device)
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
     if method == "lora":
         model = LoraTrainer(LoraOptions(fused=False)).prepare_model(model, VoxtralFamily(), config)
@@ -106,6 +107,30 @@ def test_the_count_equals_the_executed_matmuls_of_an_unpadded_row(bench: Any, ti
     assert bench.row_tokens(batch).tolist() == [[tokens, positions]]
     useful = count.micro_batch([(tokens, positions)], chunks=1, cached=0)
     assert executed_flops(model, batch) - causal_instead_of_full(count.shape, tokens) == useful
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_the_count_equals_the_executed_matmuls_on_the_gpu(bench: Any, tiny: Any, method: str) -> None:
+    """On CUDA with SDPA (flash/cuDNN kernels, whose FLOPs the counter takes as the full attention matrix)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+
+    folder, processor = tiny
+    model = prepared(folder, method, device="cuda", attention="sdpa")
+    count = bench.StandardCount.of(model)
+    batch = VoxtralTranscriptionCollator(processor, pad_to_multiple_of=1)(uneven_audio_rows(1))
+    batch = {k: v.to("cuda") for k, v in batch.items()}
+    tokens = batch["input_ids"].shape[1]
+    positions = int((batch["labels"][:, 1:] != -100).sum())
+    assert bench.row_tokens(batch).tolist() == [[tokens, positions]]
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        executed = executed_flops(model, batch)
+    useful = count.micro_batch([(tokens, positions)], chunks=1, cached=0)
+    assert executed - causal_instead_of_full(count.shape, tokens) == useful
 
 
 def test_a_padded_batch_counts_each_row_at_its_own_length(bench: Any, tiny: Any) -> None:
