@@ -18,8 +18,10 @@ the conv stem, encoder linears and projector forward only (2N per frame or token
 autograd), decoder linears forward and input gradient (4N per token) plus the adapters trained (6 x r x (in + out)
 per adapted layer and token), the tied head at the label positions (4N), and attention scores (4 x d_attn x the
 causal context, within the sliding windows: 750 encoder frames, 8192 decoder positions), x3 in the decoder for its
-backward. MFU is the mean useful FLOPs per sample x samples/s over the card's datasheet bf16 dense peak (989
-TFLOP/s for H100 SXM and H200; ``--peak-tflops`` overrides). Peak memory is ``torch.cuda.max_memory_allocated``.
+backward: the standard count of ``benchmarks/model_flops.py`` (there for Voxtral-Mini-3B), with sliding windows.
+MFU is the mean useful FLOPs per sample x samples/s over the card's datasheet bf16 dense peak (989.4 TFLOP/s for
+H100 SXM and H200, from ``model_flops``; none for a card not in its table; ``--peak-tflops`` overrides). Peak memory is
+``torch.cuda.max_memory_allocated``.
 
 Run (GPU, a few minutes)::
 
@@ -40,9 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model_flops import causal_pairs, datasheet_peak_tflops
+
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO / "examples" / "speech" / "en"
-DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
 FULL_VOCAB_RANKS = 130_072  # + 1000 special tokens = the realtime model's 131,072
 DELAY_MS = 480
 GAP_S = 0.25
@@ -107,18 +110,12 @@ def model_shape(model: Any, lora_r: int) -> Shape:
     )
 
 
-def causal_context(length: int, window: int) -> int:
-    """Sum over positions of the keys each attends to: ``min(i + 1, window)``."""
-    full = min(length, window)
-    return full * (full + 1) // 2 + (length - full) * window
-
-
 def useful_flops(shape: Shape, positions: int, label_positions: int) -> dict[str, float]:
     """One sample's useful training FLOPs (LoRA regime, see the module docstring), by part."""
     frames = 4 * positions  # encoder frames: 8 mel frames per position, halved by the stride-2 convolution
     mel_frames = 8 * positions
-    attention = 4 * shape.encoder_attention_width * causal_context(frames, shape.encoder_window)
-    decoder_attention = 4 * shape.decoder_attention_width * causal_context(positions, shape.decoder_window)
+    attention = 4 * shape.encoder_attention_width * causal_pairs(frames, shape.encoder_window)
+    decoder_attention = 4 * shape.decoder_attention_width * causal_pairs(positions, shape.decoder_window)
     return {
         "conv_stem": 2 * shape.conv_macs_per_frame * mel_frames,
         "encoder_linear": 2 * shape.encoder_linear * frames,
@@ -291,7 +288,7 @@ def summarize(
     samples_per_s = steps * args.batch_size / seconds
     audio_s = sum(example.duration_s for example in examples) / len(examples)
     device_name = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.tiny else "cpu"
-    peak = args.peak_tflops or next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in device_name), None)
+    peak = args.peak_tflops or datasheet_peak_tflops(device_name)
     result = {
         "device": device_name,
         "shape": "tiny" if args.tiny else "Voxtral-Mini-4B-Realtime-2602 (random weights)",

@@ -35,39 +35,33 @@ kept the host from queueing the next step early; ``step_sync`` variants do that 
 steps are dropped and throughput is measured over the remaining steps. The issue's target speaks of a
 3-epoch run: this measures the steady state of one epoch, which a 3-epoch run repeats. With ``--clips`` small
 enough that ``--steps`` spans several epochs (``--clips 96 --steps 36``: 3 epochs), the JSON also holds
-``run_samples_per_s`` (the whole run, compile and first steps included), ``per_step`` (seconds, FLOPs, samples,
-chunks and chunks served by the encoder cache of each timed step), ``mfu_median_step`` and ``cache_warm_steps``
-(throughput and MFU over the steps whose every chunk came from the encoder cache: epochs 2 and later, the
-steady state of a long run).
+``run_samples_per_s`` (the whole run, compile and first steps included), ``per_step`` (seconds, processed FLOPs,
+samples, chunks, chunks served by the encoder cache and useful FLOPs of each timed step), the median step's MFU and
+``cache_warm_steps`` (throughput and MFU over the steps whose every chunk came from the encoder cache: epochs 2 and
+later, the steady state of a long run).
 
-FLOP accounting (``FlopModel``; shared/reference/voxtral.md section 3). Forward FLOPs of a linear layer are
-2 x parameters x tokens; a pass that also needs the gradient of its input costs another 2x, one that trains its
-weights another 2x (so training a layer is 6N, LoRA over a frozen layer is 4N plus the adapters' 6 x r x (in +
-out)). Attention scores cost 4 x S^2 x d_attn per layer and sequence forward, x3 with backward. Tokens are the
-*processed* tokens, padding included: every row of a batch counts the batch's padded length S, every audio
-chunk its 1500 encoder frames and 375 audio tokens. Per part:
+MFU, the headline (``mfu_standard``), is the standard count of ``benchmarks/model_flops.py`` (its docstring says
+exactly what it counts, and how PaLM, nanoGPT and FlashAttention count): *useful* model FLOPs, each row of a batch at
+its own real length (``row_tokens``), logits only at the label positions, causal decoder attention (half of full),
+the encoder over the 30 s chunks it ran, no weight gradients for frozen weights; over the card's datasheet dense
+bf16 peak (``model_flops.DATASHEET_BF16_DENSE_TFLOPS``; a card not in that table gets no standard MFU). In the
+three regimes: VoxFactory's LoRA, whose plain q/k/v/o targets also adapt the encoder, so the backward pass runs
+through the encoder and projector; voxplug's ``lora`` (encoder and projector without autograd); voxplug's
+``full`` (decoder, embeddings, output layer and projector train).
 
-=====================  ==========================  ===========================  =========================
-part                   voxfactory (LoRA in enc.)   voxplug lora                 voxplug full
-=====================  ==========================  ===========================  =========================
-encoder linear         4N (forward + input grad)   2N (forward, no autograd)    2N
-encoder attention      3x forward                  1x                           1x
-conv stem              1x                          1x                           1x
-projector              4N (grads flow to encoder)  2N                           4N (weights train, no
-                                                                                input grad)
-LM decoder linear      4N                          4N                           6N
-LM attention           3x forward                  3x                           3x
-lm_head                4N x all positions          4N x positions kept          6N x positions kept
-LoRA adapters          6N                          6N                           -
-=====================  ==========================  ===========================  =========================
+Beside it, ``mfu_processed_over_measured_matmul`` is the count this benchmark reported first (``FlopModel``):
+*processed* FLOPs over the bf16 matmul rate measured in the same run (8192^3, random data, median of 20 after
+warm-up). Processed FLOPs count every row at the batch's padded length S, attention as the full S^2 (4 x S^2 x
+d_attn per layer forward, x3 with backward), the logits at every kept position (all of them for VoxFactory's full
+logits, and voxplug's per-row label lists padded to the longest), and no first-layer exceptions. The CUDA graphs' own
+padding (a batch replayed in a larger captured shape, ``LayerGraphs``) is counted by neither: it shows as lost
+time. Audio-seconds/s counts real (unpadded) audio.
 
-The CUDA graphs' own padding (a batch replayed in a larger captured shape, ``LayerGraphs``) is not counted: FLOPs
-follow the batch as collated, so the graphs' padding shows as lost time. "Positions kept" are all positions with
-full-vocabulary logits, or only those before a label when the loss
-computes logits at label positions (voxplug pads each row's list to the batch's longest; the padding slots are
-computed but not counted). MFU is processed model FLOPs per second over the bf16 matmul rate measured
-in the same run (8192^3, random data, median of 20 after warm-up); the datasheet's 989 TFLOP/s is reported
-beside it. Audio-seconds/s counts real (unpadded) audio.
+``--recount FILE...`` recomputes the standard MFU of results files on the CPU, without training: it rebuilds the
+file's clips (the same seed, checked against the file's clip statistics), collates each clip with the collator its
+variant used to find its real tokens, and divides the useful FLOPs of the timed samples by their seconds. Which
+clips a partly covered epoch held is not in the file, so the recount also gives bounds (the smallest and largest
+clips filling the partial epochs). It writes ``<file>.standard-mfu.json`` beside each file.
 
 Checks recorded in the JSON: for every fast path, the loss of the plain model forward (full logits, the model's
 own loss) and of the fast path on the same fixed batch, at full shape on the GPU.
@@ -98,12 +92,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from model_flops import ENCODER_LORA, FULL, LORA, Adapters, Regime, VoxtralShape, datasheet_peak_tflops, total
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO / "examples" / "speech" / "en"
 SAMPLING_RATE = 16000
 GAP_S = 0.25
-DATASHEET_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 EFFECTIVE_BATCH = 8
 
 # One change at a time. Keys: method (voxfactory | lora | full), overrides of the voxplug run config
@@ -471,7 +465,8 @@ def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None) -> Any:
 
 @dataclass
 class FlopModel:
-    """Forward FLOP counts of Voxtral's parts, from its config (see the module docstring for the multipliers)."""
+    """Processed FLOPs of Voxtral's parts (padding and full attention included; see the module docstring): the
+    figure beside the standard MFU. ``micro_batch`` holds the multipliers of each regime."""
 
     enc_linear_params: int
     enc_layers: int
@@ -565,7 +560,8 @@ def _linears(module: Any) -> list[tuple[str, Any]]:
 class Record:
     """What the measuring trainer saw: one entry per micro-batch, and step-end times."""
 
-    micro: list[tuple[int, int, int, Any, Any, int]] = field(default_factory=list)
+    # rows, padded length, chunks, logit positions, audio seconds, cached chunks, each row's (tokens, loss positions)
+    micro: list[tuple[int, int, int, Any, Any, int, Any]] = field(default_factory=list)
     encoder_cache: Any = None
     cuda_graphs: Any = None  # the LoRA trainer's LayerGraphs, when it set them up
     train_start: float | None = None
@@ -586,6 +582,7 @@ def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
             host_mark(record, "batch", self.state.global_step)
             audio_s = inputs.pop("bench_audio_s")
+            rows = row_tokens(inputs)
             labels = inputs["labels"]
             ids = inputs["input_ids"]
             positions = (labels[:, 1:] != -100).sum() if label_logits else None
@@ -593,10 +590,51 @@ def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
             loss = super().training_step(model, inputs, num_items_in_batch)
             cached = (record.encoder_cache.hits - hits) if record.encoder_cache else 0
             chunks = inputs["input_features"].shape[0]
-            record.micro.append((ids.shape[0], ids.shape[1], chunks, positions, audio_s, cached))
+            record.micro.append((ids.shape[0], ids.shape[1], chunks, positions, audio_s, cached, rows))
             return loss
 
     return Measured
+
+
+def row_tokens(batch: dict[str, Any]) -> Any:
+    """Each row's real tokens and loss positions, ``(rows, 2)``, computed where the batch lives (no host sync).
+
+    Rows are right-padded: a row's tokens are its attention mask's ones, or without a mask (voxplug's training
+    batches) its positions up to its last label (the EOS). Loss positions are the labels after the shift.
+    """
+    import torch
+
+    labels = batch["labels"]
+    mask = batch.get("attention_mask")
+    if mask is not None:
+        lengths = mask.sum(1)
+    else:
+        positions = torch.arange(1, labels.shape[1] + 1, device=labels.device)
+        lengths = ((labels != -100) * positions).amax(1)
+    return torch.stack([lengths, (labels[:, 1:] != -100).sum(1)], 1)
+
+
+@dataclass(frozen=True)
+class StandardCount:
+    """The standard (useful) FLOP count of one variant's model: ``benchmarks/model_flops.py``."""
+
+    shape: VoxtralShape
+    regime: Regime
+    adapters: Adapters
+
+    @classmethod
+    def of(cls, model: Any) -> StandardCount:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        adapters = Adapters.of(model)
+        trains_decoder = base.lm_head.weight.requires_grad
+        regime = FULL if trains_decoder else ENCODER_LORA if adapters.encoder else LORA
+        return cls(VoxtralShape.of(base.config), regime, adapters)
+
+    def micro_batch(self, rows: list[tuple[int, int]], chunks: int, cached: int) -> float:
+        """Useful FLOPs of a micro-batch: each row at its own length, the encoder over the chunks it ran."""
+        flops = sum(total(self.shape.row_flops(self.regime, self.adapters, n, p)) for n, p in rows)
+        encoder = total(self.shape.encoder_chunk_flops(self.regime, self.adapters))
+        return flops + self.shape.projector_chunk_flops(self.regime) * chunks + encoder * (chunks - cached)
 
 
 def host_mark(record: Record, what: str, step: int) -> None:
@@ -785,7 +823,7 @@ class Bench:
     clips: list[Clip]
     check_rows: list[dict[str, Any]]
     tiny_dir: Path | None
-    peak_tflops: float
+    matmul_tflops: float  # measured at the start of the run
     results: dict[str, Any]
     t0: float
 
@@ -958,6 +996,7 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
         trainer, regime, label_logits, checks = voxplug_trainer(bench, spec, record, method)
     result["setup_s"] = time.perf_counter() - build_start
     flops = FlopModel.of(trainer.model)
+    standard = StandardCount.of(trainer.model)
     result["trainable_params"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     args = trainer.args
     result["micro_batch"] = args.per_device_train_batch_size
@@ -971,7 +1010,7 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
         free_trainer(trainer)
         return result
-    result.update(summarize(bench, record, flops, regime, label_logits))
+    result.update(summarize(bench, record, flops, standard, regime, label_logits))
     if cuda:
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         result["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
@@ -1150,8 +1189,11 @@ def voxplug_trainer(
     return trainer, method, label_logits, checks
 
 
-def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label_logits: bool) -> dict[str, Any]:
-    """Steady-state throughput over the steps after warm-up."""
+def summarize(
+    bench: Bench, record: Record, flops: FlopModel, standard: StandardCount, regime: str, label_logits: bool
+) -> dict[str, Any]:
+    """Steady-state throughput over the steps after warm-up: the standard MFU (useful FLOPs over the datasheet
+    peak) and the processed FLOPs over the measured matmul rate."""
     warmup = bench.args.warmup
     times, marks = record.step_times, record.step_micro
     if len(times) <= warmup + 1:
@@ -1166,14 +1208,21 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
     audio_s = sum(float(m[4]) for m in micro)
     tokens = sum(rows * seq for rows, seq, *_ in micro)
 
-    def flops_of(rows: int, seq: int, chunks: int, positions: Any, _audio_s: Any, cached: int) -> float:
+    def flops_of(rows: int, seq: int, chunks: int, positions: Any, _audio_s: Any, cached: int, _tokens: Any) -> float:
         kept = int(positions) if label_logits and positions is not None else rows * seq
         return flops.micro_batch(regime, rows, seq, chunks, kept, cached)
 
+    def useful_of(_rows: int, _seq: int, chunks: int, _kept: Any, _audio_s: Any, cached: int, tokens: Any) -> float:
+        return standard.micro_batch([(int(n), int(p)) for n, p in tokens.tolist()], chunks, cached)
+
     total_flops = sum(flops_of(*m) for m in micro)
+    useful_flops = sum(useful_of(*m) for m in micro)
     step_durations = [b - a for a, b in zip(times[first:last], times[first + 1 : last + 1], strict=True)]
     tflops = total_flops / elapsed / 1e12
-    # each timed step: seconds, FLOPs, samples, chunks, chunks served by the encoder cache
+    useful_tflops = useful_flops / elapsed / 1e12
+    matmul = bench.matmul_tflops
+    datasheet = bench.results["datasheet_tflops"]  # None for a card not in model_flops' table: no standard MFU
+    # each timed step: seconds, processed FLOPs, samples, chunks, chunks served by the encoder cache, useful FLOPs
     steps = []
     for index, duration in zip(range(first + 1, last + 1), step_durations, strict=True):
         step_micro = record.micro[marks[index - 1] : marks[index]]
@@ -1184,12 +1233,17 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
                 sum(m[0] for m in step_micro),
                 sum(m[2] for m in step_micro),
                 sum(m[5] for m in step_micro),
+                sum(useful_of(*m) for m in step_micro),
             )
         )
     # steady state with the encoder cache warm: steps whose every chunk came from it (epochs 2 and later)
     warm = [step for step in steps if step[3] and step[4] == step[3]]
     warm_seconds = sum(step[0] for step in warm)
     losses = [entry for entry in record.logs if "loss" in entry]
+
+    def standard_mfu(useful_flop_rate: float) -> float | None:
+        return useful_flop_rate / 1e12 / datasheet if datasheet else None
+
     return {
         "profile": record.profile or None,
         "timed_steps": last - first,
@@ -1198,10 +1252,13 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
         "samples_per_s": samples / elapsed,
         "audio_s_per_s": audio_s / elapsed,
         "processed_lm_tokens_per_s": tokens / elapsed,
-        "tflops": tflops,
-        "mfu": tflops / bench.peak_tflops,
-        "mfu_datasheet": tflops / bench.results["datasheet_tflops"] if bench.results["datasheet_tflops"] else None,
-        "flops_per_sample": total_flops / samples,
+        "useful_lm_tokens_per_s": sum(int(t[:, 0].sum()) for *_, t in micro) / elapsed,
+        "mfu_standard": standard_mfu(useful_flops / elapsed),
+        "useful_tflops": useful_tflops,
+        "useful_flops_per_sample": useful_flops / samples,
+        "mfu_processed_over_measured_matmul": tflops / matmul,
+        "processed_tflops": tflops,
+        "processed_flops_per_sample": total_flops / samples,
         "step_s_median": statistics.median(step_durations),
         "step_s_first_half": statistics.mean(step_durations[: len(step_durations) // 2] or step_durations),
         "step_s_second_half": statistics.mean(step_durations[len(step_durations) // 2 :]),
@@ -1215,15 +1272,19 @@ def summarize(bench: Bench, record: Record, flops: FlopModel, regime: str, label
         "encoder_cache": record.encoder_cache.stats() if record.encoder_cache else None,
         "cuda_graphs": record.cuda_graphs.stats() if record.cuda_graphs else None,
         "cached_chunks_timed": sum(m[5] for m in micro),
-        "mfu_median_step": statistics.median(step[1] / step[0] / 1e12 / bench.peak_tflops for step in steps),
+        "mfu_standard_median_step": standard_mfu(statistics.median(step[5] / step[0] for step in steps)),
+        "mfu_processed_over_measured_matmul_median_step": statistics.median(
+            step[1] / step[0] / 1e12 / matmul for step in steps
+        ),
         "cache_warm_steps": {
             "steps": len(warm),
             "samples_per_s": sum(step[2] for step in warm) / warm_seconds,
-            "mfu": sum(step[1] for step in warm) / warm_seconds / 1e12 / bench.peak_tflops,
+            "mfu_standard": standard_mfu(sum(step[5] for step in warm) / warm_seconds),
+            "mfu_processed_over_measured_matmul": sum(step[1] for step in warm) / warm_seconds / 1e12 / matmul,
         }
         if warm
         else None,
-        "per_step": [[round(step[0], 5), step[1], step[2], step[3], step[4]] for step in steps],
+        "per_step": [[round(step[0], 5), step[1], step[2], step[3], step[4], step[5]] for step in steps],
         "host_marks": record.host_marks,
     }
 
@@ -1320,6 +1381,209 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     return out
 
 
+# -- recount ------------------------------------------------------------------------------------------------
+
+LM_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")  # voxplug's LoRA scope: the language model's projections
+
+
+@dataclass(frozen=True)
+class ClipCounts:
+    """Per clip of a results file's data: useful FLOPs outside the encoder, under one regime and collator."""
+
+    flops: list[float]
+    tokens: list[int]
+
+
+def clip_tokens(clips: list[Clip], processor: Any, model_id: str) -> dict[str, list[tuple[int, int]]]:
+    """Each clip's (real tokens, loss positions) as voxplug's collator and as VoxFactory's collate it."""
+    import soundfile
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+
+    collators = {
+        "voxplug": VoxtralTranscriptionCollator(processor, model_id=model_id),
+        "voxfactory": VoxFactoryCollator(processor, model_id),
+    }
+    counts: dict[str, list[tuple[int, int]]] = {name: [] for name in collators}
+    for clip in clips:
+        if clip.duration_s > 30.0:
+            raise ValueError(
+                f"{clip.path}: {clip.duration_s:.2f} s is more than one 30 s chunk; the recount assumes one"
+            )
+        audio, _ = soundfile.read(clip.path, dtype="float32")
+        rows = {
+            "voxplug": {"audio": audio, "text": clip.text, "language": "en"},
+            "voxfactory": {"audio": {"array": audio, "sampling_rate": SAMPLING_RATE}, "text": clip.text},
+        }
+        for name, collate in collators.items():
+            tokens, positions = row_tokens(collate([rows[name]]))[0].tolist()
+            counts[name].append((int(tokens), int(positions)))
+    return counts
+
+
+def variant_count(shape: VoxtralShape, entry: dict[str, Any], where: str) -> tuple[Regime, Adapters, str]:
+    """The regime, adapters and collator of a results entry, from its spec and its trainable parameter count."""
+    spec = entry.get("spec", {})
+    method = spec.get("method")
+    trainable = entry.get("trainable_params")
+    if method == "voxfactory":
+        encoder = () if spec.get("lm_only_targets") else ("q", "k", "v")  # plain names hit the encoder's q/k/v
+        adapters = Adapters.voxtral(shape, 8, ("q", "k", "v", "o"), encoder)
+        regime, collator = (ENCODER_LORA if encoder else LORA), "voxfactory"
+    elif method == "lora":
+        per_rank = Adapters.voxtral(shape, 1, LM_TARGETS).decoder
+        if not trainable or trainable % per_rank:
+            raise ValueError(f"{where}: {trainable} trainable parameters are no LoRA rank on {LM_TARGETS}")
+        adapters, regime, collator = Adapters.voxtral(shape, trainable // per_rank, LM_TARGETS), LORA, "voxplug"
+    elif method == "full":
+        adapters, regime, collator = Adapters(), FULL, "voxplug"
+    else:
+        raise ValueError(f"{where}: unknown method {method!r}")
+    if method != "full" and trainable not in (None, adapters.decoder + adapters.encoder):
+        raise ValueError(f"{where}: {trainable} trainable parameters, the adapters count {adapters}")
+    return regime, adapters, collator
+
+
+def window_sum(values: list[float], start: int, size: int) -> tuple[float, float, float]:
+    """Estimate, lower and upper bound of the sum of ``values`` over samples ``start`` to ``start + size`` of a
+    stream of epochs, each epoch a permutation of ``values`` (which clips a partial epoch held is unknown)."""
+    n, ordered = len(values), sorted(values)
+    whole = sum(values)
+    estimate = low = high = 0.0
+    epoch = start // n
+    while epoch * n < start + size:
+        taken = min(start + size, (epoch + 1) * n) - max(start, epoch * n)
+        estimate += whole * taken / n
+        low += sum(ordered[:taken])
+        high += sum(ordered[n - taken :])
+        epoch += 1
+    return estimate, low, high
+
+
+def recount_entry(
+    entry: dict[str, Any], counts: ClipCounts, encoder_flops: float, results: dict[str, Any], peak: float | None
+) -> dict[str, Any]:
+    """The standard MFU of one variant of a results file from its samples/s and the FLOPs of its data."""
+    batch = results.get("effective_batch", EFFECTIVE_BATCH)
+    samples = entry["timed_samples"]
+    seconds = entry.get("elapsed_s") or samples / entry["samples_per_s"]
+    start = results["warmup_steps"] * batch
+    encoded = samples - (entry.get("cached_chunks_timed") or 0)  # one chunk a clip
+    estimate, low, high = (v + encoded * encoder_flops for v in window_sum(counts.flops, start, samples))
+    tokens = window_sum([float(t) for t in counts.tokens], start, samples)[0]
+
+    def mfu(flops: float) -> float | None:
+        return flops / seconds / 1e12 / peak if peak else None
+
+    out: dict[str, Any] = {
+        "samples_per_s": entry["samples_per_s"],
+        "mfu_standard": mfu(estimate),
+        "mfu_standard_bounds": [mfu(low), mfu(high)],
+        "useful_tflops": estimate / seconds / 1e12,
+        "useful_flops_per_sample": estimate / samples,
+        "mfu_processed_over_measured_matmul": entry.get("mfu"),
+        "processed_flops_per_sample": entry.get("flops_per_sample"),
+        "useful_share_of_processed_lm_tokens": tokens / seconds / entry["processed_lm_tokens_per_s"],
+    }
+    warm = entry.get("cache_warm_steps")
+    if warm and warm.get("steps"):  # epochs 2 and later: every chunk from the cache, no encoder
+        warm_samples = warm["steps"] * batch
+        warm_seconds = warm_samples / warm["samples_per_s"]
+        sums = window_sum(counts.flops, len(counts.flops), warm_samples)
+        out["cache_warm_steps"] = {
+            "samples_per_s": warm["samples_per_s"],
+            "mfu_standard": mfu(sums[0] * seconds / warm_seconds),
+            "mfu_standard_bounds": [mfu(sums[1] * seconds / warm_seconds), mfu(sums[2] * seconds / warm_seconds)],
+            "mfu_processed_over_measured_matmul": warm.get("mfu"),
+        }
+    return out
+
+
+def recount(paths: list[Path]) -> list[Path]:
+    """Write ``<results>.standard-mfu.json`` beside each results file: its variants' standard MFU, recounted on the
+    CPU from their samples/s and the useful FLOPs of the same data (rebuilt, checked against the file's clip
+    statistics) at the Voxtral-Mini-3B shape."""
+    from transformers import VoxtralConfig
+    from voxplug_voxtral.loading import load_voxtral_processor
+
+    shape = VoxtralShape.of(VoxtralConfig())
+    workdir = Path(tempfile.mkdtemp(prefix="voxplug-recount-"))
+    processor_dir: Path | None = None
+    data: dict[int, tuple[list[Clip], dict[str, list[tuple[int, int]]] | None]] = {}
+    written = []
+    for path in paths:
+        if path.name.endswith(".standard-mfu.json"):
+            continue  # a recount already
+        results = json.loads(path.read_text(encoding="utf-8"))
+        if "variants" not in results or "clips" not in results:
+            print(f"{path}: no variants with clip statistics (a summary file); skipped")
+            continue
+        stats = results["clips"]
+        count = stats["count"]
+        if count not in data:
+            data[count] = (make_clips(workdir / f"clips-{count}", count, seed=0), None)
+        clips, tokens = data[count]
+        durations = [c.duration_s for c in clips]
+        rebuilt = {"mean_s": statistics.mean(durations), "min_s": min(durations), "max_s": max(durations)}
+        for key, value in rebuilt.items():
+            if abs(value - stats[key]) > 1e-6:
+                raise ValueError(
+                    f"{path}: the clips' {key} is {stats[key]} in the file but {value} rebuilt here (seed 0, "
+                    f"{count} clips): not the data it was measured on"
+                )
+        if tokens is None:
+            if processor_dir is None:
+                processor_dir, _ = build_processor(workdir, tiny=False)
+            tokens = clip_tokens(clips, load_voxtral_processor(processor_dir), str(processor_dir))
+            data[count] = (clips, tokens)
+        peak = datasheet_peak_tflops(results["card"])
+        out: dict[str, Any] = {
+            "source": path.name,
+            "card": results["card"],
+            "datasheet_tflops": peak,
+            "matmul_tflops": results.get("matmul_tflops"),
+            "count": "benchmarks/model_flops.py (standard: useful FLOPs / datasheet peak)",
+            "clips": {**stats, "rebuilt": "same"},
+            "variants": {},
+        }
+        for name, entry in results["variants"].items():
+            if "samples_per_s" not in entry:
+                continue
+            try:
+                regime, adapters, collator = variant_count(shape, entry, f"{path}: {name}")
+            except ValueError as exc:
+                out["variants"][name] = {"samples_per_s": entry["samples_per_s"], "error": str(exc)}
+                continue
+            flops = [
+                total(shape.row_flops(regime, adapters, n, p)) + shape.projector_chunk_flops(regime)
+                for n, p in tokens[collator]
+            ]
+            counts = ClipCounts(flops, [n for n, _ in tokens[collator]])
+            encoder = total(shape.encoder_chunk_flops(regime, adapters))
+            out["variants"][name] = recount_entry(entry, counts, encoder, results, peak)
+        target = path.with_name(path.stem + ".standard-mfu.json")
+        target.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        print_recount(out)
+        written.append(target)
+    return written
+
+
+def print_recount(out: dict[str, Any]) -> None:
+    """One results file's recount as a table."""
+    peaks = f"datasheet bf16: {out['datasheet_tflops']} TFLOP/s  measured matmul: {out['matmul_tflops']:.0f} TFLOP/s"
+    print(f"\n{out['source']}  card: {out['card']}  {peaks}")
+    print(f"{'variant':28s} {'samp/s':>7s} {'MFU':>6s} {'bounds':>13s} {'MFU/mm':>7s} {'warm MFU':>8s}")
+    for name, r in out["variants"].items():
+        if "error" in r:
+            print(f"{name:28s} {r['samples_per_s']:7.2f} {r['error']}")
+            continue
+        low, high = r["mfu_standard_bounds"]
+        warm = (r.get("cache_warm_steps") or {}).get("mfu_standard")
+        print(
+            f"{name:28s} {r['samples_per_s']:7.2f} {r['mfu_standard'] or 0:6.1%} {low or 0:6.1%}-{high or 0:5.1%} "
+            f"{r['mfu_processed_over_measured_matmul'] or 0:7.1%} " + (f"{warm:8.1%}" if warm else f"{'-':>8s}")
+        )
+
+
 # -- main ---------------------------------------------------------------------------------------------------
 
 
@@ -1348,17 +1612,27 @@ def write_results(bench: Bench, out_dir: Path) -> Path:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"\ncard: {results['card']}  matmul bf16: {results['matmul_tflops']:.0f} TFLOP/s", flush=True)
-    header = f"{'variant':22s} {'mb x ga':>7s} {'samp/s':>7s} {'audio-s/s':>9s} {'TFLOP/s':>8s} {'MFU':>6s}"
-    print(header + f" {'warm MFU':>8s} {'peak GiB':>8s} {'loss@N':>7s} {'evalloss':>8s}")
+    """The variants' throughput; MFU is the standard one, "MFU/mm" processed FLOPs over the measured matmul rate."""
+    datasheet = results.get("datasheet_tflops")
+    peak = f"datasheet bf16 {datasheet:.1f} TFLOP/s" if datasheet else "no datasheet peak: standard MFU not given"
+    print(f"\ncard: {results['card']}  {peak}  measured matmul bf16: {results['matmul_tflops']:.0f} TFLOP/s")
+    if not datasheet:
+        print(f"  ({results['card']!r} is not in benchmarks/model_flops.py DATASHEET_BF16_DENSE_TFLOPS)")
+    header = f"{'variant':22s} {'mb x ga':>7s} {'samp/s':>7s} {'audio-s/s':>9s} {'useful TF/s':>11s} {'MFU':>6s}"
+    print(header + f" {'warm MFU':>8s} {'MFU/mm':>7s} {'peak GiB':>8s} {'loss@N':>7s} {'evalloss':>8s}", flush=True)
+
+    def percent(value: float | None, width: int) -> str:
+        return f"{value:{width}.1%}" if value is not None else f"{'n/a':>{width}s}"
+
     for name, r in results["variants"].items():
         if "samples_per_s" not in r:
             print(f"{name:22s} {r.get('error') or r.get('skipped')}")
             continue
+        warm = (r.get("cache_warm_steps") or {}).get("mfu_standard")
         print(
             f"{name:22s} {r['micro_batch']:>3d} x {r['grad_accum']:<2d} {r['samples_per_s']:7.2f} "
-            f"{r['audio_s_per_s']:9.1f} {r['tflops']:8.1f} {r['mfu']:6.1%} "
-            f"{(r.get('cache_warm_steps') or {}).get('mfu', float('nan')):8.1%} {r.get('peak_memory_gib') or 0:8.1f} "
+            f"{r['audio_s_per_s']:9.1f} {r['useful_tflops']:11.1f} {percent(r['mfu_standard'], 6)} "
+            f"{percent(warm, 8)} {r['mfu_processed_over_measured_matmul']:7.1%} {r.get('peak_memory_gib') or 0:8.1f} "
             f"{r['final_train_loss'] or float('nan'):7.3f} {r['eval_loss_fixed_batch']:8.3f}"
         )
     for method, probe in results.get("memory_probe", {}).items():
@@ -1384,7 +1658,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="let the process use at most this much GPU memory (79.6: an H100 80GB's, on a larger card)",
     )
+    parser.add_argument(
+        "--recount",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="results files to recount on the CPU: writes each one's standard MFU beside it (no training)",
+    )
     args = parser.parse_args(argv)
+    if args.recount:
+        recount(args.recount)
+        return 0
     if args.trace_dir is not None:
         args.trace_dir.mkdir(parents=True, exist_ok=True)
 
@@ -1400,7 +1684,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_cap_gib and device == "cuda":
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total))
-    datasheet = next((v for k, v in DATASHEET_TFLOPS.items() if k in card), None)
+    datasheet = datasheet_peak_tflops(card)
     workdir = Path(tempfile.mkdtemp(prefix="voxplug-bench-"))
     processor_dir, tiny_dir = build_processor(workdir, args.tiny)
     from voxplug_voxtral.loading import load_voxtral_processor

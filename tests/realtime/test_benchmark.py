@@ -18,6 +18,8 @@ BENCHMARK = REPO / "benchmarks" / "realtime_throughput.py"
 def load_benchmark():
     import importlib.util
 
+    if str(BENCHMARK.parent) not in sys.path:  # it imports model_flops from beside it, as when run as a script
+        sys.path.insert(0, str(BENCHMARK.parent))
     spec = importlib.util.spec_from_file_location("realtime_throughput", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
@@ -37,7 +39,7 @@ def test_the_flop_count_reads_the_real_4b_shape() -> None:
     assert 0.95e9 < shape.encoder_linear < 0.98e9  # the report's ~0.97 B causal encoder
     assert 3.0e9 < shape.decoder_linear < 3.05e9 and shape.head == 131072 * 3072
     assert (shape.encoder_window, shape.decoder_window, shape.decoder_attention_width) == (750, 8192, 4096)
-    assert bench.causal_context(4, 750) == 10 and bench.causal_context(1000, 750) == 750 * 751 // 2 + 250 * 750
+    assert bench.causal_pairs(4, 750) == 10 and bench.causal_pairs(1000, 750) == 750 * 751 // 2 + 250 * 750
     parts = bench.useful_flops(shape, positions=100, label_positions=61)
     assert parts["decoder_linear"] == 4 * shape.decoder_linear * 100 and parts["head"] == 4 * shape.head * 61
     assert parts["encoder_linear"] == 2 * shape.encoder_linear * 400  # 4 encoder frames per decoder position

@@ -1,0 +1,227 @@
+"""The training benchmark's standard FLOP count (``benchmarks/model_flops.py``) against an independent count: the
+matmuls PyTorch's ``FlopCounterMode`` sees in a real forward and backward of the tiny Voxtral on CPU, which include
+the full attention matrix (the test swaps in the causal half explicitly); and its recount of a results file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import uneven_audio_rows
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS = REPO / "benchmarks"
+H100_RESULTS = BENCHMARKS / "results" / "train_throughput-nvidia-h100-80gb-hbm3-before-redesign.json"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    """``benchmarks/train_throughput.py`` as a module (it imports ``model_flops`` beside it)."""
+    import importlib.util
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCHMARKS))
+        spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARKS / "train_throughput.py")
+        module = importlib.util.module_from_spec(spec)
+        patch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        yield module
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    from transformers import AutoProcessor
+    from voxplug_voxtral.tiny import build_tiny_voxtral
+
+    folder = build_tiny_voxtral(tmp_path_factory.mktemp("tiny"))
+    return folder, AutoProcessor.from_pretrained(folder)
+
+
+def prepared(folder: Path, method: str, device: str = "cpu", attention: str = "eager") -> Any:
+    """The tiny Voxtral (fp32, eager attention: every attention matmul visible to the counter) as ``method`` trains
+    it: voxplug's ``lora`` and ``full`` trainers, or VoxFactory's plain q/k/v/o LoRA, which also adapts the encoder.
+
+    voxplug's LoRA runs PEFT's forward here: its one-node layers write into their outputs (``addmm_``, ``mm(out=)``),
+    which ``FlopCounterMode`` does not count."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import VoxtralForConditionalGeneration
+    from voxplug_trainers.full import FullOptions, FullTrainer
+    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_voxtral.family import VoxtralFamily
+
+    from voxplug.config import validate_config
+
+    torch.manual_seed(0)
+    model = VoxtralForConditionalGeneration.from_pretrained(folder, attn_implementation=attention, dtype=torch.float32)
+    model.to(device)
+    config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
+    if method == "lora":
+        model = LoraTrainer(LoraOptions(fused=False)).prepare_model(model, VoxtralFamily(), config)
+    elif method == "full":
+        model = FullTrainer(FullOptions()).prepare_model(model, VoxtralFamily(), config)
+    else:
+        model.model.audio_tower.requires_grad_(False)
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, target_modules=targets, task_type="SEQ_2_SEQ_LM"))
+    return model.train()
+
+
+def executed_flops(model: Any, batch: dict[str, Any]) -> int:
+    """Matmul FLOPs PyTorch counts in voxplug's training step on ``batch``: forward with logits at the label
+    positions, the loss, backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from voxplug.training.label_logits import label_logits_loss, label_positions
+
+    positions, targets = label_positions(batch["labels"])
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "attention_mask")}
+    with FlopCounterMode(display=False) as counter:
+        label_logits_loss(model(**inputs, logits_to_keep=positions), targets).backward()
+    return counter.get_total_flops()
+
+
+def causal_instead_of_full(shape: Any, tokens: int) -> int:
+    """What the counter's full decoder attention matrix (forward and twice that backward) exceeds the causal one by."""
+    full = 3 * 4 * shape.lm_q_dim * shape.lm_layers * tokens * tokens
+    causal = 3 * 4 * shape.lm_q_dim * shape.lm_layers * tokens * (tokens + 1) // 2
+    return full - causal
+
+
+@pytest.mark.parametrize("method", ["lora", "full", "voxfactory"])
+def test_the_count_equals_the_executed_matmuls_of_an_unpadded_row(bench: Any, tiny: Any, method: str) -> None:
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+
+    folder, processor = tiny
+    model = prepared(folder, method)
+    count = bench.StandardCount.of(model)
+    assert count.regime == {"lora": bench.LORA, "full": bench.FULL, "voxfactory": bench.ENCODER_LORA}[method]
+    batch = VoxtralTranscriptionCollator(processor, pad_to_multiple_of=1)(uneven_audio_rows(1))
+    tokens = batch["input_ids"].shape[1]
+    positions = int((batch["labels"][:, 1:] != -100).sum())
+    assert bench.row_tokens(batch).tolist() == [[tokens, positions]]
+    useful = count.micro_batch([(tokens, positions)], chunks=1, cached=0)
+    assert executed_flops(model, batch) - causal_instead_of_full(count.shape, tokens) == useful
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_the_count_equals_the_executed_matmuls_on_the_gpu(bench: Any, tiny: Any, method: str) -> None:
+    """On CUDA with SDPA (flash/cuDNN kernels, whose FLOPs the counter takes as the full attention matrix)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+
+    folder, processor = tiny
+    model = prepared(folder, method, device="cuda", attention="sdpa")
+    count = bench.StandardCount.of(model)
+    batch = VoxtralTranscriptionCollator(processor, pad_to_multiple_of=1)(uneven_audio_rows(1))
+    batch = {k: v.to("cuda") for k, v in batch.items()}
+    tokens = batch["input_ids"].shape[1]
+    positions = int((batch["labels"][:, 1:] != -100).sum())
+    assert bench.row_tokens(batch).tolist() == [[tokens, positions]]
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        executed = executed_flops(model, batch)
+    useful = count.micro_batch([(tokens, positions)], chunks=1, cached=0)
+    assert executed - causal_instead_of_full(count.shape, tokens) == useful
+
+
+def test_a_padded_batch_counts_each_row_at_its_own_length(bench: Any, tiny: Any) -> None:
+    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+
+    folder, processor = tiny
+    model = prepared(folder, "lora")
+    count = bench.StandardCount.of(model)
+    rows = uneven_audio_rows(2)
+    alone = [VoxtralTranscriptionCollator(processor, pad_to_multiple_of=1)([row]) for row in rows]
+    per_row = [(b["input_ids"].shape[1], int((b["labels"][:, 1:] != -100).sum())) for b in alone]
+    assert per_row[0][0] != per_row[1][0]
+    for mask in (False, True):  # voxplug's training batches have no mask, VoxFactory's have one
+        padded = VoxtralTranscriptionCollator(processor, attention_mask=mask)(rows)
+        assert padded["input_ids"].shape[1] > max(n for n, _ in per_row)
+        assert [tuple(r) for r in bench.row_tokens(padded).tolist()] == per_row
+    useful = count.micro_batch(per_row, chunks=2, cached=0)
+    executed_alone = sum(
+        executed_flops(model, b) - causal_instead_of_full(count.shape, b["input_ids"].shape[1]) for b in alone
+    )
+    assert useful == executed_alone
+    assert useful < executed_flops(model, padded)  # the padding's matmuls ran but are not counted
+    encoder = sum(count.shape.encoder_chunk_flops(count.regime, count.adapters).values())
+    assert count.micro_batch(per_row, chunks=2, cached=1) == useful - encoder  # a cached chunk ran no encoder
+
+
+def test_the_real_shape_is_voxtral_mini_3b(bench: Any) -> None:
+    import torch
+    from transformers import VoxtralConfig, VoxtralForConditionalGeneration
+
+    config = VoxtralConfig()
+    with torch.device("meta"):
+        model = VoxtralForConditionalGeneration(config)
+    shape = bench.VoxtralShape.of(config)
+
+    def linear_weights(module: Any) -> int:
+        return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+    assert shape.lm_linear == linear_weights(model.model.language_model) == 3_208_642_560
+    assert shape.enc_linear == linear_weights(model.model.audio_tower)
+    assert shape.head == model.lm_head.weight.numel() == 131072 * 3072
+    assert (shape.enc_frames, shape.audio_tokens_per_chunk, shape.lm_q_dim, shape.lm_kv_dim) == (1500, 375, 4096, 1024)
+    # VoxFactory's plain q/k/v/o targets at r 8: the trainable count the Hugging Face course's Voxtral LoRA prints
+    adapters = bench.Adapters.voxtral(shape, 8, ("q", "k", "v", "o"), ("q", "k", "v"))
+    assert adapters.decoder + adapters.encoder == 7_372_800
+
+
+def test_a_standard_mfu_needs_the_cards_datasheet_peak(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.datasheet_peak_tflops("NVIDIA H100 80GB HBM3") == bench.datasheet_peak_tflops("NVIDIA H200") == 989.4
+    assert bench.datasheet_peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert bench.datasheet_peak_tflops("NVIDIA GeForce RTX 4090") is None  # unknown: no guess from a similar name
+    entry = {
+        "micro_batch": 8,
+        "grad_accum": 1,
+        "samples_per_s": 50.0,
+        "audio_s_per_s": 800.0,
+        "useful_tflops": 300.0,
+        "mfu_standard": None,
+        "mfu_processed_over_measured_matmul": 0.5,
+        "final_train_loss": 1.0,
+        "eval_loss_fixed_batch": 1.0,
+    }
+    results = {"card": "NVIDIA GeForce RTX 4090", "datasheet_tflops": None, "matmul_tflops": 160.0}
+    bench.print_table({**results, "variants": {"lora-default": entry}})
+    out = capsys.readouterr().out
+    assert "no datasheet peak: standard MFU not given" in out and "DATASHEET_BF16_DENSE_TFLOPS" in out
+    assert out.splitlines()[-1].split()[7:9] == ["n/a", "n/a"]
+
+
+def test_a_recount_refuses_data_that_is_not_the_runs(bench: Any, tmp_path: Path) -> None:
+    results = json.loads(H100_RESULTS.read_text(encoding="utf-8"))
+    results["clips"] = {"count": 4, "mean_s": 15.0, "min_s": 4.0, "max_s": 29.0}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"results\.json: the clips' mean_s is 15\.0 in the file but .* rebuilt"):
+        bench.recount([path])
+    assert not list(tmp_path.glob("*.standard-mfu.json"))
+
+
+@pytest.mark.slow
+def test_the_recount_of_an_h100_results_file(bench: Any, tmp_path: Path) -> None:
+    path = Path(shutil.copy(H100_RESULTS, tmp_path))
+    (written,) = bench.recount([path])
+    recounted = json.loads(written.read_text(encoding="utf-8"))
+    measured = json.loads(path.read_text(encoding="utf-8"))["variants"]
+    assert recounted["datasheet_tflops"] == 989.4 and set(recounted["variants"]) == set(measured)
+    for name, entry in recounted["variants"].items():
+        low, high = entry["mfu_standard_bounds"]
+        assert low <= entry["mfu_standard"] <= high and high - low < 0.01, (name, entry)
+        # useful FLOPs are the processed ones less padding and the masked half of attention
+        assert entry["useful_flops_per_sample"] < measured[name]["flops_per_sample"]
+        assert 0.85 < entry["useful_share_of_processed_lm_tokens"] < 1.0
+    lora, full = recounted["variants"]["lora-default-noprofile"], recounted["variants"]["full-default"]
+    assert 0.30 < lora["mfu_standard"] < 0.40 and 0.22 < full["mfu_standard"] < 0.30
