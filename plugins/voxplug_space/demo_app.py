@@ -415,13 +415,25 @@ class LiveStream:
         self.tokens: list[int] = []
         self.error: BaseException | None = None
         self.finished = False
+        self.resampler: tuple[int, Any] | None = None  # (input rate, soxr.ResampleStream) once audio comes at another
         self.thread = threading.Thread(target=self._generate, name=LIVE_THREAD, daemon=True)
         self.thread.start()
 
-    def feed(self, samples: Any) -> None:
-        """Add mono float32 samples at the processor's rate."""
-        if not self.finished:
-            self.arrived.put(samples)
+    def feed(self, samples: Any, rate: int | None = None) -> None:
+        """Add mono float32 samples, at ``rate`` (default: the processor's).
+
+        Another rate goes through one streaming resampler for the whole stream, so the audio the model hears does
+        not depend on how the browser cut it into chunks (resampling each chunk alone puts edges at every cut).
+        """
+        if self.finished:
+            return
+        if rate is not None and rate != self.rate:
+            import soxr
+
+            if self.resampler is None or self.resampler[0] != rate:
+                self.resampler = (rate, soxr.ResampleStream(rate, self.rate, 1, dtype="float32"))
+            samples = self.resampler[1].resample_chunk(samples.astype("float32"))
+        self.arrived.put(samples)
 
     def text(self) -> str:
         """The transcript so far."""
@@ -434,6 +446,8 @@ class LiveStream:
 
         if not self.finished:
             self.finished = True
+            if self.resampler is not None:  # what the resampler still holds
+                self.arrived.put(self.resampler[1].resample_chunk(np.zeros(0, dtype=np.float32), last=True))
             self.arrived.put(np.zeros(self.tail, dtype=np.float32))
             self.arrived.put(None)
         self.thread.join(timeout)
@@ -517,13 +531,9 @@ def add_live_section(transcriber: Transcriber, default_delay_ms: int, limits: De
         if samples.dtype.kind == "i":
             samples = samples / np.iinfo(samples.dtype).max
         mono = samples.reshape(samples.shape[0], -1).mean(axis=1).astype(np.float32)
-        if chunk_rate != rate:
-            import soxr
-
-            mono = soxr.resample(mono, chunk_rate, rate).astype(np.float32)
         if stream.audio.shape[0] / rate > limits.max_audio_s:
             return stream.text() + " [stopped: the recording limit is reached]", stream
-        stream.feed(mono)
+        stream.feed(mono, int(chunk_rate))
         return stream.text(), stream
 
     def stop(stream: LiveStream | None) -> tuple[str, None]:

@@ -30,6 +30,33 @@ def test_the_demos_live_stream_emits_what_streaming_generation_does(realtime_tin
         assert stream.tokens[: len(expected)] == expected
 
 
+def test_a_live_stream_hears_the_same_audio_however_the_browser_cuts_it(
+    realtime_tiny_dir: Path, word_clips: Path
+) -> None:
+    """Microphones send 48 kHz in chunks whose sizes follow the machine's load: one resampler for the whole stream
+    makes what the model hears, and so what it writes, independent of the cuts."""
+    import numpy as np
+    import soxr
+    from voxplug_space.demo_app import LiveStream
+    from voxplug_voxtral_realtime.loading import load_realtime
+
+    model, processor = load_realtime(realtime_tiny_dir, device="cpu")
+    audio = soxr.resample(manifest_rows(word_clips)[2]["audio"], 16_000, 48_000).astype(np.float32)
+    heard, written = [], []
+    for cuts in ((24_000,), (7_919, 31_333, 4_800)):
+        stream = LiveStream(model, processor, 480)
+        start, index = 0, 0
+        while start < audio.shape[0]:
+            size = cuts[index % len(cuts)]
+            stream.feed(audio[start : start + size], 48_000)
+            start, index = start + size, index + 1
+        stream.finish()
+        heard.append(stream.audio)
+        written.append(stream.tokens)
+    assert heard[0].shape == heard[1].shape and np.allclose(heard[0], heard[1], atol=1e-6)
+    assert written[0] == written[1] and len(written[0]) > 20
+
+
 def test_the_demo_serves_files_and_a_live_microphone_for_a_streaming_model(
     realtime_tiny_dir: Path, word_clips: Path
 ) -> None:
