@@ -25,7 +25,7 @@ from typing import Literal
 
 from voxplug_granary.catalog import CORPORA, GRANARY_REPO, LANGUAGES
 
-from voxplug.errors import DataError
+from voxplug.api import DataError
 
 PHRASES_FILE = Path(__file__).with_name("phrases.json")
 MIN_CHARS, MAX_CHARS, MAX_WORDS = 11, 120, 18

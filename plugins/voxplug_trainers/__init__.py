@@ -8,7 +8,7 @@ third-party plugin, and imports torch and PEFT only when a run prepares or saves
 from __future__ import annotations
 
 from voxplug import hookimpl
-from voxplug.hookspecs import Register
+from voxplug.api import Register
 
 
 @hookimpl

@@ -13,14 +13,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from voxplug.errors import TrainingError
-from voxplug.extension import PluginOptions
-from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
-from voxplug.training.interface import Trainer
+from voxplug.api import (
+    PluginOptions,
+    Trainer,
+    TrainingError,
+    count_parameters,
+    freeze_parameters,
+    freeze_without_grad,
+    write_json,
+)
 
 if TYPE_CHECKING:
-    from voxplug.config import RunConfig
-    from voxplug.models.interface import ModelFamily
+    from voxplug.api import ModelFamily, RunConfig
 
 log = logging.getLogger("voxplug.training")
 
@@ -91,8 +95,6 @@ class FullTrainer(Trainer):
 def _record_dtype(config_file: Path, dtype: str) -> None:
     """Set ``dtype`` in a saved ``config.json`` (transformers writes the dtype of the weights in memory)."""
     import json
-
-    from voxplug.training.outputs import write_json
 
     config = json.loads(config_file.read_text(encoding="utf-8"))
     config["dtype"] = dtype

@@ -14,15 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from voxplug.errors import TrainingError
-from voxplug.extension import PluginOptions
-from voxplug.training.devices import compile_enabled, cuda_graphs_possible, deepspeed_wanted
-from voxplug.training.freezing import count_parameters, freeze_without_grad
-from voxplug.training.interface import Trainer
+from voxplug.api import (
+    PluginOptions,
+    Trainer,
+    TrainingError,
+    compile_enabled,
+    count_parameters,
+    cuda_graphs_possible,
+    deepspeed_wanted,
+    freeze_without_grad,
+)
 
 if TYPE_CHECKING:
-    from voxplug.config import RunConfig
-    from voxplug.models.interface import ModelFamily
+    from voxplug.api import ModelFamily, RunConfig
 
 log = logging.getLogger("voxplug.training")
 

@@ -15,8 +15,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from voxplug.data.languages import TRANSCRIBE, LanguageSupport
-from voxplug.errors import AudioError, DataError
+from voxplug.api import TRANSCRIBE, AudioError, DataError, LanguageSupport
 
 if TYPE_CHECKING:
     import numpy as np

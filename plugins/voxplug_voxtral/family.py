@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from voxplug.extension import PluginOptions
-from voxplug.models.interface import ModelFamily
-from voxplug.training.interface import Collator
+from voxplug.api import Collator, ModelFamily, PluginOptions
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from voxplug.data.languages import LanguageSupport
+    from voxplug.api import LanguageSupport
 
 #: LoRA scope -> the attribute path of that part inside ``VoxtralForConditionalGeneration``.
 SCOPE_MODULES: dict[str, str] = {

@@ -19,7 +19,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voxplug.evaluation.decoding import DecodeStats, base_model
+from voxplug.api import DecodeStats, base_model, transcribe_clips
 from voxplug_voxtral.collator import VoxtralTranscriptionCollator
 
 if TYPE_CHECKING:
@@ -249,8 +249,6 @@ def transcribe_ids(
     transcribe_clips`).
     """
     import torch
-
-    from voxplug.evaluation.batching import transcribe_clips
 
     was_training = model.training
     model.eval()

@@ -17,13 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from voxplug.errors import ConfigError, ModelError
-from voxplug.models.interface import ModelFamily
+from voxplug.api import ConfigError, ModelError, ModelFamily
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from voxplug.data.languages import LanguageSupport
+    from voxplug.api import LanguageSupport
 
 SCOPE_PATTERNS: dict[str, str] = {
     "decoder": r"decoder\.layers\.\d+\.(?:(?:self_attn|encoder_attn)\.(?:q|k|v|out)_proj|fc1|fc2)",
