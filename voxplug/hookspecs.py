@@ -143,6 +143,18 @@ def after_data_load(config: RunConfig, summary: dict[str, Any]) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def reading_phrases(language: str) -> tuple[str, list[str]] | None:
+    """Sentences from an online corpus for a user to read aloud in ``language`` while recording a dataset.
+
+    Fires on the main process only (the web app's, or a script's), when phrases are asked for and going online is
+    allowed (a Hub token, ``HF_HUB_OFFLINE`` unset). ``language`` is an ISO 639-1 code. Return
+    ``(corpus, sentences)``, the corpus's name (shown as where the sentences came from) and its sentences, or None
+    when the plugin has none in that language; the first answer wins, and voxplug keeps the sentences of reading
+    length. Raise when the corpus cannot be read: voxplug falls back to its bundled list.
+    """
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Training lifecycle
 # --------------------------------------------------------------------------------------------------------------

@@ -317,6 +317,10 @@ class PluginHost:
         """Call :func:`voxplug.hookspecs.after_data_load`."""
         self.pm.hook.after_data_load(config=config, summary=summary)
 
+    def reading_phrases(self, *, language: str) -> tuple[str, list[str]] | None:
+        """The first plugin's online sentences to read aloud in ``language`` as ``(corpus, sentences)``, or None."""
+        return self.pm.hook.reading_phrases(language=language)
+
     def before_train(self, *, config: RunConfig, run_dir: Path) -> None:
         """Call :func:`voxplug.hookspecs.before_train`."""
         self.pm.hook.before_train(config=config, run_dir=run_dir)

@@ -425,3 +425,12 @@ def _offset_of(row: dict[str, Any]) -> float:
 def register_data_sources(register) -> None:
     """Register the ``granary`` source."""
     register(GranarySource)
+
+
+@hookimpl
+def reading_phrases(language: str) -> tuple[str, list[str]] | None:
+    """Granary transcripts of reading length in ``language``; None outside Granary's 25 languages."""
+    from voxplug_granary.catalog import LANGUAGES
+    from voxplug_granary.phrases import granary_pool
+
+    return ("granary", granary_pool(language)) if language in LANGUAGES else None
