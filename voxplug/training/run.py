@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from voxplug.errors import DataError, ModelError, TrainingError, VoxplugError
 from voxplug.training.outputs import CHECKPOINTS_DIR, last_checkpoint
-from voxplug.training.processes import finish_processes, is_main_process, launched_world_size, prepare_process
+from voxplug.training.processes import finish_processes, is_main_process, launched_world_size
 
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
@@ -65,7 +65,6 @@ def train(
     """
     from voxplug.plugins import get_plugin_host
 
-    prepare_process()
     mode: ProgressMode = {True: "auto", False: "off"}.get(progress, progress)  # type: ignore[arg-type]
     run = TrainingRun(config, host or get_plugin_host(), resume=resume, progress=mode, callbacks=callbacks)
     return run.execute()
