@@ -33,7 +33,6 @@ class VoxtralFamily(ModelFamily):
     description = "Mistral's Voxtral speech LLMs (Whisper encoder + projector + Mistral LM)"
     model_types: ClassVar[tuple[str, ...]] = ("voxtral",)
     default_collator: ClassVar[str] = "voxtral-transcription"
-    default_checkpoint: ClassVar[str] = "mistralai/Voxtral-Mini-3B-2507"
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model", "audio_tower", "projector")
     encoder_scope: ClassVar[str | None] = "audio_tower"
     # the Mistral LM's attention and MLP, and the encoder's self-attention, call these on one hidden state

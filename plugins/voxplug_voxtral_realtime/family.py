@@ -80,7 +80,6 @@ class VoxtralRealtimeFamily(ModelFamily):
     options: RealtimeOptions
     model_types: ClassVar[tuple[str, ...]] = ("voxtral_realtime",)
     default_collator: ClassVar[str] = "voxtral-realtime-streaming"
-    default_checkpoint: ClassVar[str] = "mistralai/Voxtral-Mini-4B-Realtime-2602"
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model", "audio_tower", "projector")
     encoder_scope: ClassVar[str | None] = "audio_tower"
     lora_shared_inputs: ClassVar[tuple[tuple[str, ...], ...]] = (

@@ -48,7 +48,6 @@ class WhisperFamily(ModelFamily):
     description = "OpenAI's Whisper encoder-decoder ASR models (and CTranslate2 ones via `voxplug model import-ct2`)"
     model_types: ClassVar[tuple[str, ...]] = ("whisper",)
     default_collator: ClassVar[str] = "whisper-transcription"
-    default_checkpoint: ClassVar[str] = "openai/whisper-small"
     lora_scopes: ClassVar[tuple[str, ...]] = ("decoder", "encoder")
     encoder_scope: ClassVar[str | None] = "encoder"
     # PEFT's CAUSAL_LM and SEQ_2_SEQ_LM wrappers both break Whisper's forward; the plain PeftModel works.

@@ -24,7 +24,6 @@ class ModelFamily(Extension):
 
     model_types: ClassVar[tuple[str, ...]] = ()
     default_collator: ClassVar[str] = ""
-    default_checkpoint: ClassVar[str] = ""
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model",)
     #: The LoRA scope that is the audio encoder: frozen and run without autograd unless LoRA targets it.
     encoder_scope: ClassVar[str | None] = None
