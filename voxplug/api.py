@@ -20,14 +20,14 @@ from voxplug.cli.ports import choose_port, port_taken_meanwhile
 from voxplug.config import RunConfig, format_validation_error
 from voxplug.data.alignment import Aligner, WordTiming, describe, parse_word_timings, transcript_words
 from voxplug.data.folder_guard import FolderGuard
-from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces, TextScrubber
+from voxplug.data.interface import DataSource, Example, Replacement, RowProblem, StreamPieces, TextScrubber
 from voxplug.data.languages import TRANSCRIBE, TRANSLATE, WITHDRAWN_CODES, LanguageSupport, language_code_for_name
 from voxplug.data.manifest import iter_jsonl, iter_jsonl_lines, resolve_inside
 from voxplug.data.manifest_blocks import iter_block, plan_blocks
 from voxplug.data.phrases import suitable_sentences
 from voxplug.data.scrub import PatternScrubber
 from voxplug.data.streaming import STREAM_ABOVE_BYTES
-from voxplug.data.text import clean_transcript
+from voxplug.data.text import clean_transcript, decode_transcript_bytes
 from voxplug.errors import (
     AudioError,
     ConfigError,
@@ -55,7 +55,7 @@ from voxplug.publishing.staging import RepositoryOptions
 from voxplug.tempfiles import temporary_folder
 from voxplug.training.devices import compile_enabled, cuda_graphs_possible, deepspeed_wanted
 from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
-from voxplug.training.interface import Collator, Trainer
+from voxplug.training.interface import Collator, TrainingMethod
 from voxplug.training.outputs import write_json
 
 if TYPE_CHECKING:
@@ -110,13 +110,14 @@ __all__ = [
     "PublishableModel",
     "Publisher",
     "Register",
+    "Replacement",
     "RepositoryOptions",
     "RowProblem",
     "RunConfig",
     "StreamPieces",
     "TextScrubber",
-    "Trainer",
     "TrainingError",
+    "TrainingMethod",
     "VoxplugError",
     "WordTiming",
     "base_model",
@@ -125,6 +126,7 @@ __all__ = [
     "compile_enabled",
     "count_parameters",
     "cuda_graphs_possible",
+    "decode_transcript_bytes",
     "deepspeed_wanted",
     "describe",
     "detect_family",

@@ -70,11 +70,24 @@ def register_model_families(register: Register) -> None:
 
 
 @hookspec
-def register_trainers(register: Register) -> None:
-    """Register :class:`voxplug.training.interface.Trainer` subclasses (``lora``, ``full``, ...).
+def register_training_methods(register: Register) -> None:
+    """Register :class:`voxplug.training.interface.TrainingMethod` subclasses (``lora``, ``full``, ...).
 
-    Fires once per process, on every rank. A trainer decides which weights train and how the result is saved;
-    the loop itself is transformers' ``Trainer``. Users pick one with ``training.method``. Returns nothing.
+    Fires once per process, on every rank. A training method decides which weights train and how the result is
+    saved; the loop itself is transformers' ``Trainer``. Users pick one with ``training.method``. Returns nothing.
+    """
+
+
+@hookspec(
+    warn_on_impl=DeprecationWarning(
+        "the register_trainers hook is renamed register_training_methods; voxplug still calls it, for now"
+    )
+)
+def register_trainers(register: Register) -> None:
+    """The old name of :func:`register_training_methods`; its classes are registered the same way.
+
+    Fires once per process, on every rank. Implementing it warns with a DeprecationWarning that names the new
+    hook. Returns nothing.
     """
 
 

@@ -1,4 +1,4 @@
-"""The ``full`` trainer: every language-model weight trains; the audio encoder stays frozen by default.
+"""The ``full`` training method: every language-model weight trains; the audio encoder stays frozen by default.
 
 Weights are loaded in fp32 (the run does this for trainers that do not save adapters) and the forward pass
 runs under bf16/fp16 autocast on GPUs, so the optimizer updates fp32 master weights (VoxFactory trained in
@@ -15,8 +15,8 @@ from pydantic import Field
 
 from voxplug.api import (
     PluginOptions,
-    Trainer,
     TrainingError,
+    TrainingMethod,
     count_parameters,
     freeze_parameters,
     freeze_without_grad,
@@ -30,7 +30,7 @@ log = logging.getLogger("voxplug.training")
 
 
 class FullOptions(PluginOptions):
-    """Options of the ``full`` trainer."""
+    """Options of the ``full`` training method."""
 
     train_audio_tower: bool = Field(
         False, description="also train the audio encoder (3x its compute, much more memory)"
@@ -43,7 +43,7 @@ class FullOptions(PluginOptions):
     )
 
 
-class FullTrainer(Trainer):
+class FullMethod(TrainingMethod):
     """Fine-tune all weights except the frozen parts; save the full model (safetensors) with the processor."""
 
     name = "full"

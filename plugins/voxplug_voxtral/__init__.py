@@ -22,6 +22,6 @@ def register_model_families(register: Register) -> None:
 @hookimpl
 def register_collators(register: Register) -> None:
     """Register the ``voxtral-transcription`` collator."""
-    from voxplug_voxtral.family import VoxtralCollator
+    from voxplug_voxtral.family import VoxtralTranscriptionCollator
 
-    register(VoxtralCollator)
+    register(VoxtralTranscriptionCollator)

@@ -155,7 +155,7 @@ class VoxtralCollatorOptions(PluginOptions):
     )
 
 
-class VoxtralCollator(Collator):
+class VoxtralTranscriptionCollator(Collator):
     """Transcription batches: the processor's prompt with each row's language, transcript + EOS as the target."""
 
     name = "voxtral-transcription"
@@ -165,9 +165,9 @@ class VoxtralCollator(Collator):
 
     def __init__(self, options: Any = None, *, processor: Any, model_id: str = "") -> None:
         super().__init__(options, processor=processor, model_id=model_id)
-        from voxplug_voxtral.feature_cache import CachingTranscriptionCollator
+        from voxplug_voxtral.feature_cache import CachingVoxtralBatchBuilder
 
-        self.collate = CachingTranscriptionCollator(
+        self.collate = CachingVoxtralBatchBuilder(
             processor,
             cache_bytes=self.options.feature_cache_mb * 2**20,
             model_id=model_id or "voxtral",

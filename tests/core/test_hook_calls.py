@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from voxplug import hookimpl
-from voxplug.api import DataError, Deployer, DeployResult, ModelFamily, Publisher, PublishError, Trainer
+from voxplug.api import DataError, Deployer, DeployResult, ModelFamily, Publisher, PublishError, TrainingMethod
 from voxplug.config import validate_config
 from voxplug.publishing.publish import deploy_demo
 
@@ -17,8 +17,8 @@ class ThirdPartyFamily(ModelFamily):
     name = "third-party-family"
 
 
-class ThirdPartyTrainer(Trainer):
-    name = "third-party-trainer"
+class ThirdPartyMethod(TrainingMethod):
+    name = "third-party-method"
 
 
 class ThirdPartyPublisher(Publisher):
@@ -38,8 +38,8 @@ class Registrations:
         register(ThirdPartyFamily)
 
     @hookimpl
-    def register_trainers(self, register: Any) -> None:
-        register(ThirdPartyTrainer)
+    def register_training_methods(self, register: Any) -> None:
+        register(ThirdPartyMethod)
 
     @hookimpl
     def register_publishers(self, register: Any) -> None:
@@ -54,7 +54,7 @@ class Registrations:
     ("kind", "cls"),
     [
         ("model family", ThirdPartyFamily),
-        ("trainer", ThirdPartyTrainer),
+        ("training method", ThirdPartyMethod),
         ("publisher", ThirdPartyPublisher),
         ("deployer", FailingDeployer),
     ],
@@ -98,3 +98,19 @@ def test_hook_on_train_error_sees_the_failure(tmp_path: Path, plugin_host: Any) 
         train(config, host=plugin_host)
     [(run_dir, message)] = seen
     assert run_dir == tmp_path / "run" and "audio file missing.wav not found" in message
+
+
+def test_hook_register_trainers_under_its_old_name_still_registers_with_a_warning(plugin_host: Any) -> None:
+    """A plugin written before the rename keeps working and is told the new hook name."""
+
+    class OldPlugin:
+        @hookimpl
+        def register_trainers(self, register: Any) -> None:
+            register(ThirdPartyMethod)
+
+    with pytest.warns(DeprecationWarning, match="register_trainers hook is renamed register_training_methods"):
+        plugin_host.register(OldPlugin(), name="old-plugin")
+    assert plugin_host.extension("training method", "third-party-method") is ThirdPartyMethod
+    assert plugin_host.extension_plugin("training method", "lora") == "trainers"  # the built-ins are still there
+    with pytest.warns(DeprecationWarning, match="extension type 'trainer' is renamed 'training method'"):
+        assert plugin_host.extension("trainer", "third-party-method") is ThirdPartyMethod

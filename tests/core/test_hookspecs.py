@@ -23,7 +23,7 @@ def test_there_are_hooks_for_each_extension_type_and_stage() -> None:
         "register_data_sources",
         "register_collators",
         "register_model_families",
-        "register_trainers",
+        "register_training_methods",
         "register_publishers",
         "register_deployers",
         "before_train",
