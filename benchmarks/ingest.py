@@ -32,8 +32,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from voxplug_phrases import bundled_phrases
 
+from voxplug.data.phrases import bundled_phrases
 from voxplug.data.store import DatasetStore, import_workers
 from voxplug.testing.speech import synthesize
 

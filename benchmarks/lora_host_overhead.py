@@ -37,7 +37,7 @@ def build(workdir: Path, layers: int, rows: int, bf16: bool = False) -> tuple[ob
     import soundfile
     import torch
     from voxplug_trainers.lora import LoraOptions, LoraTrainer
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
     from voxplug_voxtral.family import VoxtralFamily
     from voxplug_voxtral.loading import load_voxtral
     from voxplug_voxtral.tiny import build_tiny_voxtral
@@ -59,7 +59,7 @@ def build(workdir: Path, layers: int, rows: int, bf16: bool = False) -> tuple[ob
     ]
     # after the first step the frozen encoder's output comes from the cache, as in epochs 2 and later
     cache_frozen_encoder(VoxtralFamily(), model, 1)
-    return model, VoxtralTranscriptionCollator(processor, attention_mask=False)(rows)
+    return model, VoxtralBatchBuilder(processor, attention_mask=False)(rows)
 
 
 def step_seconds(model: object, batch: dict) -> float:

@@ -887,9 +887,9 @@ def check_losses(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str,
 
 
 def check_batch(bench: Bench) -> dict[str, Any]:
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
 
-    return VoxtralTranscriptionCollator(bench.processor, model_id=str(bench.processor_dir))(bench.check_rows)
+    return VoxtralBatchBuilder(bench.processor, model_id=str(bench.processor_dir))(bench.check_rows)
 
 
 @contextlib.contextmanager
@@ -1088,7 +1088,7 @@ def voxplug_trainer(
     """voxplug's run pieces for ``method`` (lora | full) with the variant's config overrides and fast paths."""
     import torch
     from transformers.trainer_utils import SaveStrategy
-    from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+    from voxplug_voxtral.family import VoxtralFamily, VoxtralTranscriptionCollator
     from voxplug_voxtral.loading import check_audio_placeholders_on_device
 
     from voxplug.data.interface import Example
@@ -1168,7 +1168,9 @@ def voxplug_trainer(
         for c in bench.clips
     ]
     dataset = ExampleDataset(examples, max_duration_s=config.data.max_duration_s, default_language="en")
-    collator = VoxtralCollator(spec.get("collator"), processor=bench.processor, model_id=str(bench.processor_dir))
+    collator = VoxtralTranscriptionCollator(
+        spec.get("collator"), processor=bench.processor, model_id=str(bench.processor_dir)
+    )
     label_logits = spec.get("label_logits", True)
     trainer = measured(TranscriptionTrainer, record, label_logits=label_logits)(
         model=model,
@@ -1298,7 +1300,7 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     ``method`` is a trainer name, with ``+ckpt`` for gradient checkpointing (as ``training.gradient_checkpointing``
     turns it on)."""
     import torch
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
     from voxplug_voxtral.family import VoxtralFamily
     from voxplug_voxtral.loading import check_audio_placeholders_on_device
 
@@ -1328,7 +1330,7 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-6, fused=cuda)
-    collate = VoxtralTranscriptionCollator(bench.processor, model_id=str(bench.processor_dir))
+    collate = VoxtralBatchBuilder(bench.processor, model_id=str(bench.processor_dir))
     longest = sorted(bench.clips, key=lambda c: -c.duration_s)
     import soundfile
 

@@ -1,6 +1,7 @@
 """voxplug: fine-tune speech recognition models on your own voice, accent, vocabulary or language.
 
-Plugins start with ``from voxplug import hookimpl``; see :mod:`voxplug.hookspecs` for every hook.
+Plugins start with ``from voxplug import hookimpl`` (see :mod:`voxplug.hookspecs` for every hook) and import
+everything else they need from :mod:`voxplug.api`.
 """
 
 from voxplug.hookspecs import hookimpl

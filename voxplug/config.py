@@ -119,7 +119,7 @@ class ModelConfig(PluginChoice):
 class TrainingConfig(PluginChoice):
     """The training loop's settings (transformers' Trainer underneath)."""
 
-    method: str = Field("lora", description="trainer: lora or full (or a plugin's)")
+    method: str = Field("lora", description="training method: lora or full (or a plugin's)")
     output_dir: Path | None = Field(None, description="run folder; default runs/<run name>")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
@@ -257,7 +257,7 @@ SELECTORS: dict[str, tuple[tuple[str, str], ...]] = {
     "data": (("source", "data source"),),
     "data.eval": (("source", "data source"),),
     "model": (("family", "model family"), ("collator", "collator")),
-    "training": (("method", "trainer"),),
+    "training": (("method", "training method"),),
     "publish": (("target", "publisher"),),
     "deploy": (("target", "deployer"),),
 }

@@ -70,11 +70,24 @@ def register_model_families(register: Register) -> None:
 
 
 @hookspec
-def register_trainers(register: Register) -> None:
-    """Register :class:`voxplug.training.interface.Trainer` subclasses (``lora``, ``full``, ...).
+def register_training_methods(register: Register) -> None:
+    """Register :class:`voxplug.training.interface.TrainingMethod` subclasses (``lora``, ``full``, ...).
 
-    Fires once per process, on every rank. A trainer decides which weights train and how the result is saved;
-    the loop itself is transformers' ``Trainer``. Users pick one with ``training.method``. Returns nothing.
+    Fires once per process, on every rank. A training method decides which weights train and how the result is
+    saved; the loop itself is transformers' ``Trainer``. Users pick one with ``training.method``. Returns nothing.
+    """
+
+
+@hookspec(
+    warn_on_impl=DeprecationWarning(
+        "the register_trainers hook is renamed register_training_methods; voxplug still calls it, for now"
+    )
+)
+def register_trainers(register: Register) -> None:
+    """The old name of :func:`register_training_methods`; its classes are registered the same way.
+
+    Fires once per process, on every rank. Implementing it warns with a DeprecationWarning that names the new
+    hook. Returns nothing.
     """
 
 
@@ -140,6 +153,18 @@ def after_data_load(config: RunConfig, summary: dict[str, Any]) -> None:
     rows stream (``streaming`` is true), ``train_rows`` and ``train_seconds`` are None, ``train_rows_before_checks``
     is the source's size when it knows it, and the rows dropped while streaming reach ``data_summary.json`` when
     training ends. Returns nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def reading_phrases(language: str) -> tuple[str, list[str]] | None:
+    """Sentences from an online corpus for a user to read aloud in ``language`` while recording a dataset.
+
+    Fires on the main process only (the web app's, or a script's), when phrases are asked for and going online is
+    allowed (a Hub token, ``HF_HUB_OFFLINE`` unset). ``language`` is an ISO 639-1 code. Return
+    ``(corpus, sentences)``, the corpus's name (shown as where the sentences came from) and its sentences, or None
+    when the plugin has none in that language; the first answer wins, and voxplug keeps the sentences of reading
+    length. Raise when the corpus cannot be read: voxplug falls back to its bundled list.
     """
 
 

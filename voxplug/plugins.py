@@ -27,6 +27,7 @@ import difflib
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,12 +58,27 @@ EXTENSION_HOOKS: dict[str, str] = {
     "data source": "register_data_sources",
     "collator": "register_collators",
     "model family": "register_model_families",
-    "trainer": "register_trainers",
+    "training method": "register_training_methods",
     "publisher": "register_publishers",
     "deployer": "register_deployers",
     "text scrubber": "register_text_scrubbers",
     "aligner": "register_aligners",
 }
+
+#: Extension types under their old names: still accepted by :meth:`PluginHost.extension`, with a DeprecationWarning.
+RENAMED_EXTENSION_KINDS: dict[str, str] = {"trainer": "training method"}
+
+
+def _current_kind(kind: str) -> str:
+    if kind in RENAMED_EXTENSION_KINDS:
+        new = RENAMED_EXTENSION_KINDS[kind]
+        warnings.warn(f"the extension type {kind!r} is renamed {new!r}", DeprecationWarning, stacklevel=3)
+        return new
+    return kind
+
+
+#: Registration hooks under their old names, which voxplug still calls (their specs warn whoever implements them).
+RENAMED_EXTENSION_HOOKS: dict[str, tuple[str, ...]] = {"register_training_methods": ("register_trainers",)}
 
 E = TypeVar("E", bound="Extension")
 
@@ -260,7 +276,7 @@ class PluginHost:
 
     def extensions(self, kind: str) -> dict[str, type]:
         """The registered classes of one extension type (see :data:`EXTENSION_HOOKS`), by name."""
-        return {name: cls for name, (cls, _plugin) in self._collect()[kind].items()}
+        return {name: cls for name, (cls, _plugin) in self._collect()[_current_kind(kind)].items()}
 
     def extension(self, kind: str, name: str) -> type:
         """The class registered as ``name`` for ``kind``; an unknown name is an error listing the known ones."""
@@ -269,24 +285,27 @@ class PluginHost:
             known = ", ".join(sorted(registered)) or "none (no plugin registers one)"
             close = difflib.get_close_matches(name, registered, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise PluginError(f"unknown {kind} {name!r}{hint} (known: {known})")
+            raise PluginError(f"unknown {_current_kind(kind)} {name!r}{hint} (known: {known})")
         return registered[name]
 
     def extension_plugin(self, kind: str, name: str) -> str:
         """The plugin that registered ``name`` for ``kind``."""
         self.extension(kind, name)
-        return self._collect()[kind][name][1]
+        return self._collect()[_current_kind(kind)][name][1]
 
     def _collect(self) -> dict[str, dict[str, tuple[type, str]]]:
         if self._extensions is None:
             self.load()
-            self._extensions = {kind: self._collect_kind(kind, hook) for kind, hook in EXTENSION_HOOKS.items()}
+            self._extensions = {
+                kind: self._collect_kind(kind, (hook, *RENAMED_EXTENSION_HOOKS.get(hook, ())))
+                for kind, hook in EXTENSION_HOOKS.items()
+            }
         return self._extensions
 
-    def _collect_kind(self, kind: str, hook_name: str) -> dict[str, tuple[type, str]]:
+    def _collect_kind(self, kind: str, hook_names: tuple[str, ...]) -> dict[str, tuple[type, str]]:
         found: dict[str, tuple[type, str]] = {}
-        caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        impls = [(name, impl) for name in hook_names for impl in reversed(getattr(self.pm.hook, name).get_hookimpls())]
+        for hook_name, impl in impls:
 
             def register(cls: type, _plugin: str = impl.plugin_name) -> None:
                 name = getattr(cls, "name", "")
@@ -316,6 +335,10 @@ class PluginHost:
     def after_data_load(self, *, config: RunConfig, summary: dict[str, Any]) -> None:
         """Call :func:`voxplug.hookspecs.after_data_load`."""
         self.pm.hook.after_data_load(config=config, summary=summary)
+
+    def reading_phrases(self, *, language: str) -> tuple[str, list[str]] | None:
+        """The first plugin's online sentences to read aloud in ``language`` as ``(corpus, sentences)``, or None."""
+        return self.pm.hook.reading_phrases(language=language)
 
     def before_train(self, *, config: RunConfig, run_dir: Path) -> None:
         """Call :func:`voxplug.hookspecs.before_train`."""

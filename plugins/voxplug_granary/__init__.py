@@ -30,11 +30,20 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from voxplug_hub_datasets.errors import explain_load_error
 
 from voxplug import hookimpl
-from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces
-from voxplug.data.manifest import iter_jsonl, iter_jsonl_lines
-from voxplug.data.text import clean_transcript
-from voxplug.errors import DataError
-from voxplug.extension import PluginOptions
+from voxplug.api import (
+    STREAM_ABOVE_BYTES,
+    DataError,
+    DataSource,
+    Example,
+    PluginOptions,
+    RowProblem,
+    StreamPieces,
+    clean_transcript,
+    iter_block,
+    iter_jsonl,
+    iter_jsonl_lines,
+    plan_blocks,
+)
 from voxplug_granary.catalog import (
     CORPORA,
     GRANARY_REPO,
@@ -150,8 +159,6 @@ class GranarySource(DataSource):
     def streaming(self) -> bool:
         """True when the manifest or the audio streams from the Hub, or a local manifest is larger than
         :data:`~voxplug.data.streaming.STREAM_ABOVE_BYTES` (voxplug then streams the rows, checking them lazily)."""
-        from voxplug.data.streaming import STREAM_ABOVE_BYTES
-
         if self.options.manifest is None or self.options.audio_dataset is not None:
             return True
         try:
@@ -172,8 +179,6 @@ class GranarySource(DataSource):
         """The manifest in pieces for a stream: a local one in blocks of whole lines, a Hub one in its files (when it
         has several). None with a companion audio dataset, which is joined to the manifest in one ordered pass, and
         with ``max_rows``, which takes the first rows."""
-        from voxplug.data.manifest_blocks import plan_blocks
-
         options = self.options
         if options.audio_dataset is not None or options.max_rows is not None:
             return None
@@ -185,8 +190,6 @@ class GranarySource(DataSource):
 
     def piece_examples(self, piece: Any, split: str = "train") -> Iterator[Example]:
         """The examples of one piece :meth:`stream_pieces` returned (audio from ``audio_root``)."""
-        from voxplug.data.manifest_blocks import iter_block
-
         kind, value = piece
         if kind == "block":
             rows, label = iter_block(self._manifest_path(), value), None
@@ -422,3 +425,12 @@ def _offset_of(row: dict[str, Any]) -> float:
 def register_data_sources(register) -> None:
     """Register the ``granary`` source."""
     register(GranarySource)
+
+
+@hookimpl
+def reading_phrases(language: str) -> tuple[str, list[str]] | None:
+    """Granary transcripts of reading length in ``language``; None outside Granary's 25 languages."""
+    from voxplug_granary.catalog import LANGUAGES
+    from voxplug_granary.phrases import granary_pool
+
+    return ("granary", granary_pool(language)) if language in LANGUAGES else None

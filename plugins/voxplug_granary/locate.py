@@ -23,7 +23,7 @@ from typing import Any, Literal
 from voxplug_hub_datasets.errors import explain_load_error
 from voxplug_hub_datasets.layouts import all_rows
 
-from voxplug.errors import DataError
+from voxplug.api import DataError
 
 MatchKey = Literal["utt_id", "path"]
 

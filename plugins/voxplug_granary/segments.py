@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from voxplug.data.audio import ClipTooLongError, resample_to_16k, to_mono
-from voxplug.data.lazy_example import LazyExample
-from voxplug.errors import AudioError
+from voxplug.api import AudioError, ClipTooLongError, LazyExample, resample_to_16k, to_mono
 
 
 @dataclass

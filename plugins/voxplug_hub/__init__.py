@@ -8,7 +8,7 @@ plugin exactly like a third-party one: it registers through the ``voxplug`` entr
 from __future__ import annotations
 
 from voxplug import hookimpl
-from voxplug.hookspecs import Register
+from voxplug.api import Register
 
 
 @hookimpl

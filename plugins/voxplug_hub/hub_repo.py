@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from voxplug.publishing import hub
-from voxplug.publishing.interface import Publisher, PublishResult
-from voxplug.publishing.staging import RepositoryOptions
+from voxplug.api import Publisher, PublishResult, RepositoryOptions, hub
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-    from voxplug.publishing.publishable import PublishableModel
+    from voxplug.api import PublishableModel
 
 
 class HubOptions(RepositoryOptions, hub.HubConnectionOptions):

@@ -13,10 +13,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from voxplug.errors import PublishError
-from voxplug.publishing.interface import Publisher, PublishResult
-from voxplug.publishing.publishable import MODEL_INFO_FILE, PublishableModel
-from voxplug.publishing.staging import RepositoryOptions
+from voxplug.api import MODEL_INFO_FILE, PublishableModel, Publisher, PublishError, PublishResult, RepositoryOptions
 
 DEFAULT_FOLDER = "published"
 

@@ -32,11 +32,16 @@ from typing import Any
 from pydantic import Field
 
 from voxplug import hookimpl
-from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces
-from voxplug.data.lazy_example import LazyExample
-from voxplug.data.text import clean_transcript
-from voxplug.errors import DataError
-from voxplug.extension import PluginOptions
+from voxplug.api import (
+    DataError,
+    DataSource,
+    Example,
+    LazyExample,
+    PluginOptions,
+    RowProblem,
+    StreamPieces,
+    clean_transcript,
+)
 from voxplug_hub_datasets.columns import TEXT_COLUMNS, label_reader, pick_text_column
 from voxplug_hub_datasets.layouts import DatasetRequest, OpenedSplit, describe, open_split
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from voxplug.data.lazy_example import DatasetAudio
-from voxplug.errors import DataError
+from voxplug.api import DataError, DatasetAudio
 from voxplug_hub_datasets.columns import pick_audio_column
 from voxplug_hub_datasets.errors import explain_load_error
 

@@ -15,12 +15,21 @@ from typing import Any
 from pydantic import Field
 
 from voxplug import hookimpl
-from voxplug.data.folder_guard import FolderGuard
-from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces
-from voxplug.data.manifest import iter_jsonl, resolve_inside
-from voxplug.data.streaming import STREAM_ABOVE_BYTES
-from voxplug.errors import DataError
-from voxplug.extension import PluginOptions
+from voxplug.api import (
+    STREAM_ABOVE_BYTES,
+    DataError,
+    DataSource,
+    Example,
+    FolderGuard,
+    PluginOptions,
+    RowProblem,
+    StreamPieces,
+    clean_transcript,
+    iter_block,
+    iter_jsonl,
+    plan_blocks,
+    resolve_inside,
+)
 
 
 class JsonlOptions(PluginOptions):
@@ -51,13 +60,13 @@ class JsonlSource(DataSource):
 
     def dataset_id(self) -> str | None:
         """For a voxplug dataset's ``data.jsonl``: the Hub dataset it was pushed to (``voxplug data push``)."""
-        from voxplug.data.store import pushed_hub_id
+        from voxplug.api import pushed_hub_id
 
         return pushed_hub_id(self.manifest)
 
     def local_dataset(self) -> dict[str, str] | None:
         """A voxplug dataset's name and licence (from its ``dataset.json``); for any other manifest, its file name."""
-        from voxplug.data.store import local_dataset_facts
+        from voxplug.api import local_dataset_facts
 
         return local_dataset_facts(self.manifest) or {"name": self.manifest.name}
 
@@ -75,8 +84,6 @@ class JsonlSource(DataSource):
 
     def stream_pieces(self, split: str = "train") -> StreamPieces:
         """The manifest as blocks of whole lines (:mod:`voxplug.data.manifest_blocks`), found without parsing it."""
-        from voxplug.data.manifest_blocks import plan_blocks
-
         if not self.manifest.is_file():
             raise DataError(f"{self.manifest}: no such file (expected a JSONL manifest)")
         plan = plan_blocks(self.manifest)
@@ -84,8 +91,6 @@ class JsonlSource(DataSource):
 
     def piece_examples(self, piece: Any, split: str = "train") -> Iterator[Example]:
         """The usable rows of one block of the manifest."""
-        from voxplug.data.manifest_blocks import iter_block
-
         yield from self._examples(iter_block(self.manifest, piece))
 
     def _examples(self, rows: Iterator[tuple[int, dict[str, Any] | RowProblem]]) -> Iterator[Example]:
@@ -100,8 +105,6 @@ class JsonlSource(DataSource):
                 self.problems.append(RowProblem(f"{self.manifest.name} line {number}", str(exc)))
 
     def _example(self, row: dict, number: int, guard: FolderGuard | None) -> Example:
-        from voxplug.data.text import clean_transcript
-
         audio = row.get("audio_path", row.get("audio"))
         if not isinstance(audio, str) or not audio:
             raise DataError("no audio_path (expected a path relative to the manifest's folder)")

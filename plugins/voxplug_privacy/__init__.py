@@ -9,7 +9,7 @@ Enable them for training with ``data.scrub: [email, url, phone, digits]`` or for
 from __future__ import annotations
 
 from voxplug import hookimpl
-from voxplug.hookspecs import Register
+from voxplug.api import Register
 
 
 @hookimpl

@@ -12,8 +12,7 @@ import re
 
 from pydantic import Field
 
-from voxplug.data.scrub import PatternScrubber
-from voxplug.extension import PluginOptions
+from voxplug.api import PatternScrubber, PluginOptions
 
 TOP_LEVEL_DOMAINS = (
     "com", "org", "net", "edu", "gov", "int", "mil", "io", "co", "ai", "app", "dev", "info", "biz", "me", "tv",

@@ -227,8 +227,7 @@ def to_language(choice: str | None) -> str | None:
 def voxplug_family(spec: ModelSpec) -> Any | None:
     """voxplug's model family for ``spec``'s model, or None where voxplug is not installed (a Space)."""
     try:
-        from voxplug.models.detect import detect_family
-        from voxplug.plugins import get_plugin_host
+        from voxplug.api import detect_family, get_plugin_host
     except ImportError:
         return None
     try:

@@ -26,9 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field, field_validator
 
-from voxplug.errors import PublishError
-from voxplug.publishing import hub
-from voxplug.publishing.interface import Deployer, DeployResult
+from voxplug.api import Deployer, DeployResult, PublishError, hub, hub_repo_ids, is_local_path, temporary_folder
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -140,9 +138,6 @@ class SpaceDeployer(Deployer):
         A base that is no Hub id (a model published from a local copy, by a voxplug that recorded the folder) is
         refused: the Space could not load it, and its README and variables never name a local folder.
         """
-        from voxplug.publishing.card import hub_repo_ids
-        from voxplug.publishing.local_paths import is_local_path
-
         if facts.get("kind") != "adapter":
             return None
         base = self.options.base_model or str(facts.get("base_model") or "")
@@ -195,7 +190,6 @@ class SpaceDeployer(Deployer):
             short_description=self.options.short_description,
             license=facts.get("license"),
         )
-        from voxplug.tempfiles import temporary_folder
 
         with temporary_folder(prefix="voxplug-space-") as folder:  # removed also on Ctrl+C and SIGTERM
             write_space_files(folder, card)

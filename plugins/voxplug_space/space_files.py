@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from voxplug.publishing.card import hub_repo_ids
+from voxplug.api import PublishError, hub_repo_ids, locked_version
 
 APP_FILE = "app.py"
 DEMO_SOURCE = Path(__file__).with_name("demo_app.py")
@@ -64,8 +64,6 @@ def released_version(requirement: str) -> str:
     """
     from packaging.version import InvalidVersion, Version
 
-    from voxplug.errors import PublishError
-
     name = requirement.split("[", 1)[0]
     version = installed_version(requirement)
     origin = _direct_install_origin(metadata.distribution(name))
@@ -107,8 +105,6 @@ def _direct_install_origin(distribution: metadata.Distribution) -> str | None:
 
 def pinned_version(requirement: str) -> str:
     """The locked version of a package, else its installed release (see :func:`released_version`)."""
-    from voxplug.lock import locked_version
-
     return locked_version(requirement) or released_version(requirement)
 
 

@@ -1,4 +1,4 @@
-"""The ``full`` trainer: every language-model weight trains; the audio encoder stays frozen by default.
+"""The ``full`` training method: every language-model weight trains; the audio encoder stays frozen by default.
 
 Weights are loaded in fp32 (the run does this for trainers that do not save adapters) and the forward pass
 runs under bf16/fp16 autocast on GPUs, so the optimizer updates fp32 master weights (VoxFactory trained in
@@ -13,20 +13,24 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from voxplug.errors import TrainingError
-from voxplug.extension import PluginOptions
-from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
-from voxplug.training.interface import Trainer
+from voxplug.api import (
+    PluginOptions,
+    TrainingError,
+    TrainingMethod,
+    count_parameters,
+    freeze_parameters,
+    freeze_without_grad,
+    write_json,
+)
 
 if TYPE_CHECKING:
-    from voxplug.config import RunConfig
-    from voxplug.models.interface import ModelFamily
+    from voxplug.api import ModelFamily, RunConfig
 
 log = logging.getLogger("voxplug.training")
 
 
 class FullOptions(PluginOptions):
-    """Options of the ``full`` trainer."""
+    """Options of the ``full`` training method."""
 
     train_audio_tower: bool = Field(
         False, description="also train the audio encoder (3x its compute, much more memory)"
@@ -39,7 +43,7 @@ class FullOptions(PluginOptions):
     )
 
 
-class FullTrainer(Trainer):
+class FullMethod(TrainingMethod):
     """Fine-tune all weights except the frozen parts; save the full model (safetensors) with the processor."""
 
     name = "full"
@@ -91,8 +95,6 @@ class FullTrainer(Trainer):
 def _record_dtype(config_file: Path, dtype: str) -> None:
     """Set ``dtype`` in a saved ``config.json`` (transformers writes the dtype of the weights in memory)."""
     import json
-
-    from voxplug.training.outputs import write_json
 
     config = json.loads(config_file.read_text(encoding="utf-8"))
     config["dtype"] = dtype

@@ -1,4 +1,4 @@
-"""The ``lora`` trainer: low-rank adapters on the language model; everything else frozen.
+"""The ``lora`` training method: low-rank adapters on the language model; everything else frozen.
 
 Defaults are VoxFactory's (r 8, alpha 32, dropout 0.0), with two of its bugs fixed: the targets are scoped by
 a regex from the model family (plain ``q_proj``-style names also hit the Whisper encoder) and the task type is
@@ -9,26 +9,31 @@ on the audio encoder, the encoder runs without autograd.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from voxplug.errors import TrainingError
-from voxplug.extension import PluginOptions
-from voxplug.training.devices import compile_enabled, cuda_graphs_possible, deepspeed_wanted
-from voxplug.training.freezing import count_parameters, freeze_without_grad
-from voxplug.training.interface import Trainer
+from voxplug.api import (
+    PluginOptions,
+    TrainingError,
+    TrainingMethod,
+    compile_enabled,
+    count_parameters,
+    cuda_graphs_possible,
+    deepspeed_wanted,
+    freeze_without_grad,
+)
 
 if TYPE_CHECKING:
-    from voxplug.config import RunConfig
-    from voxplug.models.interface import ModelFamily
+    from voxplug.api import ModelFamily, RunConfig
 
 log = logging.getLogger("voxplug.training")
 
 
 class LoraOptions(PluginOptions):
-    """Options of the ``lora`` trainer."""
+    """Options of the ``lora`` training method."""
 
     r: int = Field(8, ge=1, description="adapter rank")
     alpha: int = Field(32, ge=1, description="LoRA alpha (the update is scaled by alpha / r)")
@@ -42,7 +47,7 @@ class LoraOptions(PluginOptions):
         default_factory=list, description="module names trained in full and saved beside the adapter"
     )
     merge: bool = Field(False, description="also write the base model with the adapter merged in, to merged/")
-    fused: bool = Field(
+    one_node: bool = Field(
         True,
         description="compute each adapted linear layer as one autograd node (the same arithmetic as PEFT's, with "
         "fewer kernels and less Python a step); eager runs without DeepSpeed only. false: PEFT's forward",
@@ -55,8 +60,19 @@ class LoraOptions(PluginOptions):
         "layers",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """``fused`` is the old name of ``one_node``: it still works, with a DeprecationWarning naming the new key."""
+        if not isinstance(data, dict) or "fused" not in data:
+            return data
+        if "one_node" in data:
+            raise ValueError("training.lora.fused is the old name of training.lora.one_node: set only one_node")
+        warnings.warn("training.lora.fused is renamed training.lora.one_node", DeprecationWarning, stacklevel=2)
+        return {("one_node" if key == "fused" else key): value for key, value in data.items()}
 
-class LoraTrainer(Trainer):
+
+class LoraMethod(TrainingMethod):
     """Train LoRA adapters; save the adapter (and optionally a merged model) with the processor."""
 
     name = "lora"
@@ -85,12 +101,12 @@ class LoraTrainer(Trainer):
         )
         peft_model = get_peft_model(model, lora_config)
         if not compile_enabled(config):  # compiled blocks fuse the adapters and casts themselves
-            if self.options.fused and not deepspeed_wanted(config):
+            if self.options.one_node and not deepspeed_wanted(config):
                 # not under DeepSpeed: ZeRO-3 gathers weights only for modules that are called
                 fused = use_one_node_lora(peft_model, family.lora_shared_inputs)
                 log.info(
                     "LoRA: %d adapted layers run as one autograd node each, but for %d groups of layers that share "
-                    "their input, which run as one node a group (training.lora.fused)",
+                    "their input, which run as one node a group (training.lora.one_node)",
                     fused,
                     shared_input_groups(peft_model),
                 )

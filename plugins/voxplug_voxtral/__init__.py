@@ -8,7 +8,7 @@ imported inside the functions that need them.
 from __future__ import annotations
 
 from voxplug import hookimpl
-from voxplug.hookspecs import Register
+from voxplug.api import Register
 
 
 @hookimpl
@@ -22,6 +22,6 @@ def register_model_families(register: Register) -> None:
 @hookimpl
 def register_collators(register: Register) -> None:
     """Register the ``voxtral-transcription`` collator."""
-    from voxplug_voxtral.family import VoxtralCollator
+    from voxplug_voxtral.family import VoxtralTranscriptionCollator
 
-    register(VoxtralCollator)
+    register(VoxtralTranscriptionCollator)

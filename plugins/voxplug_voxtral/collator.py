@@ -15,8 +15,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from voxplug.data.languages import TRANSCRIBE, LanguageSupport
-from voxplug.errors import AudioError, DataError
+from voxplug.api import TRANSCRIBE, AudioError, DataError, LanguageSupport
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,7 +117,7 @@ def attention_mask_for(
     return pad_sequences([[1] * len(seq) for seq in sequences], 0, side, multiple_of=multiple_of)
 
 
-class VoxtralTranscriptionCollator:
+class VoxtralBatchBuilder:
     """Collate ``{"audio", "text", "language"[, "id"]}`` rows into a right-padded Voxtral training batch.
 
     Each row's prompt comes from ``processor.apply_transcription_request`` (one call per batch, with one

@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from voxplug.extension import PluginOptions
-from voxplug.models.interface import ModelFamily
-from voxplug.training.interface import Collator
+from voxplug.api import Collator, ModelFamily, PluginOptions
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from voxplug.data.languages import LanguageSupport
+    from voxplug.api import LanguageSupport
 
 #: LoRA scope -> the attribute path of that part inside ``VoxtralForConditionalGeneration``.
 SCOPE_MODULES: dict[str, str] = {
@@ -35,7 +33,6 @@ class VoxtralFamily(ModelFamily):
     description = "Mistral's Voxtral speech LLMs (Whisper encoder + projector + Mistral LM)"
     model_types: ClassVar[tuple[str, ...]] = ("voxtral",)
     default_collator: ClassVar[str] = "voxtral-transcription"
-    default_checkpoint: ClassVar[str] = "mistralai/Voxtral-Mini-3B-2507"
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model", "audio_tower", "projector")
     encoder_scope: ClassVar[str | None] = "audio_tower"
     # the Mistral LM's attention and MLP, and the encoder's self-attention, call these on one hidden state
@@ -158,7 +155,7 @@ class VoxtralCollatorOptions(PluginOptions):
     )
 
 
-class VoxtralCollator(Collator):
+class VoxtralTranscriptionCollator(Collator):
     """Transcription batches: the processor's prompt with each row's language, transcript + EOS as the target."""
 
     name = "voxtral-transcription"
@@ -168,9 +165,9 @@ class VoxtralCollator(Collator):
 
     def __init__(self, options: Any = None, *, processor: Any, model_id: str = "") -> None:
         super().__init__(options, processor=processor, model_id=model_id)
-        from voxplug_voxtral.feature_cache import CachingTranscriptionCollator
+        from voxplug_voxtral.feature_cache import CachingVoxtralBatchBuilder
 
-        self.collate = CachingTranscriptionCollator(
+        self.collate = CachingVoxtralBatchBuilder(
             processor,
             cache_bytes=self.options.feature_cache_mb * 2**20,
             model_id=model_id or "voxtral",

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+from voxplug_voxtral.collator import VoxtralBatchBuilder
 
 if TYPE_CHECKING:
     import torch
@@ -25,8 +25,8 @@ def clip_key(audio: Any, language: str | None) -> tuple[str, str | None]:
     return hashlib.blake2b(audio.tobytes(), digest_size=16).hexdigest(), language
 
 
-class CachingTranscriptionCollator(VoxtralTranscriptionCollator):
-    """:class:`VoxtralTranscriptionCollator` that computes each clip's prompt and features once."""
+class CachingVoxtralBatchBuilder(VoxtralBatchBuilder):
+    """:class:`VoxtralBatchBuilder` that computes each clip's prompt and features once."""
 
     def __init__(self, processor: Any, *, cache_bytes: int, **kwargs: Any) -> None:
         super().__init__(processor, **kwargs)

@@ -19,8 +19,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voxplug.evaluation.decoding import DecodeStats, base_model
-from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+from voxplug.api import DecodeStats, base_model, transcribe_clips
+from voxplug_voxtral.collator import VoxtralBatchBuilder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -170,7 +170,7 @@ class VoxtralDecoding:
         import torch
 
         self.model = base_model(model)
-        self.collator = VoxtralTranscriptionCollator(processor, model_id=model_id)
+        self.collator = VoxtralBatchBuilder(processor, model_id=model_id)
         self.device = model_device(self.model)
         self.eos_ids = (self.collator.eos_token_id,)
         self.pad_id = self.collator.pad_token_id
@@ -249,8 +249,6 @@ def transcribe_ids(
     transcribe_clips`).
     """
     import torch
-
-    from voxplug.evaluation.batching import transcribe_clips
 
     was_training = model.training
     model.eval()

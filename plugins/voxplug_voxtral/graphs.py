@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers.modeling_outputs import BaseModelOutputWithPast
 
-from voxplug.training.cuda_graphs import LayerGraphs
+from voxplug.api import LayerGraphs
 
 #: Keyword arguments of a training forward that the layers do not read (any other one, such as packed-sequence
 #: lengths for flash attention, sends the batch through transformers' forward).

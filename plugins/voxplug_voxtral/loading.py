@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxplug.errors import ModelError
+from voxplug.api import ModelError
 
 if TYPE_CHECKING:
     import torch

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from voxplug.errors import ConfigError
+from voxplug.api import ConfigError
 
 SCOPES = ("language_model", "audio_tower", "projector")
 DEFAULT_SCOPE = frozenset({"language_model"})

@@ -10,7 +10,7 @@ inside the functions that need them.
 from __future__ import annotations
 
 from voxplug import hookimpl
-from voxplug.hookspecs import Register
+from voxplug.api import Register
 
 
 @hookimpl

@@ -21,9 +21,17 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from voxplug.data.alignment import Aligner, WordTiming, describe, parse_word_timings, transcript_words
-from voxplug.errors import DataError, ModelError
-from voxplug.extension import PluginOptions
+from voxplug.api import (
+    Aligner,
+    DataError,
+    ModelError,
+    PluginOptions,
+    WordTiming,
+    describe,
+    get_plugin_host,
+    parse_word_timings,
+    transcript_words,
+)
 
 SAMPLING_RATE = 16000
 ENCODER_FRAMES_PER_S = 50  # Whisper's encoder output: one frame per 20 ms
@@ -98,8 +106,6 @@ class WhisperAligner(Aligner):
     def model(self) -> tuple[Any, Any]:
         """The Whisper model and processor, loaded once per process through the ``whisper`` model family."""
         if self._loaded is None:
-            from voxplug.plugins import get_plugin_host
-
             family = get_plugin_host().extension("model family", "whisper")()
             model, processor = family.load(
                 self.options.model, dtype="fp32", attn_implementation="eager", device=self.options.device

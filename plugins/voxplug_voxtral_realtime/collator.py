@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxplug_voxtral.collator import audio_of, pad_sequences
 
-from voxplug.data.alignment import Aligner, WordTiming, describe, transcript_words
-from voxplug.errors import DataError
+from voxplug.api import Aligner, DataError, ModelError, WordTiming, describe, transcript_words
 from voxplug_voxtral_realtime.targets import StreamingSequence, StreamLayout, frames_needed, streaming_sequence
 
 if TYPE_CHECKING:
@@ -41,8 +40,6 @@ TargetBuilder = Callable[[Sequence[WordTiming], Sequence[Sequence[int]], StreamL
 
 def special_id(tokenizer: Any, token: str) -> int:
     """The id of a streaming special token in the processor's tokenizer; a tokenizer without it is an error."""
-    from voxplug.errors import ModelError
-
     tekkenizer = tokenizer.tokenizer.instruct_tokenizer.tokenizer
     if not tekkenizer.is_special(token):
         raise ModelError(f"the tokenizer has no {token} token: it is not a Voxtral Realtime tokenizer")

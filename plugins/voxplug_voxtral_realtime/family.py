@@ -20,10 +20,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from voxplug.errors import ConfigError
-from voxplug.extension import PluginOptions
-from voxplug.models.interface import ModelFamily
-from voxplug.training.interface import Collator
+from voxplug.api import (
+    Collator,
+    ConfigError,
+    ModelFamily,
+    PluginError,
+    PluginOptions,
+    format_validation_error,
+    get_plugin_host,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,7 +80,6 @@ class VoxtralRealtimeFamily(ModelFamily):
     options: RealtimeOptions
     model_types: ClassVar[tuple[str, ...]] = ("voxtral_realtime",)
     default_collator: ClassVar[str] = "voxtral-realtime-streaming"
-    default_checkpoint: ClassVar[str] = "mistralai/Voxtral-Mini-4B-Realtime-2602"
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model", "audio_tower", "projector")
     encoder_scope: ClassVar[str | None] = "audio_tower"
     lora_shared_inputs: ClassVar[tuple[tuple[str, ...], ...]] = (
@@ -232,10 +236,6 @@ class VoxtralRealtimeCollator(Collator):
 def make_aligner(name: str, options: dict[str, Any]) -> Any:
     """The registered aligner ``name`` with ``options``; an unknown name or an invalid option is a ValueError."""
     from pydantic import ValidationError
-
-    from voxplug.config import format_validation_error
-    from voxplug.errors import PluginError
-    from voxplug.plugins import get_plugin_host
 
     try:
         aligner_class = get_plugin_host().extension("aligner", name)

@@ -26,7 +26,7 @@ from voxplug_voxtral.loading import (
     resolve_dtype,
 )
 
-from voxplug.errors import ModelError
+from voxplug.api import ModelError
 
 if TYPE_CHECKING:
     import torch

@@ -24,8 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from voxplug.data.alignment import WordTiming
-from voxplug.errors import DataError
+from voxplug.api import DataError, WordTiming
 
 FRAME_RATE_HZ = 12.5
 IGNORE_INDEX = -100

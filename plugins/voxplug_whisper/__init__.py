@@ -9,7 +9,7 @@ package is cheap: torch and transformers are imported inside the functions that 
 from __future__ import annotations
 
 from voxplug import hookimpl
-from voxplug.hookspecs import Register
+from voxplug.api import Register
 
 
 @hookimpl

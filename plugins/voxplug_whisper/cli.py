@@ -2,16 +2,17 @@
 voxplug can fine-tune.
 
 The command lives in this plugin, which adds it to the ``voxplug model`` group through the ``register_commands``
-hook. It also runs as ``python -m voxplug_whisper.cli import-ct2 SRC OUT``.
+hook.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from voxplug.api import ConfigError
 
 DTYPE_OPTION: Any = typer.Option("float32", "--dtype", help="Dtype of the written weights: float32, float16, bfloat16.")
 
@@ -23,7 +24,6 @@ def import_ct2(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists and is not empty."),
 ) -> None:
     """Convert a CTranslate2 Whisper checkpoint (e.g. a faster-whisper model) into a transformers one."""
-    from voxplug.errors import ConfigError
     from voxplug_whisper.ct2 import convert_ct2_whisper
 
     if dtype not in ("float32", "float16", "bfloat16"):
@@ -36,14 +36,3 @@ def import_ct2(
 def register_model_commands(group: typer.Typer) -> None:
     """Add ``import-ct2`` to ``group`` (``voxplug model``, which the ``register_commands`` hook hands over)."""
     group.command("import-ct2")(import_ct2)
-
-
-def main() -> None:
-    """``python -m voxplug_whisper.cli import-ct2 SRC OUT`` is ``voxplug model import-ct2 SRC OUT``."""
-    from voxplug.cli import main as voxplug_main
-
-    voxplug_main(["model", *sys.argv[1:]])
-
-
-if __name__ == "__main__":
-    main()

@@ -24,10 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from voxplug.data.languages import TRANSCRIBE
-from voxplug.errors import AudioError, DataError
-from voxplug.extension import PluginOptions
-from voxplug.training.interface import Collator
+from voxplug.api import TRANSCRIBE, AudioError, Collator, DataError, PluginOptions
 from voxplug_whisper.processor import MAX_TARGET_POSITIONS
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxplug.errors import ModelError
+from voxplug.api import ModelError
 from voxplug_whisper.processor import (
     build_whisper_processor,
     load_whisper_tokenizer,

@@ -17,13 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from voxplug.errors import ConfigError, ModelError
-from voxplug.models.interface import ModelFamily
+from voxplug.api import ConfigError, ModelError, ModelFamily
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from voxplug.data.languages import LanguageSupport
+    from voxplug.api import LanguageSupport
 
 SCOPE_PATTERNS: dict[str, str] = {
     "decoder": r"decoder\.layers\.\d+\.(?:(?:self_attn|encoder_attn)\.(?:q|k|v|out)_proj|fc1|fc2)",
@@ -49,7 +48,6 @@ class WhisperFamily(ModelFamily):
     description = "OpenAI's Whisper encoder-decoder ASR models (and CTranslate2 ones via `voxplug model import-ct2`)"
     model_types: ClassVar[tuple[str, ...]] = ("whisper",)
     default_collator: ClassVar[str] = "whisper-transcription"
-    default_checkpoint: ClassVar[str] = "openai/whisper-small"
     lora_scopes: ClassVar[tuple[str, ...]] = ("decoder", "encoder")
     encoder_scope: ClassVar[str | None] = "encoder"
     # PEFT's CAUSAL_LM and SEQ_2_SEQ_LM wrappers both break Whisper's forward; the plain PeftModel works.

@@ -19,7 +19,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voxplug.evaluation.decoding import DecodeStats, base_model
+from voxplug.api import AudioError, DataError, DecodeStats, base_model, transcribe_clips
 from voxplug_whisper.processor import MAX_TARGET_POSITIONS, WhisperTokens, whisper_tokens
 
 if TYPE_CHECKING:
@@ -65,8 +65,6 @@ def unwrap_model(model: Any) -> Any:
 
 def check_window(audio: np.ndarray, where: str) -> None:
     """Raise ``AudioError`` for a clip longer than Whisper's 30 s window (the feature extractor would cut it)."""
-    from voxplug.errors import AudioError
-
     duration_s = len(audio) / SAMPLING_RATE
     if duration_s > WINDOW_S:
         raise AudioError(
@@ -305,9 +303,6 @@ def transcribe_ids(
     transcribe_clips`).
     """
     import torch
-
-    from voxplug.errors import DataError
-    from voxplug.evaluation.batching import transcribe_clips
 
     if len(audios) != len(languages):
         raise DataError(f"got {len(audios)} audio clips but {len(languages)} languages; give one (or None) per clip")

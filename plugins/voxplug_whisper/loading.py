@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxplug.errors import ModelError
+from voxplug.api import ModelError
 
 if TYPE_CHECKING:
     import torch

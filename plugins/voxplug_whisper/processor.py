@@ -27,10 +27,17 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from voxplug.data.languages import LanguageSupport
+from voxplug.api import (
+    TRANSCRIBE,
+    TRANSLATE,
+    WITHDRAWN_CODES,
+    DataError,
+    LanguageSupport,
+    ModelError,
+    language_code_for_name,
+)
 
 ENGLISH_ONLY_EOT_ID = 50256
 NUM_MEL_BINS = 80
@@ -61,8 +68,6 @@ class WhisperTokens:
 
     def language_id(self, language: str, where: str = "") -> int:
         """The id of ``<|language|>``; an unknown code raises ``DataError`` listing the known ones."""
-        from voxplug.errors import DataError
-
         if language not in self.languages:
             prefix = f"{where}: " if where else ""
             known = ", ".join(sorted(self.languages))
@@ -74,8 +79,6 @@ class WhisperTokens:
         language token, the model detects it). English-only models have no task: they only transcribe."""
         if not self.multilingual:
             if task != "transcribe":
-                from voxplug.errors import DataError
-
                 raise DataError(f"{where or 'row'}: an English-only Whisper cannot {task}")
             return [self.sot, self.no_timestamps]
         language_ids = [] if language is None else [self.language_id(language, where)]
@@ -89,8 +92,6 @@ class WhisperTokens:
         Codes come from the tokenizer's own language tokens; transformers' table of Whisper's language names
         supplies the aliases where Whisper's code is not the ISO one (Javanese is ``jw``, ISO ``jv``).
         """
-        from voxplug.data.languages import TRANSCRIBE, TRANSLATE, LanguageSupport
-
         if not self.multilingual:
             return LanguageSupport(
                 model="an English-only Whisper",
@@ -113,8 +114,6 @@ def whisper_language_aliases(codes: Any) -> dict[str, str]:
     (Javanese is ``jw``) and by withdrawn ISO codes a vocabulary may still use (Hebrew ``iw``)."""
     from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
-    from voxplug.data.languages import WITHDRAWN_CODES, language_code_for_name
-
     pairs = [(language_code_for_name(name), code) for name, code in TO_LANGUAGE_CODE.items()]
     pairs += [(current, withdrawn) for withdrawn, current in WITHDRAWN_CODES.items()]
     return {iso: code for iso, code in pairs if iso is not None and code in codes and iso not in codes}
@@ -122,8 +121,6 @@ def whisper_language_aliases(codes: Any) -> dict[str, str]:
 
 def whisper_tokens(tokenizer: Any) -> WhisperTokens:
     """Read the special token ids of a Whisper tokenizer (raises ``ModelError`` if it is not one)."""
-    from voxplug.errors import ModelError
-
     # Whisper's special tokens are added tokens: their table is ~1,600 entries where the vocabulary is ~51,000
     vocab = tokenizer.get_added_vocab()
     names = {
@@ -211,8 +208,6 @@ def whisper_generation_config(
 
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON object from ``path``, naming the file in any error."""
-    from voxplug.errors import ModelError
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from voxplug.errors import ModelError
+from voxplug.api import ModelError
 from voxplug_whisper.processor import (
     ENGLISH_ONLY_EOT_ID,
     NUM_MEL_BINS,

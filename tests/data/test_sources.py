@@ -11,6 +11,7 @@ import subprocess
 import sys
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,9 +19,9 @@ import soundfile as sf
 from pydantic import ValidationError
 from voxplug_granary import GranarySource
 from voxplug_hub_datasets import HubDatasetSource
-from voxplug_phrases import bundled_languages, bundled_phrases, choose_phrases, phrases
 
 from voxplug.data.audio import TARGET_RATE, load_audio_16k
+from voxplug.data.phrases import bundled_languages, bundled_phrases, choose_phrases, phrases
 from voxplug.errors import DataError
 
 GRANARY_AND_VOXFACTORY = "bg cs da de el en es et fi fr hr hu it lt lv mt nl pl pt ro ru sk sl sv uk hi".split()
@@ -338,11 +339,12 @@ def test_phrases_are_seeded_and_unique(monkeypatch: pytest.MonkeyPatch) -> None:
         phrases("tlh")
 
 
-def test_phrases_prefer_granary_and_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    import voxplug_phrases
+def test_phrases_prefer_granary_and_fall_back(monkeypatch: pytest.MonkeyPatch, plugin_host: Any) -> None:
+    """The built-in Granary plugin answers ``reading_phrases`` for its 25 languages; any failure falls back."""
+    import voxplug_granary.phrases
 
     pool = [f"Granary sentence number {index}." for index in range(50)]
-    monkeypatch.setattr(voxplug_phrases, "granary_pool", lambda language: pool)
+    monkeypatch.setattr(voxplug_granary.phrases, "granary_pool", lambda language: pool)
     online = choose_phrases("sv", 10, seed=1, online=True)
     assert online.source == "granary" and set(online.texts) <= set(pool)
     assert choose_phrases("hi", 3, online=True).source == "bundled"  # Hindi is not in Granary
@@ -350,16 +352,39 @@ def test_phrases_prefer_granary_and_fall_back(monkeypatch: pytest.MonkeyPatch) -
     def offline(language: str) -> list[str]:
         raise ConnectionError("no network")
 
-    monkeypatch.setattr(voxplug_phrases, "granary_pool", offline)
+    monkeypatch.setattr(voxplug_granary.phrases, "granary_pool", offline)
     monkeypatch.setenv("HF_TOKEN", "hf_anything")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert choose_phrases("sv", 3).source == "bundled"
-    with pytest.raises(DataError, match="could not read Granary transcripts for 'sv': no network"):
+    with pytest.raises(DataError, match="could not read online sentences for 'sv': no network"):
         choose_phrases("sv", 3, online=True)
 
 
+def test_hook_reading_phrases_lets_a_plugin_offer_a_corpus(
+    monkeypatch: pytest.MonkeyPatch, register_plugin: Any
+) -> None:
+    """A third-party corpus answers before Granary (last registered runs first); unreadable lengths are dropped."""
+    from voxplug import hookimpl
+
+    class CorpusPlugin:
+        @hookimpl
+        def reading_phrases(self, language: str) -> tuple[str, list[str]] | None:
+            if language != "fr":
+                return None
+            return "my-corpus", ["Une phrase assez longue pour être lue.", "Non", "Encore une phrase à lire ici."]
+
+    register_plugin(CorpusPlugin(), name="corpus")
+    monkeypatch.setenv("HF_TOKEN", "hf_anything")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    chosen = choose_phrases("fr", 5, seed=0)
+    assert chosen.source == "my-corpus"
+    assert sorted(chosen.texts) == ["Encore une phrase à lire ici.", "Une phrase assez longue pour être lue."]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert choose_phrases("fr", 5, seed=0).source == "bundled"  # offline: the hook is not asked
+
+
 def test_suitable_sentences_filter() -> None:
-    from voxplug_phrases import suitable_sentences
+    from voxplug.data.phrases import suitable_sentences
 
     texts = ["ok", "A good   sentence to read.", "12 34 56 78 90 11", None, "A good sentence to read.", "x" * 200]
     assert suitable_sentences(texts) == ["A good sentence to read."]
@@ -379,7 +404,7 @@ def test_sources_are_registered_like_third_party_plugins() -> None:
 
 
 def test_phrases_json_is_plain_utf8() -> None:
-    import voxplug_phrases
+    from voxplug.data import phrases as phrases_module
 
-    raw = voxplug_phrases.PHRASES_FILE.read_bytes()
+    raw = phrases_module.PHRASES_FILE.read_bytes()
     assert json.load(io.BytesIO(raw))["languages"]["en"][0] == "The weather is nice today."

@@ -44,10 +44,10 @@ def voxtral_generate(
     model: Any, processor: Any, audio: np.ndarray, language: str | None, budget: int, eos: int
 ) -> list:
     """Plain ``generate`` on one clip; its new tokens before ``eos``."""
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
     from voxplug_voxtral.generation import generate_batch
 
-    batch = VoxtralTranscriptionCollator(processor).inference_batch([audio], [language])
+    batch = VoxtralBatchBuilder(processor).inference_batch([audio], [language])
     row = generate_batch(model, batch, max_new_tokens=budget, pad_token_id=11, eos_token_id=eos)[0].tolist()
     return row[: row.index(eos)] if eos in row else row
 

@@ -52,9 +52,9 @@ def test_voxtral_graphs_replay_the_eager_steps(tiny_voxtral: Path, audios: list[
     eager, _ = fast(generation, model, processor, audios, batch_size=8, max_new_tokens=40, cuda_graphs=False)
     assert graphed == eager
     if dtype == torch.float32:
-        from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+        from voxplug_voxtral.collator import VoxtralBatchBuilder
 
-        collator = VoxtralTranscriptionCollator(processor)
+        collator = VoxtralBatchBuilder(processor)
         theirs = []
         for audio in audios:
             row = generation.generate_batch(

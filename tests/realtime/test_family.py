@@ -68,7 +68,7 @@ def test_lora_targets_only_the_language_model_by_default(loaded) -> None:
 
 
 def test_the_lora_trainer_adapts_the_decoder_and_leaves_the_encoder_without_autograd(realtime_tiny_dir: Path) -> None:
-    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_trainers.lora import LoraMethod, LoraOptions
 
     from voxplug.config import validate_config
     from voxplug.training.freezing import is_frozen_without_grad
@@ -76,7 +76,7 @@ def test_the_lora_trainer_adapts_the_decoder_and_leaves_the_encoder_without_auto
     model, _ = load_realtime(realtime_tiny_dir, device="cpu")
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
     family = VoxtralRealtimeFamily()
-    peft_model = LoraTrainer(LoraOptions()).prepare_model(model, family, config)
+    peft_model = LoraMethod(LoraOptions()).prepare_model(model, family, config)
     trainable = [name for name, parameter in peft_model.named_parameters() if parameter.requires_grad]
     assert trainable and all("lora_" in name and ".language_model." in name for name in trainable)
     assert is_frozen_without_grad(family.frozen_encoder(peft_model))

@@ -52,7 +52,7 @@ def lora_voxtral(folder: Path, dtype: str, **options: Any) -> Any:
     """The tiny Voxtral (``dtype``: fp32 or bf16) with fp32 LoRA adapters on its language model, as the ``lora``
     trainer builds it with ``options``, and with non-zero B."""
     import torch
-    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_trainers.lora import LoraMethod, LoraOptions
     from voxplug_voxtral.family import VoxtralFamily
     from voxplug_voxtral.loading import load_voxtral
     from voxplug_voxtral.tiny import build_tiny_voxtral
@@ -63,7 +63,7 @@ def lora_voxtral(folder: Path, dtype: str, **options: Any) -> Any:
     model, _ = load_voxtral(build_tiny_voxtral(folder), dtype="fp32", device="cpu")
     model.to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])  # any CPU: no check for native bf16
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
-    model = LoraTrainer(LoraOptions(**options)).prepare_model(model, VoxtralFamily(), config)
+    model = LoraMethod(LoraOptions(**options)).prepare_model(model, VoxtralFamily(), config)
     for name, parameter in model.named_parameters():  # B starts at zero; random B makes the adapters matter
         if "lora_B" in name:
             torch.nn.init.normal_(parameter, std=0.5)

@@ -22,10 +22,10 @@ torch = pytest.importorskip("torch")
 
 
 def collated(tiny_model: Path, rows: list[dict[str, Any]], device: str) -> dict[str, Any]:
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
     from voxplug_voxtral.loading import load_voxtral_processor
 
-    batch = VoxtralTranscriptionCollator(load_voxtral_processor(tiny_model), attention_mask=False)(rows)
+    batch = VoxtralBatchBuilder(load_voxtral_processor(tiny_model), attention_mask=False)(rows)
     return {key: value.to(device) if hasattr(value, "to") else value for key, value in batch.items()}
 
 
@@ -55,13 +55,13 @@ def test_graphs_need_one_cuda_process_without_compile_or_checkpointing(
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
 def test_without_cuda_the_trainer_sets_up_no_graphs(tmp_path: Path) -> None:
-    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_trainers.lora import LoraMethod, LoraOptions
     from voxplug_voxtral.family import VoxtralFamily
     from voxplug_voxtral.loading import load_voxtral
     from voxplug_voxtral.tiny import build_tiny_voxtral
 
     model, _ = load_voxtral(build_tiny_voxtral(tmp_path / "tiny"), dtype="fp32", device="cpu")
-    trainer = LoraTrainer(LoraOptions())
+    trainer = LoraMethod(LoraOptions())
     trainer.prepare_model(model, VoxtralFamily(), validated({"model": {"name_or_path": "tiny"}}, tmp_path))
     assert trainer.cuda_graphs is None
     assert "forward" not in vars(VoxtralFamily().scope_module(model, "language_model"))

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from voxplug.testing.cpu_deepspeed import cpu_deepspeed_env
+
 from .conftest import bundled_rows, launch_training, run_config, validated, write_config, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -75,7 +77,7 @@ def test_two_cpu_processes_with_ddp_match_one_process(setup: dict[str, Any]) -> 
 def test_deepspeed_zero2_on_two_cpu_ranks_matches_one_process(setup: dict[str, Any]) -> None:
     config = setup["config"]("zero2", 2)
     path = write_config(setup["folder"] / "zero2.yaml", config)
-    launch_training("zero2", path, num_processes=2, env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"})
+    launch_training("zero2", path, num_processes=2, env=cpu_deepspeed_env(setup["folder"] / "plugins"))
     run_dir = Path(config["training"]["output_dir"])
     check_matches_baseline(run_dir, setup, "DEEPSPEED")
     assert list((run_dir / "checkpoints").glob("checkpoint-*/global_step*"))  # DeepSpeed's own checkpoint layout
@@ -86,7 +88,7 @@ def test_deepspeed_zero3_on_two_cpu_ranks_saves_the_whole_model(setup: dict[str,
 
     config = setup["config"]("zero3", 2)
     path = write_config(setup["folder"] / "zero3.yaml", config)
-    launch_training("zero3", path, num_processes=2, env={"VOXPLUG_TEST_CPU_DEEPSPEED": "1"})
+    launch_training("zero3", path, num_processes=2, env=cpu_deepspeed_env(setup["folder"] / "plugins"))
     run_dir = Path(config["training"]["output_dir"])
     check_matches_baseline(run_dir, setup, "DEEPSPEED")
     # parameters sharded over the ranks, gathered for the final save under the standard checkpoint names

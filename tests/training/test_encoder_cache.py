@@ -22,7 +22,7 @@ SPEECH = Path(__file__).resolve().parents[2] / "examples" / "speech" / "en"
 def model_and_batch(tiny_model: Path) -> tuple[Any, dict[str, Any]]:
     """A fresh tiny Voxtral (fp32) with its encoder frozen, and a 3-row batch of bundled clips."""
     import soundfile
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
     from voxplug_voxtral.loading import load_voxtral
 
     from voxplug.training.freezing import freeze_without_grad
@@ -35,7 +35,7 @@ def model_and_batch(tiny_model: Path) -> tuple[Any, dict[str, Any]]:
         {"audio": soundfile.read(SPEECH / clip["file"], dtype="float32")[0], "text": clip["text"], "language": "en"}
         for clip in clips
     ]
-    return model, VoxtralTranscriptionCollator(processor)(rows)
+    return model, VoxtralBatchBuilder(processor)(rows)
 
 
 def audio_tower(model: Any) -> Any:

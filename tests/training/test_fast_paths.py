@@ -19,13 +19,13 @@ SPEECH = Path(__file__).resolve().parents[2] / "examples" / "speech" / "en"
 @pytest.fixture(scope="module")
 def model_and_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, dict]:
     """A tiny Voxtral (fp32, eval mode) and a 4-row batch of bundled clips with transcripts of different lengths."""
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
     from voxplug_voxtral.loading import load_voxtral
     from voxplug_voxtral.tiny import build_tiny_voxtral
 
     model, processor = load_voxtral(build_tiny_voxtral(tmp_path_factory.mktemp("tiny")), dtype="fp32", device="cpu")
     model.eval()
-    return model, VoxtralTranscriptionCollator(processor)(uneven_audio_rows())
+    return model, VoxtralBatchBuilder(processor)(uneven_audio_rows())
 
 
 def test_label_positions_list_each_rows_labelled_positions_and_pad_the_rest() -> None:
@@ -241,7 +241,7 @@ def test_training_batches_without_an_attention_mask_give_the_same_loss_and_gradi
 
 def test_the_voxtral_collator_plugin_leaves_the_mask_out_unless_asked(model_and_batch: tuple[object, dict]) -> None:
     import soundfile
-    from voxplug_voxtral.family import VoxtralCollator
+    from voxplug_voxtral.family import VoxtralTranscriptionCollator
     from voxplug_voxtral.loading import load_voxtral_processor
 
     from voxplug.training.label_logits import label_positions
@@ -250,8 +250,8 @@ def test_the_voxtral_collator_plugin_leaves_the_mask_out_unless_asked(model_and_
     audio, _ = soundfile.read(next(SPEECH.glob("*.wav")), dtype="float32")
     rows = [{"audio": audio, "text": "hello there", "language": "en"}, {"audio": audio, "text": "hi", "language": "en"}]
     tiny_processor = load_voxtral_processor(model.name_or_path)
-    default = VoxtralCollator(processor=tiny_processor)(rows)
-    asked = VoxtralCollator({"attention_mask": True}, processor=tiny_processor)(rows)
+    default = VoxtralTranscriptionCollator(processor=tiny_processor)(rows)
+    asked = VoxtralTranscriptionCollator({"attention_mask": True}, processor=tiny_processor)(rows)
     assert "attention_mask" not in default
     assert asked["attention_mask"].tolist()[1].count(0) > 0
     assert torch.equal(default["labels"], asked["labels"]) and torch.equal(default["input_ids"], asked["input_ids"])
@@ -281,8 +281,8 @@ def test_audio_placeholders_are_checked_without_reading_the_device(model_and_bat
 @pytest.fixture(scope="module")
 def bf16_lora(tmp_path_factory: pytest.TempPathFactory, model_and_batch: tuple[object, dict]) -> tuple[object, dict]:
     """The tiny Voxtral in bf16 with fp32 LoRA adapters on its language model, as the ``lora`` trainer builds it with
-    PEFT's forward (``fused=False``; tests/training/test_lora_one_node.py covers the one-node forward)."""
-    model = lora_voxtral(tmp_path_factory.mktemp("tiny-bf16"), "bf16", fused=False)
+    PEFT's forward (``one_node=False``; tests/training/test_lora_one_node.py covers the one-node forward)."""
+    model = lora_voxtral(tmp_path_factory.mktemp("tiny-bf16"), "bf16", one_node=False)
     return model, model_and_batch[1]
 
 

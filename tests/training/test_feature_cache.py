@@ -11,8 +11,8 @@ from .conftest import SPEECH, bundled_rows
 
 def test_cached_batches_equal_fresh_ones(tiny_model: Path) -> None:
     import torch
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
-    from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
+    from voxplug_voxtral.family import VoxtralFamily, VoxtralTranscriptionCollator
 
     from voxplug.data.audio import load_audio_16k
 
@@ -23,8 +23,8 @@ def test_cached_batches_equal_fresh_ones(tiny_model: Path) -> None:
     ]
     long_clip = np.concatenate([rows[0]["audio"]] * 20)  # over 30 s: two feature chunks
     rows.append({"audio": long_clip, "text": "long", "language": "en", "id": "long"})
-    plain = VoxtralTranscriptionCollator(processor, attention_mask=False)  # the plugin leaves the mask out
-    cached = VoxtralCollator(processor=processor)
+    plain = VoxtralBatchBuilder(processor, attention_mask=False)  # the plugin leaves the mask out
+    cached = VoxtralTranscriptionCollator(processor=processor)
     for batch in ([rows[0], rows[3]], [rows[3], rows[1], rows[0]], rows[::-1], [rows[2], rows[2]]):
         expected, got = plain(batch), cached(batch)
         assert expected.keys() == got.keys()
@@ -34,13 +34,13 @@ def test_cached_batches_equal_fresh_ones(tiny_model: Path) -> None:
 
 
 def test_nothing_is_cached_beyond_the_budget(tiny_model: Path) -> None:
-    from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+    from voxplug_voxtral.family import VoxtralFamily, VoxtralTranscriptionCollator
 
     from voxplug.data.audio import load_audio_16k
 
     processor = VoxtralFamily().load_processor(str(tiny_model))
     row = bundled_rows()[0]
     batch = [{"audio": load_audio_16k(SPEECH / row["file"]).samples, "text": row["text"], "language": "en"}]
-    collator = VoxtralCollator({"feature_cache_mb": 0}, processor=processor)
+    collator = VoxtralTranscriptionCollator({"feature_cache_mb": 0}, processor=processor)
     collator(batch)
     assert collator.collate.cached_bytes == 0

@@ -14,7 +14,7 @@ from .conftest import SPEECH, bundled_rows
 
 @pytest.fixture(scope="module")
 def batch(tiny_model: Path) -> dict[str, Any]:
-    from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+    from voxplug_voxtral.family import VoxtralFamily, VoxtralTranscriptionCollator
 
     from voxplug.data.audio import load_audio_16k
 
@@ -23,18 +23,18 @@ def batch(tiny_model: Path) -> dict[str, Any]:
         {"audio": load_audio_16k(SPEECH / r["file"]).samples, "text": r["text"], "language": "en", "id": r["file"]}
         for r in bundled_rows()[:2]
     ]
-    return VoxtralCollator(processor=processor)(rows)
+    return VoxtralTranscriptionCollator(processor=processor)(rows)
 
 
 def prepared(tiny_model: Path, method: str, options: dict[str, Any]) -> tuple[Any, Any]:
     """The tiny model prepared by a trainer plugin, and the family."""
-    from voxplug_trainers.full import FullTrainer
-    from voxplug_trainers.lora import LoraTrainer
+    from voxplug_trainers.full import FullMethod
+    from voxplug_trainers.lora import LoraMethod
     from voxplug_voxtral.family import VoxtralFamily
 
     family = VoxtralFamily()
     model, _ = family.load(str(tiny_model), dtype="fp32", device="cpu")
-    trainer = {"lora": LoraTrainer, "full": FullTrainer}[method](options)
+    trainer = {"lora": LoraMethod, "full": FullMethod}[method](options)
     return trainer.prepare_model(model, family, validate_config({}, base_dir=Path.cwd())), family
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from voxplug_voxtral.family import VoxtralCollator
+from voxplug_voxtral.family import VoxtralTranscriptionCollator
 
 from voxplug import hookimpl
 
@@ -25,7 +25,7 @@ LEARNED_WER = 0.1
 STEPS = 300
 
 
-class NoEosCollator(VoxtralCollator):
+class NoEosCollator(VoxtralTranscriptionCollator):
     """The real collator with VoxFactory's bug: labels end without EOS."""
 
     name = "voxtral-no-eos"

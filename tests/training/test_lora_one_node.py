@@ -20,11 +20,11 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def batch(tiny_model: Path) -> dict:
     """Four bundled clips with transcripts of different lengths, collated for training."""
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
     from voxplug_voxtral.loading import load_voxtral_processor
 
     processor = load_voxtral_processor(tiny_model)
-    return VoxtralTranscriptionCollator(processor, attention_mask=False)(uneven_audio_rows())
+    return VoxtralBatchBuilder(processor, attention_mask=False)(uneven_audio_rows())
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_layers_the_one_node_math_does_not_cover_keep_peft(tmp_path: Path, monke
         return sum("_peft_forward" in vars(m) for m in model.modules() if isinstance(m, LoraLinear))
 
     assert one_node_layers(lora_voxtral(tmp_path / "dropout", "fp32", dropout=0.1)) == 0
-    assert one_node_layers(lora_voxtral(tmp_path / "off", "fp32", fused=False)) == 0
+    assert one_node_layers(lora_voxtral(tmp_path / "off", "fp32", one_node=False)) == 0
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # ZeRO-3 gathers weights only for called modules
     assert one_node_layers(lora_voxtral(tmp_path / "deepspeed", "fp32")) == 0
 

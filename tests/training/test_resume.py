@@ -25,10 +25,10 @@ STALL_AT_STEP = 6  # the first batch of epoch 2: resuming must skip one batch of
 RECORDING_PLUGIN = """
 import json, os, time
 from voxplug import hookimpl
-from voxplug_voxtral.family import VoxtralCollator
+from voxplug_voxtral.family import VoxtralTranscriptionCollator
 
 
-class RecordingCollator(VoxtralCollator):
+class RecordingCollator(VoxtralTranscriptionCollator):
     name = "recording-voxtral"
 
     def __call__(self, examples):

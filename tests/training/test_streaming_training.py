@@ -27,10 +27,10 @@ STEPS = 12
 RECORDING_PLUGIN = """
 import json, os, time
 from voxplug import hookimpl
-from voxplug_voxtral.family import VoxtralCollator
+from voxplug_voxtral.family import VoxtralTranscriptionCollator
 
 
-class RecordingCollator(VoxtralCollator):
+class RecordingCollator(VoxtralTranscriptionCollator):
     name = "recording-voxtral"
 
     def __call__(self, examples):

@@ -1,11 +1,11 @@
-"""Exact token layout of VoxtralTranscriptionCollator on real VoxtralProcessor output."""
+"""Exact token layout of VoxtralBatchBuilder on real VoxtralProcessor output."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+from voxplug_voxtral.collator import VoxtralBatchBuilder
 
 from voxplug.errors import AudioError, DataError
 
@@ -25,7 +25,7 @@ def expected_row(tokenizer, chunks: int, language: str | None, text: str) -> tup
 
 
 def test_layout_of_a_3s_and_a_35s_clip(voxtral_processor) -> None:
-    collator = VoxtralTranscriptionCollator(voxtral_processor)
+    collator = VoxtralBatchBuilder(voxtral_processor)
     rows = [
         {"audio": tone(3.0), "text": "hello world", "language": "en"},
         {"audio": tone(35.0, seed=1), "text": "good morning", "language": "en"},
@@ -49,12 +49,12 @@ def test_layout_of_a_3s_and_a_35s_clip(voxtral_processor) -> None:
 def test_padding_multiple_can_be_turned_off(voxtral_processor) -> None:
     rows = [{"audio": tone(2.0), "text": "hi", "language": "en"}]
     ids, _ = expected_row(voxtral_processor.tokenizer, 1, "en", "hi")
-    exact = VoxtralTranscriptionCollator(voxtral_processor, pad_to_multiple_of=1)(rows)
+    exact = VoxtralBatchBuilder(voxtral_processor, pad_to_multiple_of=1)(rows)
     assert exact["input_ids"][0].tolist() == ids and exact["labels"][0, -1].item() == EOS
 
 
 def test_language_none_gives_no_lang_tokens(voxtral_processor) -> None:
-    collator = VoxtralTranscriptionCollator(voxtral_processor)
+    collator = VoxtralBatchBuilder(voxtral_processor)
     batch = collator([{"audio": tone(2.0), "text": "hi", "language": None}])
     ids, prompt_len = expected_row(voxtral_processor.tokenizer, 1, None, "hi")
     row = batch["input_ids"][0].tolist()
@@ -63,7 +63,7 @@ def test_language_none_gives_no_lang_tokens(voxtral_processor) -> None:
 
 
 def test_rows_keep_their_own_language_in_one_batch(voxtral_processor) -> None:
-    collator = VoxtralTranscriptionCollator(voxtral_processor)
+    collator = VoxtralBatchBuilder(voxtral_processor)
     rows = [{"audio": tone(1.0), "text": "a", "language": lang} for lang in ("fr", None, "en")]
     batch = collator(rows)
     tokenizer = voxtral_processor.tokenizer
@@ -73,7 +73,7 @@ def test_rows_keep_their_own_language_in_one_batch(voxtral_processor) -> None:
 
 
 def test_one_call_per_batch_equals_one_call_per_row(voxtral_processor) -> None:
-    collator = VoxtralTranscriptionCollator(voxtral_processor)
+    collator = VoxtralBatchBuilder(voxtral_processor)
     rows = [
         {"audio": tone(4.0), "text": "one", "language": "en"},
         {"audio": tone(31.0, seed=2), "text": "two words", "language": None},
@@ -87,7 +87,7 @@ def test_one_call_per_batch_equals_one_call_per_row(voxtral_processor) -> None:
 
 
 def test_too_long_transcript_is_an_error_naming_the_row(voxtral_processor) -> None:
-    collator = VoxtralTranscriptionCollator(voxtral_processor, max_text_tokens=3)
+    collator = VoxtralBatchBuilder(voxtral_processor, max_text_tokens=3)
     rows = [
         {"audio": tone(1.0), "text": "ok", "language": "en", "id": "clip-1"},
         {"audio": tone(1.0), "text": "this transcript is far too long", "language": "en", "id": "clip-2"},
@@ -105,20 +105,20 @@ def test_too_long_transcript_is_an_error_naming_the_row(voxtral_processor) -> No
     ],
 )
 def test_unusable_audio_is_an_error_naming_the_row(voxtral_processor, audio, message: str) -> None:
-    collator = VoxtralTranscriptionCollator(voxtral_processor)
+    collator = VoxtralBatchBuilder(voxtral_processor)
     with pytest.raises(AudioError, match=rf"row 0 \(id='bad'\).*{message}"):
         collator([{"audio": audio, "text": "x", "language": "en", "id": "bad"}])
 
 
 def test_audio_at_another_sampling_rate_is_refused(voxtral_processor) -> None:
-    collator = VoxtralTranscriptionCollator(voxtral_processor)
+    collator = VoxtralBatchBuilder(voxtral_processor)
     row = {"audio": tone(1.0), "sampling_rate": 22050, "text": "x", "language": "en"}
     with pytest.raises(AudioError, match="row 0: audio is sampled at 22050 Hz"):
         collator([row])
 
 
 def test_inference_batch_is_left_padded_prompt_only(voxtral_processor) -> None:
-    collator = VoxtralTranscriptionCollator(voxtral_processor)
+    collator = VoxtralBatchBuilder(voxtral_processor)
     batch = collator.inference_batch([tone(2.0), tone(33.0)], ["en", None])
     assert batch["input_features"].shape == (3, 128, 3000)
     assert batch["input_ids"][:, -1].tolist() == [TRANSCRIBE, TRANSCRIBE]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from voxplug_voxtral.collator import voxtral_languages
-from voxplug_voxtral.family import VoxtralCollator, VoxtralFamily
+from voxplug_voxtral.family import VoxtralFamily, VoxtralTranscriptionCollator
 
 from voxplug.data.interface import Example
 from voxplug.data.languages import resolve_run_languages
@@ -42,7 +42,7 @@ def test_codes_are_those_mistral_commons_transcription_request_takes() -> None:
 
 def test_region_codes_train_with_the_language_subtag(voxtral_processor) -> None:
     """``sv-SE`` (Common Voice), ``sv_SE`` and ``SV`` rows get the ``lang:sv`` prompt instead of crashing the batch."""
-    collator = VoxtralCollator(processor=voxtral_processor)
+    collator = VoxtralTranscriptionCollator(processor=voxtral_processor)
     spellings = ["sv-SE", "sv_SE", "SV", "sv", "pt-BR"]
     rows = [{"audio": tone(), "text": "hej", "language": code, "id": code} for code in spellings]
     batch = collator(rows)
@@ -56,7 +56,7 @@ def test_region_codes_train_with_the_language_subtag(voxtral_processor) -> None:
 
 
 def test_a_code_voxtral_cannot_take_names_the_row_and_the_accepted_codes(voxtral_processor) -> None:
-    collator = VoxtralCollator(processor=voxtral_processor)
+    collator = VoxtralTranscriptionCollator(processor=voxtral_processor)
     rows = [{"audio": tone(), "text": "x", "language": "en", "id": "a"}]
     rows.append({"audio": tone(), "text": "x", "language": "yue", "id": "b"})
     with pytest.raises(DataError, match=r"row 1 \(id='b'\): language 'yue' \(Yue Chinese\) is not a language Voxtral "):
@@ -69,7 +69,7 @@ def test_a_code_voxtral_cannot_take_names_the_row_and_the_accepted_codes(voxtral
 
 def test_translation_rows_are_refused_not_trained_as_transcripts(voxtral_processor) -> None:
     """A Granary ``ast`` row: Swedish speech, English text. Voxtral has no translation prompt to train."""
-    collator = VoxtralCollator(processor=voxtral_processor)
+    collator = VoxtralTranscriptionCollator(processor=voxtral_processor)
     row = {"audio": tone(), "text": "Hello", "language": "sv", "task": "translate", "target_language": "en"}
     with pytest.raises(DataError, match=r"row 0: a translation row cannot be trained: .*lang:xx\[TRANSCRIBE\]"):
         collator([row])

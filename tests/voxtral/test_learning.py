@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+from voxplug_voxtral.collator import VoxtralBatchBuilder
 from voxplug_voxtral.generation import generate_batch, transcribe
 from voxplug_voxtral.targets import lora_target_regex
 
@@ -63,7 +63,7 @@ def fine_tune(
     torch.manual_seed(SEED)
     processor = AutoProcessor.from_pretrained(checkpoint)
     model = VoxtralForConditionalGeneration.from_pretrained(checkpoint)
-    collator = VoxtralTranscriptionCollator(processor)
+    collator = VoxtralBatchBuilder(processor)
     for hook, value in collator_hooks.items():
         setattr(collator, f"_{hook}", value)
     texts = [text for text, _ in clips]
@@ -120,7 +120,7 @@ def test_without_eos_in_labels_generation_never_stops(voxtral_tiny_dir: Path, sp
     broken = fine_tune(voxtral_tiny_dir, speech_clips, steps=learned.steps, append_eos=False)
     texts = [text for text, _ in speech_clips]
     assert word_error_rate(texts, broken.transcripts) > 0
-    collator = VoxtralTranscriptionCollator(broken.processor)
+    collator = VoxtralBatchBuilder(broken.processor)
     batch = collator.inference_batch([audio for _, audio in speech_clips], LANGUAGES)
     broken.model.eval()
     new_tokens = generate_batch(broken.model, batch, max_new_tokens=MAX_NEW_TOKENS, pad_token_id=11, eos_token_id=2)

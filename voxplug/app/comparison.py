@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voxplug.errors import DataError
+
 COMPARISON_DIR = "comparison"
 UTTERANCE_HEADERS = ["id", "reference", "base", "fine-tuned", "base WER", "fine-tuned WER", "change"]
 METRIC_HEADERS = ["model", "WER", "CER", "utterances"]
@@ -112,8 +114,6 @@ class EvalPlan:
 
 def run_dataset_manifest(run_dir: Path) -> Path:
     """The JSONL manifest a run trained on (``data.jsonl.path`` in its ``training_config.json``)."""
-    from voxplug.errors import DataError
-
     config_file = Path(run_dir) / "training_config.json"
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))

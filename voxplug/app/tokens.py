@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from voxplug.errors import PublishError
+
 TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HF_WRITE_TOKEN", "HF_READ_TOKEN")
 """Environment variables that may hold a Hugging Face token; jobs get only ``HF_TOKEN``, set by the app."""
 JOB_ENV_NAMES = frozenset(
@@ -177,8 +179,6 @@ def check_token(token: Secret) -> str:
     Raises :class:`~voxplug.errors.PublishError` with a message that never contains the token.
     """
     from huggingface_hub import HfApi
-
-    from voxplug.errors import PublishError
 
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
     try:

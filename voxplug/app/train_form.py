@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -269,8 +269,3 @@ def default_form(model: str | None = None) -> TrainForm:
         save_steps=training.save_steps,
         eval_steps=training.eval_steps,
     )
-
-
-def form_fields() -> list[str]:
-    """The form's field names, in order (the UI binds one component to each)."""
-    return list(asdict(TrainForm()).keys())

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from voxplug.errors import ConfigError
+
 SPACE_STORAGE = Path("/data/voxplug-workspaces")
 """Where workspaces go on a Space with persistent storage (which mounts at ``/data``)."""
 
@@ -41,7 +43,6 @@ def serve_app(
     """Serve the web app: record a dataset, train, evaluate, publish and deploy, from a browser."""
     from voxplug.app.ui import AppSettings, serve
     from voxplug.cli.ports import choose_port, port_taken_meanwhile
-    from voxplug.errors import ConfigError
 
     if server_token not in ("auto", "always", "never"):
         raise ConfigError(f"--server-token {server_token!r}: expected auto, always or never")

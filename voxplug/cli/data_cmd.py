@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from voxplug.errors import DataError, VoxplugError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -100,7 +102,6 @@ def add(
 ) -> None:
     """Add audio files with their transcripts (--text, --texts-file, or a .txt beside each file)."""
     from voxplug.data.prepare import prepare_text
-    from voxplug.errors import VoxplugError
 
     store = _open(path)
     if origin not in ("upload", "recording"):
@@ -130,8 +131,6 @@ def add(
 
 def _transcripts(audio: list[Path], text: str | None, texts_file: Path | None) -> list[str | None]:
     """One transcript (or None: read the .txt beside the file) per audio file, or a clear error."""
-    from voxplug.errors import DataError
-
     if text is not None and texts_file is not None:
         raise DataError("give --text or --texts-file, not both")
     if text is not None:
@@ -150,7 +149,6 @@ def _transcripts(audio: list[Path], text: str | None, texts_file: Path | None) -
 
 def _texts_file_lines(texts_file: Path) -> list[str]:
     from voxplug.data.text import decode_transcript_bytes
-    from voxplug.errors import DataError
 
     try:
         data = texts_file.read_bytes()
@@ -161,7 +159,6 @@ def _texts_file_lines(texts_file: Path) -> list[str]:
 
 def _read_text(audio_file: Path, transcript: str | None) -> str:
     from voxplug.data.text import decode_transcript_bytes
-    from voxplug.errors import DataError
 
     if transcript is not None:
         return transcript

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from voxplug.errors import DataError
+
 if TYPE_CHECKING:
     from voxplug.evaluation.evaluate import EvaluationOutcome
 
@@ -94,7 +96,6 @@ def rows_to_score(model: str, data: Path, *, all_rows: bool) -> Iterator[Path]:
     """
     from voxplug.data.interface import RowProblem
     from voxplug.data.manifest import iter_jsonl
-    from voxplug.errors import DataError
     from voxplug.training.outputs import read_data_split
 
     run_dir = run_folder_of(model)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voxplug.errors import DataError
 from voxplug.extension import Extension
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ class Example:
         elif self.audio_path is not None:
             source = self.audio_path
         else:
-            from voxplug.errors import DataError
-
             raise DataError(f"{self.origin or self.id}: the row has no audio (expected a path or bytes)")
         clip = load_audio_16k(source, max_duration_s=max_duration_s, name_for_errors=self.origin or self.id)
         return clip.samples
@@ -61,8 +60,6 @@ class Example:
 
         source: Path | bytes | None = self.audio_bytes if self.audio_bytes is not None else self.audio_path
         if source is None:
-            from voxplug.errors import DataError
-
             raise DataError(f"{self.origin or self.id}: the row has no audio (expected a path or bytes)")
         return header_duration_s(source, name_for_errors=self.origin or self.id)
 

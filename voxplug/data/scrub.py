@@ -101,11 +101,6 @@ class ScrubReport:
         found = Counter(item.scrubber for row in self.rows for item in row.replacements)
         return {name: found.get(name, 0) for name in self.scrubbers}
 
-    @property
-    def replacement_count(self) -> int:
-        """All replacements made."""
-        return sum(len(row.replacements) for row in self.rows)
-
     def summary(self) -> dict[str, Any]:
         """Counts only, never the replaced text: safe for logs, hooks and the terminal."""
         return {

@@ -96,12 +96,3 @@ def _share_in_proportion(quotas: dict[str, int], spare: dict[str, int], budget: 
     for key in order:
         quotas[key] += given[key]
     return budget - share + leftover
-
-
-def __getattr__(name: str) -> object:
-    """``load_training_data`` and ``TrainingData`` live in :mod:`voxplug.data.loading`; they are importable here too."""
-    if name in ("load_training_data", "TrainingData"):
-        from voxplug.data import loading
-
-        return getattr(loading, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

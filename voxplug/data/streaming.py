@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxplug.data.interface import DataSource, Example, RowProblem, StreamPieces
+from voxplug.data.languages import map_example_language
 from voxplug.errors import DataError
 
 if TYPE_CHECKING:
@@ -73,7 +74,6 @@ class RowGate:
 
     def problem(self, example: Example) -> RowProblem | None:
         """None when ``example`` may train (its language mapped, duration known, text scrubbed); else why not."""
-        from voxplug.data.languages import map_example_language
         from voxplug.data.scrub import scrub_text
 
         try:

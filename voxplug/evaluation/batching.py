@@ -18,6 +18,7 @@ from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
+from voxplug.errors import DataError
 from voxplug.evaluation.decoding import SPAN_STEP, DecodeState, DecodeStats, GreedyDecoder, RankSync
 
 if TYPE_CHECKING:
@@ -132,8 +133,6 @@ def transcribe_clips(
     :data:`DEFAULT_ROWS` elsewhere). ``graph_shapes`` runs the GPU's way (prompt passes of
     :data:`PREFILL_ROWS`, audio prepared in a thread, the decoder's graph shapes) on any device; by default on CUDA.
     """
-    from voxplug.errors import DataError
-
     if len(audios) != len(languages):
         raise DataError(f"got {len(audios)} audio clips but {len(languages)} languages; give one (or None) per clip")
     if not audios:

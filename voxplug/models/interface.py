@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from voxplug.data.languages import LanguageSupport
 from voxplug.extension import Extension
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from voxplug.data.languages import LanguageSupport
 
 
 class ModelFamily(Extension):
@@ -24,7 +23,6 @@ class ModelFamily(Extension):
 
     model_types: ClassVar[tuple[str, ...]] = ()
     default_collator: ClassVar[str] = ""
-    default_checkpoint: ClassVar[str] = ""
     lora_scopes: ClassVar[tuple[str, ...]] = ("language_model",)
     #: The LoRA scope that is the audio encoder: frozen and run without autograd unless LoRA targets it.
     encoder_scope: ClassVar[str | None] = None
@@ -62,8 +60,6 @@ class ModelFamily(Extension):
         (:func:`voxplug.data.languages.resolve_run_languages`), so a code the model cannot take fails the run with
         the row named instead of crashing a batch. The default accepts any ISO 639 code and transcription only.
         """
-        from voxplug.data.languages import LanguageSupport
-
         return LanguageSupport(model=self.name)
 
     def lora_target_modules(self, scopes: list[str]) -> str | list[str]:

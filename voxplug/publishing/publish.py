@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxplug.publishing.publishable import PublishableModel, find_publishable_model
 from voxplug.publishing.staging import RepositoryOptions, stage_repository
+from voxplug.tempfiles import temporary_folder
 
 if TYPE_CHECKING:
     from voxplug.extension import PluginOptions
@@ -66,8 +67,6 @@ def staging_folder(model: PublishableModel) -> Iterator[Path]:
 
     It is removed afterwards, also after an error, Ctrl+C or SIGTERM (:func:`voxplug.tempfiles.temporary_folder`).
     """
-    from voxplug.tempfiles import temporary_folder
-
     parent = model.model_dir.parent
     beside_run = os.access(parent, os.W_OK)  # a read-only run folder: stage in the system's temporary folder
     with temporary_folder(parent if beside_run else None, prefix=".voxplug-publish-") as folder:

@@ -5,14 +5,18 @@ accelerate 1.15's ``PartialState._prepare_backend`` returns no backend when CUDA
 "world" and DeepSpeed's batch-size check fails (``16 != 16 * 1 * 2``). DeepSpeed itself trains fine on CPU
 over gloo. The patch below makes accelerate pick gloo for DeepSpeed ranks when CUDA is missing.
 
-It is applied inside each launched process when ``VOXPLUG_TEST_CPU_DEEPSPEED=1`` is set (see
-:func:`voxplug.training.processes.prepare_process`), and does nothing when CUDA is available.
+A test installs it in the processes it launches with :func:`cpu_deepspeed_env`: a local plugin file that applies
+the patch when the plugins load, before accelerate starts. It does nothing when CUDA is available.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
+
+from voxplug.plugins import ENV_PLUGINS_DIR
+from voxplug.training.devices import ENV_CPU_DEEPSPEED
 
 _PATCHED = "_voxplug_cpu_deepspeed_patch"
 
@@ -39,3 +43,21 @@ def patch_accelerate_for_cpu_deepspeed() -> bool:
     setattr(prepare_backend, _PATCHED, True)
     PartialState._prepare_backend = prepare_backend
     return True
+
+
+PLUGIN_SOURCE = """from voxplug.testing.cpu_deepspeed import patch_accelerate_for_cpu_deepspeed
+
+patch_accelerate_for_cpu_deepspeed()
+"""
+
+
+def cpu_deepspeed_env(folder: Path) -> dict[str, str]:
+    """Environment for ``accelerate launch`` that lets DeepSpeed run on CPU ranks; writes its plugin into ``folder``.
+
+    Every launched process loads the plugins of ``VOXPLUG_PLUGINS_DIR`` when the command line starts, so the patch is
+    in place before accelerate picks a backend; ``VOXPLUG_TEST_CPU_DEEPSPEED`` lifts the check that refuses
+    DeepSpeed on a machine without CUDA.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "voxplug_cpu_deepspeed.py").write_text(PLUGIN_SOURCE, encoding="utf-8")
+    return {ENV_CPU_DEEPSPEED: "1", ENV_PLUGINS_DIR: str(folder)}

@@ -70,7 +70,7 @@ class PluginHookCallback(TrainerCallback):
             self.host.on_log(logs=numeric_logs(logs), step=state.global_step, run_dir=self.run_dir)
 
 
-class TrainingProgress(TrainerCallback):
+class ProgressDisplay(TrainerCallback):
     """Progress on the main process: a bar in an interactive terminal, one line per logged event elsewhere.
 
     ``mode`` is ``auto`` (the bar in a terminal, lines elsewhere), ``lines`` (lines always: ``--no-progress``) or

@@ -14,7 +14,7 @@ from voxplug.errors import TrainingError
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
 
-#: Set by the test suite to exercise DeepSpeed on CPU ranks (see :mod:`voxplug.testing.cpu_deepspeed`).
+#: Set by the test suite to allow DeepSpeed on CPU ranks (:func:`voxplug.testing.cpu_deepspeed.cpu_deepspeed_env`).
 ENV_CPU_DEEPSPEED = "VOXPLUG_TEST_CPU_DEEPSPEED"
 
 

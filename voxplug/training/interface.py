@@ -1,7 +1,8 @@
-"""The collator and trainer extension types."""
+"""The collator and training method extension types."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,7 +29,7 @@ class Collator(Extension):
         raise NotImplementedError
 
 
-class Trainer(Extension):
+class TrainingMethod(Extension):
     """Decides which weights train and how the trained model is saved; the loop is transformers' Trainer.
 
     ``saves_adapter`` is True when :meth:`save` writes a PEFT adapter (its base model is then needed to load
@@ -47,3 +48,15 @@ class Trainer(Extension):
     def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
         """Write the final model (and processor) to ``out_dir``; return ``{"adapter"|"merged"|"model": path}``."""
         raise NotImplementedError
+
+
+def __getattr__(name: str) -> Any:
+    """``Trainer`` is the old name of :class:`TrainingMethod`: it still works, with a DeprecationWarning."""
+    if name == "Trainer":
+        warnings.warn(
+            "voxplug.training.interface.Trainer is renamed TrainingMethod (import it from voxplug.api)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return TrainingMethod
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from transformers import TrainerCallback
 
+from voxplug.tempfiles import raise_if_interrupted
+
 if TYPE_CHECKING:
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
@@ -188,8 +190,6 @@ class ResourceMonitor(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Re-raise an interrupt that C code swallowed (see :func:`voxplug.tempfiles.raise_if_interrupted`)."""
-        from voxplug.tempfiles import raise_if_interrupted
-
         raise_if_interrupted()
 
     def on_log(

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from voxplug.data.languages import resolve_run_languages
 from voxplug.errors import DataError, ModelError, TrainingError, VoxplugError
+from voxplug.tempfiles import pending_interrupt, run_temp_dir
 from voxplug.training.outputs import CHECKPOINTS_DIR, last_checkpoint
-from voxplug.training.processes import finish_processes, is_main_process, launched_world_size, prepare_process
+from voxplug.training.processes import finish_processes, is_main_process, launched_world_size
 
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from voxplug.plugins import PluginHost
     from voxplug.publishing.interface import PublishResult
     from voxplug.training.arguments import StepPlan
-    from voxplug.training.interface import Trainer as TrainerExtension
+    from voxplug.training.interface import TrainingMethod
 
 log = logging.getLogger("voxplug.training")
 
@@ -65,7 +67,6 @@ def train(
     """
     from voxplug.plugins import get_plugin_host
 
-    prepare_process()
     mode: ProgressMode = {True: "auto", False: "off"}.get(progress, progress)  # type: ignore[arg-type]
     run = TrainingRun(config, host or get_plugin_host(), resume=resume, progress=mode, callbacks=callbacks)
     return run.execute()
@@ -114,7 +115,6 @@ class TrainingRun:
 
     def execute(self) -> RunResult:
         """Run every stage; on failure fire ``on_train_error`` and raise an error that says how to resume."""
-        from voxplug.tempfiles import pending_interrupt, run_temp_dir
         from voxplug.training.callbacks import RunLog
 
         with RunLog(self.run_dir / "train.log") if self.is_main else nullcontext(), run_temp_dir(self.run_dir):
@@ -170,7 +170,7 @@ class TrainingRun:
         self.is_main = args.process_index == 0
         set_seed(self.config.training.seed)  # adapters and new heads are initialised from the seed, as are shuffles
         family, model, processor = self.monitor.timed("model_loading", self._load_model, self._load_device(args))
-        method = self._trainer_extension()
+        method = self._training_method()
         model = method.prepare_model(model, family, self.config)
         self.cuda_graphs = method.cuda_graphs
         self.encoder_cache = cache_frozen_encoder(family, model, self.config.training.encoder_cache_gb)
@@ -249,8 +249,6 @@ class TrainingRun:
     def _check_languages(self, data: TrainingData) -> None:
         """Map every row's language to the model family's codes, and refuse tasks it cannot train, before the
         model loads: a code the model cannot take stops the run here, naming the row and the accepted codes."""
-        from voxplug.data.languages import resolve_run_languages
-
         support = self._family().language_support(self.config.model.name_or_path)
         resolve_run_languages([*data.train, *data.eval], support, default_language=self.config.data.language)
         if data.stream is not None:  # streamed rows are mapped as they pass, and dropped when they cannot be
@@ -272,7 +270,7 @@ class TrainingRun:
         from voxplug.training.devices import fused_kernels_enabled
 
         family = self._family()
-        dtype = load_dtype(self.config.model.dtype, self.precision, adapter=self._trainer_class().saves_adapter)
+        dtype = load_dtype(self.config.model.dtype, self.precision, adapter=self._method_class().saves_adapter)
         name = self.config.model.name_or_path
         try:
             model, processor = family.load(
@@ -290,12 +288,12 @@ class TrainingRun:
             family.fuse_kernels(model)
         return family, model, processor
 
-    def _trainer_class(self) -> type[TrainerExtension]:
-        return self.host.extension("trainer", self.config.training.method)
+    def _method_class(self) -> type[TrainingMethod]:
+        return self.host.extension("training method", self.config.training.method)
 
-    def _trainer_extension(self) -> TrainerExtension:
+    def _training_method(self) -> TrainingMethod:
         method = self.config.training.method
-        return self._trainer_class()(self.options.get(f"training.{method}"))
+        return self._method_class()(self.options.get(f"training.{method}"))
 
     def _collator(self, family: ModelFamily, processor: Any) -> Any:
         name = self.config.model.collator or family.default_collator
@@ -309,7 +307,7 @@ class TrainingRun:
         self, args: Any, plan: StepPlan, data: TrainingData, family: ModelFamily, model: Any, processor: Any
     ) -> Any:
         from voxplug.evaluation.generation import GenerationEvaluator, GenerationSettings
-        from voxplug.training.callbacks import PluginHookCallback, TrainingProgress
+        from voxplug.training.callbacks import PluginHookCallback, ProgressDisplay
         from voxplug.training.dataset import ExampleDataset
         from voxplug.training.transcription_trainer import TranscriptionTrainer
 
@@ -344,7 +342,7 @@ class TrainingRun:
             plan.logging_steps,
             plan.eval_steps,
         )
-        self.progress_display = TrainingProgress(mode=self.progress)
+        self.progress_display = ProgressDisplay(mode=self.progress)
         self.hf_trainer = TranscriptionTrainer(
             model=model,
             args=args,
@@ -467,7 +465,7 @@ class TrainingRun:
     # -- outputs ------------------------------------------------------------------------------------------
 
     def _save_model(
-        self, hf_trainer: Any, method: TrainerExtension, family: ModelFamily, processor: Any, data: TrainingData
+        self, hf_trainer: Any, method: TrainingMethod, family: ModelFamily, processor: Any, data: TrainingData
     ) -> dict[str, Path]:
         from voxplug.training.outputs import MODEL_INFO_FILE, model_info, write_json
 

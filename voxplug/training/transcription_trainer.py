@@ -99,7 +99,7 @@ class TranscriptionTrainer(Trainer):
         self.forward_takes_use_cache = forward_takes(self.model, "use_cache")
         self._parameter_count: int | None = None
         self._trainable: tuple[int, list[Any]] | None = None
-        self.remove_callback(PrinterCallback)  # voxplug's TrainingProgress shows the logs
+        self.remove_callback(PrinterCallback)  # voxplug's ProgressDisplay shows the logs
         self.generation_evaluator = generation_evaluator
         self.train_lengths = train_lengths
         self.host = host

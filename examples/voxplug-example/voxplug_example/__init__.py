@@ -11,9 +11,7 @@ from pathlib import Path
 from pydantic import Field
 
 from voxplug import hookimpl
-from voxplug.data.interface import DataSource, Example, RowProblem
-from voxplug.extension import PluginOptions
-from voxplug.publishing.interface import ModelCard, Publisher, PublishResult
+from voxplug.api import DataSource, Example, ModelCard, PluginOptions, Publisher, PublishResult, RowProblem
 
 
 class TsvOptions(PluginOptions):

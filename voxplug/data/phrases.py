@@ -2,15 +2,16 @@
 
 ``phrases(language, n, seed)`` picks ``n`` sentences for a recording session:
 
-* from **NVIDIA Granary** transcripts (``nvidia/Granary``, CC-BY-4.0) when a Hub token is available
-  (``HF_TOKEN`` or ``hf auth login``) and the network is allowed (``HF_HUB_OFFLINE`` unset) and the language is one
-  of Granary's 25: real sentences of everyday length, filtered to 11–120 characters and at most 18 words;
-* else from the **bundled offline list** (``phrases.json`` in this package): 22 short everyday sentences for each of
-  the 25 Granary languages plus Hindi (bg cs da de el en es et fi fr hi hr hu it lt lv mt nl pl pt ro ru sk sl sv uk).
+* from an **online corpus** a plugin offers through the ``reading_phrases`` hook (the built-in Granary plugin reads
+  NVIDIA Granary transcripts) when a Hub token is available (``HF_TOKEN`` or ``hf auth login``) and the network is
+  allowed (``HF_HUB_OFFLINE`` unset): real sentences of everyday length, 11–120 characters and at most 18 words;
+* else from the **bundled offline list** (``phrases.json`` beside this module): 22 short everyday sentences for
+  each of the 25 Granary languages plus Hindi (bg cs da de el en es et fi fr hi hr hu it lt lv mt nl pl pt ro ru sk
+  sl sv uk).
 
 Any failure of the online path (no token, no network, a changed dataset) falls back to the offline list, and
 :func:`choose_phrases` says which source answered. The same ``seed`` gives the same choice from the same source.
-This module has no hooks: it has no audio, so it is not a data source; the web app and scripts import it.
+Phrases are not a data source (they have no audio); the web app and scripts import this module.
 """
 
 from __future__ import annotations
@@ -21,18 +22,11 @@ import random
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
-
-from voxplug_granary.catalog import CORPORA, GRANARY_REPO, LANGUAGES
 
 from voxplug.errors import DataError
 
 PHRASES_FILE = Path(__file__).with_name("phrases.json")
 MIN_CHARS, MAX_CHARS, MAX_WORDS = 11, 120, 18
-MAX_ROWS_SCANNED = 3000
-"""Granary rows read per language to build the online pool (a few seconds of streaming)."""
-
-Source = Literal["granary", "bundled"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +35,8 @@ class PhraseSelection:
 
     language: str
     texts: list[str]
-    source: Source
+    source: str
+    """``"bundled"``, or the name of the online corpus that answered (``"granary"``)."""
 
 
 def phrases(language: str, n: int = 20, seed: int | None = None, *, online: bool | None = None) -> list[str]:
@@ -56,16 +51,21 @@ def phrases(language: str, n: int = 20, seed: int | None = None, *, online: bool
 def choose_phrases(
     language: str, n: int = 20, seed: int | None = None, *, online: bool | None = None
 ) -> PhraseSelection:
-    """Like :func:`phrases`, also saying whether the sentences came from Granary or the bundled list."""
+    """Like :func:`phrases`, also saying whether the sentences came from an online corpus or the bundled list."""
     code = normalise_language(language)
     if n < 1:
         raise DataError(f"phrases: n must be at least 1, got {n}")
-    if online is not False and (online or _online_allowed()) and code in LANGUAGES:
+    if online is not False and (online or _online_allowed()):
+        from voxplug.plugins import get_plugin_host
+
         try:
-            return PhraseSelection(code, _pick(granary_pool(code), n, seed), "granary")
+            answer = get_plugin_host().reading_phrases(language=code)
         except Exception as exc:  # any failure online means: use the offline list (unless online was demanded)
             if online:
-                raise DataError(f"phrases: could not read Granary transcripts for {code!r}: {exc}") from exc
+                raise DataError(f"phrases: could not read online sentences for {code!r}: {exc}") from exc
+            answer = None
+        if answer is not None and (pool := suitable_sentences(answer[1])):
+            return PhraseSelection(code, _pick(pool, n, seed), answer[0])
     return PhraseSelection(code, _pick(bundled_phrases(code), n, seed), "bundled")
 
 
@@ -106,24 +106,6 @@ def _online_allowed() -> bool:
     from huggingface_hub import get_token
 
     return get_token() is not None
-
-
-@cache
-def granary_pool(language: str) -> list[str]:
-    """Suitable sentences from the first Granary ``asr`` manifest of ``language`` that can be streamed."""
-    import datasets
-
-    errors = []
-    for corpus in CORPORA:
-        try:
-            rows = datasets.load_dataset(GRANARY_REPO, f"{language}_{corpus}", split="asr", streaming=True)
-            pool = suitable_sentences(row.get("text") for row in rows.take(MAX_ROWS_SCANNED))
-        except Exception as exc:  # a config that does not exist for this language; try the next corpus
-            errors.append(f"{corpus}: {exc}")
-            continue
-        if pool:
-            return pool
-    raise DataError(f"no usable Granary transcripts for {language!r} ({'; '.join(errors) or 'all were filtered out'})")
 
 
 def suitable_sentences(texts: object) -> list[str]:

@@ -1,0 +1,169 @@
+"""The public surface a plugin imports: hooks, extension interfaces, options, errors and shared helpers.
+
+Everything a plugin needs from voxplug is here, built-in plugins included: ``from voxplug.api import DataSource``.
+The rest of :mod:`voxplug` is internal and may change without notice; a test keeps ``plugins/`` to this module
+(and ``from voxplug import hookimpl``). Two modules are public as a whole: ``hub`` here is
+:mod:`voxplug.publishing.hub` (Hub connection options, retries, commits), and :mod:`voxplug.testing` is the test
+harness plugin authors use in their own tests (fixtures, a tiny offline model, a local Hub server), not in plugins.
+
+Names whose modules import numpy, soundfile or torch load on first use, so importing this module stays cheap on
+every ``accelerate launch`` rank.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from voxplug.cli import CommandGroups
+from voxplug.cli.ports import choose_port, port_taken_meanwhile
+from voxplug.config import RunConfig, format_validation_error
+from voxplug.data.alignment import Aligner, WordTiming, describe, parse_word_timings, transcript_words
+from voxplug.data.folder_guard import FolderGuard
+from voxplug.data.interface import DataSource, Example, Replacement, RowProblem, StreamPieces, TextScrubber
+from voxplug.data.languages import TRANSCRIBE, TRANSLATE, WITHDRAWN_CODES, LanguageSupport, language_code_for_name
+from voxplug.data.manifest import iter_jsonl, iter_jsonl_lines, resolve_inside
+from voxplug.data.manifest_blocks import iter_block, plan_blocks
+from voxplug.data.phrases import suitable_sentences
+from voxplug.data.scrub import PatternScrubber
+from voxplug.data.streaming import STREAM_ABOVE_BYTES
+from voxplug.data.text import clean_transcript, decode_transcript_bytes
+from voxplug.errors import (
+    AudioError,
+    ConfigError,
+    DataError,
+    ModelError,
+    PluginError,
+    PublishError,
+    TrainingError,
+    VoxplugError,
+)
+from voxplug.evaluation.batching import transcribe_clips
+from voxplug.evaluation.decoding import DecodeStats, base_model
+from voxplug.extension import Extension, PluginOptions
+from voxplug.hookspecs import Register, hookimpl
+from voxplug.lock import locked_version
+from voxplug.models.detect import detect_family
+from voxplug.models.interface import ModelFamily
+from voxplug.plugins import get_plugin_host
+from voxplug.publishing import hub
+from voxplug.publishing.card import hub_repo_ids
+from voxplug.publishing.interface import Deployer, DeployResult, ModelCard, Publisher, PublishResult
+from voxplug.publishing.local_paths import is_local_path
+from voxplug.publishing.publishable import MODEL_INFO_FILE, PublishableModel
+from voxplug.publishing.staging import RepositoryOptions
+from voxplug.tempfiles import temporary_folder
+from voxplug.training.devices import compile_enabled, cuda_graphs_possible, deepspeed_wanted
+from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
+from voxplug.training.interface import Collator, TrainingMethod
+from voxplug.training.outputs import write_json
+
+if TYPE_CHECKING:
+    from voxplug.data.audio import ClipTooLongError, resample_to_16k, to_mono
+    from voxplug.data.lazy_example import DatasetAudio, LazyExample
+    from voxplug.data.store import local_dataset_facts, pushed_hub_id
+    from voxplug.training.cuda_graphs import LayerGraphs
+
+_LOADED_ON_FIRST_USE = {
+    "ClipTooLongError": "voxplug.data.audio",
+    "resample_to_16k": "voxplug.data.audio",
+    "to_mono": "voxplug.data.audio",
+    "DatasetAudio": "voxplug.data.lazy_example",
+    "LazyExample": "voxplug.data.lazy_example",
+    "local_dataset_facts": "voxplug.data.store",
+    "pushed_hub_id": "voxplug.data.store",
+    "LayerGraphs": "voxplug.training.cuda_graphs",
+}
+
+__all__ = [
+    "MODEL_INFO_FILE",
+    "STREAM_ABOVE_BYTES",
+    "TRANSCRIBE",
+    "TRANSLATE",
+    "WITHDRAWN_CODES",
+    "Aligner",
+    "AudioError",
+    "ClipTooLongError",
+    "Collator",
+    "CommandGroups",
+    "ConfigError",
+    "DataError",
+    "DataSource",
+    "DatasetAudio",
+    "DecodeStats",
+    "DeployResult",
+    "Deployer",
+    "Example",
+    "Extension",
+    "FolderGuard",
+    "LanguageSupport",
+    "LayerGraphs",
+    "LazyExample",
+    "ModelCard",
+    "ModelError",
+    "ModelFamily",
+    "PatternScrubber",
+    "PluginError",
+    "PluginOptions",
+    "PublishError",
+    "PublishResult",
+    "PublishableModel",
+    "Publisher",
+    "Register",
+    "Replacement",
+    "RepositoryOptions",
+    "RowProblem",
+    "RunConfig",
+    "StreamPieces",
+    "TextScrubber",
+    "TrainingError",
+    "TrainingMethod",
+    "VoxplugError",
+    "WordTiming",
+    "base_model",
+    "choose_port",
+    "clean_transcript",
+    "compile_enabled",
+    "count_parameters",
+    "cuda_graphs_possible",
+    "decode_transcript_bytes",
+    "deepspeed_wanted",
+    "describe",
+    "detect_family",
+    "format_validation_error",
+    "freeze_parameters",
+    "freeze_without_grad",
+    "get_plugin_host",
+    "hookimpl",
+    "hub",
+    "hub_repo_ids",
+    "is_local_path",
+    "iter_block",
+    "iter_jsonl",
+    "iter_jsonl_lines",
+    "language_code_for_name",
+    "local_dataset_facts",
+    "locked_version",
+    "parse_word_timings",
+    "plan_blocks",
+    "port_taken_meanwhile",
+    "pushed_hub_id",
+    "resample_to_16k",
+    "resolve_inside",
+    "suitable_sentences",
+    "temporary_folder",
+    "to_mono",
+    "transcribe_clips",
+    "transcript_words",
+    "write_json",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the names whose modules pull in numpy, soundfile or torch when a plugin first asks for them."""
+    module = _LOADED_ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voxplug.api' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
