@@ -1,4 +1,4 @@
-"""Host time of one LoRA training step: PEFT's forward, one node a layer, one node a group (``lora.fused``).
+"""Host time of one LoRA training step: PEFT's forward, one node a layer, one node a group (``lora.one_node``).
 
 Eager LoRA training of Voxtral on a GPU is bound by the host (benchmarks/NOTES.md): the GPU waits while Python
 and PyTorch's dispatcher queue ~2,000 small kernels a step. That cost hardly depends on the tensors' sizes, so
@@ -36,7 +36,7 @@ def build(workdir: Path, layers: int, rows: int, bf16: bool = False) -> tuple[ob
     with ``bf16``, a bf16 model with fp32 adapters, as trained on a GPU."""
     import soundfile
     import torch
-    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_trainers.lora import LoraMethod, LoraOptions
     from voxplug_voxtral.collator import VoxtralBatchBuilder
     from voxplug_voxtral.family import VoxtralFamily
     from voxplug_voxtral.loading import load_voxtral
@@ -49,7 +49,7 @@ def build(workdir: Path, layers: int, rows: int, bf16: bool = False) -> tuple[ob
     if bf16:
         model.to(torch.bfloat16)
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
-    model = LoraTrainer(LoraOptions()).prepare_model(model, VoxtralFamily(), config)
+    model = LoraMethod(LoraOptions()).prepare_model(model, VoxtralFamily(), config)
     model.train()
     with (SPEECH / "transcripts.tsv").open(encoding="utf-8") as handle:
         clips = list(csv.DictReader(handle, delimiter="\t"))[:rows]

@@ -210,7 +210,7 @@ def step_timer(times: list[float]) -> Any:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers.trainer_utils import SaveStrategy
-    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_trainers.lora import LoraMethod, LoraOptions
     from voxplug_voxtral_realtime.family import VoxtralRealtimeCollator, VoxtralRealtimeFamily
     from voxplug_voxtral_realtime.loading import load_realtime_processor
     from voxplug_voxtral_realtime.tiny import save_realtime_processor
@@ -249,7 +249,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     model = build_model(args.tiny, device)
     build_s = time.perf_counter() - started
-    model = LoraTrainer(LoraOptions(r=args.lora_r)).prepare_model(model, family, config)
+    model = LoraMethod(LoraOptions(r=args.lora_r)).prepare_model(model, family, config)
     plan = plan_steps(config.training, train_rows=len(examples), world_size=1)
     training_args = build_training_arguments(
         config, plan, precision=config.training.precision, has_eval=False, output_dir=work / "checkpoints"

@@ -12,7 +12,7 @@ What runs (all in one process, all through transformers' ``Trainer``, which is w
   which slows it: no evaluation and no checkpoints during the timed run (it saved every 50 steps), and audio is
   decoded with soundfile instead of ``datasets.Audio``/torchcodec.
 * ``lora-*``: voxplug's ``lora`` trainer through voxplug's own pieces: ``RunConfig`` ->
-  ``build_training_arguments``, ``LoraTrainer.prepare_model`` (adapters on the language model only, encoder
+  ``build_training_arguments``, ``LoraMethod.prepare_model`` (adapters on the language model only, encoder
   run without autograd), ``ExampleDataset`` (lazy decoding), the ``voxtral-transcription`` collator and
   ``TranscriptionTrainer`` (logits only at label positions when enabled; duration-grouped batches where a variant
   or the defaults ask for them). Since the sixth session the language model's layers replay as CUDA graphs
@@ -200,9 +200,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lora-default-nocudnn": {"method": "lora", "config": _EAGER, "cudnn_sdp": False},
     "lora-compile-nocudnn": {"method": "lora", "config": {"training.compile": True}, "cudnn_sdp": False},
     # 2026-12-02 (fourth session): eager LoRA is host-bound. One autograd node per adapted layer
-    # (training.lora.fused) and PyTorch's fused RMSNorm instead of Liger's Triton one are the new defaults.
+    # (training.lora.one_node) and PyTorch's fused RMSNorm instead of Liger's Triton one are the new defaults.
     # "kernels" pins the fused kernels (from voxplug_voxtral.kernels.FUSED) and whose RMSNorm
-    "lora-peft": {"method": "lora", "config": {**_EAGER, "training.lora.fused": False}, "profile": True},
+    "lora-peft": {"method": "lora", "config": {**_EAGER, "training.lora.one_node": False}, "profile": True},
     "lora-torchnorm": {
         "method": "lora",
         "config": _EAGER,
@@ -221,7 +221,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "lora-ligernorm-peft": {
         "method": "lora",
-        "config": {**_EAGER, "training.lora.fused": False},
+        "config": {**_EAGER, "training.lora.one_node": False},
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "liger"},
     },
     # the BLAS library for matmuls: cuBLAS (PyTorch's default) or cuBLASLt; does either cost the host less a call?
@@ -1104,7 +1104,7 @@ def voxplug_trainer(
     config = voxplug_config(bench, method, spec.get("config", {}))
     host = get_plugin_host()
     precision = "bf16" if cuda else "fp32"
-    trainer_class = host.extension("trainer", method)
+    trainer_class = host.extension("training method", method)
     dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
     family = VoxtralFamily()
@@ -1317,7 +1317,7 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
         torch.cuda.empty_cache()
     baseline = torch.cuda.memory_allocated() if cuda else 0
     config = voxplug_config(bench, method, {})
-    trainer_class = get_plugin_host().extension("trainer", method)
+    trainer_class = get_plugin_host().extension("training method", method)
     dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir))
@@ -1399,10 +1399,10 @@ class ClipCounts:
 def clip_tokens(clips: list[Clip], processor: Any, model_id: str) -> dict[str, list[tuple[int, int]]]:
     """Each clip's (real tokens, loss positions) as voxplug's collator and as VoxFactory's collate it."""
     import soundfile
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
 
     collators = {
-        "voxplug": VoxtralTranscriptionCollator(processor, model_id=model_id),
+        "voxplug": VoxtralBatchBuilder(processor, model_id=model_id),
         "voxfactory": VoxFactoryCollator(processor, model_id),
     }
     counts: dict[str, list[tuple[int, int]]] = {name: [] for name in collators}

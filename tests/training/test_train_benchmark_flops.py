@@ -51,8 +51,8 @@ def prepared(folder: Path, method: str, device: str = "cpu", attention: str = "e
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import VoxtralForConditionalGeneration
-    from voxplug_trainers.full import FullOptions, FullTrainer
-    from voxplug_trainers.lora import LoraOptions, LoraTrainer
+    from voxplug_trainers.full import FullMethod, FullOptions
+    from voxplug_trainers.lora import LoraMethod, LoraOptions
     from voxplug_voxtral.family import VoxtralFamily
 
     from voxplug.config import validate_config
@@ -62,9 +62,9 @@ def prepared(folder: Path, method: str, device: str = "cpu", attention: str = "e
     model.to(device)
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
     if method == "lora":
-        model = LoraTrainer(LoraOptions(fused=False)).prepare_model(model, VoxtralFamily(), config)
+        model = LoraMethod(LoraOptions(one_node=False)).prepare_model(model, VoxtralFamily(), config)
     elif method == "full":
-        model = FullTrainer(FullOptions()).prepare_model(model, VoxtralFamily(), config)
+        model = FullMethod(FullOptions()).prepare_model(model, VoxtralFamily(), config)
     else:
         model.model.audio_tower.requires_grad_(False)
         targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -95,13 +95,13 @@ def causal_instead_of_full(shape: Any, tokens: int) -> int:
 
 @pytest.mark.parametrize("method", ["lora", "full", "voxfactory"])
 def test_the_count_equals_the_executed_matmuls_of_an_unpadded_row(bench: Any, tiny: Any, method: str) -> None:
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
 
     folder, processor = tiny
     model = prepared(folder, method)
     count = bench.StandardCount.of(model)
     assert count.regime == {"lora": bench.LORA, "full": bench.FULL, "voxfactory": bench.ENCODER_LORA}[method]
-    batch = VoxtralTranscriptionCollator(processor, pad_to_multiple_of=1)(uneven_audio_rows(1))
+    batch = VoxtralBatchBuilder(processor, pad_to_multiple_of=1)(uneven_audio_rows(1))
     tokens = batch["input_ids"].shape[1]
     positions = int((batch["labels"][:, 1:] != -100).sum())
     assert bench.row_tokens(batch).tolist() == [[tokens, positions]]
@@ -117,12 +117,12 @@ def test_the_count_equals_the_executed_matmuls_on_the_gpu(bench: Any, tiny: Any,
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
 
     folder, processor = tiny
     model = prepared(folder, method, device="cuda", attention="sdpa")
     count = bench.StandardCount.of(model)
-    batch = VoxtralTranscriptionCollator(processor, pad_to_multiple_of=1)(uneven_audio_rows(1))
+    batch = VoxtralBatchBuilder(processor, pad_to_multiple_of=1)(uneven_audio_rows(1))
     batch = {k: v.to("cuda") for k, v in batch.items()}
     tokens = batch["input_ids"].shape[1]
     positions = int((batch["labels"][:, 1:] != -100).sum())
@@ -134,17 +134,17 @@ def test_the_count_equals_the_executed_matmuls_on_the_gpu(bench: Any, tiny: Any,
 
 
 def test_a_padded_batch_counts_each_row_at_its_own_length(bench: Any, tiny: Any) -> None:
-    from voxplug_voxtral.collator import VoxtralTranscriptionCollator
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
 
     folder, processor = tiny
     model = prepared(folder, "lora")
     count = bench.StandardCount.of(model)
     rows = uneven_audio_rows(2)
-    alone = [VoxtralTranscriptionCollator(processor, pad_to_multiple_of=1)([row]) for row in rows]
+    alone = [VoxtralBatchBuilder(processor, pad_to_multiple_of=1)([row]) for row in rows]
     per_row = [(b["input_ids"].shape[1], int((b["labels"][:, 1:] != -100).sum())) for b in alone]
     assert per_row[0][0] != per_row[1][0]
     for mask in (False, True):  # voxplug's training batches have no mask, VoxFactory's have one
-        padded = VoxtralTranscriptionCollator(processor, attention_mask=mask)(rows)
+        padded = VoxtralBatchBuilder(processor, attention_mask=mask)(rows)
         assert padded["input_ids"].shape[1] > max(n for n, _ in per_row)
         assert [tuple(r) for r in bench.row_tokens(padded).tolist()] == per_row
     useful = count.micro_batch(per_row, chunks=2, cached=0)
