@@ -63,12 +63,13 @@ class LoraOptions(PluginOptions):
     @model_validator(mode="before")
     @classmethod
     def _renamed_keys(cls, data: Any) -> Any:
-        """``fused`` is the old name of ``one_node``: it still works, with a DeprecationWarning naming the new key."""
+        """``fused`` is the old name of ``one_node``: it still works, with a warning naming the new key (a
+        FutureWarning: Python shows those to the person running a command, where a DeprecationWarning stays hidden)."""
         if not isinstance(data, dict) or "fused" not in data:
             return data
         if "one_node" in data:
             raise ValueError("training.lora.fused is the old name of training.lora.one_node: set only one_node")
-        warnings.warn("training.lora.fused is renamed training.lora.one_node", DeprecationWarning, stacklevel=2)
+        warnings.warn("training.lora.fused is renamed training.lora.one_node", FutureWarning, stacklevel=2)
         return {("one_node" if key == "fused" else key): value for key, value in data.items()}
 
 

@@ -1,4 +1,5 @@
-"""Names that changed keep working for a while: each old name warns with a DeprecationWarning naming the new one."""
+"""Names that changed keep working for a while: each old name warns naming the new one (plugin authors with a
+DeprecationWarning, a config key with a FutureWarning, which the person running the command sees)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,23 @@ DATA = {"data": {"source": "jsonl", "jsonl": {"path": "data.jsonl"}}}
 
 def test_old_lora_key_fused_still_sets_one_node(tmp_path: Path) -> None:
     config = validate_config({**DATA, "training": {"method": "lora", "lora": {"fused": False}}}, base_dir=tmp_path)
-    with pytest.warns(DeprecationWarning, match=r"training\.lora\.fused is renamed training\.lora\.one_node"):
+    with pytest.warns(FutureWarning, match=r"training\.lora\.fused is renamed training\.lora\.one_node"):
         options = resolve_plugin_options(config, PluginHost().load())
     assert options["training.lora"].one_node is False
+
+
+def test_the_person_running_a_config_with_the_old_key_is_told_the_new_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "data.jsonl").write_text("", encoding="utf-8")
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**DATA, "training": {"method": "lora", "lora": {"fused": False}}}), "utf-8")
+    command = [sys.executable, "-m", "voxplug", "config", "show", "-c", str(path)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "training.lora.fused is renamed training.lora.one_node" in done.stderr, done.stderr
 
 
 def test_old_and_new_lora_key_together_are_one_clear_error(tmp_path: Path) -> None:
