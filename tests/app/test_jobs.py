@@ -1,4 +1,4 @@
-"""The job runner: real exit codes decide (B18), one job per lock, cancel, redaction, history after a restart."""
+"""The job runner: exit codes decide (not the log's text), one job per lock, cancel, redaction, history on restart."""
 
 from __future__ import annotations
 

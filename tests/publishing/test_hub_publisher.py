@@ -126,7 +126,7 @@ def test_missing_token_fails_before_any_request(
     lora_run: Path, hub: HubServer, plugin_host, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("HF_TOKEN")
-    monkeypatch.setenv("HF_WRITE_TOKEN", DEFAULT_TOKEN)  # VoxFactory's name: not read, but named in the error
+    monkeypatch.setenv("HF_WRITE_TOKEN", DEFAULT_TOKEN)  # a name other tools use: not read, but named in the error
     with pytest.raises(PublishError, match="no Hugging Face token: set HF_TOKEN .* or run `hf auth login`") as error:
         publish_model(lora_run, target="hub", options=hub_options(hub))
     assert "HF_WRITE_TOKEN is set, but voxplug reads only HF_TOKEN" in str(error.value)
