@@ -16,7 +16,7 @@ def config_with(tmp_path: Path, **training: object) -> object:
 
 
 def test_small_dataset_is_logged_evaluated_and_saved_every_epoch(tmp_path: Path) -> None:
-    # 10 recordings at an effective batch of 8: a handful of steps, fewer than a fixed logging or saving interval.
+    # 10 recordings at an effective batch of 8: 2 steps an epoch, fewer than fixed intervals (log 10, save 50).
     config = config_with(tmp_path, batch_size=2, grad_accum=4, epochs=3, logging_steps=10)
     plan = plan_steps(config.training, train_rows=10, world_size=1)
     assert (plan.steps_per_epoch, plan.total_steps) == (2, 6)
