@@ -50,6 +50,7 @@ def test_allow_list_empty_loads_no_entry_point_plugins() -> None:
     assert plugin_names(run_voxplug("plugins", "--json", env={"VOXPLUG_LOAD_PLUGINS": ""})) == set()
 
 
+@pytest.mark.slow
 def test_allow_list_and_block_list() -> None:
     assert plugin_names(run_voxplug("plugins", "--json", env={"VOXPLUG_LOAD_PLUGINS": "jsonl"})) == {"jsonl"}
     blocked = run_voxplug("plugins", "--json", env={"VOXPLUG_DISABLE_PLUGINS": "jsonl"})
@@ -144,6 +145,7 @@ class Direct:
 """
 
 
+@pytest.mark.slow
 def test_register_plugin_fixture_is_scoped_to_one_test(pytester: pytest.Pytester) -> None:
     """One pytest session, tests in file order. The process-wide host a test installs (``plugin_host``) is gone in
     the next test, with whatever was registered on it; and ``register_plugin`` unregisters its plugin even from a
@@ -265,6 +267,7 @@ def test_local_plugin_file_beside_the_config(tmp_path: Path) -> None:
     assert origins["local:voxplug_plugins"] == "local file"
 
 
+@pytest.mark.slow
 def test_a_plugin_file_beside_a_config_is_announced_and_can_be_refused(tmp_path: Path) -> None:
     """Its code runs as the user, found rather than named: voxplug says so, and --no-local-plugins refuses it."""
     ran = tmp_path / "the plugin ran"
@@ -296,6 +299,7 @@ def test_plugins_dir_option_and_local_file_with_typo(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_plugin_that_raises_on_import_names_itself(tmp_path: Path) -> None:
     """A real installed distribution whose entry point module raises when imported."""
     (tmp_path / "broken_voxplug_plugin.py").write_text("raise RuntimeError('boom at import')\n")
@@ -320,6 +324,7 @@ def test_plugin_that_raises_on_import_names_itself(tmp_path: Path) -> None:
     assert "jsonl" in plugin_names(run_voxplug("plugins", "--json", env={**env, "VOXPLUG_DISABLE_PLUGINS": "broken"}))
 
 
+@pytest.mark.slow
 def test_tracing_logs_hook_calls() -> None:
     result = run_voxplug("plugins", env={"VOXPLUG_TRACE_PLUGINS": "1"})
     assert result.returncode == 0
