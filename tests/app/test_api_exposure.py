@@ -29,7 +29,6 @@ def app_url(root: Path) -> Iterator[str]:
     demo.close()
 
 
-@pytest.mark.slow
 def test_the_api_lists_no_endpoint(app_url: str) -> None:
     from gradio_client import Client
 

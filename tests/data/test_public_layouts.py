@@ -171,7 +171,6 @@ def granary(world: World, **options: Any) -> dict[str, Any]:
 # --- the layouts themselves ------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_layouts_have_the_shapes_of_the_cards(world: World) -> None:
     import datasets
     import soundfile as sf

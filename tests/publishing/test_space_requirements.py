@@ -69,7 +69,6 @@ def on_path(installed: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return installed
 
 
-@pytest.mark.slow
 def test_released_versions_are_pinned(on_path: Path) -> None:
     assert pinned_requirements(("vp-released", "numpy")).splitlines()[0] == "vp-released==1.4.0"
 

@@ -124,7 +124,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str
     return {"a": uninterrupted, "c": resumed, "folder": folder, "eval_ids": eval_ids}
 
 
-@pytest.mark.slow
 def test_resume_reaches_the_same_final_step(runs: dict[str, Any]) -> None:
     assert runs["c"].train_results["resumed_from"].endswith(f"checkpoint-{STALL_AT_STEP}")
     assert runs["c"].train_results["global_step"] == runs["a"].train_results["global_step"] == 10

@@ -92,7 +92,6 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, spe
     return result, recorder
 
 
-@pytest.mark.slow
 def test_every_output_file_is_written(finished_run: Any) -> None:
     result, _ = finished_run
     run = result.run_dir

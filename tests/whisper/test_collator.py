@@ -48,7 +48,6 @@ def test_english_only_layout(whisper_processor: Any, spoken: list[tuple[Any, str
         assert (batch["decoder_input_ids"][index][padding] == tokens.eot).all()
 
 
-@pytest.mark.slow
 def test_multilingual_layout_has_language_and_task(multilingual_processor: Any, spoken: list[tuple[Any, str]]) -> None:
     tokens = whisper_tokens(multilingual_processor.tokenizer)
     batch = WhisperTranscriptionCollator(processor=multilingual_processor)(rows(spoken[:2], ["fr", "en"]))
