@@ -54,7 +54,6 @@ def test_docs_describe_no_hook_that_does_not_exist() -> None:
     assert documented == set(SPECS)
 
 
-@pytest.mark.slow
 def test_a_plugin_needs_only_hookimpl_from_voxplug(tmp_path: Path) -> None:
     """A plugin file whose one voxplug import is ``hookimpl`` loads and has its hook called."""
     from voxplug.plugins import PluginHost
