@@ -1,3 +1,40 @@
-"""Suite-wide: pytest's own ``pytester`` fixture, for tests that run a pytest session of their own."""
+"""Suite-wide: the test tiers, and pytest's own ``pytester`` fixture for tests that run a pytest session of their own.
+
+Plain ``python -m pytest`` runs the fast tier: tests marked ``slow``, ``browser`` or ``gpu`` are deselected. ``--all``
+runs every tier (GPU tests then skip where there is no CUDA device), and ``-m EXPR`` picks tests by marker as usual,
+instead of the default (``-m slow``, ``-m browser``, ``-m gpu``).
+"""
+
+from __future__ import annotations
+
+import pytest
 
 pytest_plugins = ["pytester"]
+
+#: The tiers left out of a plain run; each is a marker declared in pyproject.toml.
+LEFT_OUT_BY_DEFAULT = ("slow", "browser", "gpu")
+FAST_TIER = " and ".join(f"not {marker}" for marker in LEFT_OUT_BY_DEFAULT)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--all",
+        action="store_true",
+        dest="all_tiers",
+        help=f"run every test tier ({', '.join(LEFT_OUT_BY_DEFAULT)} too); without it and without -m, only the "
+        "fast tier runs",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without ``--all`` or ``-m``, select the fast tier (pytest applies ``markexpr`` at collection)."""
+    if not config.option.all_tiers and not config.option.markexpr:
+        config.option.markexpr = FAST_TIER
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.option.all_tiers:
+        return "test tiers: all (--all)"
+    if config.option.markexpr == FAST_TIER:
+        return f"test tiers: fast only ({FAST_TIER}); --all runs every tier"
+    return f"test tiers: -m {config.option.markexpr!r}"

@@ -124,7 +124,10 @@ class TrainingConfig(PluginChoice):
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
     batch_size: int = Field(
-        8, ge=1, description="micro-batch per device (8 x 1 = VoxFactory's effective batch of 2 x 4, 2.5x faster)"
+        8,
+        ge=1,
+        description="micro-batch per device; the effective batch is batch_size x grad_accum x processes, and one "
+        "large micro-batch trains faster than the same batch accumulated from small ones",
     )
     eval_batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -151,7 +154,8 @@ class TrainingConfig(PluginChoice):
     group_by_length: bool = Field(
         False,
         description="batch clips of similar duration together; off by default: Voxtral and Whisper pad every clip "
-        "to a 30 s window, so it saves only transcript padding, and it learned worse (benchmarks/NOTES.md)",
+        "to a 30 s window, so it saves only transcript padding; ungrouped batches learned better and ran faster "
+        "(docs/training.md)",
     )
     encoder_cache_gb: float = Field(
         8.0,

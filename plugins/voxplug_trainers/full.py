@@ -1,8 +1,8 @@
 """The ``full`` training method: every language-model weight trains; the audio encoder stays frozen by default.
 
 Weights are loaded in fp32 (the run does this for trainers that do not save adapters) and the forward pass
-runs under bf16/fp16 autocast on GPUs, so the optimizer updates fp32 master weights (VoxFactory trained in
-pure bf16, where small updates are lost).
+runs under bf16/fp16 autocast on GPUs, so the optimizer updates fp32 master weights: in pure bf16, updates
+smaller than a weight's rounding step would be lost.
 """
 
 from __future__ import annotations

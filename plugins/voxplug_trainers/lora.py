@@ -1,8 +1,8 @@
 """The ``lora`` training method: low-rank adapters on the language model; everything else frozen.
 
-Defaults are VoxFactory's (r 8, alpha 32, dropout 0.0), with two of its bugs fixed: the targets are scoped by
-a regex from the model family (plain ``q_proj``-style names also hit the Whisper encoder) and the task type is
-``CAUSAL_LM`` (Voxtral is a decoder-only LM with audio embeddings, not a seq2seq model). Unless LoRA is put
+Defaults: r 8, alpha 32, dropout 0.0. The targets are scoped by a regex from the model family, because plain
+``q_proj``-style names would also hit the Whisper encoder, and the task type is ``CAUSAL_LM`` (Voxtral is a
+decoder-only LM with audio embeddings, not a seq2seq model). Unless LoRA is put
 on the audio encoder, the encoder runs without autograd.
 """
 

@@ -4,9 +4,9 @@ The Llama model's forward is replaced on the instance: in a training forward of 
 (``inputs_embeds`` only, no attention mask, no cache), the rotary embedding is computed as before, the decoder
 layers run through :class:`~voxplug.training.cuda_graphs.LayerGraphs`, and the final norm runs eagerly. The layers
 are causal and the batch is right-padded, so a batch may be zero-padded into a larger captured shape (more rows,
-more positions): no real position attends to a later one. Every
-other call (generation, evaluation, an attention mask, CPU tensors, graphs turned off by a failed capture) runs
-transformers' own forward, unchanged. Entering evaluation drops the graphs, so generation has their memory.
+more positions): no real position attends to a later one. Every other call (generation, evaluation, an attention
+mask, CPU tensors, graphs turned off by a failed capture) runs transformers' own forward, unchanged. Entering
+evaluation drops the graphs, so generation has their memory.
 """
 
 from __future__ import annotations

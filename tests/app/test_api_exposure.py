@@ -1,4 +1,4 @@
-"""Nothing that changes data, trains, pushes or deploys is offered as an API or MCP endpoint (VoxFactory's B22)."""
+"""Nothing that changes data, trains, pushes or deploys is offered as an API or MCP endpoint."""
 
 from __future__ import annotations
 

@@ -94,6 +94,7 @@ def test_a_hub_pipeline_is_push_train_deploy_with_tokens_in_the_environment_only
     assert "hf_" not in config and "repo_id: my-model" in config
 
 
+@pytest.mark.slow
 def test_a_second_training_while_one_runs_gets_a_clear_message(workspace: Workspace, dataset: str) -> None:
     ctx = context(workspace, SLEEP)
     tab = TrainTab(ctx)

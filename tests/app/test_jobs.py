@@ -1,4 +1,4 @@
-"""The job runner: real exit codes decide (B18), one job per lock, cancel, redaction, history after a restart."""
+"""The job runner: exit codes decide (not the log's text), one job per lock, cancel, redaction, history on restart."""
 
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def test_tokens_never_reach_the_log_or_the_record(python_runner: JobRunner, work
     assert token not in everything and "hf_***" in everything
 
 
+@pytest.mark.slow
 def test_history_survives_a_server_restart(python_runner: JobRunner, workspace: Workspace) -> None:
     done = run(python_runner, workspace, python_step("pass"))
     running = python_runner.start(JobSpec("train", "long", [python_step(SLEEP)]), workspace, env={})

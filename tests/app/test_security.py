@@ -84,6 +84,7 @@ def assert_nothing_acted_with_the_token(results: list[dict[str, Any]], hub: Any)
 # ------------------------------------------------------------------------------------ every route, no session
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra_env", [{}, OAUTH_WITHOUT_SPACE], ids=["loopback", "oauth-variables-off-a-space"])
 def test_no_route_of_the_app_acts_with_the_servers_token(
     hub_server: Any, tmp_path: Path, extra_env: dict[str, str]

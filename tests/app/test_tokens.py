@@ -1,4 +1,4 @@
-"""One token lookup order, never shown, never logged, never lent to strangers (VoxFactory's B9, B16, B22)."""
+"""One token lookup order, never shown, never logged, never lent to strangers."""
 
 from __future__ import annotations
 

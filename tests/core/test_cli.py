@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 
@@ -23,6 +24,7 @@ def voxplug(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     )
 
 
+@pytest.mark.slow
 def test_help_is_fast_because_heavy_imports_are_lazy() -> None:
     best = float("inf")
     for _ in range(3):
@@ -61,6 +63,7 @@ def test_config_show_prints_resolved_yaml(tmp_path: Path) -> None:
     assert shown["data"]["jsonl"] == {"path": "data.jsonl"}
 
 
+@pytest.mark.slow
 def test_config_schema_is_json_with_plugin_options(tmp_path: Path) -> None:
     result = voxplug("config", "schema")
     assert result.returncode == 0, result.stderr
@@ -72,6 +75,7 @@ def test_config_schema_is_json_with_plugin_options(tmp_path: Path) -> None:
     assert json.loads(out.read_text()) == schema
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_line_and_non_zero_exit(tmp_path: Path) -> None:
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("training: [1, 2\n")

@@ -25,7 +25,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_match_voxfactory_recipe() -> None:
     config = RunConfig()
-    # VoxFactory's effective batch (2 x 4) as one micro-batch of 8: same optimizer steps, 2.5x the throughput
+    # an effective batch of 8 as one micro-batch: the same optimizer steps as 2 x 4, with more throughput
     assert config.training.batch_size * config.training.grad_accum == 2 * 4
     assert (config.training.learning_rate, config.training.epochs) == (5e-5, 3.0)
     assert config.model.name_or_path == "mistralai/Voxtral-Mini-3B-2507"

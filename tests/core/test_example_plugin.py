@@ -49,6 +49,7 @@ def run_with(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_voxplug_lists_the_installed_example(installed_example: Path) -> None:
     result = run_with(installed_example, "-m", "voxplug", "plugins", "--json")
     assert result.returncode == 0, result.stderr

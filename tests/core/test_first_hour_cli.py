@@ -40,6 +40,7 @@ def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 # -- 10. --version and help --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_version_and_help_name_what_to_type(tmp_path: Path) -> None:
     from voxplug import __version__
 
@@ -99,6 +100,7 @@ def test_validate_points_a_csv_manifest_to_data_import(recordings: Path) -> None
     assert "voxplug data import my-voice recordings --manifest recordings/clips.csv" in line
 
 
+@pytest.mark.slow
 def test_import_names_each_bad_row_once_with_its_file_and_line(recordings: Path) -> None:
     folder = recordings.parent
     assert voxplug("data", "create", "my-voice", "--language", "en", cwd=folder).returncode == 0
@@ -110,6 +112,7 @@ def test_import_names_each_bad_row_once_with_its_file_and_line(recordings: Path)
     assert missing == "error: clips.csv line 5 (nope.wav): audio file nope.wav not found in recordings"
 
 
+@pytest.mark.slow
 def test_a_blank_transcript_beside_its_audio_is_named_by_the_txt_file(recordings: Path) -> None:
     folder = recordings.parent
     voxplug("data", "create", "my-voice", "--language", "en", cwd=folder)
@@ -124,6 +127,7 @@ def test_a_blank_transcript_beside_its_audio_is_named_by_the_txt_file(recordings
     assert line.startswith("error: en_gb_001.wav: en_gb_001.txt holds only whitespace"), line
 
 
+@pytest.mark.slow
 def test_a_blank_line_of_a_texts_file_is_named_by_file_and_line(recordings: Path) -> None:
     folder = recordings.parent
     voxplug("data", "create", "my-voice", "--language", "en", cwd=folder)
@@ -135,6 +139,7 @@ def test_a_blank_line_of_a_texts_file_is_named_by_file_and_line(recordings: Path
     assert line.startswith("error: texts.txt line 2 (for en_gb_001.wav): the transcript holds only whitespace")
 
 
+@pytest.mark.slow
 def test_validate_measures_durations_a_manifest_leaves_out(tmp_path: Path) -> None:
     import soundfile
 
@@ -173,6 +178,7 @@ def test_asking_for_a_busy_port_is_one_line(tmp_path: Path, busy_port: int, comm
     assert line.startswith(f"error: port {busy_port} on 127.0.0.1 is in use") and "--port" in line
 
 
+@pytest.mark.slow
 def test_the_app_prints_the_port_it_serves_on_when_the_first_is_busy(tmp_path: Path, busy_port: int) -> None:
     env = {**os.environ, "GRADIO_SERVER_PORT": str(busy_port), "GRADIO_ANALYTICS_ENABLED": "False"}
     process = subprocess.Popen(

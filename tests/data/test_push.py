@@ -63,6 +63,7 @@ def two_language_store(filled_store: DatasetStore, zoo) -> DatasetStore:
     return filled_store
 
 
+@pytest.mark.slow
 def test_push_makes_a_private_dataset_that_loads_back_identically(two_language_store, hub_server: HubServer):
     env = hub_server.client_env()
     pushed = voxplug("push", str(two_language_store.path), "tester/my-voice", env=env)
@@ -77,6 +78,7 @@ def test_push_makes_a_private_dataset_that_loads_back_identically(two_language_s
     assert json.loads(loaded.stdout.splitlines()[-1]) == local_rows(two_language_store)
 
 
+@pytest.mark.slow
 def test_pushing_into_an_existing_public_dataset_is_refused_before_uploading(filled_store, hub_server: HubServer):
     from huggingface_hub import HfApi
 
@@ -89,6 +91,7 @@ def test_pushing_into_an_existing_public_dataset_is_refused_before_uploading(fil
     assert "hub_id" not in filled_store.metadata
 
 
+@pytest.mark.slow
 def test_a_pushed_dataset_is_named_in_the_cards_of_models_trained_on_it(filled_store, hub_server: HubServer):
     from voxplug_jsonl import JsonlOptions, JsonlSource
 
@@ -100,6 +103,7 @@ def test_a_pushed_dataset_is_named_in_the_cards_of_models_trained_on_it(filled_s
     assert source.dataset_id() == "tester/named-voice"
 
 
+@pytest.mark.slow
 def test_the_card_has_hub_metadata_and_a_snippet_that_works(two_language_store, hub_server: HubServer, tmp_path):
     env = hub_server.client_env()
     assert voxplug("push", str(two_language_store.path), "tester/card-check", "--public", env=env).returncode == 0
@@ -116,6 +120,7 @@ def test_the_card_has_hub_metadata_and_a_snippet_that_works(two_language_store, 
     assert "16000" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_failed_push_leaves_nothing_and_a_retry_completes(filled_store: DatasetStore, hub_server: HubServer):
     env = hub_server.client_env()
     hub_server.fail_next("POST", "/commit/", status=400)  # not transient: no retry, the push fails
@@ -132,6 +137,7 @@ def test_a_failed_push_leaves_nothing_and_a_retry_completes(filled_store: Datase
     assert "data/train-00000-of-00001.parquet" in hub_server.repo_files("tester/flaky", "dataset")
 
 
+@pytest.mark.slow
 def test_pushing_again_after_changes_replaces_the_shards(filled_store: DatasetStore, hub_server: HubServer, zoo):
     env = hub_server.client_env()
     assert voxplug("push", str(filled_store.path), "tester/grow", env=env).returncode == 0
@@ -143,6 +149,7 @@ def test_pushing_again_after_changes_replaces_the_shards(filled_store: DatasetSt
     assert pq.read_table(io.BytesIO(files[shards[0]])).num_rows == 7
 
 
+@pytest.mark.slow
 def test_push_without_a_token_says_how_to_get_one(filled_store: DatasetStore, hub_server: HubServer, tmp_path):
     env = {**hub_server.client_env(), "HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf-home")}
     result = voxplug("push", str(filled_store.path), "tester/x", env=env)
@@ -150,6 +157,7 @@ def test_push_without_a_token_says_how_to_get_one(filled_store: DatasetStore, hu
     assert result.stderr.startswith("error: no Hugging Face token: set HF_TOKEN in the environment or run `hf auth")
 
 
+@pytest.mark.slow
 def test_push_refuses_rows_whose_audio_is_gone(filled_store: DatasetStore, hub_server: HubServer) -> None:
     row = next(filled_store.rows())
     (filled_store.path / row["audio_path"]).unlink()
@@ -158,6 +166,7 @@ def test_push_refuses_rows_whose_audio_is_gone(filled_store: DatasetStore, hub_s
     assert "voxplug data validate --fix" in result.stderr
 
 
+@pytest.mark.slow
 def test_transient_failures_are_retried_in_process(
     filled_store: DatasetStore, hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -381,6 +381,7 @@ def _assert_consistent(store: DatasetStore) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_sigkill_while_adding_never_corrupts_the_dataset(store: DatasetStore) -> None:
     context = multiprocessing.get_context("fork")
     rng = random.Random(3)
@@ -417,6 +418,7 @@ def noise_folder(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_sigkill_mid_import_never_corrupts_the_dataset(store: DatasetStore, noise_folder: Path) -> None:
     context = multiprocessing.get_context("fork")
     rng = random.Random(11)
@@ -435,6 +437,7 @@ def test_sigkill_mid_import_never_corrupts_the_dataset(store: DatasetStore, nois
     assert not list((store.path / "audio").glob(".*.tmp"))  # what the killed writers were writing is gone
 
 
+@pytest.mark.slow
 def test_two_processes_adding_at_once_lose_no_rows(store: DatasetStore) -> None:
     context = multiprocessing.get_context("fork")
     children = [context.Process(target=_add_noise_forever, args=(str(store.path), seed)) for seed in (101, 202)]

@@ -158,6 +158,7 @@ def write_parquet_files(folder: Path, speech_clips: list[tuple[Path, str]], file
     return names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("files", [5, 1])
 def test_a_streamed_hub_dataset_is_dealt_out_by_data_file(
     plugin_host: Any, tmp_path: Path, speech_clips: list[tuple[Path, str]], files: int

@@ -186,6 +186,7 @@ def test_an_uninterrupted_fix_ends_in_the_expected_state(pristine: dict, tmp_pat
     assert_fixed_exactly_once(path, pristine)
 
 
+@pytest.mark.slow
 def test_a_fix_killed_at_any_step_loses_nothing_and_quarantines_once(pristine: dict, tmp_path: Path) -> None:
     calls_file = tmp_path / "calls.txt"
     assert run_child(copy_of(pristine, tmp_path, "count"), 0, calls_file) == 0

@@ -34,6 +34,7 @@ def long_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_45_second_recording_is_transcribed_whole(tiny_en_folder: Path, long_recording: Path) -> None:
     from voxplug_space.demo_app import ModelSpec, Transcriber
 
@@ -44,6 +45,7 @@ def test_a_45_second_recording_is_transcribed_whole(tiny_en_folder: Path, long_r
     assert "elephant" in heard.lower() and "garden" in heard.lower(), heard  # the end of the last window too
 
 
+@pytest.mark.slow
 def test_the_space_path_gives_the_local_demo_transcripts(
     tiny_en_folder: Path, speech_clips: list[tuple[Path, str]]
 ) -> None:

@@ -55,6 +55,7 @@ def voxtral_generate(
 LANGUAGES = ["en", None, "fr", "en", "en", None, "en"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("graph_shapes", SHAPES)
 def test_voxtral_matches_generate_with_budgets_from_clip_length(
     voxtral: tuple[Any, Any], clips: list[np.ndarray], graph_shapes: bool
@@ -149,6 +150,7 @@ def tiny_en(tiny_en_folder: Path) -> tuple[Any, Any]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("graph_shapes", SHAPES)
 def test_whisper_matches_generate_and_stops_at_end_of_text(
     tiny_en: tuple[Any, Any], clips: list[np.ndarray], speech_clips: list[tuple[Path, str]], graph_shapes: bool

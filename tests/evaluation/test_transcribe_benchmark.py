@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_variant_and_the_same_tokens(tmp_path: Path) -> None:
     out = tmp_path / "results" / "smoke.json"
     command = [

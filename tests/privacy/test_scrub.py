@@ -148,6 +148,7 @@ def test_unknown_scrubbers_and_bad_options_fail_before_anything_runs(tmp_path: P
             resolve_plugin_options(config, plugin_host)
 
 
+@pytest.mark.slow
 def test_data_push_scrubs_the_pushed_transcripts_and_prints_only_counts(
     tmp_path: Path, speech_clips, hub_server
 ) -> None:

@@ -81,6 +81,7 @@ def test_local_demo_answers_gradio_client(published_adapter: Path, tiny_base: Pa
         demo.close()
 
 
+@pytest.mark.slow
 def test_demo_command_serves_a_private_hub_model_with_a_read_token(
     lora_run: Path, tiny_base: Path, hub: HubServer, tmp_path: Path, speech_wav: Path, plugin_host
 ) -> None:

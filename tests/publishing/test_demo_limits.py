@@ -82,6 +82,7 @@ def transcribe(client: Any, path: str) -> Any:
         return exc
 
 
+@pytest.mark.slow
 def test_a_burst_is_served_within_the_limits_and_the_rest_is_told_the_queue_is_full(
     demo: tuple[Any, ConcurrencyGauge], speech_wav: Path
 ) -> None:

@@ -80,6 +80,7 @@ def test_asking_for_public_on_a_private_repo_is_refused_too(full_run: Path, hub:
     assert set(hub.repo_files("tester/kept")) == {".gitattributes"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remove_stale", [True, False])
 def test_publishing_another_run_to_the_same_repo_replaces_the_earlier_files(
     full_run: Path, lora_run: Path, hub: HubServer, plugin_host, remove_stale: bool
@@ -96,6 +97,7 @@ def test_publishing_another_run_to_the_same_repo_replaces_the_earlier_files(
         assert {"model.safetensors", "adapter_model.safetensors"} <= files
 
 
+@pytest.mark.slow
 def test_transient_failures_are_retried_and_the_repo_is_complete(
     lora_run: Path, hub: HubServer, plugin_host, caplog
 ) -> None:
@@ -109,6 +111,7 @@ def test_transient_failures_are_retried_and_the_repo_is_complete(
     assert sum("retry" in message for message in caplog.messages) == 3  # create once, commit twice (LFS PUT: client)
 
 
+@pytest.mark.slow
 def test_an_interrupted_publish_resumes_without_resending_large_files(
     lora_run: Path, hub: HubServer, plugin_host
 ) -> None:
@@ -126,7 +129,7 @@ def test_missing_token_fails_before_any_request(
     lora_run: Path, hub: HubServer, plugin_host, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("HF_TOKEN")
-    monkeypatch.setenv("HF_WRITE_TOKEN", DEFAULT_TOKEN)  # VoxFactory's name: not read, but named in the error
+    monkeypatch.setenv("HF_WRITE_TOKEN", DEFAULT_TOKEN)  # a name other tools use: not read, but named in the error
     with pytest.raises(PublishError, match="no Hugging Face token: set HF_TOKEN .* or run `hf auth login`") as error:
         publish_model(lora_run, target="hub", options=hub_options(hub))
     assert "HF_WRITE_TOKEN is set, but voxplug reads only HF_TOKEN" in str(error.value)
@@ -195,6 +198,7 @@ def test_a_file_holding_the_token_is_never_uploaded(
     assert uploads(hub) == []
 
 
+@pytest.mark.slow
 def test_token_never_appears_in_uploaded_files_or_logs(
     lora_run: Path, hub: HubServer, plugin_host, caplog, capfd
 ) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from publishing_helpers import BASE_REPO, subprocess_env, upload_base
 
 from voxplug.testing.hub_server import DEFAULT_TOKEN, HubServer
@@ -53,6 +54,7 @@ def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comple
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_publish_with_the_cli_then_load_back_from_the_hub(
     lora_run: Path, full_run: Path, tiny_base: Path, hub: HubServer, tmp_path: Path, speech_wav: Path
 ) -> None:

@@ -26,6 +26,7 @@ def published_whisper(request, whisper_base: Path, tmp_path_factory: pytest.Temp
     return Path(publish_model(run, target="local", destination=str(runs / "published")).destination)
 
 
+@pytest.mark.slow
 def test_card_snippet_uses_the_pipeline_and_runs(
     published_whisper: Path, whisper_base: Path, speech_wav: Path, tmp_path: Path, monkeypatch, capsys, plugin_host
 ) -> None:
@@ -47,6 +48,7 @@ def test_card_snippet_uses_the_pipeline_and_runs(
     assert capsys.readouterr().out.endswith("\n")  # the transcript was printed (a random model's may be empty)
 
 
+@pytest.mark.slow
 def test_demo_transcribes_with_the_pipeline(
     published_whisper: Path, whisper_base: Path, speech_wav: Path, plugin_host
 ) -> None:

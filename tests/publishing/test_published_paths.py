@@ -98,6 +98,7 @@ def marked_run(lora_run: Path, tiny_base: Path, workspace: Path) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_a_published_model_and_its_space_hold_no_local_path(
     marked_run: Path, tiny_base: Path, hub: HubServer, tmp_path: Path, monkeypatch, plugin_host
 ) -> None:
@@ -135,6 +136,7 @@ def test_a_published_model_and_its_space_hold_no_local_path(
     assert hub.space_variables("tester/marked-demo")["VOXPLUG_BASE_MODEL_ID"] == BASE_REPO
 
 
+@pytest.mark.slow
 def test_an_adapter_trained_from_an_unnamed_local_base_is_published_without_one(
     marked_run: Path, tiny_base: Path, hub: HubServer, tmp_path: Path, monkeypatch, plugin_host
 ) -> None:
@@ -205,6 +207,7 @@ def test_a_file_still_holding_a_local_path_stops_the_publish(marked_run: Path, h
     assert ("model", "tester/stopped") not in hub.store.repos
 
 
+@pytest.mark.slow
 def test_a_pushed_dataset_holds_no_local_path(
     workspace: Path, speech_clips: list[tuple[Path, str]], hub: HubServer, tmp_path: Path
 ) -> None:
@@ -227,6 +230,7 @@ def test_a_pushed_dataset_holds_no_local_path(
     assert leaks(files, tmp_path) == []
 
 
+@pytest.mark.slow
 def test_the_publish_command_takes_the_base_models_hub_id(marked_run: Path, hub: HubServer, capsys) -> None:
     from voxplug.cli import main
 

@@ -30,6 +30,7 @@ def front_matter(readme: bytes) -> dict:
     return yaml.safe_load(readme.decode().split("---\n")[1])
 
 
+@pytest.mark.slow
 def test_private_adapter_demo_gets_files_variables_read_token_secret_and_hardware(
     published: HubServer, monkeypatch: pytest.MonkeyPatch, register_plugin
 ) -> None:
@@ -73,6 +74,7 @@ def test_private_adapter_demo_gets_files_variables_read_token_secret_and_hardwar
     assert hub.space_hardware("tester/lora-run-demo") == "t4-small"
 
 
+@pytest.mark.slow
 def test_requirements_are_pinned_to_the_installed_versions(published: HubServer, monkeypatch) -> None:
     deploy_demo("tester/full-run", destination="tester/demo", options=hub_options(published))
     requirements = published.repo_files("tester/demo", "space")["requirements.txt"].decode().split()
@@ -83,6 +85,7 @@ def test_requirements_are_pinned_to_the_installed_versions(published: HubServer,
     assert all(version[0].isdigit() for version in pins.values())
 
 
+@pytest.mark.slow
 def test_readme_front_matter(published: HubServer) -> None:
     deploy_demo("tester/full-run", options=hub_options(published, suggested_hardware="a10g-small", tags=["mine"]))
     matter = front_matter(published.repo_files("tester/full-run-demo", "space")["README.md"])
@@ -95,6 +98,7 @@ def test_readme_front_matter(published: HubServer) -> None:
     assert 0 < len(matter["short_description"]) <= 60
 
 
+@pytest.mark.slow
 def test_public_model_needs_no_secret_and_requests_no_hardware(published: HubServer) -> None:
     deploy_demo("tester/full-run", options=hub_options(published))
     assert published.space_secrets("tester/full-run-demo") == {}
@@ -103,12 +107,14 @@ def test_public_model_needs_no_secret_and_requests_no_hardware(published: HubSer
     assert "VOXPLUG_BASE_MODEL_ID" not in published.space_variables("tester/full-run-demo")
 
 
+@pytest.mark.slow
 def test_private_model_without_read_token_is_refused_before_creating_anything(published: HubServer) -> None:
     with pytest.raises(PublishError, match="the model is private, so the Space needs a READ token .* HF_READ_TOKEN"):
         deploy_demo("tester/lora-run", options=hub_options(published))
     assert not any(kind == "space" for kind, _ in published.store.repos)
 
 
+@pytest.mark.slow
 def test_an_existing_public_space_for_a_private_model_is_refused_before_uploading(
     published: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,6 +132,7 @@ def test_an_existing_public_space_for_a_private_model_is_refused_before_uploadin
     assert published.space_variables("tester/lora-run-demo") == {}
 
 
+@pytest.mark.slow
 def test_write_token_is_never_the_space_secret(published: HubServer, monkeypatch) -> None:
     monkeypatch.setenv("HF_READ_TOKEN", DEFAULT_TOKEN)
     with pytest.raises(PublishError, match="HF_READ_TOKEN holds your write token"):
@@ -137,6 +144,7 @@ def test_write_token_is_never_the_space_secret(published: HubServer, monkeypatch
     assert not any(kind == "space" for kind, _ in published.store.repos)
 
 
+@pytest.mark.slow
 def test_unknown_hardware_is_refused_before_anything_is_created(published: HubServer) -> None:
     from pydantic import ValidationError
 
@@ -145,6 +153,7 @@ def test_unknown_hardware_is_refused_before_anything_is_created(published: HubSe
     assert not any(kind == "space" for kind, _ in published.store.repos)
 
 
+@pytest.mark.slow
 def test_local_folder_and_unknown_model_are_refused(published: HubServer, lora_run: Path) -> None:
     with pytest.raises(PublishError, match="is a local folder: a Space loads its model from the Hub"):
         deploy_demo(str(lora_run / "model"), options=hub_options(published))
@@ -152,6 +161,7 @@ def test_local_folder_and_unknown_model_are_refused(published: HubServer, lora_r
         deploy_demo("tester/nope", options=hub_options(published))
 
 
+@pytest.mark.slow
 def test_deploy_command(published: HubServer, monkeypatch, capsys) -> None:
     from voxplug.cli import main
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from .conftest import manifest_rows
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -30,6 +32,7 @@ def test_the_demos_live_stream_emits_what_streaming_generation_does(realtime_tin
         assert stream.tokens[: len(expected)] == expected
 
 
+@pytest.mark.slow
 def test_a_live_stream_hears_the_same_audio_however_the_browser_cuts_it(
     realtime_tiny_dir: Path, word_clips: Path
 ) -> None:

@@ -371,6 +371,7 @@ def test_resolve_serves_ranges_and_lfs_redirects_to_a_signed_url(hub: HubServer,
 # ------------------------------------------------------------------------------------------------ failures
 
 
+@pytest.mark.slow
 def test_injected_failure_is_retried_by_huggingface_hub(hub: HubServer, api: HfApi) -> None:
     api.create_repo("tester/m")
     hub.fail_next("POST", "/preupload/", status=503)
@@ -499,6 +500,7 @@ def run_with_hub(hub: HubServer, tmp_path: Path, script: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_datasets_push_to_hub_then_load_dataset(hub: HubServer, tmp_path: Path) -> None:
     pytest.importorskip("datasets")
     script = """
@@ -512,6 +514,7 @@ print(load_dataset("tester/speech", split="train").to_dict())
     assert statuses(hub, "/datasets/tester/speech.git/info/lfs/objects/batch") == [200]
 
 
+@pytest.mark.slow
 def test_transformers_push_to_hub_then_from_pretrained(hub: HubServer, tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     script = """

@@ -1,4 +1,4 @@
-"""TrainingArguments from a run config: intervals resolved against the real step count, VoxFactory's B7 fixed."""
+"""TrainingArguments from a run config: intervals resolved against the real step count."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def config_with(tmp_path: Path, **training: object) -> object:
 
 
 def test_small_dataset_is_logged_evaluated_and_saved_every_epoch(tmp_path: Path) -> None:
-    # VoxFactory's defaults on 10 recordings: 1 step per epoch, logging every 10 steps, saving every 50 (B7).
+    # 10 recordings at an effective batch of 8: 2 steps an epoch, fewer than fixed intervals (log 10, save 50).
     config = config_with(tmp_path, batch_size=2, grad_accum=4, epochs=3, logging_steps=10)
     plan = plan_steps(config.training, train_rows=10, world_size=1)
     assert (plan.steps_per_epoch, plan.total_steps) == (2, 6)

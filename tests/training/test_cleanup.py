@@ -47,6 +47,7 @@ def assert_nothing_left(run_dir: Path, tmp_path: Path) -> None:
     assert not (run_dir / RUN_TEMP_DIR).exists()
 
 
+@pytest.mark.slow
 def test_nothing_is_left_after_a_normal_run(tmp_path: Path, make_config) -> None:
     config, run_dir = training_folder(tmp_path, make_config, training__max_steps=1, evaluation__enabled=False)
     run_cli(["train", "-c", str(config), "--no-progress"], cwd=tmp_path)
@@ -54,6 +55,7 @@ def test_nothing_is_left_after_a_normal_run(tmp_path: Path, make_config) -> None
     assert_nothing_left(run_dir, tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_nothing_is_left_after_an_interrupted_run(tmp_path: Path, make_config, signum: int) -> None:
     config, run_dir = training_folder(tmp_path, make_config, training__max_steps=500, training__epochs=100)

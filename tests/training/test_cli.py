@@ -25,6 +25,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+@pytest.mark.slow
 def test_tiny_train_evaluate_from_the_command_line(workspace: dict[str, Path]) -> None:
     folder = workspace["folder"]
     run_cli(["model", "tiny", str(folder / "tiny")], cwd=folder)

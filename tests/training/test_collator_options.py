@@ -10,6 +10,7 @@ import pytest
 from voxplug.errors import ConfigError, VoxplugError
 
 
+@pytest.mark.slow
 def test_collator_options_reach_the_collator(make_config: Any, tmp_path: Path) -> None:
     from voxplug.training.run import train
 

@@ -67,6 +67,7 @@ def test_without_cuda_the_trainer_sets_up_no_graphs(tmp_path: Path) -> None:
     assert "forward" not in vars(VoxtralFamily().scope_module(model, "language_model"))
 
 
+@pytest.mark.slow
 def test_the_replaced_forward_computes_transformers_loss_and_gradients(tmp_path: Path, tiny_model: Path) -> None:
     """On CPU the graphs never engage: every call goes through transformers' forward, with all its arguments."""
     from voxplug_voxtral.family import VoxtralFamily

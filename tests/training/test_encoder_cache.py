@@ -46,6 +46,7 @@ def encode(model: Any, features: Any) -> Any:
     return audio_tower(model)(features, return_dict=True).last_hidden_state
 
 
+@pytest.mark.slow
 def test_a_repeated_batch_is_served_from_the_cache_unchanged(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
     from voxplug.training.encoder_cache import cache_encoder_outputs
 
@@ -61,6 +62,7 @@ def test_a_repeated_batch_is_served_from_the_cache_unchanged(model_and_batch: tu
     assert cache.stats()["rows"] == 3 and cache.cached_bytes == expected.numel() * expected.element_size()
 
 
+@pytest.mark.slow
 def test_only_new_rows_run_through_the_encoder(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
     from voxplug.training.encoder_cache import cache_encoder_outputs
 
@@ -93,6 +95,7 @@ def test_one_changed_value_is_a_miss(model_and_batch: tuple[Any, dict[str, Any]]
     assert torch.equal(result, cache_free)
 
 
+@pytest.mark.slow
 def test_outputs_computed_under_autocast_are_kept_apart(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
     """Autocast changes the encoder's output (its dtype at least): a clip seen under autocast is a miss outside it."""
     from voxplug.training.encoder_cache import cache_encoder_outputs
@@ -112,6 +115,7 @@ def test_outputs_computed_under_autocast_are_kept_apart(model_and_batch: tuple[A
     assert plain.dtype == expected.dtype and torch.equal(plain, expected)
 
 
+@pytest.mark.slow
 def test_the_model_loss_is_the_same_with_a_warm_cache(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
     from voxplug.training.encoder_cache import cache_encoder_outputs
 
@@ -125,6 +129,7 @@ def test_the_model_loss_is_the_same_with_a_warm_cache(model_and_batch: tuple[Any
     assert torch.equal(plain, cold) and torch.equal(plain, warm)
 
 
+@pytest.mark.slow
 def test_the_budget_caps_what_is_kept(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
     from voxplug.training.encoder_cache import cache_encoder_outputs
 
@@ -136,6 +141,7 @@ def test_the_budget_caps_what_is_kept(model_and_batch: tuple[Any, dict[str, Any]
     assert cache.stats()["rows"] == 2 and (cache.hits, cache.misses) == (2, 4)
 
 
+@pytest.mark.slow
 def test_nothing_is_stored_when_the_device_has_no_room_left(
     model_and_batch: tuple[Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +155,7 @@ def test_nothing_is_stored_when_the_device_has_no_room_left(
     assert cache.stats()["rows"] == 0 and (cache.hits, cache.misses) == (0, 6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("situation", ["dropout in training mode", "trainable encoder", "attentions asked for"])
 def test_the_cache_steps_aside_when_its_answer_could_differ(
     model_and_batch: tuple[Any, dict[str, Any]], situation: str
@@ -172,6 +179,7 @@ def test_the_cache_steps_aside_when_its_answer_could_differ(
     assert cache.bypassed_calls == 2 and cache.hits == cache.misses == 0
 
 
+@pytest.mark.slow
 def test_a_two_epoch_run_reuses_encoder_outputs_with_the_same_losses(make_config: Any, tmp_path: Path) -> None:
     from voxplug.training.run import train
 
@@ -197,6 +205,7 @@ def test_a_two_epoch_run_reuses_encoder_outputs_with_the_same_losses(make_config
     assert cached_losses == pytest.approx(plain_losses, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_bf16_model_runs_without_autocast_after_training_under_it(
     model_and_batch: tuple[Any, dict[str, Any]],
 ) -> None:

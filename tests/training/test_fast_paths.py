@@ -38,6 +38,7 @@ def test_label_positions_list_each_rows_labelled_positions_and_pad_the_rest() ->
     assert targets.tolist() == [[5, 6, -100, -100], [7, 8, 9, 2]]
 
 
+@pytest.mark.slow
 def test_label_logits_loss_equals_plain_forward(model_and_batch: tuple[object, dict]) -> None:
     from voxplug.training.label_logits import label_logits_loss, label_positions, supports_label_logits
 
@@ -58,6 +59,7 @@ def test_label_logits_loss_equals_plain_forward(model_and_batch: tuple[object, d
     assert torch.allclose(summed, plain, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_trainer_uses_label_logits_and_gets_the_same_loss(model_and_batch: tuple[object, dict], tmp_path: Path) -> None:
     from transformers import TrainingArguments
 
@@ -102,6 +104,7 @@ def test_training_forward_fills_no_kv_cache(model_and_batch: tuple[object, dict]
     assert seen["use_cache"] is False
 
 
+@pytest.mark.slow
 def test_label_logits_gradients_match(model_and_batch: tuple[object, dict]) -> None:
     from voxplug.training.label_logits import label_logits_loss, label_positions
 
@@ -136,6 +139,7 @@ def test_encoder_decoder_models_keep_the_plain_loss() -> None:
     assert not supports_label_logits(Seq2Seq())
 
 
+@pytest.mark.slow
 def test_without_liger_pytorchs_kernels_fuse_with_the_same_loss_and_gradients(
     model_and_batch: tuple[object, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,6 +222,7 @@ def test_the_rotary_embedding_promotes_as_transformers_does() -> None:
     assert q.grad.dtype == k.grad.dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_training_batches_without_an_attention_mask_give_the_same_loss_and_gradients(
     model_and_batch: tuple[object, dict],
 ) -> None:
@@ -258,6 +263,7 @@ def test_the_voxtral_collator_plugin_leaves_the_mask_out_unless_asked(model_and_
     assert label_positions(default["labels"])[1].ne(-100).sum() == default["labels"].ne(-100).sum()
 
 
+@pytest.mark.slow
 def test_audio_placeholders_are_checked_without_reading_the_device(model_and_batch: tuple[object, dict]) -> None:
     """load_voxtral swaps in a placeholder check that does not wait for the GPU: same loss, same error when wrong."""
     model, batch = model_and_batch
@@ -299,6 +305,7 @@ class CopyCounter(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.slow
 def test_lora_skips_peft_input_casts_under_autocast_with_the_same_loss_and_gradients(
     bf16_lora: tuple[object, dict],
 ) -> None:
@@ -333,6 +340,7 @@ def test_lora_skips_peft_input_casts_under_autocast_with_the_same_loss_and_gradi
     assert all(torch.equal(a, b) for a, b in zip(skipped_grads, kept_grads, strict=True))
 
 
+@pytest.mark.slow
 def test_lora_keeps_peft_input_casts_without_autocast(bf16_lora: tuple[object, dict]) -> None:
     """Outside autocast (generation) the fp32 adapters still get fp32 inputs: the forward runs and casts are on."""
     model, batch = bf16_lora
@@ -369,6 +377,7 @@ def test_a_non_finite_loss_is_filtered_on_the_device_as_the_trainer_would(
     assert torch.isnan(unfiltered.training_step(model, {}))
 
 
+@pytest.mark.slow
 def test_the_step_counts_flops_and_clips_as_the_trainer_does_without_walking_every_module(
     model_and_batch: tuple[object, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

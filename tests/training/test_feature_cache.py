@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from .conftest import SPEECH, bundled_rows
 
 
+@pytest.mark.slow
 def test_cached_batches_equal_fresh_ones(tiny_model: Path) -> None:
     import torch
     from voxplug_voxtral.collator import VoxtralBatchBuilder

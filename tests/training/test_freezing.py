@@ -50,6 +50,7 @@ def params_named(model: Any, part: str, *, lora: bool) -> list[str]:
     return [name for name, _ in model.named_parameters() if part in name and ("lora_" in name) == lora]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "options"), [("lora", {}), ("full", {})])
 def test_no_autograd_graph_leaves_the_encoder(tiny_model: Path, batch: dict, method: str, options: dict) -> None:
     model, family = prepared(tiny_model, method, options)

@@ -2,9 +2,9 @@
 
 20 bundled espeak-ng clips (three voices, 20 different sentences), a tiny random Voxtral, full fine-tuning with
 ``voxplug.training.run.train``: after 300 optimizer steps of 8 clips (lr 1e-2) the greedy transcripts of the
-training clips are near-perfect (WER < 0.1; measured 0.0). The negative control is the same run with a collator
-that drops the EOS from the labels (VoxFactory's bug B2): the model learns the words but never learns to stop,
-so generation runs to ``max_new_tokens`` and every transcript runs on past its reference.
+training clips are near-perfect (WER < 0.1). The negative control is the same run with a collator that drops
+the EOS from the labels: the model learns the words but never learns to stop, so generation runs to
+``max_new_tokens`` and every transcript runs on past its reference.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ STEPS = 300
 
 
 class NoEosCollator(VoxtralTranscriptionCollator):
-    """The real collator with VoxFactory's bug: labels end without EOS."""
+    """The real collator, broken: labels end without EOS."""
 
     name = "voxtral-no-eos"
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from voxplug import hookimpl
 from voxplug.training.monitoring import STAGES, ResourceMonitor, stage_key
 
@@ -23,6 +25,7 @@ class LogRecorder:
         self.calls.append((step, dict(logs)))
 
 
+@pytest.mark.slow
 def test_a_run_logs_throughput_memory_and_stage_times(
     tmp_path: Path, make_config, register_plugin, plugin_host
 ) -> None:

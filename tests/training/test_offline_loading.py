@@ -80,6 +80,7 @@ def test_families_load_without_hub_kernels_unless_asked(
         assert model.use_kernels is True
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("hub_kernels_unset")
 @pytest.mark.parametrize("device", _devices())
 def test_loading_and_one_training_step_open_no_network_connection(

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.slow
 def test_a_bf16_save_holds_the_same_trained_weights_at_half_the_size(
     make_config: Any, tmp_path: Path, tiny_model: Path
 ) -> None:

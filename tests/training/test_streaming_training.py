@@ -185,6 +185,7 @@ def test_two_cpu_ranks_resume_mid_stream_exactly(folder: dict[str, Any], tiny_mo
     assert results["world_size"] == 2 and results["resumed_from"].endswith(f"checkpoint-{STALL_AT_STEP}")
 
 
+@pytest.mark.slow
 def test_rows_dropped_while_streaming_reach_the_summary_and_the_log(tmp_path: Path, tiny_model: Path) -> None:
     from voxplug.training.run import train
 

@@ -53,6 +53,7 @@ def short_run(tmp_path: Path, tiny_model: Path, speech_manifest: Path) -> Path:
     return write_config(tmp_path / "run.yaml", config)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("columns", [80, 120])
 def test_the_bar_keeps_step_count_bar_and_eta_on_one_row_with_the_metrics_below(
     short_run: Path, tmp_path: Path, columns: int
@@ -70,6 +71,7 @@ def test_the_bar_keeps_step_count_bar_and_eta_on_one_row_with_the_metrics_below(
     assert HIDE_CURSOR in output and output.rindex(SHOW_CURSOR) > output.rindex(HIDE_CURSOR)
 
 
+@pytest.mark.slow
 def test_no_progress_prints_log_lines_in_a_terminal(short_run: Path, tmp_path: Path) -> None:
     child = terminal_train(["-c", str(short_run), "--no-progress"], cwd=tmp_path, columns=80)
     output = finished(child)
@@ -80,6 +82,7 @@ def test_no_progress_prints_log_lines_in_a_terminal(short_run: Path, tmp_path: P
     assert HIDE_CURSOR not in output  # no bar
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_the_step_the_kept_checkpoint_and_how_to_resume(
     tmp_path: Path, tiny_model: Path, speech_manifest: Path
 ) -> None:

@@ -67,6 +67,7 @@ def ctranslate2_token_ids(ct2_dir: Path, processor: Any, audios: list[np.ndarray
     return [result.sequences_ids[0] for result in results]
 
 
+@pytest.mark.slow
 def test_converted_model_transcribes_like_ctranslate2(
     tiny_en_dir: Path, ct2_tiny_en_dir: Path, spoken: list[tuple[Any, str]]
 ) -> None:

@@ -29,6 +29,7 @@ def test_family_detected_from_model_type(plugin_host: PluginHost, whisper_tiny_d
     assert detect_family(str(tmp_path), plugin_host) is WhisperFamily
 
 
+@pytest.mark.slow
 def test_load_gives_model_and_processor(whisper_tiny_dir: Path) -> None:
     import torch
 

@@ -34,6 +34,7 @@ def voxplug(*args: str) -> None:
         assert not exited.code, f"voxplug {' '.join(args)} exited with {exited.code}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_train_publish_evaluate(
     method: str, whisper_tiny_dir: Path, speech_clips: list[tuple[Path, str]], tmp_path: Path

@@ -2,9 +2,9 @@
 
 A job is a list of steps (``voxplug train``, then ``voxplug publish``, ...), each a subprocess started with
 ``sys.executable -m voxplug ...`` and stopped at the first failure. What decides success is each process's real
-exit status (VoxFactory's B18 scanned the log for "exit code: N"). Jobs that share a *lock* run one at a time
-on the whole server: every training and evaluation job takes the ``accelerator`` lock, so two users cannot start
-two trainings at once; a publishing job takes a lock of its own workspace.
+exit status, never a pattern in its output (a log line can claim anything). Jobs that share a *lock* run one at
+a time on the whole server: every training and evaluation job takes the ``accelerator`` lock, so two users cannot
+start two trainings at once; a publishing job takes a lock of its own workspace.
 
 The state lives on the server (:class:`JobRunner`), not in the browser: reloading the page finds the running job
 again. Each job also leaves ``jobs/<id>.json`` (its record) and ``jobs/<id>.log`` (its output, token-redacted)

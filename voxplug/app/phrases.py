@@ -1,7 +1,7 @@
 """Prompts to read aloud, from :mod:`voxplug.data.phrases` (26 languages), shaped for the Record tab.
 
 The first batch shown when the page opens comes from the bundled offline list, so the app starts without touching
-the network (VoxFactory streamed a dataset at import). Later batches may come from NVIDIA Granary when the app
+the network and works offline. Later batches may come from NVIDIA Granary when the app
 allows it (``online``) and a token is available; :mod:`voxplug.data.phrases` falls back to the offline list by itself.
 """
 
@@ -14,7 +14,7 @@ from voxplug.data.phrases import bundled_languages, phrases
 
 DEFAULT_LANGUAGE = "en"
 BATCH_SIZE = 10
-"""How many phrases "more phrases" adds (VoxFactory's "Add 10 more rows")."""
+"""How many phrases "more phrases" adds."""
 
 
 @cache

@@ -1,8 +1,9 @@
 """The Record tab's work, without gradio: clips into a workspace dataset, the rows table, edits, deletes, checks.
 
-Clips go through :meth:`voxplug.data.store.DatasetStore.add`, so what the page saves is exactly what training
-reads (VoxFactory's B3): 16 kHz mono WAV files named by content hash, rows appended atomically, the same clip
-never stored twice, and the same checks as the command line (too long, silent, clipped, empty transcript).
+Clips go through :meth:`voxplug.data.store.DatasetStore.add`, so what the page saves is exactly the dataset
+training reads, with no export step in between: 16 kHz mono WAV files named by content hash, rows appended
+atomically, the same clip never stored twice, and the same checks as the command line (too long, silent, clipped,
+empty transcript).
 Every function returns a message for the page instead of raising, so a bad input never breaks the app.
 """
 

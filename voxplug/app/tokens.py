@@ -1,19 +1,20 @@
 """Hugging Face tokens in the web app: one lookup order, held in server memory only, never shown or logged.
 
-Lookup order (the same for every job the app starts, VoxFactory's B16):
+Lookup order (the same for every job the app starts, so that training, publishing and deploying all act as the
+same account):
 
 1. the token this browser session entered in the password field (kept in server memory, in the session's
    state: never written to a file, never sent back to the browser);
 2. on a Space with OAuth, the signed-in user's own token;
 3. the server's own token, ``huggingface_hub.get_token()`` (``HF_TOKEN``, else the ``hf auth login`` token),
    but only for sessions the server may lend it to (:class:`ServerTokenPolicy`): otherwise anybody who can open
-   the page could push under the owner's account (VoxFactory's B22).
+   the page could push under the owner's account.
 
-A job receives the resolved token as ``HF_TOKEN`` in its environment, never on a command line (B9). The rest of
-its environment is allow-listed (:func:`job_environment`): a job started by any visitor must not read the server's
-other secrets (cloud keys, OAuth client secrets, database passwords), and no token variable but that ``HF_TOKEN``
-reaches it, so the child process cannot pick a different token. All job output passes through :func:`redact`
-before it is kept or shown.
+A job receives the resolved token as ``HF_TOKEN`` in its environment, never on a command line (which process
+lists and logs show). The rest of its environment is allow-listed (:func:`job_environment`): a job started by any
+visitor must not read the server's other secrets (cloud keys, OAuth client secrets, database passwords), and no
+token variable but that ``HF_TOKEN`` reaches it, so the child process cannot pick a different token. All job
+output passes through :func:`redact` before it is kept or shown.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class TrainForm:
         return bool(self.dataset_repo.strip() or self.publish_repo.strip() or self.deploy)
 
     def resolved_run_name(self) -> str:
-        """The run name, or ``<dataset>-<method>-<YYYYmmdd-HHMMSS>`` taken now (not at import, unlike VoxFactory)."""
+        """The run name, or ``<dataset>-<method>-<YYYYmmdd-HHMMSS>`` taken now (each start gets its own)."""
         if self.run_name.strip():
             return check_name(self.run_name, "run")
         base = self.dataset or "voxplug"

@@ -1,10 +1,11 @@
 """The gradio page: a header (device, token, workspace) and the Record, Train, Evaluate and Publish tabs.
 
 Every event that changes data or starts work is ``api_visibility="private"``: the page calls it, gradio's client
-libraries and the API page do not see it, and the app never serves an MCP endpoint (VoxFactory's B22). Per-user
-state lives on the server: the workspace and the entered token are in a ``gr.State`` (server memory), the
-browser keeps only a random workspace id in its local storage (``gr.BrowserState``), and running jobs are held
-by the server's :class:`~voxplug.app.jobs.JobRunner`, so reloading the page finds them again.
+libraries and the API page do not see it, and the app never serves an MCP endpoint, so nobody can train, push or
+deploy through an API the page does not show. Per-user state lives on the server: the workspace and the entered
+token are in a ``gr.State`` (server memory), the browser keeps only a random workspace id in its local storage
+(``gr.BrowserState``), and running jobs are held by the server's :class:`~voxplug.app.jobs.JobRunner`, so
+reloading the page finds them again.
 
 Gradio features that act with the server's own credentials are off: run history (which lists and writes Hugging
 Face buckets with the server's token for any request from loopback) and the sign-in button outside a Space (whose
@@ -117,7 +118,7 @@ def workspace_of(session: Session | None) -> Workspace:
 
 
 def device_banner() -> str:
-    """HTML saying which accelerator training will use (VoxFactory's GPU banner), without importing torch."""
+    """HTML saying which accelerator training will use, without importing torch."""
     gpus = _nvidia_gpus()
     if gpus:
         return _banner("ok", f"GPU ready: {', '.join(gpus)}. Voxtral Mini fine-tunes here.")

@@ -2,8 +2,7 @@
 
 The run config is the user's vocabulary; this module is the one place that translates it. Intervals that
 depend on the data (``None`` = once per epoch) are resolved against the real number of optimizer steps, so a
-10-clip dataset is still logged, evaluated and checkpointed (VoxFactory logged every 10 steps and saved every
-50, so small runs got neither).
+10-clip dataset, which may take one optimizer step an epoch, is still logged, evaluated and checkpointed.
 """
 
 from __future__ import annotations
@@ -77,8 +76,8 @@ def _eval_and_save_intervals(training: TrainingConfig, steps_per_epoch: int) -> 
     return eval_steps, save_steps
 
 
-#: Data-loader workers when ``training.dataloader_workers`` is unset and a CUDA GPU is present: decoding and mel
-#: extraction cost ~35 ms per clip on the main process otherwise (workers gave +19% samples/s, benchmarks/NOTES.md).
+#: Data-loader workers when ``training.dataloader_workers`` is unset and a CUDA GPU is present: decoding audio and
+#: extracting mel features would otherwise hold up the main process between GPU steps.
 GPU_DATALOADER_WORKERS = 4
 
 

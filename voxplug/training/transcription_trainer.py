@@ -237,14 +237,14 @@ class TranscriptionTrainer(Trainer):
             inputs = {**rest, POSITIONS_KEY: positions, "labels": targets}
         if self.forward_takes_use_cache:
             # Models default to use_cache=True and fill a KV cache nobody reads; inside compiled blocks its
-            # per-layer state also forces a recompile for every layer (measured: torch.compile fell back to eager).
+            # per-layer state also forces a recompile for every layer, until torch.compile gives up and runs eagerly.
             inputs = {**inputs, "use_cache": False}
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """The Trainer's estimate (6 x input tokens x non-embedding parameters), the parameters counted once.
 
-        Counting walks every module (~12 ms of host time a step for a PEFT-wrapped Voxtral-Mini on a 2-core CPU).
+        Counting walks every module, too slow to repeat each step on the host of a host-bound run: it is done once.
         """
         main_input = getattr(self.model, "main_input_name", "input_ids")
         if main_input not in inputs or not hasattr(self.model, "num_parameters"):

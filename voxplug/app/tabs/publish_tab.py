@@ -2,7 +2,8 @@
 
 The token goes into a password field once; it is checked with ``whoami``, kept in the session's server-side
 state, the field is cleared, and the page only ever says whose token it is. Jobs get it as ``HF_TOKEN`` in their
-environment (never on a command line, never in a file), and their output is redacted (VoxFactory's B9, B16).
+environment (never on a command line, never in a file), every job uses the same token, and their output is
+redacted.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Record tab: read prompted phrases, record or upload clips, and watch the dataset grow.
 
-Every control is visible from the first paint with English phrases already shown (VoxFactory hid everything until
-the language *changed*, B5). Clips are saved straight into the workspace dataset training reads (B3).
+Every control is visible from the first paint with English phrases already shown, so a user can start recording
+without first choosing a language. Clips are saved straight into the workspace dataset training reads.
 """
 
 from __future__ import annotations
