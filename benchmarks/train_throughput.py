@@ -298,7 +298,42 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "config": {**_LIGER, "training.batch_size": 4, "training.grad_accum": 2, "training.encoder_cache_gb": 8},
     },
 }
+# Voxtral-Small-24B (``--shape small``): LoRA only, as full fine-tuning's 16 bytes a parameter (~390 GB) fit no one
+# card. voxplug's LoRA defaults as the 3B runs them (label logits, one node per adapted group, PyTorch's fused
+# kernels, the encoder cache, the epoch stream, CUDA graphs), the micro-batch and checkpointing varied for memory.
+# Gradient checkpointing turns the CUDA graphs off (voxplug.training.devices.cuda_graphs_possible); compile stays off
+# as in every 3B run this short (it starts on its own only at 2000 steps).
+_SMALL = {"training.compile": False}
+SMALL_VARIANTS: dict[str, dict[str, Any]] = {
+    "small-lora-ckpt-mb8": {
+        "method": "lora",
+        "config": {**_SMALL, "training.gradient_checkpointing": True},
+    },
+    "small-lora-mb2": {
+        "method": "lora",
+        "config": {**_SMALL, "training.batch_size": 2, "training.grad_accum": 4},
+    },
+    "small-lora-mb4": {
+        "method": "lora",
+        "config": {**_SMALL, "training.batch_size": 4, "training.grad_accum": 2},
+    },
+    "small-lora-mb8": {"method": "lora", "config": _SMALL},  # the 3B LoRA default's 8 x 1
+    "small-lora-ckpt-mb4": {
+        "method": "lora",
+        "config": {
+            **_SMALL,
+            "training.gradient_checkpointing": True,
+            "training.batch_size": 4,
+            "training.grad_accum": 2,
+        },
+    },
+}
+VARIANTS.update({name: {**spec, "shape": "small"} for name, spec in SMALL_VARIANTS.items()})
 DEFAULT_ORDER = "lora-default,voxfactory,lora-default#2,full-default"
+#: Most likely to fit first: an out-of-memory variant can leave the allocator fragmented for the next one.
+SMALL_DEFAULT_ORDER = "small-lora-ckpt-mb8,small-lora-mb2,small-lora-mb4,small-lora-mb8"
+#: The memory probe's micro-batches (30 s clips) for each shape: "method[+ckpt]:sizes;..."
+DEFAULT_PROBES = {"mini": "lora:16,24,32;full:8,10,12", "small": "lora:2,4,6,8;lora+ckpt:8,16,24,32"}
 
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -442,10 +477,52 @@ class AudioSecondsCollator:
 ORIGINAL_ROTARY: Any = None
 
 
-def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None) -> Any:
-    """Voxtral-Mini-3B-2507's architecture (``VoxtralConfig()`` defaults) with random weights, built on ``device``."""
+#: The language model of mistralai/Voxtral-Small-24B-2507, from its ``config.json`` (``text_config``). Its public copy
+#: read here: huggingface.co/Abc7347/this/blob/main/config.json (a duplicate of the checkpoint's, written by
+#: transformers 4.54.0.dev0), as quoted in shared/reference/voxtral.md section 1.3; the checkpoint's own file was not
+#: reachable from here. Cross-checks: Mistral Small 3.1's text model (Voxtral Small's base) in NVIDIA TensorRT-LLM's
+#: test fixture ``mistral_small_3_1_24b_config`` (5120 / 32768 / 40 layers / 32 and 8 heads / head_dim 128 /
+#: 131072), and the parameter count these values give, 24,261,800,960, against the Voxtral report's 24.3 B (640 M
+#: encoder, 52 M adapter, 670 M embeddings, 22.9 B decoder; tests/training/test_train_benchmark_flops.py checks it).
+#: Everything else is what the Voxtral converter (transformers ``convert_voxtral_weights_to_hf.py``) writes for both
+#: sizes: ``VoxtralConfig``'s llama text config and Whisper-large-v3 encoder, ``audio_token_id`` 24, GELU projector.
+VOXTRAL_SMALL_TEXT: dict[str, Any] = {
+    "hidden_size": 5120,
+    "intermediate_size": 32768,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 131072,
+    "rope_theta": 100000000.0,
+    "max_position_embeddings": 131072,
+    # Assumed, not read in the copy: rms_norm_eps is VoxtralConfig's default (1e-5, Mini's and Mistral-Small-3's);
+    # it changes no shape, FLOP or byte.
+    "rms_norm_eps": 1e-05,
+}
+SHAPES = ("mini", "small")
+
+
+def voxtral_config(shape: str) -> Any:
+    """The ``VoxtralConfig`` of a shape: ``mini`` is Voxtral-Mini-3B-2507 (the config's defaults), ``small``
+    Voxtral-Small-24B-2507 (:data:`VOXTRAL_SMALL_TEXT`, the same audio encoder)."""
+    from transformers import VoxtralConfig
+
+    if shape not in SHAPES:
+        raise ValueError(f"unknown model shape {shape!r}: expected one of {', '.join(SHAPES)}")
+    config = VoxtralConfig() if shape == "mini" else VoxtralConfig(text_config=dict(VOXTRAL_SMALL_TEXT))
+    config.audio_token_id = 24  # hard-coded in VoxtralProcessor; the default config leaves it unset
+    return config
+
+
+def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None, shape: str = "mini") -> Any:
+    """Voxtral's architecture at ``shape`` (:func:`voxtral_config`) with random weights, built on ``device``.
+
+    Every parameter is created on ``device`` in ``dtype`` (transformers' init runs under that default dtype), so the
+    24 B shape never passes through host memory: 2 bytes a parameter on the GPU, never 4 on the host.
+    """
     import torch
-    from transformers import VoxtralConfig, VoxtralForConditionalGeneration
+    from transformers import VoxtralForConditionalGeneration
 
     torch.manual_seed(0)
     if tiny_dir is not None:
@@ -453,8 +530,7 @@ def random_voxtral(dtype: Any, device: str, tiny_dir: Path | None) -> Any:
             tiny_dir, dtype=dtype, attn_implementation="sdpa", use_kernels=False
         )
         return model.to(device)
-    config = VoxtralConfig()
-    config.audio_token_id = 24  # hard-coded in VoxtralProcessor; the default config leaves it unset
+    config = voxtral_config(shape)
     with torch.device(device):
         model = VoxtralForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
     return model
@@ -1044,7 +1120,7 @@ def voxfactory_trainer(bench: Bench, spec: dict[str, Any], record: Record) -> tu
     from transformers import Trainer, TrainingArguments
 
     cuda = bench.device == "cuda"
-    model = random_voxtral(torch.bfloat16 if cuda else torch.float32, bench.device, bench.tiny_dir)
+    model = random_voxtral(torch.bfloat16 if cuda else torch.float32, bench.device, bench.tiny_dir, bench.args.shape)
     for parameter in model.model.audio_tower.parameters():  # --freeze-audio-tower (the UI turns it on)
         parameter.requires_grad = False
     targets: Any = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -1108,7 +1184,7 @@ def voxplug_trainer(
     dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
     family = VoxtralFamily()
-    model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir))  # as loaded
+    model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir, bench.args.shape))
     checks: dict[str, Any] = {}
     batch = check_batch(bench)
     autocast = cuda and dtype != torch.bfloat16
@@ -1316,11 +1392,12 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     if cuda:  # what earlier variants left allocated is not this probe's: its peaks are reported without it
         torch.cuda.empty_cache()
     baseline = torch.cuda.memory_allocated() if cuda else 0
-    config = voxplug_config(bench, method, {})
+    # with checkpointing in the config, the trainer sets up what a checkpointed run has (no CUDA graphs)
+    config = voxplug_config(bench, method, {"training.gradient_checkpointing": suffix == "ckpt"})
     trainer_class = get_plugin_host().extension("training method", method)
     dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
-    model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir))
+    model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir, bench.args.shape))
     if fused_kernels_enabled(config, precision):
         VoxtralFamily().fuse_kernels(model)
     options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
@@ -1503,11 +1580,9 @@ def recount_entry(
 def recount(paths: list[Path]) -> list[Path]:
     """Write ``<results>.standard-mfu.json`` beside each results file: its variants' standard MFU, recounted on the
     CPU from their samples/s and the useful FLOPs of the same data (rebuilt, checked against the file's clip
-    statistics) at the Voxtral-Mini-3B shape."""
-    from transformers import VoxtralConfig
+    statistics) at the model shape the file names (Voxtral-Mini-3B where it names none)."""
     from voxplug_voxtral.loading import load_voxtral_processor
 
-    shape = VoxtralShape.of(VoxtralConfig())
     workdir = Path(tempfile.mkdtemp(prefix="voxplug-recount-"))
     processor_dir: Path | None = None
     data: dict[int, tuple[list[Clip], dict[str, list[tuple[int, int]]] | None]] = {}
@@ -1538,8 +1613,10 @@ def recount(paths: list[Path]) -> list[Path]:
             tokens = clip_tokens(clips, load_voxtral_processor(processor_dir), str(processor_dir))
             data[count] = (clips, tokens)
         peak = datasheet_peak_tflops(results["card"])
+        shape = VoxtralShape.of(voxtral_config(results.get("shape", "mini")))
         out: dict[str, Any] = {
             "source": path.name,
+            "shape": results.get("shape", "mini"),
             "card": results["card"],
             "datasheet_tflops": peak,
             "matmul_tflops": results.get("matmul_tflops"),
@@ -1608,7 +1685,8 @@ def build_processor(workdir: Path, tiny: bool) -> tuple[Path, Path | None]:
 
 def write_results(bench: Bench, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"train_throughput-{bench.results['card_slug']}.json"
+    shape = "" if bench.results["shape"] == "mini" else f"-{bench.results['shape']}"
+    path = out_dir / f"train_throughput-{bench.results['card_slug']}{shape}.json"
     path.write_text(json.dumps(bench.results, indent=1, default=str), encoding="utf-8")
     return path
 
@@ -1641,15 +1719,57 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"memory probe {method}: {probe}")
 
 
+def shape_problem(args: argparse.Namespace) -> str | None:
+    """What in the variants and probes ``args`` names does not fit ``--shape``, or None: the 24 B shape trains LoRA
+    only, and the ``small-*`` variants are its own."""
+    names = [v.strip().split("#")[0] for v in args.variants.split(",") if v.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        return f"unknown variants {', '.join(unknown)}: see VARIANTS in {Path(__file__).name}"
+    if args.shape == "small" and args.tiny:
+        return "--tiny runs the tiny test model, which has no Small form: leave out --shape small"
+    for name in names:
+        spec = VARIANTS[name]
+        if spec.get("shape", "mini") != args.shape:
+            return f"variant {name} is for --shape {spec.get('shape', 'mini')}, not --shape {args.shape}"
+        if args.shape == "small" and spec["method"] == "full":
+            return f"variant {name} is full fine-tuning, which fits no one card at --shape small: use LoRA variants"
+    for item in [p for p in args.probe.split(";") if p]:
+        method, _, sizes = item.partition(":")
+        if method.partition("+")[0] not in ("lora", "full") or method.partition("+")[2] not in ("", "ckpt"):
+            return f"--probe {item!r}: expected lora or full, with +ckpt for gradient checkpointing, then ':sizes'"
+        if not sizes or not all(size.strip().isdigit() for size in sizes.split(",")):
+            return f"--probe {item!r}: expected comma-separated micro-batch sizes after ':'"
+        if args.shape == "small" and method.startswith("full"):
+            return f"--probe {item!r}: full fine-tuning does not fit one card at --shape small"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--variants", default=DEFAULT_ORDER, help="comma-separated names from VARIANTS")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="mini",
+        help="the model's shape: Voxtral-Mini-3B-2507 or Voxtral-Small-24B-2507 (random weights; LoRA variants only)",
+    )
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help=f"comma-separated names from VARIANTS (default: {DEFAULT_ORDER}; --shape small: {SMALL_DEFAULT_ORDER})",
+    )
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps per variant (x8 samples)")
     parser.add_argument("--warmup", type=int, default=4, help="steps dropped before timing")
     parser.add_argument("--clips", type=int, default=400)
     parser.add_argument("--deadline-s", type=float, default=540.0, help="skip what would not finish by then")
-    parser.add_argument("--probe", default="lora:16,24,32;full:8,10,12", help="memory probe sizes")
+    parser.add_argument(
+        "--probe",
+        default=None,
+        help="memory probe: 'method[+ckpt]:micro-batches;...' (default: "
+        + "; ".join(f"{shape}: {probe}" for shape, probe in DEFAULT_PROBES.items())
+        + "); '' for none",
+    )
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model")
     parser.add_argument(
         "--trace-dir", type=Path, default=None, help="write a Chrome trace of each profiled variant's profiled steps"
@@ -1668,6 +1788,15 @@ def main(argv: list[str] | None = None) -> int:
         help="results files to recount on the CPU: writes each one's standard MFU beside it (no training)",
     )
     args = parser.parse_args(argv)
+    args.variants = (
+        args.variants
+        if args.variants is not None
+        else (SMALL_DEFAULT_ORDER if args.shape == "small" else DEFAULT_ORDER)
+    )
+    args.probe = args.probe if args.probe is not None else DEFAULT_PROBES[args.shape]
+    problem = shape_problem(args)
+    if problem:
+        parser.error(problem)
     if args.recount:
         recount(args.recount)
         return 0
@@ -1705,6 +1834,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             versions[package] = __import__(package).__version__
     results: dict[str, Any] = {
+        "shape": args.shape,
         "card": card,
         "card_slug": card_slug(card),
         "device_count": torch.cuda.device_count() if device == "cuda" else 0,
