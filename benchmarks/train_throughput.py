@@ -1730,10 +1730,10 @@ def shape_problem(args: argparse.Namespace) -> str | None:
         return "--tiny runs the tiny test model, which has no Small form: leave out --shape small"
     for name in names:
         spec = VARIANTS[name]
-        if spec.get("shape", "mini") != args.shape:
-            return f"variant {name} is for --shape {spec.get('shape', 'mini')}, not --shape {args.shape}"
         if args.shape == "small" and spec["method"] == "full":
             return f"variant {name} is full fine-tuning, which fits no one card at --shape small: use LoRA variants"
+        if spec.get("shape", "mini") != args.shape:
+            return f"variant {name} is for --shape {spec.get('shape', 'mini')}, not --shape {args.shape}"
     for item in [p for p in args.probe.split(";") if p]:
         method, _, sizes = item.partition(":")
         if method.partition("+")[0] not in ("lora", "full") or method.partition("+")[2] not in ("", "ckpt"):

@@ -178,6 +178,70 @@ def test_the_real_shape_is_voxtral_mini_3b(bench: Any) -> None:
     assert adapters.decoder + adapters.encoder == 7_372_800
 
 
+def test_the_small_shape_counts_from_its_own_dimensions(bench: Any) -> None:
+    """``--shape small``: the count reads Voxtral-Small-24B's dimensions from its config (none of Mini's), checked
+    against the parameter shapes of the model transformers builds from that config on the meta device."""
+    import torch
+
+    def linear_weights(module: Any) -> int:
+        return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+    models = {name: bench.random_voxtral(torch.bfloat16, "meta", None, name) for name in ("mini", "small")}
+    small = models["small"]
+    # the benchmark's random model is the real checkpoint's size (the Voxtral report: 24.3 B; 640 M encoder, 52 M
+    # adapter, 670 M embeddings, 22.9 B decoder), built in bf16 from the start (only Whisper's sinusoids stay fp32)
+    assert sum(p.numel() for p in small.parameters()) == 24_261_800_960
+    assert round(linear_weights(small.model.multi_modal_projector) / 1e6) == 52
+    assert round(small.model.language_model.embed_tokens.weight.numel() / 1e6) == 671
+    assert {n for n, p in small.named_parameters() if p.dtype != torch.bfloat16} == {
+        "model.audio_tower.embed_positions.weight"
+    }
+    per_token: dict[str, float] = {}
+    for name, model in models.items():
+        shape = bench.VoxtralShape.of(model.config)
+        decoder = linear_weights(model.model.language_model)
+        first_qkv = sum(
+            getattr(model.model.language_model.layers[0].self_attn, f"{p}_proj").weight.numel() for p in "qkv"
+        )
+        assert shape.lm_linear == decoder  # forward: 2 FLOPs a weight a token
+        full = shape.row_flops(bench.FULL, bench.Adapters(), tokens=1, loss_positions=1)
+        lora = shape.row_flops(bench.LORA, bench.Adapters(), tokens=1, loss_positions=1)
+        assert full["decoder_linear"] == 6 * decoder  # forward, input gradients, weight gradients
+        assert lora["decoder_linear"] == 2 * decoder + 2 * (decoder - first_qkv)  # frozen: no weight gradients
+        assert lora["head"] == 4 * model.lm_head.weight.numel()
+        encoder = shape.encoder_chunk_flops(bench.LORA, bench.Adapters())["encoder_linear"]
+        assert encoder == 2 * linear_weights(model.model.audio_tower) * model.config.audio_config.max_source_positions
+        assert shape.projector_chunk_flops(bench.LORA) == 2 * linear_weights(model.model.multi_modal_projector) * 375
+        per_token[name] = full["decoder_linear"]
+    text = small.config.text_config
+    assert (text.hidden_size, text.intermediate_size, text.num_hidden_layers) == (5120, 32768, 40)
+    assert per_token["small"] / per_token["mini"] == linear_weights(small.model.language_model) / linear_weights(
+        models["mini"].model.language_model
+    )
+
+
+def test_a_shape_refuses_variants_and_probes_it_cannot_run(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Checked before anything loads: full fine-tuning of the 24 B shape on one card, another shape's variants."""
+    cases = {
+        ("--shape", "small", "--variants", "full-default"): "full fine-tuning, which fits no one card",
+        ("--shape", "small", "--variants", "small-lora-mb8", "--probe", "full:2"): "full fine-tuning does not fit",
+        ("--variants", "small-lora-mb8"): "variant small-lora-mb8 is for --shape small, not --shape mini",
+        ("--shape", "small", "--variants", "lora-default"): "variant lora-default is for --shape mini",
+        ("--shape", "small", "--tiny"): "--tiny runs the tiny test model",
+        ("--variants", "lora-nonesuch"): "unknown variants lora-nonesuch",
+        ("--probe", "lora+offload:2"): "expected lora or full, with +ckpt",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(list(argv))
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err, argv
+    small = bench.argparse.Namespace(
+        shape="small", tiny=False, variants=bench.SMALL_DEFAULT_ORDER, probe=bench.DEFAULT_PROBES["small"]
+    )
+    assert bench.shape_problem(small) is None
+
+
 def test_a_standard_mfu_needs_the_cards_datasheet_peak(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.datasheet_peak_tflops("NVIDIA H100 80GB HBM3") == bench.datasheet_peak_tflops("NVIDIA H200") == 989.4
     assert bench.datasheet_peak_tflops("NVIDIA H100 PCIe") == 756.0
