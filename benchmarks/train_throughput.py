@@ -1079,6 +1079,11 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     result["grad_accum"] = args.gradient_accumulation_steps
     result["dataloader_workers"] = args.dataloader_num_workers
     result["optim"] = str(args.optim)
+    # the Trainer's own switch (activation_checkpointing in newer transformers)
+    result["gradient_checkpointing"] = bool(
+        getattr(args, "activation_checkpointing", False) or getattr(args, "gradient_checkpointing", False)
+    )
+    result["model_params"] = sum(p.numel() for p in trainer.model.parameters())
     try:
         trainer.train()
     except torch.OutOfMemoryError as exc:

@@ -42,6 +42,24 @@ def test_voxtral_presets_keep_voxfactorys_global_batch_in_one_micro_batch(preset
     assert training.gradient_checkpointing is (training.method == "full")
 
 
+def test_the_voxtral_small_preset_is_the_mini_lora_recipe_on_the_24b_checkpoint() -> None:
+    small, mini = load_config(["voxtral-small-lora"]), load_config(["voxtral-mini-lora"])
+    assert small.model.name_or_path == "mistralai/Voxtral-Small-24B-2507"
+    assert small.training.method == "lora" and small.model.dtype == "auto"  # bf16 frozen base under adapters
+    assert small.training.plugin_tables()["lora"]["scopes"] == ["language_model"]
+    # checkpointing beside the 24 B frozen weights; everything else (adapters, batch, schedule, evaluation) is Mini's
+    assert small.training.gradient_checkpointing and not mini.training.gradient_checkpointing
+    differ = {"name", "base_dir", "run_dir"}
+
+    def recipe(config: RunConfig) -> dict:
+        data = config.model_dump()
+        data["model"].pop("name_or_path")
+        data["training"].pop("gradient_checkpointing")
+        return {key: value for key, value in data.items() if key not in differ}
+
+    assert recipe(small) == recipe(mini)
+
+
 def test_files_layer_and_overrides_win(tmp_path: Path) -> None:
     base = write(tmp_path / "base.yaml", "name: base\ntraining:\n  epochs: 2\n  batch_size: 8\n")
     top = write(tmp_path / "top.yaml", "training:\n  epochs: 5\n")
