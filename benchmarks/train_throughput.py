@@ -1,4 +1,4 @@
-"""Training throughput of Voxtral-Mini-3B fine-tuning on one GPU: VoxFactory's recipe against voxplug's defaults.
+"""Training throughput of Voxtral fine-tuning on one GPU: VoxFactory's recipe against voxplug's defaults (Mini-3B).
 
 What runs (all in one process, all through transformers' ``Trainer``, which is what users run):
 
@@ -71,6 +71,12 @@ Run (GPU, about 5 minutes with the memory probe)::
     python benchmarks/train_throughput.py --out benchmarks/results
 
 ``--tiny`` runs every code path on CPU with the tiny test model (a smoke test, numbers meaningless).
+
+``--shape small`` measures Voxtral-Small-24B-2507 instead (:data:`VOXTRAL_SMALL_TEXT`: the real checkpoint's
+dimensions, random weights created in bf16 on the GPU): voxplug's LoRA only (the ``small-*`` variants: micro-batch
+and gradient checkpointing varied, the 3B defaults otherwise), and a memory probe with and without checkpointing for
+the largest micro-batch. The standard count reads the model's config, so its MFU is the 24 B model's. Results go to
+``train_throughput-<card>-small.json``.
 """
 
 from __future__ import annotations
@@ -318,6 +324,11 @@ SMALL_VARIANTS: dict[str, dict[str, Any]] = {
         "config": {**_SMALL, "training.batch_size": 4, "training.grad_accum": 2},
     },
     "small-lora-mb8": {"method": "lora", "config": _SMALL},  # the 3B LoRA default's 8 x 1
+    # the CUDA graphs' share at this size (their private memory pools grow with the model's activations)
+    "small-lora-mb2-eager": {
+        "method": "lora",
+        "config": {**_SMALL, "training.batch_size": 2, "training.grad_accum": 4, "training.lora.cuda_graphs": False},
+    },
     "small-lora-ckpt-mb4": {
         "method": "lora",
         "config": {
@@ -333,7 +344,7 @@ DEFAULT_ORDER = "lora-default,voxfactory,lora-default#2,full-default"
 #: Most likely to fit first: an out-of-memory variant can leave the allocator fragmented for the next one.
 SMALL_DEFAULT_ORDER = "small-lora-ckpt-mb8,small-lora-mb2,small-lora-mb4,small-lora-mb8"
 #: The memory probe's micro-batches (30 s clips) for each shape: "method[+ckpt]:sizes;..."
-DEFAULT_PROBES = {"mini": "lora:16,24,32;full:8,10,12", "small": "lora:2,4,6,8;lora+ckpt:8,16,24,32"}
+DEFAULT_PROBES = {"mini": "lora:16,24,32;full:8,10,12", "small": "lora:1,2,3,4,6,8;lora+ckpt:8,16,32,48,64"}
 
 
 # -- data ---------------------------------------------------------------------------------------------------
