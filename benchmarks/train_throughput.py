@@ -1827,6 +1827,8 @@ def main(argv: list[str] | None = None) -> int:
     ORIGINAL_ROTARY = modeling_llama.apply_rotary_pos_emb
     t0 = time.monotonic()
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    if args.shape == "small" and device != "cuda":
+        parser.error("--shape small needs a CUDA GPU: its 24 B parameters are built on the GPU in bf16")
     card = torch.cuda.get_device_name() if device == "cuda" else f"cpu-{platform.machine()}"
     if args.memory_cap_gib and device == "cuda":
         total = torch.cuda.get_device_properties(0).total_memory
@@ -1875,7 +1877,8 @@ def main(argv: list[str] | None = None) -> int:
     estimates = {"voxfactory": 60, "voxfactory-lm-only": 50, "full-v0": 45}
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
         base_name = name.split("#")[0]
-        if bench.remaining() < estimates.get(base_name, 150 if "compile" in base_name else 40):
+        default = 150 if "compile" in base_name else 90 if base_name.startswith("small-") else 40
+        if bench.remaining() < estimates.get(base_name, default):
             results["variants"][name] = {"skipped": "time"}
             continue
         print(f"== {name} ({time.monotonic() - t0:.0f} s)", flush=True)

@@ -231,6 +231,10 @@ def test_a_shape_refuses_variants_and_probes_it_cannot_run(bench: Any, capsys: p
         ("--variants", "lora-nonesuch"): "unknown variants lora-nonesuch",
         ("--probe", "lora+offload:2"): "expected lora or full, with +ckpt",
     }
+    import torch
+
+    if not torch.cuda.is_available():  # never 24 B parameters on the host
+        cases[("--shape", "small", "--variants", "", "--probe", "")] = "--shape small needs a CUDA GPU"
     for argv, message in cases.items():
         with pytest.raises(SystemExit) as exit_info:
             bench.main(list(argv))
