@@ -488,15 +488,15 @@ class AudioSecondsCollator:
 ORIGINAL_ROTARY: Any = None
 
 
-#: The language model of mistralai/Voxtral-Small-24B-2507, from its ``config.json`` (``text_config``). Its public copy
-#: read here: huggingface.co/Abc7347/this/blob/main/config.json (a duplicate of the checkpoint's, written by
-#: transformers 4.54.0.dev0), as quoted in shared/reference/voxtral.md section 1.3; the checkpoint's own file was not
-#: reachable from here. Cross-checks: Mistral Small 3.1's text model (Voxtral Small's base) in NVIDIA TensorRT-LLM's
-#: test fixture ``mistral_small_3_1_24b_config`` (5120 / 32768 / 40 layers / 32 and 8 heads / head_dim 128 /
-#: 131072), and the parameter count these values give, 24,261,800,960, against the Voxtral report's 24.3 B (640 M
-#: encoder, 52 M adapter, 670 M embeddings, 22.9 B decoder; tests/training/test_train_benchmark_flops.py checks it).
-#: Everything else is what the Voxtral converter (transformers ``convert_voxtral_weights_to_hf.py``) writes for both
-#: sizes: ``VoxtralConfig``'s llama text config and Whisper-large-v3 encoder, ``audio_token_id`` 24, GELU projector.
+#: mistralai/Voxtral-Small-24B-2507's ``config.json``: its ``text_config`` and ``audio_config`` as read in the public
+#: copy huggingface.co/Abc7347/this/blob/main/config.json (a duplicate of the checkpoint's, written by transformers
+#: 4.54.0.dev0; also quoted in shared/reference/voxtral.md section 1.3); the checkpoint's own file was not reachable
+#: from here. The copy also has ``audio_token_id`` 24, ``projector_hidden_act`` "gelu", the llama text model type,
+#: ``sliding_window`` null and ``rope_scaling`` null, as VoxtralConfig builds them. Cross-checks: Mistral Small 3.1's
+#: text model (Voxtral Small's base) has the same widths and depths in NVIDIA TensorRT-LLM's test fixture
+#: ``mistral_small_3_1_24b_config``, and the parameter count these values give, 24,261,800,960, is the Voxtral
+#: report's 24.3 B (640 M encoder, 52 M adapter, 670 M embeddings, 22.9 B decoder;
+#: tests/training/test_train_benchmark_flops.py checks it).
 VOXTRAL_SMALL_TEXT: dict[str, Any] = {
     "hidden_size": 5120,
     "intermediate_size": 32768,
@@ -507,21 +507,38 @@ VOXTRAL_SMALL_TEXT: dict[str, Any] = {
     "vocab_size": 131072,
     "rope_theta": 100000000.0,
     "max_position_embeddings": 131072,
-    # Assumed, not read in the copy: rms_norm_eps is VoxtralConfig's default (1e-5, Mini's and Mistral-Small-3's);
-    # it changes no shape, FLOP or byte.
     "rms_norm_eps": 1e-05,
+    "hidden_act": "silu",
+    "attention_bias": False,
+    "mlp_bias": False,
+}
+#: The Whisper-large-v3 encoder, Mini's (the copy's ``num_key_value_heads`` 20 and ``head_dim`` 64 are these
+#: widths' own: VoxtralEncoderConfig derives them).
+VOXTRAL_SMALL_AUDIO: dict[str, Any] = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "max_source_positions": 1500,
+    "num_mel_bins": 128,
+    "vocab_size": 51866,
+    "scale_embedding": False,
+    "activation_function": "gelu",
 }
 SHAPES = ("mini", "small")
 
 
 def voxtral_config(shape: str) -> Any:
     """The ``VoxtralConfig`` of a shape: ``mini`` is Voxtral-Mini-3B-2507 (the config's defaults), ``small``
-    Voxtral-Small-24B-2507 (:data:`VOXTRAL_SMALL_TEXT`, the same audio encoder)."""
+    Voxtral-Small-24B-2507 (:data:`VOXTRAL_SMALL_TEXT`, :data:`VOXTRAL_SMALL_AUDIO`)."""
     from transformers import VoxtralConfig
 
     if shape not in SHAPES:
         raise ValueError(f"unknown model shape {shape!r}: expected one of {', '.join(SHAPES)}")
-    config = VoxtralConfig() if shape == "mini" else VoxtralConfig(text_config=dict(VOXTRAL_SMALL_TEXT))
+    if shape == "mini":
+        config = VoxtralConfig()
+    else:
+        config = VoxtralConfig(text_config=dict(VOXTRAL_SMALL_TEXT), audio_config=dict(VOXTRAL_SMALL_AUDIO))
     config.audio_token_id = 24  # hard-coded in VoxtralProcessor; the default config leaves it unset
     return config
 

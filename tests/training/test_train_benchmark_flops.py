@@ -215,6 +215,8 @@ def test_the_small_shape_counts_from_its_own_dimensions(bench: Any) -> None:
         per_token[name] = full["decoder_linear"]
     text = small.config.text_config
     assert (text.hidden_size, text.intermediate_size, text.num_hidden_layers) == (5120, 32768, 40)
+    # the same Whisper encoder as Mini, field for field
+    assert small.config.audio_config.to_dict() == models["mini"].config.audio_config.to_dict()
     assert per_token["small"] / per_token["mini"] == linear_weights(small.model.language_model) / linear_weights(
         models["mini"].model.language_model
     )
