@@ -73,7 +73,6 @@ from typing import Any
 from model_flops import WhisperRegime, WhisperShape, datasheet_peak_tflops, whisper_row_flops
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLING_RATE = 16000
 
 LARGE_V3: dict[str, Any] = {
     "d_model": 1280,
@@ -216,9 +215,7 @@ def run_seq2seq(folder: Path, clips: list[Any], lora: bool, args: argparse.Names
 
     processor = WhisperProcessor.from_pretrained(folder)
     processor.tokenizer.set_prefix_tokens(language="en", task="transcribe")
-    if (
-        processor.tokenizer.pad_token is None
-    ):  # the Hub's Whisper tokenizers pad with <|endoftext|>; the tiny one has none
+    if processor.tokenizer.pad_token is None:  # the Hub's Whisper tokenizers pad with <|endoftext|>
         processor.tokenizer.pad_token = "<|endoftext|>"
     model = AutoModelForSpeechSeq2Seq.from_pretrained(folder, dtype=torch.float32, use_kernels=False)
     if lora:
