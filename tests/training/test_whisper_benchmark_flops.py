@@ -113,3 +113,32 @@ def test_the_whisper_count_equals_the_executed_flops_of_an_unpadded_row(
     as_executed = sum(flops.whisper_row_flops(shape, regime, tokens, label_tokens).values())
     assert executed_flops(model, batch) == as_executed
     assert causal < as_executed  # the masked half of the decoder's self-attention is not useful work
+
+
+@pytest.mark.parametrize(("shape", "published"), [("large-v3", 1550e6), ("large-v3-turbo", 809e6)])
+def test_the_benchmark_shapes_have_the_published_sizes(
+    flops: Any, shape: str, published: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI's model card gives large-v3 1550 M parameters and large-v3-turbo 809 M."""
+    import importlib.util
+
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("whisper_throughput", BENCHMARKS / "whisper_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    config = WhisperConfig(**bench.SHAPES[shape])
+    with torch.device("meta"):
+        model = WhisperForConditionalGeneration(config)
+    parameters = sum(p.numel() for p in model.parameters())
+    assert abs(parameters - published) / published < 0.01
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    counted = flops.WhisperShape.of(config)
+    d = counted.d_model
+    per_encoder_layer = 4 * d * d + 2 * d * counted.enc_ffn
+    per_decoder_layer = 8 * d * d + 2 * d * counted.dec_ffn
+    head = counted.vocab * d
+    assert linear == counted.enc_layers * per_encoder_layer + counted.dec_layers * per_decoder_layer + head
