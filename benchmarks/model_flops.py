@@ -248,3 +248,187 @@ class VoxtralShape:
 def total(parts: dict[str, float]) -> float:
     """The sum of a by-part count."""
     return float(sum(parts.values()))
+
+
+# -- Whisper ----------------------------------------------------------------------------------------------------
+#
+# The same standard count for Whisper's encoder-decoder (``WhisperForConditionalGeneration``), per training row:
+#
+# * the conv stem over the 3000 mel frames of the 30 s window and the encoder over its 1500 frames, bidirectional
+#   (every row is padded to the window, so the window is the encoder's input);
+# * the decoder over the row's real tokens (prompt, transcript, end-of-text; never the batch's right padding),
+#   self-attention causal, cross-attention from each token to all 1500 encoder frames, and in every decoder layer
+#   the cross-attention keys and values projected from the 1500 encoder frames;
+# * the logits (the output layer, tied to the token embedding) only at the label positions;
+# * backward as autograd needs it: a weight's gradient where the weight trains, an input's gradient where anything
+#   before it needs one; attention backward per matmul operand that needs a gradient. An adapter of rank r on a
+#   linear layer costs 2 r (in + out) forward, 2 r (in + 2 out) backward, plus 2 r in for its input's gradient.
+
+
+@dataclass(frozen=True)
+class WhisperShape:
+    """What the count needs of a ``WhisperConfig``."""
+
+    d_model: int
+    enc_layers: int
+    dec_layers: int
+    enc_ffn: int
+    dec_ffn: int
+    mel_bins: int
+    enc_frames: int  # 1500 encoder frames per 30 s window (3000 mel frames, halved by the stride-2 convolution)
+    vocab: int
+
+    @classmethod
+    def of(cls, config: Any) -> WhisperShape:
+        return cls(
+            d_model=config.d_model,
+            enc_layers=config.encoder_layers,
+            dec_layers=config.decoder_layers,
+            enc_ffn=config.encoder_ffn_dim,
+            dec_ffn=config.decoder_ffn_dim,
+            mel_bins=config.num_mel_bins,
+            enc_frames=config.max_source_positions,
+            vocab=config.vocab_size,
+        )
+
+
+WHISPER_ENCODER_TARGETS = ("q", "k", "v", "out", "fc1", "fc2")
+WHISPER_DECODER_TARGETS = ("self.q", "self.k", "self.v", "self.out", "cross.q", "cross.k", "cross.v", "cross.out")
+WHISPER_DECODER_TARGETS += ("fc1", "fc2")
+
+
+@dataclass(frozen=True)
+class WhisperRegime:
+    """What trains in a Whisper fine-tune: whole parts (``encoder_trains``: conv stem and encoder layers;
+    ``decoder_trains``: decoder layers, embeddings and the tied output layer) and LoRA adapters of rank ``lora_r``
+    on the named projections of every encoder layer (``q``, ``k``, ``v``, ``out``, ``fc1``, ``fc2``) and decoder
+    layer (``self.q`` … ``self.out``, ``cross.q`` … ``cross.out``, ``fc1``, ``fc2``)."""
+
+    encoder_trains: bool = False
+    decoder_trains: bool = False
+    lora_r: int = 0
+    encoder_targets: frozenset[str] = frozenset()
+    decoder_targets: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, model: Any) -> WhisperRegime:
+        """Read the regime of a (PEFT-wrapped) Whisper from which parameters need gradients."""
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        ranks, encoder, decoder = set(), set(), set()
+        for name, module in model.named_modules():
+            lora_a = getattr(module, "lora_A", None)
+            if not lora_a or not hasattr(module, "base_layer"):
+                continue
+            ranks.update(layer.out_features for layer in lora_a.values())
+            leaf = name.rsplit(".", 1)[-1].removesuffix("_proj")
+            if ".encoder.layers." in f".{name}":
+                encoder.add(leaf)
+            else:
+                block = "cross" if "encoder_attn" in name else "self"
+                decoder.add(leaf if leaf.startswith("fc") else f"{block}.{leaf}")
+        if len(ranks) > 1:
+            raise ValueError(f"adapters of several ranks {sorted(ranks)}: the count takes one rank")
+        return cls(
+            encoder_trains=base.model.encoder.layers[0].fc1.weight.requires_grad,
+            decoder_trains=base.model.decoder.embed_tokens.weight.requires_grad,
+            lora_r=ranks.pop() if ranks else 0,
+            encoder_targets=frozenset(encoder),
+            decoder_targets=frozenset(decoder),
+        )
+
+    @property
+    def encoder_backward(self) -> bool:
+        """Whether gradients flow into the encoder (it trains, or holds adapters)."""
+        return self.encoder_trains or bool(self.encoder_targets)
+
+
+def _linear(tokens: int, n_in: int, n_out: int, input_grad: bool, trains: bool, r: int) -> tuple[float, bool]:
+    """FLOPs of one linear layer over ``tokens`` positions, forward and backward, and whether its output needs a
+    gradient. ``r`` is its adapter's rank (0: none)."""
+    weights = n_in * n_out
+    flops = 2 * weights * tokens * (1 + int(input_grad) + int(trains))
+    if r:
+        flops += 2 * r * tokens * ((n_in + n_out) + (n_in + 2 * n_out) + n_in * int(input_grad))
+    return float(flops), input_grad or trains or bool(r)
+
+
+def _attention(pairs: int, width: int, q_grad: bool, k_grad: bool, v_grad: bool) -> float:
+    """Scores ``Q K^T`` and outputs ``P V`` over ``pairs`` query-key pairs of ``width``, forward and backward."""
+    matmul = 2 * pairs * width
+    p_grad = q_grad or k_grad
+    return float(matmul * (2 + int(q_grad) + int(k_grad) + int(p_grad) + int(v_grad)))
+
+
+def whisper_row_flops(shape: WhisperShape, regime: WhisperRegime, tokens: int, label_tokens: int) -> dict[str, float]:
+    """Useful training FLOPs of one row: ``tokens`` decoder positions (prompt, transcript, end-of-text) of which
+    ``label_tokens`` carry a label, by part. ``encoder`` is the conv stem and encoder (the part a cache of a frozen
+    encoder's outputs saves)."""
+    d, frames = shape.d_model, shape.enc_frames
+    trains = regime.encoder_trains
+    encoder = 2.0 * 3 * shape.mel_bins * d * 2 * frames * (1 + int(trains))  # conv1 over the 3000 mel frames
+    encoder += 2.0 * 3 * d * d * frames * (1 + 2 * int(trains))  # conv2 (stride 2); input gradient if conv1 trains
+    grad = trains  # whether the encoder's hidden states need a gradient, layer by layer
+    for _ in range(shape.enc_layers):
+        flops, grad = _encoder_layer(shape, regime, frames, grad, trains)
+        encoder += flops
+    encoder_out_grad = regime.encoder_backward
+    decoder = cross_kv = 0.0
+    grad = regime.decoder_trains
+    for _ in range(shape.dec_layers):
+        flops, kv, grad = _decoder_layer(shape, regime, tokens, grad, encoder_out_grad)
+        decoder += flops
+        cross_kv += kv
+    head, _ = _linear(label_tokens, d, shape.vocab, grad, regime.decoder_trains, 0)
+    return {"encoder": encoder, "decoder": decoder, "cross_kv": cross_kv, "head": head}
+
+
+def _encoder_layer(
+    shape: WhisperShape, regime: WhisperRegime, frames: int, grad: bool, trains: bool
+) -> tuple[float, bool]:
+    """One encoder layer's FLOPs and whether its output needs a gradient."""
+    d, r, targets = shape.d_model, regime.lora_r, regime.encoder_targets
+    flops, needs = 0.0, {}
+    for name in ("q", "k", "v"):
+        part, needs[name] = _linear(frames, d, d, grad, trains, r * (name in targets))
+        flops += part
+    flops += _attention(frames * frames, d, needs["q"], needs["k"], needs["v"])
+    part, out = _linear(frames, d, d, any(needs.values()), trains, r * ("out" in targets))
+    flops += part
+    grad = grad or out
+    part, hidden = _linear(frames, d, shape.enc_ffn, grad, trains, r * ("fc1" in targets))
+    flops += part
+    part, out = _linear(frames, shape.enc_ffn, d, hidden, trains, r * ("fc2" in targets))
+    return flops + part, grad or out
+
+
+def _decoder_layer(
+    shape: WhisperShape, regime: WhisperRegime, tokens: int, grad: bool, encoder_out_grad: bool
+) -> tuple[float, float, bool]:
+    """One decoder layer's FLOPs (its cross-attention keys and values apart) and whether its output needs a
+    gradient."""
+    d, r, targets, trains = shape.d_model, regime.lora_r, regime.decoder_targets, regime.decoder_trains
+    frames = shape.enc_frames
+    flops, needs = 0.0, {}
+    for name in ("q", "k", "v"):
+        part, needs[name] = _linear(tokens, d, d, grad, trains, r * (f"self.{name}" in targets))
+        flops += part
+    flops += _attention(causal_pairs(tokens), d, needs["q"], needs["k"], needs["v"])
+    part, out = _linear(tokens, d, d, any(needs.values()), trains, r * ("self.out" in targets))
+    flops += part
+    grad = grad or out
+    part, q_grad = _linear(tokens, d, d, grad, trains, r * ("cross.q" in targets))
+    flops += part
+    cross_kv = 0.0
+    kv_grads = []
+    for name in ("k", "v"):
+        part, kv_grad = _linear(frames, d, d, encoder_out_grad, trains, r * (f"cross.{name}" in targets))
+        cross_kv += part
+        kv_grads.append(kv_grad)
+    flops += _attention(tokens * frames, d, q_grad, *kv_grads)
+    part, out = _linear(tokens, d, d, q_grad or any(kv_grads), trains, r * ("cross.out" in targets))
+    flops += part
+    grad = grad or out
+    part, hidden = _linear(tokens, d, shape.dec_ffn, grad, trains, r * ("fc1" in targets))
+    flops += part
+    part, out = _linear(tokens, shape.dec_ffn, d, hidden, trains, r * ("fc2" in targets))
+    return flops + part, cross_kv, grad or out
