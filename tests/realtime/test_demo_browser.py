@@ -67,10 +67,26 @@ def spoken_wav(word_clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return write_wav_16k(tmp_path_factory.mktemp("mic") / "mic.wav", np.concatenate([audio, np.zeros(16000)]))
 
 
-def test_the_live_transcript_grows_while_the_visitor_speaks(demo_url: str, spoken_wav: Path) -> None:
+def test_the_live_transcript_grows_while_the_visitor_speaks(
+    demo_url: str, spoken_wav: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Words show while the recording runs, and what the page ends with is, token for token, what streaming
+    generation writes for the audio the server received. The words themselves are not asserted: a starved browser
+    drops microphone frames, and the tiny model is no judge of damaged audio (test_demo.py checks its tokens on
+    intact audio)."""
     if not Path(CHROMIUM).is_file() and not shutil.which("chromium"):
         pytest.skip("chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    from voxplug_space import demo_app
+
+    streams: list[Any] = []
+    opened = demo_app.LiveStream.__init__
+
+    def remember(self: Any, *args: Any, **kwargs: Any) -> None:
+        opened(self, *args, **kwargs)
+        streams.append(self)
+
+    monkeypatch.setattr(demo_app.LiveStream, "__init__", remember)
     args = [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={spoken_wav}%noloop"]
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
@@ -80,16 +96,21 @@ def test_the_live_transcript_grows_while_the_visitor_speaks(demo_url: str, spoke
             page.goto(demo_url)
             page.click("#live-audio button.record-button")
             transcript = page.locator("#live-transcript textarea")
-            sync_api.expect(transcript).to_have_value(_contains("open the door"), timeout=90_000)
+            sync_api.expect(transcript).to_have_value(re.compile(r"\w"), timeout=90_000)
             assert page.locator("#live-audio button.stop-button").is_visible()  # still recording
             heard = transcript.input_value()
             page.click("#live-audio button.stop-button")
-            # the stop flushes the words still in the delay; where in the looping clip the recording stopped is
-            # up to the browser's timing, so only what was shown must stay
+            # the stop flushes the words still in the delay: what was shown stays, and more may follow
             sync_api.expect(transcript).to_have_value(re.compile("^" + re.escape(heard.strip())), timeout=60_000)
         finally:
             browser.close()
     wait_for_live_streams_to_end()
+    [stream] = streams
+    received = stream.audio[: stream.audio.shape[0] - stream.tail]  # finish() appended the tail of silence
+    from voxplug_voxtral_realtime.generation import transcribe_streaming
+
+    expected = transcribe_streaming(stream.model, stream.processor, [received], delay_ms=stream.delay_ms)[0].token_ids
+    assert len(expected) > 0 and stream.tokens[: len(expected)] == expected
 
 
 def wait_for_live_streams_to_end(timeout_s: float = 90.0) -> None:
@@ -103,7 +124,3 @@ def wait_for_live_streams_to_end(timeout_s: float = 90.0) -> None:
     while any(thread.name == LIVE_THREAD for thread in threading.enumerate()):
         assert time.monotonic() < deadline, "a live stream outlived its visitor"
         time.sleep(0.5)
-
-
-def _contains(words: str) -> Any:
-    return re.compile(re.escape(words))
