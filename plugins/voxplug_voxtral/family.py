@@ -26,6 +26,18 @@ SCOPE_MODULES: dict[str, str] = {
 }
 
 
+def part_module(model: Any, scope: str, parts: dict[str, str], family: str) -> Any:
+    """The submodule named ``parts[scope]`` (its dotted name's tail), through any PEFT wrapper; ``family`` names the
+    model kind in errors. Shared by the Voxtral families, whose parts are named alike."""
+    if scope not in parts:
+        raise ValueError(f"unknown {family} part {scope!r} (known: {', '.join(parts)})")
+    suffix = parts[scope]
+    for name, module in model.named_modules():
+        if name == suffix or name.endswith("." + suffix):
+            return module
+    raise ValueError(f"{type(model).__name__} has no {suffix} (is it a {family} model?)")
+
+
 class VoxtralFamily(ModelFamily):
     """``VoxtralForConditionalGeneration`` checkpoints (Voxtral-Mini-3B, Voxtral-Small-24B, fine-tunes of them)."""
 
@@ -81,13 +93,7 @@ class VoxtralFamily(ModelFamily):
 
     def scope_module(self, model: Any, scope: str) -> Any:
         """The submodule that holds one part (a name from :attr:`lora_scopes`), through any PEFT wrapper."""
-        if scope not in SCOPE_MODULES:
-            raise ValueError(f"unknown Voxtral part {scope!r} (known: {', '.join(SCOPE_MODULES)})")
-        suffix = SCOPE_MODULES[scope]
-        for name, module in model.named_modules():
-            if name == suffix or name.endswith("." + suffix):
-                return module
-        raise ValueError(f"{type(model).__name__} has no {suffix} (is it a Voxtral model?)")
+        return part_module(model, scope, SCOPE_MODULES, "Voxtral")
 
     def frozen_encoder(self, model: Any) -> Any:
         """The Whisper audio encoder (``audio_tower``)."""

@@ -81,8 +81,13 @@ def base_tekken() -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def voxtral_tekken(n_inner_ranks: int) -> dict[str, Any]:
-    """Return a Voxtral ``tekken.json`` document with the first ``n_inner_ranks`` BPE ranks of the real vocabulary."""
+def voxtral_tekken(
+    n_inner_ranks: int, *, special_tokens: list[dict[str, Any]] | None = None, audio: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return a Voxtral ``tekken.json`` document with the first ``n_inner_ranks`` BPE ranks of the real vocabulary.
+
+    ``special_tokens`` and ``audio`` replace Voxtral's own (the realtime family's tiny model passes its streaming
+    tokens and audio section)."""
     base = base_tekken()
     if not 256 <= n_inner_ranks <= len(base["vocab"]):
         raise ValueError(
@@ -98,8 +103,8 @@ def voxtral_tekken(n_inner_ranks: int) -> dict[str, Any]:
     return {
         "config": config,
         "vocab": base["vocab"][:n_inner_ranks],
-        "special_tokens": voxtral_special_tokens(),
-        "audio": VOXTRAL_AUDIO_SECTION,
+        "special_tokens": voxtral_special_tokens() if special_tokens is None else special_tokens,
+        "audio": VOXTRAL_AUDIO_SECTION if audio is None else audio,
     }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
+from voxplug_voxtral.family import part_module
 
 from voxplug.api import (
     Collator,
@@ -121,13 +122,7 @@ class VoxtralRealtimeFamily(ModelFamily):
 
     def scope_module(self, model: Any, scope: str) -> Any:
         """The submodule that holds one part (a name from :attr:`lora_scopes`), through any PEFT wrapper."""
-        if scope not in SCOPE_MODULES:
-            raise ValueError(f"unknown Voxtral Realtime part {scope!r} (known: {', '.join(SCOPE_MODULES)})")
-        suffix = SCOPE_MODULES[scope]
-        for name, module in model.named_modules():
-            if name == suffix or name.endswith("." + suffix):
-                return module
-        raise ValueError(f"{type(model).__name__} has no {suffix} (is it a Voxtral Realtime model?)")
+        return part_module(model, scope, SCOPE_MODULES, "Voxtral Realtime")
 
     def frozen_encoder(self, model: Any) -> Any:
         """The causal audio encoder (``audio_tower``)."""

@@ -21,9 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from voxplug_voxtral.tiny import base_tekken, voxtral_special_tokens
+from voxplug_voxtral.tiny import NUM_SPECIAL_TOKENS, voxtral_special_tokens, voxtral_tekken
 
-NUM_SPECIAL_TOKENS = 1000
 BOS_TOKEN_ID = 1
 EOS_TOKEN_ID = 2
 PAD_TOKEN_ID = 11
@@ -70,24 +69,8 @@ def realtime_special_tokens() -> list[dict[str, Any]]:
 
 def realtime_tekken(n_inner_ranks: int, *, delay_ms: int = 480) -> dict[str, Any]:
     """A Voxtral Realtime ``tekken.json`` document with the first ``n_inner_ranks`` BPE ranks of the real vocabulary."""
-    base = base_tekken()
-    if not 256 <= n_inner_ranks <= len(base["vocab"]):
-        raise ValueError(
-            f"n_inner_ranks must be between 256 (the byte ranks) and {len(base['vocab'])}, got {n_inner_ranks}"
-        )
-    config = {
-        **base["config"],
-        "num_vocab_tokens": n_inner_ranks,
-        "default_vocab_size": n_inner_ranks + NUM_SPECIAL_TOKENS,
-        "default_num_special_tokens": NUM_SPECIAL_TOKENS,
-        "version": "v7",
-    }
-    return {
-        "config": config,
-        "vocab": base["vocab"][:n_inner_ranks],
-        "special_tokens": realtime_special_tokens(),
-        "audio": {**REALTIME_AUDIO_SECTION, "transcription_delay_ms": delay_ms},
-    }
+    audio = {**REALTIME_AUDIO_SECTION, "transcription_delay_ms": delay_ms}
+    return voxtral_tekken(n_inner_ranks, special_tokens=realtime_special_tokens(), audio=audio)
 
 
 def tiny_realtime_config(vocab_size: int, *, text_layers: int = 2, text_hidden: int = 48) -> Any:
