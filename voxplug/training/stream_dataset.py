@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from voxplug.data.interface import RowProblem
 from voxplug.data.streaming import STREAM_DIR, DropLog, StreamShard, clear_drops, read_drops, reader_name, row_problem
 from voxplug.errors import DataError, TrainingError, VoxplugError
+from voxplug.training.outputs import write_json
 
 if TYPE_CHECKING:
     from voxplug.data.interface import Example
@@ -216,21 +216,13 @@ class StreamEpochs:
 
 def write_position(checkpoint: Path, rank: int, world_size: int, readers: int, position: StreamPosition) -> Path:
     """Write rank ``rank``'s stream position into ``checkpoint`` (a temporary file renamed into place)."""
-    checkpoint.mkdir(parents=True, exist_ok=True)
-    target = checkpoint / POSITION_FILE.format(rank=rank)
     data = {
         "world_size": world_size,
         "readers": readers,
         "batches": position.batches,
         "positions": {str(reader): list(at) for reader, at in sorted(position.readers.items())},
     }
-    temporary = target.with_name(f".{target.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-    return target
+    return write_json(checkpoint / POSITION_FILE.format(rank=rank), data)
 
 
 def read_position(checkpoint: Path, rank: int, world_size: int, readers: int) -> StreamPosition:
