@@ -196,7 +196,7 @@ class DecoderCache:
         rows = normed.shape[0]
         keys, values = self.cross_keys[index][:rows], self.cross_values[index][:rows]
         query = scaled_query(attention, normed)
-        return attention.out_proj(attend(query.to(keys.dtype), keys, values.to(keys.dtype), None).to(query.dtype))
+        return attention.out_proj(attend(query.to(keys.dtype), keys, values, None).to(query.dtype))
 
     def move_rows(self, keep: torch.Tensor) -> None:
         """Copy rows ``keep`` of every buffer to its first rows."""
