@@ -111,12 +111,19 @@ def test_the_count_equals_the_executed_matmuls_of_an_unpadded_row(bench: Any, ti
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_the_count_equals_the_executed_matmuls_on_the_gpu(bench: Any, tiny: Any, method: str) -> None:
-    """On CUDA with SDPA (flash/cuDNN kernels, whose FLOPs the counter takes as the full attention matrix)."""
+def test_the_count_equals_the_executed_matmuls_on_the_gpu(
+    bench: Any, tiny: Any, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA with SDPA (flash/cuDNN kernels, whose FLOPs the counter takes as the full attention matrix).
+
+    ``FlopCounterMode`` cannot count SDPA's grouped-query form (fewer key/value heads than query heads), so the
+    keys and values are repeated to every query head first, as transformers does with a mask: the same matmuls."""
     import torch
+    from transformers.integrations import sdpa_attention
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
+    monkeypatch.setattr(sdpa_attention, "use_gqa_in_sdpa", lambda *args, **kwargs: False)
     from voxplug_voxtral.collator import VoxtralBatchBuilder
 
     folder, processor = tiny
