@@ -11,14 +11,23 @@ What runs (all in one process, all through transformers' ``Trainer``, which is w
   right padding) and the model's own loss over full-vocabulary logits at every position. Departures, none of
   which slows it: no evaluation and no checkpoints during the timed run (it saved every 50 steps), and audio is
   decoded with soundfile instead of ``datasets.Audio``/torchcodec.
-* ``lora-*``: voxplug's ``lora`` trainer through voxplug's own pieces: ``RunConfig`` ->
-  ``build_training_arguments``, ``LoraMethod.prepare_model`` (adapters on the language model only, encoder
-  run without autograd), ``ExampleDataset`` (lazy decoding), the ``voxtral-transcription`` collator and
-  ``TranscriptionTrainer`` (logits only at label positions when enabled; duration-grouped batches where a variant
-  or the defaults ask for them). Since the sixth session the language model's layers replay as CUDA graphs
-  (``training.lora.cuda_graphs``) unless a variant pins it off, as every earlier one does.
-* ``full-*``: voxplug's ``full`` trainer: fp32 master weights (the model is held in fp32, the forward runs under
-  bf16 autocast), language model + projector trained, encoder frozen without autograd.
+* ``lora-*`` and ``full-*``: voxplug's own run (``voxplug.training.run.TrainingRun``, what ``voxplug train``
+  runs) of its ``lora`` or ``full`` method, from a ``RunConfig`` of the repository's defaults and the variant's
+  overrides: the clips as a JSONL dataset (every clip trains: none held out, none may be dropped), the model from
+  the benchmark's model family ``voxtral-random`` (:func:`bench_family`: Voxtral's family, whose ``load`` builds
+  random weights of the benchmark's shape on the run's device instead of reading a checkpoint), no evaluation and
+  no checkpoint during the run. ``lora``: adapters on the language model only, the encoder run without autograd,
+  logits only at label positions, and since the sixth session the language model's layers replayed as CUDA
+  graphs (``training.lora.cuda_graphs``) unless a variant pins it off, as every earlier one does. ``full``: fp32
+  master weights (the model is held in fp32, the forward runs under bf16 autocast), language model + projector
+  trained, encoder frozen without autograd. The run saves its final model after the timing, as a user's run does
+  (the run folder is deleted afterwards).
+
+  The benchmark measures through the run's public seams: Trainer callbacks (step times, the profiler, peak
+  memory), its plugin's ``before_train`` hook, which sees the run's Trainer (``TrainingRun.hf_trainer``) and
+  speed objects (``encoder_cache``, ``cuda_graphs``) just before training and sets there what it records of each
+  micro-batch and the variant switches no config key reaches (:func:`variant_switches`), and the family's
+  ``fuse_kernels``, around which the fixed batch's loss is checked.
 
 Variants change one thing at a time (see ``VARIANTS``); ``lora-default`` and ``full-default`` use whatever the
 repository's config defaults are when the script runs.
@@ -110,8 +119,9 @@ GAP_S = 0.25
 EFFECTIVE_BATCH = 8
 
 # One change at a time. Keys: method (voxfactory | lora | full), overrides of the voxplug run config
-# ("training.x" / "model.x" / "training.lora.x"), and benchmark-only switches (label_logits, input_casts,
-# profile). Variants that pin a setting pin it explicitly, so that they keep measuring
+# ("training.x" / "model.x" / "training.lora.x"), collator options ("collator": model.voxtral-transcription.x), and
+# benchmark-only switches (label_logits, profile, kernels, ...: see variant_switches and run_variant).
+# Variants that pin a setting pin it explicitly, so that they keep measuring
 # the same thing when the repository's defaults change; "*-default" take the defaults as they are.
 # the LoRA variants before the sixth session ran every layer eagerly (training.lora.cuda_graphs came then)
 _EAGER = {"training.lora.cuda_graphs": False}
