@@ -202,6 +202,45 @@ def test_fused_kernels_give_the_same_loss_and_gradients_and_touch_no_other_model
         kernels.fuse_language_model_kernels(copy.deepcopy(model), ("triton",))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fused_kernels_on_the_gpu_give_the_process_wide_numbers_eager_and_compiled(
+    model_and_batch: tuple[object, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under bf16 autocast on CUDA (full fine-tuning's regime): the per-layer fused RoPE computes the loss the
+    process-wide one did, bit for bit, and regionally compiled layers (as the Trainer compiles them) match eager."""
+    import copy
+
+    from accelerate.utils import compile_regions
+    from transformers.models.llama import modeling_llama
+    from voxplug_voxtral import kernels
+
+    model, cpu_batch = model_and_batch
+    batch = {key: value.to("cuda") for key, value in cpu_batch.items()}
+    plain = copy.deepcopy(model).to("cuda").train()
+
+    def loss_and_grads(module: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        module.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = module(**batch).loss
+        loss.backward()
+        grads = [p.grad.clone() for p in module.model.language_model.parameters()]
+        return loss.detach(), grads
+
+    fused = copy.deepcopy(plain)
+    assert kernels.fuse_language_model_kernels(fused) == ["rms_norm", "swiglu", "rope"]
+    fused_loss, fused_grads = loss_and_grads(fused)
+    compiled_loss, _ = loss_and_grads(compile_regions(fused, dynamic=True))
+    assert compiled_loss.item() == pytest.approx(fused_loss.item(), rel=1e-2)
+    assert fused_loss.item() == pytest.approx(loss_and_grads(plain)[0].item(), rel=1e-2)
+    monkeypatch.setattr(modeling_llama, "apply_rotary_pos_emb", kernels.rotary_pos_emb)
+    process_wide = copy.deepcopy(plain)
+    kernels.fuse_language_model_kernels(process_wide, ("rms_norm", "swiglu"))
+    wide_loss, wide_grads = loss_and_grads(process_wide)
+    assert torch.equal(wide_loss, fused_loss)  # the backward's atomic adds may sum in another order: close enough
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(wide_grads, fused_grads, strict=True))
+
+
 def test_generation_reads_each_layers_own_rotary_embedding() -> None:
     """Decoding steps (voxplug_voxtral.generation) compute RoPE as their layer's forward does: fused only there."""
     from transformers.models.llama import modeling_llama
