@@ -344,3 +344,38 @@ def test_the_benchmark_trains_through_voxplugs_run_on_the_tiny_model(bench: Any,
     (probe,) = results["memory_probe"]["lora"]
     assert probe["micro_batch"] == 2 and probe["seq"] > 375 and probe["step_s"] > 0
     assert modeling_llama.apply_rotary_pos_emb is rotary
+
+
+@pytest.mark.slow
+def test_the_benchmark_family_checks_the_loss_around_the_kernels_a_variant_fuses(
+    bench: Any, tiny: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The GPU's fusing step, on the CPU: the family the benchmark's runs load from builds the tiny model, fuses the
+    variant's kernels (voxplug's, or Liger's where asked: unfused without liger-kernel, and said so) and records
+    the fixed batch's loss before and after."""
+    import importlib.util
+
+    import soundfile
+
+    folder, processor = tiny
+    clips = bench.make_clips(tmp_path / "clips", 2, seed=1, max_s=6.0)
+    rows = [{"audio": soundfile.read(c.path, dtype="float32")[0], "text": c.text, "language": "en"} for c in clips]
+    args = bench.argparse.Namespace(shape="mini", deadline_s=60.0)
+    setup = bench.Bench(args, "cpu", tmp_path, folder, processor, clips, rows, folder, 1.0, {}, 0.0)
+    spec = {"method": "lora", "kernels": {"fused": ["rms_norm", "swiglu", "rope"], "rms_norm": "torch"}}
+    state = bench.VariantRun(setup, spec, bench.Record(), started=0.0)
+    family = bench.bench_family(state)(None)
+    model, loaded_processor = family.load(str(folder), dtype="fp32", device="cpu")
+    assert loaded_processor is processor and model.dtype.is_floating_point
+    liger = importlib.util.find_spec("liger_kernel") is not None
+    assert family.fuse_kernels(model) == (["rms_norm", "swiglu", "rope"] if liger else ["rms_norm"])
+    assert liger or "liger-kernel is not installed: rope, swiglu run unfused" in capsys.readouterr().out
+    checks = state.checks
+    assert set(checks) == {"before_fused_kernels", "fused_kernels", "after_fused_kernels"}
+    assert checks["after_fused_kernels"]["plain"] == pytest.approx(checks["before_fused_kernels"]["plain"], rel=1e-5)
+    state.spec = {"method": "lora"}  # the family's own kernels
+    assert family.fuse_kernels(family.load(str(folder), dtype="fp32", device="cpu")[0]) == [
+        "rms_norm",
+        "swiglu",
+        "rope",
+    ]
