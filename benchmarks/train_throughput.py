@@ -1346,7 +1346,7 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY
     if method == "voxfactory":
         trainer, described = voxfactory_trainer(bench, spec, record)
-        result.update(described)
+        result.update({k: v for k, v in described.items() if k not in ("flops", "standard")})
         model, regime, label_logits, checks = trainer.model, "voxfactory", False, {}
         try:
             trainer.train()

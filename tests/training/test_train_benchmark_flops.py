@@ -319,7 +319,7 @@ def test_the_benchmark_trains_through_voxplugs_run_on_the_tiny_model(bench: Any,
 
     rotary = modeling_llama.apply_rotary_pos_emb
     argv = ["--tiny", "--clips", "16", "--steps", "4", "--warmup", "1", "--probe", "lora:2", "--out", str(tmp_path)]
-    assert bench.main([*argv, "--variants", "lora-v0,lora-ungrouped,full-default"]) == 0
+    assert bench.main([*argv, "--variants", "voxfactory,lora-v0,lora-ungrouped,full-default"]) == 0
     results = json.loads((tmp_path / "train_throughput-cpu-x86-64.json").read_text(encoding="utf-8"))
     assert results["clips"]["count"] == 16 and results["steps_per_variant"] == 4
     variants = results["variants"]
@@ -331,6 +331,10 @@ def test_the_benchmark_trains_through_voxplugs_run_on_the_tiny_model(bench: Any,
         after = entry["loss_checks"]["after_training"]
         assert after["label_logits"] == pytest.approx(after["plain"], rel=1e-4)
     v0, ungrouped, full = variants["lora-v0"], variants["lora-ungrouped"], variants["full-default"]
+    # VoxFactory's recipe (its own Trainer, not voxplug's run): 2 x 4, none of voxplug's checks or speed paths
+    voxfactory = variants["voxfactory"]
+    assert (voxfactory["micro_batch"], voxfactory["grad_accum"]) == (2, 4)
+    assert set(voxfactory["loss_checks"]) == {"after_training"} and voxfactory["encoder_cache"] is None
     # lora-v0: micro-batch 2 x 4, no workers, the model's own loss; its clips pass the encoder every epoch
     assert (v0["micro_batch"], v0["grad_accum"], v0["dataloader_workers"]) == (2, 4, 0)
     assert v0["loss_checks"]["label_logits_active"] is False and v0["encoder_cache"] is None
