@@ -1092,8 +1092,8 @@ def sdpa_backends(spec: dict[str, Any]) -> Any:
 
 def fuse_variant_kernels(model: Any, kernels: dict[str, Any]) -> list[str]:
     """A variant's own kernels (``{"fused": [...], "rms_norm": "torch" | "liger", ...}``): voxplug's where a kernel
-    says ``torch``, Liger's where it says ``liger`` (SwiGLU's and RoPE's default: every spec before the fifth
-    session meant Liger's). Returns what was fused, in ``voxplug_voxtral.kernels.FUSED``'s order."""
+    says ``torch``, Liger's where it says ``liger`` (SwiGLU's and RoPE's default, as the specs were written).
+    Returns what was fused, in ``voxplug_voxtral.kernels.FUSED``'s order."""
     from voxplug_voxtral.kernels import FUSED, fuse_language_model_kernels
 
     chosen = {key: value for key, value in kernels.items() if key != "fused"}
@@ -1324,10 +1324,18 @@ def oom_message(exc: BaseException) -> str | None:
     return None
 
 
+def restore_transformers_rope() -> None:
+    """Undo an earlier variant's process-wide RoPE swap (Liger's), so that the next model computes transformers'
+    own (its "before_fused_kernels" loss included)."""
+    from transformers.models.llama import modeling_llama
+
+    if ORIGINAL_ROTARY is not None:
+        modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY
+
+
 def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     """Build, train and measure one variant; return its result entry."""
     import torch
-    from transformers.models.llama import modeling_llama
 
     spec = VARIANTS[name.split("#")[0]]  # "name#2" repeats a variant (interleaved A/B runs)
     method = spec["method"]
@@ -1342,8 +1350,7 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
         # counted in the peaks below: nonzero when an earlier variant's tensors outlived it
         result["left_by_earlier_variants_gib"] = torch.cuda.memory_allocated() / 2**30
-    # undo an earlier variant's process-wide RoPE swap (Liger's), so that "before_fused_kernels" is transformers' own
-    modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY
+    restore_transformers_rope()
     if method == "voxfactory":
         trainer, described = voxfactory_trainer(bench, spec, record)
         result.update({k: v for k, v in described.items() if k not in ("flops", "standard")})
@@ -1567,6 +1574,7 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
     cuda = bench.device == "cuda"
     method, _, suffix = method.partition("+")
     longest = sorted(bench.clips, key=lambda c: -c.duration_s)
+    restore_transformers_rope()
     out = []
     for size in sizes:
         if bench.remaining() < 30:
