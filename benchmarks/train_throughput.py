@@ -11,14 +11,23 @@ What runs (all in one process, all through transformers' ``Trainer``, which is w
   right padding) and the model's own loss over full-vocabulary logits at every position. Departures, none of
   which slows it: no evaluation and no checkpoints during the timed run (it saved every 50 steps), and audio is
   decoded with soundfile instead of ``datasets.Audio``/torchcodec.
-* ``lora-*``: voxplug's ``lora`` trainer through voxplug's own pieces: ``RunConfig`` ->
-  ``build_training_arguments``, ``LoraMethod.prepare_model`` (adapters on the language model only, encoder
-  run without autograd), ``ExampleDataset`` (lazy decoding), the ``voxtral-transcription`` collator and
-  ``TranscriptionTrainer`` (logits only at label positions when enabled; duration-grouped batches where a variant
-  or the defaults ask for them). Since the sixth session the language model's layers replay as CUDA graphs
-  (``training.lora.cuda_graphs``) unless a variant pins it off, as every earlier one does.
-* ``full-*``: voxplug's ``full`` trainer: fp32 master weights (the model is held in fp32, the forward runs under
-  bf16 autocast), language model + projector trained, encoder frozen without autograd.
+* ``lora-*`` and ``full-*``: voxplug's own run (``voxplug.training.run.TrainingRun``, what ``voxplug train``
+  runs) of its ``lora`` or ``full`` method, from a ``RunConfig`` of the repository's defaults and the variant's
+  overrides: the clips as a JSONL dataset (every clip trains: none held out, none may be dropped), the model from
+  the benchmark's model family ``voxtral-random`` (:func:`bench_family`: Voxtral's family, whose ``load`` builds
+  random weights of the benchmark's shape on the run's device instead of reading a checkpoint), no evaluation and
+  no checkpoint during the run. ``lora``: adapters on the language model only, the encoder run without autograd,
+  logits only at label positions, and since the sixth session the language model's layers replayed as CUDA
+  graphs (``training.lora.cuda_graphs``) unless a variant pins it off, as every earlier one does. ``full``: fp32
+  master weights (the model is held in fp32, the forward runs under bf16 autocast), language model + projector
+  trained, encoder frozen without autograd. The run saves its final model after the timing, as a user's run does
+  (the run folder is deleted afterwards).
+
+  The benchmark measures through the run's public seams: Trainer callbacks (step times, the profiler, peak
+  memory), its plugin's ``before_train`` hook, which sees the run's Trainer (``TrainingRun.hf_trainer``) and
+  speed objects (``encoder_cache``, ``cuda_graphs``) just before training and sets there what it records of each
+  micro-batch and the variant switches no config key reaches (:func:`variant_switches`), and the family's
+  ``fuse_kernels``, around which the fixed batch's loss is checked.
 
 Variants change one thing at a time (see ``VARIANTS``); ``lora-default`` and ``full-default`` use whatever the
 repository's config defaults are when the script runs.
@@ -88,6 +97,7 @@ import gc
 import json
 import platform
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -100,6 +110,8 @@ from typing import Any
 import numpy as np
 from model_flops import ENCODER_LORA, FULL, LORA, Adapters, Regime, VoxtralShape, datasheet_peak_tflops, total
 
+from voxplug import hookimpl
+
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO / "examples" / "speech" / "en"
 SAMPLING_RATE = 16000
@@ -107,8 +119,9 @@ GAP_S = 0.25
 EFFECTIVE_BATCH = 8
 
 # One change at a time. Keys: method (voxfactory | lora | full), overrides of the voxplug run config
-# ("training.x" / "model.x" / "training.lora.x"), and benchmark-only switches (label_logits, input_casts,
-# profile). Variants that pin a setting pin it explicitly, so that they keep measuring
+# ("training.x" / "model.x" / "training.lora.x"), collator options ("collator": model.voxtral-transcription.x), and
+# benchmark-only switches (label_logits, profile, kernels, ...: see variant_switches and run_variant).
+# Variants that pin a setting pin it explicitly, so that they keep measuring
 # the same thing when the repository's defaults change; "*-default" take the defaults as they are.
 # the LoRA variants before the sixth session ran every layer eagerly (training.lora.cuda_graphs came then)
 _EAGER = {"training.lora.cuda_graphs": False}
@@ -129,23 +142,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "method": "lora",
         "config": {**_MB2, "training.dataloader_workers": 0, "training.optim": "adamw_torch"},
         "label_logits": False,
-        "input_casts": True,
     },
     "lora-workers": {
         "method": "lora",
         "config": {**_MB2, "training.dataloader_workers": 4, "training.optim": "adamw_torch"},
         "label_logits": False,
-        "input_casts": True,
     },
     "lora-labels": {
         "method": "lora",
         "config": {**_MB2, "training.dataloader_workers": 4, "training.optim": "adamw_torch"},
-        "input_casts": True,
     },
-    "lora-mb8": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}, "input_casts": True},
-    # the defaults of 2026-11-25: Liger kernels, PEFT's input casts, no encoder cache
-    "lora-liger-casts": {"method": "lora", "config": _LIGER, "input_casts": True},
-    "lora-liger": {"method": "lora", "config": _LIGER},  # input casts skipped under autocast
+    "lora-mb8": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}},
+    # the defaults of 2026-11-25: Liger kernels, no encoder cache
+    "lora-liger": {"method": "lora", "config": _LIGER},
     "lora-liger-cache": {"method": "lora", "config": {**_LIGER, "training.encoder_cache_gb": 8}},
     "lora-compile": {"method": "lora", "config": _COMPILE, "profile": True},
     "lora-compile-cache": {"method": "lora", "config": {**_COMPILE, "training.encoder_cache_gb": 8}, "profile": True},
@@ -191,12 +200,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "method": "lora",
         "config": {**_COMPILE, "training.encoder_cache_gb": 8},
         "collator": {"attention_mask": True},
-    },
-    "lora-compile-cg": {
-        "method": "lora",
-        "config": {**_COMPILE, "training.encoder_cache_gb": 8},
-        "args": {"torch_compile_mode": "reduce-overhead"},
-        "profile": True,
     },
     "lora-default-mask": {"method": "lora", "config": _EAGER, "collator": {"attention_mask": True}},
     # since 2026-12-02 (third session) the defaults do not group by length
@@ -677,27 +680,31 @@ class Record:
     host_marks: list[tuple[str, int, float]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     trace_path: Path | None = None
+    peak_memory_gib: float | None = None  # the GPU's peaks when training ended
+    peak_reserved_gib: float | None = None
 
 
-def measured(trainer_class: type, record: Record, label_logits: bool) -> type:
-    """A subclass of ``trainer_class`` that records each micro-batch's shape (no host sync) before training on it."""
+def measure_steps(trainer: Any, record: Record, label_logits: bool) -> None:
+    """Record each micro-batch's shape (no host sync) before ``trainer`` trains on it: its ``training_step``,
+    on this instance, notes the batch first. The batch's ``bench_audio_s`` (:class:`AudioSecondsCollator`) is
+    taken out here, before the model sees it."""
+    train_on = trainer.training_step
 
-    class Measured(trainer_class):  # type: ignore[misc, valid-type]
-        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
-            host_mark(record, "batch", self.state.global_step)
-            audio_s = inputs.pop("bench_audio_s")
-            rows = row_tokens(inputs)
-            labels = inputs["labels"]
-            ids = inputs["input_ids"]
-            positions = (labels[:, 1:] != -100).sum() if label_logits else None
-            hits = record.encoder_cache.hits if record.encoder_cache else 0
-            loss = super().training_step(model, inputs, num_items_in_batch)
-            cached = (record.encoder_cache.hits - hits) if record.encoder_cache else 0
-            chunks = inputs["input_features"].shape[0]
-            record.micro.append((ids.shape[0], ids.shape[1], chunks, positions, audio_s, cached, rows))
-            return loss
+    def training_step(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        host_mark(record, "batch", trainer.state.global_step)
+        audio_s = inputs.pop("bench_audio_s")
+        rows = row_tokens(inputs)
+        labels = inputs["labels"]
+        ids = inputs["input_ids"]
+        positions = (labels[:, 1:] != -100).sum() if label_logits else None
+        hits = record.encoder_cache.hits if record.encoder_cache else 0
+        loss = train_on(model, inputs, num_items_in_batch)
+        cached = (record.encoder_cache.hits - hits) if record.encoder_cache else 0
+        chunks = inputs["input_features"].shape[0]
+        record.micro.append((ids.shape[0], ids.shape[1], chunks, positions, audio_s, cached, rows))
+        return loss
 
-    return Measured
+    trainer.training_step = training_step
 
 
 def row_tokens(batch: dict[str, Any]) -> Any:
@@ -792,6 +799,9 @@ def step_timer(record: Record, sync: bool = False) -> Any:
             record.step_micro.append(len(record.micro))
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if cuda:
+                record.peak_memory_gib = torch.cuda.max_memory_allocated() / 2**30
+                record.peak_reserved_gib = torch.cuda.max_memory_reserved() / 2**30
             if not self.events:
                 return
             torch.cuda.synchronize()
@@ -930,24 +940,56 @@ class Bench:
     matmul_tflops: float  # measured at the start of the run
     results: dict[str, Any]
     t0: float
+    manifest: Path | None = None  # the clips as a JSONL dataset, which voxplug's runs read
 
     def remaining(self) -> float:
         return self.args.deadline_s - (time.monotonic() - self.t0)
 
 
-def voxplug_config(bench: Bench, method: str, overrides: dict[str, Any]) -> Any:
-    """The voxplug ``RunConfig`` of a variant: repository defaults, the run length, then ``overrides``."""
+#: The benchmark's model family (:func:`bench_family`): Voxtral's, with random weights of the benchmark's shape.
+BENCH_FAMILY = "voxtral-random"
+#: The collator whose options a variant's ``collator`` entry sets.
+COLLATOR = "voxtral-transcription"
+
+
+def write_manifest(clips: list[Clip], path: Path) -> Path:
+    """The clips as a voxplug JSONL dataset (audio paths relative to its folder, English, durations)."""
+    with path.open("w", encoding="utf-8") as handle:
+        for clip in clips:
+            row = {
+                "audio_path": str(clip.path.relative_to(path.parent)),
+                "text": clip.text,
+                "language": "en",
+                "duration_s": clip.duration_s,
+            }
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def voxplug_config(
+    bench: Bench, method: str, overrides: dict[str, Any], *, manifest: Path | None = None, run_dir: Path | None = None
+) -> Any:
+    """The voxplug ``RunConfig`` of a variant: repository defaults, the benchmark's data (every clip trains: none
+    is held out or may be dropped), model and run length, then ``overrides`` (dotted config keys)."""
     from voxplug.config import validate_config
 
     data: dict[str, Any] = {
         "name": "bench",
-        "model": {"name_or_path": str(bench.processor_dir)},
-        "data": {"language": "en"},
+        "model": {"name_or_path": str(bench.processor_dir), "family": BENCH_FAMILY},
+        "data": {
+            "source": "jsonl",
+            "jsonl": {"path": str(manifest or bench.manifest)},
+            "language": "en",
+            "split": {"eval_fraction": 0.0, "min_eval_rows": 0},
+            "max_dropped_share": 0.0,
+        },
+        "evaluation": {"enabled": False},
         "training": {
             "method": method,
             "max_steps": bench.args.steps,
             "save_steps": 10**6,
             "logging_steps": 10,
+            "output_dir": str(run_dir or bench.workdir / "run"),
         },
         "publish": {"target": None},
     }
@@ -958,6 +1000,12 @@ def voxplug_config(bench: Bench, method: str, overrides: dict[str, Any]) -> Any:
             node = node.setdefault(key, {})
         node[last] = value
     return validate_config(data, base_dir=bench.workdir)
+
+
+def variant_overrides(spec: dict[str, Any]) -> dict[str, Any]:
+    """A variant's config overrides: its ``config`` and its ``collator`` options (``model.<collator>.<option>``)."""
+    collator = {f"model.{COLLATOR}.{key}": value for key, value in spec.get("collator", {}).items()}
+    return {**spec.get("config", {}), **collator}
 
 
 def label_logits_batch(batch: dict[str, Any], device: Any) -> tuple[dict[str, Any], Any]:
@@ -994,39 +1042,6 @@ def check_batch(bench: Bench) -> dict[str, Any]:
     from voxplug_voxtral.collator import VoxtralBatchBuilder
 
     return VoxtralBatchBuilder(bench.processor, model_id=str(bench.processor_dir))(bench.check_rows)
-
-
-@contextlib.contextmanager
-def hooked_input_casts(handles: list[Any], *, keep_casts: bool) -> Any:
-    """While the LoRA trainer prepares the model, collect its cast-skipping hooks (or, with ``keep_casts``, add none:
-    PEFT's input casts as they were before voxplug skipped them)."""
-    from unittest import mock
-
-    import voxplug_trainers.lora as lora_module
-
-    original = lora_module.skip_input_casts_under_autocast
-
-    def recording(model: Any) -> list[Any]:
-        handles.extend([] if keep_casts else original(model))
-        return handles
-
-    with mock.patch.object(lora_module, "skip_input_casts_under_autocast", recording):
-        yield
-
-
-def input_casts_check(model: Any, batch: dict[str, Any], handles: list[Any]) -> dict[str, Any]:
-    """Loss under autocast with PEFT's input casts skipped (the hooks) and kept (hooks removed); then hooks back."""
-    from voxplug_trainers.lora import skip_input_casts_under_autocast
-
-    skipped = check_losses(model, batch, autocast=True)
-    for handle in handles:
-        handle.remove()
-    for module in model.modules():
-        if hasattr(module, "cast_input_dtype_enabled"):
-            module.cast_input_dtype_enabled = True
-    kept = check_losses(model, batch, autocast=True)
-    handles[:] = skip_input_casts_under_autocast(model)
-    return {"skipped": skipped, "kept": kept}
 
 
 def compile_check(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str, Any]:
@@ -1075,6 +1090,249 @@ def sdpa_backends(spec: dict[str, Any]) -> Any:
         torch.backends.cuda.preferred_blas_library(previous_blas)
 
 
+def fuse_variant_kernels(model: Any, kernels: dict[str, Any]) -> list[str]:
+    """A variant's own kernels (``{"fused": [...], "rms_norm": "torch" | "liger", ...}``): voxplug's where a kernel
+    says ``torch``, Liger's where it says ``liger`` (SwiGLU's and RoPE's default, as the specs were written).
+    Returns what was fused, in ``voxplug_voxtral.kernels.FUSED``'s order."""
+    from voxplug_voxtral.kernels import FUSED, fuse_language_model_kernels
+
+    chosen = {key: value for key, value in kernels.items() if key != "fused"}
+    sources = {"rms_norm": "torch", "swiglu": "liger", "rope": "liger", **chosen}
+    unknown = set(sources).difference(FUSED) or {v for v in sources.values() if v not in ("torch", "liger")}
+    if unknown:
+        raise ValueError(f"unknown kernels or sources: {sorted(unknown)}")
+    wanted = kernels["fused"]
+    fused = fuse_language_model_kernels(model, tuple(k for k in wanted if sources[k] == "torch"))
+    fused += fuse_liger(model.model.language_model, {k for k in wanted if sources[k] == "liger"})
+    return [name for name in FUSED if name in fused]
+
+
+def fuse_liger(language_model: Any, kernels: set[str]) -> list[str]:
+    """Liger's Triton kernels (``liger-kernel``, CUDA only) on a Llama language model: its norms and MLPs patched in
+    place, its rotary embedding for the whole process (Liger's own way: :func:`run_variant` puts transformers' back
+    before each variant). Without liger-kernel nothing is fused, and a line says so."""
+    if not kernels:
+        return []
+    try:
+        from liger_kernel.transformers import apply_liger_kernel_to_llama
+    except ImportError:
+        print(f"liger-kernel is not installed: {', '.join(sorted(kernels))} run unfused", flush=True)
+        return []
+    from transformers.models.llama import modeling_llama
+
+    classes = {name: getattr(modeling_llama, name) for name in ("LlamaRMSNorm", "LlamaMLP")}
+    apply_liger_kernel_to_llama(
+        rope="rope" in kernels,
+        rms_norm="rms_norm" in kernels,
+        swiglu="swiglu" in kernels,
+        cross_entropy=False,  # the loss is voxplug's (logits at label positions only)
+        fused_linear_cross_entropy=False,
+        model=language_model,
+    )
+    for name, original in classes.items():  # models built later in this process stay unpatched
+        setattr(modeling_llama, name, original)
+    return sorted(kernels)
+
+
+@dataclass
+class VariantRun:
+    """One variant's voxplug run while it executes: what the benchmark's family, plugin and callbacks share."""
+
+    bench: Bench
+    spec: dict[str, Any]
+    record: Record
+    started: float
+    checks: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    run: Any = None  # the voxplug TrainingRun
+    measure: Any = None  # called with the Trainer before training (see voxplug_run)
+
+
+def bench_family(state: VariantRun) -> type:
+    """Voxtral's model family, loading the benchmark's model instead of a checkpoint: random weights of the
+    benchmark's shape (or the tiny model) built on the run's device, with the processor the benchmark built. Its
+    fused kernels are the family's own, or a variant's ``kernels``; the loss of a fixed batch is checked before and
+    after fusing."""
+    from voxplug_voxtral.family import VoxtralFamily
+    from voxplug_voxtral.loading import check_audio_placeholders_on_device
+
+    class RandomVoxtralFamily(VoxtralFamily):
+        name = BENCH_FAMILY
+        description = "Voxtral with random weights of the training benchmark's shape"
+        model_types = ()
+
+        def load(
+            self,
+            name_or_path: str,
+            *,
+            dtype: str = "auto",
+            attn_implementation: str | None = None,
+            device: str = "auto",
+            hub_kernels: bool = False,
+        ) -> tuple[Any, Any]:
+            import torch
+
+            bench = state.bench
+            torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+            model = random_voxtral(torch_dtype, device, bench.tiny_dir, bench.args.shape)
+            return check_audio_placeholders_on_device(model), bench.processor
+
+        def fuse_kernels(self, model: Any) -> list[str]:
+            import torch
+
+            autocast = state.bench.device == "cuda" and next(model.parameters()).dtype != torch.bfloat16
+            batch = check_batch(state.bench)
+            state.checks["before_fused_kernels"] = check_losses(model, batch, autocast)
+            kernels = state.spec.get("kernels")
+            fused = super().fuse_kernels(model) if kernels is None else fuse_variant_kernels(model, kernels)
+            state.checks["fused_kernels"] = fused
+            state.checks["after_fused_kernels"] = check_losses(model, batch, autocast)
+            return fused
+
+    return RandomVoxtralFamily
+
+
+class BenchPlugin:
+    """The benchmark's voxplug plugin for one variant: its model family, and a look at the run just before
+    training starts (``before_train``), where the variant's measuring and its switches that no config key
+    reaches go onto the Trainer the run built."""
+
+    def __init__(self, state: VariantRun) -> None:
+        self.state = state
+        self.family = bench_family(state)
+
+    @hookimpl
+    def register_model_families(self, register: Any) -> None:
+        register(self.family)
+
+    @hookimpl
+    def before_train(self, config: Any, run_dir: Path) -> None:
+        self.state.measure(self.state.run.hf_trainer)
+
+
+def variant_switches(state: VariantRun, trainer: Any) -> bool:
+    """Put a variant's switches that no config key reaches on the run's Trainer and training objects; return
+    whether the loss is computed from the logits at the label positions only.
+
+    ``graph_eager_sightings`` / ``graph_capture_cost``: the LoRA method's CUDA graphs (``LayerGraphs``);
+    ``lora_groups: false``: one autograd node per adapted layer, none per group; ``label_logits: false``: the
+    model's own loss over full logits; ``epoch_stream: false``: the Trainer's loader, each epoch afresh."""
+    spec, run = state.spec, state.run
+    graphs = run.cuda_graphs
+    if graphs is not None and "graph_eager_sightings" in spec:
+        graphs.eager_sightings = spec["graph_eager_sightings"]
+    if graphs is not None and "graph_capture_cost" in spec:
+        graphs.capture_cost = spec["graph_capture_cost"]
+    if spec.get("lora_groups") is False:
+        from voxplug_trainers.lora_linear import restore_peft_forward, use_one_node_lora
+
+        restore_peft_forward(trainer.model)
+        use_one_node_lora(trainer.model)
+    if spec.get("label_logits") is False and trainer.label_logits_only:
+        from voxplug.training.label_logits import LabelPositionsCollator
+
+        trainer.label_logits_only = False
+        trainer.compute_loss_func = None
+        if isinstance(trainer.data_collator, LabelPositionsCollator):
+            trainer.data_collator = trainer.data_collator.collator
+    trainer.epochs_in_one_stream = spec.get("epoch_stream", True)
+    return trainer.label_logits_only
+
+
+def voxplug_run(
+    state: VariantRun, method: str, run_dir: Path, *, manifest: Path | None = None, callbacks: list[Any] | None = None
+) -> None:
+    """Train ``method`` (lora | full) with the variant's config overrides through voxplug's own run
+    (``voxplug.training.run.TrainingRun``: the data as a JSONL dataset, the model from the benchmark's family), with
+    ``callbacks`` (default: the step timer, and the profiler where the variant asks), and the benchmark's measuring
+    set on the Trainer just before training (``state.run`` is the run).
+
+    The run saves its final model after the timing, as a user's run does; the Trainer writes no checkpoint at the
+    last step (its save strategy is off, as in every run of this benchmark)."""
+    import torch
+    from transformers.trainer_utils import SaveStrategy
+
+    from voxplug.plugins import PluginHost, use_plugin_host
+    from voxplug.training.run import TrainingRun
+
+    bench, spec, record = state.bench, state.spec, state.record
+    cuda = bench.device == "cuda"
+    config = voxplug_config(bench, method, variant_overrides(spec), manifest=manifest, run_dir=run_dir)
+
+    def measure(trainer: Any) -> None:
+        state.result["setup_s"] = time.perf_counter() - state.started
+        state.result.update(describe_run(trainer))
+        label_logits = variant_switches(state, trainer)
+        model = trainer.model
+        if method == "lora":
+            from voxplug_trainers.lora_linear import shared_input_groups
+
+            state.checks["lora_shared_input_groups"] = shared_input_groups(model)
+        record.encoder_cache = state.run.encoder_cache
+        record.cuda_graphs = state.run.cuda_graphs
+        batch = check_batch(bench)
+        if trainer.args.torch_compile:
+            state.checks["compile"] = compile_check(model, batch, autocast=cuda)
+        if not state.checks:
+            autocast = cuda and next(model.parameters()).dtype != torch.bfloat16
+            state.checks["before_training"] = check_losses(model, batch, autocast)
+        trainer.args.save_strategy = SaveStrategy.NO
+        trainer.data_collator = AudioSecondsCollator(trainer.data_collator)
+        measure_steps(trainer, record, label_logits)
+        state.checks.update({"label_logits_active": label_logits, "epoch_stream": trainer.epochs_in_one_stream})
+        state.result["label_logits"] = label_logits
+
+    state.measure = measure
+    if callbacks is None:
+        callbacks = [step_timer(record, sync=bool(spec.get("step_sync")))]
+        if spec.get("profile"):
+            callbacks.append(step_profiler(record, bench.args.steps, spec.get("profile_at")))
+    host = PluginHost().load()
+    host.register(BenchPlugin(state), name="train_throughput")
+    with use_plugin_host(host):
+        state.run = TrainingRun(config, host, resume=False, progress="off", callbacks=callbacks)
+        state.run.execute()
+
+
+def describe_run(trainer: Any) -> dict[str, Any]:
+    """What a variant trains and how: the model's FLOP counts and parameters, and the Trainer's batch settings."""
+    model, args = trainer.model, trainer.args
+    return {
+        "flops": FlopModel.of(model),
+        "standard": StandardCount.of(model),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "micro_batch": args.per_device_train_batch_size,
+        "grad_accum": args.gradient_accumulation_steps,
+        "dataloader_workers": args.dataloader_num_workers,
+        "optim": str(args.optim),
+        # the Trainer's own switch (activation_checkpointing in newer transformers)
+        "gradient_checkpointing": bool(
+            getattr(args, "activation_checkpointing", False) or getattr(args, "gradient_checkpointing", False)
+        ),
+        "model_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def oom_message(exc: BaseException) -> str | None:
+    """``OutOfMemoryError: <first line>`` when ``exc`` is, or was caused by, CUDA running out of memory."""
+    import torch
+
+    while exc is not None:
+        if isinstance(exc, torch.OutOfMemoryError):
+            return f"OutOfMemoryError: {str(exc).splitlines()[0]}"
+        exc = exc.__cause__
+    return None
+
+
+def restore_transformers_rope() -> None:
+    """Undo an earlier variant's process-wide RoPE swap (Liger's), so that the next model computes transformers'
+    own (its "before_fused_kernels" loss included)."""
+    from transformers.models.llama import modeling_llama
+
+    if ORIGINAL_ROTARY is not None:
+        modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY
+
+
 def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     """Build, train and measure one variant; return its result entry."""
     import torch
@@ -1092,42 +1350,50 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
         # counted in the peaks below: nonzero when an earlier variant's tensors outlived it
         result["left_by_earlier_variants_gib"] = torch.cuda.memory_allocated() / 2**30
-    build_start = time.perf_counter()
-    checks: dict[str, Any] = {}
+    restore_transformers_rope()
     if method == "voxfactory":
-        trainer, regime, label_logits = voxfactory_trainer(bench, spec, record)
+        trainer, described = voxfactory_trainer(bench, spec, record)
+        result.update({k: v for k, v in described.items() if k not in ("flops", "standard")})
+        model, regime, label_logits, checks = trainer.model, "voxfactory", False, {}
+        try:
+            trainer.train()
+        except torch.OutOfMemoryError as exc:
+            return out_of_memory(result, oom_message(exc), trainer)
     else:
-        trainer, regime, label_logits, checks = voxplug_trainer(bench, spec, record, method)
-    result["setup_s"] = time.perf_counter() - build_start
-    flops = FlopModel.of(trainer.model)
-    standard = StandardCount.of(trainer.model)
-    result["trainable_params"] = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    args = trainer.args
-    result["micro_batch"] = args.per_device_train_batch_size
-    result["grad_accum"] = args.gradient_accumulation_steps
-    result["dataloader_workers"] = args.dataloader_num_workers
-    result["optim"] = str(args.optim)
-    # the Trainer's own switch (activation_checkpointing in newer transformers)
-    result["gradient_checkpointing"] = bool(
-        getattr(args, "activation_checkpointing", False) or getattr(args, "gradient_checkpointing", False)
-    )
-    result["model_params"] = sum(p.numel() for p in trainer.model.parameters())
-    try:
-        trainer.train()
-    except torch.OutOfMemoryError as exc:
-        result["error"] = f"OutOfMemoryError: {str(exc).splitlines()[0]}"
-        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-        free_trainer(trainer)
-        return result
-    result.update(summarize(bench, record, flops, standard, regime, label_logits))
+        state = VariantRun(bench, spec, record, started=time.perf_counter())
+        run_dir = bench.workdir / f"run-{name.replace('#', '-')}"
+        try:
+            voxplug_run(state, method, run_dir)
+        except Exception as exc:
+            message = oom_message(exc)
+            if message is None:
+                raise
+            result.update({k: v for k, v in state.result.items() if k not in ("flops", "standard", "label_logits")})
+            return out_of_memory(result, message, state.run.hf_trainer if state.run else None)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        trainer, checks, described = state.run.hf_trainer, state.checks, state.result
+        model, regime, label_logits = trainer.model, method, described.pop("label_logits")
+        result.update({k: v for k, v in described.items() if k not in ("flops", "standard")})
+    result.update(summarize(bench, record, described["flops"], described["standard"], regime, label_logits))
     if cuda:
-        result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        result["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
-    eval_batch = check_batch(bench)
-    checks["after_training"] = check_losses(trainer.model, eval_batch, autocast=cuda and method == "full")
+        result["peak_memory_gib"] = record.peak_memory_gib
+        result["peak_reserved_gib"] = record.peak_reserved_gib
+    checks["after_training"] = check_losses(model, check_batch(bench), autocast=cuda and method == "full")
     result["eval_loss_fixed_batch"] = checks["after_training"]["plain"]
     result["loss_checks"] = checks
     free_trainer(trainer)
+    return result
+
+
+def out_of_memory(result: dict[str, Any], message: str | None, trainer: Any) -> dict[str, Any]:
+    """A variant's entry when it ran out of GPU memory (its peak, as far as it got)."""
+    import torch
+
+    result["error"] = message
+    result["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    if trainer is not None:
+        free_trainer(trainer)
     return result
 
 
@@ -1146,12 +1412,14 @@ def free_trainer(trainer: Any) -> None:
         torch.cuda.empty_cache()
 
 
-def voxfactory_trainer(bench: Bench, spec: dict[str, Any], record: Record) -> tuple[Any, str, bool]:
-    """VoxFactory's train_lora.py: model, LoRA config, TrainingArguments and Trainer (see the docstring)."""
+def voxfactory_trainer(bench: Bench, spec: dict[str, Any], record: Record) -> tuple[Any, dict[str, Any]]:
+    """VoxFactory's train_lora.py: model, LoRA config, TrainingArguments and Trainer (see the docstring); and what
+    :func:`describe_run` says of it, with the seconds it took to build."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments
 
+    started = time.perf_counter()
     cuda = bench.device == "cuda"
     model = random_voxtral(torch.bfloat16 if cuda else torch.float32, bench.device, bench.tiny_dir, bench.args.shape)
     for parameter in model.model.audio_tower.parameters():  # --freeze-audio-tower (the UI turns it on)
@@ -1181,123 +1449,15 @@ def voxfactory_trainer(bench: Bench, spec: dict[str, Any], record: Record) -> tu
         disable_tqdm=True,
         use_cpu=not cuda,
     )
-    trainer = measured(Trainer, record, label_logits=False)(
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=VoxFactoryDataset(bench.clips),
         data_collator=AudioSecondsCollator(VoxFactoryCollator(bench.processor, str(bench.processor_dir))),
         callbacks=[step_timer(record)],
     )
-    return trainer, "voxfactory", False
-
-
-def voxplug_trainer(
-    bench: Bench, spec: dict[str, Any], record: Record, method: str
-) -> tuple[Any, str, bool, dict[str, Any]]:
-    """voxplug's run pieces for ``method`` (lora | full) with the variant's config overrides and fast paths."""
-    import torch
-    from transformers.trainer_utils import SaveStrategy
-    from voxplug_voxtral.family import VoxtralFamily, VoxtralTranscriptionCollator
-    from voxplug_voxtral.loading import check_audio_placeholders_on_device
-
-    from voxplug.data.interface import Example
-    from voxplug.plugins import get_plugin_host
-    from voxplug.training.arguments import build_training_arguments, plan_steps
-    from voxplug.training.dataset import ExampleDataset
-    from voxplug.training.devices import compile_enabled, fused_kernels_enabled
-    from voxplug.training.encoder_cache import cache_frozen_encoder
-    from voxplug.training.run import load_dtype
-    from voxplug.training.transcription_trainer import TranscriptionTrainer
-
-    cuda = bench.device == "cuda"
-    config = voxplug_config(bench, method, spec.get("config", {}))
-    host = get_plugin_host()
-    precision = "bf16" if cuda else "fp32"
-    trainer_class = host.extension("training method", method)
-    dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
-    family = VoxtralFamily()
-    model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir, bench.args.shape))
-    checks: dict[str, Any] = {}
-    batch = check_batch(bench)
-    autocast = cuda and dtype != torch.bfloat16
-    compiled = compile_enabled(config)
-    fuse = fused_kernels_enabled(config, precision)  # as voxplug.training.run decides
-    from transformers.models.llama import modeling_llama
-
-    # undo an earlier variant's process-wide RoPE swap, so that "before_fused_kernels" is transformers' own
-    modeling_llama.apply_rotary_pos_emb = ORIGINAL_ROTARY
-    if fuse:
-        checks["before_fused_kernels"] = check_losses(model, batch, autocast)
-        kernels = spec.get("kernels")
-        if kernels is None:
-            checks["fused_kernels"] = family.fuse_kernels(model)
-        else:  # a variant's own choice of kernels
-            from voxplug_voxtral.kernels import fuse_language_model_kernels
-
-            # whose kernel each is; SwiGLU and RoPE were Liger's in every spec before the fifth session
-            sources = {"swiglu": "liger", "rope": "liger", **{k: v for k, v in kernels.items() if k != "fused"}}
-            checks["fused_kernels"] = fuse_language_model_kernels(model, tuple(kernels["fused"]), **sources)
-        checks["after_fused_kernels"] = check_losses(model, batch, autocast)
-    method_options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
-    hooks: list[Any] = []
-    with hooked_input_casts(hooks, keep_casts=bool(spec.get("input_casts"))):
-        trainer_extension = trainer_class(method_options)
-        model = trainer_extension.prepare_model(model, family, config)
-    record.cuda_graphs = trainer_extension.cuda_graphs
-    if record.cuda_graphs is not None and "graph_eager_sightings" in spec:
-        record.cuda_graphs.eager_sightings = spec["graph_eager_sightings"]
-    if record.cuda_graphs is not None and "graph_capture_cost" in spec:
-        record.cuda_graphs.capture_cost = spec["graph_capture_cost"]
-    if spec.get("lora_groups") is False:  # one node per adapted layer, none per group (the fourth session's)
-        from voxplug_trainers.lora_linear import restore_peft_forward, use_one_node_lora
-
-        restore_peft_forward(model)
-        use_one_node_lora(model)
-    if method == "lora":
-        from voxplug_trainers.lora_linear import shared_input_groups
-
-        checks["lora_shared_input_groups"] = shared_input_groups(model)
-    if hooks and cuda:
-        checks["input_casts"] = input_casts_check(model, batch, hooks)
-    record.encoder_cache = cache_frozen_encoder(family, model, config.training.encoder_cache_gb)
-    if compiled:
-        checks["compile"] = compile_check(model, batch, autocast=cuda)
-    if not checks:
-        checks["before_training"] = check_losses(model, batch, autocast)
-    plan = plan_steps(config.training, train_rows=len(bench.clips), world_size=1)
-    args = build_training_arguments(
-        config, plan, precision=precision, has_eval=False, output_dir=bench.workdir / f"ckpt-{method}"
-    )
-    args.save_strategy = SaveStrategy.NO
-    for key, value in spec.get("args", {}).items():  # TrainingArguments no run-config key reaches
-        setattr(args, key, value)
-    examples = [
-        Example(id=c.path.stem, text=c.text, language="en", audio_path=c.path, duration_s=c.duration_s)
-        for c in bench.clips
-    ]
-    dataset = ExampleDataset(examples, max_duration_s=config.data.max_duration_s, default_language="en")
-    collator = VoxtralTranscriptionCollator(
-        spec.get("collator"), processor=bench.processor, model_id=str(bench.processor_dir)
-    )
-    label_logits = spec.get("label_logits", True)
-    trainer = measured(TranscriptionTrainer, record, label_logits=label_logits)(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=AudioSecondsCollator(collator),
-        callbacks=[
-            step_timer(record, sync=bool(spec.get("step_sync"))),
-            *([step_profiler(record, bench.args.steps, spec.get("profile_at"))] if spec.get("profile") else []),
-        ],
-        train_lengths=dataset.durations() if config.training.group_by_length else None,
-        label_logits_only=label_logits,
-    )
-    trainer.epochs_in_one_stream = spec.get("epoch_stream", True)
-    label_logits = trainer.label_logits_only
-    spec_result = {"label_logits_active": label_logits, "epoch_stream": trainer.epochs_in_one_stream}
-    checks.update(spec_result)
-    return trainer, method, label_logits, checks
+    measure_steps(trainer, record, label_logits=False)
+    return trainer, {"setup_s": time.perf_counter() - started, **describe_run(trainer)}
 
 
 def summarize(
@@ -1406,91 +1566,89 @@ def summarize(
 def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, Any]]:
     """Peak memory of one optimizer step (forward, backward, AdamW) at each micro-batch of 30 s clips, until OOM.
 
-    ``method`` is a trainer name, with ``+ckpt`` for gradient checkpointing (as ``training.gradient_checkpointing``
-    turns it on)."""
+    Each size is a voxplug run of two steps of one micro-batch (the longest clips, the encoder cache off) whose
+    second step is measured. ``method`` is a trainer name, with ``+ckpt`` for gradient checkpointing (as
+    ``training.gradient_checkpointing`` turns it on)."""
     import torch
-    from voxplug_voxtral.collator import VoxtralBatchBuilder
-    from voxplug_voxtral.family import VoxtralFamily
-    from voxplug_voxtral.loading import check_audio_placeholders_on_device
-
-    from voxplug.plugins import get_plugin_host
-    from voxplug.training.devices import fused_kernels_enabled
-    from voxplug.training.label_logits import label_logits_loss
-    from voxplug.training.run import load_dtype
 
     cuda = bench.device == "cuda"
-    precision = "bf16" if cuda else "fp32"
     method, _, suffix = method.partition("+")
-    gc.collect()
-    if cuda:  # what earlier variants left allocated is not this probe's: its peaks are reported without it
-        torch.cuda.empty_cache()
-    baseline = torch.cuda.memory_allocated() if cuda else 0
-    # with checkpointing in the config, the trainer sets up what a checkpointed run has (no CUDA graphs)
-    config = voxplug_config(bench, method, {"training.gradient_checkpointing": suffix == "ckpt"})
-    trainer_class = get_plugin_host().extension("training method", method)
-    dtype_name = load_dtype(config.model.dtype, precision, adapter=trainer_class.saves_adapter)
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
-    model = check_audio_placeholders_on_device(random_voxtral(dtype, bench.device, bench.tiny_dir, bench.args.shape))
-    if fused_kernels_enabled(config, precision):
-        VoxtralFamily().fuse_kernels(model)
-    options = trainer_class.Options.model_validate(config.training.plugin_tables().get(method, {}))
-    model = trainer_class(options).prepare_model(model, VoxtralFamily(), config)
-    if suffix == "ckpt":
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-6, fused=cuda)
-    collate = VoxtralBatchBuilder(bench.processor, model_id=str(bench.processor_dir))
     longest = sorted(bench.clips, key=lambda c: -c.duration_s)
-    import soundfile
-
-    rows = [
-        {"audio": soundfile.read(c.path, dtype="float32")[0], "text": c.text, "language": "en"}
-        for c in longest[: max(sizes)]
-    ]
+    restore_transformers_rope()
     out = []
-    autocast = cuda and dtype != torch.bfloat16
     for size in sizes:
         if bench.remaining() < 30:
             out.append({"micro_batch": size, "skipped": "time"})
             break
-        batch, targets = label_logits_batch(collate(rows[:size]), bench.device)
-        entry: dict[str, Any] = {"micro_batch": size, "seq": int(batch["input_ids"].shape[1])}
+        gc.collect()
+        if cuda:  # what earlier variants left allocated is not this probe's: its peaks are reported without it
+            torch.cuda.empty_cache()
+        baseline = torch.cuda.memory_allocated() if cuda else 0
+        manifest = write_manifest(longest[:size], bench.workdir / f"probe-{size}.jsonl")
+        overrides = {
+            "training.gradient_checkpointing": suffix == "ckpt",
+            "training.batch_size": size,
+            "training.grad_accum": 1,
+            "training.max_steps": 2,
+            "training.encoder_cache_gb": 0,
+        }
+        record = Record()
+        state = VariantRun(bench, {"method": method, "config": overrides}, record, started=time.perf_counter())
+        probe = probe_callback(record)
+        entry: dict[str, Any] = {"micro_batch": size}
+        run_dir = bench.workdir / f"probe-{method}{suffix}-{size}"
         try:
-            step_times = []
-            for _ in range(2):
-                if cuda:
-                    torch.cuda.synchronize()
-                    torch.cuda.reset_peak_memory_stats()
-                t = time.perf_counter()
-                context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-                with context:
-                    outputs = model(**batch)
-                    loss = label_logits_loss(outputs, targets)
-                loss.backward()
-                del outputs, loss
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if cuda:
-                    torch.cuda.synchronize()
-                step_times.append(time.perf_counter() - t)
-            entry["step_s"] = step_times[-1]
-            entry["samples_per_s"] = size / step_times[-1]
-            if cuda:
-                entry["peak_gib"] = (torch.cuda.max_memory_allocated() - baseline) / 2**30
-                entry["left_by_earlier_variants_gib"] = baseline / 2**30
-        except torch.OutOfMemoryError:
+            voxplug_run(state, method, run_dir, manifest=manifest, callbacks=[probe])
+        except Exception as exc:
+            if oom_message(exc) is None:
+                raise
             entry["oom"] = True
             out.append(entry)
-            optimizer.zero_grad(set_to_none=True)
             break
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if state.run is not None and state.run.hf_trainer is not None:
+                free_trainer(state.run.hf_trainer)
+            del state
+        entry["seq"] = record.micro[-1][1]
+        entry["step_s"] = probe.seconds
+        entry["samples_per_s"] = size / probe.seconds
+        if cuda:
+            entry["peak_gib"] = (probe.peak - baseline) / 2**30
+            entry["left_by_earlier_variants_gib"] = baseline / 2**30
         out.append(entry)
-        del batch
-    del model, optimizer, params
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
     return out
+
+
+def probe_callback(record: Record) -> Any:
+    """A callback that measures the last optimizer step: its seconds and its peak of allocated GPU memory."""
+    import torch
+    from transformers import TrainerCallback
+
+    cuda = torch.cuda.is_available()
+
+    class StepPeak(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds = 0.0
+            self.peak = 0
+            self.start = 0.0
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if cuda:
+                torch.cuda.synchronize()
+                self.peak = torch.cuda.max_memory_allocated()
+            self.seconds = time.perf_counter() - self.start
+
+    return StepPeak()
 
 
 # -- recount ------------------------------------------------------------------------------------------------
@@ -1891,6 +2049,7 @@ def main(argv: list[str] | None = None) -> int:
         "setup_s": time.monotonic() - t0,
     }
     bench = Bench(args, device, workdir, processor_dir, processor, clips, check_rows, tiny_dir, peak, results, t0)
+    bench.manifest = write_manifest(clips, workdir / "clips" / "data.jsonl")
     estimates = {"voxfactory": 60, "voxfactory-lm-only": 50, "full-v0": 45}
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
         base_name = name.split("#")[0]

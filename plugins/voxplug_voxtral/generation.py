@@ -125,7 +125,7 @@ class LanguageModelCache:
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """A Llama decoder layer for one new token (``LlamaDecoderLayer.forward``'s arithmetic, in its order)."""
-        from transformers.models.llama import modeling_llama
+        from voxplug_voxtral.kernels import rotary_of
 
         attention, rows = layer.self_attn, hidden.shape[0]
         normed = layer.input_layernorm(hidden)
@@ -133,8 +133,8 @@ class LanguageModelCache:
         query = attention.q_proj(normed).view(shape).transpose(1, 2)
         key = attention.k_proj(normed).view(shape).transpose(1, 2)
         value = attention.v_proj(normed).view(shape).transpose(1, 2)
-        # looked up at call time: voxplug's fused kernels may have replaced it (voxplug_voxtral.kernels)
-        query, key = modeling_llama.apply_rotary_pos_emb(query, key, *rotary)
+        # the layer's own: voxplug's fused RoPE where the model's kernels were fused (voxplug_voxtral.kernels)
+        query, key = rotary_of(attention)(query, key, *rotary)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
         # Everything attends in the cache's dtype: under autocast over fp32 weights the rotary embedding promotes
         # the query and key to fp32, and a prompt pass under accelerate's autocast (the Trainer's model) may have

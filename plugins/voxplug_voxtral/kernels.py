@@ -1,81 +1,45 @@
 """Fused GPU kernels for training Voxtral's language model (a Llama): RMSNorm from PyTorch; SwiGLU and RoPE as
-lean autograd functions of a few ATen kernels each, or from Liger.
+lean autograd functions of a few ATen kernels each.
 
 Eager LoRA training is bound by the host, so each kernel here is chosen for what it costs the host per call, not
 only the GPU: the norms are PyTorch's single fused ATen kernel each way, and :class:`SiluMul` and
-:class:`RotaryEmbedding` do SwiGLU's and RoPE's arithmetic in a few ATen kernels, keeping for the backward what
-Liger keeps (the MLP's inputs, not ``silu(gate)``). Results match the unfused model up to bf16 rounding. The
-measurements behind these choices are in ``benchmarks/NOTES.md`` (``benchmarks/kernel_host_cost.py``).
+:class:`RotaryEmbedding` do SwiGLU's and RoPE's arithmetic in a few ATen kernels, keeping for the backward only
+the MLP's inputs, not ``silu(gate)``. Results match the unfused model up to bf16 rounding. The measurements behind
+these choices are in ``benchmarks/NOTES.md`` (``benchmarks/kernel_host_cost.py``).
 
-``"torch"`` needs only PyTorch; ``"liger"`` needs ``liger-kernel`` (``pip install voxplug[gpu]``) and a CUDA
-device. The norm and MLP modules of the given model are patched in place; the chosen rotary embedding replaces
-transformers' Llama ``apply_rotary_pos_emb`` for the whole process (the same function), the only global change
-kept, and transformers' own comes back whenever a model is fused without it.
+Everything is set on the given model's own modules (a per-instance ``forward``): their classes, transformers'
+module functions and every other model in the process stay as they were.
 """
 
 from __future__ import annotations
 
 import logging
-from types import MethodType
+from collections.abc import Callable
+from types import CellType, FunctionType, MethodType
 from typing import Any
 
 import torch
 from transformers.models.llama import modeling_llama
 
-_llama_rotary_pos_emb = modeling_llama.apply_rotary_pos_emb  # transformers' own, before anyone patches it
+_llama_rotary_pos_emb = modeling_llama.apply_rotary_pos_emb  # transformers' own
 
 log = logging.getLogger("voxplug.training")
 
 FUSED = ["rms_norm", "swiglu", "rope"]
-#: Whose kernel each of :data:`FUSED` is by default: ``"torch"`` (this module's) or ``"liger"``.
-DEFAULT_SOURCES = {"rms_norm": "torch", "swiglu": "torch", "rope": "torch"}
 
 
-def fuse_language_model_kernels(model: Any, kernels: tuple[str, ...] = tuple(FUSED), **sources: str) -> list[str]:
-    """Fuse ``kernels`` (from :data:`FUSED`) into ``model``'s Llama language model; return what was fused.
-
-    ``sources`` says whose kernel each is (``rms_norm="liger"``...), over :data:`DEFAULT_SOURCES`. Liger's kernels
-    are skipped, with a log line, when liger-kernel is not installed."""
+def fuse_language_model_kernels(model: Any, kernels: tuple[str, ...] = tuple(FUSED)) -> list[str]:
+    """Fuse ``kernels`` (from :data:`FUSED`) into ``model``'s Llama language model; return what was fused."""
     language_model = model.model.language_model
     if getattr(language_model.config, "model_type", None) != "llama":
         return []
-    unknown = set(sources).difference(FUSED) or {v for v in sources.values() if v not in ("torch", "liger")}
+    unknown = set(kernels).difference(FUSED)
     if unknown:
-        raise ValueError(f"unknown kernels or sources: {sorted(unknown)}")
-    source = {**DEFAULT_SOURCES, **sources}
-    modeling_llama.apply_rotary_pos_emb = _llama_rotary_pos_emb  # transformers' own unless rope is fused below
-    torch_kernels = {"rms_norm": use_torch_rms_norm, "swiglu": use_torch_swiglu, "rope": use_torch_rope}
-    fused = []
-    for name in kernels:
-        if source[name] == "torch":
-            torch_kernels[name](model)
-            fused.append(name)
-    liger = {name for name in kernels if source[name] == "liger"}
-    if liger:
-        fused += _fuse_liger(language_model, liger)
-    fused = [name for name in FUSED if name in fused]
+        raise ValueError(f"unknown kernels: {sorted(unknown)} (known: {', '.join(FUSED)})")
+    use = {"rms_norm": use_torch_rms_norm, "swiglu": use_torch_swiglu, "rope": use_torch_rope}
+    fused = [name for name in FUSED if name in kernels and use[name](model)]
     log.info("fused kernels on the language model: %s", ", ".join(fused) or "none")
     return fused
-
-
-def _fuse_liger(language_model: Any, kernels: set[str]) -> list[str]:
-    try:
-        from liger_kernel.transformers import apply_liger_kernel_to_llama
-    except ImportError:
-        log.info("liger-kernel is not installed: %s run unfused (pip install 'voxplug[gpu]')", ", ".join(kernels))
-        return []
-    classes = {name: getattr(modeling_llama, name) for name in ("LlamaRMSNorm", "LlamaMLP")}
-    apply_liger_kernel_to_llama(
-        rope="rope" in kernels,
-        rms_norm="rms_norm" in kernels,
-        swiglu="swiglu" in kernels,
-        cross_entropy=False,  # the loss is voxplug's (logits at label positions only)
-        fused_linear_cross_entropy=False,
-        model=language_model,
-    )
-    for name, original in classes.items():  # models built later in this process stay unpatched
-        setattr(modeling_llama, name, original)
-    return sorted(kernels)
 
 
 def use_torch_rms_norm(model: Any) -> int:
@@ -183,7 +147,68 @@ def _swiglu_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def use_torch_rope(model: Any) -> int:
-    """Compute Llama's rotary embedding with :func:`rotary_pos_emb` (for the whole process, as Liger's does);
-    return how many attention layers of ``model`` use it."""
-    modeling_llama.apply_rotary_pos_emb = rotary_pos_emb  # the Llama attention's forward looks it up here
-    return sum(type(m) is modeling_llama.LlamaAttention for m in model.model.language_model.modules())
+    """Compute the rotary embedding of each Llama attention layer of ``model`` with :func:`rotary_pos_emb`; return
+    how many layers use it. Per layer: its forward is transformers' own, reading ``apply_rotary_pos_emb`` from
+    a copy of its module's globals where that name is :func:`rotary_pos_emb` (0 when the forward names no
+    ``apply_rotary_pos_emb``: a transformers release that computes RoPE otherwise keeps its own)."""
+    forward = _attention_forward_with_fused_rope()
+    if forward is None:
+        return 0
+    layers = [m for m in model.model.language_model.modules() if type(m) is modeling_llama.LlamaAttention]
+    for layer in layers:
+        layer.__dict__["rotary_pos_emb"] = rotary_pos_emb  # what generation's own decoding step reads
+    return _replace_forward(layers, forward)
+
+
+def rotary_of(attention: Any) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """The rotary embedding function ``attention`` (a Llama attention layer) computes with: :func:`rotary_pos_emb`
+    where :func:`use_torch_rope` set it, transformers' ``apply_rotary_pos_emb`` otherwise."""
+    return attention.__dict__.get("rotary_pos_emb", modeling_llama.apply_rotary_pos_emb)
+
+
+_FUSED_ROPE_FORWARD: list[Any] = []
+
+
+def _attention_forward_with_fused_rope() -> Any:
+    """``LlamaAttention.forward`` (through its decorators) reading :func:`rotary_pos_emb` as its
+    ``apply_rotary_pos_emb``, built once; None when the forward does not name that function."""
+    if not _FUSED_ROPE_FORWARD:
+        forward = modeling_llama.LlamaAttention.forward
+        inner = forward
+        while hasattr(inner, "__wrapped__"):
+            inner = inner.__wrapped__
+        names = inner.__code__.co_names if isinstance(inner, FunctionType) else ()
+        if "apply_rotary_pos_emb" not in names:
+            log.info("LlamaAttention.forward names no apply_rotary_pos_emb: its rotary embedding is left as it is")
+            _FUSED_ROPE_FORWARD.append(None)
+        else:
+            _FUSED_ROPE_FORWARD.append(_with_globals(forward, {"apply_rotary_pos_emb": rotary_pos_emb}))
+    return _FUSED_ROPE_FORWARD[0]
+
+
+def _with_globals(function: FunctionType, replacements: dict[str, Any]) -> FunctionType:
+    """A copy of ``function`` whose global names in ``replacements`` resolve to those objects, in a copy of its
+    module's globals (the module itself is not touched). A decorator's wrapper (``functools.wraps``) is copied
+    around a copy of the function it wraps, so the decorator still runs."""
+    wrapped = getattr(function, "__wrapped__", None)
+    if wrapped is None:
+        scope = {**function.__globals__, **replacements}
+        copy = FunctionType(function.__code__, scope, function.__name__, function.__defaults__, function.__closure__)
+    else:
+        inner = _with_globals(wrapped, replacements)
+        cells = tuple(CellType(inner) if _cell_holds(cell, wrapped) else cell for cell in function.__closure__ or ())
+        if not any(_cell_holds(cell, inner) for cell in cells):
+            raise TypeError(f"{function.__qualname__}: its wrapper does not hold the function it wraps")
+        copy = FunctionType(function.__code__, function.__globals__, function.__name__, function.__defaults__, cells)
+        copy.__wrapped__ = inner  # type: ignore[attr-defined]
+    copy.__kwdefaults__ = function.__kwdefaults__
+    copy.__qualname__ = function.__qualname__
+    copy.__module__ = function.__module__
+    return copy
+
+
+def _cell_holds(cell: CellType, value: Any) -> bool:
+    try:
+        return cell.cell_contents is value
+    except ValueError:  # an empty cell
+        return False

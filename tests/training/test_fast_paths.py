@@ -139,45 +139,125 @@ def test_encoder_decoder_models_keep_the_plain_loss() -> None:
     assert not supports_label_logits(Seq2Seq())
 
 
+def _autograd_nodes(tensor: torch.Tensor) -> set[str]:
+    """The names of every node in ``tensor``'s backward graph."""
+    seen, stack, names = set(), [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
 @pytest.mark.slow
-def test_without_liger_pytorchs_kernels_fuse_with_the_same_loss_and_gradients(
+def test_fused_kernels_give_the_same_loss_and_gradients_and_touch_no_other_model(
     model_and_batch: tuple[object, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import copy
-    import sys
 
     from transformers.models.llama import modeling_llama
     from voxplug_voxtral import kernels
     from voxplug_voxtral.family import VoxtralFamily
 
-    # the rotary embedding is patched for the whole process: transformers' own here, and again after the test
-    monkeypatch.setattr(modeling_llama, "apply_rotary_pos_emb", kernels._llama_rotary_pos_emb)
-    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", None)  # import fails as when not installed
     model, batch = model_and_batch
     fused = copy.deepcopy(model)
 
-    def loss_and_grads(module: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def loss_and_grads(module: object) -> tuple[torch.Tensor, list[torch.Tensor], set[str]]:
         module.zero_grad(set_to_none=True)
         loss = module(**batch).loss
+        nodes = _autograd_nodes(loss)
         loss.backward()
         grads = [p.grad for p in module.model.language_model.parameters()]
         module.zero_grad(set_to_none=True)
-        return loss.detach(), grads
+        return loss.detach(), grads, nodes
 
-    loss, grads = loss_and_grads(model)  # before fusing: transformers' rotary embedding
+    loss, grads, nodes = loss_and_grads(model)
+    assert "RotaryEmbeddingBackward" not in nodes
     assert VoxtralFamily().fuse_kernels(fused) == ["rms_norm", "swiglu", "rope"]
-    assert modeling_llama.apply_rotary_pos_emb is kernels.rotary_pos_emb
+    # per instance: transformers' module function and classes stay, the other model computes as before
+    assert modeling_llama.apply_rotary_pos_emb is kernels._llama_rotary_pos_emb
     patched = [type(m).__name__ for m in fused.model.language_model.modules() if "forward" in vars(m)]
     layers = fused.config.text_config.num_hidden_layers
-    assert sorted(patched) == sorted(["LlamaRMSNorm"] * (2 * layers + 1) + ["LlamaMLP"] * layers)
-    fused_loss, fused_grads = loss_and_grads(fused)
+    expected = ["LlamaRMSNorm"] * (2 * layers + 1) + ["LlamaMLP"] * layers + ["LlamaAttention"] * layers
+    assert sorted(patched) == sorted(expected)
+    assert not [m for m in model.modules() if "forward" in vars(m) and "Llama" in type(m).__name__]
+    again, again_grads, again_nodes = loss_and_grads(model)
+    assert torch.equal(again, loss) and all(torch.equal(a, b) for a, b in zip(again_grads, grads, strict=True))
+    assert "RotaryEmbeddingBackward" not in again_nodes and "SiluMulBackward" not in again_nodes
+    fused_loss, fused_grads, fused_nodes = loss_and_grads(fused)
+    assert {"RotaryEmbeddingBackward", "SiluMulBackward"} <= fused_nodes
     assert torch.allclose(fused_loss, loss, rtol=1e-5, atol=1e-6)
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(fused_grads, grads, strict=True))
-    # Liger's asked for without Liger: only PyTorch's norm fuses, and the rotary embedding is transformers' again
-    assert kernels.fuse_language_model_kernels(copy.deepcopy(model), swiglu="liger", rope="liger") == ["rms_norm"]
-    assert modeling_llama.apply_rotary_pos_emb is kernels._llama_rotary_pos_emb
+    # the same numbers as the process-wide rotary embedding the fused kernels used to install
+    monkeypatch.setattr(modeling_llama, "apply_rotary_pos_emb", kernels.rotary_pos_emb)
+    process_wide = copy.deepcopy(model)
+    kernels.fuse_language_model_kernels(process_wide, ("rms_norm", "swiglu"))
+    wide_loss, wide_grads, _ = loss_and_grads(process_wide)
+    assert torch.equal(wide_loss, fused_loss)
+    assert all(torch.equal(a, b) for a, b in zip(wide_grads, fused_grads, strict=True))
     with pytest.raises(ValueError, match="unknown"):
-        kernels.fuse_language_model_kernels(copy.deepcopy(model), rope="triton")
+        kernels.fuse_language_model_kernels(copy.deepcopy(model), ("triton",))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fused_kernels_on_the_gpu_give_the_process_wide_numbers_eager_and_compiled(
+    model_and_batch: tuple[object, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under bf16 autocast on CUDA (full fine-tuning's regime): the per-layer fused RoPE computes the loss the
+    process-wide one did, bit for bit, and regionally compiled layers (as the Trainer compiles them) match eager."""
+    import copy
+
+    from accelerate.utils import compile_regions
+    from transformers.models.llama import modeling_llama
+    from voxplug_voxtral import kernels
+
+    model, cpu_batch = model_and_batch
+    batch = {key: value.to("cuda") for key, value in cpu_batch.items()}
+    plain = copy.deepcopy(model).to("cuda").train()
+
+    def loss_and_grads(module: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        module.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = module(**batch).loss
+        loss.backward()
+        grads = [p.grad.clone() for p in module.model.language_model.parameters()]
+        return loss.detach(), grads
+
+    fused = copy.deepcopy(plain)
+    assert kernels.fuse_language_model_kernels(fused) == ["rms_norm", "swiglu", "rope"]
+    fused_loss, fused_grads = loss_and_grads(fused)
+    compiled_loss, _ = loss_and_grads(compile_regions(fused, dynamic=True))
+    assert compiled_loss.item() == pytest.approx(fused_loss.item(), rel=1e-2)
+    assert fused_loss.item() == pytest.approx(loss_and_grads(plain)[0].item(), rel=1e-2)
+    monkeypatch.setattr(modeling_llama, "apply_rotary_pos_emb", kernels.rotary_pos_emb)
+    process_wide = copy.deepcopy(plain)
+    kernels.fuse_language_model_kernels(process_wide, ("rms_norm", "swiglu"))
+    wide_loss, wide_grads = loss_and_grads(process_wide)
+    assert torch.equal(wide_loss, fused_loss)  # the backward's atomic adds may sum in another order: close enough
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(wide_grads, fused_grads, strict=True))
+
+
+def test_generation_reads_each_layers_own_rotary_embedding() -> None:
+    """Decoding steps (voxplug_voxtral.generation) compute RoPE as their layer's forward does: fused only there."""
+    from transformers.models.llama import modeling_llama
+    from voxplug_voxtral import kernels
+
+    config = modeling_llama.LlamaConfig(hidden_size=16, num_attention_heads=2, num_hidden_layers=1)
+    fused, plain = (modeling_llama.LlamaAttention(config, 0) for _ in range(2))
+
+    class Holder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = torch.nn.Module()
+            self.model.language_model = torch.nn.ModuleList([fused])
+
+    assert kernels.use_torch_rope(Holder()) == 1
+    assert kernels.rotary_of(fused) is kernels.rotary_pos_emb
+    assert kernels.rotary_of(plain) is modeling_llama.apply_rotary_pos_emb
 
 
 def test_the_lean_swiglu_and_rotary_embedding_have_exact_gradients() -> None:

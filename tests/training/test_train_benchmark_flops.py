@@ -1,6 +1,7 @@
 """The training benchmark's standard FLOP count (``benchmarks/model_flops.py``) against an independent count: the
 matmuls PyTorch's ``FlopCounterMode`` sees in a real forward and backward of the tiny Voxtral on CPU, which include
-the full attention matrix (the test swaps in the causal half explicitly); and its recount of a results file."""
+the full attention matrix (the test swaps in the causal half explicitly); its recount of a results file; and the
+benchmark itself, end to end on the tiny model."""
 
 from __future__ import annotations
 
@@ -302,3 +303,90 @@ def test_the_recount_of_an_h100_results_file(bench: Any, tmp_path: Path) -> None
         assert 0.85 < entry["useful_share_of_processed_lm_tokens"] < 1.0
     lora, full = recounted["variants"]["lora-default-noprofile"], recounted["variants"]["full-default"]
     assert 0.30 < lora["mfu_standard"] < 0.40 and 0.22 < full["mfu_standard"] < 0.30
+
+
+#: What every trained variant's entry holds (the results file's schema; ``peak_memory_gib`` only on a GPU).
+VARIANT_KEYS = {
+    "variant", "spec", "setup_s", "trainable_params", "micro_batch", "grad_accum", "dataloader_workers", "optim",
+    "gradient_checkpointing", "model_params", "profile", "timed_steps", "timed_samples", "elapsed_s",
+    "samples_per_s", "audio_s_per_s", "processed_lm_tokens_per_s", "useful_lm_tokens_per_s", "mfu_standard",
+    "useful_tflops", "useful_flops_per_sample", "mfu_processed_over_measured_matmul", "processed_tflops",
+    "processed_flops_per_sample", "step_s_median", "step_s_first_half", "step_s_second_half", "train_loss_log",
+    "final_train_loss", "samples_trained", "run_samples_per_s", "encoder_cache", "cuda_graphs",
+    "cached_chunks_timed", "mfu_standard_median_step", "mfu_processed_over_measured_matmul_median_step",
+    "cache_warm_steps", "per_step", "host_marks", "eval_loss_fixed_batch", "loss_checks",
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_benchmark_trains_through_voxplugs_run_on_the_tiny_model(bench: Any, tmp_path: Path) -> None:
+    """``--tiny`` end to end on the CPU: voxplug's own run trains each variant on every clip of the JSONL dataset,
+    with the variant's switches, and the results file has its schema; the process's Llama stays transformers'."""
+    from transformers.models.llama import modeling_llama
+
+    rotary = modeling_llama.apply_rotary_pos_emb
+    argv = ["--tiny", "--clips", "16", "--steps", "4", "--warmup", "1", "--probe", "lora:2", "--out", str(tmp_path)]
+    assert bench.main([*argv, "--variants", "voxfactory,lora-v0,lora-ungrouped,full-default"]) == 0
+    results = json.loads((tmp_path / "train_throughput-cpu-x86-64.json").read_text(encoding="utf-8"))
+    assert results["clips"]["count"] == 16 and results["steps_per_variant"] == 4
+    variants = results["variants"]
+    for name, entry in variants.items():
+        assert set(entry) == VARIANT_KEYS, name  # and on a GPU: peak memory, and what earlier variants left
+        timed = 3 - (2 if entry["spec"].get("profile") else 0)  # steps 2-4, less the two profiled ones at the end
+        assert entry["samples_trained"] == 32 and entry["timed_steps"] == timed and len(entry["per_step"]) == timed
+        assert entry["timed_samples"] == 8 * timed and entry["audio_s_per_s"] > entry["samples_per_s"] > 0
+        after = entry["loss_checks"]["after_training"]
+        assert after["label_logits"] == pytest.approx(after["plain"], rel=1e-4)
+    v0, ungrouped, full = variants["lora-v0"], variants["lora-ungrouped"], variants["full-default"]
+    # VoxFactory's recipe (its own Trainer, not voxplug's run): 2 x 4, none of voxplug's checks or speed paths
+    voxfactory = variants["voxfactory"]
+    assert (voxfactory["micro_batch"], voxfactory["grad_accum"]) == (2, 4)
+    assert set(voxfactory["loss_checks"]) == {"after_training"} and voxfactory["encoder_cache"] is None
+    # lora-v0: micro-batch 2 x 4, no workers, the model's own loss; its clips pass the encoder every epoch
+    assert (v0["micro_batch"], v0["grad_accum"], v0["dataloader_workers"]) == (2, 4, 0)
+    assert v0["loss_checks"]["label_logits_active"] is False and v0["encoder_cache"] is None
+    assert v0["loss_checks"]["lora_shared_input_groups"] > 0
+    # lora-ungrouped: one node per adapted layer; the defaults' encoder cache serves the second epoch
+    assert ungrouped["loss_checks"]["lora_shared_input_groups"] == 0
+    assert ungrouped["loss_checks"]["label_logits_active"] is True
+    assert ungrouped["encoder_cache"]["misses"] == 16 and ungrouped["cache_warm_steps"]["steps"] == 2
+    assert full["trainable_params"] > ungrouped["trainable_params"]
+    assert full["profile"]["steps"] == 2
+    (probe,) = results["memory_probe"]["lora"]
+    assert probe["micro_batch"] == 2 and probe["seq"] > 375 and probe["step_s"] > 0
+    assert modeling_llama.apply_rotary_pos_emb is rotary
+
+
+@pytest.mark.slow
+def test_the_benchmark_family_checks_the_loss_around_the_kernels_a_variant_fuses(
+    bench: Any, tiny: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The GPU's fusing step, on the CPU: the family the benchmark's runs load from builds the tiny model, fuses the
+    variant's kernels (voxplug's, or Liger's where asked: unfused without liger-kernel, and said so) and records
+    the fixed batch's loss before and after."""
+    import importlib.util
+
+    import soundfile
+
+    folder, processor = tiny
+    clips = bench.make_clips(tmp_path / "clips", 2, seed=1, max_s=6.0)
+    rows = [{"audio": soundfile.read(c.path, dtype="float32")[0], "text": c.text, "language": "en"} for c in clips]
+    args = bench.argparse.Namespace(shape="mini", deadline_s=60.0)
+    setup = bench.Bench(args, "cpu", tmp_path, folder, processor, clips, rows, folder, 1.0, {}, 0.0)
+    spec = {"method": "lora", "kernels": {"fused": ["rms_norm", "swiglu", "rope"], "rms_norm": "torch"}}
+    state = bench.VariantRun(setup, spec, bench.Record(), started=0.0)
+    family = bench.bench_family(state)(None)
+    model, loaded_processor = family.load(str(folder), dtype="fp32", device="cpu")
+    assert loaded_processor is processor and model.dtype.is_floating_point
+    liger = importlib.util.find_spec("liger_kernel") is not None
+    assert family.fuse_kernels(model) == (["rms_norm", "swiglu", "rope"] if liger else ["rms_norm"])
+    assert liger or "liger-kernel is not installed: rope, swiglu run unfused" in capsys.readouterr().out
+    checks = state.checks
+    assert set(checks) == {"before_fused_kernels", "fused_kernels", "after_fused_kernels"}
+    assert checks["after_fused_kernels"]["plain"] == pytest.approx(checks["before_fused_kernels"]["plain"], rel=1e-5)
+    state.spec = {"method": "lora"}  # the family's own kernels
+    assert family.fuse_kernels(family.load(str(folder), dtype="fp32", device="cpu")[0]) == [
+        "rms_norm",
+        "swiglu",
+        "rope",
+    ]
