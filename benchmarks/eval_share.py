@@ -1,28 +1,32 @@
 """Evaluation's share of a training run: real voxplug runs at the default preset's evaluation settings.
 
 Each run is what ``voxplug train -c voxtral-mini-lora`` runs (:func:`voxplug.training.run.train`, the preset's
-settings: LoRA, 3 epochs, 10% of the rows held out up to 200, evaluated once per epoch with WER/CER from greedy
-transcripts and the eval loss), on a dataset of ``size`` rows, with Voxtral-Mini-3B-2507's shape and random bf16
-weights (saved once as a checkpoint folder with the real 131072-entry Tekken processor, then loaded by the run as a
-user's checkpoint is). Rows are WAV clips of 3 to 30 s made from the bundled speech (``train_throughput.make_clips``:
+settings: LoRA, 3 epochs, 10% of the rows held out up to 200, WER/CER from greedy transcripts and the eval loss at
+every evaluation), on a dataset of ``size`` rows, with Voxtral-Mini-3B-2507's shape and random bf16 weights (saved
+once as a checkpoint folder with the real 131072-entry Tekken processor, then loaded by each run as a user's
+checkpoint is). Rows are WAV clips of 3 to 30 s made from the bundled speech (``train_throughput.make_clips``:
 distinct clips, so the encoder cache serves only epochs 2 and later, as with real data).
 
-What is measured, per run: the stage times of ``train_results.json`` (the run's own monitor: ``training`` without
-the evaluations inside the loop, ``evaluation`` with them and the final one, ``model_loading``, ``saving``, ...), the
-wall time of the whole ``train`` call, and for every evaluation its ``eval_runtime`` split into the eval-loss pass
-and generation: a callback synchronises the GPU after each eval-loss batch (``on_prediction_step``), so the time
-after the last one is the greedy transcription and scoring. Shares: ``evaluation / wall`` (the run's wall time) and
+Measured per run: the stage times of ``train_results.json`` (the run's own monitor: ``training`` without the
+evaluations inside the loop, ``evaluation`` with them and the final one, ``model_loading``, ``saving``, ...), the
+wall time of the whole ``train`` call, and every evaluation's ``eval_runtime`` split into the eval-loss pass and
+generation: a callback synchronises the GPU after each eval-loss batch (``on_prediction_step``), so the time after
+the last one is greedy transcription and scoring. Shares: ``evaluation / wall`` (the run's wall time) and
 ``evaluation / (training + evaluation)`` (the training loop's).
 
-Budgets (``--runs SIZE:BUDGET,...``): ``clip`` is the preset's (``evaluation.max_new_tokens: null``, a budget from
-each clip's length); random weights never emit the end-of-sequence token, so every transcript runs to its budget:
-an upper bound of a real model's generation time. ``reference`` caps every transcript at the longest reference
-transcript of the dataset in tokens, plus the end-of-sequence token: what a model that has learned to stop
-decodes at most.
+``--runs SIZE[:BUDGET[:SCHEDULE]],...``:
 
-Run (GPU)::
+* BUDGET ``clip`` is the preset's (``evaluation.max_new_tokens: null``, a budget from each clip's length). Random
+  weights never emit the end-of-sequence token, so every transcript runs to its budget: an upper bound of a real
+  model's generation time. ``reference`` caps every transcript at the run's longest reference transcript in
+  tokens plus the end-of-sequence token: what a model that has learned to stop decodes at most.
+* SCHEDULE ``every-epoch`` (the default) evaluates once per epoch (``training.max_eval_share: null``), and the entry's
+  ``with_preset_spacing`` says what the preset's ``training.max_eval_share`` makes of it: the evaluations the rule
+  keeps, at the measured mean time of one, beside the same training time. ``preset`` runs the preset's spacing.
 
-    python benchmarks/eval_share.py --runs 200:clip,200:reference,1000:clip --out $OUT
+Run (GPU, about 3 minutes)::
+
+    python benchmarks/eval_share.py --runs 200:clip,200:reference,1000:reference --out $OUT
 
 ``--tiny --device cpu`` runs the same plumbing with the tiny test model on short clips (a smoke test: its numbers
 mean nothing).
@@ -109,13 +113,13 @@ def write_manifest(folder: Path, clips: list[Any], name: str) -> Path:
     return path
 
 
-def reference_budget(model_dir: Path, clips: list[Any]) -> int:
-    """The longest transcript of ``clips`` in the model's tokens, plus the end-of-sequence token."""
+def transcript_tokens(model_dir: Path, clips: list[Any]) -> list[int]:
+    """Each clip's transcript length in the model's tokens."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(model_dir)
     ids = processor.tokenizer([clip.text for clip in clips], add_special_tokens=False)["input_ids"]
-    return max(len(row) for row in ids) + 1
+    return [len(row) for row in ids]
 
 
 def eval_timer(records: list[dict[str, Any]]) -> Any:
@@ -284,7 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint_s = time.perf_counter() - started
     max_s = 6.0 if args.tiny else 30.0
     clips = make_clips(args.work / "clips", max(spec.size for spec in runs), seed=args.seed, min_s=3.0, max_s=max_s)
-    budget = reference_budget(model_dir, clips)
+    tokens = transcript_tokens(model_dir, clips)
     device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     out: dict[str, Any] = {
         "device": device,
@@ -292,11 +296,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "preset": PRESET,
         "tiny": args.tiny,
         "checkpoint_build_s": round(checkpoint_s, 1),
-        "reference_max_new_tokens": budget,
+        "transcript_tokens": {"mean": round(sum(tokens) / len(tokens), 1), "max": max(tokens)},
         "goal_share": GOAL_SHARE,
         "runs": [],
     }
     for spec in runs:
+        budget = max(tokens[: spec.size]) + 1  # the longest transcript of the run's rows and its end token
         entry = measure(spec, model_dir, clips, budget, args)
         out["runs"].append(entry)
         print(json.dumps(entry), flush=True)
@@ -313,7 +318,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def print_table(out: dict[str, Any]) -> None:
-    print(f"\n{out['device']}  ({out['preset']}, reference budget {out['reference_max_new_tokens']} tokens)")
+    print(f"\n{out['device']}  ({out['preset']}; transcripts of {out['transcript_tokens']} tokens)")
     print("rows  budget     schedule     evals  train s  eval s (loss/gen)  wall s  of wall  of loop  preset spacing")
     for entry in out["runs"]:
         stages = entry["stage_seconds"]

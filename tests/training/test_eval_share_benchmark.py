@@ -33,7 +33,7 @@ def test_smoke_run_measures_every_evaluation_and_the_shares(tmp_path: Path) -> N
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads(out.read_text())
     every_epoch, preset = results["runs"]
-    budget = results["reference_max_new_tokens"]
+    budget = results["transcript_tokens"]["max"] + 1
     assert every_epoch["max_new_tokens"] == budget > 1 and preset["max_new_tokens"] is None
     assert (every_epoch["eval_rows"], every_epoch["steps_per_epoch"], every_epoch["global_step"]) == (2, 3, 6)
     # every epoch evaluated without the preset's share; with it, the tiny dataset is evaluated once, at the end
