@@ -13,7 +13,12 @@ Two suites:
   - ``voxplug``: ``VoxtralFamily.transcribe``'s path (:func:`voxplug_voxtral.generation.transcribe_ids`) as
     evaluation and ``voxplug evaluate`` run it: batch size from free memory, CUDA graphs;
   - ``voxplug-b8``: the same at batch 8 (per-step efficiency at the issue's batch); ``voxplug-eager``: without
-    CUDA graphs;
+    CUDA graphs; ``voxplug-exact``: the CPU's shapes on the GPU (eager steps over exactly the filled positions, no
+    mask, so SDPA may take flash attention with its own grouped-query support; finished rows checked every step);
+  - ``--attention`` adds ``attn-<LAYOUT[:BACKENDS]>`` variants: ``voxplug`` with the decoding step's attention laid
+    out and dispatched another way (``voxplug_voxtral.generation.StepAttention``), tokens compared with
+    ``voxplug``'s; ``--profile-steps N`` profiles N eager steps at ``voxplug``'s batch for the default and each
+    ``--attention`` choice and splits their kernel time by kind (``step_profiles``);
   - ``library-b8`` / ``library-own``: transformers' own fast path, ``generate(cache_implementation="static")``,
     which compiles the decoding step (``torch.compile``, mode ``reduce-overhead``) on CUDA; its first batch
     (the compilation) is timed apart.
@@ -99,7 +104,16 @@ MINI_AUDIO = {
     "max_source_positions": 1500,
 }
 MINI_PARAMETERS = 4_676_271_104
-VOXTRAL_VARIANTS = ("voxplug", "plain-b8", "plain-own", "voxplug-b8", "voxplug-eager", "library-b8", "library-own")
+VOXTRAL_VARIANTS = (
+    "voxplug",
+    "plain-b8",
+    "plain-own",
+    "voxplug-b8",
+    "voxplug-eager",
+    "voxplug-exact",
+    "library-b8",
+    "library-own",
+)
 WHISPER_VARIANTS = ("pipeline", "pipeline-greedy", "generate", "voxplug")
 DEMO_LENGTHS_S = (3, 5, 8, 12, 20, 28)
 LONG_FORM_S = 45
@@ -277,7 +291,9 @@ def voxtral_suite(bench: Bench) -> None:
         context = prompt_length + args.max_new_tokens / 2
         return (weights + rows * context * per_position) / bandwidth * 1e3
 
-    def voxplug(batch: int | None, graphs: bool, count: int, attention: Any = None) -> Callable[[], dict[str, Any]]:
+    def voxplug(
+        batch: int | None, graphs: bool, count: int, attention: Any = None, exact: bool = False
+    ) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             stats = DecodeStats()
             started = time.perf_counter()
@@ -289,7 +305,7 @@ def voxtral_suite(bench: Bench) -> None:
                 max_new_tokens=args.max_new_tokens,
                 batch_size=batch or (args.own_batch if tiny else None),
                 cuda_graphs=graphs,
-                graph_shapes=graph_shapes,
+                graph_shapes=False if exact else graph_shapes,
                 stats=stats,
                 attention=attention,
             )
@@ -345,6 +361,7 @@ def voxtral_suite(bench: Bench) -> None:
         "plain-own": (plain(own_batch, own_clips), own_clips),
         "voxplug-b8": (voxplug(8, True, baseline_clips), baseline_clips),
         "voxplug-eager": (voxplug(None, False, len(audios)), len(audios)),
+        "voxplug-exact": (voxplug(None, False, len(audios), exact=True), len(audios)),
         "library-b8": (plain(8, baseline_clips, static=True), baseline_clips),
         "library-own": (plain(own_batch, own_clips, static=True), own_clips),
     }
