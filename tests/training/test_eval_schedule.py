@@ -27,7 +27,7 @@ def spacing(steps_per_epoch: int, total_steps: int, rows_per_step: int, eval_row
 @pytest.mark.parametrize(
     ("train_rows", "eval_rows", "epochs_apart"),
     [
-        (180, 20, 3),  # 200 rows with 10% held out: one evaluation outweighs three epochs of training, at the end
+        (180, 20, 3),  # 200 rows with 10% held out: nine evaluations outweigh the whole run, so only the end
         (900, 100, 2),  # 1,000 rows: every second epoch (and the last step)
         (2800, 200, 1),  # 3,000 rows, the eval split capped at 200: once per epoch, as without a share
     ],
