@@ -13,8 +13,9 @@ Two suites:
   - ``voxplug``: ``VoxtralFamily.transcribe``'s path (:func:`voxplug_voxtral.generation.transcribe_ids`) as
     evaluation and ``voxplug evaluate`` run it: batch size from free memory, CUDA graphs;
   - ``voxplug-b8``: the same at batch 8 (per-step efficiency at the issue's batch); ``voxplug-eager``: without
-    CUDA graphs; ``voxplug-exact``: the CPU's shapes on the GPU (eager steps over exactly the filled positions, no
-    mask, so SDPA may take flash attention with its own grouped-query support; finished rows checked every step);
+    CUDA graphs; ``voxplug-exact``: the CPU's shapes on the GPU at ``voxplug``'s batch (eager steps over exactly the
+    filled positions, no mask, so SDPA may take flash attention with its own grouped-query support; finished rows
+    checked every step; one prompt pass for the whole batch);
   - ``--attention`` adds ``attn-<LAYOUT[:BACKENDS]>`` variants: ``voxplug`` with the decoding step's attention laid
     out and dispatched another way (``voxplug_voxtral.generation.StepAttention``), tokens compared with
     ``voxplug``'s; ``--profile-steps N`` profiles N eager steps at ``voxplug``'s batch for the default and each
@@ -361,7 +362,7 @@ def voxtral_suite(bench: Bench) -> None:
         "plain-own": (plain(own_batch, own_clips), own_clips),
         "voxplug-b8": (voxplug(8, True, baseline_clips), baseline_clips),
         "voxplug-eager": (voxplug(None, False, len(audios)), len(audios)),
-        "voxplug-exact": (voxplug(None, False, len(audios), exact=True), len(audios)),
+        "voxplug-exact": (voxplug(own_batch, False, len(audios), exact=True), len(audios)),
         "library-b8": (plain(8, baseline_clips, static=True), baseline_clips),
         "library-own": (plain(own_batch, own_clips, static=True), own_clips),
     }
