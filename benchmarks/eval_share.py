@@ -267,7 +267,14 @@ def measure(spec: RunSpec, model_dir: Path, clips: list[Any], budget: int, args:
     shutil.rmtree(work / spec.name / "checkpoints", ignore_errors=True)  # not needed afterwards
     del result
     release_memory()
+    entry["gpu_memory_left_gib"] = allocated_gib()  # what the run left allocated (the next run starts from it)
     return entry
+
+
+def allocated_gib() -> float | None:
+    import torch
+
+    return round(torch.cuda.memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
 
 
 def release_memory() -> None:
