@@ -384,6 +384,9 @@ def voxtral_suite(bench: Bench) -> None:
     if args.profile_steps:
         rows = min(own_batch, len(audios))
         for spec in ["packed", *args.attention]:
+            if bench.remaining() < 30:
+                results.setdefault("step_profiles", {})[spec] = {"skipped": "deadline"}
+                continue
             try:
                 profile = profile_decode(model, processor, audios[:rows], args.profile_steps, step_attention(spec))
             except Exception as exc:
