@@ -102,4 +102,6 @@ def test_a_bf16_space_decodes_with_the_static_cache(
     space = [transcriber.transcribe(audio, None) for audio in audios]
     assert transcriber.static_cache and all(space), space
     plain = [plain_generate(transcriber, audio) for audio in audios]
-    record_property("bf16_identical_clips", f"{sum(a == b for a, b in zip(space, plain, strict=True))}/{len(plain)}")
+    identical = f"{sum(a == b for a, b in zip(space, plain, strict=True))}/{len(plain)}"
+    record_property("bf16_identical_clips", identical)
+    print(f"bf16 Space transcripts identical to plain generate: {identical}")  # shown with pytest -rP
