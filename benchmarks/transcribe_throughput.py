@@ -13,7 +13,13 @@ Two suites:
   - ``voxplug``: ``VoxtralFamily.transcribe``'s path (:func:`voxplug_voxtral.generation.transcribe_ids`) as
     evaluation and ``voxplug evaluate`` run it: batch size from free memory, CUDA graphs;
   - ``voxplug-b8``: the same at batch 8 (per-step efficiency at the issue's batch); ``voxplug-eager``: without
-    CUDA graphs;
+    CUDA graphs; ``voxplug-exact``: the CPU's shapes on the GPU at ``voxplug``'s batch (eager steps over exactly the
+    filled positions, no mask, so SDPA may take flash attention with its own grouped-query support; finished rows
+    checked every step; one prompt pass for the whole batch);
+  - ``--attention`` adds ``attn-<LAYOUT[:BACKENDS]>`` variants: ``voxplug`` with the decoding step's attention laid
+    out and dispatched another way (``voxplug_voxtral.generation.StepAttention``), tokens compared with
+    ``voxplug``'s; ``--profile-steps N`` profiles N eager steps at ``voxplug``'s batch for the default and each
+    ``--attention`` choice and splits their kernel time by kind (``step_profiles``);
   - ``library-b8`` / ``library-own``: transformers' own fast path, ``generate(cache_implementation="static")``,
     which compiles the decoding step (``torch.compile``, mode ``reduce-overhead``) on CUDA; its first batch
     (the compilation) is timed apart.
@@ -99,7 +105,16 @@ MINI_AUDIO = {
     "max_source_positions": 1500,
 }
 MINI_PARAMETERS = 4_676_271_104
-VOXTRAL_VARIANTS = ("voxplug", "plain-b8", "plain-own", "voxplug-b8", "voxplug-eager", "library-b8", "library-own")
+VOXTRAL_VARIANTS = (
+    "voxplug",
+    "plain-b8",
+    "plain-own",
+    "voxplug-b8",
+    "voxplug-eager",
+    "voxplug-exact",
+    "library-b8",
+    "library-own",
+)
 WHISPER_VARIANTS = ("pipeline", "pipeline-greedy", "generate", "voxplug")
 DEMO_LENGTHS_S = (3, 5, 8, 12, 20, 28)
 LONG_FORM_S = 45
@@ -277,7 +292,9 @@ def voxtral_suite(bench: Bench) -> None:
         context = prompt_length + args.max_new_tokens / 2
         return (weights + rows * context * per_position) / bandwidth * 1e3
 
-    def voxplug(batch: int | None, graphs: bool, count: int) -> Callable[[], dict[str, Any]]:
+    def voxplug(
+        batch: int | None, graphs: bool, count: int, attention: Any = None, exact: bool = False
+    ) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             stats = DecodeStats()
             started = time.perf_counter()
@@ -289,8 +306,9 @@ def voxtral_suite(bench: Bench) -> None:
                 max_new_tokens=args.max_new_tokens,
                 batch_size=batch or (args.own_batch if tiny else None),
                 cuda_graphs=graphs,
-                graph_shapes=graph_shapes,
+                graph_shapes=False if exact else graph_shapes,
                 stats=stats,
+                attention=attention,
             )
             seconds = time.perf_counter() - started
             rows = stats.row_steps / max(1, stats.steps)
@@ -344,6 +362,7 @@ def voxtral_suite(bench: Bench) -> None:
         "plain-own": (plain(own_batch, own_clips), own_clips),
         "voxplug-b8": (voxplug(8, True, baseline_clips), baseline_clips),
         "voxplug-eager": (voxplug(None, False, len(audios)), len(audios)),
+        "voxplug-exact": (voxplug(own_batch, False, len(audios), exact=True), len(audios)),
         "library-b8": (plain(8, baseline_clips, static=True), baseline_clips),
         "library-own": (plain(own_batch, own_clips, static=True), own_clips),
     }
@@ -356,6 +375,108 @@ def voxtral_suite(bench: Bench) -> None:
                 results["variants"][other]["tokens_vs_plain_b8"] = compare_tokens(tokens, reference)
         results["ratios"] = ratios(results["variants"])
         bench.save()
+    for spec in args.attention:
+        name = f"attn-{spec}"
+        measure(bench, name, voxplug(None, True, len(audios), step_attention(spec)), audio_s)
+        if name in bench.tokens and "voxplug" in bench.tokens:  # bf16 near-ties may flip between kernels
+            results["variants"][name]["tokens_vs_voxplug"] = compare_tokens(bench.tokens[name], bench.tokens["voxplug"])
+        bench.save()
+    if args.profile_steps:
+        rows = min(own_batch, len(audios))
+        for spec in ["packed", *args.attention]:
+            if bench.remaining() < 30:
+                results.setdefault("step_profiles", {})[spec] = {"skipped": "deadline"}
+                continue
+            try:
+                profile = profile_decode(model, processor, audios[:rows], args.profile_steps, step_attention(spec))
+            except Exception as exc:
+                traceback.print_exc()
+                profile = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            results.setdefault("step_profiles", {})[spec] = profile
+            print(json.dumps({"step_profile": spec, **profile}, default=str)[:3000], flush=True)
+            bench.save()
+
+
+def step_attention(spec: str) -> Any:
+    """``"gqa:cudnn+efficient"`` -> ``StepAttention("gqa", ("cudnn", "efficient"))`` (no backend: PyTorch's choice)."""
+    from voxplug_voxtral.generation import StepAttention
+
+    layout, _, backends = spec.partition(":")
+    return StepAttention(layout, tuple(backends.split("+")) if backends else None)
+
+
+#: Substrings of kernel names, by the part of a decoding step they belong to (first match wins).
+KERNEL_KINDS = (
+    ("attention", ("fmha", "flash", "attention", "attn", "cudnn", "sdpa", "softmax")),
+    ("matmul", ("gemm", "gemv", "cutlass", "xmma", "nvjet", "matmul", "aten::mm", "aten::addmm", "bmm", "linear")),
+    ("copy", ("copy", "index", "cat", "memcpy", "memset")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, marks in KERNEL_KINDS if any(mark in lowered for mark in marks)), "other")
+
+
+def profile_decode(model: Any, processor: Any, audios: list[np.ndarray], steps: int, attention: Any) -> dict[str, Any]:
+    """Where ``steps`` eager decoding steps of ``len(audios)`` rows spend their kernel time (``attention``'s layout
+    and backends): two profiled runs on the same clips, one that decodes ``steps`` steps after the prompt pass and
+    one that stops at the prompt pass, the second's kernels subtracted from the first's. On the CPU, the ATen
+    operators' own time instead of kernels."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from voxplug_voxtral.generation import transcribe_ids
+
+    from voxplug.evaluation.decoding import DecodeStats
+
+    cuda = next(model.parameters()).device.type == "cuda"
+    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
+
+    def kernel_us(new_tokens: int) -> tuple[dict[str, float], DecodeStats]:
+        stats = DecodeStats()
+        with profile(activities=[activity]) as profiler:
+            transcribe_ids(
+                model,
+                processor,
+                audios,
+                ["en"] * len(audios),
+                max_new_tokens=new_tokens,
+                batch_size=len(audios),
+                cuda_graphs=False,
+                graph_shapes=True,
+                stats=stats,
+                attention=attention,
+            )
+            if cuda:
+                torch.cuda.synchronize()
+        totals: dict[str, float] = {}
+        for event in profiler.key_averages():
+            if cuda:
+                us = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
+            else:
+                us = event.self_cpu_time_total
+            if us > 0:
+                totals[event.key] = totals.get(event.key, 0.0) + float(us)
+        return totals, stats
+
+    decoding, stats = kernel_us(steps + 1)  # the prompt pass gives the first token; then ``steps`` steps
+    prompts, _ = kernel_us(1)
+    per_step = {name: (us - prompts.get(name, 0.0)) / max(1, stats.steps) for name, us in decoding.items()}
+    per_step = {name: us for name, us in per_step.items() if us > 0.5}
+    total = sum(per_step.values())
+    kinds: dict[str, float] = {}
+    for name, us in per_step.items():
+        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + us
+    top = sorted(per_step.items(), key=lambda item: -item[1])[:15]
+    return {
+        "rows": len(audios),
+        "steps": stats.steps,
+        "kernel_ms_per_step": round(total / 1e3, 3),
+        "by_kind_ms": {kind: round(us / 1e3, 3) for kind, us in sorted(kinds.items(), key=lambda item: -item[1])},
+        "top_kernels_ms": [
+            {"name": name[:160], "ms": round(us / 1e3, 3), "kind": kernel_kind(name)} for name, us in top
+        ],
+    }
 
 
 def ratios(variants: dict[str, Any]) -> dict[str, float]:
@@ -571,7 +692,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (whisper-demo suite)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per variant, the fastest counts (whisper-demo)")
     parser.add_argument("--deadline-s", type=float, default=480.0, help="start no variant after this many seconds")
+    parser.add_argument(
+        "--attention",
+        default="",
+        help="extra voxplug variants at its own batch, one per decoding-step attention: LAYOUT[:BACKEND+...],... "
+        "(layouts packed, gqa; backends cudnn, flash, efficient, math), e.g. gqa,packed:efficient,gqa:cudnn",
+    )
+    parser.add_argument(
+        "--profile-steps", type=int, default=0, help="profile this many eager decoding steps per attention variant"
+    )
     args = parser.parse_args(argv)
+    args.attention = [spec for spec in args.attention.split(",") if spec]
+    for spec in args.attention:
+        try:
+            step_attention(spec)
+        except ValueError as exc:
+            parser.error(f"--attention {spec}: {exc}")
 
     import torch
     import transformers

@@ -167,6 +167,14 @@ class TrainingConfig(PluginChoice):
     logging_steps: int = Field(10, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (None: once per epoch)")
     save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: once per epoch)")
+    max_eval_share: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="with eval_steps and save_steps unset, evaluate (and save) every few epochs instead of every "
+        "epoch where one evaluation would cost more than this share of the training time, estimated from the row "
+        "counts; the last step is always evaluated (None: once per epoch)",
+    )
     save_total_limit: int | None = Field(2, ge=1)
     dataloader_workers: int | None = Field(
         None, ge=0, description="processes decoding audio and extracting features (None: 4 with a CUDA GPU, 0 on CPU)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,20 +59,69 @@ def generate_batch(
     return output[:, inputs["input_ids"].shape[1] :]
 
 
+#: How a decoding step may lay out grouped-query attention (see :class:`StepAttention`).
+ATTENTION_LAYOUTS = ("packed", "gqa")
+#: The names :class:`StepAttention` takes for PyTorch's SDPA backends (``torch.nn.attention.SDPBackend``).
+SDPA_BACKENDS = {
+    "cudnn": "CUDNN_ATTENTION",
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "math": "MATH",
+}
+
+
+@dataclass(frozen=True)
+class StepAttention:
+    """How a decoding step attends to the cache.
+
+    ``layout``: ``packed`` (the query heads that share a key/value head become that head's queries: one SDPA call
+    over the cache's own heads, as transformers' SDPA path packs grouped-query attention) or ``gqa`` (the query
+    heads as they are, with SDPA's ``enable_gqa``). Both read every key/value head once and give the same tokens.
+    ``backends``: the SDPA backends the step may use (``cudnn``, ``flash``, ``efficient``, ``math``; None:
+    PyTorch's own choice). For measuring which is fastest on a card; the default is ``packed`` with PyTorch's choice.
+    """
+
+    layout: str = "packed"
+    backends: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout not in ATTENTION_LAYOUTS:
+            raise ValueError(f"attention layout {self.layout!r}: expected one of {', '.join(ATTENTION_LAYOUTS)}")
+        unknown = set(self.backends or ()) - set(SDPA_BACKENDS)
+        if unknown:
+            raise ValueError(f"SDPA backends {sorted(unknown)}: expected some of {', '.join(SDPA_BACKENDS)}")
+
+    def backend_context(self) -> AbstractContextManager[Any]:
+        """The SDPA backends allowed while the step runs (a host-side setting, so it holds in a captured graph)."""
+        if self.backends is None:
+            return nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[name]) for name in self.backends])
+
+
 def attend(
-    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, scale: float
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+    layout: str = "packed",
 ) -> torch.Tensor:
     """One query per row (``(rows, heads, 1, dim)``) against ``(rows, kv heads, span, dim)``; ``(rows, 1, width)``.
 
-    Without a mask, SDPA's own grouped-query attention (what transformers calls); with one, the query heads that
-    share a key/value head are packed as that head's queries, so the cache is read once, never repeated.
+    Without a mask, SDPA's own grouped-query attention (what transformers calls); with one, the ``packed`` layout
+    gives the query heads that share a key/value head as that head's queries, the ``gqa`` layout hands SDPA the
+    heads as they are with ``enable_gqa`` (see :class:`StepAttention`). Either way the cache is never repeated.
     """
     import torch
 
     rows, heads, _, dim = query.shape
     groups = heads // keys.shape[1]
-    if mask is None:
-        out = torch.nn.functional.scaled_dot_product_attention(query, keys, values, scale=scale, enable_gqa=groups > 1)
+    if mask is None or layout == "gqa":
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, keys, values, attn_mask=mask, scale=scale, enable_gqa=groups > 1
+        )
     else:
         packed = query.reshape(rows, keys.shape[1], groups, dim)
         out = torch.nn.functional.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=scale)
@@ -81,7 +131,8 @@ def attend(
 class LanguageModelCache:
     """The language model's keys and values for ``rows`` x ``positions``, and its one-token decoder step."""
 
-    def __init__(self, model: Any, rows: int, positions: int) -> None:
+    def __init__(self, model: Any, rows: int, positions: int, attention: StepAttention | None = None) -> None:
+        self.attention = attention or StepAttention()
         self.language_model = model.model.language_model
         self.lm_head = model.lm_head
         self.layers = list(self.language_model.layers[: self.language_model.config.num_hidden_layers])
@@ -109,8 +160,9 @@ class LanguageModelCache:
         language_model = self.language_model
         hidden = language_model.embed_tokens(ids)
         cos, sin = language_model.rotary_emb(hidden, position_ids=position.view(1, 1))
-        for index, layer in enumerate(self.layers):
-            hidden = self._layer(index, layer, hidden, (cos, sin), position, span, mask)
+        with self.attention.backend_context():
+            for index, layer in enumerate(self.layers):
+                hidden = self._layer(index, layer, hidden, (cos, sin), position, span, mask)
         hidden = language_model.norm(hidden)
         return self.lm_head(hidden[:, -1]).float()
 
@@ -141,7 +193,8 @@ class LanguageModelCache:
         # filled the cache in another dtype than these steps compute in.
         keys.index_copy_(2, position.view(1), key.to(keys.dtype))
         values.index_copy_(2, position.view(1), value.to(values.dtype))
-        attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, attention.scaling)
+        layout = self.attention.layout
+        attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, attention.scaling, layout)
         hidden = hidden + attention.o_proj(attended.to(value.dtype))
         return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
 
@@ -166,10 +219,13 @@ class VoxtralPrompts:
 class VoxtralDecoding:
     """:class:`voxplug.evaluation.batching.FastTranscription` for one Voxtral model and its processor."""
 
-    def __init__(self, model: Any, processor: Any, *, model_id: str = "voxtral") -> None:
+    def __init__(
+        self, model: Any, processor: Any, *, model_id: str = "voxtral", attention: StepAttention | None = None
+    ) -> None:
         import torch
 
         self.model = base_model(model)
+        self.attention = attention
         self.collator = VoxtralBatchBuilder(processor, model_id=model_id)
         self.device = model_device(self.model)
         self.eos_ids = (self.collator.eos_token_id,)
@@ -216,7 +272,7 @@ class VoxtralDecoding:
         return VoxtralPrompts(torch.tensor(prompts), features)
 
     def new_state(self, rows: int, positions: int) -> LanguageModelCache:
-        return LanguageModelCache(self.model, rows, positions)
+        return LanguageModelCache(self.model, rows, positions, self.attention)
 
     def prefill(self, batch: VoxtralPrompts, state: LanguageModelCache, offset: int) -> torch.Tensor:
         """The model's forward pass over the prompts (the audio encoder once per clip); first-token logits."""
@@ -242,11 +298,12 @@ def transcribe_ids(
     graph_shapes: bool | None = None,
     model_id: str = "voxtral",
     stats: DecodeStats | None = None,
+    attention: StepAttention | None = None,
 ) -> list[list[int]]:
     """Greedy new token ids of each clip, without the end-of-sequence token (see :func:`transcribe`).
 
     ``graph_shapes`` runs the GPU's decoding shapes on any device (see :func:`~voxplug.evaluation.batching.
-    transcribe_clips`).
+    transcribe_clips`); ``attention`` chooses how the decoding steps attend (:class:`StepAttention`).
     """
     import torch
 
@@ -255,7 +312,7 @@ def transcribe_ids(
     try:
         with torch.inference_mode():
             return transcribe_clips(
-                VoxtralDecoding(model, processor, model_id=model_id),
+                VoxtralDecoding(model, processor, model_id=model_id, attention=attention),
                 audios,
                 languages,
                 max_new_tokens=max_new_tokens,

@@ -208,3 +208,30 @@ def test_a_batch_out_of_memory_is_retried_with_half_the_rows(voxtral: tuple[Any,
     assert engine.refused == 2 and stats.rows == 1  # 6 rows, then 3, then 1
     assert stats.notes == [f"out of GPU memory: {rows} clips at once from then on" for rows in (3, 1)]
     assert ours == [voxtral_generate(model, processor, audio, "en", 8, eos=2) for audio in audios]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["packed", "gqa"])
+def test_both_attention_layouts_give_the_generate_tokens(
+    voxtral: tuple[Any, Any], clips: list[np.ndarray], layout: str
+) -> None:
+    """The GPU's shapes (spans in buckets, so attention runs with a mask) in either grouped-query layout."""
+    from voxplug_voxtral.generation import StepAttention, transcribe_ids
+
+    model, processor = voxtral
+    audios, languages = clips[:5], LANGUAGES[:5]
+    attention = StepAttention(layout=layout)
+    ours = transcribe_ids(
+        model, processor, audios, languages, batch_size=4, max_new_tokens=20, graph_shapes=True, attention=attention
+    )
+    theirs = [voxtral_generate(model, processor, a, lang, 20, eos=2) for a, lang in zip(audios, languages, strict=True)]
+    assert ours == theirs and all(len(tokens) == 20 for tokens in ours)
+
+
+def test_step_attention_refuses_unknown_names() -> None:
+    from voxplug_voxtral.generation import StepAttention
+
+    with pytest.raises(ValueError, match="expected one of packed, gqa"):
+        StepAttention(layout="repeat")
+    with pytest.raises(ValueError, match=r"SDPA backends \['fast'\]"):
+        StepAttention(backends=("math", "fast"))

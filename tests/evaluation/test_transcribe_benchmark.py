@@ -49,3 +49,38 @@ def test_smoke_run_writes_every_variant_and_the_same_tokens(tmp_path: Path) -> N
     assert results["ratios"]["voxplug/plain-b8"] > 0
     table = finished.stdout.split("\nvoxtral on cpu", 1)[1].splitlines()  # printed last, then the JSON's path
     assert table[1].split()[:3] == ["variant", "batch", "clips/s"] and table[-1] == f"results: {out}"
+
+
+@pytest.mark.slow
+def test_attention_variants_and_step_profiles(tmp_path: Path) -> None:
+    out = tmp_path / "attention.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "transcribe_throughput.py"), "--device", "cpu", "--tiny"]
+    command += ["--clips", "8", "--own-batch", "4", "--variants", "voxplug", "--attention", "gqa,packed:math"]
+    finished = subprocess.run(
+        [*command, "--profile-steps", "2", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    results = json.loads(out.read_text())
+    variants = results["variants"]
+    assert set(variants) == {"voxplug", "attn-gqa", "attn-packed:math"}
+    for name in ("attn-gqa", "attn-packed:math"):  # fp32 on the CPU: every layout and backend, the same tokens
+        same = variants[name]["tokens_vs_voxplug"]
+        assert same["identical_clips"] == same["clips_compared"] == 8, (name, same)
+    profiles = results["step_profiles"]
+    assert set(profiles) == {"packed", "gqa", "packed:math"}
+    for spec, profile in profiles.items():
+        assert profile["rows"] == 4 and profile["steps"] == 2, (spec, profile)
+        assert profile["kernel_ms_per_step"] > 0 and "attention" in profile["by_kind_ms"], (spec, profile)
+
+
+@pytest.mark.slow
+def test_a_malformed_attention_variant_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    script = str(REPO / "benchmarks" / "transcribe_throughput.py")
+    finished = subprocess.run(
+        [sys.executable, script, "--device", "cpu", "--tiny", "--attention", "repeat"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert finished.returncode == 2 and "--attention repeat: attention layout 'repeat'" in finished.stderr

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxplug.errors import TrainingError
 from voxplug.training.devices import compile_enabled, cuda_available
+from voxplug.training.eval_schedule import spaced_eval_steps
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -33,13 +34,15 @@ class StepPlan:
     logging_steps: int
     eval_steps: int
     save_steps: int
+    eval_note: str = ""  # why evaluations are further apart than one epoch, for the plan line
 
 
-def plan_steps(training: TrainingConfig, *, train_rows: int | None, world_size: int) -> StepPlan:
+def plan_steps(training: TrainingConfig, *, train_rows: int | None, world_size: int, eval_rows: int = 0) -> StepPlan:
     """Resolve step counts and intervals for ``train_rows`` examples spread over ``world_size`` processes.
 
     ``train_rows`` is None for a stream whose size is unknown: ``training.max_steps`` then sets the length of the
-    run, which counts as one epoch.
+    run, which counts as one epoch. ``eval_rows`` (the rows each evaluation runs on) spaces evaluations under
+    ``training.max_eval_share`` (:mod:`voxplug.training.eval_schedule`).
     """
     if train_rows is None:
         if training.max_steps <= 0:
@@ -54,19 +57,27 @@ def plan_steps(training: TrainingConfig, *, train_rows: int | None, world_size: 
         total = training.max_steps
     else:
         total = max(1, math.ceil(training.epochs * steps_per_epoch))
-    eval_steps, save_steps = _eval_and_save_intervals(training, steps_per_epoch)
+    spacing = spaced_eval_steps(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        rows_per_step=training.batch_size * training.grad_accum * world_size,
+        eval_rows=eval_rows,
+        max_share=training.max_eval_share,
+    )
+    eval_steps, save_steps = _eval_and_save_intervals(training, spacing.steps)
     return StepPlan(
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
         logging_steps=max(1, min(training.logging_steps, steps_per_epoch)),
         eval_steps=eval_steps,
         save_steps=save_steps,
+        eval_note=spacing.note if training.eval_steps is None and training.save_steps is None else "",
     )
 
 
-def _eval_and_save_intervals(training: TrainingConfig, steps_per_epoch: int) -> tuple[int, int]:
-    """``None`` follows the other interval, or one epoch; saving must line up with evaluating."""
-    eval_steps = training.eval_steps or training.save_steps or steps_per_epoch
+def _eval_and_save_intervals(training: TrainingConfig, default_steps: int) -> tuple[int, int]:
+    """``None`` follows the other interval, or ``default_steps``; saving must line up with evaluating."""
+    eval_steps = training.eval_steps or training.save_steps or default_steps
     save_steps = training.save_steps or eval_steps
     if save_steps % eval_steps:
         raise TrainingError(

@@ -9,8 +9,10 @@ its device (two 64-bit multiplicative hashes of the exact bits, so an identical 
 never does), rows seen before are served from memory, and only new rows run through the encoder. Outputs stay on
 the encoder's device until the memory budget is full; nothing is evicted.
 
-The cache steps aside (calls the encoder) whenever its answer could differ from the encoder's: dropout active in
-training mode, extra arguments (attention masks, hidden states or attentions asked for), or parameters that train.
+The cache steps aside (calls the encoder) whenever its answer could differ from the encoder's: dropout or layer drop
+active in training mode, extra arguments (attention masks, hidden states or attentions asked for), or parameters that
+train. Keywords that leave the output alone (:data:`OUTPUT_NEUTRAL_KEYWORDS`, such as the Trainer's
+``num_items_in_batch``, which ``WhisperModel`` hands on to its encoder) do not count as extra arguments.
 It is never used under DeepSpeed ZeRO-3, where skipping a forward pass on one rank would desynchronise the
 parameter gathers of all ranks.
 """
@@ -27,6 +29,9 @@ log = logging.getLogger("voxplug.training")
 _CACHE_ATTRIBUTE = "_voxplug_encoder_cache"
 _HASH_SEED = 0x5EED
 _BITS_DTYPES = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
+#: Keywords an encoder call may carry that never change its output: the Trainer's token count for the loss, which
+#: transformers' ``TransformersKwargs`` pass down through every module.
+OUTPUT_NEUTRAL_KEYWORDS = frozenset({"num_items_in_batch"})
 
 
 @dataclass
@@ -188,12 +193,17 @@ def _autocast_state(device_type: str) -> str | None:
 
 
 def _plain_call(kwargs: dict[str, Any]) -> bool:
-    """Only ``return_dict`` and arguments left at None/False: nothing that changes or enlarges the output."""
-    return all(key == "return_dict" or value is None or value is False for key, value in kwargs.items())
+    """Only ``return_dict``, output-neutral keywords and arguments left at None/False: nothing that changes or
+    enlarges the output."""
+    return all(
+        key == "return_dict" or key in OUTPUT_NEUTRAL_KEYWORDS or value is None or value is False
+        for key, value in kwargs.items()
+    )
 
 
 def _deterministic(module: Any) -> bool:
-    """No trainable parameter, and no dropout that would act (module in training mode with a non-zero rate)."""
+    """No trainable parameter, and no dropout or layer drop that would act (module in training mode with a non-zero
+    rate)."""
     if any(parameter.requires_grad for parameter in module.parameters()):
         return False
     if not module.training:
@@ -201,4 +211,5 @@ def _deterministic(module: Any) -> bool:
     config = getattr(module, "config", None)
     rates = [getattr(config, name, 0.0) or 0.0 for name in ("dropout", "attention_dropout", "activation_dropout")]
     rates += [getattr(sub, "p", 0.0) for sub in module.modules() if type(sub).__name__.startswith("Dropout")]
+    rates.append(getattr(module, "layerdrop", 0.0) or 0.0)  # Whisper's encoder skips whole layers at random
     return all(rate == 0 for rate in rates)

@@ -155,13 +155,18 @@ class TrainingRun:
         from voxplug.training.encoder_cache import cache_frozen_encoder
 
         data = self.monitor.timed("data_loading", self._load_data)
-        plan = plan_steps(self.config.training, train_rows=data.train_rows, world_size=launched_world_size())
+        eval_rows = len(data.eval) if data.eval and self.config.evaluation.enabled else 0  # rows transcribed
+        plan = plan_steps(
+            self.config.training, train_rows=data.train_rows, world_size=launched_world_size(), eval_rows=eval_rows
+        )
         self._settle_compile(plan.total_steps)
         args = build_training_arguments(
             self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
         )
         if args.world_size != launched_world_size():  # launched by something that sets no WORLD_SIZE (mpirun)
-            plan = plan_steps(self.config.training, train_rows=data.train_rows, world_size=args.world_size)
+            plan = plan_steps(
+                self.config.training, train_rows=data.train_rows, world_size=args.world_size, eval_rows=eval_rows
+            )
             args = build_training_arguments(
                 self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
             )
@@ -336,11 +341,12 @@ class TrainingRun:
                 family, processor, examples, settings, predictions_dir=self.run_dir / "eval_predictions", host=self.host
             )
         log.info(
-            "plan: %d steps (%d per epoch), log every %d, evaluate and save every %d",
+            "plan: %d steps (%d per epoch), log every %d, evaluate and save every %d%s",
             plan.total_steps,
             plan.steps_per_epoch,
             plan.logging_steps,
             plan.eval_steps,
+            plan.eval_note,
         )
         self.progress_display = ProgressDisplay(mode=self.progress)
         self.hf_trainer = TranscriptionTrainer(
