@@ -190,7 +190,7 @@ def test_a_two_epoch_run_reuses_encoder_outputs_with_the_same_losses(make_config
             name=name,
             training__output_dir=str(tmp_path / name),
             training__epochs=2,
-            training__encoder_cache_gb=cache_gb,
+            training__speed__encoder_cache_gb=cache_gb,
         )
         result = train(validated(config, tmp_path), progress=False)
         state = json.loads((result.run_dir / "trainer_state.json").read_text())

@@ -165,7 +165,7 @@ def test_without_liger_pytorchs_kernels_fuse_with_the_same_loss_and_gradients(
         return loss.detach(), grads
 
     loss, grads = loss_and_grads(model)  # before fusing: transformers' rotary embedding
-    assert VoxtralFamily().fuse_kernels(fused) == ["rms_norm", "swiglu", "rope"]
+    assert VoxtralFamily().speed().fuse_kernels(fused) == ["rms_norm", "swiglu", "rope"]
     assert modeling_llama.apply_rotary_pos_emb is kernels.rotary_pos_emb
     patched = [type(m).__name__ for m in fused.model.language_model.modules() if "forward" in vars(m)]
     layers = fused.config.text_config.num_hidden_layers
