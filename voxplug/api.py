@@ -62,8 +62,8 @@ if TYPE_CHECKING:
     from voxplug.data.audio import ClipTooLongError, resample_to_16k, to_mono
     from voxplug.data.lazy_example import DatasetAudio, LazyExample
     from voxplug.data.store import local_dataset_facts, pushed_hub_id
-    from voxplug.training.cuda_graphs import LayerGraphs
     from voxplug.training.speed.apply import SpeedReport
+    from voxplug.training.speed.cuda_graphs import LayerGraphs
 
 _LOADED_ON_FIRST_USE = {
     "ClipTooLongError": "voxplug.data.audio",
@@ -73,7 +73,7 @@ _LOADED_ON_FIRST_USE = {
     "LazyExample": "voxplug.data.lazy_example",
     "local_dataset_facts": "voxplug.data.store",
     "pushed_hub_id": "voxplug.data.store",
-    "LayerGraphs": "voxplug.training.cuda_graphs",
+    "LayerGraphs": "voxplug.training.speed.cuda_graphs",
     "SpeedReport": "voxplug.training.speed.apply",
 }
 

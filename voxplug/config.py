@@ -138,6 +138,16 @@ class SpeedConfig(Section):
         description="memory (on the encoder's device) for reusing a frozen audio encoder's outputs in later epochs; "
         "never more than leaves the run's peak 6 GB under the card's memory; 0 turns it off",
     )
+    label_logits: bool = Field(
+        True,
+        description="decoder-only models compute vocabulary logits only where a label is (the same loss, without the "
+        "logits of every audio position); false: the model's own loss over all positions",
+    )
+    epoch_stream: bool = Field(
+        True,
+        description="with data-loader workers in one process, batches run on from one epoch into the next, so the GPU "
+        "does not wait at each epoch's start; false: a fresh loader every epoch",
+    )
 
 
 #: Old config keys of the fast paths and where they live now (each still works, with a FutureWarning).

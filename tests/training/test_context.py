@@ -205,3 +205,16 @@ def test_a_family_with_the_old_speed_methods_still_offers_them() -> None:
         pieces = OldFamily().speed()
     assert pieces.fuse_kernels is not None and pieces.fuse_kernels(None) == ["norm"] and pieces.cuda_graphs is None
     assert ModelFamily().speed().fuse_kernels is None
+
+
+def test_the_speed_namespace_switches_reach_the_context(tmp_path: Path) -> None:
+    from voxplug.training.context import decide
+
+    config = validate_config({"training": {"speed": {"label_logits": False}}}, base_dir=tmp_path)
+    context = decide(config, {}, train_rows=8, world_size=1)
+    assert context.speed.label_logits is False and context.speed.epoch_stream is True
+    # several processes start each epoch afresh: the stream across epochs is a single-process path
+    assert decide(config, {}, train_rows=8, world_size=2).speed.epoch_stream is False
+    off = validate_config({"training": {"speed": {"epoch_stream": False, "encoder_cache_gb": 0}}}, base_dir=tmp_path)
+    speed = decide(off, {}, train_rows=8, world_size=1).speed
+    assert speed.epoch_stream is False and speed.encoder_cache_gb == 0

@@ -1,4 +1,4 @@
-"""The language model's decoder layers replayed as CUDA graphs in LoRA training (voxplug/training/cuda_graphs.py,
+"""The language model's decoder layers replayed as CUDA graphs in LoRA training (voxplug/training/speed/cuda_graphs.py,
 plugins/voxplug_voxtral/graphs.py).
 
 On CPU: when graphs may be set up, and that the replaced forward computes transformers' loss and gradients (the
@@ -103,7 +103,7 @@ def test_a_padded_batch_gets_its_own_output_and_gradients(tmp_path: Path) -> Non
     graphs declare (more rows, more positions), compute the batch's own output and the same adapter gradients."""
     from voxplug_voxtral.family import VoxtralFamily
 
-    from voxplug.training.cuda_graphs import _padded
+    from voxplug.training.speed.cuda_graphs import _padded
 
     model = lora_voxtral(tmp_path / "m", "fp32")
     graphs = VoxtralFamily().speed().cuda_graphs(model)
@@ -138,14 +138,14 @@ def test_a_padded_batch_gets_its_own_output_and_gradients(tmp_path: Path) -> Non
 def planner(**options: Any) -> Any:
     """A LayerGraphs over one (rows, positions, width) input, whose captures are recorded but never made (the plan
     is pure bookkeeping, so it runs on CPU)."""
-    from voxplug.training.cuda_graphs import LayerGraphs
+    from voxplug.training.speed.cuda_graphs import LayerGraphs
 
     return LayerGraphs([], lambda hidden: hidden, **options)
 
 
 def plan(graphs: Any, rows: int, positions: int, width: int = 4) -> str:
     """Plan a batch of that shape; a planned capture is then recorded as made."""
-    from voxplug.training.cuda_graphs import _Captured, _signature
+    from voxplug.training.speed.cuda_graphs import _Captured, _signature
 
     hidden = torch.zeros(rows, positions, width)
     key = _signature((hidden,))

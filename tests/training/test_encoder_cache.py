@@ -48,7 +48,7 @@ def encode(model: Any, features: Any) -> Any:
 
 @pytest.mark.slow
 def test_a_repeated_batch_is_served_from_the_cache_unchanged(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     features = batch["input_features"]
@@ -64,7 +64,7 @@ def test_a_repeated_batch_is_served_from_the_cache_unchanged(model_and_batch: tu
 
 @pytest.mark.slow
 def test_only_new_rows_run_through_the_encoder(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     features = batch["input_features"]
@@ -81,7 +81,7 @@ def test_only_new_rows_run_through_the_encoder(model_and_batch: tuple[Any, dict[
 
 
 def test_one_changed_value_is_a_miss(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     features = batch["input_features"][:1]
@@ -98,7 +98,7 @@ def test_one_changed_value_is_a_miss(model_and_batch: tuple[Any, dict[str, Any]]
 @pytest.mark.slow
 def test_outputs_computed_under_autocast_are_kept_apart(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
     """Autocast changes the encoder's output (its dtype at least): a clip seen under autocast is a miss outside it."""
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     audio_tower(model).to(torch.bfloat16)
@@ -117,7 +117,7 @@ def test_outputs_computed_under_autocast_are_kept_apart(model_and_batch: tuple[A
 
 @pytest.mark.slow
 def test_the_model_loss_is_the_same_with_a_warm_cache(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     with torch.no_grad():
@@ -131,7 +131,7 @@ def test_the_model_loss_is_the_same_with_a_warm_cache(model_and_batch: tuple[Any
 
 @pytest.mark.slow
 def test_the_budget_caps_what_is_kept(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     row_bytes = encode(model, batch["input_features"][:1]).numel() * 4
@@ -160,7 +160,7 @@ def test_nothing_is_stored_when_the_device_has_no_room_left(
 def test_the_cache_steps_aside_when_its_answer_could_differ(
     model_and_batch: tuple[Any, dict[str, Any]], situation: str
 ) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     tower = audio_tower(model)
@@ -215,7 +215,7 @@ def test_a_bf16_model_runs_without_autocast_after_training_under_it(
     outside it. Serving the first for the second made the projector fail on the GPU (``expected mat1 and mat2 to
     have the same dtype, but got: float != c10::BFloat16``).
     """
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     model.to(torch.bfloat16)

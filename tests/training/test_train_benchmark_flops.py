@@ -79,7 +79,7 @@ def executed_flops(model: Any, batch: dict[str, Any]) -> int:
     positions, the loss, backward."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from voxplug.training.label_logits import label_logits_loss, label_positions
+    from voxplug.training.speed.label_logits import label_logits_loss, label_positions
 
     positions, targets = label_positions(batch["labels"])
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "attention_mask")}

@@ -39,13 +39,16 @@ class SpeedPaths:
     ``fused_kernels``: the family's fused GPU kernels are swapped in at load. ``cuda_graphs``: repeated layers may
     be replayed as CUDA graphs in training. ``eager_adapters``: the model runs eagerly (not compiled) without
     DeepSpeed, so a method may replace its adapters' forward (the ``lora`` method's one-node layers).
-    ``encoder_cache_gb``: memory for reusing a frozen encoder's outputs (0: off).
+    ``encoder_cache_gb``: memory for reusing a frozen encoder's outputs (0: off). ``label_logits``: logits only where
+    a label is. ``epoch_stream``: one batch stream across epochs (where the loader has workers in one process).
     """
 
     fused_kernels: bool
     cuda_graphs: bool
     eager_adapters: bool
     encoder_cache_gb: float
+    label_logits: bool
+    epoch_stream: bool
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,8 @@ def decide(
         # compiled blocks fuse adapters and casts themselves; ZeRO-3 gathers weights only for modules it calls
         eager_adapters=not compiled and not deepspeed,
         encoder_cache_gb=training.speed.encoder_cache_gb,
+        label_logits=training.speed.label_logits,
+        epoch_stream=training.speed.epoch_stream and world_size == 1,
     )
     return TrainingContext(
         options=MappingProxyType(dict(options)),

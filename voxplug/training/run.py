@@ -374,6 +374,8 @@ class TrainingRun:
             generation_evaluator=evaluator,
             train_lengths=train_set.durations() if self.config.training.group_by_length and not data.stream else None,
             host=self.host,
+            label_logits_only=self._context().speed.label_logits,
+            epoch_stream=self._context().speed.epoch_stream,
         )
         return self.hf_trainer
 

@@ -66,7 +66,7 @@ def apply_speed(
     """Put the fast paths the run allows on the prepared ``model``: CUDA graphs for its repeated layers (where
     ``method`` supports them) and the frozen encoder's output cache. ``fused_kernels`` is what :func:`fuse_kernels`
     did at load, carried into the report."""
-    from voxplug.training.encoder_cache import cache_frozen_encoder
+    from voxplug.training.speed.encoder_cache import cache_frozen_encoder
 
     report = SpeedReport(fused_kernels=list(fused_kernels or []))
     pieces = family.speed()
