@@ -221,6 +221,16 @@ class TrainingRun:
         self.context, self.is_main = context, context.is_main
         return context, args
 
+    @property
+    def cuda_graphs(self) -> Any:
+        """The layer graphs of this run (``self.speed.cuda_graphs``), or None."""
+        return self.speed.cuda_graphs
+
+    @property
+    def encoder_cache(self) -> Any:
+        """The frozen encoder's output cache of this run (``self.speed.encoder_cache``), or None."""
+        return self.speed.encoder_cache
+
     def _context(self) -> TrainingContext:
         assert self.context is not None, "the run decides its facts once its data is loaded"
         return self.context
