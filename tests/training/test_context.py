@@ -50,6 +50,15 @@ class CountedPlugin:
         register(CountedSource)
 
 
+def counted_run(tmp_path: Path, tiny_model: Path, manifest: Path, register_plugin: Any, steps: int) -> dict[str, Any]:
+    """A short run config that reads ``manifest`` through the counting source, with the counters at zero."""
+    register_plugin(CountedPlugin())
+    raw = run_config(tmp_path, tiny_model, manifest, training__max_steps=steps, evaluation__enabled=False)
+    raw["data"] = {"source": "counted-jsonl", "counted-jsonl": {"path": str(manifest)}}
+    CountedOptions.validations = CountedSource.instances = 0
+    return raw
+
+
 def test_a_run_from_the_cli_validates_plugin_options_once_and_makes_its_source_once(
     tmp_path: Path, tiny_model: Path, speech_manifest: Path, register_plugin: Any
 ) -> None:
@@ -57,11 +66,7 @@ def test_a_run_from_the_cli_validates_plugin_options_once_and_makes_its_source_o
     from voxplug.plugins import get_plugin_host
     from voxplug.training.run import train
 
-    register_plugin(CountedPlugin())
-    raw = run_config(tmp_path, tiny_model, speech_manifest, training__max_steps=2, evaluation__enabled=False)
-    raw["data"] = {"source": "counted-jsonl", "counted-jsonl": {"path": str(speech_manifest)}}
-    path = write_config(tmp_path / "run.yaml", raw)
-    CountedOptions.validations = CountedSource.instances = 0
+    path = write_config(tmp_path / "run.yaml", counted_run(tmp_path, tiny_model, speech_manifest, register_plugin, 2))
 
     config, options = load_run_config([str(path)], [])  # what `voxplug train` does before training
     result = train(config, host=get_plugin_host(), options=options, progress=False)
@@ -87,12 +92,8 @@ def test_train_without_options_validates_them_once(
     """An API user calls ``train(config)`` alone: the options are validated there, once, for the whole run."""
     from voxplug.training.run import train
 
-    register_plugin(CountedPlugin())
-    raw = run_config(tmp_path, tiny_model, speech_manifest, training__max_steps=1, evaluation__enabled=False)
-    raw["data"] = {"source": "counted-jsonl", "counted-jsonl": {"path": str(speech_manifest)}}
-    config = validate_config(raw, base_dir=tmp_path)
-    CountedOptions.validations = 0
-    train(config, progress=False)
+    raw = counted_run(tmp_path, tiny_model, speech_manifest, register_plugin, 1)
+    train(validate_config(raw, base_dir=tmp_path), progress=False)
     assert CountedOptions.validations == 1
 
 

@@ -145,7 +145,7 @@ def test_the_budget_caps_what_is_kept(model_and_batch: tuple[Any, dict[str, Any]
 def test_nothing_is_stored_when_the_device_has_no_room_left(
     model_and_batch: tuple[Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from voxplug.training import encoder_cache
+    from voxplug.training.speed import encoder_cache
 
     model, batch = model_and_batch
     monkeypatch.setattr(encoder_cache, "has_headroom", lambda device, size: False)

@@ -69,14 +69,12 @@ def train(
     (Ctrl+C, SIGTERM) raises ``KeyboardInterrupt`` whose message says at which step it stopped, which checkpoint
     is kept and how to continue.
     """
-    from voxplug.config import resolve_plugin_options
     from voxplug.plugins import get_plugin_host
 
-    host = host or get_plugin_host()
-    if options is None:
-        options = resolve_plugin_options(config, host)
     mode: ProgressMode = {True: "auto", False: "off"}.get(progress, progress)  # type: ignore[arg-type]
-    run = TrainingRun(config, host, options, resume=resume, progress=mode, callbacks=callbacks)
+    run = TrainingRun(
+        config, host or get_plugin_host(), options=options, resume=resume, progress=mode, callbacks=callbacks
+    )
     return run.execute()
 
 
@@ -87,19 +85,21 @@ class TrainingRun:
         self,
         config: RunConfig,
         host: PluginHost,
-        options: Mapping[str, Any],
         *,
         resume: bool,
         progress: ProgressMode,
         callbacks: list[Any] | None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``options``: the plugin options already validated (None: they are validated here, once)."""
+        from voxplug.config import resolve_plugin_options
         from voxplug.training.context import check_run_options
         from voxplug.training.monitoring import ResourceMonitor
         from voxplug.training.speed import SpeedReport
 
         self.config = config
         self.host = host
-        self.options = options
+        self.options = resolve_plugin_options(config, host) if options is None else options
         check_run_options(config)
         #: what the run decided (:func:`voxplug.training.context.decide`), once the data is loaded
         self.context: TrainingContext | None = None
