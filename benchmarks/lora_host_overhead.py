@@ -43,13 +43,15 @@ def build(workdir: Path, layers: int, rows: int, bf16: bool = False) -> tuple[ob
     from voxplug_voxtral.tiny import build_tiny_voxtral
 
     from voxplug.config import validate_config
-    from voxplug.training.encoder_cache import cache_frozen_encoder
+    from voxplug.training.context import decide
+    from voxplug.training.speed.encoder_cache import cache_frozen_encoder
 
     model, processor = load_voxtral(build_tiny_voxtral(workdir, text_layers=layers), dtype="fp32", device="cpu")
     if bf16:
         model.to(torch.bfloat16)
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
-    model = LoraMethod(LoraOptions()).prepare_model(model, VoxtralFamily(), config)
+    context = decide(config, {}, train_rows=rows, world_size=1)
+    model = LoraMethod(LoraOptions()).prepare_model(model, VoxtralFamily(), context)
     model.train()
     with (SPEECH / "transcripts.tsv").open(encoding="utf-8") as handle:
         clips = list(csv.DictReader(handle, delimiter="\t"))[:rows]

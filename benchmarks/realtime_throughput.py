@@ -3,9 +3,10 @@
 What runs: transformers' default ``VoxtralRealtimeConfig`` (the 4B shape: a 32-layer causal encoder of width 1280,
 the 4x projector, a 26-layer decoder of width 3072 with a 131,072-word tied head), random weights in bf16 on one
 GPU, and the full Tekken vocabulary from the mistral-common wheel with the realtime special tokens. Training goes
-through voxplug's own pieces, as ``voxplug train`` does: ``RunConfig`` -> ``build_training_arguments``, the ``lora``
-trainer (r 8 on the decoder, encoder run without autograd), ``ExampleDataset``, the ``voxtral-realtime-streaming``
-collator with the ``words`` aligner at the 480 ms delay, and ``TranscriptionTrainer`` (logits at label positions).
+through voxplug's own pieces, as ``voxplug train`` does: ``RunConfig`` -> ``decide`` -> ``build_training_arguments``,
+the ``lora`` trainer (r 8 on the decoder, encoder run without autograd), ``ExampleDataset``, the
+``voxtral-realtime-streaming`` collator with the ``words`` aligner at the 480 ms delay, and ``TranscriptionTrainer``
+(logits at label positions).
 
 Data: ``--clips`` WAV files of 3 to 30 s (uniform), each a concatenation of the bundled 16 kHz clips in
 ``examples/speech/en`` with 0.25 s gaps; word timings from their ``words.jsonl``, shifted.
@@ -216,7 +217,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from voxplug_voxtral_realtime.tiny import save_realtime_processor
 
     from voxplug.config import validate_config
-    from voxplug.training.arguments import build_training_arguments, plan_steps
+    from voxplug.training.arguments import build_training_arguments
+    from voxplug.training.context import decide
     from voxplug.training.dataset import ExampleDataset
     from voxplug.training.transcription_trainer import TranscriptionTrainer
 
@@ -249,11 +251,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     model = build_model(args.tiny, device)
     build_s = time.perf_counter() - started
-    model = LoraMethod(LoraOptions(r=args.lora_r)).prepare_model(model, family, config)
-    plan = plan_steps(config.training, train_rows=len(examples), world_size=1)
-    training_args = build_training_arguments(
-        config, plan, precision=config.training.precision, has_eval=False, output_dir=work / "checkpoints"
-    )
+    context = decide(config, {}, train_rows=len(examples), world_size=1)
+    model = LoraMethod(LoraOptions(r=args.lora_r)).prepare_model(model, family, context)
+    training_args = build_training_arguments(config, context, has_eval=False, output_dir=work / "checkpoints")
     training_args.save_strategy = SaveStrategy.NO
     collator = VoxtralRealtimeCollator({"aligner": "words", "delay_ms": DELAY_MS}, processor=processor)
     dataset = ExampleDataset(examples, default_language="en")

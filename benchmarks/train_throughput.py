@@ -18,7 +18,7 @@ What runs (all in one process, all through transformers' ``Trainer``, which is w
   random weights of the benchmark's shape on the run's device instead of reading a checkpoint), no evaluation and
   no checkpoint during the run. ``lora``: adapters on the language model only, the encoder run without autograd,
   logits only at label positions, and since the sixth session the language model's layers replayed as CUDA
-  graphs (``training.lora.cuda_graphs``) unless a variant pins it off, as every earlier one does. ``full``: fp32
+  graphs (``training.speed.cuda_graphs``) unless a variant pins it off, as every earlier one does. ``full``: fp32
   master weights (the model is held in fp32, the forward runs under bf16 autocast), language model + projector
   trained, encoder frozen without autograd. The run saves its final model after the timing, as a user's run does
   (the run folder is deleted afterwards).
@@ -27,7 +27,7 @@ What runs (all in one process, all through transformers' ``Trainer``, which is w
   memory), its plugin's ``before_train`` hook, which sees the run's Trainer (``TrainingRun.hf_trainer``) and
   speed objects (``encoder_cache``, ``cuda_graphs``) just before training and sets there what it records of each
   micro-batch and the variant switches no config key reaches (:func:`variant_switches`), and the family's
-  ``fuse_kernels``, around which the fixed batch's loss is checked.
+  ``speed().fuse_kernels``, around which the fixed batch's loss is checked.
 
 Variants change one thing at a time (see ``VARIANTS``); ``lora-default`` and ``full-default`` use whatever the
 repository's config defaults are when the script runs.
@@ -123,17 +123,17 @@ EFFECTIVE_BATCH = 8
 # benchmark-only switches (label_logits, profile, kernels, ...: see variant_switches and run_variant).
 # Variants that pin a setting pin it explicitly, so that they keep measuring
 # the same thing when the repository's defaults change; "*-default" take the defaults as they are.
-# the LoRA variants before the sixth session ran every layer eagerly (training.lora.cuda_graphs came then)
-_EAGER = {"training.lora.cuda_graphs": False}
+# the LoRA variants before the sixth session ran every layer eagerly (CUDA graphs came then)
+_EAGER = {"training.speed.cuda_graphs": False}
 _PINNED = {
     **_EAGER,
     "training.compile": False,
-    "training.encoder_cache_gb": 0,
+    "training.speed.encoder_cache_gb": 0,
     "training.group_by_length": True,
 }
-_MB2 = {**_PINNED, "training.batch_size": 2, "training.grad_accum": 4, "training.fused_kernels": False}
+_MB2 = {**_PINNED, "training.batch_size": 2, "training.grad_accum": 4, "training.speed.fused_kernels": False}
 _MB8 = {**_PINNED, "training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4}
-_LIGER = {**_MB8, "training.fused_kernels": True}
+_LIGER = {**_MB8, "training.speed.fused_kernels": True}
 _COMPILE = {**_MB8, "training.compile": True}
 VARIANTS: dict[str, dict[str, Any]] = {
     "voxfactory": {"method": "voxfactory"},
@@ -152,12 +152,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "method": "lora",
         "config": {**_MB2, "training.dataloader_workers": 4, "training.optim": "adamw_torch"},
     },
-    "lora-mb8": {"method": "lora", "config": {**_MB8, "training.fused_kernels": False}},
+    "lora-mb8": {"method": "lora", "config": {**_MB8, "training.speed.fused_kernels": False}},
     # the defaults of 2026-11-25: Liger kernels, no encoder cache
     "lora-liger": {"method": "lora", "config": _LIGER},
-    "lora-liger-cache": {"method": "lora", "config": {**_LIGER, "training.encoder_cache_gb": 8}},
+    "lora-liger-cache": {"method": "lora", "config": {**_LIGER, "training.speed.encoder_cache_gb": 8}},
     "lora-compile": {"method": "lora", "config": _COMPILE, "profile": True},
-    "lora-compile-cache": {"method": "lora", "config": {**_COMPILE, "training.encoder_cache_gb": 8}, "profile": True},
+    "lora-compile-cache": {
+        "method": "lora",
+        "config": {**_COMPILE, "training.speed.encoder_cache_gb": 8},
+        "profile": True,
+    },
     "lora-default": {"method": "lora", "profile": True},
     "full-v0": {
         "method": "full",
@@ -165,22 +169,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "label_logits": False,
     },
     "full-fused": {"method": "full", "config": {**_MB2, "training.dataloader_workers": 4}},
-    "full-mb8": {"method": "full", "config": {**_MB8, "training.fused_kernels": False}},
+    "full-mb8": {"method": "full", "config": {**_MB8, "training.speed.fused_kernels": False}},
     "full-liger": {"method": "full", "config": _LIGER},
-    "full-liger-cache": {"method": "full", "config": {**_LIGER, "training.encoder_cache_gb": 8}},
+    "full-liger-cache": {"method": "full", "config": {**_LIGER, "training.speed.encoder_cache_gb": 8}},
     "full-compile": {"method": "full", "config": _COMPILE, "profile": True},
-    "full-compile-cache": {"method": "full", "config": {**_COMPILE, "training.encoder_cache_gb": 8}, "profile": True},
+    "full-compile-cache": {
+        "method": "full",
+        "config": {**_COMPILE, "training.speed.encoder_cache_gb": 8},
+        "profile": True,
+    },
     "full-default": {"method": "full", "profile": True},
     # where a first-epoch step's time goes (the encoder still runs): steps 5-6 profiled
     "full-compile-cache-epoch1": {
         "method": "full",
-        "config": {**_COMPILE, "training.encoder_cache_gb": 8},
+        "config": {**_COMPILE, "training.speed.encoder_cache_gb": 8},
         "profile": True,
         "profile_at": 4,
     },
     "full-liger-cache-epoch1": {
         "method": "full",
-        "config": {**_LIGER, "training.encoder_cache_gb": 8},
+        "config": {**_LIGER, "training.speed.encoder_cache_gb": 8},
         "profile": True,
         "profile_at": 4,
     },
@@ -193,12 +201,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # longer synchronizes at each step's end. A/Bs: the old timing, the mask back, CUDA graphs.
     "lora-compile-cache-stepsync": {
         "method": "lora",
-        "config": {**_COMPILE, "training.encoder_cache_gb": 8},
+        "config": {**_COMPILE, "training.speed.encoder_cache_gb": 8},
         "step_sync": True,
     },
     "lora-compile-cache-mask": {
         "method": "lora",
-        "config": {**_COMPILE, "training.encoder_cache_gb": 8},
+        "config": {**_COMPILE, "training.speed.encoder_cache_gb": 8},
         "collator": {"attention_mask": True},
     },
     "lora-default-mask": {"method": "lora", "config": _EAGER, "collator": {"attention_mask": True}},
@@ -281,7 +289,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
         "method": "full",
-        "config": {**_LIGER, "training.encoder_cache_gb": 8, "training.grad_accum": 4},
+        "config": {**_LIGER, "training.speed.encoder_cache_gb": 8, "training.grad_accum": 4},
     },
     # what configs/voxtral-mini-full.yaml could be: gradient checkpointing at 2 x 4 (its 2026-11-25 setting), 8 x 1
     "full-ckpt-mb2": {
@@ -291,26 +299,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "training.batch_size": 2,
             "training.grad_accum": 4,
             "training.gradient_checkpointing": True,
-            "training.encoder_cache_gb": 8,
+            "training.speed.encoder_cache_gb": 8,
         },
     },
     "full-ckpt-mb8": {
         "method": "full",
-        "config": {**_LIGER, "training.gradient_checkpointing": True, "training.encoder_cache_gb": 8},
+        "config": {**_LIGER, "training.gradient_checkpointing": True, "training.speed.encoder_cache_gb": 8},
     },
     "full-compile-ckpt": {
         "method": "full",
-        "config": {**_COMPILE, "training.gradient_checkpointing": True, "training.encoder_cache_gb": 8},
+        "config": {**_COMPILE, "training.gradient_checkpointing": True, "training.speed.encoder_cache_gb": 8},
     },
     "full-mb4": {
         "method": "full",
-        "config": {**_LIGER, "training.batch_size": 4, "training.grad_accum": 2, "training.encoder_cache_gb": 8},
+        "config": {**_LIGER, "training.batch_size": 4, "training.grad_accum": 2, "training.speed.encoder_cache_gb": 8},
     },
 }
 # Voxtral-Small-24B (``--shape small``): LoRA only, as full fine-tuning's 16 bytes a parameter (~390 GB) fit no one
 # card. voxplug's LoRA defaults as the 3B runs them (label logits, one node per adapted group, PyTorch's fused
 # kernels, the encoder cache, the epoch stream, CUDA graphs), the micro-batch and checkpointing varied for memory.
-# Gradient checkpointing turns the CUDA graphs off (voxplug.training.devices.cuda_graphs_possible); compile stays off
+# Gradient checkpointing turns the CUDA graphs off (voxplug.training.context.decide); compile stays off
 # as in every 3B run this short (it starts on its own only at 2000 steps).
 _SMALL = {"training.compile": False}
 SMALL_VARIANTS: dict[str, dict[str, Any]] = {
@@ -330,7 +338,7 @@ SMALL_VARIANTS: dict[str, dict[str, Any]] = {
     # the CUDA graphs' share at this size (their private memory pools grow with the model's activations)
     "small-lora-mb2-eager": {
         "method": "lora",
-        "config": {**_SMALL, "training.batch_size": 2, "training.grad_accum": 4, "training.lora.cuda_graphs": False},
+        "config": {**_SMALL, "training.batch_size": 2, "training.grad_accum": 4, "training.speed.cuda_graphs": False},
     },
     "small-lora-ckpt-mb4": {
         "method": "lora",
@@ -1011,7 +1019,7 @@ def variant_overrides(spec: dict[str, Any]) -> dict[str, Any]:
 def label_logits_batch(batch: dict[str, Any], device: Any) -> tuple[dict[str, Any], Any]:
     """The inputs voxplug's training forward gets for a collated batch (label positions found on the CPU, no
     attention mask: see the Voxtral collator) and the targets of its loss."""
-    from voxplug.training.label_logits import label_positions
+    from voxplug.training.speed.label_logits import label_positions
 
     positions, targets = label_positions(batch["labels"].cpu())
     inputs = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "attention_mask")}
@@ -1023,7 +1031,7 @@ def check_losses(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str,
     path (logits at the label positions, no attention mask)."""
     import torch
 
-    from voxplug.training.label_logits import label_logits_loss
+    from voxplug.training.speed.label_logits import label_logits_loss
 
     device = next(model.parameters()).device
     inputs, targets = label_logits_batch(batch, device)
@@ -1053,7 +1061,7 @@ def compile_check(model: Any, batch: dict[str, Any], autocast: bool) -> dict[str
     import torch
     from accelerate.utils import compile_regions
 
-    from voxplug.training.label_logits import label_logits_loss
+    from voxplug.training.speed.label_logits import label_logits_loss
 
     inputs, targets = label_logits_batch(batch, next(model.parameters()).device)
     context = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
@@ -1177,14 +1185,19 @@ def bench_family(state: VariantRun) -> type:
             model = random_voxtral(torch_dtype, device, bench.tiny_dir, bench.args.shape)
             return check_audio_placeholders_on_device(model), bench.processor
 
-        def fuse_kernels(self, model: Any) -> list[str]:
+        def speed(self) -> Any:
+            from voxplug.api import FamilySpeed
+
+            return FamilySpeed(fuse_kernels=self._fuse_and_check, cuda_graphs=super().speed().cuda_graphs)
+
+        def _fuse_and_check(self, model: Any) -> list[str]:
             import torch
 
             autocast = state.bench.device == "cuda" and next(model.parameters()).dtype != torch.bfloat16
             batch = check_batch(state.bench)
             state.checks["before_fused_kernels"] = check_losses(model, batch, autocast)
             kernels = state.spec.get("kernels")
-            fused = super().fuse_kernels(model) if kernels is None else fuse_variant_kernels(model, kernels)
+            fused = super().speed().fuse_kernels(model) if kernels is None else fuse_variant_kernels(model, kernels)
             state.checks["fused_kernels"] = fused
             state.checks["after_fused_kernels"] = check_losses(model, batch, autocast)
             return fused
@@ -1229,7 +1242,7 @@ def variant_switches(state: VariantRun, trainer: Any) -> bool:
         restore_peft_forward(trainer.model)
         use_one_node_lora(trainer.model)
     if spec.get("label_logits") is False and trainer.label_logits_only:
-        from voxplug.training.label_logits import LabelPositionsCollator
+        from voxplug.training.speed.label_logits import LabelPositionsCollator
 
         trainer.label_logits_only = False
         trainer.compute_loss_func = None
@@ -1590,7 +1603,7 @@ def memory_probe(bench: Bench, method: str, sizes: list[int]) -> list[dict[str, 
             "training.batch_size": size,
             "training.grad_accum": 1,
             "training.max_steps": 2,
-            "training.encoder_cache_gb": 0,
+            "training.speed.encoder_cache_gb": 0,
         }
         record = Record()
         state = VariantRun(bench, {"method": method, "config": overrides}, record, started=time.perf_counter())

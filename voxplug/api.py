@@ -44,7 +44,7 @@ from voxplug.extension import Extension, PluginOptions
 from voxplug.hookspecs import Register, hookimpl
 from voxplug.lock import locked_version
 from voxplug.models.detect import detect_family
-from voxplug.models.interface import ModelFamily
+from voxplug.models.interface import FamilySpeed, ModelFamily
 from voxplug.plugins import get_plugin_host
 from voxplug.publishing import hub
 from voxplug.publishing.card import hub_repo_ids
@@ -53,7 +53,7 @@ from voxplug.publishing.local_paths import is_local_path
 from voxplug.publishing.publishable import MODEL_INFO_FILE, PublishableModel
 from voxplug.publishing.staging import RepositoryOptions
 from voxplug.tempfiles import temporary_folder
-from voxplug.training.devices import compile_enabled, cuda_graphs_possible, deepspeed_wanted
+from voxplug.training.context import SpeedPaths, TrainingContext
 from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
 from voxplug.training.interface import Collator, TrainingMethod
 from voxplug.training.outputs import write_json
@@ -62,7 +62,8 @@ if TYPE_CHECKING:
     from voxplug.data.audio import ClipTooLongError, resample_to_16k, to_mono
     from voxplug.data.lazy_example import DatasetAudio, LazyExample
     from voxplug.data.store import local_dataset_facts, pushed_hub_id
-    from voxplug.training.cuda_graphs import LayerGraphs
+    from voxplug.training.speed.apply import SpeedReport
+    from voxplug.training.speed.cuda_graphs import LayerGraphs
 
 _LOADED_ON_FIRST_USE = {
     "ClipTooLongError": "voxplug.data.audio",
@@ -72,7 +73,8 @@ _LOADED_ON_FIRST_USE = {
     "LazyExample": "voxplug.data.lazy_example",
     "local_dataset_facts": "voxplug.data.store",
     "pushed_hub_id": "voxplug.data.store",
-    "LayerGraphs": "voxplug.training.cuda_graphs",
+    "LayerGraphs": "voxplug.training.speed.cuda_graphs",
+    "SpeedReport": "voxplug.training.speed.apply",
 }
 
 __all__ = [
@@ -95,6 +97,7 @@ __all__ = [
     "Deployer",
     "Example",
     "Extension",
+    "FamilySpeed",
     "FolderGuard",
     "LanguageSupport",
     "LayerGraphs",
@@ -114,8 +117,11 @@ __all__ = [
     "RepositoryOptions",
     "RowProblem",
     "RunConfig",
+    "SpeedPaths",
+    "SpeedReport",
     "StreamPieces",
     "TextScrubber",
+    "TrainingContext",
     "TrainingError",
     "TrainingMethod",
     "VoxplugError",
@@ -123,11 +129,8 @@ __all__ = [
     "base_model",
     "choose_port",
     "clean_transcript",
-    "compile_enabled",
     "count_parameters",
-    "cuda_graphs_possible",
     "decode_transcript_bytes",
-    "deepspeed_wanted",
     "describe",
     "detect_family",
     "format_validation_error",
@@ -159,8 +162,27 @@ __all__ = [
 ]
 
 
+#: Names that left the API: each still works, with a DeprecationWarning saying what replaces it.
+_RETIRED = {
+    "compile_enabled": "TrainingContext.compile",
+    "cuda_graphs_possible": "TrainingContext.speed.cuda_graphs",
+    "deepspeed_wanted": "TrainingContext.deepspeed",
+}
+
+
 def __getattr__(name: str) -> Any:
     """Import the names whose modules pull in numpy, soundfile or torch when a plugin first asks for them."""
+    if name in _RETIRED:
+        import warnings
+
+        warnings.warn(
+            f"voxplug.api.{name} is retired: read {_RETIRED[name]} from the context prepare_model receives",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from voxplug.training.context import retired_decision
+
+        return retired_decision(name)
     module = _LOADED_ON_FIRST_USE.get(name)
     if module is None:
         raise AttributeError(f"module 'voxplug.api' has no attribute {name!r}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -116,6 +117,81 @@ class ModelConfig(PluginChoice):
     )
 
 
+class SpeedConfig(Section):
+    """The training fast paths (:mod:`voxplug.training.speed`): each is exact, and applies only where it can."""
+
+    fused_kernels: bool = Field(
+        True,
+        description="GPU kernels from the model family that cost the host less (Voxtral: PyTorch's RMSNorm and "
+        "voxplug's SwiGLU and RoPE autograd functions); not when compiling",
+    )
+    cuda_graphs: bool = Field(
+        True,
+        description="replay the language model's decoder layers as CUDA graphs in LoRA training, forward and "
+        "backward (a batch pads into a captured shape that holds it, or is captured): the GPU no longer waits for "
+        "the host. One CUDA GPU in one process, without compile, DeepSpeed or gradient checkpointing; false: eager "
+        "layers",
+    )
+    encoder_cache_gb: float = Field(
+        8.0,
+        ge=0,
+        description="memory (on the encoder's device) for reusing a frozen audio encoder's outputs in later epochs; "
+        "never more than leaves the run's peak 6 GB under the card's memory; 0 turns it off",
+    )
+    label_logits: bool = Field(
+        True,
+        description="decoder-only models compute vocabulary logits only where a label is (the same loss, without the "
+        "logits of every audio position); false: the model's own loss over all positions",
+    )
+    epoch_stream: bool = Field(
+        True,
+        description="with data-loader workers in one process, batches run on from one epoch into the next, so the GPU "
+        "does not wait at each epoch's start; false: a fresh loader every epoch",
+    )
+
+
+#: Old config keys of the fast paths and where they live now (each still works, with a FutureWarning).
+MOVED_SPEED_KEYS: dict[tuple[str, ...], str] = {
+    ("fused_kernels",): "fused_kernels",
+    ("encoder_cache_gb",): "encoder_cache_gb",
+    ("lora", "cuda_graphs"): "cuda_graphs",
+}
+
+
+def _moved_speed_keys(training: Any) -> Any:
+    """Move the fast paths' old keys (``training.fused_kernels``, ``training.encoder_cache_gb``,
+    ``training.lora.cuda_graphs``) to ``training.speed``, warning with the new name (a FutureWarning: Python shows
+    those to the person running a command); an old key beside its new one is an error."""
+    if not isinstance(training, dict) or not any(_has_path(training, old) for old in MOVED_SPEED_KEYS):
+        return training
+    training = copy.deepcopy(training)
+    speed = training.get("speed")
+    speed = dict(speed) if isinstance(speed, dict) else ({} if speed is None else speed)
+    for old, new in MOVED_SPEED_KEYS.items():
+        if not _has_path(training, old):
+            continue
+        old_name = "training." + ".".join(old)
+        if isinstance(speed, dict) and new in speed:
+            raise ValueError(f"{old_name} is the old name of training.speed.{new}: set only training.speed.{new}")
+        warnings.warn(f"{old_name} is renamed training.speed.{new}", FutureWarning, stacklevel=2)
+        parent = training
+        for part in old[:-1]:
+            parent = parent[part]
+        value = parent.pop(old[-1])
+        if isinstance(speed, dict):
+            speed[new] = value
+    training["speed"] = speed
+    return training
+
+
+def _has_path(data: dict[str, Any], path: tuple[str, ...]) -> bool:
+    for part in path[:-1]:
+        data = data.get(part)
+        if not isinstance(data, dict):
+            return False
+    return path[-1] in data
+
+
 class TrainingConfig(PluginChoice):
     """The training loop's settings (transformers' Trainer underneath)."""
 
@@ -139,29 +215,20 @@ class TrainingConfig(PluginChoice):
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = "adamw_torch_fused"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 on GPUs, fp32 on CPU")
     gradient_checkpointing: bool = False
-    fused_kernels: bool = Field(
-        True,
-        description="GPU kernels from the model family that cost the host less (Voxtral: PyTorch's RMSNorm and "
-        "voxplug's SwiGLU and RoPE autograd functions)",
-    )
     compile: bool | None = Field(
         None,
         description="torch.compile each repeated block of the model (regional compilation; not under DeepSpeed): "
-        "fuses norms, activations and casts for a minute or two of compiling at the start; replaces fused_kernels. "
+        "fuses norms, activations and casts for a minute or two of compiling at the start; replaces "
+        "speed.fused_kernels. "
         "None (auto): on with a CUDA GPU in a single process when the run has at least 2,000 optimizer steps, "
         "where the compile time is paid back",
     )
+    speed: SpeedConfig = Field(default_factory=SpeedConfig, description="the fast paths (docs/training.md)")
     group_by_length: bool = Field(
         False,
         description="batch clips of similar duration together; off by default: Voxtral and Whisper pad every clip "
         "to a 30 s window, so it saves only transcript padding; ungrouped batches learned better and ran faster "
         "(docs/training.md)",
-    )
-    encoder_cache_gb: float = Field(
-        8.0,
-        ge=0,
-        description="memory (on the encoder's device) for reusing a frozen audio encoder's outputs in later epochs; "
-        "never more than leaves the run's peak 6 GB under the card's memory; 0 turns it off",
     )
     seed: int = 42
     logging_steps: int = Field(10, ge=1)
@@ -180,6 +247,11 @@ class TrainingConfig(PluginChoice):
         None, ge=0, description="processes decoding audio and extracting features (None: 4 with a CUDA GPU, 0 on CPU)"
     )
     deepspeed: str | None = Field(None, description="DeepSpeed config JSON (or use accelerate launch's config)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        return _moved_speed_keys(data)
 
 
 class EvaluationConfig(Section):
@@ -484,6 +556,12 @@ tables (``{extension name: options}``)."""
 def _raw_sections(data: dict[str, Any]) -> dict[str, SectionView]:
     """The sections of an unvalidated config mapping, with the section models' defaults for missing selectors."""
     classes = {path: _section_class(path) for path in SELECTORS}
+    with warnings.catch_warnings():  # the core keys' validation warns about moved keys already
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            data = {**data, "training": _moved_speed_keys(data.get("training"))}
+        except ValueError:
+            pass  # reported by the core keys' validation
     sections: dict[str, SectionView] = {}
     for path, cls in classes.items():
         node: Any = data

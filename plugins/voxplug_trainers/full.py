@@ -24,7 +24,7 @@ from voxplug.api import (
 )
 
 if TYPE_CHECKING:
-    from voxplug.api import ModelFamily, RunConfig
+    from voxplug.api import ModelFamily, TrainingContext
 
 log = logging.getLogger("voxplug.training")
 
@@ -51,7 +51,7 @@ class FullMethod(TrainingMethod):
     Options = FullOptions
     options: FullOptions
 
-    def prepare_model(self, model: Any, family: ModelFamily, config: RunConfig) -> Any:
+    def prepare_model(self, model: Any, family: ModelFamily, context: TrainingContext) -> Any:
         """Freeze the encoder (run without autograd) and, if asked, the projector; return ``model``."""
         if not self.options.train_audio_tower:
             freeze_without_grad(family.frozen_encoder(model))

@@ -15,19 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
-from voxplug.api import (
-    PluginOptions,
-    TrainingError,
-    TrainingMethod,
-    compile_enabled,
-    count_parameters,
-    cuda_graphs_possible,
-    deepspeed_wanted,
-    freeze_without_grad,
-)
+from voxplug.api import PluginOptions, TrainingError, TrainingMethod, count_parameters, freeze_without_grad
 
 if TYPE_CHECKING:
-    from voxplug.api import ModelFamily, RunConfig
+    from voxplug.api import ModelFamily, TrainingContext
 
 log = logging.getLogger("voxplug.training")
 
@@ -52,13 +43,6 @@ class LoraOptions(PluginOptions):
         description="compute each adapted linear layer as one autograd node (the same arithmetic as PEFT's, with "
         "fewer kernels and less Python a step); eager runs without DeepSpeed only. false: PEFT's forward",
     )
-    cuda_graphs: bool = Field(
-        True,
-        description="replay the language model's decoder layers as CUDA graphs in training, forward and backward "
-        "(a batch pads into a captured shape that holds it, or is captured): the GPU no longer waits for the "
-        "host. One CUDA GPU in one process, without compile, DeepSpeed or gradient checkpointing; false: eager "
-        "layers",
-    )
 
     @model_validator(mode="before")
     @classmethod
@@ -81,8 +65,9 @@ class LoraMethod(TrainingMethod):
     Options = LoraOptions
     options: LoraOptions
     saves_adapter = True
+    supports_cuda_graphs = True
 
-    def prepare_model(self, model: Any, family: ModelFamily, config: RunConfig) -> Any:
+    def prepare_model(self, model: Any, family: ModelFamily, context: TrainingContext) -> Any:
         """Freeze the encoder (unless adapted) and wrap ``model`` with PEFT adapters on the chosen scopes."""
         from peft import LoraConfig, get_peft_model
 
@@ -101,9 +86,8 @@ class LoraMethod(TrainingMethod):
             task_type=family.peft_task_type,
         )
         peft_model = get_peft_model(model, lora_config)
-        if not compile_enabled(config):  # compiled blocks fuse the adapters and casts themselves
-            if self.options.one_node and not deepspeed_wanted(config):
-                # not under DeepSpeed: ZeRO-3 gathers weights only for modules that are called
+        if not context.compile:  # compiled blocks fuse the adapters and casts themselves
+            if self.options.one_node and context.speed.eager_adapters:
                 fused = use_one_node_lora(peft_model, family.lora_shared_inputs)
                 log.info(
                     "LoRA: %d adapted layers run as one autograd node each, but for %d groups of layers that share "
@@ -112,13 +96,6 @@ class LoraMethod(TrainingMethod):
                     shared_input_groups(peft_model),
                 )
             skip_input_casts_under_autocast(peft_model)
-        if self.options.cuda_graphs and cuda_graphs_possible(config):
-            self.cuda_graphs = family.use_cuda_graphs(peft_model)
-            if self.cuda_graphs is not None:
-                log.info(
-                    "LoRA: the language model's layers replay as CUDA graphs, one per batch shape "
-                    "(training.lora.cuda_graphs)"
-                )
         counts = count_parameters(peft_model)
         log.info("LoRA on %s: %d of %d parameters train", ", ".join(scopes), counts["trainable"], counts["total"])
         return peft_model

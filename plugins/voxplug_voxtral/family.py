@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from voxplug.api import Collator, ModelFamily, PluginOptions
+from voxplug.api import Collator, FamilySpeed, ModelFamily, PluginOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +24,12 @@ SCOPE_MODULES: dict[str, str] = {
     "audio_tower": "model.audio_tower",
     "projector": "model.multi_modal_projector",
 }
+
+
+def _fuse_kernels(model: Any) -> list[str]:
+    from voxplug_voxtral.kernels import fuse_language_model_kernels
+
+    return fuse_language_model_kernels(model)
 
 
 def part_module(model: Any, scope: str, parts: dict[str, str], family: str) -> Any:
@@ -99,14 +105,12 @@ class VoxtralFamily(ModelFamily):
         """The Whisper audio encoder (``audio_tower``)."""
         return self.scope_module(model, "audio_tower")
 
-    def fuse_kernels(self, model: Any) -> list[str]:
-        """PyTorch's fused RMSNorm and voxplug's SwiGLU and RoPE functions on the language model (kernels.py)."""
-        from voxplug_voxtral.kernels import fuse_language_model_kernels
+    def speed(self) -> FamilySpeed:
+        """PyTorch's fused RMSNorm and voxplug's SwiGLU and RoPE functions on the language model (kernels.py), and
+        its decoder layers replayed as CUDA graphs in training (graphs.py)."""
+        return FamilySpeed(fuse_kernels=_fuse_kernels, cuda_graphs=self._graph_language_model)
 
-        return fuse_language_model_kernels(model)
-
-    def use_cuda_graphs(self, model: Any) -> Any | None:
-        """The language model's decoder layers, replayed as CUDA graphs in training (graphs.py)."""
+    def _graph_language_model(self, model: Any) -> Any | None:
         from voxplug_voxtral.graphs import graph_language_model
 
         return graph_language_model(self.scope_module(model, "language_model"))

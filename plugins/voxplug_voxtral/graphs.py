@@ -1,8 +1,9 @@
-"""Voxtral's language model with its decoder layers replayed as CUDA graphs in training (voxplug.training.cuda_graphs).
+"""Voxtral's language model with its decoder layers replayed as CUDA graphs in training
+(voxplug.training.speed.cuda_graphs).
 
 The Llama model's forward is replaced on the instance: in a training forward of the shape a training batch has
 (``inputs_embeds`` only, no attention mask, no cache), the rotary embedding is computed as before, the decoder
-layers run through :class:`~voxplug.training.cuda_graphs.LayerGraphs`, and the final norm runs eagerly. The layers
+layers run through :class:`~voxplug.training.speed.cuda_graphs.LayerGraphs`, and the final norm runs eagerly. The layers
 are causal and the batch is right-padded, so a batch may be zero-padded into a larger captured shape (more rows,
 more positions): no real position attends to a later one. Every other call (generation, evaluation, an attention
 mask, CPU tensors, graphs turned off by a failed capture) runs transformers' own forward, unchanged. Entering

@@ -37,7 +37,7 @@ def test_voxtral_presets_keep_voxfactorys_global_batch_in_one_micro_batch(preset
     training = load_config([preset]).training
     # one micro-batch of 8 is faster on a GPU than 2 x 4 and takes the same optimizer steps (benchmarks/NOTES.md)
     assert (training.batch_size, training.grad_accum) == (8, 1)
-    assert training.encoder_cache_gb > 0
+    assert training.speed.encoder_cache_gb > 0
     # full fine-tuning keeps checkpointing: without it 8 x 1 peaks at 71.5 of 80 GiB on the longest rows
     assert training.gradient_checkpointing is (training.method == "full")
 

@@ -71,12 +71,13 @@ def test_the_lora_trainer_adapts_the_decoder_and_leaves_the_encoder_without_auto
     from voxplug_trainers.lora import LoraMethod, LoraOptions
 
     from voxplug.config import validate_config
+    from voxplug.training.context import decide
     from voxplug.training.freezing import is_frozen_without_grad
 
     model, _ = load_realtime(realtime_tiny_dir, device="cpu")
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
     family = VoxtralRealtimeFamily()
-    peft_model = LoraMethod(LoraOptions()).prepare_model(model, family, config)
+    peft_model = LoraMethod(LoraOptions()).prepare_model(model, family, decide(config, {}, train_rows=1, world_size=1))
     trainable = [name for name, parameter in peft_model.named_parameters() if parameter.requires_grad]
     assert trainable and all("lora_" in name and ".language_model." in name for name in trainable)
     assert is_frozen_without_grad(family.frozen_encoder(peft_model))

@@ -58,12 +58,14 @@ def lora_voxtral(folder: Path, dtype: str, **options: Any) -> Any:
     from voxplug_voxtral.tiny import build_tiny_voxtral
 
     from voxplug.config import validate_config
+    from voxplug.training.context import decide
 
     torch.manual_seed(0)
     model, _ = load_voxtral(build_tiny_voxtral(folder), dtype="fp32", device="cpu")
     model.to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])  # any CPU: no check for native bf16
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
-    model = LoraMethod(LoraOptions(**options)).prepare_model(model, VoxtralFamily(), config)
+    context = decide(config, {}, train_rows=1, world_size=1)
+    model = LoraMethod(LoraOptions(**options)).prepare_model(model, VoxtralFamily(), context)
     for name, parameter in model.named_parameters():  # B starts at zero; random B makes the adapters matter
         if "lora_B" in name:
             torch.nn.init.normal_(parameter, std=0.5)

@@ -9,10 +9,16 @@ import pytest
 from voxplug.config import validate_config
 from voxplug.errors import TrainingError
 from voxplug.training.arguments import build_training_arguments, plan_steps, training_argument_values
+from voxplug.training.context import TrainingContext, decide
 
 
 def config_with(tmp_path: Path, **training: object) -> object:
     return validate_config({"training": training}, base_dir=tmp_path)
+
+
+def decided(config: object, train_rows: int) -> TrainingContext:
+    """What a single-process run of ``config`` over ``train_rows`` rows decides on this machine."""
+    return decide(config, {}, train_rows=train_rows, world_size=1)  # type: ignore[arg-type]
 
 
 def test_small_dataset_is_logged_evaluated_and_saved_every_epoch(tmp_path: Path) -> None:
@@ -21,7 +27,7 @@ def test_small_dataset_is_logged_evaluated_and_saved_every_epoch(tmp_path: Path)
     plan = plan_steps(config.training, train_rows=10, world_size=1)
     assert (plan.steps_per_epoch, plan.total_steps) == (2, 6)
     assert plan.logging_steps == 2 and plan.eval_steps == 2 and plan.save_steps == 2
-    values = training_argument_values(config, plan, precision="fp32", has_eval=True, output_dir=tmp_path)
+    values = training_argument_values(config, decided(config, 10), has_eval=True, output_dir=tmp_path)
     assert values["logging_first_step"] is True
     assert values["eval_strategy"] == "steps" and values["save_strategy"] == "steps"
 
@@ -53,8 +59,7 @@ def test_every_training_key_reaches_the_arguments(tmp_path: Path) -> None:
         eval_steps=2,
         save_steps=4,
     )
-    plan = plan_steps(config.training, train_rows=30, world_size=1)
-    args = build_training_arguments(config, plan, precision="fp32", has_eval=True, output_dir=tmp_path / "ckpt")
+    args = build_training_arguments(config, decided(config, 30), has_eval=True, output_dir=tmp_path / "ckpt")
     assert (args.num_train_epochs, args.max_steps) == (2, 7)
     assert (args.per_device_train_batch_size, args.per_device_eval_batch_size) == (3, 5)
     assert (args.gradient_accumulation_steps, args.learning_rate, args.weight_decay) == (2, 1e-4, 0.01)
@@ -70,15 +75,13 @@ def test_every_training_key_reaches_the_arguments(tmp_path: Path) -> None:
 
 def test_best_model_falls_back_to_loss_without_generation(tmp_path: Path) -> None:
     config = validate_config({"evaluation": {"enabled": False}}, base_dir=tmp_path)
-    plan = plan_steps(config.training, train_rows=8, world_size=1)
-    values = training_argument_values(config, plan, precision="fp32", has_eval=True, output_dir=tmp_path)
+    values = training_argument_values(config, decided(config, 8), has_eval=True, output_dir=tmp_path)
     assert values["metric_for_best_model"] == "eval_loss"
 
 
 def test_no_eval_rows_means_no_evaluation(tmp_path: Path) -> None:
     config = config_with(tmp_path)
-    plan = plan_steps(config.training, train_rows=8, world_size=1)
-    values = training_argument_values(config, plan, precision="fp32", has_eval=False, output_dir=tmp_path)
+    values = training_argument_values(config, decided(config, 8), has_eval=False, output_dir=tmp_path)
     assert values["eval_strategy"] == "no" and values["load_best_model_at_end"] is False
 
 
@@ -95,19 +98,12 @@ def test_misaligned_save_and_eval_steps_are_one_clear_error(tmp_path: Path) -> N
 
 
 def test_deepspeed_config_resolves_against_the_config_folder_then_the_presets(tmp_path: Path) -> None:
-    plan = plan_steps(config_with(tmp_path).training, train_rows=8, world_size=1)
-    preset = training_argument_values(
-        config_with(tmp_path, deepspeed="deepspeed/zero2.json"),
-        plan,
-        precision="fp32",
-        has_eval=False,
-        output_dir=tmp_path,
-    )
+    zero2 = config_with(tmp_path, deepspeed="deepspeed/zero2.json")
+    preset = training_argument_values(zero2, decided(zero2, 8), has_eval=False, output_dir=tmp_path)
     assert preset["deepspeed"].endswith("configs/deepspeed/zero2.json")
+    missing = config_with(tmp_path, deepspeed="nope.json")
     with pytest.raises(TrainingError, match="training.deepspeed: nope.json not found"):
-        training_argument_values(
-            config_with(tmp_path, deepspeed="nope.json"), plan, precision="fp32", has_eval=False, output_dir=tmp_path
-        )
+        training_argument_values(missing, decided(missing, 8), has_eval=False, output_dir=tmp_path)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -132,13 +128,14 @@ def test_half_precision_on_cpu_is_one_clear_error(precision: str) -> None:
 def test_gpu_only_options_on_cpu_are_one_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: str, values: dict, message: str
 ) -> None:
-    from voxplug.training.devices import check_device_options, cuda_available
+    from voxplug.training.context import check_run_options
+    from voxplug.training.devices import cuda_available
 
     if cuda_available():
         pytest.skip("this machine has a GPU")
     monkeypatch.delenv("VOXPLUG_TEST_CPU_DEEPSPEED", raising=False)
     with pytest.raises(TrainingError, match=message):
-        check_device_options(validate_config({section: values}, base_dir=tmp_path))
+        check_run_options(validate_config({section: values}, base_dir=tmp_path))
 
 
 @pytest.mark.parametrize("cuda", [True, False])
@@ -150,7 +147,6 @@ def test_batches_reach_a_gpu_from_pinned_memory_without_a_wait(
 
     monkeypatch.setattr(arguments, "cuda_available", lambda: cuda)
     config = config_with(tmp_path)
-    plan = plan_steps(config.training, train_rows=16, world_size=1)
-    values = training_argument_values(config, plan, precision="fp32", has_eval=False, output_dir=tmp_path)
+    values = training_argument_values(config, decided(config, 16), has_eval=False, output_dir=tmp_path)
     assert values["dataloader_pin_memory"] is cuda
     assert values["accelerator_config"] == {"non_blocking": cuda}

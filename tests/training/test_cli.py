@@ -132,6 +132,7 @@ def test_out_of_memory_says_what_to_change(
 
     from voxplug.config import validate_config
     from voxplug.errors import TrainingError
+    from voxplug.training.context import decide
     from voxplug.training.run import TrainingRun
 
     class ExhaustedTrainer:
@@ -141,10 +142,10 @@ def test_out_of_memory_says_what_to_change(
             raise torch.OutOfMemoryError("CUDA out of memory")
 
     run = TrainingRun.__new__(TrainingRun)
-    training = {"batch_size": 8, "gradient_checkpointing": checkpointing}
+    training = {"batch_size": 8, "gradient_checkpointing": checkpointing, "compile": compiled}
     run.config = validate_config({"training": training}, base_dir=tmp_path)
     run.resume_from = None
-    run.compiled = compiled
+    run.context = decide(run.config, {}, train_rows=64, world_size=1)
     with pytest.raises(TrainingError, match=r"out of memory at step 7 with training.batch_size=8: ") as error:
         run._train(ExhaustedTrainer())
     message = str(error.value)

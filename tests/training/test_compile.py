@@ -15,54 +15,60 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
+def compiles(config: Any, total_steps: int | None = None, world_size: int = 1) -> bool:
+    """The compile rule of :mod:`voxplug.training.context` for ``config`` in a run of ``total_steps``."""
+    from voxplug.training.context import compile_decision, deepspeed_wanted
+
+    return compile_decision(config, total_steps=total_steps, world_size=world_size, deepspeed=deepspeed_wanted(config))
+
+
 def test_compile_defaults_follow_the_machine_and_refuse_deepspeed(
     tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from voxplug.errors import TrainingError
-    from voxplug.training.devices import COMPILE_AUTO_MIN_STEPS as LONG
-    from voxplug.training.devices import compile_enabled
+    from voxplug.training.context import COMPILE_AUTO_MIN_STEPS as LONG
 
     from .conftest import validated
 
     auto = validated(make_config(training__compile=None), tmp_path)
-    assert compile_enabled(auto, LONG) is torch.cuda.is_available()
-    assert compile_enabled(validated(make_config(training__compile=True), tmp_path)) is True
-    assert compile_enabled(validated(make_config(training__compile=False), tmp_path), LONG) is False
+    assert compiles(auto, LONG) is torch.cuda.is_available()
+    assert compiles(validated(make_config(training__compile=True), tmp_path)) is True
+    assert compiles(validated(make_config(training__compile=False), tmp_path), LONG) is False
     zero2 = "deepspeed/zero2.json"
     with pytest.raises(TrainingError, match="training.compile=true is not supported under DeepSpeed"):
-        compile_enabled(validated(make_config(training__compile=True, training__deepspeed=zero2), tmp_path))
+        compiles(validated(make_config(training__compile=True, training__deepspeed=zero2), tmp_path))
     deepspeed_auto = validated(make_config(training__compile=None, training__deepspeed=zero2), tmp_path)
-    assert compile_enabled(deepspeed_auto, LONG) is False
+    assert compiles(deepspeed_auto, LONG) is False
     monkeypatch.setattr("voxplug.training.devices.cuda_available", lambda: True)
-    assert compile_enabled(auto, LONG) is True
+    assert compiles(auto, LONG) is True
     # auto compiles only a run long enough to pay the compile time back, and not when the length is unknown
-    assert compile_enabled(auto, LONG - 1) is False
-    assert compile_enabled(auto) is False
-    monkeypatch.setenv("WORLD_SIZE", "2")  # several processes: DDP with compile has not been run, so auto is off
-    assert compile_enabled(auto, LONG) is False
-    assert compile_enabled(validated(make_config(training__compile=True), tmp_path)) is True
+    assert compiles(auto, LONG - 1) is False
+    assert compiles(auto) is False
+    # several processes: DDP with compile has not been run, so auto is off
+    assert compiles(auto, LONG, world_size=2) is False
+    assert compiles(validated(make_config(training__compile=True), tmp_path), world_size=2) is True
 
 
-def test_the_run_settles_auto_compile_from_its_step_count(
+def test_the_run_decides_auto_compile_from_its_step_count_and_leaves_the_config_alone(
     tmp_path: Path, make_config: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from voxplug.training.devices import COMPILE_AUTO_MIN_STEPS
-    from voxplug.training.run import TrainingRun
+    from voxplug.training.context import COMPILE_AUTO_MIN_STEPS, decide
 
     from .conftest import validated
 
     monkeypatch.setattr("voxplug.training.devices.cuda_available", lambda: True)
     for steps, expected in ((COMPILE_AUTO_MIN_STEPS, True), (COMPILE_AUTO_MIN_STEPS - 1, False)):
-        run = TrainingRun.__new__(TrainingRun)
-        run.config = validated(make_config(), tmp_path)
-        assert run.config.training.compile is None  # the default is auto
+        config = validated(make_config(training__max_steps=steps), tmp_path)
+        assert config.training.compile is None  # the default is auto
         with caplog.at_level("INFO", logger="voxplug.training"):
-            run._settle_compile(steps)
-        assert run.config.training.compile is expected
+            context = decide(config, {}, train_rows=12, world_size=1)
+        assert context.plan.total_steps == steps
+        assert context.compile is expected
+        assert config.training.compile is None  # the decision lives in the context, never in the config
         assert f"{'on' if expected else 'off'} for {steps} optimizer steps" in caplog.text
-    run.config = validated(make_config(training__compile=False), tmp_path)
-    run._settle_compile(COMPILE_AUTO_MIN_STEPS)
-    assert run.config.training.compile is False  # a choice the user made stays
+    config = validated(make_config(training__compile=False), tmp_path)
+    assert decide(config, {}, train_rows=COMPILE_AUTO_MIN_STEPS * 8, world_size=1).compile is False
+    assert config.training.compile is False  # a choice the user made stays
 
 
 @pytest.mark.slow

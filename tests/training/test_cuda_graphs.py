@@ -1,4 +1,4 @@
-"""The language model's decoder layers replayed as CUDA graphs in LoRA training (voxplug/training/cuda_graphs.py,
+"""The language model's decoder layers replayed as CUDA graphs in LoRA training (voxplug/training/speed/cuda_graphs.py,
 plugins/voxplug_voxtral/graphs.py).
 
 On CPU: when graphs may be set up, and that the replaced forward computes transformers' loss and gradients (the
@@ -38,19 +38,24 @@ def loss_and_grads(model: Any, batch: dict[str, Any]) -> tuple[float, dict[str, 
 
 @pytest.mark.parametrize(
     ("change", "possible"),
-    [({}, True), ({"training.compile": True}, False), ({"training.gradient_checkpointing": True}, False)],
+    [
+        ({}, True),
+        ({"training.compile": True}, False),
+        ({"training.gradient_checkpointing": True}, False),
+        ({"training.speed": {"cuda_graphs": False}}, False),
+    ],
 )
 def test_graphs_need_one_cuda_process_without_compile_or_checkpointing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, change: dict[str, Any], possible: bool
 ) -> None:
     from voxplug.training import devices
+    from voxplug.training.context import decide
 
     monkeypatch.setattr(devices, "cuda_available", lambda: True)
     training = {key.split(".", 1)[1]: value for key, value in change.items()}
     config = validated({"model": {"name_or_path": "tiny"}, "training": training}, tmp_path)
-    assert devices.cuda_graphs_possible(config) is possible
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert devices.cuda_graphs_possible(config) is False
+    assert decide(config, {}, train_rows=8, world_size=1).speed.cuda_graphs is possible
+    assert decide(config, {}, train_rows=8, world_size=2).speed.cuda_graphs is False
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU behaviour")
@@ -60,10 +65,15 @@ def test_without_cuda_the_trainer_sets_up_no_graphs(tmp_path: Path) -> None:
     from voxplug_voxtral.loading import load_voxtral
     from voxplug_voxtral.tiny import build_tiny_voxtral
 
+    from voxplug.training.context import decide
+    from voxplug.training.speed import apply_speed
+
     model, _ = load_voxtral(build_tiny_voxtral(tmp_path / "tiny"), dtype="fp32", device="cpu")
-    trainer = LoraMethod(LoraOptions())
-    trainer.prepare_model(model, VoxtralFamily(), validated({"model": {"name_or_path": "tiny"}}, tmp_path))
-    assert trainer.cuda_graphs is None
+    method = LoraMethod(LoraOptions())
+    context = decide(validated({"model": {"name_or_path": "tiny"}}, tmp_path), {}, train_rows=8, world_size=1)
+    model = method.prepare_model(model, VoxtralFamily(), context)
+    report = apply_speed(model, VoxtralFamily(), context, method=method)
+    assert report.cuda_graphs is None
     assert "forward" not in vars(VoxtralFamily().scope_module(model, "language_model"))
 
 
@@ -76,7 +86,7 @@ def test_the_replaced_forward_computes_transformers_loss_and_gradients(tmp_path:
     batch = collated(tiny_model, uneven_audio_rows(), "cpu")
     model.train()
     expected_loss, expected = loss_and_grads(model, batch)
-    graphs = VoxtralFamily().use_cuda_graphs(model)
+    graphs = VoxtralFamily().speed().cuda_graphs(model)
     assert graphs is not None
     assert "forward" in vars(VoxtralFamily().scope_module(model, "language_model"))
     loss, grads = loss_and_grads(model, batch)
@@ -93,10 +103,10 @@ def test_a_padded_batch_gets_its_own_output_and_gradients(tmp_path: Path) -> Non
     graphs declare (more rows, more positions), compute the batch's own output and the same adapter gradients."""
     from voxplug_voxtral.family import VoxtralFamily
 
-    from voxplug.training.cuda_graphs import _padded
+    from voxplug.training.speed.cuda_graphs import _padded
 
     model = lora_voxtral(tmp_path / "m", "fp32")
-    graphs = VoxtralFamily().use_cuda_graphs(model)
+    graphs = VoxtralFamily().speed().cuda_graphs(model)
     language_model = VoxtralFamily().scope_module(model, "language_model")
     torch.manual_seed(1)
     hidden = torch.randn(3, 21, language_model.config.hidden_size)
@@ -128,14 +138,14 @@ def test_a_padded_batch_gets_its_own_output_and_gradients(tmp_path: Path) -> Non
 def planner(**options: Any) -> Any:
     """A LayerGraphs over one (rows, positions, width) input, whose captures are recorded but never made (the plan
     is pure bookkeeping, so it runs on CPU)."""
-    from voxplug.training.cuda_graphs import LayerGraphs
+    from voxplug.training.speed.cuda_graphs import LayerGraphs
 
     return LayerGraphs([], lambda hidden: hidden, **options)
 
 
 def plan(graphs: Any, rows: int, positions: int, width: int = 4) -> str:
     """Plan a batch of that shape; a planned capture is then recorded as made."""
-    from voxplug.training.cuda_graphs import _Captured, _signature
+    from voxplug.training.speed.cuda_graphs import _Captured, _signature
 
     hidden = torch.zeros(rows, positions, width)
     key = _signature((hidden,))
@@ -232,7 +242,7 @@ def test_graphed_training_gives_eager_losses_and_adapters(
     assert two["input_ids"].shape[1] <= four["input_ids"].shape[1]  # so the 4-row graphs can hold 2 rows
     steps = [[four, two]] * 5
     graphed, eager = cuda_lora(tmp_path / "g"), cuda_lora(tmp_path / "e")
-    graphs = VoxtralFamily().use_cuda_graphs(graphed)
+    graphs = VoxtralFamily().speed().cuda_graphs(graphed)
     assert graphs.eager_sightings == 0
     graphs.capture_cost = capture_cost
     run, captures = graphs.run, []

@@ -48,7 +48,7 @@ def encode(model: Any, features: Any) -> Any:
 
 @pytest.mark.slow
 def test_a_repeated_batch_is_served_from_the_cache_unchanged(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     features = batch["input_features"]
@@ -64,7 +64,7 @@ def test_a_repeated_batch_is_served_from_the_cache_unchanged(model_and_batch: tu
 
 @pytest.mark.slow
 def test_only_new_rows_run_through_the_encoder(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     features = batch["input_features"]
@@ -81,7 +81,7 @@ def test_only_new_rows_run_through_the_encoder(model_and_batch: tuple[Any, dict[
 
 
 def test_one_changed_value_is_a_miss(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     features = batch["input_features"][:1]
@@ -98,7 +98,7 @@ def test_one_changed_value_is_a_miss(model_and_batch: tuple[Any, dict[str, Any]]
 @pytest.mark.slow
 def test_outputs_computed_under_autocast_are_kept_apart(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
     """Autocast changes the encoder's output (its dtype at least): a clip seen under autocast is a miss outside it."""
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     audio_tower(model).to(torch.bfloat16)
@@ -117,7 +117,7 @@ def test_outputs_computed_under_autocast_are_kept_apart(model_and_batch: tuple[A
 
 @pytest.mark.slow
 def test_the_model_loss_is_the_same_with_a_warm_cache(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     with torch.no_grad():
@@ -131,7 +131,7 @@ def test_the_model_loss_is_the_same_with_a_warm_cache(model_and_batch: tuple[Any
 
 @pytest.mark.slow
 def test_the_budget_caps_what_is_kept(model_and_batch: tuple[Any, dict[str, Any]]) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     row_bytes = encode(model, batch["input_features"][:1]).numel() * 4
@@ -145,7 +145,7 @@ def test_the_budget_caps_what_is_kept(model_and_batch: tuple[Any, dict[str, Any]
 def test_nothing_is_stored_when_the_device_has_no_room_left(
     model_and_batch: tuple[Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from voxplug.training import encoder_cache
+    from voxplug.training.speed import encoder_cache
 
     model, batch = model_and_batch
     monkeypatch.setattr(encoder_cache, "has_headroom", lambda device, size: False)
@@ -163,7 +163,7 @@ SITUATIONS = ["dropout in training mode", "layer drop in training mode", "traina
 def test_the_cache_steps_aside_when_its_answer_could_differ(
     model_and_batch: tuple[Any, dict[str, Any]], situation: str
 ) -> None:
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     tower = audio_tower(model)
@@ -196,7 +196,7 @@ def test_a_two_epoch_run_reuses_encoder_outputs_with_the_same_losses(make_config
             name=name,
             training__output_dir=str(tmp_path / name),
             training__epochs=2,
-            training__encoder_cache_gb=cache_gb,
+            training__speed__encoder_cache_gb=cache_gb,
         )
         result = train(validated(config, tmp_path), progress=False)
         state = json.loads((result.run_dir / "trainer_state.json").read_text())
@@ -221,7 +221,7 @@ def test_a_bf16_model_runs_without_autocast_after_training_under_it(
     outside it. Serving the first for the second made the projector fail on the GPU (``expected mat1 and mat2 to
     have the same dtype, but got: float != c10::BFloat16``).
     """
-    from voxplug.training.encoder_cache import cache_encoder_outputs
+    from voxplug.training.speed.encoder_cache import cache_encoder_outputs
 
     model, batch = model_and_batch
     model.to(torch.bfloat16)

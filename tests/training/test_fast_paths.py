@@ -29,7 +29,7 @@ def model_and_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, d
 
 
 def test_label_positions_list_each_rows_labelled_positions_and_pad_the_rest() -> None:
-    from voxplug.training.label_logits import label_positions
+    from voxplug.training.speed.label_logits import label_positions
 
     labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, 7, 8, 9, 2]])
     positions, targets = label_positions(labels)
@@ -40,7 +40,7 @@ def test_label_positions_list_each_rows_labelled_positions_and_pad_the_rest() ->
 
 @pytest.mark.slow
 def test_label_logits_loss_equals_plain_forward(model_and_batch: tuple[object, dict]) -> None:
-    from voxplug.training.label_logits import label_logits_loss, label_positions, supports_label_logits
+    from voxplug.training.speed.label_logits import label_logits_loss, label_positions, supports_label_logits
 
     model, batch = model_and_batch
     assert supports_label_logits(model)
@@ -63,7 +63,7 @@ def test_label_logits_loss_equals_plain_forward(model_and_batch: tuple[object, d
 def test_trainer_uses_label_logits_and_gets_the_same_loss(model_and_batch: tuple[object, dict], tmp_path: Path) -> None:
     from transformers import TrainingArguments
 
-    from voxplug.training.label_logits import TARGETS_KEY
+    from voxplug.training.speed.label_logits import TARGETS_KEY
     from voxplug.training.transcription_trainer import TranscriptionTrainer
 
     model, batch = model_and_batch
@@ -106,7 +106,7 @@ def test_training_forward_fills_no_kv_cache(model_and_batch: tuple[object, dict]
 
 @pytest.mark.slow
 def test_label_logits_gradients_match(model_and_batch: tuple[object, dict]) -> None:
-    from voxplug.training.label_logits import label_logits_loss, label_positions
+    from voxplug.training.speed.label_logits import label_logits_loss, label_positions
 
     model, batch = model_and_batch
     weight = model.lm_head.weight
@@ -125,7 +125,7 @@ def test_label_logits_gradients_match(model_and_batch: tuple[object, dict]) -> N
 
 
 def test_encoder_decoder_models_keep_the_plain_loss() -> None:
-    from voxplug.training.label_logits import supports_label_logits
+    from voxplug.training.speed.label_logits import supports_label_logits
 
     class Config:
         is_encoder_decoder = True
@@ -176,7 +176,7 @@ def test_fused_kernels_give_the_same_loss_and_gradients_and_touch_no_other_model
 
     loss, grads, nodes = loss_and_grads(model)
     assert "RotaryEmbeddingBackward" not in nodes
-    assert VoxtralFamily().fuse_kernels(fused) == ["rms_norm", "swiglu", "rope"]
+    assert VoxtralFamily().speed().fuse_kernels(fused) == ["rms_norm", "swiglu", "rope"]
     # per instance: transformers' module function and classes stay, the other model computes as before
     assert modeling_llama.apply_rotary_pos_emb is kernels._llama_rotary_pos_emb
     patched = [type(m).__name__ for m in fused.model.language_model.modules() if "forward" in vars(m)]
@@ -329,7 +329,7 @@ def test_the_voxtral_collator_plugin_leaves_the_mask_out_unless_asked(model_and_
     from voxplug_voxtral.family import VoxtralTranscriptionCollator
     from voxplug_voxtral.loading import load_voxtral_processor
 
-    from voxplug.training.label_logits import label_positions
+    from voxplug.training.speed.label_logits import label_positions
 
     model, _batch = model_and_batch
     audio, _ = soundfile.read(next(SPEECH.glob("*.wav")), dtype="float32")

@@ -32,10 +32,13 @@ def prepared(tiny_model: Path, method: str, options: dict[str, Any]) -> tuple[An
     from voxplug_trainers.lora import LoraMethod
     from voxplug_voxtral.family import VoxtralFamily
 
+    from voxplug.training.context import decide
+
     family = VoxtralFamily()
     model, _ = family.load(str(tiny_model), dtype="fp32", device="cpu")
     trainer = {"lora": LoraMethod, "full": FullMethod}[method](options)
-    return trainer.prepare_model(model, family, validate_config({}, base_dir=Path.cwd())), family
+    config = validate_config({}, base_dir=Path.cwd())
+    return trainer.prepare_model(model, family, decide(config, {}, train_rows=1, world_size=1)), family
 
 
 def encoder_output_after_backward(model: Any, family: Any, batch: dict[str, Any]) -> Any:

@@ -56,7 +56,7 @@ def test_lora_trains_in_bf16_with_a_half_precision_base(
     from transformers import TrainerCallback
 
     callback = type("InspectCallback", (Inspect, TrainerCallback), {})()
-    config = gpu_config(tmp_path, tiny_model, manifests, training__encoder_cache_gb=encoder_cache_gb)
+    config = gpu_config(tmp_path, tiny_model, manifests, training__speed__encoder_cache_gb=encoder_cache_gb)
     result = train(validated(config, tmp_path), progress=False, callbacks=[callback])
     if encoder_cache_gb:
         assert result.train_results["encoder_cache"]["hits"] > 0

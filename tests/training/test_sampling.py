@@ -90,7 +90,8 @@ def test_with_workers_the_next_epoch_loads_while_this_one_ends_in_the_same_order
     from transformers import TrainingArguments
     from voxplug_voxtral.loading import load_voxtral
 
-    from voxplug.training.sampling import EpochSlices, ShuffleSampler
+    from voxplug.training.sampling import ShuffleSampler
+    from voxplug.training.speed.epoch_stream import EpochSlices
     from voxplug.training.transcription_trainer import TranscriptionTrainer
 
     model, _ = load_voxtral(tiny_model, dtype="fp32", device="cpu")
@@ -128,7 +129,8 @@ def test_with_workers_the_next_epoch_loads_while_this_one_ends_in_the_same_order
 
 
 def test_the_stream_restarts_where_the_trainer_asks() -> None:
-    from voxplug.training.sampling import EpochBatches, EpochSlices, ShuffleSampler
+    from voxplug.training.sampling import ShuffleSampler
+    from voxplug.training.speed.epoch_stream import EpochBatches, EpochSlices
 
     sampler = ShuffleSampler(7, seed=1)
     batches = EpochBatches(sampler, 2, drop_last=True)

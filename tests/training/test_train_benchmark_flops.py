@@ -57,15 +57,17 @@ def prepared(folder: Path, method: str, device: str = "cpu", attention: str = "e
     from voxplug_voxtral.family import VoxtralFamily
 
     from voxplug.config import validate_config
+    from voxplug.training.context import decide
 
     torch.manual_seed(0)
     model = VoxtralForConditionalGeneration.from_pretrained(folder, attn_implementation=attention, dtype=torch.float32)
     model.to(device)
     config = validate_config({"model": {"name_or_path": "tiny"}}, base_dir=Path.cwd())
+    context = decide(config, {}, train_rows=1, world_size=1)
     if method == "lora":
-        model = LoraMethod(LoraOptions(one_node=False)).prepare_model(model, VoxtralFamily(), config)
+        model = LoraMethod(LoraOptions(one_node=False)).prepare_model(model, VoxtralFamily(), context)
     elif method == "full":
-        model = FullMethod(FullOptions()).prepare_model(model, VoxtralFamily(), config)
+        model = FullMethod(FullOptions()).prepare_model(model, VoxtralFamily(), context)
     else:
         model.model.audio_tower.requires_grad_(False)
         targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -78,7 +80,7 @@ def executed_flops(model: Any, batch: dict[str, Any]) -> int:
     positions, the loss, backward."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from voxplug.training.label_logits import label_logits_loss, label_positions
+    from voxplug.training.speed.label_logits import label_logits_loss, label_positions
 
     positions, targets = label_positions(batch["labels"])
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "attention_mask")}

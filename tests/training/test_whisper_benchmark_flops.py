@@ -47,14 +47,16 @@ def prepared(folder: Path, method: str) -> Any:
     from voxplug_whisper.family import WhisperFamily
 
     from voxplug.config import validate_config
+    from voxplug.training.context import decide
 
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration.from_pretrained(folder, attn_implementation="eager", dtype=torch.float32)
     config = validate_config({"model": {"name_or_path": str(folder)}}, base_dir=Path.cwd())
+    context = decide(config, {}, train_rows=1, world_size=1)
     if method == "voxplug-lora":
-        model = LoraMethod(LoraOptions(one_node=False, r=4)).prepare_model(model, WhisperFamily(), config)
+        model = LoraMethod(LoraOptions(one_node=False, r=4)).prepare_model(model, WhisperFamily(), context)
     elif method == "voxplug-full":
-        model = FullMethod(FullOptions()).prepare_model(model, WhisperFamily(), config)
+        model = FullMethod(FullOptions()).prepare_model(model, WhisperFamily(), context)
     elif method == "seq2seq-lora":
         model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     return model.train()

@@ -40,9 +40,9 @@ def train(
     from voxplug.training.run import train as run_training
 
     allowed = ["data.max_dropped_share=1"] if allow_dropped else []
-    run_config, _ = load_run_config(config, [*(overrides or []), *allowed], no_local_plugins=no_local_plugins)
+    run_config, options = load_run_config(config, [*(overrides or []), *allowed], no_local_plugins=no_local_plugins)
     progress = "lines" if no_progress else "auto"
-    result = run_training(run_config, host=get_plugin_host(), resume=resume, progress=progress)
+    result = run_training(run_config, host=get_plugin_host(), options=options, resume=resume, progress=progress)
     if is_main_process():
         typer.echo(summary_lines(result))
 

@@ -29,7 +29,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -69,6 +69,10 @@ class TrainingData:
     scrub_report: ScrubReport | None = None
     #: the training rows as a stream, when they are not listed (``train`` is then empty; see :func:`wants_stream`)
     stream: TrainStream | None = None
+    #: how a model card names the data: Hub ids, else local names (never paths), in source order
+    datasets: list[str] = field(default_factory=list)
+    #: the licence of each local dataset that declares one, by the name in :attr:`datasets`
+    dataset_licenses: dict[str, str] = field(default_factory=dict)
 
     @property
     def train_rows(self) -> int | None:
@@ -80,22 +84,25 @@ def load_training_data(
     config: RunConfig,
     host: PluginHost | None = None,
     *,
+    options: Mapping[str, Any] | None = None,
     check_audio: CheckMode = "auto",
     workers: int | None = None,
     allow_stream: bool = False,
 ) -> TrainingData:
     """Load, check and split the examples ``config.data`` describes (see the module docstring).
 
-    With ``allow_stream`` (the caller trains from :attr:`TrainingData.stream`), a source that :func:`wants_stream`
-    is not read here: only its evaluation rows are (:func:`_load_stream`). Raises :class:`DataError` when no
-    training row is left, naming the source and the first rejections. The caller fires ``after_data_load`` with
-    :attr:`TrainingData.summary` on the main process.
+    ``options`` are the run's validated plugin options (:func:`voxplug.config.resolve_plugin_options`); without
+    them, they are resolved here. With ``allow_stream`` (the caller trains from :attr:`TrainingData.stream`), a
+    source that :func:`wants_stream` is not read here: only its evaluation rows are (:func:`_load_stream`). Raises
+    :class:`DataError` when no training row is left, naming the source and the first rejections. The caller fires
+    ``after_data_load`` with :attr:`TrainingData.summary` on the main process.
     """
     from voxplug.config import resolve_plugin_options
     from voxplug.plugins import get_plugin_host
 
     host = host or get_plugin_host()
-    options = resolve_plugin_options(config, host)
+    if options is None:
+        options = resolve_plugin_options(config, host)
     data = config.data
     source = make_source(host, data.source, options.get(f"data.{data.source}"), config.base_dir)
     mode = _resolve_mode(check_audio, source)
@@ -132,7 +139,14 @@ def load_training_data(
             log.info("%s", notice)
     if scrubbed is not None:
         summary["scrub"] = scrubbed.summary()  # counts only: the replaced text stays in scrub_report.json
-    return TrainingData(train=train, eval=evaluation, problems=problems, summary=summary, scrub_report=scrubbed)
+    return TrainingData(
+        train=train,
+        eval=evaluation,
+        problems=problems,
+        summary=summary,
+        scrub_report=scrubbed,
+        **card_datasets(sources),
+    )
 
 
 def wants_stream(config: RunConfig, source: DataSource) -> bool:
@@ -144,7 +158,7 @@ def wants_stream(config: RunConfig, source: DataSource) -> bool:
 
 
 def _load_stream(
-    config: RunConfig, host: PluginHost, options: dict[str, Any], source: DataSource, mode: str, workers: int | None
+    config: RunConfig, host: PluginHost, options: Mapping[str, Any], source: DataSource, mode: str, workers: int | None
 ) -> TrainingData | None:
     """A stream of the training rows, and a small fixed evaluation set read now: the first rows of ``data.eval`` or
     of the source's eval split, or else the first rows of the training split, which the stream then leaves out.
@@ -208,8 +222,30 @@ def _load_stream(
     if scrubbed is not None:
         summary["scrub"] = scrubbed.summary()
     return TrainingData(
-        train=[], eval=evaluation, problems=problems, summary=summary, scrub_report=scrubbed, stream=stream
+        train=[],
+        eval=evaluation,
+        problems=problems,
+        summary=summary,
+        scrub_report=scrubbed,
+        stream=stream,
+        **card_datasets(sources),
     )
+
+
+def card_datasets(sources: list[DataSource]) -> dict[str, Any]:
+    """``datasets`` (Hub ids, else local names: never paths) and ``dataset_licenses`` of the sources a run reads,
+    as ``voxplug.json`` and the model card name them."""
+    names: list[str] = []
+    licenses: dict[str, str] = {}
+    for source in sources:
+        hub_id = source.dataset_id()
+        local = None if hub_id else source.local_dataset()
+        name = hub_id or (local or {}).get("name")
+        if name and name not in names:
+            names.append(name)
+        if name and local and local.get("license"):
+            licenses[name] = local["license"]
+    return {"datasets": names, "dataset_licenses": licenses}
 
 
 def make_source(host: PluginHost, name: str, options: Any, base_dir: Path) -> DataSource:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -10,6 +13,22 @@ from voxplug.extension import Extension
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+@dataclass(frozen=True)
+class FamilySpeed:
+    """The training fast paths a model family offers, each a function of the model (None: not offered).
+
+    ``fuse_kernels(model) -> list[str]`` swaps fused GPU kernels into a freshly loaded model (CUDA only; called
+    when ``training.speed.fused_kernels`` allows) and returns the names of what it fused. ``cuda_graphs(model) ->
+    LayerGraphs | None`` replays the model's repeated decoder layers as CUDA graphs in training forwards (called on
+    the prepared model where ``training.speed.cuda_graphs`` allows: one CUDA GPU, one process, no compile,
+    DeepSpeed or gradient checkpointing) and returns the
+    :class:`~voxplug.training.speed.cuda_graphs.LayerGraphs`, or None where it cannot.
+    """
+
+    fuse_kernels: Callable[[Any], list[str]] | None = None
+    cuda_graphs: Callable[[Any], Any] | None = None
 
 
 class ModelFamily(Extension):
@@ -74,19 +93,19 @@ class ModelFamily(Extension):
         """The audio encoder module, which voxplug freezes and runs without autograd unless asked to train it."""
         return None
 
-    def fuse_kernels(self, model: Any) -> list[str]:
-        """Swap fused GPU kernels into a freshly loaded ``model`` for training; return the names of what was fused.
-
-        Called on CUDA machines before the trainer prepares the model, when ``training.fused_kernels`` is on.
-        The default fuses nothing.
-        """
-        return []
-
-    def use_cuda_graphs(self, model: Any) -> Any | None:
-        """Replay ``model``'s repeated decoder layers as CUDA graphs in training forwards (the ``lora`` trainer's
-        ``cuda_graphs``); return the :class:`~voxplug.training.cuda_graphs.LayerGraphs`, or None where the family
-        cannot (the default)."""
-        return None
+    def speed(self) -> FamilySpeed:
+        """The fast paths this family offers for training (:mod:`voxplug.training.speed` applies those the run
+        allows). The default offers none; a family that still defines the old ``fuse_kernels`` or
+        ``use_cuda_graphs`` methods has them used, with a DeprecationWarning."""
+        old = {name: getattr(self, name) for name in ("fuse_kernels", "use_cuda_graphs") if hasattr(self, name)}
+        if old:
+            warnings.warn(
+                f"{type(self).__name__}: {' and '.join(old)} are replaced by ModelFamily.speed(), which returns a "
+                "FamilySpeed",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return FamilySpeed(fuse_kernels=old.get("fuse_kernels"), cuda_graphs=old.get("use_cuda_graphs"))
 
     def transcribe(
         self,

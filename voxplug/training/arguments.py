@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from voxplug.errors import TrainingError
-from voxplug.training.devices import compile_enabled, cuda_available
+from voxplug.training.devices import cuda_available
 from voxplug.training.eval_schedule import spaced_eval_steps
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
 
     from voxplug.config import RunConfig, TrainingConfig
+    from voxplug.training.context import TrainingContext
 
 #: ``evaluation.best_model_metric`` -> the Trainer's metric name; all are "lower is better".
 BEST_METRIC_KEYS = {"wer": "eval_wer", "cer": "eval_cer", "loss": "eval_loss"}
@@ -100,26 +101,20 @@ def dataloader_workers(training: TrainingConfig) -> int:
 
 
 def build_training_arguments(
-    config: RunConfig,
-    plan: StepPlan,
-    *,
-    precision: str,
-    has_eval: bool,
-    output_dir: Path,
+    config: RunConfig, context: TrainingContext, *, has_eval: bool, output_dir: Path
 ) -> TrainingArguments:
-    """Return the ``TrainingArguments`` for ``config``: ``precision`` is already resolved for this machine."""
+    """Return the ``TrainingArguments`` for ``config`` with what the run decided (``context``: precision, compile,
+    the step plan)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
-        **training_argument_values(config, plan, precision=precision, has_eval=has_eval, output_dir=output_dir)
-    )
+    return TrainingArguments(**training_argument_values(config, context, has_eval=has_eval, output_dir=output_dir))
 
 
 def training_argument_values(
-    config: RunConfig, plan: StepPlan, *, precision: str, has_eval: bool, output_dir: Path
+    config: RunConfig, context: TrainingContext, *, has_eval: bool, output_dir: Path
 ) -> dict[str, Any]:
     """The keyword arguments of :func:`build_training_arguments`, as plain data (easy to inspect and test)."""
-    training = config.training
+    training, plan, precision = config.training, context.plan, context.precision
     values: dict[str, Any] = {
         "output_dir": str(output_dir),
         "run_name": config.name,
@@ -158,7 +153,7 @@ def training_argument_values(
         "disable_tqdm": True,
         "ddp_find_unused_parameters": False,
         # regional (block by block, see TranscriptionTrainer), so generation keeps running the uncompiled model
-        "torch_compile": compile_enabled(config, plan.total_steps),
+        "torch_compile": context.compile,
         "deepspeed": _deepspeed_config(config),
     }
     values.update(_evaluation_values(config, plan, has_eval))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -11,6 +12,7 @@ from voxplug.extension import Extension
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
     from voxplug.models.interface import ModelFamily
+    from voxplug.training.context import TrainingContext
 
 
 class Collator(Extension):
@@ -33,21 +35,41 @@ class TrainingMethod(Extension):
     """Decides which weights train and how the trained model is saved; the loop is transformers' Trainer.
 
     ``saves_adapter`` is True when :meth:`save` writes a PEFT adapter (its base model is then needed to load
-    it).
+    it). ``supports_cuda_graphs`` is True when the model it prepares may have its layers replayed as CUDA graphs
+    (``training.speed.cuda_graphs``; tested with frozen base weights under adapters).
     """
 
     saves_adapter: ClassVar[bool] = False
-    #: The :class:`~voxplug.training.cuda_graphs.LayerGraphs` that :meth:`prepare_model` set up, if any (the run
-    #: reports what they did).
-    cuda_graphs: Any = None
+    supports_cuda_graphs: ClassVar[bool] = False
 
-    def prepare_model(self, model: Any, family: ModelFamily, config: RunConfig) -> Any:
-        """Freeze, wrap or otherwise prepare ``model`` for training and return the model to train."""
+    def prepare_model(self, model: Any, family: ModelFamily, context: TrainingContext) -> Any:
+        """Freeze, wrap or otherwise prepare ``model`` for training and return the model to train.
+
+        ``context`` holds what the run decided (precision, compile, DeepSpeed, the step plan, the speed paths
+        allowed): read the run's facts from it rather than from the config or the machine.
+        """
         raise NotImplementedError
 
     def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
         """Write the final model (and processor) to ``out_dir``; return ``{"adapter"|"merged"|"model": path}``."""
         raise NotImplementedError
+
+
+def prepare_for_training(
+    method: TrainingMethod, model: Any, family: ModelFamily, context: TrainingContext, config: RunConfig
+) -> Any:
+    """Call ``method.prepare_model`` with the run's context; a method still written for the old
+    ``prepare_model(model, family, config)`` gets the config, with a DeprecationWarning."""
+    parameters = inspect.signature(method.prepare_model).parameters
+    if "context" not in parameters and "config" in parameters:
+        warnings.warn(
+            f"{type(method).__name__}.prepare_model(model, family, config) is the old signature: take "
+            "prepare_model(model, family, context) and read the run's facts from the TrainingContext",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return method.prepare_model(model, family, config)
+    return method.prepare_model(model, family, context)
 
 
 def __getattr__(name: str) -> Any:

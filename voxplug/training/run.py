@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from voxplug.models.interface import ModelFamily
     from voxplug.plugins import PluginHost
     from voxplug.publishing.interface import PublishResult
-    from voxplug.training.arguments import StepPlan
+    from voxplug.training.context import TrainingContext
     from voxplug.training.interface import TrainingMethod
 
 log = logging.getLogger("voxplug.training")
@@ -53,12 +54,15 @@ def train(
     config: RunConfig,
     *,
     host: PluginHost | None = None,
+    options: Mapping[str, Any] | None = None,
     resume: bool = False,
     progress: bool | ProgressMode = True,
     callbacks: list[Any] | None = None,
 ) -> RunResult:
     """Fine-tune the model ``config`` describes and return where everything went.
 
+    ``options`` are the plugin options :func:`voxplug.config.check_config` already validated (the CLI passes them);
+    without them they are validated here, once.
     With ``resume``, training continues from the newest complete checkpoint in the run folder (and starts
     afresh when there is none). ``progress`` is a :data:`ProgressMode` (``True`` means ``auto``, ``False``
     ``off``). Raises :class:`VoxplugError` subclasses with one-line, actionable messages; an interruption
@@ -68,7 +72,9 @@ def train(
     from voxplug.plugins import get_plugin_host
 
     mode: ProgressMode = {True: "auto", False: "off"}.get(progress, progress)  # type: ignore[arg-type]
-    run = TrainingRun(config, host or get_plugin_host(), resume=resume, progress=mode, callbacks=callbacks)
+    run = TrainingRun(
+        config, host or get_plugin_host(), options=options, resume=resume, progress=mode, callbacks=callbacks
+    )
     return run.execute()
 
 
@@ -76,17 +82,27 @@ class TrainingRun:
     """The state of one run while it executes; see :func:`train`."""
 
     def __init__(
-        self, config: RunConfig, host: PluginHost, *, resume: bool, progress: ProgressMode, callbacks: list[Any] | None
+        self,
+        config: RunConfig,
+        host: PluginHost,
+        *,
+        resume: bool,
+        progress: ProgressMode,
+        callbacks: list[Any] | None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``options``: the plugin options already validated (None: they are validated here, once)."""
         from voxplug.config import resolve_plugin_options
-        from voxplug.training.devices import check_device_options, resolve_precision
+        from voxplug.training.context import check_run_options
         from voxplug.training.monitoring import ResourceMonitor
+        from voxplug.training.speed import SpeedReport
 
         self.config = config
         self.host = host
-        self.options = resolve_plugin_options(config, host)
-        check_device_options(config)
-        self.precision = resolve_precision(config.training.precision)
+        self.options = resolve_plugin_options(config, host) if options is None else options
+        check_run_options(config)
+        #: what the run decided (:func:`voxplug.training.context.decide`), once the data is loaded
+        self.context: TrainingContext | None = None
         self.run_dir = config.run_dir
         self.checkpoints_dir = self.run_dir / CHECKPOINTS_DIR
         self.resume_from = self._checkpoint_to_resume(resume)
@@ -96,9 +112,8 @@ class TrainingRun:
         self.monitor = ResourceMonitor(host, self.run_dir, show=progress != "off")
         self.hf_trainer: Any = None
         self.progress_display: Any = None
-        self.encoder_cache: Any = None
-        self.cuda_graphs: Any = None
-        self.compiled = False
+        #: what the fast paths did (:func:`voxplug.training.speed.apply_speed`)
+        self.speed = SpeedReport()
 
     def _checkpoint_to_resume(self, resume: bool) -> Path | None:
         found = last_checkpoint(self.checkpoints_dir)
@@ -151,43 +166,25 @@ class TrainingRun:
     def _stages(self) -> RunResult:
         from transformers import set_seed
 
-        from voxplug.training.arguments import build_training_arguments, plan_steps
-        from voxplug.training.encoder_cache import cache_frozen_encoder
+        from voxplug.training.interface import prepare_for_training
+        from voxplug.training.speed import apply_speed
 
         data = self.monitor.timed("data_loading", self._load_data)
-        eval_rows = len(data.eval) if data.eval and self.config.evaluation.enabled else 0  # rows transcribed
-        plan = plan_steps(
-            self.config.training, train_rows=data.train_rows, world_size=launched_world_size(), eval_rows=eval_rows
-        )
-        self._settle_compile(plan.total_steps)
-        args = build_training_arguments(
-            self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
-        )
-        if args.world_size != launched_world_size():  # launched by something that sets no WORLD_SIZE (mpirun)
-            plan = plan_steps(
-                self.config.training, train_rows=data.train_rows, world_size=args.world_size, eval_rows=eval_rows
-            )
-            args = build_training_arguments(
-                self.config, plan, precision=self.precision, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
-            )
-        if data.stream is not None:  # an iterable dataset has no length the Trainer could count epochs by
-            args.max_steps = plan.total_steps
-        self.is_main = args.process_index == 0
+        context, args = self._decide(data)
         set_seed(self.config.training.seed)  # adapters and new heads are initialised from the seed, as are shuffles
         family, model, processor = self.monitor.timed("model_loading", self._load_model, self._load_device(args))
         method = self._training_method()
-        model = method.prepare_model(model, family, self.config)
-        self.cuda_graphs = method.cuda_graphs
-        self.encoder_cache = cache_frozen_encoder(family, model, self.config.training.encoder_cache_gb)
-        hf_trainer = self._hf_trainer(args, plan, data, family, model, processor)
-        self.compiled = bool(args.torch_compile)
+        model = prepare_for_training(method, model, family, context, self.config)
+        self.speed = apply_speed(model, family, context, method=method, fused_kernels=self.speed.fused_kernels)
+        log.info("%s", self.speed.line())
+        hf_trainer = self._hf_trainer(args, data, family, model, processor)
         if self.is_main:
             self.host.before_train(config=self.config, run_dir=self.run_dir)
         train_output = self.monitor.timed("training", self._train, hf_trainer)
         self._report_streamed_rows(hf_trainer, data)
         eval_results = self.monitor.timed("evaluation", self._final_evaluation, hf_trainer, bool(data.eval))
         saved = self.monitor.timed("saving", self._save_model, hf_trainer, method, family, processor, data)
-        train_results = self._train_results(hf_trainer, train_output, plan)
+        train_results = self._train_results(hf_trainer, train_output)
         result = RunResult(self.run_dir, self.run_dir / "model", train_results, eval_results, saved)
         finish_processes()  # the ranks' shared work is done: the other ranks leave now, with the group closed
         if self.is_main:
@@ -196,19 +193,51 @@ class TrainingRun:
             result.published = self.monitor.timed("publishing", self._publish)
         return result
 
-    def _settle_compile(self, total_steps: int) -> None:
-        """Turn ``training.compile: null`` (auto) into this run's choice, which every later step then reads."""
-        from voxplug.training.devices import COMPILE_AUTO_MIN_STEPS, compile_enabled
+    def _decide(self, data: TrainingData) -> tuple[TrainingContext, Any]:
+        """Decide the run's facts (:func:`~voxplug.training.context.decide`); build the Trainer's arguments from them.
 
-        if self.config.training.compile is not None:
-            return
-        self.config.training.compile = compile_enabled(self.config, total_steps)
-        log.info(
-            "training.compile (auto): %s for %d optimizer steps (compiling pays back from %d steps on one GPU)",
-            "on" if self.config.training.compile else "off",
-            total_steps,
-            COMPILE_AUTO_MIN_STEPS,
-        )
+        The processes are counted as the launcher says (``WORLD_SIZE``). A launcher that sets none (mpirun) is found
+        out by the arguments' distributed state: the run then decides with the real count, before anything has used
+        the first answer. Which process is the main one is the distributed state's word too.
+        """
+        from dataclasses import replace
+
+        from voxplug.training.arguments import build_training_arguments
+        from voxplug.training.context import decide
+
+        eval_rows = len(data.eval) if data.eval and self.config.evaluation.enabled else 0  # rows transcribed
+
+        def decided(world_size: int) -> tuple[TrainingContext, Any]:
+            context = decide(
+                self.config, self.options, train_rows=data.train_rows, world_size=world_size, eval_rows=eval_rows
+            )
+            args = build_training_arguments(
+                self.config, context, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
+            )
+            return context, args
+
+        context, args = decided(launched_world_size())
+        if args.world_size != context.world_size:  # launched by something that sets no WORLD_SIZE (mpirun)
+            context, args = decided(args.world_size)
+        context = replace(context, is_main=args.process_index == 0)
+        if data.stream is not None:  # an iterable dataset has no length the Trainer could count epochs by
+            args.max_steps = context.plan.total_steps
+        self.context, self.is_main = context, context.is_main
+        return context, args
+
+    @property
+    def cuda_graphs(self) -> Any:
+        """The layer graphs of this run (``self.speed.cuda_graphs``), or None."""
+        return self.speed.cuda_graphs
+
+    @property
+    def encoder_cache(self) -> Any:
+        """The frozen encoder's output cache of this run (``self.speed.encoder_cache``), or None."""
+        return self.speed.encoder_cache
+
+    def _context(self) -> TrainingContext:
+        assert self.context is not None, "the run decides its facts once its data is loaded"
+        return self.context
 
     # -- data and model -----------------------------------------------------------------------------------
 
@@ -218,7 +247,7 @@ class TrainingRun:
         from voxplug.data.scrub import write_scrub_report
         from voxplug.training.outputs import DroppedRows, write_data_split
 
-        data = load_training_data(self.config, self.host, allow_stream=True)
+        data = load_training_data(self.config, self.host, options=self.options, allow_stream=True)
         self._check_languages(data)
         dropped = DroppedRows(kept=len(data.train) + len(data.eval), problems=data.problems)
         dropped_file = None
@@ -264,18 +293,16 @@ class TrainingRun:
 
         return resolve_family(self.config, self.host, self.options)
 
-    @staticmethod
-    def _load_device(args: Any) -> str:
+    def _load_device(self, args: Any) -> str:
         """Where weights load: straight onto this rank's device, or CPU when DeepSpeed places them."""
-        from voxplug.training.devices import deepspeed_requested
-
-        return "cpu" if args.deepspeed or deepspeed_requested() else str(args.device)
+        return "cpu" if self._context().deepspeed else str(args.device)
 
     def _load_model(self, device: str) -> tuple[ModelFamily, Any, Any]:
-        from voxplug.training.devices import fused_kernels_enabled
+        from voxplug.training.speed import fuse_kernels
 
+        context = self._context()
         family = self._family()
-        dtype = load_dtype(self.config.model.dtype, self.precision, adapter=self._method_class().saves_adapter)
+        dtype = load_dtype(self.config.model.dtype, context.precision, adapter=self._method_class().saves_adapter)
         name = self.config.model.name_or_path
         try:
             model, processor = family.load(
@@ -289,8 +316,7 @@ class TrainingRun:
             raise
         except (OSError, ValueError) as exc:
             raise ModelError(f"model.name_or_path={name!r}: cannot load it as a {family.name} model: {exc}") from exc
-        if fused_kernels_enabled(self.config, self.precision):
-            family.fuse_kernels(model)
+        self.speed.fused_kernels = fuse_kernels(family, model, context)
         return family, model, processor
 
     def _method_class(self) -> type[TrainingMethod]:
@@ -308,9 +334,7 @@ class TrainingRun:
 
     # -- the loop -----------------------------------------------------------------------------------------
 
-    def _hf_trainer(
-        self, args: Any, plan: StepPlan, data: TrainingData, family: ModelFamily, model: Any, processor: Any
-    ) -> Any:
+    def _hf_trainer(self, args: Any, data: TrainingData, family: ModelFamily, model: Any, processor: Any) -> Any:
         from voxplug.evaluation.generation import GenerationEvaluator, GenerationSettings
         from voxplug.training.callbacks import PluginHookCallback, ProgressDisplay
         from voxplug.training.dataset import ExampleDataset
@@ -320,8 +344,9 @@ class TrainingRun:
         train_set = ExampleDataset(
             data.train, max_duration_s=data_config.max_duration_s, default_language=data_config.language
         )
+        plan = self._context().plan
         if data.stream is not None:
-            train_set = self._stream_dataset(data, train_set, plan)
+            train_set = self._stream_dataset(data, train_set)
         eval_set = (
             ExampleDataset(data.eval, max_duration_s=data_config.max_duration_s, default_language=data_config.language)
             if data.eval
@@ -364,10 +389,12 @@ class TrainingRun:
             generation_evaluator=evaluator,
             train_lengths=train_set.durations() if self.config.training.group_by_length and not data.stream else None,
             host=self.host,
+            label_logits_only=self._context().speed.label_logits,
+            epoch_stream=self._context().speed.epoch_stream,
         )
         return self.hf_trainer
 
-    def _stream_dataset(self, data: TrainingData, decoder: Any, plan: StepPlan) -> Any:
+    def _stream_dataset(self, data: TrainingData, decoder: Any) -> Any:
         """The training set of a stream: batches read and decoded by each rank's data-loader workers."""
         from voxplug.training.stream_dataset import StreamingTrainDataset, stream_folder
 
@@ -378,7 +405,7 @@ class TrainingRun:
             decoder,
             batch_size=training.batch_size,
             by_duration=training.group_by_length,
-            batches_per_epoch=plan.steps_per_epoch * training.grad_accum,
+            batches_per_epoch=self._context().plan.steps_per_epoch * training.grad_accum,
             drops_dir=stream_folder(self.run_dir),
         )
 
@@ -410,7 +437,9 @@ class TrainingRun:
             return hf_trainer.train(resume_from_checkpoint=checkpoint)
         except torch.OutOfMemoryError as exc:
             training = self.config.training
-            compiled = " or training.compile=false (compiled LoRA keeps more activations)" if self.compiled else ""
+            compiled = (
+                " or training.compile=false (compiled LoRA keeps more activations)" if self._context().compile else ""
+            )
             smaller = (
                 "lower training.batch_size (raise training.grad_accum to keep the same global batch; in a full "
                 "fine-tune the accumulated gradients, as large as the weights, stay in memory, so this saves less)"
@@ -488,36 +517,19 @@ class TrainingRun:
                 method=self.config.training.method,
                 kind="adapter" if method.saves_adapter else "full",
                 languages=sorted({e.language for e in data.train or data.eval if e.language}),
-                **self._datasets_for_card(),
+                datasets=data.datasets,
+                dataset_licenses=data.dataset_licenses,
             )
             for folder in {model_dir, *saved.values()}:
                 write_json(folder / MODEL_INFO_FILE, info)
         return saved
 
-    def _datasets_for_card(self) -> dict[str, Any]:
-        """``datasets`` (Hub ids, else local names: never paths) and ``dataset_licenses`` for ``voxplug.json``."""
-        from voxplug.data.loading import make_source
-
-        sections = [self.config.data] + ([self.config.data.eval] if self.config.data.eval else [])
-        names: list[str] = []
-        licenses: dict[str, str] = {}
-        for prefix, section in zip(("data", "data.eval"), sections, strict=False):
-            source = make_source(
-                self.host, section.source, self.options.get(f"{prefix}.{section.source}"), self.config.base_dir
-            )
-            local = None if source.dataset_id() else source.local_dataset()
-            name = source.dataset_id() or (local or {}).get("name")
-            if name and name not in names:
-                names.append(name)
-            if name and local and local.get("license"):
-                licenses[name] = local["license"]
-        return {"datasets": names, "dataset_licenses": licenses}
-
-    def _train_results(self, hf_trainer: Any, train_output: Any, plan: StepPlan) -> dict[str, Any]:
+    def _train_results(self, hf_trainer: Any, train_output: Any) -> dict[str, Any]:
         from voxplug.training.freezing import count_parameters
         from voxplug.training.outputs import logged_losses
 
-        state = hf_trainer.state
+        state, context = hf_trainer.state, self._context()
+        plan = context.plan
         return {
             **train_output.metrics,
             **logged_losses(state.log_history),
@@ -526,13 +538,12 @@ class TrainingRun:
             "steps_per_epoch": plan.steps_per_epoch,
             "world_size": hf_trainer.args.world_size,
             "distributed_type": hf_trainer.accelerator.distributed_type.value,
-            "precision": self.precision,
+            "precision": context.precision,
             "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
             "best_metric": state.best_metric,
             "resumed_from": self.resume_from.name if self.resume_from else None,
             "parameters": count_parameters(hf_trainer.model),
-            "encoder_cache": self.encoder_cache.stats() if self.encoder_cache else None,
-            "cuda_graphs": self.cuda_graphs.stats() if self.cuda_graphs else None,
+            **self.speed.results(),
             **self.monitor.results(),
         }
 
@@ -549,7 +560,8 @@ class TrainingRun:
         return {
             **self.config.public_dict(),
             "resolved_options": {key: value.model_dump(mode="json") for key, value in self.options.items()},
-            "resolved_precision": self.precision,
+            "resolved_precision": self._context().precision,
+            "decided": self._context().record(),
         }
 
     def _publish(self) -> PublishResult | None:

@@ -275,3 +275,36 @@ def streamed_summary(run_dir: Path, summary: dict[str, Any], position: StreamPos
         updated["stream_batches_per_rank"] = position.batches
         updated["stream_epochs_begun"] = 1 + max((epoch for epoch, _ in position.readers.values()), default=0)
     return updated
+
+
+def stream_loader(
+    dataset: StreamingTrainDataset, args: Any, collate: Any, resume_checkpoint: str | None
+) -> StreamEpochs:
+    """The loader of streamed training data: each worker reads its own shard, each batch comes whole from one worker,
+    and a resumed run starts where its checkpoint's stream stood (``args`` are the Trainer's arguments).
+
+    The loader is not handed to accelerate, which would split an iterable dataset across the ranks again.
+    """
+    from torch.utils.data import DataLoader
+
+    readers = max(1, args.dataloader_num_workers)
+    if resume_checkpoint is not None:
+        start = read_position(Path(resume_checkpoint), args.process_index, args.world_size, readers)
+    else:
+        start = StreamPosition()
+        if dataset.drops_dir is not None:
+            forget_drops(dataset.drops_dir, args.process_index)
+    dataset.place(rank=args.process_index, world_size=args.world_size, readers=readers, start=start)
+    workers = args.dataloader_num_workers
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        collate_fn=StreamCollator(collate),
+        num_workers=workers,
+        pin_memory=args.dataloader_pin_memory,
+        persistent_workers=workers > 0 and args.dataloader_persistent_workers,
+        multiprocessing_context=args.dataloader_multiprocessing_context if workers > 0 else None,
+        prefetch_factor=args.dataloader_prefetch_factor if workers > 0 else None,
+        in_order=True,  # batch k comes from worker k mod workers: what a resumed run's order relies on
+    )
+    return StreamEpochs(loader, dataset.batches_per_epoch, start)

@@ -1,0 +1,223 @@
+"""The facts of one training run, decided once: :class:`TrainingContext` and :func:`decide`.
+
+Every choice a run makes from its config and the machine is made here and nowhere else: the precision, whether
+DeepSpeed is in use, whether the model's blocks are compiled (``training.compile: null`` is settled from the step
+count), the step plan, and which speed paths may apply. The run builds one frozen context and passes it down
+(:meth:`~voxplug.training.interface.TrainingMethod.prepare_model` gets it), so nothing downstream re-derives a fact
+from the raw config, and the config itself is never changed to carry a decision.
+
+:func:`check_run_options` refuses, before any data or model is loaded, the options this machine cannot run;
+:func:`decide` then needs the number of training rows (the step plan counts them), so it runs once the data is in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from voxplug.errors import TrainingError
+from voxplug.training import devices
+from voxplug.training.arguments import StepPlan, plan_steps
+
+if TYPE_CHECKING:
+    from voxplug.config import RunConfig
+
+log = logging.getLogger("voxplug.training")
+
+#: Optimizer steps from which ``training.compile: null`` (auto) compiles: about where the minutes spent compiling
+#: are paid back by faster steps (the measurements are in benchmarks/NOTES.md).
+COMPILE_AUTO_MIN_STEPS = 2000
+
+
+@dataclass(frozen=True)
+class SpeedPaths:
+    """Which fast paths this run allows; each still needs the model family (and training method) to offer it.
+
+    ``fused_kernels``: the family's fused GPU kernels are swapped in at load. ``cuda_graphs``: repeated layers may
+    be replayed as CUDA graphs in training. ``eager_adapters``: the model runs eagerly (not compiled) without
+    DeepSpeed, so a method may replace its adapters' forward (the ``lora`` method's one-node layers).
+    ``encoder_cache_gb``: memory for reusing a frozen encoder's outputs (0: off). ``label_logits``: logits only where
+    a label is. ``epoch_stream``: one batch stream across epochs (where the loader has workers in one process).
+    """
+
+    fused_kernels: bool
+    cuda_graphs: bool
+    eager_adapters: bool
+    encoder_cache_gb: float
+    label_logits: bool
+    epoch_stream: bool
+
+
+@dataclass(frozen=True)
+class TrainingContext:
+    """What one run decided, built once by :func:`decide` and read by every later step (never changed)."""
+
+    #: the validated plugin options by key path (``"training.lora"``, ``"data.jsonl"``, ...)
+    options: Mapping[str, Any]
+    #: ``"bf16"``, ``"fp16"`` or ``"fp32"``: ``training.precision`` resolved for this machine
+    precision: str
+    #: processes training together
+    world_size: int
+    #: whether this is the global rank-0 process (it fires hooks and writes the run folder's files)
+    is_main: bool
+    #: whether DeepSpeed trains the model (``training.deepspeed`` or ``accelerate launch`` asked for it)
+    deepspeed: bool
+    #: whether the model's repeated blocks are compiled (``training.compile``, auto settled)
+    compile: bool
+    plan: StepPlan
+    speed: SpeedPaths
+
+    def options_of(self, key: str) -> Any:
+        """The validated options at ``key`` (``"training.lora"``), or None where that extension has none."""
+        return self.options.get(key)
+
+    def record(self) -> dict[str, Any]:
+        """The decisions as plain data, for ``training_config.json`` (options are recorded beside them)."""
+        return {
+            "precision": self.precision,
+            "world_size": self.world_size,
+            "deepspeed": self.deepspeed,
+            "compile": self.compile,
+            "plan": asdict(self.plan),
+            "speed": asdict(self.speed),
+        }
+
+
+def deepspeed_wanted(config: RunConfig) -> bool:
+    """True when the run uses DeepSpeed: ``training.deepspeed`` is set or ``accelerate launch`` asked for it."""
+    return bool(config.training.deepspeed) or devices.deepspeed_requested()
+
+
+def check_run_options(config: RunConfig) -> None:
+    """Raise :class:`TrainingError` for options this machine cannot run, naming the config key and the fix.
+
+    Called before any data or model is loaded, on every rank, so a bad combination fails in a second rather than
+    after minutes of loading.
+    """
+    devices.resolve_precision(config.training.precision)
+    deepspeed = deepspeed_wanted(config)
+    _refuse_compile_under_deepspeed(config, deepspeed)
+    if devices.cuda_available():
+        return
+    gpu_only = {
+        "model.attn_implementation=flash_attention_2": config.model.attn_implementation == "flash_attention_2",
+        "model.dtype=fp16": config.model.dtype == "fp16",
+        "training.optim=adamw_8bit": config.training.optim == "adamw_8bit",
+    }
+    for option, chosen in gpu_only.items():
+        if chosen:
+            raise TrainingError(f"{option} needs a CUDA GPU and this machine has none; remove it to train on CPU")
+    if deepspeed and not devices.cpu_deepspeed_allowed():
+        raise TrainingError(
+            "DeepSpeed needs CUDA GPUs and this machine has none; on CPU run several processes with "
+            "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m voxplug train ...` "
+            "(DDP over gloo)"
+        )
+
+
+def decide(
+    config: RunConfig,
+    options: Mapping[str, Any],
+    *,
+    train_rows: int | None,
+    world_size: int,
+    eval_rows: int = 0,
+    is_main: bool = True,
+) -> TrainingContext:
+    """Decide everything the run needs from ``config``, the machine and the data: THE place each choice is made.
+
+    ``options`` are the plugin options already validated (:func:`voxplug.config.resolve_plugin_options`);
+    ``train_rows`` the number of training rows (None for a stream of unknown size); ``world_size`` and ``is_main``
+    describe the processes training together; ``eval_rows`` the rows each evaluation transcribes, which spaces
+    evaluations under ``training.max_eval_share``.
+    """
+    training = config.training
+    precision = devices.resolve_precision(training.precision)
+    deepspeed = deepspeed_wanted(config)
+    plan = plan_steps(training, train_rows=train_rows, world_size=world_size, eval_rows=eval_rows)
+    cuda = devices.cuda_available()
+    compiled = compile_decision(config, total_steps=plan.total_steps, world_size=world_size, deepspeed=deepspeed)
+    if training.compile is None:
+        log.info(
+            "training.compile (auto): %s for %d optimizer steps (compiling pays back from %d steps on one GPU)",
+            "on" if compiled else "off",
+            plan.total_steps,
+            COMPILE_AUTO_MIN_STEPS,
+        )
+    speed = SpeedPaths(
+        # the kernels are CUDA-only (bf16/fp16 means a CUDA device here); the compiler fuses instead
+        fused_kernels=training.speed.fused_kernels and precision != "fp32" and not compiled,
+        # compile has graphs of its own; ZeRO-3 gathers weights into new places every step; recomputing inside a
+        # captured backward (gradient checkpointing) is untested
+        cuda_graphs=training.speed.cuda_graphs
+        and cuda
+        and world_size == 1
+        and not deepspeed
+        and not compiled
+        and not training.gradient_checkpointing,
+        # compiled blocks fuse adapters and casts themselves; ZeRO-3 gathers weights only for modules it calls
+        eager_adapters=not compiled and not deepspeed,
+        encoder_cache_gb=training.speed.encoder_cache_gb,
+        label_logits=training.speed.label_logits,
+        epoch_stream=training.speed.epoch_stream and world_size == 1,
+    )
+    return TrainingContext(
+        options=MappingProxyType(dict(options)),
+        precision=precision,
+        world_size=world_size,
+        is_main=is_main,
+        deepspeed=deepspeed,
+        compile=compiled,
+        plan=plan,
+        speed=speed,
+    )
+
+
+def compile_decision(config: RunConfig, *, total_steps: int | None, world_size: int, deepspeed: bool) -> bool:
+    """Whether the run compiles the model's repeated blocks: ``training.compile``, where ``None`` (auto) means "on
+    with a CUDA GPU in a single process for a run of at least :data:`COMPILE_AUTO_MIN_STEPS` optimizer steps" (off
+    when ``total_steps`` is not known). Compiling has run on one GPU only; DeepSpeed's engine would compile blocks
+    in place, generation included, so it is refused there."""
+    if config.training.compile is None:
+        long_enough = total_steps is not None and total_steps >= COMPILE_AUTO_MIN_STEPS
+        return long_enough and devices.cuda_available() and not deepspeed and world_size == 1
+    _refuse_compile_under_deepspeed(config, deepspeed)
+    return config.training.compile
+
+
+def _refuse_compile_under_deepspeed(config: RunConfig, deepspeed: bool) -> None:
+    if config.training.compile and deepspeed:
+        raise TrainingError(
+            "training.compile=true is not supported under DeepSpeed (its engine would compile generation too); "
+            "remove it or set training.compile=false"
+        )
+
+
+def retired_decision(name: str) -> Callable[..., bool]:
+    """The functions ``voxplug.api`` no longer declares (``compile_enabled``, ``cuda_graphs_possible``,
+    ``deepspeed_wanted``), for plugins written against them: each answers from a config as it used to, by the rules
+    above. A plugin reads the :class:`TrainingContext` it is given instead."""
+    from voxplug.training.processes import launched_world_size
+
+    def compile_enabled(config: RunConfig, total_steps: int | None = None) -> bool:
+        world = launched_world_size()
+        return compile_decision(config, total_steps=total_steps, world_size=world, deepspeed=deepspeed_wanted(config))
+
+    def cuda_graphs_possible(config: RunConfig) -> bool:
+        training = config.training
+        return (
+            devices.cuda_available()
+            and launched_world_size() == 1
+            and not deepspeed_wanted(config)
+            and not compile_enabled(config)
+            and not training.gradient_checkpointing
+        )
+
+    return {
+        "compile_enabled": compile_enabled,
+        "cuda_graphs_possible": cuda_graphs_possible,
+        "deepspeed_wanted": deepspeed_wanted,
+    }[name]
