@@ -381,13 +381,13 @@ def test_the_benchmark_family_checks_the_loss_around_the_kernels_a_variant_fuses
     model, loaded_processor = family.load(str(folder), dtype="fp32", device="cpu")
     assert loaded_processor is processor and model.dtype.is_floating_point
     liger = importlib.util.find_spec("liger_kernel") is not None
-    assert family.fuse_kernels(model) == (["rms_norm", "swiglu", "rope"] if liger else ["rms_norm"])
+    assert family.speed().fuse_kernels(model) == (["rms_norm", "swiglu", "rope"] if liger else ["rms_norm"])
     assert liger or "liger-kernel is not installed: rope, swiglu run unfused" in capsys.readouterr().out
     checks = state.checks
     assert set(checks) == {"before_fused_kernels", "fused_kernels", "after_fused_kernels"}
     assert checks["after_fused_kernels"]["plain"] == pytest.approx(checks["before_fused_kernels"]["plain"], rel=1e-5)
     state.spec = {"method": "lora"}  # the family's own kernels
-    assert family.fuse_kernels(family.load(str(folder), dtype="fp32", device="cpu")[0]) == [
+    assert family.speed().fuse_kernels(family.load(str(folder), dtype="fp32", device="cpu")[0]) == [
         "rms_norm",
         "swiglu",
         "rope",
