@@ -254,7 +254,7 @@ def test_whisper_runs_reuse_encoder_outputs_with_the_same_losses(make_config: An
             model__name_or_path=str(model),
             training__output_dir=str(tmp_path / name),
             training__epochs=2,
-            training__encoder_cache_gb=cache_gb,
+            training__speed__encoder_cache_gb=cache_gb,
         )
         result = train(validated(config, tmp_path), progress=False)
         state = json.loads((result.run_dir / "trainer_state.json").read_text())
