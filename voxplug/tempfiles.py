@@ -10,11 +10,15 @@ stack unwinds and every ``finally`` runs. The previous handlers come back when t
 the duration). Folders that a killed process (SIGKILL, power loss) could not remove are removed by the next run
 in the same run folder.
 
+:func:`write_json` writes a file through a temporary one beside it, renamed into place, so a kill mid-write leaves
+the old file or the new one.
+
 Only the main thread can install signal handlers; elsewhere the folder is still removed on exit and on errors.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -200,3 +204,22 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()
     except OSError:  # not empty (another rank still works in it) or already gone
         pass
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented UTF-8 JSON (parents created) and return the path.
+
+    The file is written whole to a temporary file and renamed into place, so a process killed mid-write leaves the
+    previous file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path

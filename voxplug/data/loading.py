@@ -24,10 +24,8 @@ as they pass.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ from voxplug.data.split import eval_row_count, split_examples
 from voxplug.data.store import duration_histogram
 from voxplug.data.text import check_transcript
 from voxplug.errors import DataError
+from voxplug.tempfiles import write_json
 
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
@@ -378,20 +377,7 @@ def write_data_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
 
     The file keeps every row the data stage skipped, with its reason and code, beside the run's other outputs.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / DATA_SUMMARY_FILE
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2, ensure_ascii=False, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return target
+    return write_json(run_dir / DATA_SUMMARY_FILE, summary)
 
 
 def _nothing_left_message(source: str, problems: list[RowProblem]) -> str:

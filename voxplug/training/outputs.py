@@ -15,12 +15,13 @@ Layout (``runs/<name>/``)::
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from voxplug.tempfiles import write_json
 
 if TYPE_CHECKING:
     from voxplug.data.interface import Example, RowProblem
@@ -34,25 +35,6 @@ DROPPED_SHOWN = 5
 SPLIT_RECORD_MAX_ROWS = 200_000
 """Runs on more rows than this record no data split (the file would be larger than it is useful)."""
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented UTF-8 JSON (parents created) and return the path.
-
-    The file is written whole to a temporary file and renamed into place, so a process killed mid-write leaves the
-    previous file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
