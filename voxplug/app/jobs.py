@@ -31,6 +31,7 @@ from voxplug.app.progress import TrainingProgress
 from voxplug.app.tokens import Secret, redact
 from voxplug.app.workspace import Workspace
 from voxplug.errors import VoxplugError
+from voxplug.tempfiles import write_json
 
 JobStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
 ACCELERATOR_LOCK = "accelerator"
@@ -166,9 +167,7 @@ class Job:
 
 def write_record(path: Path, record: JobRecord) -> None:
     """Write a job record atomically."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(asdict(record), indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_json(path, asdict(record))
 
 
 def read_record(path: Path) -> JobRecord | None:

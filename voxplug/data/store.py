@@ -44,6 +44,7 @@ from voxplug.data.manifest import iter_jsonl
 from voxplug.data.parallel import default_workers, map_ordered
 from voxplug.data.prepare import AudioInput, PreparedClip, check_language, prepare_clip, prepare_text
 from voxplug.errors import DataError
+from voxplug.tempfiles import write_json
 
 DATA_FILE = "data.jsonl"
 AUDIO_DIR = "audio"
@@ -180,7 +181,7 @@ class DatasetStore:
             "licence": licence,
             "consent": None,
         }
-        _write_json_atomically(path / META_FILE, metadata)
+        write_json(path / META_FILE, metadata)
         return cls(path)
 
     @classmethod
@@ -210,7 +211,7 @@ class DatasetStore:
     def _update_metadata(self, **fields: Any) -> None:
         """Rewrite ``dataset.json`` atomically with ``fields`` changed, under the dataset's lock."""
         with self.rows_file.locked():
-            _write_json_atomically(self.path / META_FILE, {**self.metadata, **fields})
+            write_json(self.path / META_FILE, {**self.metadata, **fields})
 
     @property
     def default_language(self) -> str | None:
@@ -578,12 +579,6 @@ def _parse_row(line: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     return row if isinstance(row, dict) else None
-
-
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
 
 
 class _HashIndex:
