@@ -185,7 +185,7 @@ def test_once_the_graphs_are_full_a_shape_pads_where_it_can_and_otherwise_runs_e
 
 def cuda_lora(folder: Path) -> Any:
     """The tiny bf16 Voxtral with fp32 adapters on CUDA, eager (the tests below add graphs where they want them)."""
-    return lora_voxtral(folder, "bf16", cuda_graphs=False).to("cuda")
+    return lora_voxtral(folder, "bf16").to("cuda")
 
 
 def train(model: Any, steps: list[list[dict[str, Any]]]) -> list[float]:
