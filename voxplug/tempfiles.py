@@ -19,6 +19,7 @@ Only the main thread can install signal handlers; elsewhere the folder is still 
 from __future__ import annotations
 
 import json
+import multiprocessing.util
 import os
 import shutil
 import signal
@@ -116,10 +117,15 @@ def remove_folder(folder: Path) -> None:
 
 @contextmanager
 def _tempfile_redirected(folder: Path | None) -> Iterator[None]:
-    """Point :mod:`tempfile`'s default folder at ``folder`` inside the block (nothing when ``folder`` is None)."""
+    """Point :mod:`tempfile`'s default folder at ``folder`` inside the block (nothing when ``folder`` is None).
+
+    :mod:`multiprocessing` keeps the Unix sockets through which processes hand each other tensors (a data loader's
+    workers) in a temporary folder of its own, which it makes on first use; a socket's path may not exceed 107
+    bytes, and a run folder can be deeper than that, so that folder is settled outside ``folder`` first."""
     if folder is None:
         yield
         return
+    multiprocessing.util.get_temp_dir()
     previous = tempfile.tempdir
     tempfile.tempdir = str(folder)
     try:

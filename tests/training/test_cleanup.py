@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from voxplug.tempfiles import RUN_TEMP_DIR, run_temp_dir, temporary_folder
 
@@ -133,3 +134,21 @@ def test_an_interrupt_swallowed_by_c_code_is_reported_as_the_interrupt(
     assert isinstance(raised.value.__cause__, AssertionError)
     assert tempfiles.pending_interrupt() is None  # forgotten once the run's signal block ends
     assert not list((Path(config.run_dir) / RUN_TEMP_DIR).glob("*"))  # the run's temp folder is gone
+
+
+class _Tensors(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.full((1024,), float(index))
+
+
+def test_data_loader_workers_hand_tensors_over_inside_a_deep_run_folder(tmp_path: Path) -> None:
+    """Workers pass tensors through a Unix socket in multiprocessing's temporary folder, whose path may not exceed
+    107 bytes: it stays outside the run folder, however deep that is, while ``tempfile`` points into it."""
+    run_dir = tmp_path / ("deep-" * 20) / "runs" / "a-run-with-a-long-name"
+    with run_temp_dir(run_dir) as folder:
+        assert tempfile.gettempdir() == str(folder) and len(str(folder)) > 107
+        loader = torch.utils.data.DataLoader(_Tensors(), batch_size=2, num_workers=2, timeout=120)
+        assert [batch[:, 0].tolist() for batch in loader] == [[0.0, 1.0], [2.0, 3.0]]
