@@ -410,7 +410,9 @@ def measurements(
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, save: Any = None) -> dict[str, Any]:
+    """Every variant of ``args.variants`` in turn; ``save(result)`` is called with the result so far after each
+    one, so a run stopped midway keeps the variants it finished."""
     import torch
     from train_throughput import make_clips
 
@@ -434,6 +436,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         variants[variant]["wall_s"] = round(time.perf_counter() - began, 1)
         print(json.dumps({variant: variants[variant]}), flush=True)
         gc.collect()
+        if save is not None:
+            save(summary(args, device, clips, checkpoint_s, variants))
+    return summary(args, device, clips, checkpoint_s, variants)
+
+
+def summary(
+    args: argparse.Namespace, device: str, clips: list[Any], checkpoint_s: float, variants: dict[str, Any]
+) -> dict[str, Any]:
+    """The results file's content for the variants measured so far, with each one's ratio to its baseline."""
+    import torch
+
     ratios = {
         f"{name}/{BASELINES[name]}": round(
             variants[name]["samples_per_s"] / variants[BASELINES[name]]["samples_per_s"], 3
@@ -492,12 +505,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.shape, args.max_s = "tiny", min(args.max_s, 8.0)
     if args.steps <= args.warmup:
         parser.error("--steps must exceed --warmup")
-    result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    device = result["device"].lower().replace(" ", "-")
-    path = args.out / f"{args.name or f'whisper_throughput-{args.shape}-{device}'}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"written": str(path), "ratios": result["ratios"]}))
+
+    def save(result: dict[str, Any]) -> Path:
+        device = result["device"].lower().replace(" ", "-")
+        path = args.out / f"{args.name or f'whisper_throughput-{args.shape}-{device}'}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    result = run(args, save)
+    print(json.dumps({"written": str(save(result)), "ratios": result["ratios"]}))
     return result
 
 
