@@ -123,14 +123,19 @@ def check_run_options(config: RunConfig) -> None:
 
 
 def _check_quantization(config: RunConfig, deepspeed: bool) -> None:
-    """``model.quantization`` needs bitsandbytes, and runs without DeepSpeed (ZeRO shards weights that bitsandbytes
-    packs into its own layout)."""
+    """``model.quantization`` needs bitsandbytes and, on a GPU, bf16 (its compute dtype); and runs without DeepSpeed
+    (ZeRO shards weights that bitsandbytes packs into its own layout)."""
     quantization = config.model.quantization
     if quantization is None:
         return
     from voxplug.models.quantization import require_bitsandbytes
 
     require_bitsandbytes(f"model.quantization={quantization}")
+    if devices.cuda_available() and not devices.bf16_supported():
+        raise TrainingError(
+            f"model.quantization={quantization} computes in bf16, which this GPU does not have (Ampere or newer "
+            "does); remove model.quantization and train over a half-precision base"
+        )
     if deepspeed:
         raise TrainingError(
             f"model.quantization={quantization} does not run under DeepSpeed (it cannot shard 4-bit weights): train "
