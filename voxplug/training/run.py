@@ -327,7 +327,7 @@ class TrainingRun:
     def _quantization(self, family: ModelFamily) -> dict[str, str]:
         """``{"quantization": ...}`` for ``family.load`` where ``model.quantization`` is set (``{}`` otherwise, so a
         family without the argument loads as before); a family that does not offer it is a ModelError."""
-        quantization = self.config.model.quantization
+        quantization = self._context().quantization
         if quantization is None:
             return {}
         if quantization not in family.quantizations:
