@@ -38,6 +38,7 @@ def import_in_fresh_python(hub_server: object, code: str) -> tuple[list[str], st
     return [request.path for request in hub_server.requests], result.stderr  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # a fresh Python importing torch and peft
 def test_importing_peft_after_voxplug_fetches_no_kernel(hub_server: object) -> None:
     paths, stderr = import_in_fresh_python(
         hub_server, "import voxplug, peft, sys; assert 'bitsandbytes' in sys.modules; import bitsandbytes"
@@ -46,6 +47,7 @@ def test_importing_peft_after_voxplug_fetches_no_kernel(hub_server: object) -> N
     assert "gemm_4bit_forward" not in stderr  # bitsandbytes' complaint about the refused kernel is not shown
 
 
+@pytest.mark.slow  # a fresh Python importing torch and peft
 def test_hub_kernels_allowed_lets_bitsandbytes_ask_the_hub(hub_server: object) -> None:
     """The negative control: with ``model.hub_kernels`` the guard steps aside, and the request reaches the Hub (the
     proof that the first test would see a fetch)."""
