@@ -92,3 +92,20 @@ def test_a_per_process_memory_cap_counts_as_a_smaller_card_for_the_encoder_cache
         assert not has_headroom(device, size)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
+
+
+def test_decoding_over_a_4bit_base_is_the_same_with_and_without_cuda_graphs(tiny_model_4bit: Path) -> None:
+    """Evaluation replays each decoding step as a CUDA graph: over bitsandbytes' 4-bit layers it must give the
+    transcripts of eager decoding."""
+    import soundfile
+    from voxplug_voxtral.family import VoxtralFamily
+
+    from .conftest import SPEECH
+
+    family = VoxtralFamily()
+    model, processor = family.load(str(tiny_model_4bit), dtype="bf16", device="cuda", quantization="nf4")
+    audios = [soundfile.read(SPEECH / row["file"], dtype="float32")[0] for row in bundled_rows()[:4]]
+    languages = ["en"] * len(audios)
+    graphed = family.transcribe(model, processor, audios, languages, max_new_tokens=12, cuda_graphs=True)
+    eager = family.transcribe(model, processor, audios, languages, max_new_tokens=12, cuda_graphs=False)
+    assert graphed == eager and any(graphed)
