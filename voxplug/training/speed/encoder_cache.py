@@ -131,7 +131,8 @@ def has_headroom(device: Any, size: int) -> bool:
     if device.type != "cuda":
         return True
     _free, total = torch.cuda.mem_get_info(device)
-    total = int(total * torch.cuda.get_per_process_memory_fraction(device))
+    cap = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch 2.8 and later
+    total = int(total * cap(device)) if cap is not None else total
     return torch.cuda.max_memory_allocated(device) + size + HEADROOM_BYTES <= total
 
 
