@@ -131,7 +131,7 @@ def has_headroom(device: Any, size: int) -> bool:
     if device.type != "cuda":
         return True
     _free, total = torch.cuda.mem_get_info(device)
-    cap = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch 2.8 and later
+    cap = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # not in older torch releases
     total = int(total * cap(device)) if cap is not None else total
     return torch.cuda.max_memory_allocated(device) + size + HEADROOM_BYTES <= total
 
