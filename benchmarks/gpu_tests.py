@@ -32,6 +32,7 @@ PACKAGES = (
     "tokenizers",
     "safetensors",
     "kernels",
+    "bitsandbytes",
     "pydantic",
     "voxplug",
 )

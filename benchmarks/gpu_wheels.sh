@@ -6,8 +6,8 @@
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/voxplug-*.whl
 #   export VOXPLUG_SPEECH_CACHE=$PWD/.whl/speech
 # The archive is rebuilt only when constraints.txt changes; voxplug's own wheel, from the working tree, every time.
-# The package list is computed, never written by hand: every package that voxplug's runtime dependencies and the
-# test runner need, at the version constraints.txt pins, minus what the device image provides (DEVICE_PROVIDES) and
+# The package list is computed, never written by hand: every package that voxplug's runtime dependencies, its qlora
+# extra and the test runner need, at the version constraints.txt pins, minus what the device image provides (DEVICE_PROVIDES) and
 # minus what no GPU run imports (NOT_ON_GPU, with the packages only they need). A new dependency therefore travels
 # with the next call. voxplug itself is built from the working tree (its entry points register the built-ins).
 set -euo pipefail
@@ -40,6 +40,8 @@ fi
 DEVICE_PROVIDES="torch triton numpy"
 # the web app and the Hub-dataset loader: no GPU test or benchmark imports gradio, datasets or their pyarrow
 NOT_ON_GPU="gradio datasets"
+# the CUDA release of the device's torch: bitsandbytes keeps only its library for that release (and its CPU one)
+DEVICE_CUDA=130
 pins=$(python3 - "$DEVICE_PROVIDES" "$NOT_ON_GPU" <<'PY'
 import sys
 from importlib import metadata
@@ -72,7 +74,7 @@ def closure(roots):
         stack.extend(needs(name, extras))
     return seen
 
-runtime = closure([("voxplug", ()), ("pytest", ()), ("pytest-timeout", ())]) - {"voxplug"}
+runtime = closure([("voxplug", ("qlora",)), ("pytest", ()), ("pytest-timeout", ())]) - {"voxplug"}
 missing = sorted(name for name in runtime if name not in locked)
 if missing:
     sys.exit(f"not in constraints.txt: {missing}; re-lock with .ci/lock")
@@ -91,11 +93,15 @@ pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementa
   --platform manylinux2014_x86_64 --platform any -d .whl/deps "${wheels[@]}"
 # sdist-only: build pure-Python wheels here
 pip wheel -q --no-deps --no-build-isolation -w .whl/deps "${sdists[@]}"
-# Drop what no run reads (pycountry's translations, matplotlib's tests and sample data), install for the device's
-# Python, and pack.
-python3 - <<'PY'
+# Drop what no run reads (pycountry's translations, matplotlib's tests and sample data, bitsandbytes' libraries for
+# other CUDA releases, ROCm and XPU), install for the device's Python, and pack.
+DEVICE_CUDA=$DEVICE_CUDA python3 - <<'PY'
 import glob, re, zipfile, os
-drop = {"pycountry": r"pycountry/locales/", "matplotlib": r"matplotlib/(tests/|mpl-data/sample_data/)"}
+drop = {
+    "pycountry": r"pycountry/locales/",
+    "matplotlib": r"matplotlib/(tests/|mpl-data/sample_data/)",
+    "bitsandbytes": rf"bitsandbytes/libbitsandbytes_(?!cpu\.so$|cuda{os.environ['DEVICE_CUDA']}\.so$)",
+}
 for package, pattern in drop.items():
     for path in glob.glob(f".whl/deps/{package}-*.whl"):
         with zipfile.ZipFile(path) as source, zipfile.ZipFile(path + ".new", "w", zipfile.ZIP_DEFLATED) as target:
@@ -106,7 +112,7 @@ for package, pattern in drop.items():
 PY
 pip install -q --no-index --no-deps --no-compile --only-binary=:all: --python-version 3.12 --implementation cp \
   $platforms --platform manylinux2014_x86_64 --platform any --target .whl/site .whl/deps/*.whl
-tar cf - -C .whl/site . | xz -T2 -6 > .whl/site.tar.xz
+tar cf - -C .whl/site . | xz -T2 -9 > .whl/site.tar.xz  # -9: smaller than -6, for more time and memory
 rm -rf .whl/site .whl/deps
 echo "$stamp" > .whl/stamp
 du -sh .whl

@@ -351,6 +351,43 @@ SMALL_VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 VARIANTS.update({name: {**spec, "shape": "small"} for name, spec in SMALL_VARIANTS.items()})
+# The card-size presets (configs/voxtral-mini-lora-16gb.yaml, configs/voxtral-small-qlora-24gb.yaml): each preset's
+# own settings under a per-process memory cap of its card's size, beside the same run without the cap (Mini) or over
+# a bf16 base (Small, about 48 GB of weights: an 80 GB card), same steps, seed and clips; every step's loss is logged
+# (``losses``). The cap applies to training only (``memory_cap_gib``, set just before the first step, when the model
+# is loaded): the benchmark builds its random weights in bf16 on the GPU and quantizes them there, which a real load
+# (shard by shard) does not need the memory for.
+CARD_PRESET_VARIANTS: dict[str, dict[str, Any]] = {
+    "preset-mini-16gb": {"method": "lora", "preset": "voxtral-mini-lora-16gb", "memory_cap_gib": 16},
+    "preset-mini-16gb-uncapped": {"method": "lora", "preset": "voxtral-mini-lora-16gb"},
+    "preset-small-qlora-24gb": {
+        "method": "lora",
+        "preset": "voxtral-small-qlora-24gb",
+        "memory_cap_gib": 24,
+        "shape": "small",
+    },
+    "preset-small-qlora-24gb-bf16": {
+        "method": "lora",
+        "preset": "voxtral-small-qlora-24gb",
+        "config": {"model.quantization": None},
+        "shape": "small",
+    },
+}
+VARIANTS.update(CARD_PRESET_VARIANTS)
+#: What of a preset a preset variant takes: how it trains, not its data, length, evaluation or publishing.
+PRESET_KEYS = {
+    "model": ("dtype", "attn_implementation", "quantization"),
+    "training": (
+        "batch_size",
+        "grad_accum",
+        "gradient_checkpointing",
+        "learning_rate",
+        "lr_scheduler",
+        "warmup_ratio",
+        "precision",
+        "dataloader_workers",
+    ),
+}
 DEFAULT_ORDER = "lora-default,voxfactory,lora-default#2,full-default"
 #: Most likely to fit first: an out-of-memory variant can leave the allocator fragmented for the next one.
 SMALL_DEFAULT_ORDER = "small-lora-ckpt-mb8,small-lora-mb2,small-lora-mb4,small-lora-mb8"
@@ -607,10 +644,10 @@ class FlopModel:
         conv = 2 * (audio.num_mel_bins * audio.hidden_size * 3 * mel_frames + audio.hidden_size**2 * 3 * frames)
         enc_layer = base.model.audio_tower.layers[0]
         enc_linear = audio.num_hidden_layers * sum(
-            module.weight.numel() for name, module in _linears(enc_layer) if "lora" not in name
+            _weights(module) for name, module in _linears(enc_layer) if "lora" not in name
         )
         lm_layer = base.model.language_model.layers[0]
-        lm_linear = sum(module.weight.numel() for name, module in _linears(lm_layer) if "lora" not in name)
+        lm_linear = sum(_weights(module) for name, module in _linears(lm_layer) if "lora" not in name)
         proj = sum(p.numel() for p in base.model.multi_modal_projector.parameters())
         lora_lm = lora_enc = 0
         for name, parameter in model.named_parameters():
@@ -666,6 +703,11 @@ def _linears(module: Any) -> list[tuple[str, Any]]:
     import torch
 
     return [(n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+def _weights(linear: Any) -> int:
+    """The weights of a linear layer, from its shape: a 4-bit layer's weight tensor packs two in a byte."""
+    return linear.in_features * linear.out_features
 
 
 # -- measuring ----------------------------------------------------------------------------------------------
@@ -1011,9 +1053,28 @@ def voxplug_config(
 
 
 def variant_overrides(spec: dict[str, Any]) -> dict[str, Any]:
-    """A variant's config overrides: its ``config`` and its ``collator`` options (``model.<collator>.<option>``)."""
+    """A variant's config overrides: its preset's settings (:func:`preset_overrides`), its ``config`` and its
+    ``collator`` options (``model.<collator>.<option>``)."""
     collator = {f"model.{COLLATOR}.{key}": value for key, value in spec.get("collator", {}).items()}
-    return {**spec.get("config", {}), **collator}
+    preset = preset_overrides(spec["preset"]) if "preset" in spec else {}
+    return {**preset, **spec.get("config", {}), **collator}
+
+
+def preset_overrides(preset: str) -> dict[str, Any]:
+    """The :data:`PRESET_KEYS` of a preset in ``configs/``, its LoRA options and fast paths, as dotted overrides;
+    and a loss logged at every step."""
+    from voxplug.config import load_config
+
+    config = load_config([preset])
+    overrides: dict[str, Any] = {
+        f"{section}.{key}": getattr(getattr(config, section), key)
+        for section, keys in PRESET_KEYS.items()
+        for key in keys
+    }
+    overrides["training.lora"] = config.training.plugin_tables()["lora"]
+    overrides["training.speed"] = config.training.speed.model_dump()
+    overrides["training.logging_steps"] = 1
+    return overrides
 
 
 def label_logits_batch(batch: dict[str, Any], device: Any) -> tuple[dict[str, Any], Any]:
@@ -1177,12 +1238,15 @@ def bench_family(state: VariantRun) -> type:
             attn_implementation: str | None = None,
             device: str = "auto",
             hub_kernels: bool = False,
+            quantization: str | None = None,
         ) -> tuple[Any, Any]:
             import torch
 
             bench = state.bench
             torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
             model = random_voxtral(torch_dtype, device, bench.tiny_dir, bench.args.shape)
+            if quantization is not None:
+                quantize_random_voxtral(model, quantization)
             return check_audio_placeholders_on_device(model), bench.processor
 
         def speed(self) -> Any:
@@ -1203,6 +1267,43 @@ def bench_family(state: VariantRun) -> type:
             return fused
 
     return RandomVoxtralFamily
+
+
+def quantize_random_voxtral(model: Any, quantization: str) -> Any:
+    """Turn ``model``'s linear layers into bitsandbytes 4-bit layers in place, as transformers' loader does for
+    ``model.quantization`` (Voxtral's loader, :func:`voxplug_voxtral.loading.load_voxtral`): the same
+    ``BitsAndBytesConfig`` and unquantized parts, transformers' own quantizer to swap the modules and mark the model,
+    and each weight quantized on its device by ``bnb.nn.Params4bit`` from the random bf16 values built there (where
+    a real load quantizes each weight as its shard is read)."""
+    import bitsandbytes as bnb
+    import torch
+    from transformers.quantizers import AutoHfQuantizer
+    from voxplug_voxtral.loading import UNQUANTIZED_PARTS
+
+    from voxplug.api import bitsandbytes_config
+
+    config = bitsandbytes_config(quantization, keep=UNQUANTIZED_PARTS)
+    linears = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    quantizer = AutoHfQuantizer.from_config(config, pre_quantized=False)
+    quantizer.preprocess_model(model, dtype=torch.bfloat16, device_map=None)
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, bnb.nn.Linear4bit):
+            continue
+        old = linears.pop(name)
+        placeholder = module.weight
+        module.weight = bnb.nn.Params4bit(old.weight.data, requires_grad=False, **placeholder.__dict__).to(
+            old.weight.device
+        )
+        if old.bias is not None:
+            module.bias = old.bias
+        module._is_hf_initialized = True
+    linears.clear()
+    quantizer.postprocess_model(model)
+    model.hf_quantizer = quantizer
+    model.config.quantization_config = config
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return model
 
 
 class BenchPlugin:
@@ -1294,6 +1395,10 @@ def voxplug_run(
         measure_steps(trainer, record, label_logits)
         state.checks.update({"label_logits_active": label_logits, "epoch_stream": trainer.epochs_in_one_stream})
         state.result["label_logits"] = label_logits
+        if cuda and "preset" in spec:  # the peak of training, the model loaded; under the card's cap where set
+            torch.cuda.reset_peak_memory_stats()
+            if spec.get("memory_cap_gib"):
+                cap_memory(spec["memory_cap_gib"])
 
     state.measure = measure
     if callbacks is None:
@@ -1305,6 +1410,14 @@ def voxplug_run(
     with use_plugin_host(host):
         state.run = TrainingRun(config, host, resume=False, progress="off", callbacks=callbacks)
         state.run.execute()
+
+
+def cap_memory(gib: float | None) -> None:
+    """Let this process allocate at most ``gib`` GiB of GPU memory (None: all of it)."""
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2**30 / total) if gib else 1.0)
 
 
 def describe_run(trainer: Any) -> dict[str, Any]:
@@ -1322,7 +1435,11 @@ def describe_run(trainer: Any) -> dict[str, Any]:
         "gradient_checkpointing": bool(
             getattr(args, "activation_checkpointing", False) or getattr(args, "gradient_checkpointing", False)
         ),
-        "model_params": sum(p.numel() for p in model.parameters()),
+        # a 4-bit weight (bitsandbytes' Params4bit) holds two weights in each of its bytes
+        "model_params": sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1) for p in model.parameters()),
+        "quantization": getattr(model.get_base_model().config, "quantization_config", None) is not None
+        if hasattr(model, "get_base_model")
+        else False,
     }
 
 
@@ -1385,6 +1502,8 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
             return out_of_memory(result, message, state.run.hf_trainer if state.run else None)
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
+            if cuda and spec.get("memory_cap_gib"):
+                cap_memory(bench.args.memory_cap_gib)
         trainer, checks, described = state.run.hf_trainer, state.checks, state.result
         model, regime, label_logits = trainer.model, method, described.pop("label_logits")
         result.update({k: v for k, v in described.items() if k not in ("flops", "standard")})
@@ -1392,6 +1511,10 @@ def run_variant(bench: Bench, name: str) -> dict[str, Any]:
     if cuda:
         result["peak_memory_gib"] = record.peak_memory_gib
         result["peak_reserved_gib"] = record.peak_reserved_gib
+    if "preset" in spec:
+        result["memory_cap_gib"] = spec.get("memory_cap_gib")
+        result["quantization"] = described.get("quantization")
+        result["losses"] = [entry["loss"] for entry in record.logs if "loss" in entry]
     checks["after_training"] = check_losses(model, check_batch(bench), autocast=cuda and method == "full")
     result["eval_loss_fixed_batch"] = checks["after_training"]["plain"]
     result["loss_checks"] = checks
@@ -1878,8 +2001,8 @@ def build_processor(workdir: Path, tiny: bool) -> tuple[Path, Path | None]:
     """A processor folder with Voxtral's full 131072-entry Tekken vocabulary (or the tiny model's folder)."""
     from voxplug_voxtral.tiny import build_tiny_voxtral
 
-    if tiny:
-        folder = build_tiny_voxtral(workdir / "tiny")
+    if tiny:  # 64 wide: bitsandbytes' CPU inference packs 4-bit weights in blocks of 32 output rows
+        folder = build_tiny_voxtral(workdir / "tiny", text_hidden=64)
         return folder, folder
     # The tiny builder writes the real Tekken BPE (130072 ranks + 1000 specials = 131072 ids, as Voxtral-Mini);
     # its small model is not used.
@@ -2066,7 +2189,8 @@ def main(argv: list[str] | None = None) -> int:
     estimates = {"voxfactory": 60, "voxfactory-lm-only": 50, "full-v0": 45}
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
         base_name = name.split("#")[0]
-        default = 150 if "compile" in base_name else 90 if base_name.startswith("small-") else 40
+        small = base_name.startswith(("small-", "preset-small"))
+        default = 150 if "compile" in base_name else 90 if small else 40
         if bench.remaining() < estimates.get(base_name, default):
             results["variants"][name] = {"skipped": "time"}
             continue

@@ -45,6 +45,7 @@ from voxplug.hookspecs import Register, hookimpl
 from voxplug.lock import locked_version
 from voxplug.models.detect import detect_family
 from voxplug.models.interface import FamilySpeed, ModelFamily
+from voxplug.models.quantization import bitsandbytes_config, is_quantized, merge_into_bf16_base
 from voxplug.plugins import get_plugin_host
 from voxplug.publishing import hub
 from voxplug.publishing.card import hub_repo_ids
@@ -127,6 +128,7 @@ __all__ = [
     "VoxplugError",
     "WordTiming",
     "base_model",
+    "bitsandbytes_config",
     "choose_port",
     "clean_transcript",
     "count_parameters",
@@ -141,12 +143,14 @@ __all__ = [
     "hub",
     "hub_repo_ids",
     "is_local_path",
+    "is_quantized",
     "iter_block",
     "iter_jsonl",
     "iter_jsonl_lines",
     "language_code_for_name",
     "local_dataset_facts",
     "locked_version",
+    "merge_into_bf16_base",
     "parse_word_timings",
     "plan_blocks",
     "port_taken_meanwhile",

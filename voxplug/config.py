@@ -115,6 +115,12 @@ class ModelConfig(PluginChoice):
         description="let transformers download and run kernels from the Hugging Face Hub when it loads the model "
         "(its use_kernels); off, loading a model never fetches or runs code",
     )
+    quantization: Literal["nf4"] | None = Field(
+        None,
+        description="load the frozen base in 4 bits for LoRA (QLoRA): nf4 = bitsandbytes' NormalFloat4 with double "
+        "quantization, computing in bf16; the adapter trains as usual and merges into a bf16 copy of the base. "
+        "training.method lora only; needs pip install 'voxplug[qlora]'",
+    )
 
 
 class SpeedConfig(Section):
@@ -307,6 +313,16 @@ class RunConfig(Section):
                     "or run `hf auth login`"
                 )
         return data
+
+    @model_validator(mode="after")
+    def _quantized_base_under_adapters(self) -> RunConfig:
+        """A 4-bit base cannot train: ``model.quantization`` needs the ``lora`` method, which freezes it."""
+        if self.model.quantization is not None and self.training.method != "lora":
+            raise ValueError(
+                f"model.quantization={self.model.quantization} loads a frozen 4-bit base for LoRA, but "
+                f"training.method is {self.training.method!r}: set training.method=lora or remove model.quantization"
+            )
+        return self
 
     @model_validator(mode="after")
     def _model_folder_beside_config(self) -> RunConfig:

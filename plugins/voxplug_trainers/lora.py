@@ -4,6 +4,13 @@ Defaults: r 8, alpha 32, dropout 0.0. The targets are scoped by a regex from the
 ``q_proj``-style names would also hit the Whisper encoder, and the task type is ``CAUSAL_LM`` (Voxtral is a
 decoder-only LM with audio embeddings, not a seq2seq model). Unless LoRA is put
 on the audio encoder, the encoder runs without autograd.
+
+Over a 4-bit base (``model.quantization``, QLoRA) the same adapters train on PEFT's bitsandbytes layers, in the
+same precision as over a bf16 base: fp32 adapter weights computing in bf16 under autocast, with the frozen norms,
+embeddings and head left in the load dtype. peft's ``prepare_model_for_kbit_training`` is not used: it would
+upcast those frozen weights to fp32 (gigabytes more on a 24B model, and other numbers than the bf16 run) and turn
+gradient checkpointing on behind ``training.gradient_checkpointing``'s back. A merge loads the base again in bf16
+and merges the saved adapter into it, never into the 4-bit weights.
 """
 
 from __future__ import annotations
@@ -113,7 +120,8 @@ class LoraMethod(TrainingMethod):
     def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
         """Write the adapter and processor to ``out_dir``; with ``merge``, the merged model to ``out_dir/../merged``.
 
-        Merging folds the adapter into ``model``'s weights in place, so it comes last.
+        Merging folds the adapter into ``model``'s weights in place, so it comes last; over a 4-bit base it folds
+        the saved adapter into the base loaded again in bf16 (on the CPU) instead.
         """
         from .file_modes import follow_umask
 
@@ -121,8 +129,10 @@ class LoraMethod(TrainingMethod):
         processor.save_pretrained(out_dir)
         saved = {"adapter": out_dir}
         if self.options.merge:
+            from voxplug.api import is_quantized, merge_into_bf16_base
+
             merged_dir = out_dir.parent / "merged"
-            merged = model.merge_and_unload()
+            merged = merge_into_bf16_base(model, out_dir) if is_quantized(model) else model.merge_and_unload()
             merged.save_pretrained(merged_dir)
             processor.save_pretrained(merged_dir)
             saved["merged"] = merged_dir

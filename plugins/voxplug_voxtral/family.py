@@ -58,6 +58,7 @@ class VoxtralFamily(ModelFamily):
         ("q_proj", "k_proj", "v_proj"),
         ("gate_proj", "up_proj"),
     )
+    quantizations: ClassVar[tuple[str, ...]] = ("nf4",)
 
     def load(
         self,
@@ -67,8 +68,9 @@ class VoxtralFamily(ModelFamily):
         attn_implementation: str | None = None,
         device: str = "auto",
         hub_kernels: bool = False,
+        quantization: str | None = None,
     ) -> tuple[Any, Any]:
-        """Return ``(model, processor)`` for a Hub id or a local folder."""
+        """Return ``(model, processor)`` for a Hub id or a local folder (``quantization="nf4"``: a 4-bit base)."""
         from voxplug_voxtral.loading import load_voxtral
 
         return load_voxtral(
@@ -77,6 +79,7 @@ class VoxtralFamily(ModelFamily):
             attn_implementation=attn_implementation,
             device=device,
             hub_kernels=hub_kernels,
+            quantization=quantization,
         )
 
     def load_processor(self, name_or_path: str) -> Any:

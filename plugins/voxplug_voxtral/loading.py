@@ -26,6 +26,9 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+#: The parts a 4-bit base keeps in the load dtype: the audio encoder and projector (a few percent of the weights,
+#: through which every audio feature passes) and the output head (not a ``Linear`` that LoRA adapts).
+UNQUANTIZED_PARTS = ("model.audio_tower", "model.multi_modal_projector", "lm_head")
 TOKENIZER_FILES = ("tekken.json",)
 
 
@@ -266,14 +269,16 @@ def load_voxtral(
     local_files_only: bool = False,
     revision: str | None = None,
     hub_kernels: bool = False,
+    quantization: str | None = None,
 ) -> tuple[Any, Any]:
     """Load ``(VoxtralForConditionalGeneration, VoxtralProcessor)`` from a Hub id or a local folder.
 
     ``dtype`` is one of ``auto``/``bf16``/``fp16``/``fp32`` (see :func:`resolve_dtype`). ``device`` (``None`` or
     ``"auto"``) defaults to CUDA when available. ``attn_implementation`` is ``None`` (transformers' default),
     ``sdpa``, ``eager`` or ``flash_attention_2``. ``hub_kernels`` lets transformers fetch and run kernels from
-    the Hub at load; it stays off unless asked. Everything is checked before the weights are read; failures raise
-    ModelError.
+    the Hub at load; it stays off unless asked. ``quantization="nf4"`` loads the language model's linear layers in
+    4 bits (bitsandbytes; the :data:`UNQUANTIZED_PARTS` stay in ``dtype``). Everything is checked before the
+    weights are read; failures raise ModelError.
     """
     from transformers import VoxtralForConditionalGeneration
 
@@ -284,6 +289,10 @@ def load_voxtral(
     processor = load_voxtral_processor(name_or_path, local_files_only=local_files_only, revision=revision)
     source = checkpoint_source(name_or_path)
     extra: dict[str, Any] = {"device_map": {"": str(resolved_device)}} if resolved_device.type == "cuda" else {}
+    if quantization is not None:
+        from voxplug.api import bitsandbytes_config
+
+        extra["quantization_config"] = bitsandbytes_config(quantization, keep=UNQUANTIZED_PARTS)
     try:
         model = VoxtralForConditionalGeneration.from_pretrained(
             source,
@@ -297,7 +306,7 @@ def load_voxtral(
         )
     except (OSError, ValueError, ImportError) as error:
         raise ModelError(f"cannot load the Voxtral weights of {source!r}: {error}") from error
-    if resolved_device.type != "cuda":
+    if resolved_device.type != "cuda" and quantization is None:  # a 4-bit model loads where it is quantized
         model = model.to(resolved_device)
     check_audio_placeholders_on_device(model)
     return model, processor

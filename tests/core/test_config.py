@@ -60,6 +60,39 @@ def test_the_voxtral_small_preset_is_the_mini_lora_recipe_on_the_24b_checkpoint(
     assert recipe(small) == recipe(mini)
 
 
+#: What a card-size preset changes of its model's recipe to fit: the micro-batch, checkpointing, the fast paths the
+#: smaller micro-batch settles, and (24 GB) the 4-bit base.
+MEMORY_KEYS = {
+    ("training", "batch_size"),
+    ("training", "eval_batch_size"),
+    ("training", "grad_accum"),
+    ("training", "gradient_checkpointing"),
+    ("training", "speed"),
+    ("model", "quantization"),
+}
+
+
+@pytest.mark.parametrize(
+    ("preset", "recipe_preset"),
+    [("voxtral-mini-lora-16gb", "voxtral-mini-lora"), ("voxtral-small-qlora-24gb", "voxtral-small-lora")],
+)
+def test_the_card_size_presets_are_their_models_recipe_with_the_memory_choices(preset: str, recipe_preset: str) -> None:
+    small_card, recipe = load_config([preset]), load_config([recipe_preset])
+    training = small_card.training
+    # the recipe's effective batch of 8, in small micro-batches with checkpointing
+    assert training.batch_size * training.grad_accum == 8 and training.batch_size <= 2
+    assert training.gradient_checkpointing
+    assert small_card.model.quantization == ("nf4" if "qlora" in preset else None)
+
+    def without_memory_keys(config: RunConfig) -> dict:
+        data = config.model_dump()
+        for section, key in MEMORY_KEYS:
+            data[section].pop(key)
+        return {key: value for key, value in data.items() if key not in {"name", "base_dir"}}
+
+    assert without_memory_keys(small_card) == without_memory_keys(recipe)
+
+
 def test_files_layer_and_overrides_win(tmp_path: Path) -> None:
     base = write(tmp_path / "base.yaml", "name: base\ntraining:\n  epochs: 2\n  batch_size: 8\n")
     top = write(tmp_path / "top.yaml", "training:\n  epochs: 5\n")

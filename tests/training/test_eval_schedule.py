@@ -75,7 +75,8 @@ def test_explicit_intervals_win(tmp_path: Path) -> None:
 def test_the_presets_cap_evaluation_at_a_tenth() -> None:
     from voxplug.config import load_config
 
-    for preset in ("voxtral-mini-lora", "voxtral-mini-full", "voxtral-small-lora", "whisper-tiny-en-lora"):
+    presets = ("voxtral-mini-lora", "voxtral-mini-full", "voxtral-small-lora", "whisper-tiny-en-lora")
+    for preset in (*presets, "voxtral-mini-lora-16gb", "voxtral-small-qlora-24gb"):
         assert load_config([preset]).training.max_eval_share == 0.1, preset
 
 

@@ -321,7 +321,7 @@ def test_the_recount_of_an_h100_results_file(bench: Any, tmp_path: Path) -> None
 #: What every trained variant's entry holds (the results file's schema; ``peak_memory_gib`` only on a GPU).
 VARIANT_KEYS = {
     "variant", "spec", "setup_s", "trainable_params", "micro_batch", "grad_accum", "dataloader_workers", "optim",
-    "gradient_checkpointing", "model_params", "profile", "timed_steps", "timed_samples", "elapsed_s",
+    "gradient_checkpointing", "model_params", "quantization", "profile", "timed_steps", "timed_samples", "elapsed_s",
     "samples_per_s", "audio_s_per_s", "processed_lm_tokens_per_s", "useful_lm_tokens_per_s", "mfu_standard",
     "useful_tflops", "useful_flops_per_sample", "mfu_processed_over_measured_matmul", "processed_tflops",
     "processed_flops_per_sample", "step_s_median", "step_s_first_half", "step_s_second_half", "train_loss_log",
@@ -403,3 +403,28 @@ def test_the_benchmark_family_checks_the_loss_around_the_kernels_a_variant_fuses
         "swiglu",
         "rope",
     ]
+
+
+@pytest.mark.slow
+def test_the_card_size_preset_variants_train_the_presets_settings_and_log_every_loss(
+    bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``preset-*`` variants on the tiny model: the 24 GB preset's settings over a 4-bit base (quantized as the
+    benchmark does it for the 24 B shape) against the same over a bf16 base, each step's loss recorded; the FLOP
+    count reads the 4-bit layers' shapes, not their packed storage."""
+    pytest.importorskip("bitsandbytes")
+    qlora = {"method": "lora", "preset": "voxtral-small-qlora-24gb"}
+    monkeypatch.setitem(bench.VARIANTS, "preset-tiny-qlora", qlora)
+    monkeypatch.setitem(bench.VARIANTS, "preset-tiny-bf16", {**qlora, "config": {"model.quantization": None}})
+    argv = ["--tiny", "--clips", "16", "--steps", "4", "--warmup", "1", "--probe", "", "--out", str(tmp_path)]
+    assert bench.main([*argv, "--variants", "preset-tiny-qlora,preset-tiny-bf16"]) == 0
+    variants = json.loads((tmp_path / "train_throughput-cpu-x86-64.json").read_text(encoding="utf-8"))["variants"]
+    four_bit, bf16 = variants["preset-tiny-qlora"], variants["preset-tiny-bf16"]
+    for entry in (four_bit, bf16):
+        assert (entry["micro_batch"], entry["grad_accum"], entry["gradient_checkpointing"]) == (2, 4, True)
+        assert len(entry["losses"]) == 4 and entry["memory_cap_gib"] is None
+    assert four_bit["quantization"] is True and bf16["quantization"] is False
+    assert four_bit["processed_flops_per_sample"] == bf16["processed_flops_per_sample"]
+    assert four_bit["model_params"] == bf16["model_params"]
+    # the same steps, seed and clips: the 4-bit base's losses lie beside the bf16 base's
+    assert four_bit["losses"] == pytest.approx(bf16["losses"], abs=0.05)

@@ -50,6 +50,8 @@ class ModelFamily(Extension):
     #: Names of sibling linear layers that their parent's forward always calls on the same input (a Llama block's
     #: q/k/v and gate/up projections): the ``lora`` trainer computes their adapters together, as one node.
     lora_shared_inputs: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    #: The ``model.quantization`` values :meth:`load` takes (``"nf4"``: a 4-bit frozen base for LoRA); none by default.
+    quantizations: ClassVar[tuple[str, ...]] = ()
 
     def load(
         self,
@@ -59,12 +61,15 @@ class ModelFamily(Extension):
         attn_implementation: str | None = None,
         device: str = "auto",
         hub_kernels: bool = False,
+        quantization: str | None = None,
     ) -> tuple[Any, Any]:
         """Return ``(model, processor)`` for a Hub id or a local folder.
 
         ``hub_kernels`` lets transformers fetch and run kernels from the Hugging Face Hub at load
         (``from_pretrained(use_kernels=...)``); implementations pass it through and keep it off unless asked, so
-        loading a model never downloads or runs code.
+        loading a model never downloads or runs code. ``quantization`` (one of :attr:`quantizations`, from
+        ``model.quantization``) loads the frozen base in that format; training passes it only when it is set, so a
+        family that offers none may leave it out of its signature.
         """
         raise NotImplementedError
 

@@ -69,6 +69,8 @@ class TrainingContext:
     compile: bool
     plan: StepPlan
     speed: SpeedPaths
+    #: ``model.quantization``: the frozen base's linear layers load in 4 bits (``"nf4"``), or None for the load dtype
+    quantization: str | None = None
 
     def options_of(self, key: str) -> Any:
         """The validated options at ``key`` (``"training.lora"``), or None where that extension has none."""
@@ -81,6 +83,7 @@ class TrainingContext:
             "world_size": self.world_size,
             "deepspeed": self.deepspeed,
             "compile": self.compile,
+            "quantization": self.quantization,
             "plan": asdict(self.plan),
             "speed": asdict(self.speed),
         }
@@ -100,6 +103,7 @@ def check_run_options(config: RunConfig) -> None:
     devices.resolve_precision(config.training.precision)
     deepspeed = deepspeed_wanted(config)
     _refuse_compile_under_deepspeed(config, deepspeed)
+    _check_quantization(config, deepspeed)
     if devices.cuda_available():
         return
     gpu_only = {
@@ -115,6 +119,27 @@ def check_run_options(config: RunConfig) -> None:
             "DeepSpeed needs CUDA GPUs and this machine has none; on CPU run several processes with "
             "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m voxplug train ...` "
             "(DDP over gloo)"
+        )
+
+
+def _check_quantization(config: RunConfig, deepspeed: bool) -> None:
+    """``model.quantization`` needs bitsandbytes and, on a GPU, bf16 (its compute dtype); and runs without DeepSpeed
+    (ZeRO shards weights that bitsandbytes packs into its own layout)."""
+    quantization = config.model.quantization
+    if quantization is None:
+        return
+    from voxplug.models.quantization import require_bitsandbytes
+
+    require_bitsandbytes(f"model.quantization={quantization}")
+    if devices.cuda_available() and not devices.bf16_supported():
+        raise TrainingError(
+            f"model.quantization={quantization} computes in bf16, which this GPU does not have (Ampere or newer "
+            "does); remove model.quantization and train over a half-precision base"
+        )
+    if deepspeed:
+        raise TrainingError(
+            f"model.quantization={quantization} does not run under DeepSpeed (it cannot shard 4-bit weights): train "
+            "on one GPU, or on several with plain `accelerate launch` (each process holds the 4-bit base)"
         )
 
 
@@ -139,6 +164,7 @@ def decide(
     deepspeed = deepspeed_wanted(config)
     plan = plan_steps(training, train_rows=train_rows, world_size=world_size, eval_rows=eval_rows)
     cuda = devices.cuda_available()
+    quantized = config.model.quantization is not None
     compiled = compile_decision(config, total_steps=plan.total_steps, world_size=world_size, deepspeed=deepspeed)
     if training.compile is None:
         log.info(
@@ -151,15 +177,17 @@ def decide(
         # the kernels are CUDA-only (bf16/fp16 means a CUDA device here); the compiler fuses instead
         fused_kernels=training.speed.fused_kernels and precision != "fp32" and not compiled,
         # compile has graphs of its own; ZeRO-3 gathers weights into new places every step; recomputing inside a
-        # captured backward (gradient checkpointing) is untested
+        # captured backward (gradient checkpointing) is untested, and so are bitsandbytes' 4-bit kernels in a graph
         cuda_graphs=training.speed.cuda_graphs
         and cuda
         and world_size == 1
         and not deepspeed
         and not compiled
-        and not training.gradient_checkpointing,
-        # compiled blocks fuse adapters and casts themselves; ZeRO-3 gathers weights only for modules it calls
-        eager_adapters=not compiled and not deepspeed,
+        and not training.gradient_checkpointing
+        and not quantized,
+        # compiled blocks fuse adapters and casts themselves; ZeRO-3 gathers weights only for modules it calls; a
+        # method's own adapter arithmetic reads the base weight, which a 4-bit base packs
+        eager_adapters=not compiled and not deepspeed and not quantized,
         encoder_cache_gb=training.speed.encoder_cache_gb,
         label_logits=training.speed.label_logits,
         epoch_stream=training.speed.epoch_stream and world_size == 1,
@@ -173,17 +201,19 @@ def decide(
         compile=compiled,
         plan=plan,
         speed=speed,
+        quantization=config.model.quantization,
     )
 
 
 def compile_decision(config: RunConfig, *, total_steps: int | None, world_size: int, deepspeed: bool) -> bool:
     """Whether the run compiles the model's repeated blocks: ``training.compile``, where ``None`` (auto) means "on
     with a CUDA GPU in a single process for a run of at least :data:`COMPILE_AUTO_MIN_STEPS` optimizer steps" (off
-    when ``total_steps`` is not known). Compiling has run on one GPU only; DeepSpeed's engine would compile blocks
-    in place, generation included, so it is refused there."""
+    when ``total_steps`` is not known, and over a 4-bit base, whose compiled training is untested). Compiling has run
+    on one GPU only; DeepSpeed's engine would compile blocks in place, generation included, so it is refused there."""
     if config.training.compile is None:
         long_enough = total_steps is not None and total_steps >= COMPILE_AUTO_MIN_STEPS
-        return long_enough and devices.cuda_available() and not deepspeed and world_size == 1
+        plain_base = config.model.quantization is None
+        return long_enough and devices.cuda_available() and not deepspeed and world_size == 1 and plain_base
     _refuse_compile_under_deepspeed(config, deepspeed)
     return config.training.compile
 

@@ -101,6 +101,10 @@ class TrainingRun:
         self.host = host
         self.options = resolve_plugin_options(config, host) if options is None else options
         check_run_options(config)
+        if config.model.hub_kernels:  # before anything imports bitsandbytes (peft does)
+            from voxplug.models.quantization import allow_bitsandbytes_hub_kernels
+
+            allow_bitsandbytes_hub_kernels()
         #: what the run decided (:func:`voxplug.training.context.decide`), once the data is loaded
         self.context: TrainingContext | None = None
         self.run_dir = config.run_dir
@@ -311,6 +315,7 @@ class TrainingRun:
                 attn_implementation=self.config.model.attn_implementation,
                 device=device,
                 hub_kernels=self.config.model.hub_kernels,
+                **self._quantization(family),
             )
         except VoxplugError:
             raise
@@ -318,6 +323,21 @@ class TrainingRun:
             raise ModelError(f"model.name_or_path={name!r}: cannot load it as a {family.name} model: {exc}") from exc
         self.speed.fused_kernels = fuse_kernels(family, model, context)
         return family, model, processor
+
+    def _quantization(self, family: ModelFamily) -> dict[str, str]:
+        """``{"quantization": ...}`` for ``family.load`` where ``model.quantization`` is set (``{}`` otherwise, so a
+        family without the argument loads as before); a family that does not offer it is a ModelError."""
+        quantization = self._context().quantization
+        if quantization is None:
+            return {}
+        if quantization not in family.quantizations:
+            offered = ", ".join(family.quantizations) or "none"
+            raise ModelError(
+                f"model.quantization={quantization}: the {family.name} family does not load 4-bit bases "
+                f"(it offers: {offered}); remove model.quantization"
+            )
+        log.info("model: the frozen base loads in 4 bits (%s, model.quantization)", quantization)
+        return {"quantization": quantization}
 
     def _method_class(self) -> type[TrainingMethod]:
         return self.host.extension("training method", self.config.training.method)

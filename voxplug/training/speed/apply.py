@@ -23,11 +23,13 @@ log = logging.getLogger("voxplug.training")
 @dataclass
 class SpeedReport:
     """What the fast paths did to the model: the fused kernels' names, the layer graphs and the encoder cache
-    (None where a path did not apply). Their counters grow as the run trains; :meth:`results` reads them."""
+    (None where a path did not apply), and the paths that stepped aside for this model, each with why. Their
+    counters grow as the run trains; :meth:`results` reads them."""
 
     fused_kernels: list[str] = field(default_factory=list)
     cuda_graphs: Any = None
     encoder_cache: Any = None
+    stepped_aside: dict[str, str] = field(default_factory=dict)
 
     def results(self) -> dict[str, Any]:
         """The report for ``train_results.json``: ``encoder_cache`` and ``cuda_graphs`` counters, fused kernels."""
@@ -35,6 +37,7 @@ class SpeedReport:
             "encoder_cache": self.encoder_cache.stats() if self.encoder_cache else None,
             "cuda_graphs": self.cuda_graphs.stats() if self.cuda_graphs else None,
             "fused_kernels": list(self.fused_kernels),
+            "speed_stepped_aside": dict(self.stepped_aside),
         }
 
     def line(self) -> str:
@@ -42,7 +45,9 @@ class SpeedReport:
         used = [f"fused kernels ({', '.join(self.fused_kernels)})"] if self.fused_kernels else []
         used += ["CUDA graphs for the decoder layers"] if self.cuda_graphs is not None else []
         used += ["frozen-encoder cache"] if self.encoder_cache is not None else []
-        return "speed: " + (", ".join(used) if used else "no fast path applies")
+        line = "speed: " + (", ".join(used) if used else "no fast path applies")
+        aside = "; ".join(f"{path} off: {why}" for path, why in self.stepped_aside.items())
+        return f"{line} ({aside})" if aside else line
 
 
 def fuse_kernels(family: ModelFamily, model: Any, context: TrainingContext) -> list[str]:
@@ -68,7 +73,7 @@ def apply_speed(
     did at load, carried into the report."""
     from voxplug.training.speed.encoder_cache import cache_frozen_encoder
 
-    report = SpeedReport(fused_kernels=list(fused_kernels or []))
+    report = SpeedReport(fused_kernels=list(fused_kernels or []), stepped_aside=stepped_aside(context))
     pieces = family.speed()
     if method.supports_cuda_graphs and context.speed.cuda_graphs and pieces.cuda_graphs is not None:
         report.cuda_graphs = pieces.cuda_graphs(model)
@@ -78,3 +83,19 @@ def apply_speed(
             )
     report.encoder_cache = cache_frozen_encoder(family, model, context.speed.encoder_cache_gb)
     return report
+
+
+#: The paths that do not run over a 4-bit base (``model.quantization``), and why. The fused kernels, the frozen
+#: encoder's cache and label-only logits do run: they touch the norms, activations, encoder and output head, which
+#: stay in the load dtype.
+QUANTIZED_BASE_STEPS_ASIDE = {
+    "cuda_graphs": "bitsandbytes' 4-bit layers are untested inside captured CUDA graphs",
+    "lora.one_node": "one-node adapters read the base layer's weight, which a 4-bit base packs; PEFT's 4-bit "
+    "layers run instead",
+}
+
+
+def stepped_aside(context: TrainingContext) -> dict[str, str]:
+    """The fast paths that step aside for this run's model (:data:`QUANTIZED_BASE_STEPS_ASIDE` over a 4-bit
+    base), each with why; :func:`~voxplug.training.context.decide` has already left them off."""
+    return dict(QUANTIZED_BASE_STEPS_ASIDE) if context.quantization else {}

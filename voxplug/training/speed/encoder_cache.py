@@ -122,13 +122,17 @@ def has_headroom(device: Any, size: int) -> bool:
     """Whether ``size`` more bytes on ``device`` keep the run's peak :data:`HEADROOM_BYTES` under the card's memory.
 
     The peak so far (``max_memory_allocated``) already holds the training step's activations, which the encoder
-    call that stores an output comes before; what is free at that moment is not. Always True off CUDA.
+    call that stores an output comes before; what is free at that moment is not. The card's memory is what this
+    process may allocate: a per-process cap (``torch.cuda.set_per_process_memory_fraction``) counts as a smaller
+    card. Always True off CUDA.
     """
     import torch
 
     if device.type != "cuda":
         return True
     _free, total = torch.cuda.mem_get_info(device)
+    cap = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # not in older torch releases
+    total = int(total * cap(device)) if cap is not None else total
     return torch.cuda.max_memory_allocated(device) + size + HEADROOM_BYTES <= total
 
 
