@@ -56,6 +56,7 @@ from voxplug.tempfiles import temporary_folder
 from voxplug.training.context import SpeedPaths, TrainingContext
 from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
 from voxplug.training.interface import Collator, TrainingMethod
+from voxplug.training.memory import LayerStack, ModelShape, TrainedWeights, lora_added_parameters
 from voxplug.training.outputs import write_json
 
 if TYPE_CHECKING:
@@ -101,10 +102,12 @@ __all__ = [
     "FolderGuard",
     "LanguageSupport",
     "LayerGraphs",
+    "LayerStack",
     "LazyExample",
     "ModelCard",
     "ModelError",
     "ModelFamily",
+    "ModelShape",
     "PatternScrubber",
     "PluginError",
     "PluginOptions",
@@ -121,6 +124,7 @@ __all__ = [
     "SpeedReport",
     "StreamPieces",
     "TextScrubber",
+    "TrainedWeights",
     "TrainingContext",
     "TrainingError",
     "TrainingMethod",
@@ -147,6 +151,7 @@ __all__ = [
     "language_code_for_name",
     "local_dataset_facts",
     "locked_version",
+    "lora_added_parameters",
     "parse_word_timings",
     "plan_blocks",
     "port_taken_meanwhile",
