@@ -490,7 +490,6 @@ def test_the_cli_stops_a_run_too_large_for_its_memory_before_loading_weights(
     assert not (run_dir / "model").exists()
 
 
-@pytest.mark.slow
 def test_the_cli_trains_with_an_automatic_batch_and_records_it(
     cli_folder: tuple[Path, Path, Path], tiny_model: Path
 ) -> None:

@@ -169,19 +169,21 @@ class MemoryEstimate:
     peak: float
 
     def line(self) -> str:
-        """``34.1 GiB (weights 8.7, trained weights with gradients and optimizer 0.2, activations of 8 rows 25.2)``."""
-        checkpointing = ", gradient checkpointing" if self.gradient_checkpointing else ""
+        """``20.1 GiB (weights 8.7 GiB, trained weights with gradients and optimizer 207 MiB, activations of 8 rows
+        10.9 GiB, scratch 256 MiB)``."""
+        checkpointing = " with gradient checkpointing" if self.gradient_checkpointing else ""
+        scratch = self.peak - self.weights - self.trained - self.activations
         return (
-            f"{gib(self.peak)} (weights {gib(self.weights, unit=False)}, trained weights with gradients and "
-            f"optimizer {gib(self.trained, unit=False)}, activations of {self.micro_batch} rows{checkpointing} "
-            f"{gib(self.activations, unit=False)})"
+            f"{gib(self.peak)} (weights {gib(self.weights)}, trained weights with gradients and optimizer "
+            f"{gib(self.trained)}, activations of {self.micro_batch} rows{checkpointing} {gib(self.activations)}"
+            + (f", scratch {gib(scratch)}" if scratch > 0 else "")
+            + ")"
         )
 
 
-def gib(value: float, *, unit: bool = True) -> str:
-    """Bytes as GiB with one decimal (two below 1 GiB)."""
-    text = f"{value / GIB:.2f}" if value < GIB else f"{value / GIB:.1f}"
-    return f"{text} GiB" if unit else text
+def gib(value: float) -> str:
+    """Bytes as GiB with one decimal, or as MiB below 1 GiB."""
+    return f"{value / GIB:.1f} GiB" if value >= GIB else f"{value / 2**20:.0f} MiB"
 
 
 def _block_elements(stack: LayerStack) -> int:
@@ -463,7 +465,7 @@ class BatchChoice:
         checkpointing = "gradient checkpointing" if self.gradient_checkpointing else "no gradient checkpointing"
         text = f"micro-batch {self.micro_batch} x accumulation {self.grad_accum}, {checkpointing} ({self.chosen_by}"
         if self.estimate is not None and self.available_bytes is not None:
-            text += f": needs about {gib(self.estimate.peak)} of {gib(self.available_bytes)} free"
+            text += f": needs about {gib(self.estimate.peak)} of {gib(self.available_bytes)}"
         return text + ")"
 
 
@@ -479,6 +481,8 @@ class FitRequest:
     effective_batch: int
     fit_check: bool
     label_logits: bool
+    #: whether the memory measured against is ``training.device_memory_gb`` (else the GPU's free memory)
+    memory_limit_set: bool = False
 
     @classmethod
     def of(cls, config: RunConfig) -> FitRequest:
@@ -491,6 +495,7 @@ class FitRequest:
             effective_batch=training.effective_batch or DEFAULT_EFFECTIVE_BATCH,
             fit_check=training.fit_check,
             label_logits=training.speed.label_logits,
+            memory_limit_set=training.device_memory_gb is not None,
         )
 
 
@@ -565,9 +570,14 @@ def fit_error(choice: BatchChoice, memory: StepMemory, request: FitRequest) -> s
         advice.append("training.method=lora instead of full fine-tuning")
     advice.append("a 4-bit base model (model.quantization=nf4, LoRA)")
     advice.append("DeepSpeed ZeRO over several GPUs (training.deepspeed=deepspeed/zero3.json with accelerate launch)")
+    available = (
+        f"the {gib(choice.available_bytes)} training.device_memory_gb allows"
+        if request.memory_limit_set
+        else f"the {gib(choice.available_bytes)} free on it"
+    )
     return (
-        f"this run needs about {estimate.line()} on each GPU, more than the {gib(choice.available_bytes)} it has "
-        f"free (after about {gib(OUTSIDE_ALLOCATOR_BYTES)} for CUDA libraries). Try "
+        f"this run needs about {estimate.line()} on each device, plus about {gib(OUTSIDE_ALLOCATOR_BYTES)} for CUDA "
+        f"libraries: more than {available}. Try "
         + "; or ".join(advice)
         + ". The figure is an estimate from the model's shape and the longest row; if you know the run fits, "
         "set training.fit_check=false to start it anyway"
