@@ -23,10 +23,10 @@ import difflib
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from voxplug.errors import ConfigError
 
@@ -199,7 +199,7 @@ class TrainingConfig(PluginChoice):
     output_dir: Path | None = Field(None, description="run folder; default runs/<run name>")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    batch_size: int | Literal["auto"] = Field(
         8,
         description="micro-batch per device; the effective batch is batch_size x grad_accum x processes, and one "
         "large micro-batch trains faster than the same batch accumulated from small ones. auto: the largest that "
@@ -274,6 +274,24 @@ class TrainingConfig(PluginChoice):
     @classmethod
     def _renamed_keys(cls, data: Any) -> Any:
         return _moved_speed_keys(data)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size_or_auto(cls, value: Any) -> Any:
+        """One message for a value that is neither a micro-batch nor ``auto`` (not one per member of the union)."""
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError("Input should be greater than or equal to 1, or auto")
+        if isinstance(value, str) and value != "auto":
+            raise ValueError("Input should be a whole number of at least 1, or auto")
+        return value
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _switch_or_auto(cls, value: Any) -> Any:
+        """One message for a value that is neither true, false nor ``auto``."""
+        if isinstance(value, str) and value != "auto" and value.lower() not in ("true", "false"):
+            raise ValueError("Input should be true, false or auto")
+        return value
 
     @model_validator(mode="after")
     def _one_effective_batch(self) -> TrainingConfig:

@@ -513,3 +513,17 @@ def test_the_cli_trains_with_an_automatic_batch_and_records_it(
     assert batch["chosen_by"] == "auto" and batch["batch_size"] * batch["grad_accum"] == 4
     assert batch["estimated_peak_gib"] <= 4.0 and batch["available_gib"] == 4.0
     assert "micro-batch" in (folder / "auto" / "run" / "train.log").read_text()
+
+
+def test_the_model_card_shows_the_batch_the_run_trained_with() -> None:
+    from voxplug.publishing.card import _card_facts
+    from voxplug.publishing.publishable import PublishableModel
+
+    config = {
+        "training": {"method": "lora", "batch_size": "auto", "grad_accum": 1, "gradient_checkpointing": "auto"},
+        "decided": {"batch": {"batch_size": 4, "grad_accum": 2, "gradient_checkpointing": False}},
+    }
+    model = PublishableModel(Path("model"), {"kind": "adapter"}, training_config=config)
+    shown = _card_facts(model, "someone/model")["hyperparameters"]
+    assert shown["micro-batch per device"] == 4 and shown["gradient accumulation"] == 2
+    assert shown["gradient checkpointing"] is False
