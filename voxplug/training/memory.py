@@ -158,7 +158,9 @@ class StepMemory:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """The estimated peak of one training step, in bytes, with its parts (what the fit error prints)."""
+    """The estimated peak of one training step, in bytes, and its parts at that moment (what the fit error prints):
+    frozen weights, trained weights with the gradients and optimizer state alive then, activations (with the
+    half-precision weight copies autocast keeps), and scratch space."""
 
     micro_batch: int
     grad_accum: int
@@ -166,18 +168,21 @@ class MemoryEstimate:
     weights: float
     trained: float
     activations: float
-    peak: float
+    scratch: float
+
+    @property
+    def peak(self) -> float:
+        """The parts' sum."""
+        return self.weights + self.trained + self.activations + self.scratch
 
     def line(self) -> str:
-        """``20.1 GiB (weights 8.7 GiB, trained weights with gradients and optimizer 207 MiB, activations of 8 rows
-        10.9 GiB, scratch 256 MiB)``."""
+        """``20.5 GiB (frozen weights 8.7 GiB, trained weights with their gradients and optimizer state 207 MiB,
+        activations of 8 rows 11.3 GiB, scratch 256 MiB)``."""
         checkpointing = " with gradient checkpointing" if self.gradient_checkpointing else ""
-        scratch = self.peak - self.weights - self.trained - self.activations
         return (
-            f"{gib(self.peak)} (weights {gib(self.weights)}, trained weights with gradients and optimizer "
-            f"{gib(self.trained)}, activations of {self.micro_batch} rows{checkpointing} {gib(self.activations)}"
-            + (f", scratch {gib(scratch)}" if scratch > 0 else "")
-            + ")"
+            f"{gib(self.peak)} (frozen weights {gib(self.weights)}, trained weights with their gradients and "
+            f"optimizer state {gib(self.trained)}, activations of {self.micro_batch} rows{checkpointing} "
+            f"{gib(self.activations)}, scratch {gib(self.scratch)})"
         )
 
 
@@ -322,18 +327,19 @@ def estimate_step(
         activations = rows * memory.row_activation_bytes
     logits = rows * (memory.row_label_logit_bytes if label_logits else memory.row_full_logit_bytes)
     activations += logits + rows * memory.row_frozen_scratch_bytes
-    static = memory.frozen_weight_bytes + memory.trained_weight_bytes + memory.optimizer_bytes
+    kept = memory.trained_weight_bytes + memory.optimizer_bytes
     accumulated = memory.gradient_bytes if grad_accum > 1 else 0.0
-    forward_end = static + memory.autocast_copy_bytes + activations + memory.head_gradient_bytes + accumulated
-    backward_end = static + memory.gradient_bytes
+    forward_end = (kept + accumulated + memory.head_gradient_bytes, activations + memory.autocast_copy_bytes)
+    backward_end = (kept + memory.gradient_bytes, 0.0)
+    trained, kept_activations = max(forward_end, backward_end, key=sum)
     return MemoryEstimate(
         micro_batch=micro_batch,
         grad_accum=grad_accum,
         gradient_checkpointing=gradient_checkpointing,
         weights=memory.frozen_weight_bytes,
-        trained=memory.trained_weight_bytes + memory.gradient_bytes + memory.optimizer_bytes,
-        activations=activations + memory.autocast_copy_bytes,
-        peak=max(forward_end, backward_end) + WORKSPACE_BYTES,
+        trained=trained,
+        activations=kept_activations,
+        scratch=WORKSPACE_BYTES,
     )
 
 
@@ -456,7 +462,7 @@ class BatchChoice:
             record["estimate_gib"] = {
                 key: round(value / GIB, 3)
                 for key, value in asdict(self.estimate).items()
-                if key in ("weights", "trained", "activations")
+                if key in ("weights", "trained", "activations", "scratch")
             }
         return record
 
@@ -555,30 +561,57 @@ def choose_fit(request: FitRequest, memory: StepMemory | None, available: int | 
 
 
 def fit_error(choice: BatchChoice, memory: StepMemory, request: FitRequest) -> str:
-    """The message of a run that does not fit: what it needs, what is free, and what to change."""
+    """The message of a run that does not fit: what it needs, what is free, and what to change: first the batch
+    settings that the same estimate says would fit, then the larger changes it cannot weigh."""
     assert choice.estimate is not None and choice.available_bytes is not None
     estimate = choice.estimate
-    advice = []
-    if estimate.micro_batch > 1:
-        advice.append(
-            f"a smaller micro-batch with accumulation (training.batch_size={max(1, estimate.micro_batch // 2)} "
-            f"training.grad_accum={estimate.grad_accum * 2}, or training.batch_size=auto)"
-        )
-    if not estimate.gradient_checkpointing:
-        advice.append("training.gradient_checkpointing=true")
+    fits = [
+        f"{change} (about {gib(needed)})"
+        for change, needed in _batch_changes(estimate, memory, request, choice.available_bytes)
+    ]
+    larger = []
     if memory.optimizer_bytes + memory.gradient_bytes > GIB:
-        advice.append("training.method=lora instead of full fine-tuning")
-    advice.append("a 4-bit base model (model.quantization=nf4, LoRA)")
-    advice.append("DeepSpeed ZeRO over several GPUs (training.deepspeed=deepspeed/zero3.json with accelerate launch)")
+        larger.append("training.method=lora instead of full fine-tuning")
+    larger.append("a 4-bit base model (model.quantization=nf4, LoRA)")
+    larger.append("DeepSpeed ZeRO over several GPUs (training.deepspeed=deepspeed/zero3.json with accelerate launch)")
     available = (
         f"the {gib(choice.available_bytes)} training.device_memory_gb allows"
         if request.memory_limit_set
         else f"the {gib(choice.available_bytes)} free on it"
     )
+    advice = ("Set " + "; or ".join(fits) + ". Or try " if fits else "Try ") + "; or ".join(larger)
     return (
         f"this run needs about {estimate.line()} on each device, plus about {gib(OUTSIDE_ALLOCATOR_BYTES)} for CUDA "
-        f"libraries: more than {available}. Try "
-        + "; or ".join(advice)
-        + ". The figure is an estimate from the model's shape and the longest row; if you know the run fits, "
-        "set training.fit_check=false to start it anyway"
+        f"libraries: more than {available}. {advice}. The figure is an estimate from the model's shape and the "
+        "longest row; if you know the run fits, set training.fit_check=false to start it anyway"
     )
+
+
+def _batch_changes(
+    estimate: MemoryEstimate, memory: StepMemory, request: FitRequest, available: int
+) -> list[tuple[str, float]]:
+    """The batch settings that keep the effective batch and fit ``available`` by the estimate, with their peaks: the
+    largest smaller micro-batch (halving, the accumulation raised) without, then with, gradient checkpointing."""
+    micro, accum = estimate.micro_batch, estimate.grad_accum
+    sizes = [micro]
+    while sizes[-1] % 2 == 0:
+        sizes.append(sizes[-1] // 2)
+    found: list[tuple[str, float]] = []
+    for checkpointing in dict.fromkeys([estimate.gradient_checkpointing, True]):
+        for size in sizes:
+            if (size, checkpointing) == (micro, estimate.gradient_checkpointing):
+                continue
+            steps = accum * micro // size
+            needed = estimate_step(
+                memory,
+                micro_batch=size,
+                grad_accum=steps,
+                gradient_checkpointing=checkpointing,
+                label_logits=request.label_logits,
+            ).peak
+            if needed + OUTSIDE_ALLOCATOR_BYTES <= available:
+                change = [f"training.batch_size={size} training.grad_accum={steps}"] if size != micro else []
+                change += ["training.gradient_checkpointing=true"] if checkpointing else []
+                found.append((" ".join(change), needed))
+                break
+    return found
