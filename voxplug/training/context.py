@@ -160,8 +160,6 @@ def decide(
     precision = devices.resolve_precision(training.precision)
     deepspeed = deepspeed_wanted(config)
     batch = batch_decision(config, memory, precision=precision, world_size=world_size, deepspeed=deepspeed)
-    if batch.chosen_by != "config":
-        log.info("training.batch_size / gradient_checkpointing: %s", batch.line())
     plan = plan_steps(
         training,
         train_rows=train_rows,

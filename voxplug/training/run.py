@@ -206,9 +206,8 @@ class TrainingRun:
         from voxplug.training.context import decide
 
         eval_rows = len(data.eval) if data.eval and self.config.evaluation.enabled else 0  # rows transcribed
-        memory = self._memory_inputs(data)
 
-        def decided(world_size: int) -> tuple[TrainingContext, Any]:
+        def decided(world_size: int, memory: MemoryInputs | None) -> tuple[TrainingContext, Any]:
             context = decide(
                 self.config,
                 self.options,
@@ -222,13 +221,20 @@ class TrainingRun:
             )
             return context, args
 
-        context, args = decided(launched_world_size())
+        context, args = decided(launched_world_size(), None)
         if args.world_size != context.world_size:  # launched by something that sets no WORLD_SIZE (mpirun)
-            context, args = decided(args.world_size)
+            context, args = decided(args.world_size, None)
+        # read once the arguments have started the processes' group (and chosen this rank's GPU): every rank then
+        # decides the batch from the same reading
+        memory = self._memory_inputs(data)
+        if memory is not None:
+            context, args = decided(args.world_size, memory)
         context = replace(context, is_main=args.process_index == 0)
         if data.stream is not None:  # an iterable dataset has no length the Trainer could count epochs by
             args.max_steps = context.plan.total_steps
         self.context, self.is_main = context, context.is_main
+        if context.batch.chosen_by != "config":
+            self._say(f"batch: {context.batch.line()}")
         return context, args
 
     def _memory_inputs(self, data: TrainingData) -> MemoryInputs | None:
@@ -269,10 +275,6 @@ class TrainingRun:
             return int(limit * 2**30)
         if not cuda_available():
             return None
-        if launched_world_size() > 1:
-            from accelerate import PartialState
-
-            PartialState()  # the process group (and this rank's device), as the Trainer's arguments would start it
         free = free_device_memory()
         return None if free is None else shared_minimum(free)
 
