@@ -23,7 +23,7 @@ import difflib
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -199,7 +199,7 @@ class TrainingConfig(PluginChoice):
     output_dir: Path | None = Field(None, description="run folder; default runs/<run name>")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
-    batch_size: int | Literal["auto"] = Field(
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         8,
         description="micro-batch per device; the effective batch is batch_size x grad_accum x processes, and one "
         "large micro-batch trains faster than the same batch accumulated from small ones. auto: the largest that "
