@@ -23,7 +23,6 @@ run needs and what to change when it cannot fit.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -36,8 +35,6 @@ from voxplug.errors import TrainingError
 
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
-
-log = logging.getLogger("voxplug.training")
 
 GIB = 2**30
 
