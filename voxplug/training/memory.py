@@ -406,11 +406,13 @@ def lora_added_parameters(model: Any, target_modules: str | list[str], rank: int
 
 def free_device_memory() -> int | None:
     """Bytes this process may still allocate on its GPU: the free memory, capped by the process's memory fraction
-    (``torch.cuda.set_per_process_memory_fraction``); None without CUDA."""
+    (``torch.cuda.set_per_process_memory_fraction``); None without CUDA. Blocks this process's allocator holds
+    unused (from an earlier run in the same process) are released first, so they count as free."""
     import torch
 
     if not torch.cuda.is_available():
         return None
+    torch.cuda.empty_cache()
     device = torch.cuda.current_device()
     free, total = torch.cuda.mem_get_info(device)
     fraction = torch.cuda.get_per_process_memory_fraction(device)
