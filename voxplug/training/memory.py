@@ -178,7 +178,8 @@ class MemoryEstimate:
         checkpointing = " with gradient checkpointing" if self.gradient_checkpointing else ""
         return (
             f"{gib(self.peak)} (frozen weights {gib(self.weights)}, trained weights with their gradients and "
-            f"optimizer state {gib(self.trained)}, activations of {self.micro_batch} rows{checkpointing} "
+            f"optimizer state {gib(self.trained)}, activations of {self.micro_batch} "
+            f"{'row' if self.micro_batch == 1 else 'rows'}{checkpointing} "
             f"{gib(self.activations)}, scratch {gib(self.scratch)})"
         )
 
