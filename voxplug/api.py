@@ -57,6 +57,7 @@ from voxplug.tempfiles import temporary_folder
 from voxplug.training.context import SpeedPaths, TrainingContext
 from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
 from voxplug.training.interface import Collator, TrainingMethod
+from voxplug.training.memory import LayerStack, ModelShape, TrainedWeights, lora_added_parameters
 from voxplug.training.outputs import write_json
 
 if TYPE_CHECKING:
@@ -102,10 +103,12 @@ __all__ = [
     "FolderGuard",
     "LanguageSupport",
     "LayerGraphs",
+    "LayerStack",
     "LazyExample",
     "ModelCard",
     "ModelError",
     "ModelFamily",
+    "ModelShape",
     "PatternScrubber",
     "PluginError",
     "PluginOptions",
@@ -122,6 +125,7 @@ __all__ = [
     "SpeedReport",
     "StreamPieces",
     "TextScrubber",
+    "TrainedWeights",
     "TrainingContext",
     "TrainingError",
     "TrainingMethod",
@@ -150,6 +154,7 @@ __all__ = [
     "language_code_for_name",
     "local_dataset_facts",
     "locked_version",
+    "lora_added_parameters",
     "merge_into_bf16_base",
     "parse_word_timings",
     "plan_blocks",

@@ -23,10 +23,10 @@ import difflib
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from voxplug.errors import ConfigError
 
@@ -205,14 +205,21 @@ class TrainingConfig(PluginChoice):
     output_dir: Path | None = Field(None, description="run folder; default runs/<run name>")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
-    batch_size: int = Field(
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         8,
-        ge=1,
         description="micro-batch per device; the effective batch is batch_size x grad_accum x processes, and one "
-        "large micro-batch trains faster than the same batch accumulated from small ones",
+        "large micro-batch trains faster than the same batch accumulated from small ones. auto: the largest that "
+        "fits the GPU's free memory by the run's memory estimate, accumulating the rest of effective_batch "
+        "(a small fixed size without a GPU)",
     )
     eval_batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    grad_accum: int = Field(1, ge=1, description="micro-batches accumulated into one optimizer step")
+    effective_batch: int | None = Field(
+        None,
+        ge=1,
+        description="with batch_size auto: the samples of one optimizer step on each process, kept whatever "
+        "micro-batch is chosen (None: 8)",
+    )
     learning_rate: float = Field(5e-5, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
@@ -220,7 +227,22 @@ class TrainingConfig(PluginChoice):
     max_grad_norm: float = Field(1.0, ge=0)
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = "adamw_torch_fused"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 on GPUs, fp32 on CPU")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        False,
+        description="recompute each layer's activations in the backward pass instead of keeping them: less memory, "
+        "slower steps. auto: only when no micro-batch fits without it",
+    )
+    fit_check: bool = Field(
+        True,
+        description="before loading the model, estimate the peak GPU memory of a training step and stop with what "
+        "to change when it exceeds the free memory; false: start anyway (the estimate can be wrong)",
+    )
+    device_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        description="memory each process may use on its device, for batch_size auto and the fit check (None: what "
+        "is free on the GPU when the run starts; on a CPU nothing is checked unless this is set)",
+    )
     compile: bool | None = Field(
         None,
         description="torch.compile each repeated block of the model (regional compilation; not under DeepSpeed): "
@@ -258,6 +280,39 @@ class TrainingConfig(PluginChoice):
     @classmethod
     def _renamed_keys(cls, data: Any) -> Any:
         return _moved_speed_keys(data)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size_or_auto(cls, value: Any) -> Any:
+        """One message for a value that is neither a micro-batch nor ``auto`` (not one per member of the union)."""
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError("Input should be greater than or equal to 1, or auto")
+        if isinstance(value, str) and value != "auto":
+            raise ValueError("Input should be a whole number of at least 1, or auto")
+        return value
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _switch_or_auto(cls, value: Any) -> Any:
+        """One message for a value that is neither true, false nor ``auto``."""
+        if isinstance(value, str) and value != "auto" and value.lower() not in ("true", "false"):
+            raise ValueError("Input should be true, false or auto")
+        return value
+
+    @model_validator(mode="after")
+    def _one_effective_batch(self) -> TrainingConfig:
+        """With ``batch_size: auto`` the accumulation is decided, so the effective batch is set on its own key."""
+        if self.batch_size == "auto" and self.grad_accum != 1:
+            raise ValueError(
+                "training.batch_size=auto decides grad_accum: set training.effective_batch (the samples of one "
+                "optimizer step on each process) instead of training.grad_accum"
+            )
+        if self.batch_size != "auto" and self.effective_batch is not None:
+            raise ValueError(
+                "training.effective_batch applies to training.batch_size=auto; with a fixed batch_size the effective "
+                "batch is batch_size x grad_accum"
+            )
+        return self
 
 
 class EvaluationConfig(Section):

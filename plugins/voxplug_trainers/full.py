@@ -15,6 +15,7 @@ from pydantic import Field
 
 from voxplug.api import (
     PluginOptions,
+    TrainedWeights,
     TrainingError,
     TrainingMethod,
     count_parameters,
@@ -66,6 +67,20 @@ class FullMethod(TrainingMethod):
         counts = count_parameters(model)
         log.info("full fine-tuning: %d of %d parameters train", counts["trainable"], counts["total"])
         return model
+
+    def trained_weights(self, model: Any, family: ModelFamily) -> TrainedWeights:
+        """Every weight but the encoder's (unless ``train_audio_tower``) and the projector's (unless
+        ``train_projector``)."""
+        frozen: set[int] = set()
+        scopes = set(family.lora_scopes)
+        if not self.options.train_audio_tower:
+            frozen.update(id(p) for p in family.frozen_encoder(model).parameters())
+            scopes.discard(family.encoder_scope or "")
+        if not self.options.train_projector and "projector" in family.lora_scopes:
+            frozen.update(id(p) for p in family.scope_module(model, "projector").parameters())
+            scopes.discard("projector")
+        base = frozenset(name for name, parameter in model.named_parameters() if id(parameter) not in frozen)
+        return TrainedWeights(base=base, added=0, scopes=frozenset(scopes))
 
     def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
         """Write the model (safetensors, config, generation config) and the processor to ``out_dir``.

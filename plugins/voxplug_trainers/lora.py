@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
-from voxplug.api import PluginOptions, TrainingError, TrainingMethod, count_parameters, freeze_without_grad
+from voxplug.api import (
+    PluginOptions,
+    TrainedWeights,
+    TrainingError,
+    TrainingMethod,
+    count_parameters,
+    freeze_without_grad,
+    lora_added_parameters,
+)
 
 if TYPE_CHECKING:
     from voxplug.api import ModelFamily, TrainingContext
@@ -106,6 +114,15 @@ class LoraMethod(TrainingMethod):
         counts = count_parameters(peft_model)
         log.info("LoRA on %s: %d of %d parameters train", ", ".join(scopes), counts["trainable"], counts["total"])
         return peft_model
+
+    def trained_weights(self, model: Any, family: ModelFamily) -> TrainedWeights:
+        """The adapters on the chosen scopes' linear layers (and trained copies of ``modules_to_save``)."""
+        scopes = self._checked_scopes(family)
+        added = lora_added_parameters(model, family.lora_target_modules(scopes), self.options.r)
+        for name, module in model.named_modules():
+            if any(name == saved or name.endswith("." + saved) for saved in self.options.modules_to_save):
+                added += sum(parameter.numel() for parameter in module.parameters())
+        return TrainedWeights(base=frozenset(), added=added, scopes=frozenset(scopes))
 
     def _checked_scopes(self, family: ModelFamily) -> list[str]:
         scopes = family.lora_scopes[:1] if self.options.scopes is None else tuple(self.options.scopes)

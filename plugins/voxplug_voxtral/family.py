@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from voxplug.api import Collator, FamilySpeed, ModelFamily, PluginOptions
+from voxplug.api import Collator, FamilySpeed, LayerStack, ModelFamily, ModelShape, PluginOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,6 +117,38 @@ class VoxtralFamily(ModelFamily):
         from voxplug_voxtral.graphs import graph_language_model
 
         return graph_language_model(self.scope_module(model, "language_model"))
+
+    def model_shape(self, name_or_path: str) -> ModelShape:
+        """The checkpoint's ``VoxtralForConditionalGeneration`` on the meta device, from its ``config.json``: the
+        Whisper encoder (its frames per 30 s chunk) then the language model (one audio token per ``intermediate /
+        hidden`` frames, the projector's stacking, and the text)."""
+        import torch
+        from transformers import VoxtralForConditionalGeneration
+
+        from voxplug_voxtral.loading import load_voxtral_config
+
+        config = load_voxtral_config(name_or_path)
+        with torch.device("meta"):
+            model = VoxtralForConditionalGeneration(config)
+        audio, text = config.audio_config, config.text_config
+        frames = audio.max_source_positions
+        stacked = audio.intermediate_size // audio.hidden_size
+        return ModelShape(
+            model,
+            (
+                LayerStack(
+                    "audio_tower", audio.num_hidden_layers, audio.hidden_size, audio.intermediate_size, frames, False
+                ),
+                LayerStack(
+                    "language_model",
+                    text.num_hidden_layers,
+                    text.hidden_size,
+                    text.intermediate_size,
+                    frames // stacked,
+                    True,
+                ),
+            ),
+        )
 
     def transcribe(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from voxplug.api import ConfigError, ModelError, ModelFamily
+from voxplug.api import ConfigError, LayerStack, ModelError, ModelFamily, ModelShape
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,6 +98,28 @@ class WhisperFamily(ModelFamily):
         if encoder is None:
             raise ModelError(f"{type(model).__name__} has no model.encoder (is it a Whisper model?)")
         return encoder
+
+    def model_shape(self, name_or_path: str) -> ModelShape:
+        """The checkpoint's ``WhisperForConditionalGeneration`` on the meta device, from its ``config.json``: the
+        encoder over its frames of a 30 s window, then the decoder over the text, attending to those frames."""
+        import torch
+        from transformers import WhisperForConditionalGeneration
+
+        from voxplug_whisper.loading import check_whisper_config
+
+        config = check_whisper_config(
+            str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else name_or_path
+        )
+        with torch.device("meta"):
+            model = WhisperForConditionalGeneration(config)
+        frames = config.max_source_positions
+        return ModelShape(
+            model,
+            (
+                LayerStack("encoder", config.encoder_layers, config.d_model, config.encoder_ffn_dim, frames, False),
+                LayerStack("decoder", config.decoder_layers, config.d_model, config.decoder_ffn_dim, 0, True, frames),
+            ),
+        )
 
     def transcribe(
         self,

@@ -14,6 +14,8 @@ from voxplug.extension import Extension
 if TYPE_CHECKING:
     import numpy as np
 
+    from voxplug.training.memory import ModelShape
+
 
 @dataclass(frozen=True)
 class FamilySpeed:
@@ -111,6 +113,12 @@ class ModelFamily(Extension):
                 stacklevel=2,
             )
         return FamilySpeed(fuse_kernels=old.get("fuse_kernels"), cuda_graphs=old.get("use_cuda_graphs"))
+
+    def model_shape(self, name_or_path: str) -> ModelShape | None:
+        """The checkpoint's architecture built on PyTorch's meta device (shapes, no weights) and its repeated layer
+        stacks, read from its config alone, for the memory estimate that settles ``training.batch_size: auto`` and
+        checks the fit before the weights load. The default (None) skips both: auto then takes a fixed size."""
+        return None
 
     def transcribe(
         self,

@@ -145,6 +145,7 @@ def hub_repo_ids(names: list[str]) -> list[str]:
 def _card_facts(model: PublishableModel, model_id: str) -> dict[str, Any]:
     """Everything the body shows, as plain data (plugins read it from ``card.facts``)."""
     training = model.training_config.get("training", {}) if isinstance(model.training_config, dict) else {}
+    training = {**training, **_decided_batch(model.training_config)}
     return {
         "model_id": model_id,
         "name": model.name,
@@ -164,6 +165,14 @@ def _card_facts(model: PublishableModel, model_id: str) -> dict[str, Any]:
         "has_curves": any(path.name == "curves.png" for path in model.result_files()),
         "voxplug_version": str(model.info.get("voxplug_version") or ""),
     }
+
+
+def _decided_batch(training_config: Any) -> dict[str, Any]:
+    """The micro-batch, accumulation and checkpointing the run trained with (``auto`` settled), where recorded."""
+    decided = training_config.get("decided", {}) if isinstance(training_config, dict) else {}
+    batch = decided.get("batch", {}) if isinstance(decided, dict) else {}
+    keys = ("batch_size", "grad_accum", "gradient_checkpointing")
+    return {key: batch[key] for key in keys if isinstance(batch, dict) and key in batch}
 
 
 def _plugin_options(training_config: Any) -> dict[str, dict[str, Any]]:

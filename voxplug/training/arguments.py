@@ -38,22 +38,34 @@ class StepPlan:
     eval_note: str = ""  # why evaluations are further apart than one epoch, for the plan line
 
 
-def plan_steps(training: TrainingConfig, *, train_rows: int | None, world_size: int, eval_rows: int = 0) -> StepPlan:
+def plan_steps(
+    training: TrainingConfig,
+    *,
+    train_rows: int | None,
+    world_size: int,
+    eval_rows: int = 0,
+    batch_size: int | None = None,
+    grad_accum: int | None = None,
+) -> StepPlan:
     """Resolve step counts and intervals for ``train_rows`` examples spread over ``world_size`` processes.
+
+    ``batch_size`` and ``grad_accum`` are the run's decided micro-batch and accumulation (default: the config's).
 
     ``train_rows`` is None for a stream whose size is unknown: ``training.max_steps`` then sets the length of the
     run, which counts as one epoch. ``eval_rows`` (the rows each evaluation runs on) spaces evaluations under
     ``training.max_eval_share`` (:mod:`voxplug.training.eval_schedule`).
     """
+    batch_size = batch_size or int(training.batch_size)
+    grad_accum = grad_accum or training.grad_accum
     if train_rows is None:
         if training.max_steps <= 0:
             raise TrainingError(
                 "the data streams from a source that does not say how many rows it has, so epochs cannot be "
                 "counted: set training.max_steps (the number of optimizer steps to train)"
             )
-        train_rows = training.max_steps * training.grad_accum * training.batch_size * world_size
-    micro_batches = math.ceil(train_rows / (training.batch_size * world_size))
-    steps_per_epoch = max(1, math.ceil(micro_batches / training.grad_accum))
+        train_rows = training.max_steps * grad_accum * batch_size * world_size
+    micro_batches = math.ceil(train_rows / (batch_size * world_size))
+    steps_per_epoch = max(1, math.ceil(micro_batches / grad_accum))
     if training.max_steps > 0:
         total = training.max_steps
     else:
@@ -61,7 +73,7 @@ def plan_steps(training: TrainingConfig, *, train_rows: int | None, world_size: 
     spacing = spaced_eval_steps(
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
-        rows_per_step=training.batch_size * training.grad_accum * world_size,
+        rows_per_step=batch_size * grad_accum * world_size,
         eval_rows=eval_rows,
         max_share=training.max_eval_share,
     )
@@ -120,9 +132,9 @@ def training_argument_values(
         "run_name": config.name,
         "num_train_epochs": training.epochs,
         "max_steps": training.max_steps,
-        "per_device_train_batch_size": training.batch_size,
+        "per_device_train_batch_size": context.batch.micro_batch,
         "per_device_eval_batch_size": training.eval_batch_size,
-        "gradient_accumulation_steps": training.grad_accum,
+        "gradient_accumulation_steps": context.batch.grad_accum,
         "learning_rate": training.learning_rate,
         "lr_scheduler_type": training.lr_scheduler,
         "warmup_steps": training.warmup_ratio,  # a fraction below 1 is a share of the total steps
@@ -131,7 +143,7 @@ def training_argument_values(
         "optim": training.optim,
         "bf16": precision == "bf16",
         "fp16": precision == "fp16",
-        **_checkpointing_values(training.gradient_checkpointing),
+        **_checkpointing_values(context.batch.gradient_checkpointing),
         "seed": training.seed,
         "data_seed": training.seed,
         "logging_strategy": "steps",
@@ -186,6 +198,11 @@ def _evaluation_values(config: RunConfig, plan: StepPlan, has_eval: bool) -> dic
         "metric_for_best_model": BEST_METRIC_KEYS[metric],
         "greater_is_better": False,
     }
+
+
+def deepspeed_config_path(config: RunConfig) -> str | None:
+    """The DeepSpeed config JSON ``training.deepspeed`` names, found beside the config or among the presets."""
+    return _deepspeed_config(config)
 
 
 def _deepspeed_config(config: RunConfig) -> str | None:

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 from voxplug.errors import TrainingError
 from voxplug.training import devices
 from voxplug.training.arguments import StepPlan, plan_steps
+from voxplug.training.memory import BatchChoice, FitRequest, choose_fit
 
 if TYPE_CHECKING:
     from voxplug.config import RunConfig
+    from voxplug.training.memory import ModelShape, RowSize, TrainedWeights
 
 log = logging.getLogger("voxplug.training")
 
@@ -69,6 +71,8 @@ class TrainingContext:
     compile: bool
     plan: StepPlan
     speed: SpeedPaths
+    #: the micro-batch, accumulation and gradient checkpointing the run trains with (``auto`` settled)
+    batch: BatchChoice
     #: ``model.quantization``: the frozen base's linear layers load in 4 bits (``"nf4"``), or None for the load dtype
     quantization: str | None = None
 
@@ -86,7 +90,22 @@ class TrainingContext:
             "quantization": self.quantization,
             "plan": asdict(self.plan),
             "speed": asdict(self.speed),
+            "batch": self.batch.record(),
         }
+
+
+@dataclass(frozen=True)
+class MemoryInputs:
+    """What the memory estimate reads, gathered before the model loads: the model's shape and what the method
+    trains in it (None where the family or method cannot say), the longest row, whether the method trains adapters
+    on a frozen base (which loads in half precision), and the bytes each process may use on its device (None:
+    unknown, as on a CPU, where auto takes a fixed small batch and nothing is checked)."""
+
+    shape: ModelShape | None
+    trained: TrainedWeights | None
+    row: RowSize
+    adapter: bool
+    available_bytes: int | None
 
 
 def deepspeed_wanted(config: RunConfig) -> bool:
@@ -151,18 +170,29 @@ def decide(
     world_size: int,
     eval_rows: int = 0,
     is_main: bool = True,
+    memory: MemoryInputs | None = None,
 ) -> TrainingContext:
     """Decide everything the run needs from ``config``, the machine and the data: THE place each choice is made.
 
     ``options`` are the plugin options already validated (:func:`voxplug.config.resolve_plugin_options`);
     ``train_rows`` the number of training rows (None for a stream of unknown size); ``world_size`` and ``is_main``
     describe the processes training together; ``eval_rows`` the rows each evaluation transcribes, which spaces
-    evaluations under ``training.max_eval_share``.
+    evaluations under ``training.max_eval_share``; ``memory`` what the memory estimate reads, which settles
+    ``batch_size: auto`` and ``gradient_checkpointing: auto`` and refuses, with what to change, a run that does not
+    fit (:func:`~voxplug.training.memory.choose_fit`).
     """
     training = config.training
     precision = devices.resolve_precision(training.precision)
     deepspeed = deepspeed_wanted(config)
-    plan = plan_steps(training, train_rows=train_rows, world_size=world_size, eval_rows=eval_rows)
+    batch = batch_decision(config, memory, precision=precision, world_size=world_size, deepspeed=deepspeed)
+    plan = plan_steps(
+        training,
+        train_rows=train_rows,
+        world_size=world_size,
+        eval_rows=eval_rows,
+        batch_size=batch.micro_batch,
+        grad_accum=batch.grad_accum,
+    )
     cuda = devices.cuda_available()
     quantized = config.model.quantization is not None
     compiled = compile_decision(config, total_steps=plan.total_steps, world_size=world_size, deepspeed=deepspeed)
@@ -183,7 +213,7 @@ def decide(
         and world_size == 1
         and not deepspeed
         and not compiled
-        and not training.gradient_checkpointing
+        and not batch.gradient_checkpointing
         and not quantized,
         # compiled blocks fuse adapters and casts themselves; ZeRO-3 gathers weights only for modules it calls; a
         # method's own adapter arithmetic reads the base weight, which a 4-bit base packs
@@ -201,8 +231,35 @@ def decide(
         compile=compiled,
         plan=plan,
         speed=speed,
+        batch=batch,
         quantization=config.model.quantization,
     )
+
+
+def batch_decision(
+    config: RunConfig, memory: MemoryInputs | None, *, precision: str, world_size: int, deepspeed: bool
+) -> BatchChoice:
+    """The micro-batch, accumulation and checkpointing of the run: the config's, or ``auto`` settled from the
+    memory estimate; raises :class:`TrainingError` when the run does not fit (``training.fit_check``)."""
+    from voxplug.training.memory import step_memory, zero_sharding
+
+    request = FitRequest.of(config)
+    step = None
+    if memory is not None and memory.shape is not None and memory.trained is not None:
+        from voxplug.training.arguments import deepspeed_config_path
+        from voxplug.training.run import load_dtype
+
+        step = step_memory(
+            memory.shape,
+            memory.trained,
+            memory.row,
+            base_dtype=load_dtype(config.model.dtype, precision, adapter=memory.adapter),
+            precision=precision,
+            optim=config.training.optim,
+            quantized=getattr(config.model, "quantization", None) == "nf4",
+            zero=zero_sharding(deepspeed_config_path(config), world_size=world_size) if deepspeed else None,
+        )
+    return choose_fit(request, step, memory.available_bytes if memory is not None else None)
 
 
 def compile_decision(config: RunConfig, *, total_steps: int | None, world_size: int, deepspeed: bool) -> bool:
@@ -243,7 +300,7 @@ def retired_decision(name: str) -> Callable[..., bool]:
             and launched_world_size() == 1
             and not deepspeed_wanted(config)
             and not compile_enabled(config)
-            and not training.gradient_checkpointing
+            and training.gradient_checkpointing is False
         )
 
     return {

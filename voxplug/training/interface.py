@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from voxplug.config import RunConfig
     from voxplug.models.interface import ModelFamily
     from voxplug.training.context import TrainingContext
+    from voxplug.training.memory import TrainedWeights
 
 
 class Collator(Extension):
@@ -53,6 +54,11 @@ class TrainingMethod(Extension):
     def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
         """Write the final model (and processor) to ``out_dir``; return ``{"adapter"|"merged"|"model": path}``."""
         raise NotImplementedError
+
+    def trained_weights(self, model: Any, family: ModelFamily) -> TrainedWeights | None:
+        """What :meth:`prepare_model` would train in ``model``, which lives on the meta device (shapes, no weights),
+        for the memory estimate made before the weights load. The default (None) skips the estimate."""
+        return None
 
 
 def prepare_for_training(

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from voxplug.models.interface import ModelFamily
     from voxplug.plugins import PluginHost
     from voxplug.publishing.interface import PublishResult
-    from voxplug.training.context import TrainingContext
+    from voxplug.training.context import MemoryInputs, TrainingContext
     from voxplug.training.interface import TrainingMethod
 
 log = logging.getLogger("voxplug.training")
@@ -211,23 +211,76 @@ class TrainingRun:
 
         eval_rows = len(data.eval) if data.eval and self.config.evaluation.enabled else 0  # rows transcribed
 
-        def decided(world_size: int) -> tuple[TrainingContext, Any]:
+        def decided(world_size: int, memory: MemoryInputs | None) -> tuple[TrainingContext, Any]:
             context = decide(
-                self.config, self.options, train_rows=data.train_rows, world_size=world_size, eval_rows=eval_rows
+                self.config,
+                self.options,
+                train_rows=data.train_rows,
+                world_size=world_size,
+                eval_rows=eval_rows,
+                memory=memory,
             )
             args = build_training_arguments(
                 self.config, context, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
             )
             return context, args
 
-        context, args = decided(launched_world_size())
+        context, args = decided(launched_world_size(), None)
         if args.world_size != context.world_size:  # launched by something that sets no WORLD_SIZE (mpirun)
-            context, args = decided(args.world_size)
+            context, args = decided(args.world_size, None)
+        # read once the arguments have started the processes' group (and chosen this rank's GPU): every rank then
+        # decides the batch from the same reading
+        memory = self._memory_inputs(data)
+        if memory is not None:
+            context, args = decided(args.world_size, memory)
         context = replace(context, is_main=args.process_index == 0)
         if data.stream is not None:  # an iterable dataset has no length the Trainer could count epochs by
             args.max_steps = context.plan.total_steps
         self.context, self.is_main = context, context.is_main
+        if context.batch.chosen_by != "config":
+            self._say(f"batch: {context.batch.line()}")
         return context, args
+
+    def _memory_inputs(self, data: TrainingData) -> MemoryInputs | None:
+        """What the memory estimate reads (:class:`~voxplug.training.context.MemoryInputs`), where it is used:
+        ``auto`` batch size or checkpointing, or the fit check, with memory to measure against. The model's shape
+        comes from its config, so a run that cannot fit stops before the weights load."""
+        from voxplug.training.context import MemoryInputs
+        from voxplug.training.memory import row_size
+
+        training = self.config.training
+        auto = training.batch_size == "auto" or training.gradient_checkpointing == "auto"
+        if not (auto or training.fit_check):
+            return None
+        available = self._available_memory()
+        if available is None:
+            return None
+        family, method = self._family(), self._training_method()
+        shape = family.model_shape(self.config.model.name_or_path)
+        trained = method.trained_weights(shape.model, family) if shape is not None else None
+        if trained is None:
+            log.info("memory estimate: not available for this model family or training method; nothing is checked")
+        row = row_size(
+            (example.duration_s for example in data.train),
+            (example.text for example in data.train),
+            max_duration_s=self.config.data.max_duration_s,
+            chunk_s=shape.chunk_s if shape is not None else 30.0,
+        )
+        return MemoryInputs(shape, trained, row, adapter=method.saves_adapter, available_bytes=available)
+
+    def _available_memory(self) -> int | None:
+        """Bytes each process may use on its device: ``training.device_memory_gb``, else the GPU's free memory (the
+        smallest over the processes, so that every rank decides alike), else None."""
+        from voxplug.training.devices import cuda_available
+        from voxplug.training.memory import free_device_memory, shared_minimum
+
+        limit = self.config.training.device_memory_gb
+        if limit is not None:
+            return int(limit * 2**30)
+        if not cuda_available():
+            return None
+        free = free_device_memory()
+        return None if free is None else shared_minimum(free)
 
     @property
     def cuda_graphs(self) -> Any:
@@ -386,12 +439,13 @@ class TrainingRun:
                 family, processor, examples, settings, predictions_dir=self.run_dir / "eval_predictions", host=self.host
             )
         log.info(
-            "plan: %d steps (%d per epoch), log every %d, evaluate and save every %d%s",
+            "plan: %d steps (%d per epoch), log every %d, evaluate and save every %d%s; %s",
             plan.total_steps,
             plan.steps_per_epoch,
             plan.logging_steps,
             plan.eval_steps,
             plan.eval_note,
+            self._context().batch.line(),
         )
         self.progress_display = ProgressDisplay(mode=self.progress)
         self.hf_trainer = TranscriptionTrainer(
@@ -418,14 +472,14 @@ class TrainingRun:
         """The training set of a stream: batches read and decoded by each rank's data-loader workers."""
         from voxplug.training.stream_dataset import StreamingTrainDataset, stream_folder
 
-        training = self.config.training
+        training, batch = self.config.training, self._context().batch
         assert data.stream is not None
         return StreamingTrainDataset(
             data.stream,
             decoder,
-            batch_size=training.batch_size,
+            batch_size=batch.micro_batch,
             by_duration=training.group_by_length,
-            batches_per_epoch=self._context().plan.steps_per_epoch * training.grad_accum,
+            batches_per_epoch=self._context().plan.steps_per_epoch * batch.grad_accum,
             drops_dir=stream_folder(self.run_dir),
         )
 
@@ -456,7 +510,7 @@ class TrainingRun:
         try:
             return hf_trainer.train(resume_from_checkpoint=checkpoint)
         except torch.OutOfMemoryError as exc:
-            training = self.config.training
+            batch = self._context().batch
             compiled = (
                 " or training.compile=false (compiled LoRA keeps more activations)" if self._context().compile else ""
             )
@@ -465,11 +519,11 @@ class TrainingRun:
                 "fine-tune the accumulated gradients, as large as the weights, stay in memory, so this saves less)"
             )
             advice = (
-                smaller if training.gradient_checkpointing else f"set training.gradient_checkpointing=true or {smaller}"
+                smaller if batch.gradient_checkpointing else f"set training.gradient_checkpointing=true or {smaller}"
             )
             raise TrainingError(
                 f"out of memory at step {hf_trainer.state.global_step} with training.batch_size="
-                f"{training.batch_size}: {advice}{compiled}"
+                f"{batch.micro_batch}: {advice}{compiled}"
             ) from exc
 
     def _final_evaluation(self, hf_trainer: Any, has_eval: bool) -> dict[str, Any]:
