@@ -68,7 +68,7 @@ def test_config_mistakes_are_reported_together_and_a_misspelled_key_only_once(tm
     assert result.returncode == 1
     assert error_lines(result) == ["error: invalid config (my-run.yaml):"]
     problems = result.stderr.split("error: invalid config (my-run.yaml):\n", 1)[1]
-    assert "training.batch_size: Input should be greater than or equal to 1 (got 0)" in problems  # a core key
+    assert "training.batch_size: Input should be greater than or equal to 1, or auto (got 0)" in problems  # a core key
     assert "data.jsonl.pth: unknown key; did you mean 'path'?" in problems  # a plugin's option
     assert "training.epocks: unknown key; did you mean 'epochs'?" in problems
     assert "training.lora.rr: unknown key; did you mean 'r'?" in problems
