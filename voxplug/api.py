@@ -57,7 +57,7 @@ from voxplug.tempfiles import temporary_folder
 from voxplug.training.context import SpeedPaths, TrainingContext
 from voxplug.training.freezing import count_parameters, freeze_parameters, freeze_without_grad
 from voxplug.training.interface import Collator, TrainingMethod
-from voxplug.training.memory import LayerStack, ModelShape, TrainedWeights, lora_added_parameters
+from voxplug.training.memory import LayerStack, ModelShape, TrainedWeights, build_on_meta, lora_added_parameters
 from voxplug.training.outputs import write_json
 
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ __all__ = [
     "WordTiming",
     "base_model",
     "bitsandbytes_config",
+    "build_on_meta",
     "choose_port",
     "clean_transcript",
     "count_parameters",

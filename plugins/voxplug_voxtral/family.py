@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from voxplug.api import Collator, FamilySpeed, LayerStack, ModelFamily, ModelShape, PluginOptions
+from voxplug.api import Collator, FamilySpeed, LayerStack, ModelFamily, ModelShape, PluginOptions, build_on_meta
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,14 +122,12 @@ class VoxtralFamily(ModelFamily):
         """The checkpoint's ``VoxtralForConditionalGeneration`` on the meta device, from its ``config.json``: the
         Whisper encoder (its frames per 30 s chunk) then the language model (one audio token per ``intermediate /
         hidden`` frames, the projector's stacking, and the text)."""
-        import torch
         from transformers import VoxtralForConditionalGeneration
 
         from voxplug_voxtral.loading import load_voxtral_config
 
         config = load_voxtral_config(name_or_path)
-        with torch.device("meta"):
-            model = VoxtralForConditionalGeneration(config)
+        model = build_on_meta(VoxtralForConditionalGeneration, config)
         audio, text = config.audio_config, config.text_config
         frames = audio.max_source_positions
         stacked = audio.intermediate_size // audio.hidden_size

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from voxplug.api import ConfigError, LayerStack, ModelError, ModelFamily, ModelShape
+from voxplug.api import ConfigError, LayerStack, ModelError, ModelFamily, ModelShape, build_on_meta
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,7 +102,6 @@ class WhisperFamily(ModelFamily):
     def model_shape(self, name_or_path: str) -> ModelShape:
         """The checkpoint's ``WhisperForConditionalGeneration`` on the meta device, from its ``config.json``: the
         encoder over its frames of a 30 s window, then the decoder over the text, attending to those frames."""
-        import torch
         from transformers import WhisperForConditionalGeneration
 
         from voxplug_whisper.loading import check_whisper_config
@@ -110,8 +109,7 @@ class WhisperFamily(ModelFamily):
         config = check_whisper_config(
             str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else name_or_path
         )
-        with torch.device("meta"):
-            model = WhisperForConditionalGeneration(config)
+        model = build_on_meta(WhisperForConditionalGeneration, config)
         frames = config.max_source_positions
         return ModelShape(
             model,

@@ -387,6 +387,22 @@ def zero_sharding(config_path: str | None, *, world_size: int) -> ZeroSharding:
     )
 
 
+def build_on_meta(model_class: Any, config: Any) -> Any:
+    """``model_class(config)`` on PyTorch's meta device (shapes, no weights), for counting.
+
+    While a DeepSpeed ZeRO-3 configuration is active, transformers builds every sub-model it makes from a config
+    inside DeepSpeed's ``zero.Init``, which partitions the new weights by copying them, and a meta weight has no
+    data to copy; transformers' own switch for "zero.Init is already handled" keeps that out of a count."""
+    import contextlib
+
+    import torch
+    from transformers import modeling_utils
+
+    handled = getattr(modeling_utils, "set_zero3_state", contextlib.nullcontext)
+    with torch.device("meta"), handled():
+        return model_class(config)
+
+
 def lora_added_parameters(model: Any, target_modules: str | list[str], rank: int) -> int:
     """Adapter elements LoRA of rank ``rank`` adds to the linear layers PEFT's ``target_modules`` matches (a regex
     matched against the whole module name, or names matched against its end, as PEFT matches them)."""
