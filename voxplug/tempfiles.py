@@ -25,11 +25,12 @@ import shutil
 import signal
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, BinaryIO
 
 RUN_TEMP_DIR = ".tmp"
 """The run folder's temporary folder; it holds one sub-folder per process (``<pid>``)."""
@@ -212,20 +213,27 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented UTF-8 JSON (parents created) and return the path.
-
-    The file is written whole to a temporary file and renamed into place, so a process killed mid-write leaves the
-    previous file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[BinaryIO]:
+    """A binary handle on a new temporary file beside ``path`` (``.<name>.<random>.tmp``), which replaces ``path``
+    when the block ends without error, flushed and synced first: a process killed at any point leaves the previous
+    file or the new one, never half of one. On an error the temporary file is removed and ``path`` stays as it was."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        with open(temporary, "xb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented UTF-8 JSON (parents created) through :func:`replaced_atomically`; return the
+    path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as handle:
+        handle.write((json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
     return path

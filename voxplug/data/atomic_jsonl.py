@@ -19,11 +19,12 @@ import fcntl
 import glob
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from voxplug.tempfiles import replaced_atomically
 
 LineTransform = Callable[[int, bytes], bytes | None]
 """Called with ``(line number, raw line without its newline)``; returns the new line, or None to drop it."""
@@ -132,22 +133,14 @@ class AtomicJsonl:
         so a rewrite never loses what it does not understand. Call it while holding :meth:`locked`.
         """
         self.remove_leftovers()
-        temporary = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
         changed = 0
-        try:
-            with open(self.path, "rb") as source, open(temporary, "xb") as target:
-                for number, raw in enumerate(source, start=1):
-                    line = raw.rstrip(b"\n")
-                    new = transform(number, line)
-                    changed += new != line
-                    if new is not None:
-                        target.write(new + b"\n")
-                target.flush()
-                os.fsync(target.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        with open(self.path, "rb") as source, replaced_atomically(self.path) as target:
+            for number, raw in enumerate(source, start=1):
+                line = raw.rstrip(b"\n")
+                new = transform(number, line)
+                changed += new != line
+                if new is not None:
+                    target.write(new + b"\n")
         return changed
 
     def leftovers(self) -> list[Path]:

@@ -11,7 +11,6 @@ import hashlib
 import io
 import math
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import soxr
 
 from voxplug.data.issues import Issue
 from voxplug.errors import AudioError
+from voxplug.tempfiles import replaced_atomically
 
 TARGET_RATE = 16_000
 """The sample rate, in Hz, of every clip voxplug trains on."""
@@ -377,16 +377,8 @@ def write_wav_16k(path: str | os.PathLike[str], samples: np.ndarray) -> Path:
     """
     target = Path(path)
     pcm = to_pcm16(_require_mono(samples))
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "xb") as handle:
-            sf.write(handle, pcm, TARGET_RATE, format="WAV", subtype="PCM_16")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with replaced_atomically(target) as handle:
+        sf.write(handle, pcm, TARGET_RATE, format="WAV", subtype="PCM_16")
     return target
 
 

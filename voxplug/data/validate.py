@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -61,6 +60,7 @@ from voxplug.data.store import (
 )
 from voxplug.data.text import check_transcript, clean_transcript
 from voxplug.errors import DataError
+from voxplug.tempfiles import replaced_atomically
 
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_FILE = "quarantine.jsonl"
@@ -648,16 +648,9 @@ def _readable_row(line: bytes) -> Any:
 
 
 def _copy_atomically(source: Path, destination: Path) -> None:
-    """Copy ``source`` to ``destination`` through a temporary file, fsynced and renamed into place."""
-    temporary = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        shutil.copyfile(source, temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """Copy ``source`` to ``destination`` through :func:`~voxplug.tempfiles.replaced_atomically`."""
+    with open(source, "rb") as handle, replaced_atomically(destination) as copy:
+        shutil.copyfileobj(handle, copy)
 
 
 # --- files no row uses ------------------------------------------------------------------------------------

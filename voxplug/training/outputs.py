@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxplug.tempfiles import write_json
+from voxplug.tempfiles import replaced_atomically, write_json
 
 if TYPE_CHECKING:
     from voxplug.data.interface import Example, RowProblem
@@ -156,9 +156,8 @@ class DroppedRows:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in self.records())
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
+        with replaced_atomically(path) as handle:
+            handle.write(text.encode("utf-8"))
         return path
 
     def lines(self, file: Path | None) -> list[str]:
