@@ -108,3 +108,21 @@ def test_benchmark_tiny_on_the_gpu(tmp_path: Path) -> None:
     variants = json.loads(out.read_text())["variants"]
     assert variants["voxplug"]["graphs"]["captures"] > 0 and not variants["voxplug"]["graphs"]["failed"]
     assert all("clips_per_s" in entry for entry in variants.values()), variants
+
+
+def test_random_draws_work_after_a_failed_capture() -> None:
+    """A capture that fails (here a host synchronisation inside it, after a dropout drew from the generator) raises,
+    and the GPU's random generator then still draws outside captures, on the stream of numbers it had."""
+    from voxplug.evaluation.decoding import recording
+
+    ones = torch.ones(1024, device="cuda")
+    torch.nn.functional.dropout(ones, 0.5)  # the generator's lazy set-up, outside the capture
+    with pytest.raises(RuntimeError):
+        with recording(torch.cuda.CUDAGraph(), torch.cuda.Stream(), torch.cuda.graph_pool_handle()):
+            dropped = torch.nn.functional.dropout(ones, 0.5)
+            dropped.sum().item()  # not allowed while capturing
+    state = torch.cuda.get_rng_state()
+    first = torch.nn.functional.dropout(ones, 0.5)
+    torch.cuda.set_rng_state(state)
+    assert torch.equal(torch.nn.functional.dropout(ones, 0.5), first)
+    assert 0 < first.count_nonzero() < len(ones)

@@ -265,6 +265,10 @@ def test_graphed_training_gives_eager_losses_and_adapters(
     expected = adapters(eager)
     for name, value in adapters(graphed).items():
         assert (value - expected[name]).abs().max() <= 1e-2 * expected[name].abs().max(), name
+    # a failed capture must leave the GPU's random generator usable, on the same stream of numbers
+    seed = torch.cuda.initial_seed()
+    assert torch.nn.functional.dropout(torch.ones(64, device="cuda"), 0.5).sum() > 0
+    assert torch.cuda.initial_seed() == seed
     graphed.eval()
     with torch.no_grad():
         graphed(**four)

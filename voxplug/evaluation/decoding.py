@@ -159,7 +159,10 @@ class StepGraphs:
 @contextlib.contextmanager
 def recording(graph: Any, stream: Any, pool: Any) -> Iterator[None]:
     """Capture ``graph`` on ``stream`` into ``pool``, without ``torch.cuda.graph``'s device synchronisation and
-    cache emptying; autocast's cache of cast weights is off inside (its tensors would outlive the capture)."""
+    cache emptying (the capture stream waits for the work queued before it instead); autocast's cache of cast
+    weights is off inside (its tensors would outlive the capture). ``thread_local``: other threads (the data
+    loader's pinning, a prefetch thread) may allocate meanwhile. After a failed capture the GPUs' random generators
+    are renewed (:func:`renew_cuda_generators`)."""
     import torch
 
     stream.wait_stream(torch.cuda.current_stream())
@@ -172,10 +175,29 @@ def recording(graph: Any, stream: Any, pool: Any) -> Iterator[None]:
     with autocast, torch.cuda.stream(stream):
         graph.capture_begin(pool=pool, capture_error_mode="thread_local")
         try:
-            yield
-        finally:
-            graph.capture_end()
+            try:
+                yield
+            finally:
+                graph.capture_end()
+        except BaseException:
+            renew_cuda_generators()
+            raise
     torch.cuda.current_stream().wait_stream(stream)
+
+
+def renew_cuda_generators() -> None:
+    """Give each GPU's default random generator a fresh state with the same seed and offset.
+
+    A capture that fails can end without the generator leaving its capturing mode, and its next random draw outside
+    a capture (dropout, sampling) then fails with "Offset increment outside graph capture". The fresh state carries
+    on the same random stream.
+    """
+    import torch
+
+    for generator in torch.cuda.default_generators:
+        fresh = torch.Generator(device=generator.device)
+        fresh.set_state(generator.get_state())
+        generator.graphsafe_set_state(fresh)
 
 
 def base_model(model: Any) -> Any:

@@ -32,7 +32,6 @@ warning, and the layers run eagerly as before.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -40,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from voxplug.evaluation.decoding import recording
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
 
 log = logging.getLogger("voxplug.training")
 
@@ -232,27 +233,12 @@ class LayerGraphs:
             enabled=torch.is_autocast_enabled(device_type),
             cache_enabled=False,
         ):
-            with self._recording(forward):
+            with recording(forward, self._stream, self._pool):
                 output = self.run(*static)
             grad_output = torch.empty_like(output)
-            with self._recording(backward):
+            with recording(backward, self._stream, self._pool):
                 grads = torch.autograd.grad(output, wanted, grad_output, allow_unused=True)
         return _Captured(forward, backward, static, output.detach(), grad_output, tuple(grads))
-
-    @contextlib.contextmanager
-    def _recording(self, graph: Any) -> Iterator[None]:
-        """Capture ``graph`` on this object's stream: ``torch.cuda.graph`` without its device synchronisation and
-        its emptying of the device and pinned-memory caches, which would make the next steps allocate afresh
-        (the capture stream waits for the work queued before it instead). ``thread_local``: the data loader's
-        pinning thread may allocate host memory meanwhile."""
-        self._stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self._stream):
-            graph.capture_begin(pool=self._pool, capture_error_mode="thread_local")
-            try:
-                yield
-            finally:
-                graph.capture_end()
-        torch.cuda.current_stream().wait_stream(self._stream)
 
 
 def _signature(inputs: tuple[torch.Tensor, ...]) -> tuple[Any, ...]:
