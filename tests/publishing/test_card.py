@@ -140,3 +140,21 @@ def test_template_is_read_from_the_package_not_the_working_folder(
 @pytest.mark.parametrize(("seconds", "shown"), [(42.25, "42.2 s"), (125, "2 min 05 s"), (3725.4, "1 h 02 min 05 s")])
 def test_format_duration(seconds: float, shown: str) -> None:
     assert format_duration(seconds) == shown
+
+
+def test_a_qlora_card_says_the_base_was_4bit(lora_run: Path, tmp_path: Path, plugin_host: PluginHost) -> None:
+    """A run over a 4-bit base (``model.quantization``) says so in the summary, the training table, the usage and
+    the tags; the same run without it says nothing of 4 bits."""
+    run = shutil.copytree(lora_run, tmp_path / "run")
+    config_file = run / "training_config.json"
+    config = json.loads(config_file.read_text())
+    plain_metadata, plain_body = card_parts(render(run))
+    config.setdefault("model", {})["quantization"] = "nf4"
+    config_file.write_text(json.dumps(config))
+    metadata, body = card_parts(render(run))
+    assert "4-bit" not in plain_body and "qlora" not in plain_metadata["tags"]
+    assert {"lora", "qlora", "4-bit"} <= set(metadata["tags"])
+    assert "over the base quantized to 4-bit NF4: QLoRA" in body
+    assert "| base weights in training | 4-bit NF4 (bitsandbytes), computing in bf16 |" in body
+    assert 'bnb_4bit_quant_type="nf4"' in body
+    assert metadata["base_model"] == BASE_REPO  # the adapter still names the bf16 base it loads on

@@ -99,7 +99,8 @@ def display_name(model_id: str, model: PublishableModel) -> str:
 
 
 def _method_tags(model: PublishableModel) -> list[str]:
-    return ["lora", "peft"] if model.kind == "adapter" else ["full-fine-tune"]
+    tags = ["lora", "peft"] if model.kind == "adapter" else ["full-fine-tune"]
+    return [*tags, "qlora", "4-bit"] if _quantization(model.training_config) else tags
 
 
 def _eval_results(model: PublishableModel, hub_datasets: list[str]) -> list[Any]:
@@ -161,10 +162,18 @@ def _card_facts(model: PublishableModel, model_id: str) -> dict[str, Any]:
         "hyperparameters": _hyperparameters(training),
         "train": {key: value for key, value in model.train_results.items() if not SECRET_KEY.search(key)},
         "plugin_options": _plugin_options(model.training_config),
+        "quantization": _quantization(model.training_config),
         "has_merged": model.merged_dir is not None,
         "has_curves": any(path.name == "curves.png" for path in model.result_files()),
         "voxplug_version": str(model.info.get("voxplug_version") or ""),
     }
+
+
+def _quantization(training_config: Any) -> str | None:
+    """The 4-bit format the base was loaded in for training (``model.quantization``), if any."""
+    model = training_config.get("model", {}) if isinstance(training_config, dict) else {}
+    value = model.get("quantization") if isinstance(model, dict) else None
+    return str(value) if value else None
 
 
 def _decided_batch(training_config: Any) -> dict[str, Any]:
@@ -240,9 +249,10 @@ def _summary(facts: dict[str, Any]) -> str:
         base_link = f"`{base}`" if base else "a base model loaded from a local folder (its Hub id was not recorded)"
     what = "A LoRA adapter for" if facts["kind"] == "adapter" else "A fine-tuned version of"
     langs = ", ".join(facts["languages"]) or "the languages of its training data"
-    return (
-        f"{what} {base_link} that transcribes speech ({langs}), trained with voxplug ({facts['method'] or 'unknown'})."
-    )
+    method = facts["method"] or "unknown"
+    if facts["quantization"]:
+        method += f" over the base quantized to 4-bit {facts['quantization'].upper()}: QLoRA"
+    return f"{what} {base_link} that transcribes speech ({langs}), trained with voxplug ({method})."
 
 
 def _results(facts: dict[str, Any]) -> str:
@@ -273,6 +283,13 @@ def _usage(facts: dict[str, Any]) -> str:
     }
     style = "realtime" if facts["family"] in STREAMING_FAMILIES else "voxtral" if model_class else "pipeline"
     text = load_template(f"usage_{style}_{facts['kind']}.md").substitute(values).strip()
+    if facts["quantization"] and facts["kind"] == "adapter":
+        text += (
+            f"\n\nThe adapter was trained over the base quantized to 4-bit {facts['quantization'].upper()}. It loads "
+            "on the bf16 base as above; to run it in the memory it trained in, load the base with "
+            "`quantization_config=BitsAndBytesConfig(load_in_4bit=True, "
+            f'bnb_4bit_quant_type="{facts["quantization"]}", bnb_4bit_compute_dtype=torch.bfloat16)`.'
+        )
     if facts["has_merged"]:
         text += (
             f"\n\nThe `merged/` folder holds the adapter merged into the base model, a standalone model:\n"
@@ -286,6 +303,10 @@ def _training(facts: dict[str, Any]) -> str:
     train = facts["train"]
     base = facts["base_model"] or "a local folder (not published)"
     rows: list[tuple[str, Any]] = [("base model", base), ("result", facts["kind"])]
+    if facts["quantization"]:
+        rows.append(
+            ("base weights in training", f"4-bit {facts['quantization'].upper()} (bitsandbytes), computing in bf16")
+        )
     rows += list(facts["hyperparameters"].items())
     rows += [("duration", format_duration(train.get("train_runtime"))), ("hardware", _hardware(train.get("hardware")))]
     rows += [(label, train.get(key)) for key, label in RESULT_KEYS]
