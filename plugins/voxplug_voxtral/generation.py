@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxplug.api import DecodeStats, base_model, transcribe_clips
 from voxplug_voxtral.collator import VoxtralBatchBuilder
+from voxplug_voxtral.transcription_inputs import TranscriptionInputs, is_voxtral_processor
 
 if TYPE_CHECKING:
     import numpy as np
@@ -217,10 +218,21 @@ class VoxtralPrompts:
 
 
 class VoxtralDecoding:
-    """:class:`voxplug.evaluation.batching.FastTranscription` for one Voxtral model and its processor."""
+    """:class:`voxplug.evaluation.batching.FastTranscription` for one Voxtral model and its processor.
+
+    Prompts and features come from :class:`~voxplug_voxtral.transcription_inputs.TranscriptionInputs` (the
+    processor's, without its per-clip work; features computed on the model's device), or from the processor
+    itself where that cannot reproduce them, or with ``processor_inputs``.
+    """
 
     def __init__(
-        self, model: Any, processor: Any, *, model_id: str = "voxtral", attention: StepAttention | None = None
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        model_id: str = "voxtral",
+        attention: StepAttention | None = None,
+        processor_inputs: bool = False,
     ) -> None:
         import torch
 
@@ -228,6 +240,8 @@ class VoxtralDecoding:
         self.attention = attention
         self.collator = VoxtralBatchBuilder(processor, model_id=model_id)
         self.device = model_device(self.model)
+        fast = not processor_inputs and is_voxtral_processor(processor)
+        self.inputs = TranscriptionInputs(self.collator, self.device) if fast else None
         self.eos_ids = (self.collator.eos_token_id,)
         self.pad_id = self.collator.pad_token_id
         text = self.model.config.text_config
@@ -265,7 +279,8 @@ class VoxtralDecoding:
         import torch
 
         rows = [{"audio": audio, "language": language} for audio, language in zip(audios, languages, strict=True)]
-        prompts, features = self.collator.encode_prompts(rows)
+        encoded = self.inputs.encode(rows) if self.inputs is not None else None
+        prompts, features = encoded or self.collator.encode_prompts(rows)
         lengths = sorted({len(prompt) for prompt in prompts})
         if len(lengths) > 1:
             raise ValueError(f"clips of one prompt key got prompts of {lengths} tokens")
@@ -299,11 +314,13 @@ def transcribe_ids(
     model_id: str = "voxtral",
     stats: DecodeStats | None = None,
     attention: StepAttention | None = None,
+    processor_inputs: bool = False,
 ) -> list[list[int]]:
     """Greedy new token ids of each clip, without the end-of-sequence token (see :func:`transcribe`).
 
     ``graph_shapes`` runs the GPU's decoding shapes on any device (see :func:`~voxplug.evaluation.batching.
-    transcribe_clips`); ``attention`` chooses how the decoding steps attend (:class:`StepAttention`).
+    transcribe_clips`); ``attention`` chooses how the decoding steps attend (:class:`StepAttention`);
+    ``processor_inputs`` has the processor prepare every clip itself (see :class:`VoxtralDecoding`).
     """
     import torch
 
@@ -312,7 +329,9 @@ def transcribe_ids(
     try:
         with torch.inference_mode():
             return transcribe_clips(
-                VoxtralDecoding(model, processor, model_id=model_id, attention=attention),
+                VoxtralDecoding(
+                    model, processor, model_id=model_id, attention=attention, processor_inputs=processor_inputs
+                ),
                 audios,
                 languages,
                 max_new_tokens=max_new_tokens,
