@@ -98,6 +98,34 @@ def test_voxtral_rows_stopping_at_eos_leave_the_batch(
     assert len({len(tokens) for tokens in theirs}) > 1 and min(len(tokens) for tokens in theirs) < 39
 
 
+@pytest.mark.parametrize("graph_shapes", SHAPES)
+def test_voxtral_fast_inputs_give_the_processor_inputs_tokens(
+    voxtral: tuple[Any, Any], clips: list[np.ndarray], graph_shapes: bool
+) -> None:
+    """Prompts and features from :class:`TranscriptionInputs` against the processor's own, clip by clip; loud audio
+    (clipped by the processor's 16-bit WAV) included."""
+    import torch
+    from voxplug_voxtral.generation import VoxtralDecoding
+
+    from voxplug.evaluation.batching import transcribe_clips
+
+    model, processor = voxtral
+    audios = [*clips, clips[4] * np.float32(3.0)]
+    languages = [*LANGUAGES, "fr", "en"]
+    tokens = {}
+    for processor_inputs in (False, True):
+        engine = VoxtralDecoding(model, processor, processor_inputs=processor_inputs)
+        with torch.inference_mode():
+            tokens[processor_inputs] = transcribe_clips(
+                engine, audios, languages, max_new_tokens=12, batch_size=4, graph_shapes=graph_shapes
+            )
+        if not processor_inputs:  # the fast path built one prompt per (chunks, language) and took every clip
+            assert engine.inputs is not None
+            assert set(engine.inputs.prompts) == {(1, "en"), (1, None), (1, "fr"), (2, "fr")}
+    assert tokens[False] == tokens[True]
+    assert all(len(row) == 12 for row in tokens[False]) and len({tuple(row) for row in tokens[False]}) > 3
+
+
 def test_lora_layers_take_part_and_can_be_switched_off(voxtral: tuple[Any, Any], clips: list[np.ndarray]) -> None:
     import copy
 

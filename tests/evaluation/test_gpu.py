@@ -79,6 +79,33 @@ def test_voxtral_graphs_under_autocast_as_evaluation_in_training(tiny_voxtral: P
     assert stats.rows == len(audios)  # the batch size came from free memory: every clip at once
 
 
+def test_voxtral_features_on_the_gpu_are_the_processors_within_tolerance_and_give_its_tokens(
+    tiny_voxtral: Path, audios: list[np.ndarray]
+) -> None:
+    """cuFFT is not the CPU's FFT, so the GPU's log-mel features (values about -1.5 to 2) may differ from the
+    processor's in the last bits: at most 1e-3 anywhere and 1e-5 on average (float32 against float64 on the CPU
+    differ by 6e-5 at most). Through the prefetch thread, the fast decoder's tokens are the processor inputs'."""
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral import generation
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
+    from voxplug_voxtral.transcription_inputs import TranscriptionInputs
+
+    processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    collator = VoxtralBatchBuilder(processor)
+    rows = [{"audio": audio, "language": "en"} for audio in audios]
+    prompts, features = collator.encode_prompts(rows)
+    inputs = TranscriptionInputs(collator, "cuda:0")
+    encoded = inputs.encode(rows)
+    assert encoded is not None and inputs.stream is not None  # computed on the GPU, on a stream of its own
+    assert encoded[0] == prompts and encoded[1].shape == features.shape
+    difference = (encoded[1] - features).abs()
+    assert difference.max() <= 1e-3 and difference.mean() <= 1e-5, (difference.max(), difference.mean())
+    model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral).to("cuda").eval()
+    ours, _ = fast(generation, model, processor, audios, batch_size=8, max_new_tokens=40)
+    theirs, _ = fast(generation, model, processor, audios, batch_size=8, max_new_tokens=40, processor_inputs=True)
+    assert ours == theirs
+
+
 def test_whisper_tiny_en_graphs_match_generate(tiny_en_folder: Path, audios: list[np.ndarray]) -> None:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
     from voxplug_whisper import generation
