@@ -24,6 +24,9 @@ Two suites:
     which compiles the decoding step (``torch.compile``, mode ``reduce-overhead``) on CUDA; its first batch
     (the compilation) is timed apart.
 
+  Before the variants, ``host_prepare_ms_per_clip``: the host's preparation of the prompt passes' inputs per clip
+  on the ``voxplug`` clips, the processor's path against ``TranscriptionInputs`` (see :func:`host_prepare`).
+
   Per variant: clips/s, decoded tokens/s, real-time factor (seconds of compute per second of audio), peak GPU
   memory, ms per decoding step (voxplug: decoding alone, timed apart from the prompt passes; plain: wall time per
   step, prompts included) against the memory-bandwidth floor at that batch: reading the language model's weights
@@ -353,6 +356,9 @@ def voxtral_suite(bench: Bench) -> None:
 
     # warm the device and its libraries up once, untimed
     transcribe_ids(model, processor, audios[:2], ["en", "en"], max_new_tokens=4, graph_shapes=graph_shapes)
+    results["host_prepare_ms_per_clip"] = host_prepare(model, processor, audios, ["en"] * len(audios))
+    print(json.dumps({"host_prepare_ms_per_clip": results["host_prepare_ms_per_clip"]}), flush=True)
+    bench.save()
     own = measure(bench, "voxplug", voxplug(None, True, len(audios)), audio_s)
     own_batch = (own or {}).get("batch_size") or args.own_batch
     baseline_clips = min(args.baseline_clips, len(audios))
@@ -395,6 +401,44 @@ def voxtral_suite(bench: Bench) -> None:
             results.setdefault("step_profiles", {})[spec] = profile
             print(json.dumps({"step_profile": spec, **profile}, default=str)[:3000], flush=True)
             bench.save()
+
+
+def host_prepare(model: Any, processor: Any, audios: list[np.ndarray], languages: list[str]) -> dict[str, Any]:
+    """Milliseconds per clip that ``VoxtralDecoding.encode`` (prompt ids and features for a prompt pass) takes on
+    the host, in the groups ``transcribe_clips`` hands it (one prompt key, ``PREFILL_ROWS`` clips): ``processor``
+    (``apply_transcription_request`` per clip), ``fast`` (``TranscriptionInputs``, features on the model's device,
+    each prompt built once through the processor on the way) and ``fast_prompts_cached`` (a second pass). Also
+    whether both paths give the same prompts, and the largest difference between their features."""
+    from voxplug_voxtral.generation import VoxtralDecoding
+
+    from voxplug.evaluation.batching import PREFILL_ROWS, plan_batches
+
+    processor_path, fast_path = (VoxtralDecoding(model, processor, processor_inputs=flag) for flag in (True, False))
+    keys = [fast_path.prompt_key(audio, language) for audio, language in zip(audios, languages, strict=True)]
+    groups = plan_batches(keys, [len(audio) / SAMPLING_RATE for audio in audios], PREFILL_ROWS)
+    seconds = {"processor": 0.0, "fast": 0.0, "fast_prompts_cached": 0.0}
+    same_prompts, largest = True, 0.0
+
+    def timed(name: str, decoding: Any, group: list[int]) -> Any:
+        started = time.perf_counter()
+        prompts = decoding.encode([audios[i] for i in group], [languages[i] for i in group])
+        seconds[name] += time.perf_counter() - started  # features come back on the CPU: the device is done
+        return prompts
+
+    for group in groups:
+        theirs, ours = timed("processor", processor_path, group), timed("fast", fast_path, group)
+        same_prompts = same_prompts and bool(ours.input_ids.equal(theirs.input_ids))
+        largest = max(largest, float((ours.features - theirs.features).abs().max()))
+    for group in groups:
+        timed("fast_prompts_cached", fast_path, group)
+    return {
+        **{name: round(total / len(audios) * 1e3, 3) for name, total in seconds.items()},
+        "clips": len(audios),
+        "groups": len(groups),
+        "feature_device": str(fast_path.device) if fast_path.inputs is not None else "processor",
+        "same_prompts": same_prompts,
+        "features_max_abs_difference": largest,
+    }
 
 
 def step_attention(spec: str) -> Any:

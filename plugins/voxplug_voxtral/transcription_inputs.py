@@ -151,11 +151,13 @@ class TranscriptionInputs:
         (on silence of that length); None, and the processor for every row from then on, where its features for
         that clip are not ``chunks`` blocks."""
         import numpy as np
+        import torch
 
         key = (chunks, language)
         if key not in self.prompts:
             silence = np.zeros(chunks * self.chunk_samples, dtype=np.float32)
-            (prompt,), features = self.collator.encode_prompts([{"audio": silence, "language": language}])
+            with torch.autocast("cpu", enabled=False):  # the processor's features are float32 numpy arrays
+                (prompt,), features = self.collator.encode_prompts([{"audio": silence, "language": language}])
             if len(features) != chunks:
                 self.usable = False
                 return None
@@ -209,7 +211,7 @@ class TranscriptionInputs:
             context: Any = torch.cuda.stream(self.stream)
         else:
             context = nullcontext()
-        with context:
+        with context, torch.autocast(self.device.type, enabled=False):  # float32, as the processor computes them
             features = self.feature_extractor(waves, device=str(self.device), **self.extractor_kwargs)["input_features"]
         clips, bins, _ = features.shape
         return features.reshape(clips, bins, -1, self.frames_per_chunk).transpose(1, 2)

@@ -47,6 +47,9 @@ def test_smoke_run_writes_every_variant_and_the_same_tokens(tmp_path: Path) -> N
         same = variants[name]["tokens_vs_plain_b8"]
         assert same["identical_clips"] == same["clips_compared"] == 8, (name, same)
     assert results["ratios"]["voxplug/plain-b8"] > 0
+    prepare = results["host_prepare_ms_per_clip"]  # on the CPU the fast inputs are the processor's, bit for bit
+    assert prepare["clips"] == 12 and prepare["processor"] > 0 and prepare["fast_prompts_cached"] > 0, prepare
+    assert prepare["same_prompts"] and prepare["features_max_abs_difference"] == 0.0, prepare
     table = finished.stdout.split("\nvoxtral on cpu", 1)[1].splitlines()  # printed last, then the JSON's path
     assert table[1].split()[:3] == ["variant", "batch", "clips/s"] and table[-1] == f"results: {out}"
 

@@ -141,3 +141,17 @@ def test_an_unknown_language_fails_as_in_the_processor_path(tiny_voxtral: Path, 
     with pytest.raises(DataError) as ours:
         decoding.encode(audios, languages)
     assert str(ours.value) == str(theirs.value) and "row 1" in str(ours.value)
+
+
+def test_features_are_float32_under_autocast(processor: Any, speech: np.ndarray) -> None:
+    """With the CPU's shapes the inputs are prepared on the calling thread, which may be autocasting (evaluation
+    inside a mixed-precision region): the features are still the processor's float32 ones."""
+    from voxplug_voxtral.collator import VoxtralBatchBuilder
+    from voxplug_voxtral.transcription_inputs import TranscriptionInputs
+
+    collator = VoxtralBatchBuilder(processor)
+    rows = [{"audio": speech[: 16000 * 7], "language": "en"}]
+    _, features = collator.encode_prompts(rows)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        encoded = TranscriptionInputs(collator).encode(rows)
+    assert encoded is not None and torch.equal(encoded[1], features)
