@@ -12,6 +12,7 @@ On the CPU the features are bit for bit the processor's.
 from __future__ import annotations
 
 import io
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-#: The most audio samples (clips x padded length) one feature-extractor call takes: on a GPU its intermediates
-#: (the complex STFT above all) stay near 200 MB.
+log = logging.getLogger("voxplug.evaluation")
+
+#: The most audio samples (clips x padded length) one feature-extractor call takes, so that its intermediates on a
+#: GPU (the complex STFT above all) stay what a prompt pass of 16 clips of 30 s needs, whatever the clips' length.
 FEATURE_BATCH_SAMPLES = 16 * 30 * SAMPLING_RATE
 
 
@@ -159,6 +162,9 @@ class TranscriptionInputs:
             with torch.autocast("cpu", enabled=False):  # the processor's features are float32 numpy arrays
                 (prompt,), features = self.collator.encode_prompts([{"audio": silence, "language": language}])
             if len(features) != chunks:
+                log.warning(
+                    "the processor gives %d feature blocks for %d chunks: it prepares every clip", len(features), chunks
+                )
                 self.usable = False
                 return None
             self.prompts[key] = prompt
