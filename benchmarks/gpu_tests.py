@@ -14,9 +14,12 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = (
@@ -38,10 +41,12 @@ PACKAGES = (
 
 
 class Outcomes:
-    """A pytest plugin that records each test's outcome and duration."""
+    """A pytest plugin that records each test's outcome and duration, and calls ``after_each`` once a test is done
+    (so that a run stopped by a time limit keeps what it had)."""
 
-    def __init__(self) -> None:
+    def __init__(self, after_each: Callable[[], None] = lambda: None) -> None:
         self.tests: dict[str, dict[str, Any]] = {}
+        self.after_each = after_each
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.tests.setdefault(report.nodeid, {"outcome": "passed", "seconds": 0.0})
@@ -51,6 +56,8 @@ class Outcomes:
         elif report.failed:
             entry["outcome"] = "failed" if report.when == "call" else f"error in {report.when}"
             entry["message"] = str(report.longrepr)[-2000:]
+        if report.when == "teardown":
+            self.after_each()
 
 
 def gpu_test_files() -> list[str]:
@@ -95,26 +102,32 @@ def main() -> int:
         help="test paths and pytest options (default: every module that holds a GPU test); only tests marked gpu run",
     )
     args = parser.parse_args()
-    outcomes = Outcomes()
     started = time.time()
+    header = {"date": time.strftime("%Y-%m-%d"), "card": card(), "python": platform.python_version()}
+    header["packages"] = versions()
+
+    def save(status: int | None) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for entry in outcomes.tests.values():
+            counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
+        result = {
+            **header,
+            "wall_s": round(time.time() - started, 1),
+            "exit_status": status,  # None while the run is still going (or was stopped)
+            "counts": counts,
+            "tests": outcomes.tests,
+        }
+        partial = args.out.with_suffix(".partial")
+        partial.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        partial.replace(args.out)
+        return result
+
+    outcomes = Outcomes(lambda: save(None))
     targets = args.pytest_args or gpu_test_files()
-    status = pytest.main(["-p", "no:cacheprovider", "-q", "-m", "gpu", *targets], plugins=[outcomes])
-    counts: dict[str, int] = {}
-    for entry in outcomes.tests.values():
-        counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "card": card(),
-        "python": platform.python_version(),
-        "packages": versions(),
-        "wall_s": round(time.time() - started, 1),
-        "exit_status": int(status),
-        "counts": counts,
-        "tests": outcomes.tests,
-    }
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"card": result["card"].get("name"), "counts": counts}))
-    return int(status)
+    status = int(pytest.main(["-p", "no:cacheprovider", "-q", "-m", "gpu", *targets], plugins=[outcomes]))
+    result = save(status)
+    print(json.dumps({"card": result["card"].get("name"), "counts": result["counts"]}))
+    return status
 
 
 if __name__ == "__main__":
