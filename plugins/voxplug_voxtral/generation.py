@@ -221,8 +221,8 @@ class VoxtralDecoding:
     """:class:`voxplug.evaluation.batching.FastTranscription` for one Voxtral model and its processor.
 
     Prompts and features come from :class:`~voxplug_voxtral.transcription_inputs.TranscriptionInputs` (the
-    processor's, without its per-clip work; features computed on the model's device), or from the processor
-    itself where that cannot reproduce them, or with ``processor_inputs``.
+    processor's, without its per-clip work; features computed on the host, as the processor does), or from the
+    processor itself where that cannot reproduce them, or with ``processor_inputs``.
     """
 
     def __init__(
@@ -241,7 +241,7 @@ class VoxtralDecoding:
         self.collator = VoxtralBatchBuilder(processor, model_id=model_id)
         self.device = model_device(self.model)
         fast = not processor_inputs and is_voxtral_processor(processor)
-        self.inputs = TranscriptionInputs(self.collator, self.device) if fast else None
+        self.inputs = TranscriptionInputs(self.collator) if fast else None
         self.eos_ids = (self.collator.eos_token_id,)
         self.pad_id = self.collator.pad_token_id
         text = self.model.config.text_config
