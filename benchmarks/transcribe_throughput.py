@@ -406,7 +406,7 @@ def voxtral_suite(bench: Bench) -> None:
 def host_prepare(model: Any, processor: Any, audios: list[np.ndarray], languages: list[str]) -> dict[str, Any]:
     """Milliseconds per clip that ``VoxtralDecoding.encode`` (prompt ids and features for a prompt pass) takes on
     the host, in the groups ``transcribe_clips`` hands it (one prompt key, ``PREFILL_ROWS`` clips): ``processor``
-    (``apply_transcription_request`` per clip), ``fast`` (``TranscriptionInputs``, features on the model's device,
+    (``apply_transcription_request`` per clip), ``fast`` (``TranscriptionInputs`` as the decoder uses it,
     each prompt built once through the processor on the way) and ``fast_prompts_cached`` (a second pass). Also
     whether both paths give the same prompts, and the largest difference between their features."""
     from voxplug_voxtral.generation import VoxtralDecoding
@@ -435,7 +435,7 @@ def host_prepare(model: Any, processor: Any, audios: list[np.ndarray], languages
         **{name: round(total / len(audios) * 1e3, 3) for name, total in seconds.items()},
         "clips": len(audios),
         "groups": len(groups),
-        "feature_device": str(fast_path.device) if fast_path.inputs is not None else "processor",
+        "feature_device": str(fast_path.inputs.device) if fast_path.inputs is not None else "processor",
         "same_prompts": same_prompts,
         "features_max_abs_difference": largest,
     }
