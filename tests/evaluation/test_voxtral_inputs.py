@@ -155,3 +155,15 @@ def test_features_are_float32_under_autocast(processor: Any, speech: np.ndarray)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         encoded = TranscriptionInputs(collator).encode(rows)
     assert encoded is not None and torch.equal(encoded[1], features)
+
+
+def test_float64_audio_between_float32_values_gets_the_processors_rounding(processor: Any, speech: np.ndarray) -> None:
+    """float64 samples just below a 16-bit level's rounding boundary, whose nearest float32 lies on the boundary:
+    converted to 16 bits from float64 they would round down, from float32 up. Both paths take a row's audio as
+    float32 (``audio_of``) before anything else, so they agree."""
+    levels = np.arange(-2000, 2000) * 65536.0
+    below_boundaries = (levels - 0.5) / 2**31 - 2**-50  # float32 rounds each to its boundary
+    assert np.any(below_boundaries.astype(np.float32).astype(np.float64) != below_boundaries)
+    audio = np.concatenate([below_boundaries, speech[:16000].astype(np.float64)])
+    (fast_prompts, fast_features), (prompts, features) = both_paths(processor, [{"audio": audio, "language": "en"}])
+    assert fast_prompts == prompts and torch.equal(fast_features, features)
