@@ -5,8 +5,8 @@ read it back, write it again and read it again, tokenizes the prompt, zero-pads 
 runs the Whisper feature extractor on that one clip. :class:`TranscriptionInputs` gives the same ``input_ids`` and
 ``input_features``: a prompt depends only on the clip's number of chunks and its language, so each is built once
 through the processor itself and reused; the WAV round trips are one exact numeric step (checked against soundfile
-once per process); and the processor's own feature extractor runs once for many clips, on the model's device.
-On the CPU the features are bit for bit the processor's.
+once per process); and the processor's own feature extractor runs once for many clips, on the host or a GPU.
+Computed on the CPU, the features are bit for bit the processor's.
 """
 
 from __future__ import annotations
