@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from voxplug.tempfiles import write_json
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -118,9 +120,7 @@ def main() -> int:
             "counts": counts,
             "tests": outcomes.tests,
         }
-        partial = args.out.with_suffix(".partial")
-        partial.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        partial.replace(args.out)
+        write_json(args.out, result)
         return result
 
     outcomes = Outcomes(lambda: save(None))
