@@ -50,6 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from train_throughput import build_processor, card_slug, make_clips, random_voxtral  # noqa: E402
 
+from voxplug.tempfiles import write_json  # noqa: E402
+
 PRESET = "voxtral-mini-lora"
 BUDGETS = ("clip", "reference")
 SCHEDULES = ("every-epoch", "preset")
@@ -315,13 +317,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.out_file is not None:
             write_json(args.out_file, out)
     return out
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
 
 
 def print_table(out: dict[str, Any]) -> None:
