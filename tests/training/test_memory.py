@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +28,6 @@ RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 TOLERANCE = 0.15
 #: Voxtral's audio tokens for one 30 s chunk: the probes' rows are 375 of them and the transcript's tokens.
 AUDIO_TOKENS = 375
-#: Whisper-large-v3's shape as its benchmark built it (benchmarks/whisper_throughput.py).
-WHISPER_LARGE_V3 = {
-    "d_model": 1280,
-    "encoder_layers": 32,
-    "decoder_layers": 32,
-    "encoder_attention_heads": 20,
-    "decoder_attention_heads": 20,
-    "encoder_ffn_dim": 5120,
-    "decoder_ffn_dim": 5120,
-    "num_mel_bins": 128,
-    "max_source_positions": 1500,
-    "max_target_positions": 448,
-    "vocab_size": 51866,
-}
 #: The longest decoder row of the Whisper benchmark's clips (up to 29 s of English speech): an assumption, since the
 #: benchmark did not record its rows' token counts (benchmarks/NOTES.md, "Memory estimate").
 WHISPER_ROW_TOKENS = 104
@@ -200,14 +187,19 @@ def test_the_fit_check_passes_what_ran_and_refuses_what_ran_out_of_memory(
 
 @pytest.mark.parametrize(("name", "method"), [("voxplug-lora", "lora"), ("voxplug-full", "full")])
 def test_estimate_is_within_tolerance_of_measured_whisper_runs(
-    tmp_path: Path, tiny_model: Path, name: str, method: str
+    tmp_path: Path, tiny_model: Path, name: str, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import importlib
+
     from transformers import WhisperConfig
     from voxplug_whisper.family import WhisperFamily
 
+    monkeypatch.syspath_prepend(str(RESULTS.parent))  # Whisper-large-v3's shape as its benchmark built it
+    monkeypatch.delitem(sys.modules, "whisper_throughput", raising=False)
+    large_v3 = importlib.import_module("whisper_throughput").LARGE_V3
     folder = tmp_path / "large-v3"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(WhisperConfig(**WHISPER_LARGE_V3).to_dict()), encoding="utf-8")
+    (folder / "config.json").write_text(json.dumps(WhisperConfig(**large_v3).to_dict()), encoding="utf-8")
     family = WhisperFamily()
     shape = family.model_shape(str(folder))
     results = recorded("whisper_throughput-large-v3-nvidia-h100-80gb-hbm3.json")
