@@ -14,10 +14,8 @@ attention packed as transformers' SDPA path packs it, without repeating the keys
 
 from __future__ import annotations
 
-import functools
 import math
-import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,7 +61,7 @@ def generate_batch(
 
 
 #: How a decoding step may lay out grouped-query attention (see :class:`StepAttention`).
-ATTENTION_LAYOUTS = ("packed", "gqa", "flex")
+ATTENTION_LAYOUTS = ("packed", "gqa")
 #: The names :class:`StepAttention` takes for PyTorch's SDPA backends (``torch.nn.attention.SDPBackend``).
 SDPA_BACKENDS = {
     "cudnn": "CUDNN_ATTENTION",
@@ -79,11 +77,9 @@ class StepAttention:
 
     ``layout``: ``packed`` (the query heads that share a key/value head become that head's queries: one SDPA call
     over the cache's own heads, as transformers' SDPA path packs grouped-query attention) or ``gqa`` (the query
-    heads as they are, with SDPA's ``enable_gqa``) or ``flex`` (PyTorch's FlexAttention, compiled on a GPU, whose
-    kernel for a few query rows splits the cache's positions across thread blocks). All read every key/value head
-    once and give the same tokens. ``backends``: the SDPA backends the step may use (``cudnn``, ``flash``,
-    ``efficient``, ``math``; None: PyTorch's own choice; not for ``flex``). For measuring which is fastest on a
-    card; the default is ``packed`` with PyTorch's choice.
+    heads as they are, with SDPA's ``enable_gqa``). Both read every key/value head once and give the same tokens.
+    ``backends``: the SDPA backends the step may use (``cudnn``, ``flash``, ``efficient``, ``math``; None:
+    PyTorch's own choice). For measuring which is fastest on a card; the default is ``packed`` with PyTorch's choice.
     """
 
     layout: str = "packed"
@@ -92,8 +88,6 @@ class StepAttention:
     def __post_init__(self) -> None:
         if self.layout not in ATTENTION_LAYOUTS:
             raise ValueError(f"attention layout {self.layout!r}: expected one of {', '.join(ATTENTION_LAYOUTS)}")
-        if self.layout == "flex" and self.backends is not None:
-            raise ValueError("the flex attention layout takes no SDPA backends")
         unknown = set(self.backends or ()) - set(SDPA_BACKENDS)
         if unknown:
             raise ValueError(f"SDPA backends {sorted(unknown)}: expected some of {', '.join(SDPA_BACKENDS)}")
@@ -114,21 +108,17 @@ def attend(
     mask: torch.Tensor | None,
     scale: float,
     layout: str = "packed",
-    position: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One query per row (``(rows, heads, 1, dim)``) against ``(rows, kv heads, span, dim)``; ``(rows, 1, width)``.
 
     Without a mask, SDPA's own grouped-query attention (what transformers calls); with one, the ``packed`` layout
     gives the query heads that share a key/value head as that head's queries, the ``gqa`` layout hands SDPA the
-    heads as they are with ``enable_gqa``, the ``flex`` layout hides the positions after ``position`` (the step
-    token's, which ``mask`` marks) in FlexAttention (see :class:`StepAttention`). The cache is never repeated.
+    heads as they are with ``enable_gqa`` (see :class:`StepAttention`). Either way the cache is never repeated.
     """
     import torch
 
     rows, heads, _, dim = query.shape
     groups = heads // keys.shape[1]
-    if layout == "flex":
-        return flex_attend(query, keys, values, None if mask is None else position, scale)
     if mask is None or layout == "gqa":
         out = torch.nn.functional.scaled_dot_product_attention(
             query, keys, values, attn_mask=mask, scale=scale, enable_gqa=groups > 1
@@ -137,44 +127,6 @@ def attend(
         packed = query.reshape(rows, keys.shape[1], groups, dim)
         out = torch.nn.functional.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=scale)
     return out.reshape(rows, 1, heads * dim)
-
-
-def flex_attend(
-    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, filled_through: torch.Tensor | None, scale: float
-) -> torch.Tensor:
-    """:func:`attend` through FlexAttention with its own grouped-query support. ``filled_through`` (the position of
-    the step's token, a tensor) hides the positions after it as a score modification, so the kernel needs no block
-    mask; the modification is built once per position tensor, so the compiled kernel serves every step."""
-    rows, heads, _, dim = query.shape
-    score_mod = None if filled_through is None else _hide_after(filled_through)
-    out = _flex_attention(query.is_cuda)(query, keys, values, score_mod=score_mod, scale=scale, enable_gqa=True)
-    return out.reshape(rows, 1, heads * dim)
-
-
-_SCORE_MODS: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
-
-
-def _hide_after(position: torch.Tensor) -> Callable[..., Any]:
-    """A FlexAttention score modification that hides the key positions after ``position``, one per tensor."""
-    score_mod = _SCORE_MODS.get(position)
-    if score_mod is None:
-        import torch
-
-        def score_mod(score: torch.Tensor, batch: Any, head: Any, q_index: Any, kv_index: Any) -> torch.Tensor:
-            return torch.where(kv_index <= position, score, -float("inf"))
-
-        _SCORE_MODS[position] = score_mod
-    return score_mod
-
-
-@functools.cache
-def _flex_attention(compiled: bool) -> Callable[..., torch.Tensor]:
-    """FlexAttention, compiled once per process on a GPU (its fused kernels exist only compiled); on the CPU its
-    reference arithmetic, for tests of the GPU's path."""
-    import torch
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return torch.compile(flex_attention, fullgraph=True) if compiled else flex_attention
 
 
 class LanguageModelCache:
@@ -243,9 +195,7 @@ class LanguageModelCache:
         keys.index_copy_(2, position.view(1), key.to(keys.dtype))
         values.index_copy_(2, position.view(1), value.to(values.dtype))
         layout = self.attention.layout
-        attended = attend(
-            query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, attention.scaling, layout, position
-        )
+        attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, attention.scaling, layout)
         hidden = hidden + attention.o_proj(attended.to(value.dtype))
         return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
 
