@@ -161,6 +161,61 @@ def test_estimate_is_within_tolerance_of_measured_voxtral_probes(
     assert abs(estimate.peak / measured - 1) <= TOLERANCE, (estimate.peak / GIB, measured / GIB)
 
 
+#: (results file, variant, gradient checkpointing, 4-bit base): Voxtral-Small-24B LoRA runs on an H100.
+SMALL_RUNS = [
+    ("train_throughput-nvidia-h100-80gb-hbm3-small-variants.json", "small-lora-ckpt-mb8", True, False),
+    ("train_throughput-nvidia-h100-80gb-hbm3-small-variants.json", "small-lora-mb2", False, False),
+    ("train_throughput-nvidia-h100-80gb-hbm3-small-mb4.json", "small-lora-mb4", False, False),
+    ("train_throughput-nvidia-h100-80gb-hbm3-small-qlora-24gb.json", "preset-small-qlora-24gb", True, True),
+    ("train_throughput-nvidia-h100-80gb-hbm3-small-qlora-24gb.json", "preset-small-qlora-24gb-bf16", True, False),
+]
+
+
+@pytest.fixture(scope="module")
+def small_shape(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> memory.ModelShape:
+    """Voxtral-Small-24B-2507's shape as its benchmark built it (``benchmarks/train_throughput.py``)."""
+    import importlib
+
+    from voxplug_voxtral.family import VoxtralFamily
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(RESULTS.parent))
+        config = importlib.import_module("train_throughput").voxtral_config("small")
+    folder = with_config(tiny_model, tmp_path_factory.mktemp("small") / "model", config.to_dict())
+    return VoxtralFamily().model_shape(str(folder))
+
+
+@pytest.mark.parametrize(("file", "name", "checkpointing", "quantized"), SMALL_RUNS)
+def test_estimate_is_within_tolerance_of_measured_voxtral_small_runs(
+    small_shape: memory.ModelShape, file: str, name: str, checkpointing: bool, quantized: bool
+) -> None:
+    from voxplug_voxtral.family import VoxtralFamily
+
+    run = variant(file, name)
+    assert run["gradient_checkpointing"] is checkpointing and run["quantization"] is quantized
+    trained = voxtral_method("lora").trained_weights(small_shape.model, VoxtralFamily())
+    base = sum(p.numel() for p in small_shape.model.parameters())
+    assert (trained.added, base + trained.added) == (run["trainable_params"], run["model_params"])
+    step = step_memory(
+        small_shape,
+        trained,
+        MINI_ROW,
+        base_dtype="bf16",
+        precision="bf16",
+        optim="adamw_torch_fused",
+        quantized=quantized,
+    )
+    estimate = estimate_step(
+        step,
+        micro_batch=run["micro_batch"],
+        grad_accum=run["grad_accum"],
+        gradient_checkpointing=checkpointing,
+        label_logits=True,
+    )
+    measured = run["peak_memory_gib"] * GIB
+    assert abs(estimate.peak / measured - 1) <= TOLERANCE, (estimate.peak / GIB, measured / GIB)
+
+
 @pytest.mark.parametrize(
     ("name", "ran"), [("full-default", True), ("full-mb4", False), ("full-liger-cache-ga4", False)]
 )
