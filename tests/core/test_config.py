@@ -47,14 +47,18 @@ def test_the_voxtral_small_preset_is_the_mini_lora_recipe_on_the_24b_checkpoint(
     assert small.model.name_or_path == "mistralai/Voxtral-Small-24B-2507"
     assert small.training.method == "lora" and small.model.dtype == "auto"  # bf16 frozen base under adapters
     assert small.training.plugin_tables()["lora"]["scopes"] == ["language_model"]
-    # checkpointing beside the 24 B frozen weights; everything else (adapters, batch, schedule, evaluation) is Mini's
-    assert small.training.gradient_checkpointing and not mini.training.gradient_checkpointing
+    # the effective batch of 8 in micro-batches of 2 beside the 24 B frozen weights, without checkpointing (the layers
+    # stay CUDA graphs); everything else (adapters, schedule, evaluation, fast paths) is Mini's
+    assert (small.training.batch_size, small.training.grad_accum) == (2, 4)
+    assert mini.training.batch_size * mini.training.grad_accum == 8
+    assert not small.training.gradient_checkpointing and not mini.training.gradient_checkpointing
     differ = {"name", "base_dir", "run_dir"}
 
     def recipe(config: RunConfig) -> dict:
         data = config.model_dump()
         data["model"].pop("name_or_path")
-        data["training"].pop("gradient_checkpointing")
+        data["training"].pop("batch_size")
+        data["training"].pop("grad_accum")
         return {key: value for key, value in data.items() if key not in differ}
 
     assert recipe(small) == recipe(mini)
