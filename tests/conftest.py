@@ -1,11 +1,16 @@
 """Suite-wide: the test tiers, and pytest's own ``pytester`` fixture for tests that run a pytest session of their own.
 
+Processes the tests start get Ctrl+C's SIGINT as a terminal gives it, even where the runner itself was started with
+SIGINT ignored (a background job of a non-interactive shell is), since the ignoring would pass on to them.
+
 Plain ``python -m pytest`` runs the fast tier: tests marked ``slow``, ``browser`` or ``gpu`` are deselected. ``--all``
 runs every tier (GPU tests then skip where there is no CUDA device), and ``-m EXPR`` picks tests by marker as usual,
 instead of the default (``-m slow``, ``-m browser``, ``-m gpu``).
 """
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
@@ -27,9 +32,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Without ``--all`` or ``-m``, select the fast tier (pytest applies ``markexpr`` at collection)."""
+    """Without ``--all`` or ``-m``, select the fast tier (pytest applies ``markexpr`` at collection). An ignored
+    SIGINT gets Python's own handler, which a started program's ``exec`` resets to the default."""
     if not config.option.all_tiers and not config.option.markexpr:
         config.option.markexpr = FAST_TIER
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
