@@ -486,7 +486,11 @@ def test_module_runs_as_a_command(tmp_path: Path) -> None:
         assert HfApi(endpoint=url, token="hf_cli").whoami()["name"] == "alice"
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        try:
+            status = process.wait(timeout=10)
+        finally:
+            process.kill()  # nothing once it has exited; a server that ignored Ctrl+C is not left running
+    assert status == 0
 
 
 # ------------------------------------------------------------------------------------------------ libraries

@@ -282,7 +282,10 @@ def test_the_published_folder_demos_from_anywhere_and_user_errors_print_no_trace
             client.predict(handle_file(str(SPEECH / bundled_rows()[0]["file"])), "Auto", api_name="/transcribe")
     finally:
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=60)[0]
+        try:
+            output = process.communicate(timeout=60)[0]
+        finally:
+            process.kill()  # nothing once it has exited; a server that ignored Ctrl+C is not left running
     assert f"serving {published} on http://127.0.0.1:{port}" in output
     assert "Traceback" not in output
 
