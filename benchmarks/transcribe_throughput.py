@@ -19,7 +19,8 @@ Two suites:
   - ``--attention`` adds ``attn-<LAYOUT[:BACKENDS]>`` variants: ``voxplug`` with the decoding step's attention laid
     out and dispatched another way (``voxplug_voxtral.generation.StepAttention``), tokens compared with
     ``voxplug``'s; ``--profile-steps N`` profiles N eager steps at ``voxplug``'s batch for the default and each
-    ``--attention`` choice and splits their kernel time by kind (``step_profiles``);
+    ``--attention`` choice and splits their kernel time by kind (``step_profiles``), the prompt pass's too
+    (``prompt_pass``: the encoder and the prompt's forward pass for those clips);
   - ``library-b8`` / ``library-own``: transformers' own fast path, ``generate(cache_implementation="static")``,
     which compiles the decoding step (``torch.compile``, mode ``reduce-overhead``) on CUDA; its first batch
     (the compilation) is timed apart.
@@ -506,16 +507,23 @@ def profile_decode(model: Any, processor: Any, audios: list[np.ndarray], steps: 
     decoding, stats = kernel_us(steps + 1)  # the prompt pass gives the first token; then ``steps`` steps
     prompts, _ = kernel_us(1)
     per_step = {name: (us - prompts.get(name, 0.0)) / max(1, stats.steps) for name, us in decoding.items()}
-    per_step = {name: us for name, us in per_step.items() if us > 0.5}
-    total = sum(per_step.values())
-    kinds: dict[str, float] = {}
-    for name, us in per_step.items():
-        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + us
-    top = sorted(per_step.items(), key=lambda item: -item[1])[:15]
     return {
         "rows": len(audios),
         "steps": stats.steps,
-        "kernel_ms_per_step": round(total / 1e3, 3),
+        **kernel_summary(per_step, "kernel_ms_per_step"),
+        "prompt_pass": kernel_summary(prompts, "kernel_ms"),
+    }
+
+
+def kernel_summary(kernel_us: dict[str, float], total_key: str) -> dict[str, Any]:
+    """Kernel times (microseconds by kernel name) as their total, their sums by kind and the 15 longest, in ms."""
+    kept = {name: us for name, us in kernel_us.items() if us > 0.5}
+    kinds: dict[str, float] = {}
+    for name, us in kept.items():
+        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + us
+    top = sorted(kept.items(), key=lambda item: -item[1])[:15]
+    return {
+        total_key: round(sum(kept.values()) / 1e3, 3),
         "by_kind_ms": {kind: round(us / 1e3, 3) for kind, us in sorted(kinds.items(), key=lambda item: -item[1])},
         "top_kernels_ms": [
             {"name": name[:160], "ms": round(us / 1e3, 3), "kind": kernel_kind(name)} for name, us in top

@@ -74,6 +74,8 @@ def test_attention_variants_and_step_profiles(tmp_path: Path) -> None:
     for spec, profile in profiles.items():
         assert profile["rows"] == 4 and profile["steps"] == 2, (spec, profile)
         assert profile["kernel_ms_per_step"] > 0 and "attention" in profile["by_kind_ms"], (spec, profile)
+        prompt_pass = profile["prompt_pass"]  # the encoder and the prompts' forward pass, which dwarf one step
+        assert prompt_pass["kernel_ms"] > profile["kernel_ms_per_step"] and "matmul" in prompt_pass["by_kind_ms"]
 
 
 @pytest.mark.slow
