@@ -65,11 +65,29 @@ def voxtral_method(name: str, **options: Any) -> Any:
     return FullMethod(FullOptions(**options))
 
 
-def gpu_step(shape: memory.ModelShape, family: Any, method: str, row: RowSize) -> memory.StepMemory:
-    """The step of the benchmarks' runs: bf16 on a GPU, fused AdamW, adapters on a bf16 base, full on fp32 masters."""
+def gpu_step(
+    shape: memory.ModelShape, family: Any, method: str, row: RowSize, *, quantized: bool = False
+) -> memory.StepMemory:
+    """The step of the benchmarks' runs: bf16 on a GPU, fused AdamW, adapters on a bf16 (or NF4) base, full on fp32
+    masters."""
     trained = voxtral_method(method).trained_weights(shape.model, family)
     base = "bf16" if method == "lora" else "fp32"
-    return step_memory(shape, trained, row, base_dtype=base, precision="bf16", optim="adamw_torch_fused")
+    return step_memory(
+        shape, trained, row, base_dtype=base, precision="bf16", optim="adamw_torch_fused", quantized=quantized
+    )
+
+
+def assert_near_measured(step: memory.StepMemory, run: dict[str, Any], checkpointing: bool) -> None:
+    """The estimate for ``run``'s micro-batch and accumulation is within :data:`TOLERANCE` of its measured peak."""
+    estimate = estimate_step(
+        step,
+        micro_batch=run["micro_batch"],
+        grad_accum=run["grad_accum"],
+        gradient_checkpointing=checkpointing,
+        label_logits=True,
+    )
+    measured = run["peak_memory_gib"] * GIB
+    assert abs(estimate.peak / measured - 1) <= TOLERANCE, (estimate.peak / GIB, measured / GIB)
 
 
 def recorded(file: str) -> dict[str, Any]:
@@ -131,15 +149,7 @@ def test_estimate_is_within_tolerance_of_measured_voxtral_runs(
     from voxplug_voxtral.family import VoxtralFamily
 
     run = variant(file, name)
-    estimate = estimate_step(
-        gpu_step(mini_shape, VoxtralFamily(), method, MINI_ROW),
-        micro_batch=run["micro_batch"],
-        grad_accum=run["grad_accum"],
-        gradient_checkpointing=checkpointing,
-        label_logits=True,
-    )
-    measured = run["peak_memory_gib"] * GIB
-    assert abs(estimate.peak / measured - 1) <= TOLERANCE, (estimate.peak / GIB, measured / GIB)
+    assert_near_measured(gpu_step(mini_shape, VoxtralFamily(), method, MINI_ROW), run, checkpointing)
 
 
 @pytest.mark.parametrize(("file", "probe", "micro_batch"), MINI_PROBES)
@@ -196,24 +206,8 @@ def test_estimate_is_within_tolerance_of_measured_voxtral_small_runs(
     trained = voxtral_method("lora").trained_weights(small_shape.model, VoxtralFamily())
     base = sum(p.numel() for p in small_shape.model.parameters())
     assert (trained.added, base + trained.added) == (run["trainable_params"], run["model_params"])
-    step = step_memory(
-        small_shape,
-        trained,
-        MINI_ROW,
-        base_dtype="bf16",
-        precision="bf16",
-        optim="adamw_torch_fused",
-        quantized=quantized,
-    )
-    estimate = estimate_step(
-        step,
-        micro_batch=run["micro_batch"],
-        grad_accum=run["grad_accum"],
-        gradient_checkpointing=checkpointing,
-        label_logits=True,
-    )
-    measured = run["peak_memory_gib"] * GIB
-    assert abs(estimate.peak / measured - 1) <= TOLERANCE, (estimate.peak / GIB, measured / GIB)
+    step = gpu_step(small_shape, VoxtralFamily(), "lora", MINI_ROW, quantized=quantized)
+    assert_near_measured(step, run, checkpointing)
 
 
 @pytest.mark.parametrize(
