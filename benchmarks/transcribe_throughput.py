@@ -20,7 +20,7 @@ Two suites:
     out and dispatched another way (``voxplug_voxtral.generation.StepAttention``), tokens compared with
     ``voxplug``'s; ``--profile-steps N`` profiles N eager steps at ``voxplug``'s batch for the default and each
     ``--attention`` choice and splits their kernel time by kind (``step_profiles``), the prompt pass's too
-    (``prompt_pass``: the encoder and the prompt's forward pass for those clips);
+    (``prompt_pass``: the encoder and the prompt's forward pass for those clips, also split by model part);
   - ``library-b8`` / ``library-own``: transformers' own fast path, ``generate(cache_implementation="static")``,
     which compiles the decoding step (``torch.compile``, mode ``reduce-overhead``) on CUDA; its first batch
     (the compilation) is timed apart.
@@ -507,12 +507,64 @@ def profile_decode(model: Any, processor: Any, audios: list[np.ndarray], steps: 
     decoding, stats = kernel_us(steps + 1)  # the prompt pass gives the first token; then ``steps`` steps
     prompts, _ = kernel_us(1)
     per_step = {name: (us - prompts.get(name, 0.0)) / max(1, stats.steps) for name, us in decoding.items()}
+    prompt_parts = part_times(
+        model,
+        lambda: transcribe_ids(
+            model, processor, audios, ["en"] * len(audios), max_new_tokens=1, batch_size=len(audios), cuda_graphs=False
+        ),
+    )
     return {
         "rows": len(audios),
         "steps": stats.steps,
         **kernel_summary(per_step, "kernel_ms_per_step"),
-        "prompt_pass": kernel_summary(prompts, "kernel_ms"),
+        "prompt_pass": {**kernel_summary(prompts, "kernel_ms"), "by_part_ms": prompt_parts},
     }
+
+
+#: The parts of a Voxtral model whose forward passes :func:`part_times` times apart.
+MODEL_PARTS = ("audio_tower", "multi_modal_projector", "language_model")
+
+
+def part_times(model: Any, run: Callable[[], Any]) -> dict[str, float]:
+    """Milliseconds of device time (CPU time on a CPU) inside each of the model's :data:`MODEL_PARTS` while ``run``
+    runs: each part's forward inside a profiler range of its own name, the range's total read back."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from voxplug.evaluation.decoding import base_model
+
+    inner = base_model(model).model
+    cuda = next(model.parameters()).device.type == "cuda"
+    ranges: dict[str, Any] = {}
+    handles = []
+    for name in MODEL_PARTS:
+        module = getattr(inner, name, None)
+        if module is None:
+            continue
+
+        def enter(_module: Any, _args: Any, name: str = name) -> None:
+            ranges[name] = record_function(f"part::{name}")
+            ranges[name].__enter__()
+
+        def leave(_module: Any, _args: Any, _output: Any, name: str = name) -> None:
+            ranges.pop(name).__exit__(None, None, None)
+
+        handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    try:
+        with profile(activities=activities) as profiler:
+            run()
+            if cuda:
+                torch.cuda.synchronize()
+    finally:
+        for handle in handles:
+            handle.remove()
+    times: dict[str, float] = {}
+    for event in profiler.key_averages():
+        if event.key.startswith("part::"):
+            us = (getattr(event, "device_time_total", None) or event.cuda_time_total) if cuda else event.cpu_time_total
+            times[event.key.removeprefix("part::")] = round(float(us) / 1e3, 3)
+    return times
 
 
 def kernel_summary(kernel_us: dict[str, float], total_key: str) -> dict[str, Any]:

@@ -76,6 +76,9 @@ def test_attention_variants_and_step_profiles(tmp_path: Path) -> None:
         assert profile["kernel_ms_per_step"] > 0 and "attention" in profile["by_kind_ms"], (spec, profile)
         prompt_pass = profile["prompt_pass"]  # the encoder and the prompts' forward pass, which dwarf one step
         assert prompt_pass["kernel_ms"] > profile["kernel_ms_per_step"] and "matmul" in prompt_pass["by_kind_ms"]
+        parts = prompt_pass["by_part_ms"]  # the encoder, the projector and the language model, timed apart
+        assert set(parts) == {"audio_tower", "multi_modal_projector", "language_model"}, parts
+        assert all(ms > 0 for ms in parts.values()), parts
 
 
 @pytest.mark.slow
