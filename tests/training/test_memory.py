@@ -98,6 +98,16 @@ def variant(file: str, name: str) -> dict[str, Any]:
     return recorded(file)["variants"][name]
 
 
+def benchmark(name: str) -> Any:
+    """A script of ``benchmarks/`` as a module (they import each other by bare name, so their folder is on the path
+    while it imports)."""
+    import importlib
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(RESULTS.parent))
+        return importlib.import_module(name)
+
+
 def test_voxtral_mini_shape_is_read_from_its_config_alone(mini_shape: memory.ModelShape) -> None:
     """The published parameter count of Voxtral-Mini-3B (4,676,271,104), from a config beside tiny weights."""
     from voxplug_voxtral.family import VoxtralFamily
@@ -184,13 +194,9 @@ SMALL_RUNS = [
 @pytest.fixture(scope="module")
 def small_shape(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> memory.ModelShape:
     """Voxtral-Small-24B-2507's shape as its benchmark built it (``benchmarks/train_throughput.py``)."""
-    import importlib
-
     from voxplug_voxtral.family import VoxtralFamily
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(RESULTS.parent))
-        config = importlib.import_module("train_throughput").voxtral_config("small")
+    config = benchmark("train_throughput").voxtral_config("small")
     folder = with_config(tiny_model, tmp_path_factory.mktemp("small") / "model", config.to_dict())
     return VoxtralFamily().model_shape(str(folder))
 
@@ -236,16 +242,12 @@ def test_the_fit_check_passes_what_ran_and_refuses_what_ran_out_of_memory(
 
 @pytest.mark.parametrize(("name", "method"), [("voxplug-lora", "lora"), ("voxplug-full", "full")])
 def test_estimate_is_within_tolerance_of_measured_whisper_runs(
-    tmp_path: Path, tiny_model: Path, name: str, method: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_model: Path, name: str, method: str
 ) -> None:
-    import importlib
-
     from transformers import WhisperConfig
     from voxplug_whisper.family import WhisperFamily
 
-    monkeypatch.syspath_prepend(str(RESULTS.parent))  # Whisper-large-v3's shape as its benchmark built it
-    monkeypatch.delitem(sys.modules, "whisper_throughput", raising=False)
-    large_v3 = importlib.import_module("whisper_throughput").LARGE_V3
+    large_v3 = benchmark("whisper_throughput").LARGE_V3  # Whisper-large-v3's shape as its benchmark built it
     folder = tmp_path / "large-v3"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(WhisperConfig(**large_v3).to_dict()), encoding="utf-8")
@@ -499,7 +501,6 @@ def test_without_a_memory_reading_auto_takes_a_small_fixed_batch(tmp_path: Path)
 def test_every_rank_reads_the_smallest_free_memory(tmp_path: Path) -> None:
     """With a process group (gloo, two CPU processes), each rank's reading becomes the smallest of them."""
     import subprocess
-    import sys
 
     script = tmp_path / "read.py"
     script.write_text(
