@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -106,6 +107,7 @@ class DecodeStats:
     prefill_s: float = 0.0
     decode_s: float = 0.0
     captures: int = 0
+    capture_s: float = 0.0  # host time spent recording graphs (the GPU idles meanwhile), within decode_s
     replays: int = 0
     graphs_failed: bool = False
     rows: int = 0
@@ -143,6 +145,7 @@ class StepGraphs:
             self._pool = torch.cuda.graph_pool_handle()
             self._stream = torch.cuda.Stream()
         graph = torch.cuda.CUDAGraph()
+        started = time.perf_counter()
         try:
             with recording(graph, self._stream, self._pool):
                 advance()  # recorded, not run
@@ -154,6 +157,7 @@ class StepGraphs:
             return
         self.graphs[key] = graph
         self.stats.captures += 1
+        self.stats.capture_s += time.perf_counter() - started
 
 
 @contextlib.contextmanager
