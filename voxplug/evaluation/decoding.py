@@ -107,7 +107,7 @@ class DecodeStats:
     prefill_s: float = 0.0
     decode_s: float = 0.0
     captures: int = 0
-    capture_s: float = 0.0  # host time spent recording graphs (the GPU idles meanwhile), within decode_s
+    capture_s: float = 0.0  # host time spent recording graphs, within decode_s (the GPU idles for most of it)
     replays: int = 0
     graphs_failed: bool = False
     rows: int = 0
