@@ -77,6 +77,11 @@ def gpu_step(
     )
 
 
+def assert_near(estimate: memory.MemoryEstimate, measured_bytes: float) -> None:
+    """The estimated peak is within :data:`TOLERANCE` of the measured one."""
+    assert abs(estimate.peak / measured_bytes - 1) <= TOLERANCE, (estimate.peak / GIB, measured_bytes / GIB)
+
+
 def assert_near_measured(step: memory.StepMemory, run: dict[str, Any], checkpointing: bool) -> None:
     """The estimate for ``run``'s micro-batch and accumulation is within :data:`TOLERANCE` of its measured peak."""
     estimate = estimate_step(
@@ -86,8 +91,7 @@ def assert_near_measured(step: memory.StepMemory, run: dict[str, Any], checkpoin
         gradient_checkpointing=checkpointing,
         label_logits=True,
     )
-    measured = run["peak_memory_gib"] * GIB
-    assert abs(estimate.peak / measured - 1) <= TOLERANCE, (estimate.peak / GIB, measured / GIB)
+    assert_near(estimate, run["peak_memory_gib"] * GIB)
 
 
 def recorded(file: str) -> dict[str, Any]:
@@ -177,8 +181,7 @@ def test_estimate_is_within_tolerance_of_measured_voxtral_probes(
         gradient_checkpointing=probe.endswith("+ckpt"),
         label_logits=True,
     )
-    measured = entry["peak_gib"] * GIB
-    assert abs(estimate.peak / measured - 1) <= TOLERANCE, (estimate.peak / GIB, measured / GIB)
+    assert_near(estimate, entry["peak_gib"] * GIB)
 
 
 #: (results file, variant, gradient checkpointing, 4-bit base): Voxtral-Small-24B LoRA runs on an H100.
@@ -267,8 +270,7 @@ def test_estimate_is_within_tolerance_of_measured_whisper_runs(
         optim="adamw_torch_fused",
     )
     estimate = estimate_step(step, micro_batch=16, grad_accum=2, gradient_checkpointing=False, label_logits=False)
-    measured = run["peak_memory_gb"] * 1e9
-    assert abs(estimate.peak / measured - 1) <= TOLERANCE, (estimate.peak / GIB, measured / GIB)
+    assert_near(estimate, run["peak_memory_gb"] * 1e9)
 
 
 # -- exact on real tensors ----------------------------------------------------------------------------------
