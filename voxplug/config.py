@@ -497,11 +497,44 @@ def read_config_sources(
     base_dir = Path.cwd()
     for source in sources or []:
         path = find_preset(source)
-        data = deep_merge(data, read_yaml(path))
+        data = deep_merge(data, keep_effective_batch(data, read_yaml(path)))
         base_dir = path.resolve().parent if path.parent.resolve() != PRESETS_DIR else base_dir
     for override in overrides or []:
-        data = deep_merge(data, parse_override(override))
+        data = deep_merge(data, keep_effective_batch(data, parse_override(override)))
     return data, base_dir, ", ".join(sources or []) or "defaults"
+
+
+def keep_effective_batch(below: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer``, completed so that switching ``training.batch_size`` between ``auto`` and a fixed micro-batch keeps
+    the effective batch that the layers ``below`` set.
+
+    ``training.batch_size=auto`` over a preset's ``2 x 4`` chooses the micro-batch for 8 samples a step (where the
+    preset's ``grad_accum`` would otherwise be an error beside ``auto``), and a fixed size over an explicit ``auto``
+    accumulates up to its ``effective_batch`` where the size divides it. A layer that sets ``grad_accum`` or
+    ``effective_batch`` itself, or a batch size that does not switch, is left as written.
+    """
+    from voxplug.training.memory import DEFAULT_EFFECTIVE_BATCH
+
+    training, lower = layer.get("training"), below.get("training")
+    if not isinstance(training, dict) or not isinstance(lower, dict) or "batch_size" not in lower:
+        return layer
+    if "batch_size" not in training or {"grad_accum", "effective_batch"} & training.keys():
+        return layer
+    new, old = training["batch_size"], lower["batch_size"]
+    if new == "auto" and _whole(old) and _whole(lower.get("grad_accum", 1)):
+        kept = {"grad_accum": 1, "effective_batch": old * lower.get("grad_accum", 1)}
+    elif old == "auto" and _whole(new):
+        effective = lower.get("effective_batch") or DEFAULT_EFFECTIVE_BATCH
+        accum = effective // new if _whole(effective) and effective % new == 0 else 1
+        kept = {"grad_accum": accum, "effective_batch": None}
+    else:
+        return layer
+    return {**layer, "training": {**training, **kept}}
+
+
+def _whole(value: Any) -> bool:
+    """Whether ``value`` is a whole number of at least 1 (not a bool): a batch size or accumulation to count with."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def load_config(sources: list[str] | None = None, overrides: list[str] | None = None) -> RunConfig:

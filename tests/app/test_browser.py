@@ -152,7 +152,8 @@ def open_train_tab(page: Any, speech_clips: list[tuple[Path, str]], count: int =
 
 
 def set_number(page: Any, elem_id: str, value: float) -> None:
-    field = page.locator(f"#{elem_id} input")
+    """Type ``value`` into a form field, a number or a text box, and leave it (Gradio reads it on blur)."""
+    field = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
     field.fill(str(value))
     field.press("Tab")
 
@@ -160,7 +161,7 @@ def set_number(page: Any, elem_id: str, value: float) -> None:
 def test_the_whole_journey_train_evaluate_publish_deploy(page: Any, speech_clips, hub: Any, app_root: Path) -> None:
     open_train_tab(page, speech_clips)
     page.get_by_label("Full fine-tune").check()
-    for elem_id, value in (("train-max-steps", 4), ("train-batch_size", 1), ("train-grad_accum", 1)):
+    for elem_id, value in (("train-max-steps", 4), ("train-batch_size", 1), ("train-effective_batch", 1)):
         set_number(page, elem_id, value)
     set_number(page, "train-logging_steps", 1)
     page.click("#train-start")
@@ -199,7 +200,7 @@ def test_a_lora_run_is_evaluated_against_its_base(page: Any, speech_clips) -> No
     """The default method: the adapter is evaluated on the base model it was trained from, then without it."""
     open_train_tab(page, speech_clips)
     page.get_by_label("LoRA adapter").check()
-    for elem_id, value in (("train-max-steps", 3), ("train-batch_size", 1), ("train-grad_accum", 1)):
+    for elem_id, value in (("train-max-steps", 3), ("train-batch_size", 1), ("train-effective_batch", 1)):
         set_number(page, elem_id, value)
     page.click("#train-start")
     expect_text(page, "#train-status", r"Training my-voice-lora-.*succeeded", timeout=180_000)

@@ -68,6 +68,27 @@ def test_the_scrub_box_turns_on_the_privacy_scrubbers_for_the_run(workspace: Wor
     assert config.data.scrub == [] and "scrub" not in yaml.safe_load(path.read_text())["data"]
 
 
+def test_the_batch_fields_become_auto_or_a_fixed_micro_batch_with_the_same_clips_a_step(
+    workspace: Workspace, dataset: str
+) -> None:
+    from voxplug.app.train_form import default_form, write_run_config
+    from voxplug.config import RunConfig
+
+    defaults = RunConfig().training
+    assert default_form().batch_size == str(defaults.batch_size)
+    _name, _path, config = write_run_config(TrainForm(dataset=dataset, model="tiny", run_name="a"), workspace)
+    assert (config.training.batch_size, config.training.effective_batch) == ("auto", 8)
+    form = TrainForm(dataset=dataset, model="tiny", run_name="b", batch_size=" 2 ", effective_batch=8)
+    _name, _path, config = write_run_config(form, workspace)
+    assert (config.training.batch_size, config.training.grad_accum, config.training.effective_batch) == (2, 4, None)
+    for size, effective, expected in (("3", 8, "not a multiple of the batch size 3"), ("two", 8, "expected auto or")):
+        tab = TrainTab(context(workspace, ECHO_ARGS))
+        values = form_values(dataset=dataset, batch_size=size, effective_batch=effective)
+        notice, _ = tab.start(Session(workspace), "", *values)
+        assert expected in notice
+    assert tab.ctx.runner.running() == []
+
+
 def test_publishing_without_a_token_is_refused_before_anything_is_written(workspace: Workspace, dataset: str) -> None:
     tab = TrainTab(context(workspace, ECHO_ARGS))
     notice, _ = tab.start(Session(workspace), "", *form_values(dataset=dataset, publish_repo="me/model"))

@@ -97,6 +97,28 @@ def test_the_card_size_presets_are_their_models_recipe_with_the_memory_choices(p
     assert without_memory_keys(small_card) == without_memory_keys(recipe)
 
 
+def test_switching_to_auto_keeps_the_effective_batch_of_the_layers_below(tmp_path: Path) -> None:
+    # a preset's 2 x 4 under batch_size=auto: auto chooses the micro-batch for the same 8 samples a step
+    training = load_config(["voxtral-mini-lora-16gb"], ["training.batch_size=auto"]).training
+    assert (training.batch_size, training.grad_accum, training.effective_batch) == ("auto", 1, 8)
+    base = write(tmp_path / "base.yaml", "training:\n  batch_size: 3\n  grad_accum: 4\n")
+    training = load_config([str(base)], ["training.batch_size=auto"]).training
+    assert (training.grad_accum, training.effective_batch) == (1, 12)
+    # and back: a fixed size over an explicit auto accumulates up to its effective batch where it divides it
+    auto = write(tmp_path / "auto.yaml", "training:\n  batch_size: auto\n  effective_batch: 12\n")
+    training = load_config([str(auto)], ["training.batch_size=4"]).training
+    assert (training.batch_size, training.grad_accum, training.effective_batch) == (4, 3, None)
+    training = load_config([str(auto)], ["training.batch_size=5"]).training
+    assert (training.batch_size, training.grad_accum) == (5, 1)
+    # a layer that says how to accumulate is taken as written; so is a fixed size over a fixed size
+    training = load_config([str(base)], ["training.batch_size=auto", "training.effective_batch=16"]).training
+    assert (training.grad_accum, training.effective_batch) == (1, 16)
+    training = load_config([str(base)], ["training.batch_size=6"]).training
+    assert (training.batch_size, training.grad_accum) == (6, 4)
+    with pytest.raises(ConfigError, match="batch_size=auto decides grad_accum"):
+        load_config([str(base)], ["training.batch_size=auto", "training.grad_accum=2"])
+
+
 def test_files_layer_and_overrides_win(tmp_path: Path) -> None:
     base = write(tmp_path / "base.yaml", "name: base\ntraining:\n  epochs: 2\n  batch_size: 8\n")
     top = write(tmp_path / "top.yaml", "training:\n  epochs: 5\n")

@@ -86,15 +86,17 @@ def test_no_eval_rows_means_no_evaluation(tmp_path: Path) -> None:
 
 
 def test_one_interval_follows_the_other(tmp_path: Path) -> None:
-    only_save = plan_steps(config_with(tmp_path, save_steps=6).training, train_rows=100, world_size=1)
-    only_eval = plan_steps(config_with(tmp_path, eval_steps=4).training, train_rows=100, world_size=1)
+    only_save = plan_steps(config_with(tmp_path, batch_size=8, save_steps=6).training, train_rows=100, world_size=1)
+    only_eval = plan_steps(config_with(tmp_path, batch_size=8, eval_steps=4).training, train_rows=100, world_size=1)
     assert (only_save.eval_steps, only_save.save_steps) == (6, 6)
     assert (only_eval.eval_steps, only_eval.save_steps) == (4, 4)
 
 
 def test_misaligned_save_and_eval_steps_are_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"save_steps=5 must be a multiple of training.eval_steps=2"):
-        plan_steps(config_with(tmp_path, eval_steps=2, save_steps=5).training, train_rows=10, world_size=1)
+        plan_steps(
+            config_with(tmp_path, batch_size=8, eval_steps=2, save_steps=5).training, train_rows=10, world_size=1
+        )
 
 
 def test_deepspeed_config_resolves_against_the_config_folder_then_the_presets(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from voxplug.app.hub_steps import PUSH_SCRUBBERS, repo_name
 from voxplug.app.workspace import Workspace, check_name
 from voxplug.config import PRESETS_DIR, RunConfig, find_preset, load_config
 from voxplug.errors import ConfigError, DataError
+from voxplug.training.memory import DEFAULT_EFFECTIVE_BATCH
 
 VOXTRAL_MINI = "mistralai/Voxtral-Mini-3B-2507"
 VOXTRAL_SMALL = "mistralai/Voxtral-Small-24B-2507"
@@ -43,8 +44,8 @@ class TrainForm:
     run_name: str = ""
     epochs: float = 3.0
     max_steps: int = -1
-    batch_size: int = 2
-    grad_accum: int = 4
+    batch_size: str = "auto"
+    effective_batch: int = 8
     learning_rate: float = 5e-5
     lora_r: int = 8
     lora_alpha: int = 32
@@ -103,8 +104,7 @@ class TrainForm:
             "output_dir": str(run_dir),
             "epochs": float(self.epochs),
             "max_steps": int(self.max_steps),
-            "batch_size": int(self.batch_size),
-            "grad_accum": int(self.grad_accum),
+            **self._batch_keys(),
             "learning_rate": float(self.learning_rate),
             "logging_steps": int(self.logging_steps),
             "eval_steps": int(self.eval_steps) if self.eval_steps else None,
@@ -121,6 +121,25 @@ class TrainForm:
         else:
             section["full"] = {"train_audio_tower": not self.freeze_audio_tower}
         return section
+
+    def _batch_keys(self) -> dict[str, Any]:
+        """The form's batch as config keys: ``auto`` keeps the clips a step and lets the run choose the micro-batch;
+        a fixed micro-batch accumulates up to the clips a step, which it must divide."""
+        effective = int(self.effective_batch)
+        if effective < 1:
+            raise ConfigError(f"clips per optimizer step {effective}: expected a whole number of at least 1")
+        size = str(self.batch_size).strip().lower()
+        if size == "auto":
+            return {"batch_size": "auto", "effective_batch": effective}
+        micro = int(size) if size.isascii() and size.isdigit() else 0
+        if micro < 1:
+            raise ConfigError(f"batch size {self.batch_size!r}: expected auto or a whole number of at least 1")
+        if effective % micro:
+            raise ConfigError(
+                f"clips per optimizer step {effective} is not a multiple of the batch size {micro}: choose a batch "
+                "size that divides it, or auto"
+            )
+        return {"batch_size": micro, "grad_accum": effective // micro}
 
     def _publish_section(self) -> dict[str, Any]:
         repo = self.publish_repo.strip()
@@ -258,8 +277,12 @@ def default_form(model: str | None = None) -> TrainForm:
         model=model or default_model(),
         epochs=training.epochs,
         max_steps=training.max_steps,
-        batch_size=training.batch_size,
-        grad_accum=training.grad_accum,
+        batch_size=str(training.batch_size),
+        effective_batch=(
+            training.effective_batch or DEFAULT_EFFECTIVE_BATCH
+            if training.batch_size == "auto"
+            else training.batch_size * training.grad_accum
+        ),
         learning_rate=training.learning_rate,
         lora_r=int(lora.get("r", defaults.lora_r)),
         lora_alpha=int(lora.get("alpha", defaults.lora_alpha)),

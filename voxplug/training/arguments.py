@@ -49,13 +49,17 @@ def plan_steps(
 ) -> StepPlan:
     """Resolve step counts and intervals for ``train_rows`` examples spread over ``world_size`` processes.
 
-    ``batch_size`` and ``grad_accum`` are the run's decided micro-batch and accumulation (default: the config's).
+    ``batch_size`` and ``grad_accum`` are the run's decided micro-batch and accumulation (default: the config's,
+    which must then be a fixed size).
 
     ``train_rows`` is None for a stream whose size is unknown: ``training.max_steps`` then sets the length of the
     run, which counts as one epoch. ``eval_rows`` (the rows each evaluation runs on) spaces evaluations under
     ``training.max_eval_share`` (:mod:`voxplug.training.eval_schedule`).
     """
-    batch_size = batch_size or int(training.batch_size)
+    if batch_size is None:
+        if training.batch_size == "auto":
+            raise ValueError("training.batch_size is auto: pass the micro-batch and accumulation the run decided")
+        batch_size = training.batch_size
     grad_accum = grad_accum or training.grad_accum
     if train_rows is None:
         if training.max_steps <= 0:

@@ -105,8 +105,13 @@ class TrainTab:
         number = self._number
         with gr.Accordion("Hyperparameters (defaults from configs/)", open=True):
             with gr.Row():
-                number("batch_size", defaults, "Batch size (per device)", precision=0, minimum=1)
-                number("grad_accum", defaults, "Gradient accumulation", precision=0, minimum=1)
+                self.inputs["batch_size"] = gr.Textbox(
+                    defaults.batch_size,
+                    label="Batch size (per device)",
+                    info="auto: the largest that fits the GPU's free memory",
+                    elem_id="train-batch_size",
+                )
+                number("effective_batch", defaults, "Clips per optimizer step", precision=0, minimum=1)
                 number("learning_rate", defaults, "Learning rate", minimum=0)
             with gr.Row():
                 number("lora_r", defaults, "LoRA r", precision=0, minimum=1)
