@@ -177,17 +177,18 @@ class LanguageModelCache:
         span: int,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """A Llama decoder layer for one new token (``LlamaDecoderLayer.forward``'s arithmetic, in its order)."""
-        from voxplug_voxtral.kernels import rotary_of
+        """A Llama decoder layer for one new token: ``LlamaDecoderLayer.forward``'s arithmetic, in its order, with
+        the norms, the rotary embedding and SwiGLU computed by :mod:`voxplug_voxtral.kernels`' fused kernels (a
+        step is a few hundred small kernels, so each one saved shortens it)."""
+        from voxplug_voxtral.kernels import fused_mlp, fused_rms_norm, rotary_pos_emb
 
         attention, rows = layer.self_attn, hidden.shape[0]
-        normed = layer.input_layernorm(hidden)
+        normed = fused_rms_norm(layer.input_layernorm, hidden)
         shape = (rows, 1, -1, attention.head_dim)
         query = attention.q_proj(normed).view(shape).transpose(1, 2)
         key = attention.k_proj(normed).view(shape).transpose(1, 2)
         value = attention.v_proj(normed).view(shape).transpose(1, 2)
-        # the layer's own: voxplug's fused RoPE where the model's kernels were fused (voxplug_voxtral.kernels)
-        query, key = rotary_of(attention)(query, key, *rotary)
+        query, key = rotary_pos_emb(query, key, *rotary)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
         # Everything attends in the cache's dtype: under autocast over fp32 weights the rotary embedding promotes
         # the query and key to fp32, and a prompt pass under accelerate's autocast (the Trainer's model) may have
@@ -197,7 +198,7 @@ class LanguageModelCache:
         layout = self.attention.layout
         attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, attention.scaling, layout)
         hidden = hidden + attention.o_proj(attended.to(value.dtype))
-        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return hidden + fused_mlp(layer.mlp, fused_rms_norm(layer.post_attention_layernorm, hidden))
 
     def move_rows(self, keep: torch.Tensor) -> None:
         """Copy rows ``keep`` of every buffer to its first rows."""

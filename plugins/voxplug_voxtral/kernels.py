@@ -14,7 +14,6 @@ module functions and every other model in the process stay as they were.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from types import CellType, FunctionType, MethodType
 from typing import Any
 
@@ -53,6 +52,14 @@ def use_torch_rms_norm(model: Any) -> int:
 
 def _rms_norm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
+
+
+def fused_rms_norm(norm: Any, hidden_states: torch.Tensor) -> torch.Tensor:
+    """``norm(hidden_states)``, computed as :func:`use_torch_rms_norm` computes it where ``norm`` is a Llama
+    RMSNorm (another module runs its own forward)."""
+    if type(norm) is modeling_llama.LlamaRMSNorm:
+        return _rms_norm_forward(norm, hidden_states)
+    return norm(hidden_states)
 
 
 def _replace_forward(modules: list[Any], forward: Any) -> int:
@@ -146,6 +153,14 @@ def _swiglu_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     return self.down_proj(SiluMul.apply(self.gate_proj(x), self.up_proj(x)))
 
 
+def fused_mlp(mlp: Any, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)``, computed as :func:`use_torch_swiglu` computes it where ``mlp`` is a SiLU-gated Llama MLP
+    (another module runs its own forward)."""
+    if type(mlp) is modeling_llama.LlamaMLP and mlp.config.hidden_act in ("silu", "swish"):
+        return _swiglu_forward(mlp, x)
+    return mlp(x)
+
+
 def use_torch_rope(model: Any) -> int:
     """Compute the rotary embedding of each Llama attention layer of ``model`` with :func:`rotary_pos_emb`; return
     how many layers use it. Per layer: its forward is transformers' own, reading ``apply_rotary_pos_emb`` from
@@ -155,15 +170,7 @@ def use_torch_rope(model: Any) -> int:
     if forward is None:
         return 0
     layers = [m for m in model.model.language_model.modules() if type(m) is modeling_llama.LlamaAttention]
-    for layer in layers:
-        layer.__dict__["rotary_pos_emb"] = rotary_pos_emb  # what generation's own decoding step reads
     return _replace_forward(layers, forward)
-
-
-def rotary_of(attention: Any) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    """The rotary embedding function ``attention`` (a Llama attention layer) computes with: :func:`rotary_pos_emb`
-    where :func:`use_torch_rope` set it, transformers' ``apply_rotary_pos_emb`` otherwise."""
-    return attention.__dict__.get("rotary_pos_emb", modeling_llama.apply_rotary_pos_emb)
 
 
 _FUSED_ROPE_FORWARD: list[Any] = []

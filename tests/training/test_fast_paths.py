@@ -242,23 +242,24 @@ def test_fused_kernels_on_the_gpu_give_the_process_wide_numbers_eager_and_compil
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(wide_grads, fused_grads, strict=True))
 
 
-def test_generation_reads_each_layers_own_rotary_embedding() -> None:
-    """Decoding steps (voxplug_voxtral.generation) compute RoPE as their layer's forward does: fused only there."""
+def test_the_decoding_steps_fused_norm_and_mlp_compute_the_modules_own_results() -> None:
+    """Decoding steps (voxplug_voxtral.generation) compute Llama's RMSNorm and SwiGLU MLP with the fused kernels
+    whatever the model's own forwards are, and run any other module's forward as it is."""
     from transformers.models.llama import modeling_llama
     from voxplug_voxtral import kernels
 
-    config = modeling_llama.LlamaConfig(hidden_size=16, num_attention_heads=2, num_hidden_layers=1)
-    fused, plain = (modeling_llama.LlamaAttention(config, 0) for _ in range(2))
-
-    class Holder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = torch.nn.Module()
-            self.model.language_model = torch.nn.ModuleList([fused])
-
-    assert kernels.use_torch_rope(Holder()) == 1
-    assert kernels.rotary_of(fused) is kernels.rotary_pos_emb
-    assert kernels.rotary_of(plain) is modeling_llama.apply_rotary_pos_emb
+    torch.manual_seed(0)
+    config = modeling_llama.LlamaConfig(hidden_size=16, intermediate_size=40, num_attention_heads=2)
+    norm, mlp = modeling_llama.LlamaRMSNorm(16, eps=1e-5), modeling_llama.LlamaMLP(config)
+    torch.nn.init.normal_(norm.weight)
+    x = torch.randn(3, 1, 16)
+    assert torch.allclose(kernels.fused_rms_norm(norm, x), norm(x), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(kernels.fused_mlp(mlp, x), mlp(x), rtol=1e-5, atol=1e-6)
+    other = torch.nn.LayerNorm(16)
+    assert torch.equal(kernels.fused_rms_norm(other, x), other(x))
+    config.hidden_act = "gelu"
+    gelu = modeling_llama.LlamaMLP(config)
+    assert torch.equal(kernels.fused_mlp(gelu, x), gelu(x))
 
 
 def test_the_lean_swiglu_and_rotary_embedding_have_exact_gradients() -> None:
