@@ -28,8 +28,9 @@ def spacing(steps_per_epoch: int, total_steps: int, rows_per_step: int, eval_row
     ("train_rows", "eval_rows", "epochs_apart"),
     [
         (180, 20, 3),  # 200 rows with 10% held out: nine evaluations outweigh the whole run, so only the end
-        (900, 100, 2),  # 1,000 rows: every second epoch (and the last step)
-        (2800, 200, 1),  # 3,000 rows, the eval split capped at 200: once per epoch, as without a share
+        (900, 100, 3),  # 1,000 rows: one evaluation costs a third of an epoch, so the end only too
+        (3800, 200, 2),  # 4,000 rows, the eval split capped at 200: every second epoch (and the last step)
+        (9800, 200, 1),  # 10,000 rows: once per epoch, as without a share
     ],
 )
 def test_evaluations_are_a_whole_number_of_epochs_apart(train_rows: int, eval_rows: int, epochs_apart: int) -> None:
@@ -44,11 +45,24 @@ def test_evaluations_are_a_whole_number_of_epochs_apart(train_rows: int, eval_ro
         assert evaluation_cost_rows(eval_rows) / ((epochs_apart - 1) * train_rows) > 0.1 / 0.9
 
 
+def test_the_cost_model_matches_the_measured_evaluations() -> None:
+    """On the H100 runs of ``benchmarks/eval_share.py`` (the LoRA preset, 200 and 1,000 rows), one evaluation took
+    what the model says, counted in the run's own seconds per training row, within 15%."""
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "eval_share-nvidia-h100-80gb-hbm3.json"
+    runs = json.loads(results.read_text(encoding="utf-8"))["runs"]
+    assert {run["rows"] for run in runs} == {200, 1000}
+    for run in runs:
+        seconds_per_row = run["stage_seconds"]["training"] / (run["global_step"] * 8)  # the preset's 8 x 1
+        measured = sum(e["runtime_s"] for e in run["evaluations"]) / len(run["evaluations"])
+        estimated = evaluation_cost_rows(run["eval_rows"]) * seconds_per_row
+        assert abs(estimated / measured - 1) <= 0.15, (run["rows"], estimated, measured)
+
+
 def test_without_a_share_or_eval_rows_every_epoch_is_evaluated() -> None:
     assert spacing(45, 135, 4, 20, None).steps == 45
     assert spacing(45, 135, 4, 0, 0.1).steps == 45
     assert spacing(45, 135, 4, 20, 0.1).note  # with both, the plan line says why
-    assert not spacing(700, 2100, 4, 200, 0.1).note
+    assert not spacing(2500, 7500, 4, 200, 0.1).note
 
 
 def test_a_share_outside_zero_to_one_is_refused() -> None:
@@ -58,8 +72,8 @@ def test_a_share_outside_zero_to_one_is_refused() -> None:
 
 def test_rows_per_step_counts_every_process(tmp_path: Path) -> None:
     config = validate_config({"training": {"batch_size": 4, "epochs": 3, "max_eval_share": 0.1}}, base_dir=tmp_path)
-    one = plan_steps(config.training, train_rows=900, world_size=1, eval_rows=100)
-    four = plan_steps(config.training, train_rows=900, world_size=4, eval_rows=100)
+    one = plan_steps(config.training, train_rows=1800, world_size=1, eval_rows=100)
+    four = plan_steps(config.training, train_rows=1800, world_size=4, eval_rows=100)
     assert one.eval_steps == 2 * one.steps_per_epoch  # the same rows between evaluations, fewer steps
     assert four.eval_steps == 2 * four.steps_per_epoch and four.steps_per_epoch < one.steps_per_epoch
 
