@@ -49,10 +49,15 @@ def test_the_cost_model_matches_the_measured_evaluations() -> None:
     """On the H100 runs of ``benchmarks/eval_share.py`` (the LoRA preset, 200 and 1,000 rows), one evaluation took
     what the model says, counted in the run's own seconds per training row, within 15%."""
     results = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "eval_share-nvidia-h100-80gb-hbm3.json"
-    runs = json.loads(results.read_text(encoding="utf-8"))["runs"]
+    from voxplug.config import load_config
+
+    recorded = json.loads(results.read_text(encoding="utf-8"))
+    training = load_config([recorded["preset"]]).training
+    rows_per_step = training.batch_size * training.grad_accum
+    runs = recorded["runs"]
     assert {run["rows"] for run in runs} == {200, 1000}
     for run in runs:
-        seconds_per_row = run["stage_seconds"]["training"] / (run["global_step"] * 8)  # the preset's 8 x 1
+        seconds_per_row = run["stage_seconds"]["training"] / (run["global_step"] * rows_per_step)
         measured = sum(e["runtime_s"] for e in run["evaluations"]) / len(run["evaluations"])
         estimated = evaluation_cost_rows(run["eval_rows"]) * seconds_per_row
         assert abs(estimated / measured - 1) <= 0.15, (run["rows"], estimated, measured)
