@@ -46,8 +46,13 @@ def use_torch_rms_norm(model: Any) -> int:
     call forward and one backward (fused CUDA kernels), where transformers' forward runs seven ops. The weight
     multiplies before the one cast back to the input's dtype (Llama casts first): a bf16 rounding apart. Returns
     how many norms changed."""
-    norms = [m for m in model.model.language_model.modules() if type(m) is modeling_llama.LlamaRMSNorm]
+    norms = [m for m in model.model.language_model.modules() if _is_llama_rms_norm(m)]
     return _replace_forward(norms, _rms_norm_forward)
+
+
+def _is_llama_rms_norm(module: Any) -> bool:
+    """Whether ``module`` is a Llama RMSNorm, whose forward :func:`_rms_norm_forward` computes."""
+    return type(module) is modeling_llama.LlamaRMSNorm
 
 
 def _rms_norm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -57,7 +62,7 @@ def _rms_norm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
 def fused_rms_norm(norm: Any, hidden_states: torch.Tensor) -> torch.Tensor:
     """``norm(hidden_states)``, computed as :func:`use_torch_rms_norm` computes it where ``norm`` is a Llama
     RMSNorm (another module runs its own forward)."""
-    if type(norm) is modeling_llama.LlamaRMSNorm:
+    if _is_llama_rms_norm(norm):
         return _rms_norm_forward(norm, hidden_states)
     return norm(hidden_states)
 
@@ -141,12 +146,13 @@ def rotary_pos_emb(
 
 def use_torch_swiglu(model: Any) -> int:
     """Compute each SiLU-gated MLP of ``model``'s Llama language model with :class:`SiluMul`; return how many."""
-    mlps = [
-        m
-        for m in model.model.language_model.modules()
-        if type(m) is modeling_llama.LlamaMLP and m.config.hidden_act in ("silu", "swish")
-    ]
+    mlps = [m for m in model.model.language_model.modules() if _is_swiglu(m)]
     return _replace_forward(mlps, _swiglu_forward)
+
+
+def _is_swiglu(module: Any) -> bool:
+    """Whether ``module`` is a SiLU-gated Llama MLP, whose forward :func:`_swiglu_forward` computes."""
+    return type(module) is modeling_llama.LlamaMLP and module.config.hidden_act in ("silu", "swish")
 
 
 def _swiglu_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +162,7 @@ def _swiglu_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
 def fused_mlp(mlp: Any, x: torch.Tensor) -> torch.Tensor:
     """``mlp(x)``, computed as :func:`use_torch_swiglu` computes it where ``mlp`` is a SiLU-gated Llama MLP
     (another module runs its own forward)."""
-    if type(mlp) is modeling_llama.LlamaMLP and mlp.config.hidden_act in ("silu", "swish"):
+    if _is_swiglu(mlp):
         return _swiglu_forward(mlp, x)
     return mlp(x)
 
