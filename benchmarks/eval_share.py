@@ -207,7 +207,7 @@ def with_preset_spacing(entry: dict[str, Any], config: Any, world_size: int) -> 
     spacing = spaced_eval_steps(
         steps_per_epoch=per_epoch,
         total_steps=total,
-        rows_per_step=training.batch_size * training.grad_accum * world_size,
+        rows_per_step=training.samples_per_step * world_size,
         eval_rows=entry["eval_rows"],
         max_share=share,
     )

@@ -198,6 +198,10 @@ def _has_path(data: dict[str, Any], path: tuple[str, ...]) -> bool:
     return path[-1] in data
 
 
+#: The samples per optimizer step on each process that ``batch_size: auto`` keeps when ``effective_batch`` is unset.
+DEFAULT_EFFECTIVE_BATCH = 8
+
+
 class TrainingConfig(PluginChoice):
     """The training loop's settings (transformers' Trainer underneath)."""
 
@@ -298,6 +302,14 @@ class TrainingConfig(PluginChoice):
         if isinstance(value, str) and value != "auto" and value.lower() not in ("true", "false"):
             raise ValueError("Input should be true, false or auto")
         return value
+
+    @property
+    def samples_per_step(self) -> int:
+        """The samples of one optimizer step on each process: ``effective_batch`` (or its default) under
+        ``batch_size: auto``, else ``batch_size`` x ``grad_accum``."""
+        if self.batch_size == "auto":
+            return self.effective_batch or DEFAULT_EFFECTIVE_BATCH
+        return self.batch_size * self.grad_accum
 
     @model_validator(mode="after")
     def _one_effective_batch(self) -> TrainingConfig:
@@ -513,8 +525,6 @@ def keep_effective_batch(below: dict[str, Any], layer: dict[str, Any]) -> dict[s
     accumulates up to its ``effective_batch`` where the size divides it. A layer that sets ``grad_accum`` or
     ``effective_batch`` itself, or a batch size that does not switch, is left as written.
     """
-    from voxplug.training.memory import DEFAULT_EFFECTIVE_BATCH
-
     training, lower = layer.get("training"), below.get("training")
     if not isinstance(training, dict) or not isinstance(lower, dict) or "batch_size" not in lower:
         return layer

@@ -52,8 +52,7 @@ def test_the_cost_model_matches_the_measured_evaluations() -> None:
     from voxplug.config import load_config
 
     recorded = json.loads(results.read_text(encoding="utf-8"))
-    training = load_config([recorded["preset"]]).training
-    rows_per_step = training.batch_size * training.grad_accum
+    rows_per_step = load_config([recorded["preset"]]).training.samples_per_step
     runs = recorded["runs"]
     assert {run["rows"] for run in runs} == {200, 1000}
     for run in runs:

@@ -24,7 +24,6 @@ from voxplug.app.hub_steps import PUSH_SCRUBBERS, repo_name
 from voxplug.app.workspace import Workspace, check_name
 from voxplug.config import PRESETS_DIR, RunConfig, find_preset, load_config
 from voxplug.errors import ConfigError, DataError
-from voxplug.training.memory import DEFAULT_EFFECTIVE_BATCH
 
 VOXTRAL_MINI = "mistralai/Voxtral-Mini-3B-2507"
 VOXTRAL_SMALL = "mistralai/Voxtral-Small-24B-2507"
@@ -278,11 +277,7 @@ def default_form(model: str | None = None) -> TrainForm:
         epochs=training.epochs,
         max_steps=training.max_steps,
         batch_size=str(training.batch_size),
-        effective_batch=(
-            training.effective_batch or DEFAULT_EFFECTIVE_BATCH
-            if training.batch_size == "auto"
-            else training.batch_size * training.grad_accum
-        ),
+        effective_batch=training.samples_per_step,
         learning_rate=training.learning_rate,
         lora_r=int(lora.get("r", defaults.lora_r)),
         lora_alpha=int(lora.get("alpha", defaults.lora_alpha)),

@@ -64,8 +64,6 @@ OUTSIDE_ALLOCATOR_BYTES = GIB
 AUTO_HEADROOM = 0.1
 #: The micro-batch a run takes with ``batch_size: auto`` where nothing is measured (no GPU, no memory budget).
 CPU_AUTO_BATCH = 2
-#: The samples per optimizer step on each process that ``batch_size: auto`` keeps when ``effective_batch`` is unset.
-DEFAULT_EFFECTIVE_BATCH = 8
 
 #: Optimizer state bytes per trained parameter, as a multiple of the parameter's own bytes (AdamW: two moments in
 #: the parameter's dtype) or as fixed bytes (8-bit AdamW: two one-byte moments).
@@ -514,7 +512,7 @@ class FitRequest:
             batch_size=training.batch_size,
             grad_accum=training.grad_accum,
             gradient_checkpointing=training.gradient_checkpointing,
-            effective_batch=training.effective_batch or DEFAULT_EFFECTIVE_BATCH,
+            effective_batch=training.samples_per_step,
             fit_check=training.fit_check,
             label_logits=training.speed.label_logits,
             memory_limit_set=training.device_memory_gb is not None,
