@@ -210,7 +210,7 @@ class TrainingConfig(PluginChoice):
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: run all epochs)")
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        8,
+        "auto",
         description="micro-batch per device; the effective batch is batch_size x grad_accum x processes, and one "
         "large micro-batch trains faster than the same batch accumulated from small ones. auto: the largest that "
         "fits the GPU's free memory by the run's memory estimate, accumulating the rest of effective_batch "
@@ -232,7 +232,7 @@ class TrainingConfig(PluginChoice):
     optim: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = "adamw_torch_fused"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="auto: bf16 on GPUs, fp32 on CPU")
     gradient_checkpointing: bool | Literal["auto"] = Field(
-        False,
+        "auto",
         description="recompute each layer's activations in the backward pass instead of keeping them: less memory, "
         "slower steps. auto: only when no micro-batch fits without it",
     )
@@ -314,6 +314,12 @@ class TrainingConfig(PluginChoice):
     @model_validator(mode="after")
     def _one_effective_batch(self) -> TrainingConfig:
         """With ``batch_size: auto`` the accumulation is decided, so the effective batch is set on its own key."""
+        if self.batch_size == "auto" and self.grad_accum != 1 and "batch_size" not in self.model_fields_set:
+            raise ValueError(
+                f"training.grad_accum={self.grad_accum} needs a fixed micro-batch, and training.batch_size is auto by "
+                "default: set training.batch_size too (the effective batch is batch_size x grad_accum), or set "
+                "training.effective_batch (the samples of one optimizer step on each process) instead of grad_accum"
+            )
         if self.batch_size == "auto" and self.grad_accum != 1:
             raise ValueError(
                 "training.batch_size=auto decides grad_accum: set training.effective_batch (the samples of one "

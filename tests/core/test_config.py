@@ -25,8 +25,9 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_match_voxfactory_recipe() -> None:
     config = RunConfig()
-    # an effective batch of 8 as one micro-batch: the same optimizer steps as 2 x 4, with more throughput
-    assert config.training.batch_size * config.training.grad_accum == 2 * 4
+    # VoxFactory's 2 x 4 samples per optimizer step, as the largest micro-batch the GPU's free memory allows
+    assert config.training.samples_per_step == 2 * 4
+    assert (config.training.batch_size, config.training.gradient_checkpointing) == ("auto", "auto")
     assert (config.training.learning_rate, config.training.epochs) == (5e-5, 3.0)
     assert config.model.name_or_path == "mistralai/Voxtral-Mini-3B-2507"
     assert config.training.method == "lora"
@@ -117,6 +118,20 @@ def test_switching_to_auto_keeps_the_effective_batch_of_the_layers_below(tmp_pat
     assert (training.batch_size, training.grad_accum) == (6, 4)
     with pytest.raises(ConfigError, match="batch_size=auto decides grad_accum"):
         load_config([str(base)], ["training.batch_size=auto", "training.grad_accum=2"])
+
+
+def test_an_accumulation_without_a_batch_size_names_both_ways_out(tmp_path: Path) -> None:
+    """``batch_size`` is auto by default, so ``grad_accum`` alone has no micro-batch to multiply: the error says to
+    fix the micro-batch or to ask for the effective batch instead, and either way then loads."""
+    alone = write(tmp_path / "alone.yaml", "training:\n  grad_accum: 4\n")
+    with pytest.raises(ConfigError) as error:
+        load_config([str(alone)])
+    message = str(error.value)
+    assert "training.grad_accum=4" in message and "auto by default" in message
+    assert "set training.batch_size" in message and "training.effective_batch" in message
+    assert load_config([str(alone)], ["training.batch_size=2"]).training.samples_per_step == 8
+    instead = load_config([], ["training.effective_batch=16"]).training
+    assert (instead.batch_size, instead.samples_per_step) == ("auto", 16)
 
 
 def test_files_layer_and_overrides_win(tmp_path: Path) -> None:

@@ -461,7 +461,9 @@ def test_a_run_that_cannot_fit_fails_with_what_it_needs_and_what_to_change(
     checkpointed = estimate_step(step, micro_batch=8, grad_accum=1, gradient_checkpointing=True, label_logits=True)
     available = (as_configured.peak + checkpointed.peak) / 2 + memory.OUTSIDE_ALLOCATOR_BYTES
     with pytest.raises(TrainingError) as error:
-        decided(tmp_path, mini_inputs(mini_shape, "lora", available / GIB), batch_size=8)
+        decided(
+            tmp_path, mini_inputs(mini_shape, "lora", available / GIB), batch_size=8, gradient_checkpointing=False
+        )
     message = str(error.value)
     assert f"needs about {memory.gib(as_configured.peak)} (frozen weights" in message
     assert f"more than the {memory.gib(available)} free on it" in message
@@ -483,11 +485,22 @@ def test_a_run_nothing_in_its_batch_can_fit_is_told_the_larger_changes(
     )
     available_gib = (least + memory.OUTSIDE_ALLOCATOR_BYTES) / GIB - 1
     with pytest.raises(TrainingError) as error:
-        decided(tmp_path, mini_inputs(mini_shape, "full", available_gib), method="full", batch_size=8)
+        decided(
+            tmp_path,
+            mini_inputs(mini_shape, "full", available_gib),
+            method="full",
+            batch_size=8,
+            gradient_checkpointing=False,
+        )
     message = str(error.value)
     assert "Set " not in message and "Try training.method=lora instead of full fine-tuning" in message
     started = decided(
-        tmp_path, mini_inputs(mini_shape, "full", available_gib), method="full", batch_size=8, fit_check=False
+        tmp_path,
+        mini_inputs(mini_shape, "full", available_gib),
+        method="full",
+        batch_size=8,
+        gradient_checkpointing=False,
+        fit_check=False,
     )
     assert started.batch.micro_batch == 8 and started.batch.estimate.peak > available_gib * GIB
 
@@ -496,8 +509,12 @@ def test_without_a_memory_reading_auto_takes_a_small_fixed_batch(tmp_path: Path)
     context = decided(tmp_path, None, batch_size="auto", gradient_checkpointing="auto")
     assert (context.batch.micro_batch, context.batch.grad_accum) == (memory.CPU_AUTO_BATCH, 8 // memory.CPU_AUTO_BATCH)
     assert not context.batch.gradient_checkpointing
-    fixed = decided(tmp_path, None, batch_size=4, grad_accum=3)
+    fixed = decided(tmp_path, None, batch_size=4, grad_accum=3, gradient_checkpointing=False)
     assert (fixed.batch.micro_batch, fixed.batch.grad_accum, fixed.batch.chosen_by) == (4, 3, "config")
+    # the default checkpointing is auto: nothing measured, it stays off
+    by_default = decided(tmp_path, None, batch_size=4, grad_accum=3)
+    assert (by_default.batch.micro_batch, by_default.batch.grad_accum) == (4, 3)
+    assert not by_default.batch.gradient_checkpointing and by_default.batch.chosen_by == "auto, nothing measured"
 
 
 def test_every_rank_reads_the_smallest_free_memory(tmp_path: Path) -> None:
