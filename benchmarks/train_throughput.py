@@ -179,6 +179,31 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "profile": True,
     },
     "full-default": {"method": "full", "profile": True},
+    # fp32 masters in the optimizer: the model trains in bf16 (no weight or gradient casts); 8 x 1 with and without
+    # checkpointing, beside the same batch with the masters in the model (and full-ckpt-mb8 below)
+    "full-nockpt": {
+        "method": "full",
+        "config": {"training.batch_size": 8, "training.grad_accum": 1, "training.gradient_checkpointing": False},
+    },
+    "full-masters": {
+        "method": "full",
+        "config": {
+            "training.master_weights": "optimizer",
+            "training.batch_size": 8,
+            "training.grad_accum": 1,
+            "training.gradient_checkpointing": True,
+        },
+    },
+    "full-masters-nockpt": {
+        "method": "full",
+        "config": {
+            "training.master_weights": "optimizer",
+            "training.batch_size": 8,
+            "training.grad_accum": 1,
+            "training.gradient_checkpointing": False,
+        },
+        "profile": True,
+    },
     # where a first-epoch step's time goes (the encoder still runs): steps 5-6 profiled
     "full-compile-cache-epoch1": {
         "method": "full",

@@ -236,6 +236,13 @@ class TrainingConfig(PluginChoice):
         description="recompute each layer's activations in the backward pass instead of keeping them: less memory, "
         "slower steps. auto: only when no micro-batch fits without it",
     )
+    master_weights: Literal["model", "optimizer"] = Field(
+        "model",
+        description="where full fine-tuning in bf16 keeps its fp32 weights. model: in the model, cast to bf16 for "
+        "every forward pass (the Trainer's mixed precision); optimizer: the model holds and computes in bf16, and "
+        "the optimizer steps fp32 copies and rounds them into it (no casts of the weights or gradients each step, "
+        "about 2 bytes a parameter less). Adapters, fp16, fp32 and DeepSpeed runs keep their own",
+    )
     fit_check: bool = Field(
         True,
         description="before loading the model, estimate the peak GPU memory of a training step and stop with what "

@@ -85,17 +85,18 @@ class FullMethod(TrainingMethod):
     def save_model(self, model: Any, processor: Any, out_dir: Path) -> dict[str, Path]:
         """Write the model (safetensors, config, generation config) and the processor to ``out_dir``.
 
-        With ``save_dtype`` other than fp32, floating-point weights are written in that dtype (from a copy: the
-        model in memory keeps its fp32 weights) and ``config.json`` says so.
+        Floating-point weights are written in ``save_dtype`` (from a copy where the model in memory holds another
+        dtype: its fp32 weights, or a frozen encoder's bf16 ones beside fp32 masters) and ``config.json`` says so.
         """
+        import torch
+
         from .file_modes import follow_umask
 
-        if self.options.save_dtype == "fp32":
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.options.save_dtype]
+        floating = {tensor.dtype for tensor in model.state_dict().values() if tensor.is_floating_point()}
+        if floating <= {dtype} and dtype == torch.float32:
             model.save_pretrained(out_dir)
         else:
-            import torch
-
-            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[self.options.save_dtype]
             state = {
                 name: tensor.to(dtype) if tensor.is_floating_point() else tensor
                 for name, tensor in model.state_dict().items()

@@ -97,3 +97,17 @@ def test_deepspeed_zero3_on_two_cpu_ranks_saves_the_whole_model(setup: dict[str,
     whole = load_file(setup["baseline"].run_dir / "model" / "model.safetensors")
     assert sharded.keys() == whole.keys()
     assert all((sharded[key] - whole[key]).abs().max() < 1e-4 for key in whole)
+
+
+def test_two_ranks_deciding_the_batch_from_memory_agree_and_match_one_process(setup: dict[str, Any]) -> None:
+    """``batch_size: auto`` (the default) under DDP: both ranks estimate against the same budget, take the same
+    micro-batch for their ``effective_batch`` and train the baseline's global batch."""
+    config = setup["config"]("auto", "auto")
+    config["training"].update(effective_batch=2, device_memory_gb=64)
+    path = write_config(setup["folder"] / "auto.yaml", config)
+    launch_training("cpu-2proc", path, env={"ACCELERATE_USE_CPU": "1"})
+    run_dir = Path(config["training"]["output_dir"])
+    check_matches_baseline(run_dir, setup, "MULTI_CPU")
+    decided = json.loads((run_dir / "training_config.json").read_text())["decided"]["batch"]
+    assert (decided["batch_size"], decided["grad_accum"], decided["chosen_by"]) == (2, 1, "auto")
+    assert decided["available_gib"] == 64 and not decided["gradient_checkpointing"]

@@ -81,6 +81,51 @@ def test_full_fine_tuning_keeps_fp32_master_weights(tmp_path: Path, tiny_model: 
     assert {tensor.dtype for name, tensor in weights.items() if "language_model" in name} == {torch.float32}
 
 
+def test_full_fine_tuning_with_the_masters_in_the_optimizer_learns_as_with_them_in_the_model(
+    tmp_path: Path, tiny_model: Path, manifests: Any
+) -> None:
+    """The model trains in bf16 while the optimizer steps fp32 masters; the losses follow the fp32-model run's and
+    the saved language model holds the masters themselves, not their bf16 rounding."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from voxplug.training.run import train
+
+    seen: dict[str, Any] = {}
+
+    class Inspect(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            seen.setdefault("dtypes", {p.dtype for n, p in model.named_parameters() if "language_model" in n})
+
+    losses = {}
+    for where in ("model", "optimizer"):
+        config = gpu_config(
+            tmp_path / where,
+            tiny_model,
+            manifests,
+            training__method="full",
+            training__learning_rate=1e-3,
+            training__master_weights=where,
+            training__logging_steps=1,
+        )
+        seen.clear()
+        (tmp_path / where).mkdir()
+        result = train(validated(config, tmp_path / where), progress=False, callbacks=[Inspect()])
+        assert result.train_results["master_weights"] == where
+        assert seen["dtypes"] == {torch.float32 if where == "model" else torch.bfloat16}
+        state = json.loads((result.run_dir / "trainer_state.json").read_text())
+        losses[where] = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+        weights = load_file(result.model_dir / "model.safetensors")
+        language = [tensor for name, tensor in weights.items() if "language_model" in name]
+        assert {tensor.dtype for tensor in language} == {torch.float32}
+    assert len(losses["model"]) == len(losses["optimizer"]) >= 4
+    assert losses["optimizer"][-1] < losses["optimizer"][0]
+    for ours, theirs in zip(losses["optimizer"], losses["model"], strict=True):
+        assert ours == pytest.approx(theirs, rel=0.05)
+    masters = [t for n, t in weights.items() if "language_model" in n and t.is_floating_point()]
+    assert any(not torch.equal(t, t.bfloat16().float()) for t in masters)  # fp32 values, not widened bf16
+
+
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
 def test_deepspeed_on_one_gpu(tmp_path: Path, tiny_model: Path, manifests: Any, stage: str) -> None:
     config = gpu_config(tmp_path, tiny_model, manifests, training__method="full", training__learning_rate=1e-3)

@@ -461,9 +461,7 @@ def test_a_run_that_cannot_fit_fails_with_what_it_needs_and_what_to_change(
     checkpointed = estimate_step(step, micro_batch=8, grad_accum=1, gradient_checkpointing=True, label_logits=True)
     available = (as_configured.peak + checkpointed.peak) / 2 + memory.OUTSIDE_ALLOCATOR_BYTES
     with pytest.raises(TrainingError) as error:
-        decided(
-            tmp_path, mini_inputs(mini_shape, "lora", available / GIB), batch_size=8, gradient_checkpointing=False
-        )
+        decided(tmp_path, mini_inputs(mini_shape, "lora", available / GIB), batch_size=8, gradient_checkpointing=False)
     message = str(error.value)
     assert f"needs about {memory.gib(as_configured.peak)} (frozen weights" in message
     assert f"more than the {memory.gib(available)} free on it" in message
@@ -619,3 +617,39 @@ def test_the_model_card_shows_the_batch_the_run_trained_with() -> None:
     shown = _card_facts(model, "someone/model")["hyperparameters"]
     assert shown["micro-batch per device"] == 4 and shown["gradient accumulation"] == 2
     assert shown["gradient checkpointing"] is False
+
+
+def test_a_full_run_that_fits_with_its_masters_in_the_optimizer_is_told_so(
+    tmp_path: Path, mini_shape: memory.ModelShape
+) -> None:
+    """Between the two estimates, the fit error proposes ``training.master_weights=optimizer`` with its figure,
+    and the run that sets it is decided on that figure."""
+    from dataclasses import replace
+
+    from voxplug.training.context import batch_decision
+
+    inputs = mini_inputs(mini_shape, "full", None)
+
+    def peak(masters: bool) -> float:
+        step = memory.step_memory(
+            mini_shape,
+            inputs.trained,
+            MINI_ROW,
+            base_dtype="bf16" if masters else "fp32",
+            precision="bf16",
+            optim="adamw_torch_fused",
+            master_weights=masters,
+        )
+        return estimate_step(step, micro_batch=8, grad_accum=1, gradient_checkpointing=False, label_logits=True).peak
+
+    in_model, in_optimizer = peak(False), peak(True)
+    assert in_optimizer < in_model - 4 * GIB
+    inputs = replace(inputs, available_bytes=int((in_model + in_optimizer) / 2 + memory.OUTSIDE_ALLOCATOR_BYTES))
+    training = {"method": "full", "batch_size": 8, "gradient_checkpointing": False}
+    facts = {"precision": "bf16", "world_size": 1, "deepspeed": False}
+    with pytest.raises(TrainingError) as error:
+        batch_decision(validate_config({"training": training}, base_dir=tmp_path), inputs, **facts)
+    assert f"training.master_weights=optimizer (about {memory.gib(in_optimizer)})" in str(error.value)
+    asked = validate_config({"training": {**training, "master_weights": "optimizer"}}, base_dir=tmp_path)
+    choice = batch_decision(asked, inputs, **facts, master_weights=True)
+    assert choice.estimate is not None and choice.estimate.peak == in_optimizer

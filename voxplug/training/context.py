@@ -75,6 +75,8 @@ class TrainingContext:
     batch: BatchChoice
     #: ``model.quantization``: the frozen base's linear layers load in 4 bits (``"nf4"``), or None for the load dtype
     quantization: str | None = None
+    #: whether the model trains in bf16 with its fp32 masters kept by the optimizer (``training.master_weights``)
+    master_weights: bool = False
 
     def options_of(self, key: str) -> Any:
         """The validated options at ``key`` (``"training.lora"``), or None where that extension has none."""
@@ -88,6 +90,7 @@ class TrainingContext:
             "deepspeed": self.deepspeed,
             "compile": self.compile,
             "quantization": self.quantization,
+            "master_weights": "optimizer" if self.master_weights else "model",
             "plan": asdict(self.plan),
             "speed": asdict(self.speed),
             "batch": self.batch.record(),
@@ -171,6 +174,7 @@ def decide(
     eval_rows: int = 0,
     is_main: bool = True,
     memory: MemoryInputs | None = None,
+    adapter: bool = False,
 ) -> TrainingContext:
     """Decide everything the run needs from ``config``, the machine and the data: THE place each choice is made.
 
@@ -179,12 +183,16 @@ def decide(
     describe the processes training together; ``eval_rows`` the rows each evaluation transcribes, which spaces
     evaluations under ``training.max_eval_share``; ``memory`` what the memory estimate reads, which settles
     ``batch_size: auto`` and ``gradient_checkpointing: auto`` and refuses, with what to change, a run that does not
-    fit (:func:`~voxplug.training.memory.choose_fit`).
+    fit (:func:`~voxplug.training.memory.choose_fit`); ``adapter`` whether the training method trains adapters on a
+    frozen base.
     """
     training = config.training
     precision = devices.resolve_precision(training.precision)
     deepspeed = deepspeed_wanted(config)
-    batch = batch_decision(config, memory, precision=precision, world_size=world_size, deepspeed=deepspeed)
+    masters = master_weights_decision(config, precision=precision, deepspeed=deepspeed, adapter=adapter)
+    batch = batch_decision(
+        config, memory, precision=precision, world_size=world_size, deepspeed=deepspeed, master_weights=masters
+    )
     plan = plan_steps(
         training,
         train_rows=train_rows,
@@ -233,33 +241,73 @@ def decide(
         speed=speed,
         batch=batch,
         quantization=config.model.quantization,
+        master_weights=masters,
     )
 
 
 def batch_decision(
-    config: RunConfig, memory: MemoryInputs | None, *, precision: str, world_size: int, deepspeed: bool
+    config: RunConfig,
+    memory: MemoryInputs | None,
+    *,
+    precision: str,
+    world_size: int,
+    deepspeed: bool,
+    master_weights: bool = False,
 ) -> BatchChoice:
     """The micro-batch, accumulation and checkpointing of the run: the config's, or ``auto`` settled from the
-    memory estimate; raises :class:`TrainingError` when the run does not fit (``training.fit_check``)."""
+    memory estimate; raises :class:`TrainingError` when the run does not fit (``training.fit_check``), proposing
+    fp32 masters in the optimizer where they would apply and fit."""
     from voxplug.training.memory import step_memory, zero_sharding
 
     request = FitRequest.of(config)
-    step = None
-    if memory is not None and memory.shape is not None and memory.trained is not None:
-        from voxplug.training.arguments import deepspeed_config_path
-        from voxplug.training.run import load_dtype
+    if memory is None or memory.shape is None or memory.trained is None:
+        return choose_fit(request, None, memory.available_bytes if memory is not None else None)
+    from voxplug.training.arguments import deepspeed_config_path
+    from voxplug.training.run import load_dtype
 
-        step = step_memory(
+    def memory_with(masters: bool) -> Any:
+        assert memory is not None and memory.shape is not None and memory.trained is not None
+        return step_memory(
             memory.shape,
             memory.trained,
             memory.row,
-            base_dtype=load_dtype(config.model.dtype, precision, adapter=memory.adapter),
+            base_dtype=load_dtype(config.model.dtype, precision, adapter=memory.adapter, master_weights=masters),
             precision=precision,
             optim=config.training.optim,
             quantized=getattr(config.model, "quantization", None) == "nf4",
             zero=zero_sharding(deepspeed_config_path(config), world_size=world_size) if deepspeed else None,
+            master_weights=masters,
         )
-    return choose_fit(request, step, memory.available_bytes if memory is not None else None)
+
+    moot = master_weights_moot(config, precision=precision, deepspeed=deepspeed, adapter=memory.adapter)
+    proposal = memory_with(True) if not master_weights and moot is None else None
+    return choose_fit(request, memory_with(master_weights), memory.available_bytes, masters=proposal)
+
+
+def master_weights_moot(config: RunConfig, *, precision: str, deepspeed: bool, adapter: bool) -> str | None:
+    """Why fp32 masters in the optimizer cannot apply to this run, or None where they can: a run that trains
+    adapters (fp32 already), computes in fp16 (whose loss scaler needs fp32 weights) or fp32, runs under DeepSpeed
+    (which keeps masters of its own) or loads its weights in a dtype of the config's choosing."""
+    if adapter:
+        return "the training method trains adapters, which are kept in fp32 already"
+    if precision != "bf16":
+        return f"the run computes in {precision}, not bf16"
+    if deepspeed:
+        return "DeepSpeed keeps fp32 masters of its own"
+    if config.model.dtype not in ("auto", "bf16"):
+        return f"model.dtype={config.model.dtype} sets the weights' dtype"
+    return None
+
+
+def master_weights_decision(config: RunConfig, *, precision: str, deepspeed: bool, adapter: bool) -> bool:
+    """Whether the optimizer keeps the fp32 masters (``training.master_weights: optimizer`` where it applies; a
+    warning says why where it does not)."""
+    if config.training.master_weights != "optimizer":
+        return False
+    moot = master_weights_moot(config, precision=precision, deepspeed=deepspeed, adapter=adapter)
+    if moot is not None:
+        log.warning("training.master_weights=optimizer does not apply: %s; the weights stay in the model", moot)
+    return moot is None
 
 
 def compile_decision(config: RunConfig, *, total_steps: int | None, world_size: int, deepspeed: bool) -> bool:

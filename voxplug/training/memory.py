@@ -65,6 +65,10 @@ AUTO_HEADROOM = 0.1
 #: The micro-batch a run takes with ``batch_size: auto`` where nothing is measured (no GPU, no memory budget).
 CPU_AUTO_BATCH = 2
 
+#: Elements of one flat buffer of fp32 master weights kept by the optimizer (``training.master_weights:
+#: optimizer``); the gradients are copied to fp32 one buffer at a time, through scratch space of this size.
+CHUNK_ELEMENTS = 64 * 2**20
+
 #: Optimizer state bytes per trained parameter, as a multiple of the parameter's own bytes (AdamW: two moments in
 #: the parameter's dtype) or as fixed bytes (8-bit AdamW: two one-byte moments).
 OPTIMIZER_STATE = {"adamw_torch": ("times", 2), "adamw_torch_fused": ("times", 2), "adamw_8bit": ("bytes", 2)}
@@ -215,10 +219,13 @@ def step_memory(
     optim: str,
     quantized: bool = False,
     zero: ZeroSharding | None = None,
+    master_weights: bool = False,
 ) -> StepMemory:
     """The micro-batch-independent facts of a step (:class:`StepMemory`) from the model's shape and the run's
     choices: ``base_dtype`` the dtype the weights load in (``bf16``, ``fp16``, ``fp32``), ``precision`` the run's
-    compute precision, ``optim`` the Trainer's optimizer name, ``quantized`` frozen linear weights in 4-bit NF4."""
+    compute precision, ``optim`` the Trainer's optimizer name, ``quantized`` frozen linear weights in 4-bit NF4,
+    ``master_weights`` fp32 masters of the trained weights kept by the optimizer (its state is then fp32, plus the
+    masters and one chunk of fp32 gradients)."""
     zero = zero or ZeroSharding()
     model = shape.model
     params = dict(model.named_parameters())
@@ -243,6 +250,9 @@ def step_memory(
     trained_elements = trained_base + trained.added
     kind, amount = OPTIMIZER_STATE.get(optim, ("times", 0))
     optimizer = trained_bytes * amount if kind == "times" else trained_elements * amount
+    if master_weights:
+        state = trained_elements * 4 * amount if kind == "times" else trained_elements * amount
+        optimizer = state + trained_elements * 4 + min(trained_elements, CHUNK_ELEMENTS) * 4
     mixed = precision in ("bf16", "fp16") and base_bytes == 4
     regime = "mixed" if mixed else ("fp32" if precision == "fp32" else "half")
     autocast_copies = 2 * trained_linear if mixed else 0
@@ -525,7 +535,9 @@ def micro_batch_ladder(effective_batch: int) -> list[int]:
     return [size for size in range(effective_batch, 0, -1) if effective_batch % size == 0]
 
 
-def choose_fit(request: FitRequest, memory: StepMemory | None, available: int | None) -> BatchChoice:
+def choose_fit(
+    request: FitRequest, memory: StepMemory | None, available: int | None, *, masters: StepMemory | None = None
+) -> BatchChoice:
     """The micro-batch, accumulation and checkpointing of the run, with the fit checked.
 
     ``memory`` is the run's :func:`step_memory` (None where the model's shape is unknown) and ``available`` the
@@ -533,7 +545,8 @@ def choose_fit(request: FitRequest, memory: StepMemory | None, available: int | 
     takes the largest micro-batch of :func:`micro_batch_ladder` that fits with headroom, without gradient
     checkpointing if any does (when checkpointing is auto too), accumulating the rest of the effective batch; with
     nothing measured it takes :data:`CPU_AUTO_BATCH` (at most the effective batch) and no checkpointing. A run whose
-    estimate exceeds ``available`` raises :class:`TrainingError` (unless ``fit_check`` is off).
+    estimate exceeds ``available`` raises :class:`TrainingError` (unless ``fit_check`` is off); ``masters`` is the
+    same run's memory with ``training.master_weights: optimizer``, which the message proposes where it fits.
     """
     auto_batch = request.batch_size == "auto"
     auto_checkpointing = request.gradient_checkpointing == "auto"
@@ -570,19 +583,32 @@ def choose_fit(request: FitRequest, memory: StepMemory | None, available: int | 
     )
     choice = BatchChoice(micro, accum, modes[-1], "auto" if auto_batch else "config", estimate, available)
     if request.fit_check and estimate.peak + OUTSIDE_ALLOCATOR_BYTES > available:
-        raise TrainingError(fit_error(choice, memory, request))
+        raise TrainingError(fit_error(choice, memory, request, masters=masters))
     return choice
 
 
-def fit_error(choice: BatchChoice, memory: StepMemory, request: FitRequest) -> str:
-    """The message of a run that does not fit: what it needs, what is free, and what to change: first the batch
-    settings that the same estimate says would fit, then the larger changes it cannot weigh."""
+def fit_error(
+    choice: BatchChoice, memory: StepMemory, request: FitRequest, *, masters: StepMemory | None = None
+) -> str:
+    """The message of a run that does not fit: what it needs, what is free, and what to change: first the settings
+    that the same estimate says would fit (the batch's, then fp32 masters in the optimizer where ``masters`` is that
+    run's memory), then the larger changes it cannot weigh."""
     assert choice.estimate is not None and choice.available_bytes is not None
     estimate = choice.estimate
     fits = [
         f"{change} (about {gib(needed)})"
         for change, needed in _batch_changes(estimate, memory, request, choice.available_bytes)
     ]
+    if masters is not None:
+        needed = estimate_step(
+            masters,
+            micro_batch=estimate.micro_batch,
+            grad_accum=estimate.grad_accum,
+            gradient_checkpointing=estimate.gradient_checkpointing,
+            label_logits=request.label_logits,
+        ).peak
+        if needed + OUTSIDE_ALLOCATOR_BYTES <= choice.available_bytes:
+            fits.append(f"training.master_weights=optimizer (about {gib(needed)})")
     larger = []
     if memory.optimizer_bytes + memory.gradient_bytes > GIB:
         larger.append("training.method=lora instead of full fine-tuning")

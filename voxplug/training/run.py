@@ -219,6 +219,7 @@ class TrainingRun:
                 world_size=world_size,
                 eval_rows=eval_rows,
                 memory=memory,
+                adapter=self._method_class().saves_adapter,
             )
             args = build_training_arguments(
                 self.config, context, has_eval=bool(data.eval), output_dir=self.checkpoints_dir
@@ -359,7 +360,12 @@ class TrainingRun:
 
         context = self._context()
         family = self._family()
-        dtype = load_dtype(self.config.model.dtype, context.precision, adapter=self._method_class().saves_adapter)
+        dtype = load_dtype(
+            self.config.model.dtype,
+            context.precision,
+            adapter=self._method_class().saves_adapter,
+            master_weights=context.master_weights,
+        )
         name = self.config.model.name_or_path
         try:
             model, processor = family.load(
@@ -465,8 +471,22 @@ class TrainingRun:
             host=self.host,
             label_logits_only=self._context().speed.label_logits,
             epoch_stream=self._context().speed.epoch_stream,
+            optimizer_cls_and_kwargs=self._master_weights_optimizer(args, model),
         )
         return self.hf_trainer
+
+    def _master_weights_optimizer(self, args: Any, model: Any) -> tuple[type, dict[str, Any]] | None:
+        """With fp32 masters in the optimizer: the Trainer's own optimizer (``training.optim``), wrapped in
+        :class:`~voxplug.training.master_weights.MasterWeights`; else None (the Trainer builds its optimizer)."""
+        if not self._context().master_weights:
+            return None
+        from transformers import Trainer
+
+        from voxplug.training.master_weights import MasterWeights
+
+        inner, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        log.info("master weights: the model trains in bf16; %s steps fp32 masters of its weights", inner.__name__)
+        return MasterWeights, {"inner": inner, "inner_kwargs": kwargs}
 
     def _stream_dataset(self, data: TrainingData, decoder: Any) -> Any:
         """The training set of a stream: batches read and decoded by each rank's data-loader workers."""
@@ -580,7 +600,7 @@ class TrainingRun:
 
         model_dir = self.run_dir / "model"
         saved: dict[str, Path] = {}
-        with gathered_parameters(hf_trainer.model):
+        with gathered_parameters(hf_trainer.model), exact_weights(hf_trainer.optimizer):
             if self.is_main:
                 saved = method.save_model(hf_trainer.model, processor, model_dir)
         hf_trainer.accelerator.wait_for_everyone()
@@ -613,6 +633,7 @@ class TrainingRun:
             "world_size": hf_trainer.args.world_size,
             "distributed_type": hf_trainer.accelerator.distributed_type.value,
             "precision": context.precision,
+            "master_weights": "optimizer" if context.master_weights else "model",
             "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
             "best_metric": state.best_metric,
             "resumed_from": self.resume_from.name if self.resume_from else None,
@@ -701,11 +722,22 @@ class TrainingRun:
         return f"{where}: nothing was saved"
 
 
-def load_dtype(requested: str, precision: str, *, adapter: bool) -> str:
-    """The dtype to load weights in: half precision only for frozen bases under adapters, else fp32 masters."""
+def load_dtype(requested: str, precision: str, *, adapter: bool, master_weights: bool = False) -> str:
+    """The dtype to load weights in: half precision for frozen bases under adapters and for weights whose fp32
+    masters the optimizer keeps, else fp32."""
     if requested != "auto":
         return requested
-    return precision if adapter and precision in ("bf16", "fp16") else "fp32"
+    half = adapter or master_weights
+    return precision if half and precision in ("bf16", "fp16") else "fp32"
+
+
+def exact_weights(optimizer: Any) -> Any:
+    """Where the optimizer keeps the fp32 masters (``training.master_weights: optimizer``), put them in the model
+    while it is saved; otherwise do nothing."""
+    from voxplug.training.master_weights import MasterWeights
+
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the Trainer's optimizer
+    return inner.weights_from_masters() if isinstance(inner, MasterWeights) else nullcontext()
 
 
 def gathered_parameters(model: Any) -> Any:

@@ -1,0 +1,237 @@
+"""fp32 master weights kept by the optimizer (``training.master_weights: optimizer``): the wrapper against torch's
+own optimizers and transformers' Trainer, the run's decision, and the memory estimate's account of it."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from voxplug.config import validate_config
+from voxplug.training.context import decide, master_weights_decision, master_weights_moot
+from voxplug.training.master_weights import MasterWeights
+
+
+def bf16_params(sizes: tuple[int, ...], seed: int = 0) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(size, generator=generator).bfloat16()) for size in sizes]
+
+
+def two_groups(params: list[Any]) -> list[dict[str, Any]]:
+    """As the Trainer groups them: weight decay on the first, none on the rest."""
+    return [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "weight_decay": 0.0}]
+
+
+def test_the_masters_step_exactly_as_an_fp32_optimizer_and_the_model_holds_their_rounding() -> None:
+    """Small chunks split the parameters over several inner optimizers; a scheduler sets every chunk's rate."""
+    params = bf16_params((10, 3, 25, 4))
+    reference = [torch.nn.Parameter(p.detach().float()) for p in params]
+    wrapped = MasterWeights(two_groups(params), inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-2}, chunk_elements=12)
+    plain = torch.optim.AdamW(two_groups(reference), lr=1e-2)
+    assert len(wrapped.chunks) == 4 and wrapped.scratch.numel() == 25  # one chunk's gradients at a time
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (step + 1)) for opt in (wrapped, plain)]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        for param, ref in zip(params, reference, strict=True):
+            grad = torch.randn(param.shape, generator=generator).bfloat16()
+            param.grad, ref.grad = grad, grad.float()
+        wrapped.step()
+        plain.step()
+        for schedule in schedules:
+            schedule.step()
+        wrapped.zero_grad()
+        plain.zero_grad()
+    masters = [master for chunk in wrapped.chunks for master in chunk.masters]
+    assert all(torch.equal(master, ref) for master, ref in zip(masters, reference, strict=True))
+    assert all(torch.equal(p, ref.bfloat16()) for p, ref in zip(params, reference, strict=True))
+    assert all(p.grad is None for p in params) and all(m.grad is None for m in masters)
+    assert {group["lr"] for group in wrapped.param_groups} == {plain.param_groups[0]["lr"]}
+
+
+def test_updates_smaller_than_bf16_can_hold_accumulate_in_the_masters() -> None:
+    """Where a pure bf16 optimizer loses every update under a weight's rounding step, the masters keep them."""
+    params = bf16_params((1,))
+    params[0].data.fill_(1.0)
+    pure = torch.nn.Parameter(torch.ones(1, dtype=torch.bfloat16))
+    wrapped = MasterWeights(params, inner=torch.optim.SGD, inner_kwargs={"lr": 1e-3})
+    plain = torch.optim.SGD([pure], lr=1e-3)
+    for _ in range(100):
+        params[0].grad = torch.ones(1, dtype=torch.bfloat16)
+        pure.grad = torch.ones(1, dtype=torch.bfloat16)
+        wrapped.step()
+        plain.step()
+    assert pure.item() == 1.0  # 1 - 0.001 rounds back to 1 in bf16, every step
+    assert params[0].item() == pytest.approx(0.9, abs=4e-3)
+    assert wrapped.chunks[0].masters[0].item() == pytest.approx(0.9, rel=1e-5)
+
+
+def test_a_resumed_state_continues_from_the_exact_masters_and_a_foreign_state_is_refused() -> None:
+    params = bf16_params((6, 5))
+    wrapped = MasterWeights(params, inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-2}, chunk_elements=6)
+    for p in params:
+        p.grad = torch.full(p.shape, 0.3, dtype=torch.bfloat16)
+    wrapped.step()
+    checkpoint = io.BytesIO()
+    torch.save(wrapped.state_dict(), checkpoint)
+    checkpoint.seek(0)
+    saved = torch.load(checkpoint, weights_only=True)
+    again = bf16_params((6, 5), seed=7)  # other weights: the saved masters must replace them
+    restored = MasterWeights(again, inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-2}, chunk_elements=6)
+    restored.load_state_dict(saved)
+    for one, other in ((params, wrapped), (again, restored)):
+        for p in one:
+            p.grad = torch.full(p.shape, -0.2, dtype=torch.bfloat16)
+        other.step()
+    assert all(torch.equal(a, b) for a, b in zip(params, again, strict=True))
+    assert all(torch.equal(a.buffer, b.buffer) for a, b in zip(wrapped.chunks, restored.chunks, strict=True))
+    with pytest.raises(ValueError, match="master_weights=optimizer"):
+        restored.load_state_dict(torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))]).state_dict())
+    other_shape = MasterWeights(bf16_params((4, 7)), inner=torch.optim.AdamW, chunk_elements=6)
+    with pytest.raises(ValueError, match="another model"):
+        other_shape.load_state_dict(saved)
+
+
+def test_the_model_holds_the_masters_while_it_is_saved_and_its_bf16_weights_after() -> None:
+    params = bf16_params((8,))
+    wrapped = MasterWeights(params, inner=torch.optim.SGD, inner_kwargs={"lr": 1e-3})
+    params[0].grad = torch.ones(8, dtype=torch.bfloat16)
+    wrapped.step()
+    master = wrapped.chunks[0].masters[0]
+    with wrapped.weights_from_masters():
+        assert params[0].dtype == torch.float32 and torch.equal(params[0].data, master)
+    assert params[0].dtype == torch.bfloat16 and torch.equal(params[0].data, master.bfloat16())
+
+
+class Toy(torch.nn.Module):
+    """A regression model the Trainer can train: ``loss`` from ``x`` and ``y``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": torch.nn.functional.mse_loss(self.layer(x).float().squeeze(-1), y)}
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(3)
+        self.x = torch.randn(32, 4, generator=generator).bfloat16()
+        self.y = torch.randn(32, generator=generator)
+
+    def __len__(self) -> int:
+        return 32
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[index], "y": self.y[index]}
+
+
+def trainer_run(out: Path, *, max_steps: int, resume: bool = False) -> Any:
+    """transformers' own Trainer, with the wrapper as the optimizer it builds, saving every 3 steps."""
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = Toy().bfloat16()
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=max_steps,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        lr_scheduler_type="linear",
+        weight_decay=0.01,
+        save_steps=3,
+        save_strategy="steps",
+        logging_steps=100,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    inner, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Rows(),
+        optimizer_cls_and_kwargs=(MasterWeights, {"inner": inner, "inner_kwargs": kwargs}),
+    )
+    trainer.train(resume_from_checkpoint=str(out / "checkpoint-3") if resume else None)
+    return trainer
+
+
+@pytest.mark.slow
+def test_transformers_trainer_trains_resumes_and_saves_with_the_masters(tmp_path: Path) -> None:
+    """The Trainer builds the wrapper from its own optimizer choice, checkpoints it, and a run resumed from step 3
+    ends where the uninterrupted run does, masters included."""
+    whole = trainer_run(tmp_path / "whole", max_steps=6)
+    optimizer = whole.optimizer.optimizer
+    assert isinstance(optimizer, MasterWeights) and whole.model.layer.weight.dtype == torch.bfloat16
+    trainer_run(tmp_path / "resumed", max_steps=3)
+    resumed = trainer_run(tmp_path / "resumed", max_steps=6, resume=True)
+    assert resumed.state.global_step == 6
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    again = resumed.optimizer.optimizer
+    assert all(torch.equal(a.buffer, b.buffer) for a, b in zip(optimizer.chunks, again.chunks, strict=True))
+    first = torch.load(tmp_path / "whole" / "checkpoint-3" / "optimizer.pt", weights_only=True)
+    assert first["masters"][0].dtype == torch.float32 and len(first["chunks"]) == len(optimizer.chunks)
+
+
+def config(tmp_path: Path, **training: Any) -> Any:
+    return validate_config({"training": {"method": "full", **training}}, base_dir=tmp_path)
+
+
+def test_the_masters_apply_to_full_fine_tuning_in_bf16_only_and_say_why_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked = config(tmp_path, master_weights="optimizer")
+    assert master_weights_decision(asked, precision="bf16", deepspeed=False, adapter=False)
+    assert not master_weights_decision(config(tmp_path), precision="bf16", deepspeed=False, adapter=False)
+    cases = {
+        "adapters": {"adapter": True},
+        "computes in fp16": {"precision": "fp16"},
+        "DeepSpeed": {"deepspeed": True},
+    }
+    for reason, change in cases.items():
+        facts = {"precision": "bf16", "deepspeed": False, "adapter": False, **change}
+        assert reason in master_weights_moot(asked, **facts)
+        with caplog.at_level(logging.WARNING, logger="voxplug.training"):
+            caplog.clear()
+            assert not master_weights_decision(asked, **facts)
+        assert "training.master_weights=optimizer does not apply" in caplog.text and reason in caplog.text
+    dtype = validate_config(
+        {"model": {"dtype": "fp32"}, "training": {"method": "full", "master_weights": "optimizer"}}, base_dir=tmp_path
+    )
+    assert "model.dtype=fp32" in master_weights_moot(dtype, precision="bf16", deepspeed=False, adapter=False)
+    # on this CPU the run computes in fp32: the weights stay in the model, and the record says so
+    context = decide(asked, {}, train_rows=16, world_size=1)
+    assert not context.master_weights and context.record()["master_weights"] == "model"
+
+
+def test_the_estimate_counts_bf16_weights_and_gradients_with_fp32_masters_and_state(tmp_path: Path) -> None:
+    """Per trained parameter, masters in the optimizer take bf16 weights and gradients (2 + 2 bytes) and fp32
+    masters and moments (4 + 8), where fp32 weights in the model take 4 + 4 + 8 plus bf16 casts of the linear ones:
+    the estimate of a model with only linear layers is 16 bytes against 20, plus one chunk of fp32 gradients."""
+    from voxplug.training.memory import LayerStack, ModelShape, RowSize, TrainedWeights, step_memory
+
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Linear(64, 64, bias=False), torch.nn.Linear(64, 32, bias=False))
+    model.get_output_embeddings = lambda: None  # type: ignore[method-assign]
+    shape = ModelShape(model, (LayerStack("language_model", 1, 64, 128, 0, True),))
+    trained = TrainedWeights(base=frozenset(n for n, _ in model.named_parameters()), added=0, scopes=frozenset())
+    row = RowSize(chunks=0, text_tokens=10)
+    elements = 64 * 64 + 64 * 32
+    in_model = step_memory(shape, trained, row, base_dtype="fp32", precision="bf16", optim="adamw_torch_fused")
+    in_optimizer = step_memory(
+        shape, trained, row, base_dtype="bf16", precision="bf16", optim="adamw_torch_fused", master_weights=True
+    )
+    states = {"weights": "trained_weight_bytes", "grads": "gradient_bytes", "opt": "optimizer_bytes"}
+    model_side = {key: getattr(in_model, name) for key, name in states.items()}
+    assert model_side == {"weights": 4 * elements, "grads": 4 * elements, "opt": 8 * elements}
+    assert in_model.autocast_copy_bytes == 2 * elements
+    optimizer_side = {key: getattr(in_optimizer, name) for key, name in states.items()}
+    assert optimizer_side == {"weights": 2 * elements, "grads": 2 * elements, "opt": (12 + 4) * elements}
+    assert in_optimizer.autocast_copy_bytes == 0
