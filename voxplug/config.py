@@ -216,7 +216,12 @@ class TrainingConfig(PluginChoice):
         "fits the GPU's free memory by the run's memory estimate, accumulating the rest of effective_batch "
         "(a small fixed size without a GPU)",
     )
-    eval_batch_size: int = Field(4, ge=1)
+    eval_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="rows per forward pass of the evaluation loss. auto: the run's training micro-batch (the pass "
+        "keeps no gradients or activations, so a micro-batch that trains fits, and larger passes cost fewer "
+        "launches a row)",
+    )
     grad_accum: int = Field(1, ge=1, description="micro-batches accumulated into one optimizer step")
     effective_batch: int | None = Field(
         None,
@@ -292,7 +297,7 @@ class TrainingConfig(PluginChoice):
     def _renamed_keys(cls, data: Any) -> Any:
         return _moved_speed_keys(data)
 
-    @field_validator("batch_size", mode="before")
+    @field_validator("batch_size", "eval_batch_size", mode="before")
     @classmethod
     def _batch_size_or_auto(cls, value: Any) -> Any:
         """One message for a value that is neither a micro-batch nor ``auto`` (not one per member of the union)."""

@@ -38,6 +38,17 @@ def test_world_size_divides_the_steps(tmp_path: Path) -> None:
     assert plan_steps(config.training, train_rows=16, world_size=2).steps_per_epoch == 4
 
 
+def test_the_eval_batch_follows_the_decided_micro_batch_unless_set(tmp_path: Path) -> None:
+    for training, expected in (({"batch_size": 6}, 6), ({"batch_size": 6, "eval_batch_size": 2}, 2)):
+        config = config_with(tmp_path, **training)
+        args = build_training_arguments(config, decided(config, 30), has_eval=True, output_dir=tmp_path / "ckpt")
+        assert args.per_device_eval_batch_size == expected
+    # with the micro-batch auto too, the one the run decided (nothing measured on this CPU: 2)
+    config = config_with(tmp_path, batch_size="auto")
+    args = build_training_arguments(config, decided(config, 30), has_eval=True, output_dir=tmp_path / "ckpt")
+    assert args.per_device_eval_batch_size == args.per_device_train_batch_size == 2
+
+
 def test_every_training_key_reaches_the_arguments(tmp_path: Path) -> None:
     config = config_with(
         tmp_path,

@@ -137,7 +137,9 @@ def training_argument_values(
         "num_train_epochs": training.epochs,
         "max_steps": training.max_steps,
         "per_device_train_batch_size": context.batch.micro_batch,
-        "per_device_eval_batch_size": training.eval_batch_size,
+        "per_device_eval_batch_size": (
+            context.batch.micro_batch if training.eval_batch_size == "auto" else training.eval_batch_size
+        ),
         "gradient_accumulation_steps": context.batch.grad_accum,
         "learning_rate": training.learning_rate,
         "lr_scheduler_type": training.lr_scheduler,
