@@ -133,12 +133,15 @@ class LanguageModelCache:
     """The language model's keys and values for ``rows`` x ``positions``, and its one-token decoder step."""
 
     def __init__(self, model: Any, rows: int, positions: int, attention: StepAttention | None = None) -> None:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
         self.attention = attention or StepAttention()
         self.language_model = model.model.language_model
         self.lm_head = model.lm_head
         self.layers = list(self.language_model.layers[: self.language_model.config.num_hidden_layers])
         self.rows, self.positions = rows, positions
         self.device = next(model.parameters()).device
+        self.fused = not is_deepspeed_zero3_enabled()
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
 
@@ -179,11 +182,15 @@ class LanguageModelCache:
     ) -> torch.Tensor:
         """A Llama decoder layer for one new token: ``LlamaDecoderLayer.forward``'s arithmetic, in its order, with
         the norms, the rotary embedding and SwiGLU computed by :mod:`voxplug_voxtral.kernels`' fused kernels (a
-        step is a few hundred small kernels, so each one saved shortens it)."""
+        step is a few hundred small kernels, so each one saved shortens it). Under DeepSpeed ZeRO-3 the norms and
+        MLPs run their own forwards instead: a module's weights are gathered only when the module itself is called.
+        """
         from voxplug_voxtral.kernels import fused_mlp, fused_rms_norm, rotary_pos_emb
 
+        norm = fused_rms_norm if self.fused else _own_forward
+        mlp = fused_mlp if self.fused else _own_forward
         attention, rows = layer.self_attn, hidden.shape[0]
-        normed = fused_rms_norm(layer.input_layernorm, hidden)
+        normed = norm(layer.input_layernorm, hidden)
         shape = (rows, 1, -1, attention.head_dim)
         query = attention.q_proj(normed).view(shape).transpose(1, 2)
         key = attention.k_proj(normed).view(shape).transpose(1, 2)
@@ -198,12 +205,16 @@ class LanguageModelCache:
         layout = self.attention.layout
         attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, attention.scaling, layout)
         hidden = hidden + attention.o_proj(attended.to(value.dtype))
-        return hidden + fused_mlp(layer.mlp, fused_rms_norm(layer.post_attention_layernorm, hidden))
+        return hidden + mlp(layer.mlp, norm(layer.post_attention_layernorm, hidden))
 
     def move_rows(self, keep: torch.Tensor) -> None:
         """Copy rows ``keep`` of every buffer to its first rows."""
         for buffer in (*self.keys, *self.values):
             buffer[: len(keep)] = buffer[keep]
+
+
+def _own_forward(module: Any, hidden: torch.Tensor) -> torch.Tensor:
+    return module(hidden)
 
 
 @dataclass

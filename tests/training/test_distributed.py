@@ -111,3 +111,16 @@ def test_two_ranks_deciding_the_batch_from_memory_agree_and_match_one_process(se
     decided = json.loads((run_dir / "training_config.json").read_text())["decided"]["batch"]
     assert (decided["batch_size"], decided["grad_accum"], decided["chosen_by"]) == (2, 1, "auto")
     assert decided["available_gib"] == 64 and not decided["gradient_checkpointing"]
+
+
+def test_lora_under_deepspeed_zero3_on_two_cpu_ranks_evaluates_by_generation(setup: dict[str, Any]) -> None:
+    """The decoding step reads every weight through its module, so ZeRO-3 gathers the partitioned norms too."""
+    config = setup["config"]("lora-zero3", 2)
+    config["training"].update(method="lora", learning_rate=5e-3, epochs=1)
+    path = write_config(setup["folder"] / "lora-zero3.yaml", config)
+    launch_training("zero3", path, num_processes=2, env=cpu_deepspeed_env(setup["folder"] / "plugins"))
+    run_dir = Path(config["training"]["output_dir"])
+    predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in predictions] == ["en_gb_000", "en_gb_001", "en_gb_002"]
+    assert "eval_wer" in json.loads((run_dir / "eval_results.json").read_text())
+    assert (run_dir / "model" / "adapter_model.safetensors").is_file()
