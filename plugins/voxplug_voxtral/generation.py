@@ -303,9 +303,14 @@ class VoxtralDecoding:
 
     def prefill(self, batch: VoxtralPrompts, state: LanguageModelCache, offset: int) -> torch.Tensor:
         """The model's forward pass over the prompts (the audio encoder once per clip); first-token logits."""
+        import torch
+
+        features = batch.features.to(self.device)
+        if features.device.type == "cuda":  # made on the feature stream: its memory is in use on this one now
+            features.record_stream(torch.cuda.current_stream(self.device))
         output = self.model(
             input_ids=batch.input_ids.to(self.device),
-            input_features=batch.features.to(self.device),
+            input_features=features,
             use_cache=True,
             logits_to_keep=1,
         )

@@ -103,8 +103,10 @@ class TranscriptionInputs:
     """Prompt ids and mel features for transcription rows, equal to ``VoxtralBatchBuilder.encode_prompts``'.
 
     Rows are checked exactly as ``encode_prompts`` checks them (the same errors, naming the row). ``device`` is
-    where the feature extractor runs: on a CUDA device it runs on a stream of its own, so that from a prefetch
-    thread it neither waits for nor holds up the model's work; the features come back on the CPU either way.
+    where the features are computed: on the CPU by the processor's own feature extractor; on a CUDA device by
+    :func:`log_mel`, the extractor's GPU arithmetic without its round trip through host memory (the extractor
+    returns NumPy arrays, which the prompt pass would copy back), on a stream of its own, so that from a prefetch
+    thread it neither waits for nor holds up the model's work. The features stay on that device.
     """
 
     def __init__(self, collator: VoxtralBatchBuilder, device: torch.device | str = "cpu") -> None:
@@ -123,6 +125,7 @@ class TranscriptionInputs:
         self.chunk_samples = int(kwargs["pad_to_multiple_of"])
         self.prompts: dict[tuple[int, str | None], list[int]] = {}
         self.stream: torch.cuda.Stream | None = None
+        self.mel: MelFilters | None = None
         self.usable = True
 
     def encode(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[int]], torch.Tensor] | None:
@@ -171,21 +174,33 @@ class TranscriptionInputs:
         return self.prompts[key]
 
     def features(self, audios: Sequence[np.ndarray]) -> torch.Tensor:
-        """Mel features of every chunk of every clip (float32 arrays), in clip order: ``(chunks, mel bins, frames)``.
+        """Mel features of every chunk of every clip (float32, where they were computed), in clip order: ``(chunks,
+        mel bins, frames)``.
 
         Clips of one padded length go through the feature extractor together, at most
         :data:`FEATURE_BATCH_SAMPLES` samples at a time; each clip first gets the processor's 16-bit WAV round trip
         and its zero padding.
         """
+        from contextlib import nullcontext
+
         import torch
 
         lengths = [self.chunks(len(audio)) * self.chunk_samples for audio in audios]
         per_clip: list[torch.Tensor | None] = [None] * len(audios)
-        for group in self._groups(lengths):
-            blocks = self._extract([audios[index] for index in group], lengths[group[0]])
-            for index, block in zip(group, blocks, strict=True):
-                per_clip[index] = block
-        return torch.cat([block for block in per_clip if block is not None])
+        on_gpu = self.device.type == "cuda" and not getattr(self.feature_extractor, "dither", 0.0)
+        if on_gpu and self.stream is None:
+            self.stream = torch.cuda.Stream(self.device)
+            self.mel = MelFilters(self.feature_extractor, self.device)
+        with torch.cuda.stream(self.stream) if on_gpu else nullcontext():
+            for group in self._groups(lengths):
+                blocks = self._extract([audios[index] for index in group], lengths[group[0]], on_gpu)
+                for index, block in zip(group, blocks, strict=True):
+                    per_clip[index] = block
+            features = torch.cat([block for block in per_clip if block is not None])
+        if on_gpu:
+            assert self.stream is not None
+            self.stream.synchronize()  # the prefetch thread waits for its features, never the model's stream
+        return features
 
     def _groups(self, lengths: Sequence[int]) -> list[list[int]]:
         """Clip indices by padded length, split to at most :data:`FEATURE_BATCH_SAMPLES` samples a group."""
@@ -198,10 +213,9 @@ class TranscriptionInputs:
             groups += [members[start : start + step] for start in range(0, len(members), step)]
         return groups
 
-    def _extract(self, audios: Sequence[np.ndarray], length: int) -> torch.Tensor:
-        """Features of clips padded to ``length`` samples: ``(clips, chunks, mel bins, frames)``."""
-        from contextlib import nullcontext
-
+    def _extract(self, audios: Sequence[np.ndarray], length: int, on_gpu: bool) -> torch.Tensor:
+        """Features of clips padded to ``length`` samples: ``(clips, chunks, mel bins, frames)``, computed by
+        :func:`log_mel` on the GPU (``on_gpu``, on the current stream) or by the processor's feature extractor."""
         import numpy as np
         import torch
 
@@ -211,13 +225,35 @@ class TranscriptionInputs:
             waves[row, : len(audio)] = audio if exact else soundfile_pcm16_round_trip(soundfile_pcm16_round_trip(audio))
         if exact:
             pcm16_round_trip(waves)  # zeros stay zeros
-        if self.device.type == "cuda":
-            if self.stream is None:
-                self.stream = torch.cuda.Stream(self.device)
-            context: Any = torch.cuda.stream(self.stream)
-        else:
-            context = nullcontext()
-        with context, torch.autocast(self.device.type, enabled=False):  # float32, as the processor computes them
-            features = self.feature_extractor(waves, device=str(self.device), **self.extractor_kwargs)["input_features"]
+        with torch.autocast(self.device.type, enabled=False):  # float32, as the processor computes them
+            if on_gpu:
+                assert self.mel is not None
+                features = log_mel(torch.from_numpy(waves).pin_memory().to(self.device, non_blocking=True), self.mel)
+            else:
+                extracted = self.feature_extractor(waves, device=str(self.device), **self.extractor_kwargs)
+                features = torch.as_tensor(extracted["input_features"])
         clips, bins, _ = features.shape
         return features.reshape(clips, bins, -1, self.frames_per_chunk).transpose(1, 2)
+
+
+class MelFilters:
+    """A Whisper feature extractor's STFT window and mel filter bank, on ``device`` once."""
+
+    def __init__(self, extractor: Any, device: torch.device) -> None:
+        import torch
+
+        self.n_fft, self.hop_length = extractor.n_fft, extractor.hop_length
+        self.window = torch.hann_window(self.n_fft, device=device)
+        self.filters = torch.from_numpy(extractor.mel_filters).to(device, torch.float32)
+
+
+def log_mel(waves: torch.Tensor, mel: MelFilters) -> torch.Tensor:
+    """Log-mel features ``(clips, mel bins, frames)`` of float32 ``waves`` ``(clips, samples)``, computed as
+    ``WhisperFeatureExtractor._torch_extract_fbank_features`` computes them (without dither), where they are."""
+    import torch
+
+    stft = torch.stft(waves, mel.n_fft, mel.hop_length, window=mel.window, return_complex=True)
+    magnitudes = (stft[..., :-1].abs() ** 2).contiguous()
+    log_spec = torch.clamp(mel.filters.T @ magnitudes, min=1e-10).log10()
+    floor = log_spec.max(dim=2, keepdim=True)[0].max(dim=1, keepdim=True)[0] - 8.0
+    return (torch.maximum(log_spec, floor) + 4.0) / 4.0

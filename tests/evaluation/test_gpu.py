@@ -97,8 +97,9 @@ def test_voxtral_features_on_the_gpu_are_the_processors_within_tolerance_and_giv
     inputs = TranscriptionInputs(collator, "cuda:0")
     encoded = inputs.encode(rows)
     assert encoded is not None and inputs.stream is not None  # computed on the GPU, on a stream of its own
+    assert encoded[1].device.type == "cuda"  # and left there for the prompt pass
     assert encoded[0] == prompts and encoded[1].shape == features.shape
-    difference = (encoded[1] - features).abs()
+    difference = (encoded[1].cpu() - features).abs()
     assert difference.max() <= 1e-3 and difference.mean() <= 1e-5, (difference.max(), difference.mean())
     model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral).to("cuda").eval()
     ours, _ = fast(generation, model, processor, audios, batch_size=8, max_new_tokens=40)

@@ -167,3 +167,18 @@ def test_float64_audio_between_float32_values_gets_the_processors_rounding(proce
     audio = np.concatenate([below_boundaries, speech[:16000].astype(np.float64)])
     (fast_prompts, fast_features), (prompts, features) = both_paths(processor, [{"audio": audio, "language": "en"}])
     assert fast_prompts == prompts and torch.equal(fast_features, features)
+
+
+def test_the_gpu_log_mel_is_the_extractors_own_torch_arithmetic(processor: Any, speech: np.ndarray) -> None:
+    """:func:`log_mel` (the features that stay on a GPU) computes what ``WhisperFeatureExtractor``'s torch path
+    computes, op for op: on the CPU the two agree bit for bit, so on a GPU they run the same kernels."""
+    from voxplug_voxtral.transcription_inputs import MelFilters, log_mel
+
+    extractor = processor.feature_extractor
+    waves = np.zeros((3, 2 * CHUNK), dtype=np.float32)
+    waves[0, : len(speech[: 2 * CHUNK])] = speech[: 2 * CHUNK]
+    waves[1, :CHUNK] = speech[:CHUNK] * 0.25
+    theirs = extractor._torch_extract_fbank_features(waves.copy(), "cpu")
+    ours = log_mel(torch.from_numpy(waves), MelFilters(extractor, torch.device("cpu")))
+    assert ours.shape == theirs.shape == (3, extractor.feature_size, 2 * CHUNK // extractor.hop_length)
+    assert torch.equal(ours, torch.from_numpy(theirs))  # the silent row included (its floor is log10(1e-10) - 8)
