@@ -97,7 +97,7 @@ def test_full_fine_tuning_with_the_masters_in_the_optimizer_learns_as_with_them_
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             seen.setdefault("dtypes", {p.dtype for n, p in model.named_parameters() if "language_model" in n})
 
-    losses = {}
+    losses, saved = {}, {}
     for where in ("model", "optimizer"):
         config = gpu_config(
             tmp_path / where,
@@ -116,8 +116,10 @@ def test_full_fine_tuning_with_the_masters_in_the_optimizer_learns_as_with_them_
         state = json.loads((result.run_dir / "trainer_state.json").read_text())
         losses[where] = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
         weights = load_file(result.model_dir / "model.safetensors")
+        saved[where] = set(weights)
         language = [tensor for name, tensor in weights.items() if "language_model" in name]
         assert {tensor.dtype for tensor in language} == {torch.float32}
+    assert saved["optimizer"] == saved["model"]  # every weight written, none dropped as shared memory
     assert len(losses["model"]) == len(losses["optimizer"]) >= 4
     assert losses["optimizer"][-1] < losses["optimizer"][0]
     for ours, theirs in zip(losses["optimizer"], losses["model"], strict=True):

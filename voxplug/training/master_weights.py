@@ -6,9 +6,10 @@ With ``training.master_weights: optimizer`` the model loads in bf16 and trains i
 the Trainer's optimizer so that its updates still happen on fp32 copies (the masters), which are then rounded into
 the model's weights. Small updates accumulate in the masters rather than vanishing in bf16's 8-bit mantissa.
 
-The masters live in flat fp32 buffers of at most :data:`~voxplug.training.memory.CHUNK_ELEMENTS` elements. Each
-buffer has its own instance of the wrapped optimizer, and one shared fp32 scratch buffer takes the gradients of one
-chunk at a time, so fp32 gradients never exist for the whole model at once.
+The parameters are taken in chunks of at most :data:`~voxplug.training.memory.CHUNK_ELEMENTS` elements. Each chunk
+has its own instance of the wrapped optimizer, and one shared fp32 scratch buffer takes the gradients of one chunk at
+a time, so fp32 gradients never exist for the whole model at once. Each master is a tensor of its own (no two share
+storage), so the saved model writes them as they are.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from voxplug.training.memory import CHUNK_ELEMENTS
 
 @dataclass
 class _Chunk:
-    """One flat fp32 buffer: the model's parameters it mirrors, their master views, and the optimizer stepping them."""
+    """The model's parameters of one chunk, their fp32 masters, and the optimizer stepping the masters."""
 
     params: list[torch.Tensor]
     masters: list[torch.Tensor]
-    buffer: torch.Tensor
     optimizer: torch.optim.Optimizer
+
+    @property
+    def elements(self) -> int:
+        return sum(master.numel() for master in self.masters)
 
 
 class MasterWeights(torch.optim.Optimizer):
@@ -55,8 +59,8 @@ class MasterWeights(torch.optim.Optimizer):
         self.chunks = [_chunk(members, groups, inner, inner_kwargs or {}) for members in _split(groups, chunk_elements)]
         self.param_groups = [group for chunk in self.chunks for group in chunk.optimizer.param_groups]
         self.defaults = self.chunks[0].optimizer.defaults if self.chunks else {}
-        largest = max((chunk.buffer.numel() for chunk in self.chunks), default=0)
-        device = self.chunks[0].buffer.device if self.chunks else None
+        largest = max((chunk.elements for chunk in self.chunks), default=0)
+        device = self.chunks[0].masters[0].device if self.chunks else None
         self.scratch = torch.empty(largest, dtype=torch.float32, device=device)
         self._optimizer_step_pre_hooks: dict[int, Any] = {}
         self._optimizer_step_post_hooks: dict[int, Any] = {}
@@ -101,7 +105,7 @@ class MasterWeights(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         """The masters and each chunk's optimizer state."""
         return {
-            "masters": [chunk.buffer for chunk in self.chunks],
+            "masters": [chunk.masters for chunk in self.chunks],
             "chunks": [chunk.optimizer.state_dict() for chunk in self.chunks],
         }
 
@@ -113,21 +117,23 @@ class MasterWeights(torch.optim.Optimizer):
                 "this optimizer state was not saved with training.master_weights=optimizer for this model: resume "
                 "with the master_weights setting the checkpoint was trained with"
             )
-        for chunk, buffer, state in zip(self.chunks, masters, states, strict=True):
-            if buffer.shape != chunk.buffer.shape:
+        for chunk, saved, state in zip(self.chunks, masters, states, strict=True):
+            shapes = [tuple(master.shape) for master in chunk.masters]
+            if [tuple(tensor.shape) for tensor in saved] != shapes:
                 raise ValueError(
-                    f"the saved master weights hold {buffer.numel()} elements where this model's chunk holds "
-                    f"{chunk.buffer.numel()}: the checkpoint is of another model or training method"
+                    "the saved master weights have other shapes than this model's trained weights: the checkpoint is "
+                    "of another model or training method"
                 )
-            chunk.buffer.copy_(buffer)
+            with torch.no_grad():
+                torch._foreach_copy_(chunk.masters, list(saved))
             chunk.optimizer.load_state_dict(state)
             with torch.no_grad():
                 torch._foreach_copy_(chunk.params, chunk.masters)
 
     @contextmanager
     def weights_from_masters(self) -> Iterator[None]:
-        """Inside the block the model's parameters hold their fp32 masters (views, no copy), for saving the exact
-        trained weights; after it, their bf16 weights again."""
+        """Inside the block the model's parameters hold their fp32 masters (the masters themselves, no copy), for
+        saving the exact trained weights; after it, their bf16 weights again."""
         swapped = [(param, param.data) for chunk in self.chunks for param in chunk.params]
         masters = [master for chunk in self.chunks for master in chunk.masters]
         try:
@@ -143,7 +149,7 @@ class MasterWeights(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         inner = type(self.chunks[0].optimizer).__name__ if self.chunks else "nothing"
-        elements = sum(chunk.buffer.numel() for chunk in self.chunks)
+        elements = sum(chunk.elements for chunk in self.chunks)
         return f"MasterWeights({inner}, {elements} fp32 masters in {len(self.chunks)} chunks)"
 
 
@@ -177,12 +183,9 @@ def _chunk(
     inner: type[torch.optim.Optimizer],
     inner_kwargs: dict[str, Any],
 ) -> _Chunk:
-    """A chunk's fp32 buffer, filled from its parameters, and an optimizer over its views with the groups' options."""
+    """A chunk's fp32 masters, copied from its parameters, and an optimizer over them with the groups' options."""
     params = [param for _, param in members]
-    buffer = torch.empty(sum(p.numel() for p in params), dtype=torch.float32, device=params[0].device)
-    masters = _views(buffer, params)
-    with torch.no_grad():
-        torch._foreach_copy_(masters, params)
+    masters = [param.detach().to(torch.float32, copy=True) for param in params]
     by_group: dict[int, list[torch.Tensor]] = {}
     for (index, _), master in zip(members, masters, strict=True):
         by_group.setdefault(index, []).append(master)
@@ -190,7 +193,7 @@ def _chunk(
         {**{k: v for k, v in groups[index].items() if k != "params"}, "params": views}
         for index, views in by_group.items()
     ]
-    return _Chunk(params, masters, buffer, inner(inner_groups, **inner_kwargs))
+    return _Chunk(params, masters, inner(inner_groups, **inner_kwargs))
 
 
 def _views(buffer: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
