@@ -104,6 +104,35 @@ def test_training_forward_fills_no_kv_cache(model_and_batch: tuple[object, dict]
     assert seen["use_cache"] is False
 
 
+def test_the_eval_loss_pass_attends_without_cudnn_and_gets_the_plain_loss(
+    model_and_batch: tuple[object, dict], tmp_path: Path
+) -> None:
+    """Inside ``prediction_step`` only the flash, memory-efficient and math SDPA kernels may run (cuDNN plans
+    every new length first); outside it the process's own choice is back, and the loss is the plain forward's."""
+    from transformers import TrainingArguments
+
+    from voxplug.training.transcription_trainer import TranscriptionTrainer
+
+    model, batch = model_and_batch
+    allowed: list[tuple[bool, bool]] = []
+
+    def record(module: object, args: tuple) -> None:
+        allowed.append((torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled()))
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = TranscriptionTrainer(model=model, args=args, label_logits_only=False)
+    handle = model.model.language_model.register_forward_pre_hook(record)
+    try:
+        loss, _, _ = trainer.prediction_step(model, dict(batch), prediction_loss_only=True)
+    finally:
+        handle.remove()
+    assert allowed == [(False, True)]
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored
+    with torch.no_grad():
+        plain = model(**batch).loss
+    assert torch.allclose(loss, plain, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_label_logits_gradients_match(model_and_batch: tuple[object, dict]) -> None:
     from voxplug.training.speed.label_logits import label_logits_loss, label_positions

@@ -11,6 +11,8 @@
   ``logging_nan_inf_filter`` reads each step's loss back to the host).
 * Loss forwards ask for no KV cache, ``torch_compile`` compiles block by block (``training.compile``), and the
   FLOP count and gradient clipping list the parameters once rather than every step.
+* The eval-loss pass attends with PyTorch's flash and memory-efficient SDPA kernels, not cuDNN's: cuDNN plans
+  every new sequence length on the host first, and an evaluation's padded lengths are mostly new to the run.
 
 Each changes how fast a step runs, never what it computes; ``tests/training/test_fast_paths.py`` and
 ``tests/training/test_sampling.py`` hold each against the plain path.
@@ -32,6 +34,17 @@ from voxplug.training.speed.label_logits import (
     label_positions,
     supports_label_logits,
 )
+
+#: The SDPA backends of the eval-loss pass (names in ``torch.nn.attention.SDPBackend``), in PyTorch's order of
+#: preference; the math backend takes whatever the others cannot.
+EVAL_ATTENTION = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
+
+
+def eval_attention() -> list[Any]:
+    """:data:`EVAL_ATTENTION` as ``SDPBackend`` members."""
+    from torch.nn.attention import SDPBackend
+
+    return [getattr(SDPBackend, name) for name in EVAL_ATTENTION]
 
 
 class SpeedTrainerMixin:
@@ -134,6 +147,13 @@ class SpeedTrainerMixin:
         return super().compute_loss(  # type: ignore[misc]
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
+
+    def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's eval-loss step, with attention through :data:`EVAL_ATTENTION` only."""
+        from torch.nn.attention import sdpa_kernel
+
+        with sdpa_kernel(eval_attention()):
+            return super().prediction_step(*args, **kwargs)  # type: ignore[misc]
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
         """The Trainer's estimate (6 x input tokens x non-embedding parameters), the parameters counted once.
