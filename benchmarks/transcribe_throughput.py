@@ -27,6 +27,9 @@ Two suites:
 
   Before the variants, ``host_prepare_ms_per_clip``: the host's preparation of the prompt passes' inputs per clip
   on the ``voxplug`` clips, the processor's path against ``TranscriptionInputs`` (see :func:`host_prepare`).
+  ``--first-use N`` first times the process's first transcription of N clips against the same again
+  (:func:`first_use`, what a small evaluation pays); ``--sync-report N`` last counts where a warm transcription
+  of N clips makes the host wait for the GPU (:func:`sync_report`).
 
   Per variant: clips/s, decoded tokens/s, real-time factor (seconds of compute per second of audio), peak GPU
   memory, ms per decoding step (voxplug: decoding alone, timed apart from the prompt passes; plain: wall time per
@@ -363,6 +366,10 @@ def voxtral_suite(bench: Bench) -> None:
 
         return run
 
+    if args.first_use:  # before anything else has run in the process
+        results["first_use"] = first_use(model, processor, audios, args.first_use, graph_shapes)
+        print(json.dumps({"first_use": results["first_use"]}, default=str)[:3000], flush=True)
+        bench.save()
     # warm the device and its libraries up once, untimed
     transcribe_ids(model, processor, audios[:2], ["en", "en"], max_new_tokens=4, graph_shapes=graph_shapes)
     results["host_prepare_ms_per_clip"] = host_prepare(model, processor, audios, ["en"] * len(audios))
@@ -396,6 +403,9 @@ def voxtral_suite(bench: Bench) -> None:
         if name in bench.tokens and "voxplug" in bench.tokens:  # bf16 near-ties may flip between kernels
             results["variants"][name]["tokens_vs_voxplug"] = compare_tokens(bench.tokens[name], bench.tokens["voxplug"])
         bench.save()
+    if args.sync_report:
+        results["sync_report"] = sync_report(model, processor, audios[: args.sync_report], args.max_new_tokens)
+        bench.save()
     if args.profile_steps:
         rows = min(own_batch, len(audios))
         for spec in ["packed", *args.attention]:
@@ -410,6 +420,82 @@ def voxtral_suite(bench: Bench) -> None:
             results.setdefault("step_profiles", {})[spec] = profile
             print(json.dumps({"step_profile": spec, **profile}, default=str)[:3000], flush=True)
             bench.save()
+
+
+def first_use(model: Any, processor: Any, audios: list[np.ndarray], count: int, graph_shapes: Any) -> dict[str, Any]:
+    """Seconds of the process's first transcription of ``count`` clips (92 new tokens, as a 200-row run's evaluation
+    decodes), of the same clips again and of ``count`` other clips; for the first two, the host operations that took
+    the most time (the profiler's self CPU time), which tell one-time costs (loading kernels, compiling, planning,
+    capturing graphs) from the steady ones."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from voxplug_voxtral.generation import transcribe_ids
+
+    cuda = next(model.parameters()).device.type == "cuda"
+
+    def run(clips: list[np.ndarray], profiled: bool) -> dict[str, Any]:
+        def call() -> None:
+            transcribe_ids(model, processor, clips, ["en"] * len(clips), max_new_tokens=92, graph_shapes=graph_shapes)
+            if cuda:
+                torch.cuda.synchronize()
+
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        if not profiled:
+            call()
+            return {"seconds": round(time.perf_counter() - started, 3)}
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            call()
+        seconds = time.perf_counter() - started
+        ops = sorted(profiler.key_averages(), key=lambda event: -event.self_cpu_time_total)[:20]
+        top = [{"op": e.key[:120], "ms": round(e.self_cpu_time_total / 1e3, 1), "calls": e.count} for e in ops]
+        return {"seconds_profiled": round(seconds, 3), "top_host_ops": top}
+
+    first, other = audios[:count], audios[count : 2 * count] or audios[:count]
+    return {
+        "clips": count,
+        "first": run(first, True),
+        "same_again": run(first, True),
+        "other_clips": run(other, False),
+    }
+
+
+def sync_report(model: Any, processor: Any, audios: list[np.ndarray], max_new_tokens: int) -> dict[str, Any]:
+    """Where a warm ``voxplug`` transcription makes the host wait for the GPU: every synchronising CUDA call
+    (``torch.cuda.set_sync_debug_mode``), counted by the Python stack that made it (its innermost frames)."""
+    import collections
+    import warnings
+
+    import torch
+    from voxplug_voxtral.generation import transcribe_ids
+
+    if not torch.cuda.is_available() or next(model.parameters()).device.type != "cuda":
+        return {"skipped": "no CUDA device"}
+    languages = ["en"] * len(audios)
+    transcribe_ids(model, processor, audios, languages, max_new_tokens=max_new_tokens)  # warm, graphs captured
+    stacks: collections.Counter[str] = collections.Counter()
+
+    def record(message: Any, *args: Any, **kwargs: Any) -> None:
+        frames = [frame for frame in traceback.extract_stack()[:-1] if "warnings" not in frame.filename]
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in frames[-6:][::-1])
+        stacks[where] += 1
+
+    shown = warnings.showwarning
+    warnings.showwarning = record
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = record
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                transcribe_ids(model, processor, audios, languages, max_new_tokens=max_new_tokens)
+                torch.cuda.synchronize()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    finally:
+        warnings.showwarning = shown
+    return {"clips": len(audios), "waits": [{"count": n, "where": where} for where, n in stacks.most_common(30)]}
 
 
 def host_prepare(model: Any, processor: Any, audios: list[np.ndarray], languages: list[str]) -> dict[str, Any]:
@@ -816,6 +902,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile-steps", type=int, default=0, help="profile this many eager decoding steps per attention variant"
+    )
+    parser.add_argument(
+        "--first-use", type=int, default=0, help="time the process's first transcription of this many clips, cold"
+    )
+    parser.add_argument(
+        "--sync-report", type=int, default=0, help="count where a warm transcription of this many clips waits"
     )
     args = parser.parse_args(argv)
     args.attention = [spec for spec in args.attention.split(",") if spec]

@@ -59,9 +59,8 @@ def test_attention_variants_and_step_profiles(tmp_path: Path) -> None:
     out = tmp_path / "attention.json"
     command = [sys.executable, str(REPO / "benchmarks" / "transcribe_throughput.py"), "--device", "cpu", "--tiny"]
     command += ["--clips", "8", "--own-batch", "4", "--variants", "voxplug", "--attention", "gqa,packed:math"]
-    finished = subprocess.run(
-        [*command, "--profile-steps", "2", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path
-    )
+    command += ["--profile-steps", "2", "--first-use", "3", "--sync-report", "3", "--out", str(out)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads(out.read_text())
     variants = results["variants"]
@@ -79,6 +78,10 @@ def test_attention_variants_and_step_profiles(tmp_path: Path) -> None:
         parts = prompt_pass["by_part_ms"]  # the encoder, the projector and the language model, timed apart
         assert set(parts) == {"audio_tower", "multi_modal_projector", "language_model"}, parts
         assert all(ms > 0 for ms in parts.values()), parts
+    first = results["first_use"]  # the process's first transcription, then the same clips warm, then others
+    assert first["clips"] == 3 and first["first"]["seconds_profiled"] > 0 and first["other_clips"]["seconds"] > 0
+    assert "aten::mm" in {op["op"] for op in first["same_again"]["top_host_ops"]}
+    assert results["sync_report"] == {"skipped": "no CUDA device"}  # it reads CUDA's synchronisations only
 
 
 @pytest.mark.slow
