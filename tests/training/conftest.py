@@ -48,6 +48,25 @@ def bundled_rows() -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def rank_test_config(folder: Path, model: Path, name: str, per_device_batch: int, **overrides: Any) -> dict[str, Any]:
+    """A multi-process test's run ``name`` in ``folder``: 8 training clips (2 steps an epoch at 4 clips a step over
+    the processes), 3 eval clips, ``per_device_batch`` clips on each process, batches in the sampler's order."""
+    rows = bundled_rows()
+    train = write_manifest(folder / "data", rows[:8], "train.jsonl")
+    evaluation = write_manifest(folder / "data", rows[8:11], "eval.jsonl")
+    return run_config(
+        folder / name,
+        model,
+        train,
+        eval_manifest=evaluation,
+        name=name,
+        training__batch_size=per_device_batch,
+        training__group_by_length=False,
+        evaluation__max_new_tokens=4,
+        **overrides,
+    )
+
+
 def lora_voxtral(folder: Path, dtype: str, **options: Any) -> Any:
     """The tiny Voxtral (``dtype``: fp32 or bf16) with fp32 LoRA adapters on its language model, as the ``lora``
     trainer builds it with ``options``, and with non-zero B."""

@@ -15,7 +15,7 @@ import pytest
 
 from voxplug.testing.cpu_deepspeed import cpu_deepspeed_env
 
-from .conftest import bundled_rows, launch_training, run_config, validated, write_config, write_manifest
+from .conftest import launch_training, rank_test_config, validated, write_config
 
 pytestmark = pytest.mark.slow
 LOSS_TOLERANCE = 1e-4
@@ -27,22 +27,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[st
     from voxplug.training.run import train
 
     folder = tmp_path_factory.mktemp("distributed")
-    rows = bundled_rows()
-    train_manifest = write_manifest(folder / "data", rows[:8], "train.jsonl")
-    eval_manifest = write_manifest(folder / "data", rows[8:11], "eval.jsonl")
 
     def config(name: str, per_device_batch: int) -> dict[str, Any]:
-        return run_config(
-            folder / name,
-            tiny_model,
-            train_manifest,
-            eval_manifest=eval_manifest,
-            name=name,
-            training__method="full",
-            training__learning_rate=1e-3,
-            training__batch_size=per_device_batch,
-            training__group_by_length=False,
-            evaluation__max_new_tokens=4,
+        return rank_test_config(
+            folder, tiny_model, name, per_device_batch, training__method="full", training__learning_rate=1e-3
         )
 
     baseline = train(validated(config("one", 4), folder), progress=False)

@@ -151,26 +151,18 @@ def test_qlora_on_two_cpu_ranks_with_ddp_matches_one_process(tmp_path: Path, tin
     gradients, and the losses follow a one-process run of the same global batch; the merged model is saved once."""
     from voxplug.training.run import train
 
-    from .conftest import bundled_rows, launch_training, write_config, write_manifest
-
-    rows = bundled_rows()
-    train_manifest = write_manifest(tmp_path / "data", rows[:8], "train.jsonl")
-    eval_manifest = write_manifest(tmp_path / "data", rows[8:11], "eval.jsonl")
+    from .conftest import launch_training, rank_test_config, write_config
 
     def config(name: str, per_device_batch: int) -> dict[str, Any]:
-        return run_config(
-            tmp_path / name,
+        return rank_test_config(
+            tmp_path,
             tiny_model_4bit,
-            train_manifest,
-            eval_manifest=eval_manifest,
-            name=name,
+            name,
+            per_device_batch,
             model__quantization="nf4",
-            training__batch_size=per_device_batch,
             training__learning_rate=1.0,
             training__optim="sgd",  # updates linear in the gradients: Adam's would magnify rounding into sign flips
-            training__group_by_length=False,
-            training__lora={"merge": True, "r": 16, "alpha": 32, "dropout": 0.0},  # no per-rank random masks
-            evaluation__max_new_tokens=4,
+            training__lora={"merge": True, "r": 16, "alpha": 32},
         )
 
     one = train(validated(config("one", 4), tmp_path), progress=False).run_dir
