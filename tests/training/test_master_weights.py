@@ -196,7 +196,7 @@ def config(tmp_path: Path, **training: Any) -> Any:
 
 
 def test_the_masters_apply_to_full_fine_tuning_in_bf16_only_and_say_why_not(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked = config(tmp_path, master_weights="optimizer")
     assert master_weights_decision(asked, precision="bf16", deepspeed=False, adapter=False)
@@ -217,6 +217,21 @@ def test_the_masters_apply_to_full_fine_tuning_in_bf16_only_and_say_why_not(
         {"model": {"dtype": "fp32"}, "training": {"method": "full", "master_weights": "optimizer"}}, base_dir=tmp_path
     )
     assert "model.dtype=fp32" in master_weights_moot(dtype, precision="bf16", deepspeed=False, adapter=False)
+    # accumulating micro-batches adds bf16 gradients: said where the batch is decided
+    from voxplug.training.memory import BatchChoice
+
+    fixed = {"batch_size": 2, "grad_accum": 4}
+    with caplog.at_level(logging.WARNING, logger="voxplug.training"):
+        for accumulated in (config(tmp_path, master_weights="optimizer", **fixed), asked):
+            caplog.clear()
+            choice = BatchChoice(2, accumulated.training.grad_accum, False, "config")
+            with monkeypatch.context() as patched:
+                patched.setattr("voxplug.training.context.batch_decision", lambda *a, **k: choice)
+                patched.setattr("voxplug.training.devices.resolve_precision", lambda requested: "bf16")
+                patched.setattr("voxplug.training.devices.cuda_available", lambda: True)
+                assert decide(accumulated, {}, train_rows=16, world_size=1).master_weights
+            said = "add up in bf16" in caplog.text
+            assert said == (accumulated.training.grad_accum > 1)
     # on this CPU the run computes in fp32: the weights stay in the model, and the record says so
     context = decide(asked, {}, train_rows=16, world_size=1)
     assert not context.master_weights and context.record()["master_weights"] == "model"
