@@ -226,7 +226,7 @@ def test_the_masters_apply_to_full_fine_tuning_in_bf16_only_and_say_why_not(
             caplog.clear()
             choice = BatchChoice(2, accumulated.training.grad_accum, False, "config")
             with monkeypatch.context() as patched:
-                patched.setattr("voxplug.training.context.batch_decision", lambda *a, **k: choice)
+                patched.setattr("voxplug.training.context.batch_decision", lambda *a, choice=choice, **k: choice)
                 patched.setattr("voxplug.training.devices.resolve_precision", lambda requested: "bf16")
                 patched.setattr("voxplug.training.devices.cuda_available", lambda: True)
                 assert decide(accumulated, {}, train_rows=16, world_size=1).master_weights
