@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from voxplug.config import validate_config
+from voxplug.training import memory
 from voxplug.training.context import decide, master_weights_decision, master_weights_moot
 from voxplug.training.master_weights import MasterWeights
 
@@ -33,6 +34,7 @@ def test_the_masters_step_exactly_as_an_fp32_optimizer_and_the_model_holds_their
     wrapped = MasterWeights(two_groups(params), inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-2}, chunk_elements=12)
     plain = torch.optim.AdamW(two_groups(reference), lr=1e-2)
     assert len(wrapped.chunks) == 4 and wrapped.scratch.numel() == 25  # one chunk's gradients at a time
+    wrapped.load_state_dict(wrapped.state_dict())  # as accelerate's wrapper does: new group dicts inside
     schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (step + 1)) for opt in (wrapped, plain)]
     generator = torch.Generator().manual_seed(1)
     for _ in range(5):
@@ -49,7 +51,8 @@ def test_the_masters_step_exactly_as_an_fp32_optimizer_and_the_model_holds_their
     assert all(torch.equal(master, ref) for master, ref in zip(masters, reference, strict=True))
     assert all(torch.equal(p, ref.bfloat16()) for p, ref in zip(params, reference, strict=True))
     assert all(p.grad is None for p in params) and all(m.grad is None for m in masters)
-    assert {group["lr"] for group in wrapped.param_groups} == {plain.param_groups[0]["lr"]}
+    inner_rates = {group["lr"] for chunk in wrapped.chunks for group in chunk.optimizer.param_groups}
+    assert inner_rates == {group["lr"] for group in wrapped.param_groups} == {plain.param_groups[0]["lr"]}
 
 
 def test_updates_smaller_than_bf16_can_hold_accumulate_in_the_masters() -> None:
@@ -140,7 +143,7 @@ class Rows(torch.utils.data.Dataset):
         return {"x": self.x[index], "y": self.y[index]}
 
 
-def trainer_run(out: Path, *, max_steps: int, resume: bool = False) -> Any:
+def trainer_run(out: Path, *, max_steps: int, resume: Path | None = None) -> Any:
     """transformers' own Trainer, with the wrapper as the optimizer it builds, saving every 3 steps."""
     from transformers import Trainer, TrainingArguments
 
@@ -168,7 +171,7 @@ def trainer_run(out: Path, *, max_steps: int, resume: bool = False) -> Any:
         train_dataset=Rows(),
         optimizer_cls_and_kwargs=(MasterWeights, {"inner": inner, "inner_kwargs": kwargs}),
     )
-    trainer.train(resume_from_checkpoint=str(out / "checkpoint-3") if resume else None)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return trainer
 
 
@@ -179,9 +182,11 @@ def test_transformers_trainer_trains_resumes_and_saves_with_the_masters(tmp_path
     whole = trainer_run(tmp_path / "whole", max_steps=6)
     optimizer = whole.optimizer.optimizer
     assert isinstance(optimizer, MasterWeights) and whole.model.layer.weight.dtype == torch.bfloat16
-    trainer_run(tmp_path / "resumed", max_steps=3)
-    resumed = trainer_run(tmp_path / "resumed", max_steps=6, resume=True)
+    resumed = trainer_run(tmp_path / "resumed", max_steps=6, resume=tmp_path / "whole" / "checkpoint-3")
     assert resumed.state.global_step == 6
+    for trainer in (whole, resumed):  # the schedule reached the optimizers that step (linear: 0 at the last step)
+        rates = {group["lr"] for chunk in trainer.optimizer.optimizer.chunks for group in chunk.optimizer.param_groups}
+        assert rates == set(trainer.lr_scheduler.get_last_lr()) == {0.0}
     for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(a, b)
     again = resumed.optimizer.optimizer
@@ -189,6 +194,52 @@ def test_transformers_trainer_trains_resumes_and_saves_with_the_masters(tmp_path
         assert all(torch.equal(x, y) for x, y in zip(a.masters, b.masters, strict=True))
     first = torch.load(tmp_path / "whole" / "checkpoint-3" / "optimizer.pt", weights_only=True)
     assert first["masters"][0][0].dtype == torch.float32 and len(first["chunks"]) == len(optimizer.chunks)
+
+
+@pytest.mark.slow
+def test_a_run_that_keeps_an_earlier_checkpoint_saves_that_checkpoints_masters(tmp_path: Path) -> None:
+    """With ``load_best_model_at_end`` the Trainer puts the best checkpoint's bf16 weights back in the model; the
+    saved model is then that checkpoint's masters, read from its optimizer state, not the last step's."""
+    from transformers import Trainer, TrainingArguments
+
+    from voxplug.training.run import exact_weights
+
+    torch.manual_seed(0)
+    model = Toy().bfloat16()
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        save_steps=2,
+        eval_steps=2,
+        eval_strategy="steps",
+        load_best_model_at_end=True,
+        metric_for_best_model="loss",
+        greater_is_better=True,  # the worst loss "wins": an earlier checkpoint than the last
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        label_names=["y"],
+    )
+    inner, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Rows(),
+        eval_dataset=Rows(),
+        optimizer_cls_and_kwargs=(MasterWeights, {"inner": inner, "inner_kwargs": kwargs}),
+    )
+    trainer.train()
+    best = Path(trainer.state.best_model_checkpoint)
+    assert best.name != f"checkpoint-{trainer.state.global_step}"
+    expected = torch.load(best / "optimizer.pt", weights_only=True)["masters"][0]
+    last = [master.clone() for master in trainer.optimizer.optimizer.chunks[0].masters]
+    with exact_weights(trainer):
+        written = [param.detach().clone() for param in model.parameters()]
+    assert all(torch.equal(w, e) for w, e in zip(written, expected, strict=True))
+    assert not all(torch.equal(w, m) for w, m in zip(written, last, strict=True))
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
 
 
 def config(tmp_path: Path, **training: Any) -> Any:
@@ -237,7 +288,9 @@ def test_the_masters_apply_to_full_fine_tuning_in_bf16_only_and_say_why_not(
     assert not context.master_weights and context.record()["master_weights"] == "model"
 
 
-def test_the_estimate_counts_bf16_weights_and_gradients_with_fp32_masters_and_state(tmp_path: Path) -> None:
+def test_the_estimate_counts_bf16_weights_and_gradients_with_fp32_masters_and_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Per trained parameter, masters in the optimizer take bf16 weights and gradients (2 + 2 bytes) and fp32
     masters and moments (4 + 8), where fp32 weights in the model take 4 + 4 + 8 plus bf16 casts of the linear ones:
     the estimate of a model with only linear layers is 16 bytes against 20, plus one chunk of fp32 gradients."""
@@ -261,3 +314,9 @@ def test_the_estimate_counts_bf16_weights_and_gradients_with_fp32_masters_and_st
     optimizer_side = {key: getattr(in_optimizer, name) for key, name in states.items()}
     assert optimizer_side == {"weights": 2 * elements, "grads": 2 * elements, "opt": (12 + 4) * elements}
     assert in_optimizer.autocast_copy_bytes == 0
+    # a parameter larger than a chunk is a chunk of its own: the fp32 gradients' scratch holds at least it
+    monkeypatch.setattr(memory, "CHUNK_ELEMENTS", 1000)
+    small_chunks = step_memory(
+        shape, trained, row, base_dtype="bf16", precision="bf16", optim="adamw_torch_fused", master_weights=True
+    )
+    assert small_chunks.optimizer_bytes == 12 * elements + 64 * 64 * 4

@@ -193,11 +193,12 @@ def decide(
     batch = batch_decision(
         config, memory, precision=precision, world_size=world_size, deepspeed=deepspeed, master_weights=masters
     )
-    if masters and batch.grad_accum > 1:
+    if masters and (batch.grad_accum > 1 or world_size > 1):
         log.warning(
-            "training.master_weights=optimizer with %d micro-batches a step: their gradients add up in bf16 before "
-            "the fp32 step (a larger training.batch_size, or fp32 weights in the model, adds them exactly)",
+            "training.master_weights=optimizer with %d micro-batches a step on %d processes: their gradients add up "
+            "in bf16 before the fp32 step (fp32 weights in the model add them in fp32)",
             batch.grad_accum,
+            world_size,
         )
     plan = plan_steps(
         training,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,9 +43,9 @@ class MasterWeights(torch.optim.Optimizer):
 
     ``params`` are the model's parameters or parameter groups, as any optimizer takes them; ``inner`` the optimizer
     class that steps the masters, with ``inner_kwargs`` (what ``Trainer.get_optimizer_cls_and_kwargs`` returns).
-    ``param_groups`` are the inner optimizers' own group dicts, so a learning-rate scheduler sets every chunk's rate.
-    Its state dict holds the masters beside the inner optimizers' states, so a resumed run continues from the exact
-    fp32 weights rather than from their bf16 rounding.
+    ``param_groups`` are the inner optimizers' own group dicts, read afresh each time (loading a state dict replaces
+    them), so a learning-rate scheduler sets every chunk's rate. Its state dict holds the masters beside the inner
+    optimizers' states, so a resumed run continues from the exact fp32 weights rather than from their bf16 rounding.
     """
 
     def __init__(
@@ -57,13 +58,17 @@ class MasterWeights(torch.optim.Optimizer):
     ) -> None:
         groups = _as_groups(params)
         self.chunks = [_chunk(members, groups, inner, inner_kwargs or {}) for members in _split(groups, chunk_elements)]
-        self.param_groups = [group for chunk in self.chunks for group in chunk.optimizer.param_groups]
         self.defaults = self.chunks[0].optimizer.defaults if self.chunks else {}
         largest = max((chunk.elements for chunk in self.chunks), default=0)
         device = self.chunks[0].masters[0].device if self.chunks else None
         self.scratch = torch.empty(largest, dtype=torch.float32, device=device)
         self._optimizer_step_pre_hooks: dict[int, Any] = {}
         self._optimizer_step_post_hooks: dict[int, Any] = {}
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """Every chunk's optimizer's parameter groups: the dicts those optimizers read their options from."""
+        return [group for chunk in self.chunks for group in chunk.optimizer.param_groups]
 
     @property
     def state(self) -> dict[torch.Tensor, Any]:  # type: ignore[override]
@@ -129,6 +134,24 @@ class MasterWeights(torch.optim.Optimizer):
             chunk.optimizer.load_state_dict(state)
             with torch.no_grad():
                 torch._foreach_copy_(chunk.params, chunk.masters)
+
+    def hold_the_model(self) -> bool:
+        """Whether the model's weights are the masters' rounding, as after every step (not after the Trainer has
+        loaded another checkpoint's weights into the model)."""
+        with torch.no_grad():
+            return all(
+                torch.equal(param, master.to(param.dtype))
+                for chunk in self.chunks
+                for param, master in zip(chunk.params, chunk.masters, strict=True)
+            )
+
+    def load_masters(self, path: str | Path) -> None:
+        """Take the masters of the state dict saved at ``path`` (a checkpoint's ``optimizer.pt``; the optimizer
+        states in it are not read into memory)."""
+        saved = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["masters"]
+        for chunk, tensors in zip(self.chunks, saved, strict=True):
+            with torch.no_grad():
+                torch._foreach_copy_(chunk.masters, list(tensors))
 
     @contextmanager
     def weights_from_masters(self) -> Iterator[None]:

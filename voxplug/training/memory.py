@@ -65,8 +65,8 @@ AUTO_HEADROOM = 0.1
 #: The micro-batch a run takes with ``batch_size: auto`` where nothing is measured (no GPU, no memory budget).
 CPU_AUTO_BATCH = 2
 
-#: Elements of one flat buffer of fp32 master weights kept by the optimizer (``training.master_weights:
-#: optimizer``); the gradients are copied to fp32 one buffer at a time, through scratch space of this size.
+#: Elements of one chunk of the fp32 master weights kept by the optimizer (``training.master_weights: optimizer``;
+#: a larger parameter is a chunk of its own); the gradients are copied to fp32 one chunk at a time.
 CHUNK_ELEMENTS = 64 * 2**20
 
 #: Optimizer state bytes per trained parameter, as a multiple of the parameter's own bytes (AdamW: two moments in
@@ -225,7 +225,7 @@ def step_memory(
     choices: ``base_dtype`` the dtype the weights load in (``bf16``, ``fp16``, ``fp32``), ``precision`` the run's
     compute precision, ``optim`` the Trainer's optimizer name, ``quantized`` frozen linear weights in 4-bit NF4,
     ``master_weights`` fp32 masters of the trained weights kept by the optimizer (its state is then fp32, plus the
-    masters and one chunk of fp32 gradients)."""
+    masters and one chunk of fp32 gradients, at least the largest trained parameter)."""
     zero = zero or ZeroSharding()
     model = shape.model
     params = dict(model.named_parameters())
@@ -234,11 +234,12 @@ def step_memory(
     head_names = {name for name, p in params.items() if output is not None and p is output.weight}
     base_bytes = DTYPE_BYTES[base_dtype]
     frozen = 0.0
-    trained_base = trained_linear = 0
+    trained_base = trained_linear = largest_trained = 0
     for name, parameter in params.items():
         count = parameter.numel()
         if name in trained.base:
             trained_base += count
+            largest_trained = max(largest_trained, count)
             trained_linear += count if name in linear else 0
         elif quantized and name in linear and name not in head_names:
             frozen += count * NF4_BYTES
@@ -252,7 +253,9 @@ def step_memory(
     optimizer = trained_bytes * amount if kind == "times" else trained_elements * amount
     if master_weights:
         state = trained_elements * 4 * amount if kind == "times" else trained_elements * amount
-        optimizer = state + trained_elements * 4 + min(trained_elements, CHUNK_ELEMENTS) * 4
+        # one chunk's fp32 gradients at a time; a parameter larger than a chunk is a chunk of its own
+        scratch = max(min(trained_elements, CHUNK_ELEMENTS), largest_trained) * 4
+        optimizer = state + trained_elements * 4 + scratch
     mixed = precision in ("bf16", "fp16") and base_bytes == 4
     regime = "mixed" if mixed else ("fp32" if precision == "fp32" else "half")
     autocast_copies = 2 * trained_linear if mixed else 0

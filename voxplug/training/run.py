@@ -600,7 +600,7 @@ class TrainingRun:
 
         model_dir = self.run_dir / "model"
         saved: dict[str, Path] = {}
-        with gathered_parameters(hf_trainer.model), exact_weights(hf_trainer.optimizer):
+        with gathered_parameters(hf_trainer.model), exact_weights(hf_trainer) if self.is_main else nullcontext():
             if self.is_main:
                 saved = method.save_model(hf_trainer.model, processor, model_dir)
         hf_trainer.accelerator.wait_for_everyone()
@@ -731,13 +731,27 @@ def load_dtype(requested: str, precision: str, *, adapter: bool, master_weights:
     return precision if half and precision in ("bf16", "fp16") else "fp32"
 
 
-def exact_weights(optimizer: Any) -> Any:
+def exact_weights(hf_trainer: Any) -> Any:
     """Where the optimizer keeps the fp32 masters (``training.master_weights: optimizer``), put them in the model
-    while it is saved; otherwise do nothing."""
+    while it is saved; otherwise do nothing.
+
+    The masters must be those of the weights the model holds: where the Trainer has loaded the best checkpoint at
+    the end, they are read from that checkpoint's optimizer state. Where they still differ (a checkpoint without
+    its optimizer state), the model's own weights are saved, and a warning says so.
+    """
     from voxplug.training.master_weights import MasterWeights
 
+    optimizer = hf_trainer.optimizer
     inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the Trainer's optimizer
-    return inner.weights_from_masters() if isinstance(inner, MasterWeights) else nullcontext()
+    if not isinstance(inner, MasterWeights):
+        return nullcontext()
+    best = hf_trainer.state.best_model_checkpoint
+    if not inner.hold_the_model() and best and (Path(best) / "optimizer.pt").is_file():
+        inner.load_masters(Path(best) / "optimizer.pt")
+    if not inner.hold_the_model():
+        log.warning("the fp32 masters are not those of the model's weights: the model is saved as it is, in bf16")
+        return nullcontext()
+    return inner.weights_from_masters()
 
 
 def gathered_parameters(model: Any) -> Any:
