@@ -242,6 +242,25 @@ def test_a_run_that_keeps_an_earlier_checkpoint_saves_that_checkpoints_masters(t
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())
 
 
+def test_resuming_with_the_other_setting_is_refused_with_the_one_to_use(tmp_path: Path) -> None:
+    from voxplug.errors import TrainingError
+    from voxplug.training.run import check_master_weights_of
+
+    params = bf16_params((4,))
+    states = {
+        "optimizer": MasterWeights(params, inner=torch.optim.AdamW).state_dict(),
+        "model": torch.optim.AdamW(params).state_dict(),
+    }
+    for trained, state in states.items():
+        folder = tmp_path / trained / "checkpoint-2"
+        folder.mkdir(parents=True)
+        torch.save(state, folder / "optimizer.pt")
+        check_master_weights_of(folder, trained == "optimizer")  # the same setting resumes
+        with pytest.raises(TrainingError, match=f"resume with training.master_weights={trained}"):
+            check_master_weights_of(folder, trained != "optimizer")
+    check_master_weights_of(tmp_path, True)  # no optimizer state saved (DeepSpeed's own layout): nothing to read
+
+
 def config(tmp_path: Path, **training: Any) -> Any:
     return validate_config({"training": {"method": "full", **training}}, base_dir=tmp_path)
 

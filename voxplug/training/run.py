@@ -527,6 +527,8 @@ class TrainingRun:
         import torch
 
         checkpoint = str(self.resume_from) if self.resume_from else None
+        if self.resume_from is not None:
+            check_master_weights_of(self.resume_from, self._context().master_weights)
         try:
             return hf_trainer.train(resume_from_checkpoint=checkpoint)
         except torch.OutOfMemoryError as exc:
@@ -729,6 +731,24 @@ def load_dtype(requested: str, precision: str, *, adapter: bool, master_weights:
         return requested
     half = adapter or master_weights
     return precision if half and precision in ("bf16", "fp16") else "fp32"
+
+
+def check_master_weights_of(checkpoint: Path, master_weights: bool) -> None:
+    """Refuse to resume from ``checkpoint`` with the other ``training.master_weights`` than it was trained with (its
+    optimizer state holds fp32 masters, or not), before the Trainer fails on it deep inside torch."""
+    import torch
+
+    state_file = checkpoint / "optimizer.pt"
+    if not state_file.is_file():
+        return
+    saved = torch.load(state_file, map_location="cpu", mmap=True, weights_only=True)
+    had = isinstance(saved, dict) and "masters" in saved
+    if had != master_weights:
+        trained, asked = ("optimizer", "model") if had else ("model", "optimizer")
+        raise TrainingError(
+            f"{checkpoint.name} was trained with training.master_weights={trained}, and this run asks for {asked}: "
+            f"resume with training.master_weights={trained}"
+        )
 
 
 def exact_weights(hf_trainer: Any) -> Any:
