@@ -98,7 +98,9 @@ def test_record_from_the_microphone_saves_16k_mono(page: Any, app_root: Path) ->
     first_phrase = page.locator("#transcript textarea").input_value()
     page.click("#recorder button.record-button")
     page.wait_for_timeout(2000)
-    page.click("#recorder button.stop-button")
+    # the player shows the clip as soon as it stops; the server has it only once the browser's upload returns
+    with page.expect_response(lambda response: "/upload" in response.url, timeout=60_000):
+        page.click("#recorder button.stop-button")
     wait_for_recorder_upload(page)
     page.click("#save-clip")
     expect_text(page, "#save-status", r"Nothing was saved: tick the consent box")  # a new dataset asks first

@@ -69,7 +69,10 @@ def save_clip(
     report = report or SaveReport()
     label = label or (Path(audio).name if isinstance(audio, (str, Path)) else "the recording")
     if audio is None or audio == "":
-        report.errors.append(f"{label}: no audio: record a clip or choose a file first")
+        report.errors.append(
+            f"{label}: no audio: record a clip or choose a file first (a recording that has just stopped may still "
+            "be on its way to the server: save again in a moment)"
+        )
         return report
     try:
         store = open_dataset(workspace, dataset, language=language)
