@@ -741,7 +741,10 @@ def check_master_weights_of(checkpoint: Path, master_weights: bool) -> None:
     state_file = checkpoint / "optimizer.pt"
     if not state_file.is_file():
         return
-    saved = torch.load(state_file, map_location="cpu", mmap=True, weights_only=True)
+    try:
+        saved = torch.load(state_file, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # a state only its optimizer can read (the Trainer loads it then): nothing to compare
+        return
     had = isinstance(saved, dict) and "masters" in saved
     if had != master_weights:
         trained, asked = ("optimizer", "model") if had else ("model", "optimizer")
