@@ -57,7 +57,7 @@ def upload(page: Any, files: list[Path], transcripts: str) -> None:
     """Choose files in the upload box, type their transcripts and save them (consent given first)."""
     give_consent(page)
     page.locator("#upload-files input[type=file]").set_input_files([str(path) for path in files])
-    # gradio copies and lists the files first: on two loaded cores that has taken over 45 s
+    # gradio copies and lists the files first, which takes long on a loaded machine
     page.wait_for_selector(f"#upload-files :text({files[0].name!r})", timeout=120_000)
     page.locator("#upload-transcripts textarea").fill(transcripts)
     page.click("#save-uploads")

@@ -39,8 +39,8 @@ def test_voxtral_presets_keep_voxfactorys_global_batch_in_one_micro_batch(preset
     # one micro-batch of 8 is faster on a GPU than 2 x 4 and takes the same optimizer steps (benchmarks/NOTES.md)
     assert (training.batch_size, training.grad_accum) == (8, 1)
     assert training.speed.encoder_cache_gb > 0
-    # full fine-tuning decides checkpointing from the longest row's estimate (8 x 1 without it peaked at 71.5 of
-    # 80 GiB on the longest rows with fp32 weights in the model) and keeps its fp32 masters in the optimizer
+    # full fine-tuning decides checkpointing from the longest row's estimate (long transcripts need it at 8 x 1)
+    # and keeps its fp32 masters in the optimizer
     full = training.method == "full"
     assert training.gradient_checkpointing == ("auto" if full else False)
     assert training.master_weights == ("optimizer" if full else "model")

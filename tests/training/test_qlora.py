@@ -175,8 +175,8 @@ def test_qlora_on_two_cpu_ranks_with_ddp_matches_one_process(tmp_path: Path, tin
     def losses(folder: Path) -> list[float]:
         return [entry["loss"] for entry in qlora_run_history_of(folder) if "loss" in entry]
 
-    # bitsandbytes' 4-bit CPU matmuls depend a little on which rows share a batch: the adapters end about 2% apart
-    # (1e-7 over the same base unquantized); the losses stay within 1e-3
+    # bitsandbytes' 4-bit CPU matmuls depend a little on which rows share a batch, so the adapters drift apart
+    # where an unquantized base keeps them equal; the losses stay close
     assert losses(run_dir) == pytest.approx(losses(one), rel=1e-3)
     predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     assert [row["id"] for row in predictions] == ["en_gb_000", "en_gb_001", "en_gb_002"]
