@@ -481,20 +481,15 @@ def sync_report(model: Any, processor: Any, audios: list[np.ndarray], max_new_to
         where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in frames[-6:][::-1])
         stacks[where] += 1
 
-    shown = warnings.showwarning
-    warnings.showwarning = record
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = record
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                transcribe_ids(model, processor, audios, languages, max_new_tokens=max_new_tokens)
-                torch.cuda.synchronize()
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-    finally:
-        warnings.showwarning = shown
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            transcribe_ids(model, processor, audios, languages, max_new_tokens=max_new_tokens)
+            torch.cuda.synchronize()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
     return {"clips": len(audios), "waits": [{"count": n, "where": where} for where, n in stacks.most_common(30)]}
 
 

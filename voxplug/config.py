@@ -326,13 +326,14 @@ class TrainingConfig(PluginChoice):
     @model_validator(mode="after")
     def _one_effective_batch(self) -> TrainingConfig:
         """With ``batch_size: auto`` the accumulation is decided, so the effective batch is set on its own key."""
-        if self.batch_size == "auto" and self.grad_accum != 1 and "batch_size" not in self.model_fields_set:
-            raise ValueError(
-                f"training.grad_accum={self.grad_accum} needs a fixed micro-batch, and training.batch_size is auto by "
-                "default: set training.batch_size too (the effective batch is batch_size x grad_accum), or set "
-                "training.effective_batch (the samples of one optimizer step on each process) instead of grad_accum"
-            )
         if self.batch_size == "auto" and self.grad_accum != 1:
+            if "batch_size" not in self.model_fields_set:  # auto by default: the user set only the accumulation
+                raise ValueError(
+                    f"training.grad_accum={self.grad_accum} needs a fixed micro-batch, and training.batch_size is auto "
+                    "by default: set training.batch_size too (the effective batch is batch_size x grad_accum), or set "
+                    "training.effective_batch (the samples of one optimizer step on each process) instead of "
+                    "grad_accum"
+                )
             raise ValueError(
                 "training.batch_size=auto decides grad_accum: set training.effective_batch (the samples of one "
                 "optimizer step on each process) instead of training.grad_accum"

@@ -286,8 +286,10 @@ def batch_decision(
             master_weights=masters,
         )
 
-    moot = master_weights_moot(config, precision=precision, deepspeed=deepspeed, adapter=memory.adapter)
-    proposal = memory_with(True) if not master_weights and moot is None else None
+    could = not master_weights and (
+        master_weights_moot(config, precision=precision, deepspeed=deepspeed, adapter=memory.adapter) is None
+    )
+    proposal = memory_with(True) if could else None
     return choose_fit(request, memory_with(master_weights), memory.available_bytes, masters=proposal)
 
 

@@ -768,13 +768,15 @@ def exact_weights(hf_trainer: Any) -> Any:
     inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the Trainer's optimizer
     if not isinstance(inner, MasterWeights):
         return nullcontext()
+    if inner.hold_the_model():
+        return inner.weights_from_masters()
     best = hf_trainer.state.best_model_checkpoint
-    if not inner.hold_the_model() and best and (Path(best) / "optimizer.pt").is_file():
+    if best and (Path(best) / "optimizer.pt").is_file():
         inner.load_masters(Path(best) / "optimizer.pt")
-    if not inner.hold_the_model():
-        log.warning("the fp32 masters are not those of the model's weights: the model is saved as it is, in bf16")
-        return nullcontext()
-    return inner.weights_from_masters()
+        if inner.hold_the_model():
+            return inner.weights_from_masters()
+    log.warning("the fp32 masters are not those of the model's weights: the model is saved as it is, in bf16")
+    return nullcontext()
 
 
 def gathered_parameters(model: Any) -> Any:
