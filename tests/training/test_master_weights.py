@@ -16,6 +16,8 @@ from voxplug.training import memory
 from voxplug.training.context import decide, master_weights_decision, master_weights_moot
 from voxplug.training.master_weights import MasterWeights
 
+from .masters_toy import Rows, Toy, trainer_run
+
 
 def bf16_params(sizes: tuple[int, ...], seed: int = 0) -> list[torch.nn.Parameter]:
     generator = torch.Generator().manual_seed(seed)
@@ -119,62 +121,6 @@ def test_the_model_holds_the_masters_while_it_is_saved_and_its_bf16_weights_afte
         assert param.dtype == torch.bfloat16 and torch.equal(param.data, masters[name].bfloat16())
 
 
-class Toy(torch.nn.Module):
-    """A regression model the Trainer can train: ``loss`` from ``x`` and ``y``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": torch.nn.functional.mse_loss(self.layer(x).float().squeeze(-1), y)}
-
-
-class Rows(torch.utils.data.Dataset):
-    def __init__(self) -> None:
-        generator = torch.Generator().manual_seed(3)
-        self.x = torch.randn(32, 4, generator=generator).bfloat16()
-        self.y = torch.randn(32, generator=generator)
-
-    def __len__(self) -> int:
-        return 32
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[index], "y": self.y[index]}
-
-
-def trainer_run(out: Path, *, max_steps: int, resume: Path | None = None) -> Any:
-    """transformers' own Trainer, with the wrapper as the optimizer it builds, saving every 3 steps."""
-    from transformers import Trainer, TrainingArguments
-
-    torch.manual_seed(0)
-    model = Toy().bfloat16()
-    args = TrainingArguments(
-        output_dir=str(out),
-        max_steps=max_steps,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        lr_scheduler_type="linear",
-        weight_decay=0.01,
-        save_steps=3,
-        save_strategy="steps",
-        logging_steps=100,
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-    )
-    inner, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=Rows(),
-        optimizer_cls_and_kwargs=(MasterWeights, {"inner": inner, "inner_kwargs": kwargs}),
-    )
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    return trainer
-
-
 @pytest.mark.slow
 def test_transformers_trainer_trains_resumes_and_saves_with_the_masters(tmp_path: Path) -> None:
     """The Trainer builds the wrapper from its own optimizer choice, checkpoints it, and a run resumed from step 3
@@ -194,6 +140,43 @@ def test_transformers_trainer_trains_resumes_and_saves_with_the_masters(tmp_path
         assert all(torch.equal(x, y) for x, y in zip(a.masters, b.masters, strict=True))
     first = torch.load(tmp_path / "whole" / "checkpoint-3" / "optimizer.pt", weights_only=True)
     assert first["masters"][0][0].dtype == torch.float32 and len(first["chunks"]) == len(optimizer.chunks)
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_keep_the_same_masters_and_train_as_one_process(tmp_path: Path) -> None:
+    """Under DDP (two CPU ranks over gloo, as ``accelerate launch`` starts them) the bf16 gradients are averaged
+    across the ranks before the masters step: both ranks hold the same masters, and the run follows one process
+    of the same global batch up to the rounding of that bf16 average. A run resumed from step 3 on two ranks ends
+    where the uninterrupted one does."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    def launch(out: Path, *extra: str) -> list[dict[str, Any]]:
+        out.mkdir()
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+        command += [str(REPO / "configs/accelerate/cpu-2proc.yaml"), str(Path(__file__).with_name("masters_toy.py"))]
+        env = {**os.environ, "ACCELERATE_USE_CPU": "1"}
+        result = subprocess.run([*command, str(out), "--batch", "2", *extra], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [torch.load(out / f"rank-{rank}.pt", weights_only=True) for rank in (0, 1)]
+
+    one = trainer_run(tmp_path / "one", max_steps=6)
+    ranks = launch(tmp_path / "two")
+    assert [rank["world_size"] for rank in ranks] == [2, 2]
+    first, second = ranks
+    assert all(torch.equal(a, b) for a, b in zip(first["masters"], second["masters"], strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(first["weights"], second["weights"], strict=True))
+    assert first["masters"][0].dtype == torch.float32 and first["weights"][0].dtype == torch.bfloat16
+    assert first["losses"] == pytest.approx([e["loss"] for e in one.state.log_history if "loss" in e], rel=1e-4)
+    masters = [m for chunk in one.optimizer.optimizer.chunks for m in chunk.masters]
+    for ours, theirs in zip(first["masters"], masters, strict=True):
+        assert torch.allclose(ours, theirs, rtol=0, atol=1e-4)
+    resumed = launch(tmp_path / "resumed", "--resume", str(tmp_path / "two" / "checkpoint-3"))
+    for key in ("masters", "weights"):
+        assert all(torch.equal(a, b) for a, b in zip(resumed[0][key], first[key], strict=True))
 
 
 @pytest.mark.slow
