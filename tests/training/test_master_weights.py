@@ -322,3 +322,29 @@ def test_the_estimate_counts_bf16_weights_and_gradients_with_fp32_masters_and_st
         shape, trained, row, base_dtype="bf16", precision="bf16", optim="adamw_torch_fused", master_weights=True
     )
     assert small_chunks.optimizer_bytes == 12 * elements + 64 * 64 * 4
+
+
+def test_embeddings_keep_32_bit_state_under_an_8_bit_optimizer_as_the_trainer_keeps_them(tmp_path: Path) -> None:
+    """With ``optim: adamw_8bit`` the Trainer keeps embeddings' state in 32 bits; with the masters in the
+    optimizer, the embeddings' masters do, and every other weight keeps 8-bit state (one chunk each, so that no
+    override reaches another chunk's parameter at the same position)."""
+    from transformers import Trainer, TrainingArguments
+
+    from voxplug.training.master_weights import embeddings_in_32_bits
+
+    model = torch.nn.Sequential(torch.nn.Embedding(64, 128), torch.nn.Linear(128, 64, bias=False)).bfloat16()
+    args = TrainingArguments(output_dir=str(tmp_path), optim="adamw_8bit", use_cpu=True, report_to=[])
+    inner, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    full_state = embeddings_in_32_bits(model, inner, kwargs)
+    assert full_state == [model[0].weight]
+    wrapped = MasterWeights(
+        model.parameters(), inner=inner, inner_kwargs=kwargs, chunk_elements=64 * 128, full_state=full_state
+    )
+    assert len(wrapped.chunks) == 2
+    for param in model.parameters():
+        param.grad = torch.randn_like(param)
+    wrapped.step()
+    embedding, linear = (chunk.optimizer.state[chunk.masters[0]] for chunk in wrapped.chunks)
+    assert embedding["state1"].dtype == torch.float32 and linear["state1"].dtype == torch.uint8
+    adamw = Trainer.get_optimizer_cls_and_kwargs(TrainingArguments(output_dir=str(tmp_path), use_cpu=True), model)
+    assert embeddings_in_32_bits(model, *adamw) == []

@@ -44,7 +44,9 @@ class MasterWeights(torch.optim.Optimizer):
     ``params`` are the model's parameters or parameter groups, as any optimizer takes them; ``inner`` the optimizer
     class that steps the masters, with ``inner_kwargs`` (what ``Trainer.get_optimizer_cls_and_kwargs`` returns).
     ``param_groups`` are the inner optimizers' own group dicts, read afresh each time (loading a state dict replaces
-    them), so a learning-rate scheduler sets every chunk's rate. Its state dict holds the masters beside the inner
+    them), so a learning-rate scheduler sets every chunk's rate. ``full_state`` are parameters whose masters keep
+    32-bit state under an 8-bit bitsandbytes optimizer, as the Trainer keeps the embeddings' (it registers that
+    for the model's parameters, which the inner optimizers never see). Its state dict holds the masters beside the inner
     optimizers' states, so a resumed run continues from the exact fp32 weights rather than from their bf16 rounding.
     """
 
@@ -55,9 +57,11 @@ class MasterWeights(torch.optim.Optimizer):
         inner: type[torch.optim.Optimizer],
         inner_kwargs: dict[str, Any] | None = None,
         chunk_elements: int = CHUNK_ELEMENTS,
+        full_state: Iterable[torch.Tensor] = (),
     ) -> None:
         groups = _as_groups(params)
         self.chunks = [_chunk(members, groups, inner, inner_kwargs or {}) for members in _split(groups, chunk_elements)]
+        _keep_32bit_state(self.chunks, full_state)
         self.defaults = self.chunks[0].optimizer.defaults if self.chunks else {}
         largest = max((chunk.elements for chunk in self.chunks), default=0)
         device = self.chunks[0].masters[0].device if self.chunks else None
@@ -176,6 +180,14 @@ class MasterWeights(torch.optim.Optimizer):
         return f"MasterWeights({inner}, {elements} fp32 masters in {len(self.chunks)} chunks)"
 
 
+def embeddings_in_32_bits(model: torch.nn.Module, inner: type, inner_kwargs: dict[str, Any]) -> list[torch.Tensor]:
+    """The embedding weights of ``model`` where ``inner`` is an 8-bit bitsandbytes optimizer, else none: the
+    parameters whose state the Trainer keeps in 32 bits with such an optimizer (``full_state``)."""
+    if "bitsandbytes" not in str(inner) or inner_kwargs.get("optim_bits") != 8:
+        return []
+    return [module.weight for module in model.modules() if isinstance(module, torch.nn.Embedding)]
+
+
 def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
     """Parameter groups as dicts with a list of the parameters that train (an optimizer's accepted forms)."""
     params = list(params)
@@ -217,6 +229,16 @@ def _chunk(
         for index, views in by_group.items()
     ]
     return _Chunk(params, masters, inner(inner_groups, **inner_kwargs))
+
+
+def _keep_32bit_state(chunks: list[_Chunk], params: Iterable[torch.Tensor]) -> None:
+    """Give the masters of ``params`` 32-bit state in bitsandbytes' optimizers (its per-tensor override)."""
+    wanted = {id(param) for param in params}
+    for chunk in chunks:
+        manager = getattr(chunk.optimizer, "mng", None)  # bitsandbytes' GlobalOptimManager
+        for param, master in zip(chunk.params, chunk.masters, strict=True):
+            if manager is not None and id(param) in wanted:
+                manager.override_config(master, key_value_dict={"optim_bits": 32})
 
 
 def _views(buffer: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
