@@ -299,8 +299,10 @@ def voxtral_suite(bench: Bench) -> None:
         context = prompt_length + args.max_new_tokens / 2
         return (weights + rows * context * per_position) / bandwidth * 1e3
 
+    own_attention = step_attention(args.own_attention) if args.own_attention else None
+
     def voxplug(
-        batch: int | None, graphs: bool, count: int, attention: Any = None, exact: bool = False
+        batch: int | None, graphs: bool, count: int, attention: Any = own_attention, exact: bool = False
     ) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             stats = DecodeStats()
@@ -367,11 +369,13 @@ def voxtral_suite(bench: Bench) -> None:
         return run
 
     if args.first_use:  # before anything else has run in the process
-        results["first_use"] = first_use(model, processor, audios, args.first_use, graph_shapes)
+        results["first_use"] = first_use(model, processor, audios, args.first_use, graph_shapes, own_attention)
         print(json.dumps({"first_use": results["first_use"]}, default=str)[:3000], flush=True)
         bench.save()
     # warm the device and its libraries up once, untimed
-    transcribe_ids(model, processor, audios[:2], ["en", "en"], max_new_tokens=4, graph_shapes=graph_shapes)
+    transcribe_ids(
+        model, processor, audios[:2], ["en", "en"], max_new_tokens=4, graph_shapes=graph_shapes, attention=own_attention
+    )
     results["host_prepare_ms_per_clip"] = host_prepare(model, processor, audios, ["en"] * len(audios))
     print(json.dumps({"host_prepare_ms_per_clip": results["host_prepare_ms_per_clip"]}), flush=True)
     bench.save()
@@ -422,7 +426,9 @@ def voxtral_suite(bench: Bench) -> None:
             bench.save()
 
 
-def first_use(model: Any, processor: Any, audios: list[np.ndarray], count: int, graph_shapes: Any) -> dict[str, Any]:
+def first_use(
+    model: Any, processor: Any, audios: list[np.ndarray], count: int, graph_shapes: Any, attention: Any = None
+) -> dict[str, Any]:
     """Seconds of the process's first transcription of ``count`` clips (92 new tokens, as a 200-row run's evaluation
     decodes), of the same clips again and of ``count`` other clips; for the first two, the host operations that took
     the most time (the profiler's self CPU time), which tell one-time costs (loading kernels, compiling, planning,
@@ -435,7 +441,15 @@ def first_use(model: Any, processor: Any, audios: list[np.ndarray], count: int, 
 
     def run(clips: list[np.ndarray], profiled: bool) -> dict[str, Any]:
         def call() -> None:
-            transcribe_ids(model, processor, clips, ["en"] * len(clips), max_new_tokens=92, graph_shapes=graph_shapes)
+            transcribe_ids(
+                model,
+                processor,
+                clips,
+                ["en"] * len(clips),
+                max_new_tokens=92,
+                graph_shapes=graph_shapes,
+                attention=attention,
+            )
             if cuda:
                 torch.cuda.synchronize()
 
@@ -893,7 +907,13 @@ def main(argv: list[str] | None = None) -> int:
         "--attention",
         default="",
         help="extra voxplug variants at its own batch, one per decoding-step attention: LAYOUT[:BACKEND+...],... "
-        "(layouts packed, gqa; backends cudnn, flash, efficient, math), e.g. gqa,packed:efficient,gqa:cudnn",
+        "(layouts packed, gqa, varlen; backends cudnn, flash, efficient, math), e.g. varlen,packed:efficient",
+    )
+    parser.add_argument(
+        "--own-attention",
+        default="",
+        help="the decoding step's attention (LAYOUT[:BACKEND+...]) of the voxplug variants and --first-use "
+        "(default: the decoder's own)",
     )
     parser.add_argument(
         "--profile-steps", type=int, default=0, help="profile this many eager decoding steps per attention variant"
@@ -906,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.attention = [spec for spec in args.attention.split(",") if spec]
-    for spec in args.attention:
+    for spec in [*args.attention, *([args.own_attention] if args.own_attention else [])]:
         try:
             step_attention(spec)
         except ValueError as exc:
@@ -929,6 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         "card": card,
         "device": device,
         "versions": versions,
+        "own_attention": args.own_attention or "the decoder's default",
         "variants": {},
     }
     slug = card_slug(card) + ("-tiny" if args.tiny else "")

@@ -61,7 +61,7 @@ def generate_batch(
 
 
 #: How a decoding step may lay out grouped-query attention (see :class:`StepAttention`).
-ATTENTION_LAYOUTS = ("packed", "gqa")
+ATTENTION_LAYOUTS = ("packed", "gqa", "varlen")
 #: The names :class:`StepAttention` takes for PyTorch's SDPA backends (``torch.nn.attention.SDPBackend``).
 SDPA_BACKENDS = {
     "cudnn": "CUDNN_ATTENTION",
@@ -76,10 +76,13 @@ class StepAttention:
     """How a decoding step attends to the cache.
 
     ``layout``: ``packed`` (the query heads that share a key/value head become that head's queries: one SDPA call
-    over the cache's own heads, as transformers' SDPA path packs grouped-query attention) or ``gqa`` (the query
-    heads as they are, with SDPA's ``enable_gqa``). Both read every key/value head once and give the same tokens.
-    ``backends``: the SDPA backends the step may use (``cudnn``, ``flash``, ``efficient``, ``math``; None:
-    PyTorch's own choice). For measuring which is fastest on a card; the default is ``packed`` with PyTorch's choice.
+    over the cache's own heads, as transformers' SDPA path packs grouped-query attention), ``gqa`` (the query
+    heads as they are, with SDPA's ``enable_gqa``) or ``varlen`` (the cache stored position-major, and on a GPU in
+    half precision FlashAttention's variable-length kernel told each row's filled length, ``seqused_k``: no mask,
+    no span, so one graph per row count, and no per-shape planning; elsewhere SDPA with a length mask). All read
+    every key/value head once and give the same tokens. ``backends``: the SDPA backends the step may use
+    (``cudnn``, ``flash``, ``efficient``, ``math``; None: PyTorch's own choice). For measuring which is fastest on
+    a card; the default is ``packed`` with PyTorch's choice.
     """
 
     layout: str = "packed"
@@ -142,21 +145,34 @@ class LanguageModelCache:
         self.rows, self.positions = rows, positions
         self.device = next(model.parameters()).device
         self.fused = not is_deepspeed_zero3_enabled()
+        #: the step bounds attention by the position itself (the decoder then needs no spans and no mask)
+        self.reads_lengths = self.attention.layout == "varlen"
+        #: the cache's position axis: 2 in ``(rows, heads, positions, dim)``, 1 in ``varlen``'s position-major
+        self.axis = 1 if self.reads_lengths else 2
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
+        self.lengths: LengthAttention | None = None
 
     def load(self, cache: Any, offset: int) -> None:
         """Copy a prompt pass's cache (a ``DynamicCache``) into rows ``offset`` onwards."""
         import torch
 
         for index, layer in enumerate(cache.layers):
+            heads, dim = layer.keys.shape[1], layer.keys.shape[-1]
             if len(self.keys) <= index:  # allocated on first use, both in the dtype the projections computed in
-                shape = (self.rows, layer.keys.shape[1], self.positions, layer.keys.shape[-1])
+                shape = (self.rows, heads, self.positions, dim)
+                if self.reads_lengths:
+                    shape = (self.rows, self.positions, heads, dim)
                 self.keys.append(torch.zeros(shape, dtype=layer.values.dtype, device=self.device))
                 self.values.append(torch.zeros(shape, dtype=layer.values.dtype, device=self.device))
             count, length = layer.keys.shape[0], layer.keys.shape[2]
-            self.keys[index][offset : offset + count, :, :length].copy_(layer.keys)
-            self.values[index][offset : offset + count, :, :length].copy_(layer.values)
+            keys, values = layer.keys, layer.values
+            if self.reads_lengths:
+                keys, values = keys.transpose(1, 2), values.transpose(1, 2)
+            self.keys[index][offset : offset + count].narrow(self.axis, 0, length).copy_(keys)
+            self.values[index][offset : offset + count].narrow(self.axis, 0, length).copy_(values)
+        if self.reads_lengths and self.lengths is None:
+            self.lengths = LengthAttention(self.keys[0], self.rows, self.positions)
 
     def step(self, ids: torch.Tensor, position: torch.Tensor, span: int, mask: torch.Tensor | None) -> torch.Tensor:
         """Next-token logits (float32) for ``ids`` at ``position``; see :class:`~voxplug.evaluation.decoding.
@@ -200,10 +216,15 @@ class LanguageModelCache:
         # Everything attends in the cache's dtype: under autocast over fp32 weights the rotary embedding promotes
         # the query and key to fp32, and a prompt pass under accelerate's autocast (the Trainer's model) may have
         # filled the cache in another dtype than these steps compute in.
-        keys.index_copy_(2, position.view(1), key.to(keys.dtype))
-        values.index_copy_(2, position.view(1), value.to(values.dtype))
-        layout = self.attention.layout
-        attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, attention.scaling, layout)
+        if self.lengths is not None:  # position-major: (rows, 1, heads, dim) at the position
+            keys.index_copy_(1, position.view(1), key.transpose(1, 2).to(keys.dtype))
+            values.index_copy_(1, position.view(1), value.transpose(1, 2).to(values.dtype))
+            attended = self.lengths.attend(query.to(keys.dtype), keys, values, position, attention.scaling)
+        else:
+            keys.index_copy_(2, position.view(1), key.to(keys.dtype))
+            values.index_copy_(2, position.view(1), value.to(values.dtype))
+            layout, scale = self.attention.layout, attention.scaling
+            attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, scale, layout)
         hidden = hidden + attention.o_proj(attended.to(value.dtype))
         return hidden + mlp(layer.mlp, norm(layer.post_attention_layernorm, hidden))
 
@@ -211,6 +232,58 @@ class LanguageModelCache:
         """Copy rows ``keep`` of every buffer to its first rows."""
         for buffer in (*self.keys, *self.values):
             buffer[: len(keep)] = buffer[keep]
+
+
+class LengthAttention:
+    """One query per row against the first ``position + 1`` positions of a position-major cache (``(rows,
+    positions, kv heads, dim)``), every row as long as the others (a batch shares its prompt length).
+
+    On a GPU in half precision it is FlashAttention's variable-length kernel (PyTorch's
+    ``aten._flash_attention_forward``, as ``torch.nn.attention.varlen`` calls it) with each row's filled length
+    in ``seqused_k``: it reads only those positions, takes grouped-query heads as they are and splits long caches
+    over thread blocks itself; no mask, and nothing planned per shape. Elsewhere, SDPA with a length mask.
+    """
+
+    def __init__(self, like: torch.Tensor, rows: int, positions: int) -> None:
+        import torch
+
+        self.positions = positions
+        schema = str(torch.ops.aten._flash_attention_forward.default._schema)
+        self.flash = like.is_cuda and like.dtype in (torch.float16, torch.bfloat16) and "seqused_k" in schema
+        steps = torch.arange(rows + 1, dtype=torch.int32, device=like.device)
+        self.query_starts, self.key_starts = steps, steps * positions
+        self.arange = torch.arange(positions, device=like.device)
+
+    def attend(
+        self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        """``query`` ``(rows, heads, 1, dim)`` against ``keys``/``values`` up to ``position``; ``(rows, 1, width)``."""
+        import torch
+
+        rows, heads, _, dim = query.shape
+        if not self.flash:
+            mask = (self.arange <= position).view(1, 1, 1, -1)
+            out = torch.nn.functional.scaled_dot_product_attention(
+                query, keys.transpose(1, 2), values.transpose(1, 2), attn_mask=mask, scale=scale, enable_gqa=True
+            )
+            return out.reshape(rows, 1, heads * dim)
+        kv_heads = keys.shape[2]
+        used = (position + 1).to(torch.int32).repeat(rows)
+        out = torch.ops.aten._flash_attention_forward(
+            query.reshape(rows, heads, dim),
+            keys.reshape(rows * self.positions, kv_heads, dim),
+            values.reshape(rows * self.positions, kv_heads, dim),
+            self.query_starts[: rows + 1],
+            self.key_starts[: rows + 1],
+            1,
+            self.positions,
+            0.0,
+            False,
+            False,
+            scale=scale,
+            seqused_k=used,
+        )[0]
+        return out.reshape(rows, 1, heads * dim)
 
 
 def _own_forward(module: Any, hidden: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,9 @@ def next_token(last: int, position: int, seed: int) -> int:
 class ToyState:
     """Rows of per-row seeds and a record of every position written, with the toy step."""
 
-    def __init__(self, rows: int, positions: int) -> None:
+    def __init__(self, rows: int, positions: int, reads_lengths: bool = False) -> None:
         self.rows, self.positions, self.device = rows, positions, torch.device("cpu")
+        self.reads_lengths = reads_lengths
         self.seeds = torch.zeros(rows, dtype=torch.long)
         self.written = torch.zeros(rows, positions, dtype=torch.bool)
         self.spans: list[tuple[int, bool]] = []
@@ -36,7 +37,9 @@ class ToyState:
     def step(self, ids: torch.Tensor, position: torch.Tensor, span: int, mask: torch.Tensor | None) -> torch.Tensor:
         rows = ids.shape[0]
         assert int(position) < span <= self.positions
-        if mask is None:
+        if self.reads_lengths and span != int(position) + 1:  # graph shapes: the whole cache, no mask
+            assert span == self.positions and mask is None
+        elif mask is None:
             assert span == int(position) + 1
         else:
             assert mask.shape == (1, 1, 1, span) and mask[0, 0, 0].tolist() == [p <= int(position) for p in range(span)]
@@ -58,9 +61,17 @@ def expected_tokens(first: int, prompt_length: int, seed: int, budget: int) -> l
     return tokens[: tokens.index(EOS)] if EOS in tokens else tokens
 
 
-def run(seeds: list[int], firsts: list[int], budgets: list[int], *, graph_shapes: bool, prompt: int = 5) -> tuple:
+def run(
+    seeds: list[int],
+    firsts: list[int],
+    budgets: list[int],
+    *,
+    graph_shapes: bool,
+    prompt: int = 5,
+    reads_lengths: bool = False,
+) -> tuple:
     rows = max(8, len(seeds))
-    state = ToyState(rows, prompt + max(budgets) + SPAN_STEP)
+    state = ToyState(rows, prompt + max(budgets) + SPAN_STEP, reads_lengths)
     state.seeds[: len(seeds)] = torch.tensor(seeds)
     stats = DecodeStats()
     decoder = GreedyDecoder(
@@ -101,6 +112,15 @@ def test_graph_shapes_use_powers_of_two_rows_and_span_buckets() -> None:
     assert all(span % SPAN_STEP == 0 for span in spans) and len(spans) == 2  # positions 5..93: spans 64 and 128
     assert not any(exact for _, exact in state.spans)
     assert stats.row_steps < 8 * 89 * 0.5  # the last steps ran 2 rows, not 8
+
+
+def test_a_state_that_reads_lengths_has_one_graph_shape_per_row_count() -> None:
+    """Its step bounds attention by the position itself: the decoder hands it the whole cache and no mask."""
+    budgets = [3] * 6 + [90, 90]
+    seeds, firsts = [10, 11, 12, 13, 14, 15, 0, 8], [7] * 6 + [48, 39]
+    tokens, state, _ = run(seeds, firsts, budgets, graph_shapes=True, reads_lengths=True)
+    assert tokens == [expected_tokens(f, 5, s, b) for s, f, b in zip(seeds, firsts, budgets, strict=True)]
+    assert {span for span, _ in state.spans} == {state.positions} and all(no_mask for _, no_mask in state.spans)
 
 
 def test_every_position_is_written_once_in_order() -> None:

@@ -75,11 +75,13 @@ def test_voxtral_matches_generate_with_budgets_from_clip_length(
 
 
 @pytest.mark.parametrize("graph_shapes", SHAPES)
+@pytest.mark.parametrize("layout", ["packed", "varlen"])
 def test_voxtral_rows_stopping_at_eos_leave_the_batch(
-    voxtral: tuple[Any, Any], clips: list[np.ndarray], graph_shapes: bool
+    voxtral: tuple[Any, Any], clips: list[np.ndarray], graph_shapes: bool, layout: str
 ) -> None:
-    """With an end-of-sequence id the random model often emits, rows stop at different steps."""
-    from voxplug_voxtral.generation import VoxtralDecoding
+    """With an end-of-sequence id the random model often emits, rows stop at different steps (and are moved in
+    the cache, whichever its layout)."""
+    from voxplug_voxtral.generation import StepAttention, VoxtralDecoding
 
     from voxplug.evaluation.batching import transcribe_clips
 
@@ -87,7 +89,7 @@ def test_voxtral_rows_stopping_at_eos_leave_the_batch(
     audios, languages = clips, ["en"] * len(clips)  # the last one has two 30 s chunks
     first = voxtral_generate(model, processor, audios[0], "en", 12, eos=2)
     eos = max(set(first), key=first.count)  # a token this model repeats
-    engine = VoxtralDecoding(model, processor)
+    engine = VoxtralDecoding(model, processor, attention=StepAttention(layout))
     engine.eos_ids = (eos,)
     import torch
 
@@ -239,11 +241,12 @@ def test_a_batch_out_of_memory_is_retried_with_half_the_rows(voxtral: tuple[Any,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["packed", "gqa"])
-def test_both_attention_layouts_give_the_generate_tokens(
+@pytest.mark.parametrize("layout", ["packed", "gqa", "varlen"])
+def test_every_attention_layout_gives_the_generate_tokens(
     voxtral: tuple[Any, Any], clips: list[np.ndarray], layout: str
 ) -> None:
-    """The GPU's shapes (spans in buckets, so attention runs with a mask) in either grouped-query layout."""
+    """The GPU's shapes (spans in buckets, so attention runs with a mask; ``varlen``: one shape, a length mask on
+    the CPU) in each grouped-query layout."""
     from voxplug_voxtral.generation import StepAttention, transcribe_ids
 
     model, processor = voxtral
@@ -259,7 +262,7 @@ def test_both_attention_layouts_give_the_generate_tokens(
 def test_step_attention_refuses_unknown_names() -> None:
     from voxplug_voxtral.generation import StepAttention
 
-    with pytest.raises(ValueError, match="expected one of packed, gqa"):
+    with pytest.raises(ValueError, match="expected one of packed, gqa, varlen"):
         StepAttention(layout="repeat")
     with pytest.raises(ValueError, match=r"SDPA backends \['fast'\]"):
         StepAttention(backends=("math", "fast"))

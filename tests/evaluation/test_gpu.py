@@ -64,6 +64,62 @@ def test_voxtral_graphs_replay_the_eager_steps(tiny_voxtral: Path, audios: list[
         assert agreement(graphed, theirs) >= 0.8, (graphed, theirs)
 
 
+def test_length_attention_on_the_gpu_is_flash_and_equals_masked_sdpa() -> None:
+    """FlashAttention's variable-length kernel told each row's filled length reads what a masked SDPA call over the
+    same cache reads (fp32 reference; bf16 inputs), at several positions, in a CUDA graph as eagerly."""
+    from voxplug_voxtral.generation import LengthAttention
+
+    rows, positions, heads, kv_heads, dim = 6, 448, 32, 8, 128
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    keys, values = (
+        torch.randn(rows, positions, kv_heads, dim, device="cuda", dtype=torch.bfloat16, generator=generator)
+        for _ in range(2)
+    )
+    query = torch.randn(rows, heads, 1, dim, device="cuda", dtype=torch.bfloat16, generator=generator)
+    attention = LengthAttention(keys, rows, positions)
+    assert attention.flash
+    position = torch.zeros((), dtype=torch.long, device="cuda")
+    graph = torch.cuda.CUDAGraph()
+    attention.attend(query, keys, values, position, 0.1)  # warm up outside the capture
+    with torch.cuda.graph(graph):
+        captured = attention.attend(query, keys, values, position, 0.1)
+    for at in (0, 63, 64, 300, positions - 1):
+        position.fill_(at)
+        graph.replay()
+        eager = attention.attend(query, keys, values, position, 0.1)
+        mask = (torch.arange(positions, device="cuda") <= at).view(1, 1, 1, -1)
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            query.float(),
+            keys.transpose(1, 2).float(),
+            values.transpose(1, 2).float(),
+            attn_mask=mask,
+            scale=0.1,
+            enable_gqa=True,
+        ).reshape(rows, 1, heads * dim)
+        assert torch.equal(captured, eager)
+        assert (eager.float() - expected).abs().max() < 2e-2, at
+
+
+def test_voxtral_varlen_layout_replays_its_eager_steps_and_agrees_with_the_packed_one(
+    tiny_voxtral: Path, audios: list[np.ndarray]
+) -> None:
+    """One graph per row count (no spans); other kernels than the packed layout's, so a share of clips."""
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral import generation
+
+    model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral, dtype=torch.bfloat16).to("cuda").eval()
+    processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    varlen = generation.StepAttention("varlen")
+    graphed, stats = fast(generation, model, processor, audios, batch_size=8, max_new_tokens=40, attention=varlen)
+    assert stats.captures > 0 and stats.replays > stats.captures and not stats.graphs_failed, stats
+    options = {"batch_size": 8, "max_new_tokens": 40}
+    eager, _ = fast(generation, model, processor, audios, cuda_graphs=False, attention=varlen, **options)
+    packed, packed_stats = fast(generation, model, processor, audios, **options)
+    assert graphed == eager
+    assert stats.captures < packed_stats.captures  # the packed layout captures a graph per span as well
+    assert agreement(graphed, packed) >= 0.8, (graphed, packed)
+
+
 def test_voxtral_graphs_under_autocast_as_evaluation_in_training(tiny_voxtral: Path, audios: list[np.ndarray]) -> None:
     """fp32 weights, bf16 autocast: what a full fine-tune's evaluation runs."""
     from transformers import AutoProcessor, VoxtralForConditionalGeneration

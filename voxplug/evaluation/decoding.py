@@ -57,7 +57,9 @@ class DecodeState(Protocol):
 
         Writes the new keys and values at ``position`` (a 0-dim device tensor) and attends to the first ``span``
         positions of the cache; ``mask`` (``(1, 1, 1, span)``, True where attended) is None when ``span`` is
-        exactly ``position + 1``. Must not synchronise with the host (it may be captured in a CUDA graph).
+        exactly ``position + 1``, or always where the state's ``reads_lengths`` is true (it attends up to
+        ``position`` by itself, and ``span`` is its whole length). Must not synchronise with the host (it may be
+        captured in a CUDA graph).
         """
         ...
 
@@ -254,6 +256,7 @@ class GreedyDecoder:
         self.eos = torch.tensor(list(eos_ids), dtype=torch.long, device=device)
         self.pad = torch.tensor(pad_id, dtype=torch.long, device=device)
         self.arange = torch.arange(state.positions, device=device)
+        self.reads_lengths = bool(getattr(state, "reads_lengths", False))
         use_graphs = cuda_graphs and device.type == "cuda" and not self.exact and sync is None
         self.graphs = StepGraphs(self.stats) if use_graphs else None
 
@@ -322,11 +325,14 @@ class GreedyDecoder:
         self.column.fill_(1)
 
     def _advance_shape(self, rows: int, position: int) -> None:
-        """One step for ``rows`` rows at ``position``: with the exact span, or in the graph shape of its span."""
+        """One step for ``rows`` rows at ``position``: with the exact span, or in the graph shape of its span (a
+        state that bounds attention by the position itself has one shape per row count)."""
         if self.exact:
             self._advance(rows, position + 1, True)
             return
         span = min(self.state.positions, -(-(position + 1) // SPAN_STEP) * SPAN_STEP)
+        if self.reads_lengths:
+            span = self.state.positions
         if self.graphs is None or not self.graphs.enabled:
             self._advance(rows, span, False)
         else:
@@ -336,7 +342,9 @@ class GreedyDecoder:
         """One greedy step for the first ``rows`` rows, every result written in place into the buffers."""
         import torch
 
-        mask = None if exact else (self.arange[:span] <= self.position).view(1, 1, 1, span)
+        mask = None
+        if not (exact or self.reads_lengths):
+            mask = (self.arange[:span] <= self.position).view(1, 1, 1, span)
         logits = self.state.step(self.ids[:rows], self.position, span, mask)
         finished = self.finished[:rows]
         chosen = torch.where(finished, self.pad, logits.argmax(-1))
