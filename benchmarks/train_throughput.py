@@ -959,6 +959,12 @@ def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
                 if e.key in HOST_WAITS
             }
             record.profile["host_waits"] = waits
+            record.profile["kernels_by_kind_ms"] = kernels_by_kind(events, PROFILED_STEPS)
+            record.profile["top_kernels_ms"] = {
+                e.key[:100]: round(e.self_device_time_total / 1e3 / PROFILED_STEPS, 3)
+                for e in sorted(events, key=lambda e: -e.self_device_time_total)[:30]
+                if e.device_type.name == "CUDA"
+            }
             record.profile["host_cpu_top_ms"] = {
                 e.key: round(e.self_cpu_time_total / 1e3, 2)
                 for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:25]
@@ -969,6 +975,29 @@ def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
             print("profile", record.profile, flush=True)
 
     return StepProfiler()
+
+
+#: Substrings of kernel names, by what a training step spends them on (first match wins).
+TRAINING_KERNEL_KINDS = (
+    ("optimizer", ("multi_tensor", "adam", "fused_adam", "foreach")),
+    ("attention", ("fmha", "flash", "attention", "attn", "cudnn", "sdpa", "softmax")),
+    ("matmul", ("gemm", "gemv", "cutlass", "xmma", "nvjet", "matmul", "bmm", "sm90_")),
+    ("reduce", ("reduce", "norm", "sum_", "mean")),
+    ("copy", ("copy", "index", "cat", "memcpy", "memset", "gather", "scatter")),
+    ("elementwise", ("elementwise", "vectorized", "unrolled")),
+)
+
+
+def kernels_by_kind(events: Any, steps: int) -> dict[str, float]:
+    """Milliseconds of GPU kernels a step by kind (:data:`TRAINING_KERNEL_KINDS`; the rest is ``other``)."""
+    kinds: dict[str, float] = {}
+    for event in events:
+        if event.device_type.name != "CUDA" or not event.self_device_time_total:
+            continue
+        name = event.key.lower()
+        kind = next((k for k, marks in TRAINING_KERNEL_KINDS if any(mark in name for mark in marks)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + event.self_device_time_total / 1e3 / steps
+    return {kind: round(ms, 2) for kind, ms in sorted(kinds.items(), key=lambda item: -item[1])}
 
 
 def matmul_tflops(device: str, size: int = 8192, repeats: int = 20) -> float:
