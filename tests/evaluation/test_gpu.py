@@ -120,16 +120,20 @@ def test_voxtral_varlen_layout_replays_its_eager_steps_and_agrees_with_the_packe
     assert agreement(graphed, packed) >= 0.8, (graphed, packed)
 
 
-def test_voxtral_graphs_under_autocast_as_evaluation_in_training(tiny_voxtral: Path, audios: list[np.ndarray]) -> None:
-    """fp32 weights, bf16 autocast: what a full fine-tune's evaluation runs."""
+@pytest.mark.parametrize("layout", ["packed", "varlen"])
+def test_voxtral_graphs_under_autocast_as_evaluation_in_training(
+    tiny_voxtral: Path, audios: list[np.ndarray], layout: str
+) -> None:
+    """fp32 weights, bf16 autocast: what a full fine-tune's evaluation runs (a bf16 cache: ``varlen`` is flash)."""
     from transformers import AutoProcessor, VoxtralForConditionalGeneration
     from voxplug_voxtral import generation
 
     model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral).to("cuda").eval()
     processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    attention = generation.StepAttention(layout)
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        graphed, stats = fast(generation, model, processor, audios, max_new_tokens=24)
-        eager, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False)
+        graphed, stats = fast(generation, model, processor, audios, max_new_tokens=24, attention=attention)
+        eager, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False, attention=attention)
     assert stats.captures > 0 and not stats.graphs_failed, stats
     assert graphed == eager
     assert stats.rows == len(audios)  # the batch size came from free memory: every clip at once
