@@ -94,6 +94,8 @@ class StepAttention:
         unknown = set(self.backends or ()) - set(SDPA_BACKENDS)
         if unknown:
             raise ValueError(f"SDPA backends {sorted(unknown)}: expected some of {', '.join(SDPA_BACKENDS)}")
+        if self.layout == "varlen" and self.backends is not None:
+            raise ValueError("the varlen layout calls FlashAttention itself: SDPA backends do not apply to it")
 
     def backend_context(self) -> AbstractContextManager[Any]:
         """The SDPA backends allowed while the step runs (a host-side setting, so it holds in a captured graph)."""
@@ -234,6 +236,18 @@ class LanguageModelCache:
             buffer[: len(keep)] = buffer[keep]
 
 
+def flash_varlen_applies(cache: torch.Tensor) -> bool:
+    """Whether PyTorch's FlashAttention-2 variable-length kernel can read ``cache``: an NVIDIA GPU of compute
+    capability 8.0 or newer, half precision, and a torch whose op takes ``seqused_k``."""
+    import torch
+
+    if not cache.is_cuda or torch.version.hip is not None or cache.dtype not in (torch.float16, torch.bfloat16):
+        return False
+    if torch.cuda.get_device_capability(cache.device) < (8, 0):
+        return False
+    return "seqused_k" in str(torch.ops.aten._flash_attention_forward.default._schema)
+
+
 class LengthAttention:
     """One query per row against the first ``position + 1`` positions of a position-major cache (``(rows,
     positions, kv heads, dim)``), every row as long as the others (a batch shares its prompt length).
@@ -248,8 +262,7 @@ class LengthAttention:
         import torch
 
         self.positions = positions
-        schema = str(torch.ops.aten._flash_attention_forward.default._schema)
-        self.flash = like.is_cuda and like.dtype in (torch.float16, torch.bfloat16) and "seqused_k" in schema
+        self.flash = flash_varlen_applies(like)
         steps = torch.arange(rows + 1, dtype=torch.int32, device=like.device)
         self.query_starts, self.key_starts = steps, steps * positions
         self.arange = torch.arange(positions, device=like.device)

@@ -259,10 +259,12 @@ def test_every_attention_layout_gives_the_generate_tokens(
     assert ours == theirs and all(len(tokens) == 20 for tokens in ours)
 
 
-def test_step_attention_refuses_unknown_names() -> None:
+def test_step_attention_refuses_unknown_names_and_backends_varlen_ignores() -> None:
     from voxplug_voxtral.generation import StepAttention
 
     with pytest.raises(ValueError, match="expected one of packed, gqa, varlen"):
         StepAttention(layout="repeat")
     with pytest.raises(ValueError, match=r"SDPA backends \['fast'\]"):
         StepAttention(backends=("math", "fast"))
+    with pytest.raises(ValueError, match="SDPA backends do not apply"):
+        StepAttention(layout="varlen", backends=("flash",))

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -188,11 +189,19 @@ def without_warnings(stderr: str) -> str:
     return "\n".join(kept)
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (for the ranks' rendezvous, so that two launches never share one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def launch_training(
     accelerate_config: str, config_path: Path, *, num_processes: int | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``accelerate launch --config_file configs/accelerate/<name>.yaml -m voxplug train -c CONFIG``."""
     processes = ["--num_processes", str(num_processes)] if num_processes is not None else []
+    processes += ["--main_process_port", str(free_port())]
     args = ["-m", "accelerate.commands.launch", "--config_file", f"configs/accelerate/{accelerate_config}.yaml"]
     return run_cli(
         [*args, *processes, "-m", "voxplug", "train", "-c", str(config_path), "--no-progress"], cwd=REPO, env=env

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from .conftest import SPEECH, bundled_rows, run_cli, write_config
+from .conftest import SPEECH, bundled_rows, free_port, run_cli, write_config
 
 pytestmark = pytest.mark.slow  # one module-wide training run and its resume, then evaluations and a demo
 
@@ -246,12 +245,6 @@ def test_saved_weights_are_as_readable_as_the_files_beside_them(trained: dict[st
 
 
 # -- 5 and 10. the demo of the published folder, run from elsewhere -------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_published_folder_demos_from_anywhere_and_user_errors_print_no_traceback(

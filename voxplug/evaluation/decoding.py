@@ -58,8 +58,8 @@ class DecodeState(Protocol):
         Writes the new keys and values at ``position`` (a 0-dim device tensor) and attends to the first ``span``
         positions of the cache; ``mask`` (``(1, 1, 1, span)``, True where attended) is None when ``span`` is
         exactly ``position + 1``, or always where the state's ``reads_lengths`` is true (it attends up to
-        ``position`` by itself, and ``span`` is its whole length). Must not synchronise with the host (it may be
-        captured in a CUDA graph).
+        ``position`` by itself; in graph shapes ``span`` is then its whole length). Must not synchronise with the
+        host (it may be captured in a CUDA graph).
         """
         ...
 

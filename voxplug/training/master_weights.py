@@ -14,6 +14,7 @@ storage), so the saved model writes them as they are.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -235,10 +236,12 @@ def _keep_32bit_state(chunks: list[_Chunk], params: Iterable[torch.Tensor]) -> N
     """Give the masters of ``params`` 32-bit state in bitsandbytes' optimizers (its per-tensor override)."""
     wanted = {id(param) for param in params}
     for chunk in chunks:
-        manager = getattr(chunk.optimizer, "mng", None)  # bitsandbytes' GlobalOptimManager
+        manager = getattr(chunk.optimizer, "mng", None)  # bitsandbytes' GlobalOptimManager: one per process
         for param, master in zip(chunk.params, chunk.masters, strict=True):
             if manager is not None and id(param) in wanted:
                 manager.override_config(master, key_value_dict={"optim_bits": 32})
+                # keyed by id(): forgotten with the master, so no later tensor at its address inherits it
+                weakref.finalize(master, manager.pid2config.pop, id(master), None)
 
 
 def _views(buffer: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
