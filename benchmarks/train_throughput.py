@@ -944,7 +944,8 @@ def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
 
         def summarize(self, wall: float) -> None:
             events = self.profiler.key_averages()
-            kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
+            kernels = [e for e in events if e.device_type.name == "CUDA"]
+            kernel_us = sum(e.self_device_time_total for e in kernels)
             record.profile = {
                 "steps": PROFILED_STEPS,
                 "wall_s": wall,
@@ -959,8 +960,7 @@ def step_profiler(record: Record, steps: int, at: int | None = None) -> Any:
                 if e.key in HOST_WAITS
             }
             record.profile["host_waits"] = waits
-            record.profile["kernels_by_kind_ms"] = kernels_by_kind(events, PROFILED_STEPS)
-            kernels = [e for e in events if e.device_type.name == "CUDA"]
+            record.profile["kernels_by_kind_ms"] = kernels_by_kind(kernels, PROFILED_STEPS)
             record.profile["top_kernels_ms"] = {
                 e.key[:200]: round(e.self_device_time_total / 1e3 / PROFILED_STEPS, 3)
                 for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:30]
@@ -989,11 +989,12 @@ TRAINING_KERNEL_KINDS = (
 )
 
 
-def kernels_by_kind(events: Any, steps: int) -> dict[str, float]:
-    """Milliseconds of GPU kernels a step by kind (:data:`TRAINING_KERNEL_KINDS`; the rest is ``other``)."""
+def kernels_by_kind(kernels: Any, steps: int) -> dict[str, float]:
+    """Milliseconds of GPU ``kernels`` (the profiler's CUDA events) a step by kind (:data:`TRAINING_KERNEL_KINDS`;
+    the rest is ``other``)."""
     kinds: dict[str, float] = {}
-    for event in events:
-        if event.device_type.name != "CUDA" or not event.self_device_time_total:
+    for event in kernels:
+        if not event.self_device_time_total:
             continue
         name = event.key.lower()
         kind = next((k for k, marks in TRAINING_KERNEL_KINDS if any(mark in name for mark in marks)), "other")

@@ -330,9 +330,9 @@ class GreedyDecoder:
         if self.exact:
             self._advance(rows, position + 1, True)
             return
-        span = min(self.state.positions, -(-(position + 1) // SPAN_STEP) * SPAN_STEP)
-        if self.reads_lengths:
-            span = self.state.positions
+        span = self.state.positions
+        if not self.reads_lengths:
+            span = min(span, -(-(position + 1) // SPAN_STEP) * SPAN_STEP)
         if self.graphs is None or not self.graphs.enabled:
             self._advance(rows, span, False)
         else:
