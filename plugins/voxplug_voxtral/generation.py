@@ -82,7 +82,8 @@ class StepAttention:
     no span, so one graph per row count, and no per-shape planning; elsewhere SDPA with a length mask). All read
     every key/value head once and give the same tokens. ``backends``: the SDPA backends the step may use
     (``cudnn``, ``flash``, ``efficient``, ``math``; None: PyTorch's own choice). For measuring which is fastest on
-    a card; the default is ``packed`` with PyTorch's choice.
+    a card. The decoder's default is :func:`default_step_attention`: ``varlen`` on a GPU in half precision where
+    FlashAttention serves it, else ``packed`` with PyTorch's choice.
     """
 
     layout: str = "packed"
@@ -239,13 +240,24 @@ class LanguageModelCache:
 def flash_varlen_applies(cache: torch.Tensor) -> bool:
     """Whether PyTorch's FlashAttention-2 variable-length kernel can read ``cache``: an NVIDIA GPU of compute
     capability 8.0 or newer, half precision, and a torch whose op takes ``seqused_k``."""
+    return flash_varlen_serves(cache.device, cache.dtype)
+
+
+def flash_varlen_serves(device: torch.device, dtype: torch.dtype) -> bool:
+    """:func:`flash_varlen_applies` for a cache not yet made: its device and dtype."""
     import torch
 
-    if not cache.is_cuda or torch.version.hip is not None or cache.dtype not in (torch.float16, torch.bfloat16):
+    if device.type != "cuda" or torch.version.hip is not None or dtype not in (torch.float16, torch.bfloat16):
         return False
-    if torch.cuda.get_device_capability(cache.device) < (8, 0):
+    if torch.cuda.get_device_capability(device) < (8, 0):
         return False
     return "seqused_k" in str(torch.ops.aten._flash_attention_forward.default._schema)
+
+
+def default_step_attention(device: torch.device, dtype: torch.dtype) -> StepAttention:
+    """``varlen`` where FlashAttention's variable-length kernel serves the cache (no mask, nothing planned per
+    shape, one graph per row count), else ``packed``: SDPA over the filled span with a mask."""
+    return StepAttention("varlen" if flash_varlen_serves(device, dtype) else "packed")
 
 
 class LengthAttention:
@@ -335,7 +347,6 @@ class VoxtralDecoding:
         import torch
 
         self.model = base_model(model)
-        self.attention = attention
         self.collator = VoxtralBatchBuilder(processor, model_id=model_id)
         self.device = model_device(self.model)
         fast = not processor_inputs and is_voxtral_processor(processor)
@@ -347,6 +358,7 @@ class VoxtralDecoding:
         autocast = self.device.type == "cuda" and torch.is_autocast_enabled("cuda")
         dtype = torch.get_autocast_dtype("cuda") if autocast else next(self.model.parameters()).dtype
         self.dtype_bytes = torch.empty((), dtype=dtype).element_size()
+        self.attention = attention or default_step_attention(self.device, dtype)
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
         self.kv_bytes_per_position = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * self.dtype_bytes
         self.vocab_size = int(text.vocab_size)

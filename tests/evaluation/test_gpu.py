@@ -114,8 +114,11 @@ def test_voxtral_varlen_layout_replays_its_eager_steps_and_agrees_with_the_packe
     assert stats.captures > 0 and stats.replays > stats.captures and not stats.graphs_failed, stats
     options = {"batch_size": 8, "max_new_tokens": 40}
     eager, _ = fast(generation, model, processor, audios, cuda_graphs=False, attention=varlen, **options)
-    packed, packed_stats = fast(generation, model, processor, audios, **options)
+    packed_layout = generation.StepAttention("packed")
+    packed, packed_stats = fast(generation, model, processor, audios, attention=packed_layout, **options)
+    default, _ = fast(generation, model, processor, audios, **options)
     assert graphed == eager
+    assert default == graphed  # varlen is the default where FlashAttention serves the cache
     assert stats.captures < packed_stats.captures  # the packed layout captures a graph per span as well
     assert agreement(graphed, packed) >= 0.8, (graphed, packed)
 
