@@ -39,7 +39,7 @@ from voxplug.errors import (
     VoxplugError,
 )
 from voxplug.evaluation.batching import transcribe_clips
-from voxplug.evaluation.decoding import DecodeStats, base_model
+from voxplug.evaluation.decoding import DecodeStats, base_model, unplanned_attention
 from voxplug.extension import Extension, PluginOptions
 from voxplug.hookspecs import Register, hookimpl
 from voxplug.lock import locked_version
@@ -168,6 +168,7 @@ __all__ = [
     "to_mono",
     "transcribe_clips",
     "transcript_words",
+    "unplanned_attention",
     "write_json",
 ]
 

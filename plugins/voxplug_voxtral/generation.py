@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voxplug.api import DecodeStats, base_model, transcribe_clips
+from voxplug.api import DecodeStats, base_model, transcribe_clips, unplanned_attention
 from voxplug_voxtral.collator import VoxtralBatchBuilder
 from voxplug_voxtral.transcription_inputs import TranscriptionInputs, is_voxtral_processor
 
@@ -400,18 +400,22 @@ class VoxtralDecoding:
         return LanguageModelCache(self.model, rows, positions, self.attention)
 
     def prefill(self, batch: VoxtralPrompts, state: LanguageModelCache, offset: int) -> torch.Tensor:
-        """The model's forward pass over the prompts (the audio encoder once per clip); first-token logits."""
+        """The model's forward pass over the prompts (the audio encoder once per clip); first-token logits.
+
+        Attention runs through :func:`~voxplug.api.unplanned_attention`: every prompt length and
+        row count is a new shape, which cuDNN's attention would plan on the host first."""
         import torch
 
         features = batch.features.to(self.device)
         if features.device.type == "cuda":  # made on the feature stream: its memory is in use on this one now
             features.record_stream(torch.cuda.current_stream(self.device))
-        output = self.model(
-            input_ids=batch.input_ids.to(self.device),
-            input_features=features,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        with unplanned_attention():
+            output = self.model(
+                input_ids=batch.input_ids.to(self.device),
+                input_features=features,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         state.load(output.cache, offset)
         return output.logits[:, -1].float()
 

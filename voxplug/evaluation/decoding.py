@@ -206,6 +206,19 @@ def renew_cuda_generators() -> None:
         generator.graphsafe_set_state(fresh)
 
 
+#: SDPA backends for passes whose sequence lengths seldom repeat (an eval-loss batch, a transcription's prompts),
+#: in PyTorch's order of preference: cuDNN's attention plans every new length on the host, these run a new length
+#: as fast as a seen one. The math backend takes whatever the others cannot.
+UNPLANNED_ATTENTION = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
+
+
+def unplanned_attention() -> contextlib.AbstractContextManager[Any]:
+    """SDPA restricted to :data:`UNPLANNED_ATTENTION` while the block runs."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, name) for name in UNPLANNED_ATTENTION])
+
+
 def base_model(model: Any) -> Any:
     """The transformers model inside a PEFT wrapper (its LoRA layers stay active), or ``model`` itself."""
     get_base_model = getattr(model, "get_base_model", None)

@@ -35,17 +35,6 @@ from voxplug.training.speed.label_logits import (
     supports_label_logits,
 )
 
-#: The SDPA backends of the eval-loss pass (names in ``torch.nn.attention.SDPBackend``), in PyTorch's order of
-#: preference; the math backend takes whatever the others cannot.
-EVAL_ATTENTION = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
-
-
-def eval_attention() -> list[Any]:
-    """:data:`EVAL_ATTENTION` as ``SDPBackend`` members."""
-    from torch.nn.attention import SDPBackend
-
-    return [getattr(SDPBackend, name) for name in EVAL_ATTENTION]
-
 
 class SpeedTrainerMixin:
     """Put before ``transformers.Trainer`` in a trainer's bases: the fast paths listed in the module docstring.
@@ -149,10 +138,11 @@ class SpeedTrainerMixin:
         )
 
     def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
-        """The Trainer's eval-loss step, with attention through :data:`EVAL_ATTENTION` only."""
-        from torch.nn.attention import sdpa_kernel
+        """The Trainer's eval-loss step, with attention through :data:`~voxplug.evaluation.decoding.
+        UNPLANNED_ATTENTION` only (each eval batch is padded to its own length)."""
+        from voxplug.evaluation.decoding import unplanned_attention
 
-        with sdpa_kernel(eval_attention()):
+        with unplanned_attention():
             return super().prediction_step(*args, **kwargs)  # type: ignore[misc]
 
     def floating_point_ops(self, inputs: dict[str, Any]) -> int:
