@@ -28,8 +28,9 @@ Two suites:
   Before the variants, ``host_prepare_ms_per_clip``: the host's preparation of the prompt passes' inputs per clip
   on the ``voxplug`` clips, the processor's path against ``TranscriptionInputs`` (see :func:`host_prepare`).
   ``--first-use N`` first times the process's first transcription of N clips against the same again
-  (:func:`first_use`, what a small evaluation pays); ``--sync-report N`` last counts where a warm transcription
-  of N clips makes the host wait for the GPU (:func:`sync_report`).
+  (:func:`first_use`, what a small evaluation pays; ``--planned-prompts`` gives the prompt pass PyTorch's own
+  attention choice, so two processes compare cuDNN's per-shape plans with voxplug's); ``--sync-report N`` last
+  counts where a warm transcription of N clips makes the host wait for the GPU (:func:`sync_report`).
 
   Per variant: clips/s, decoded tokens/s, real-time factor (seconds of compute per second of audio), peak GPU
   memory, ms per decoding step (voxplug: decoding alone, timed apart from the prompt passes; plain: wall time per
@@ -916,6 +917,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the decoder's own)",
     )
     parser.add_argument(
+        "--planned-prompts",
+        action="store_true",
+        help="the prompt pass with PyTorch's own SDPA choice (cuDNN on Hopper, which plans each new shape) instead "
+        "of voxplug.api.unplanned_attention: the earlier prompt pass, for an A/B of --first-use",
+    )
+    parser.add_argument(
         "--profile-steps", type=int, default=0, help="profile this many eager decoding steps per attention variant"
     )
     parser.add_argument(
@@ -935,6 +942,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
+    if args.planned_prompts:
+        import voxplug_voxtral.generation
+
+        voxplug_voxtral.generation.unplanned_attention = contextlib.nullcontext
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this machine has no CUDA device")
@@ -950,6 +961,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device,
         "versions": versions,
         "own_attention": args.own_attention or "the decoder's default",
+        "prompt_attention": "PyTorch's choice" if args.planned_prompts else "unplanned_attention",
         "variants": {},
     }
     slug = card_slug(card) + ("-tiny" if args.tiny else "")
