@@ -238,26 +238,27 @@ class LanguageModelCache:
 
 
 def flash_varlen_applies(cache: torch.Tensor) -> bool:
-    """Whether PyTorch's FlashAttention-2 variable-length kernel can read ``cache``: an NVIDIA GPU of compute
-    capability 8.0 or newer, half precision, and a torch whose op takes ``seqused_k``."""
-    return flash_varlen_serves(cache.device, cache.dtype)
+    """Whether FlashAttention-2's variable-length kernel can read ``cache`` (see :func:`flash_varlen_serves`)."""
+    return flash_varlen_serves(cache.device, cache.dtype, cache.shape[-1])
 
 
-def flash_varlen_serves(device: torch.device, dtype: torch.dtype) -> bool:
-    """:func:`flash_varlen_applies` for a cache not yet made: its device and dtype."""
+def flash_varlen_serves(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether FlashAttention-2's variable-length kernel serves a cache of this device, dtype and head size: an
+    NVIDIA GPU of compute capability 8.0 or newer, half precision, a head size that is a multiple of 8 up to 256
+    (the kernel pads nothing itself), and a torch whose op takes ``seqused_k``."""
     import torch
 
     if device.type != "cuda" or torch.version.hip is not None or dtype not in (torch.float16, torch.bfloat16):
         return False
-    if torch.cuda.get_device_capability(device) < (8, 0):
+    if head_dim % 8 or head_dim > 256 or torch.cuda.get_device_capability(device) < (8, 0):
         return False
     return "seqused_k" in str(torch.ops.aten._flash_attention_forward.default._schema)
 
 
-def default_step_attention(device: torch.device, dtype: torch.dtype) -> StepAttention:
+def default_step_attention(device: torch.device, dtype: torch.dtype, head_dim: int) -> StepAttention:
     """``varlen`` where FlashAttention's variable-length kernel serves the cache (no mask, nothing planned per
     shape, one graph per row count), else ``packed``: SDPA over the filled span with a mask."""
-    return StepAttention("varlen" if flash_varlen_serves(device, dtype) else "packed")
+    return StepAttention("varlen" if flash_varlen_serves(device, dtype, head_dim) else "packed")
 
 
 class LengthAttention:
@@ -358,8 +359,8 @@ class VoxtralDecoding:
         autocast = self.device.type == "cuda" and torch.is_autocast_enabled("cuda")
         dtype = torch.get_autocast_dtype("cuda") if autocast else next(self.model.parameters()).dtype
         self.dtype_bytes = torch.empty((), dtype=dtype).element_size()
-        self.attention = attention or default_step_attention(self.device, dtype)
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        self.attention = attention or default_step_attention(self.device, dtype, head_dim)
         self.kv_bytes_per_position = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * self.dtype_bytes
         self.vocab_size = int(text.vocab_size)
 

@@ -271,10 +271,11 @@ def test_step_attention_refuses_unknown_names_and_backends_varlen_ignores() -> N
 
 
 def test_the_default_step_attention_is_varlen_only_where_flash_serves_the_cache() -> None:
-    """The CPU (any dtype) and fp32 anywhere get the masked ``packed`` layout: FlashAttention cannot read them."""
+    """The CPU (any dtype) and fp32 anywhere get the masked ``packed`` layout: FlashAttention cannot read them (the
+    GPU's cases, half precision with head sizes it can and cannot take, are in ``test_gpu.py``)."""
     import torch
     from voxplug_voxtral.generation import default_step_attention
 
-    assert default_step_attention(torch.device("cpu"), torch.bfloat16).layout == "packed"
-    assert default_step_attention(torch.device("cpu"), torch.float32).layout == "packed"
-    assert default_step_attention(torch.device("cuda"), torch.float32).layout == "packed"
+    assert default_step_attention(torch.device("cpu"), torch.bfloat16, 128).layout == "packed"
+    assert default_step_attention(torch.device("cpu"), torch.float32, 128).layout == "packed"
+    assert default_step_attention(torch.device("cuda"), torch.float32, 128).layout == "packed"

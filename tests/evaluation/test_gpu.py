@@ -30,6 +30,14 @@ def audios(speech_clips: list[tuple[Path, str]]) -> list[np.ndarray]:
     return [*single, np.concatenate(single[:4]), np.concatenate([single[0]] * 16)[: 16000 * 31]]
 
 
+@pytest.fixture(scope="module")
+def flash_voxtral(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Voxtral whose heads FlashAttention's variable-length kernel takes (16 wide; ``tiny_voxtral``'s are 12)."""
+    from voxplug_voxtral.tiny import build_tiny_voxtral
+
+    return build_tiny_voxtral(tmp_path_factory.mktemp("flash_voxtral"), text_hidden=64)
+
+
 def fast(module: Any, model: Any, processor: Any, audios: list[np.ndarray], **options: Any) -> tuple[list, DecodeStats]:
     stats = DecodeStats()
     tokens = module.transcribe_ids(model, processor, audios, [None] * len(audios), stats=stats, **options)
@@ -100,15 +108,32 @@ def test_length_attention_on_the_gpu_is_flash_and_equals_masked_sdpa() -> None:
         assert (eager.float() - expected).abs().max() < 2e-2, at
 
 
+def test_the_default_step_is_flash_varlen_in_half_precision_where_the_heads_allow(
+    flash_voxtral: Path, tiny_voxtral: Path
+) -> None:
+    """FlashAttention's kernel takes head sizes that are multiples of 8: 16 gets ``varlen``, 12 and fp32 ``packed``."""
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral.generation import VoxtralDecoding
+
+    def layout(folder: Path, dtype: Any) -> str:
+        model = VoxtralForConditionalGeneration.from_pretrained(folder, dtype=dtype).to("cuda").eval()
+        return VoxtralDecoding(model, AutoProcessor.from_pretrained(folder)).attention.layout
+
+    assert layout(flash_voxtral, torch.bfloat16) == "varlen"
+    assert layout(flash_voxtral, torch.float16) == "varlen"
+    assert layout(flash_voxtral, torch.float32) == "packed"
+    assert layout(tiny_voxtral, torch.bfloat16) == "packed"
+
+
 def test_voxtral_varlen_layout_replays_its_eager_steps_and_agrees_with_the_packed_one(
-    tiny_voxtral: Path, audios: list[np.ndarray]
+    flash_voxtral: Path, audios: list[np.ndarray]
 ) -> None:
     """One graph per row count (no spans); other kernels than the packed layout's, so a share of clips."""
     from transformers import AutoProcessor, VoxtralForConditionalGeneration
     from voxplug_voxtral import generation
 
-    model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral, dtype=torch.bfloat16).to("cuda").eval()
-    processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    model = VoxtralForConditionalGeneration.from_pretrained(flash_voxtral, dtype=torch.bfloat16).to("cuda").eval()
+    processor = AutoProcessor.from_pretrained(flash_voxtral)
     varlen = generation.StepAttention("varlen")
     graphed, stats = fast(generation, model, processor, audios, batch_size=8, max_new_tokens=40, attention=varlen)
     assert stats.captures > 0 and stats.replays > stats.captures and not stats.graphs_failed, stats
@@ -125,14 +150,14 @@ def test_voxtral_varlen_layout_replays_its_eager_steps_and_agrees_with_the_packe
 
 @pytest.mark.parametrize("layout", ["packed", "varlen"])
 def test_voxtral_graphs_under_autocast_as_evaluation_in_training(
-    tiny_voxtral: Path, audios: list[np.ndarray], layout: str
+    flash_voxtral: Path, audios: list[np.ndarray], layout: str
 ) -> None:
     """fp32 weights, bf16 autocast: what a full fine-tune's evaluation runs (a bf16 cache: ``varlen`` is flash)."""
     from transformers import AutoProcessor, VoxtralForConditionalGeneration
     from voxplug_voxtral import generation
 
-    model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral).to("cuda").eval()
-    processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    model = VoxtralForConditionalGeneration.from_pretrained(flash_voxtral).to("cuda").eval()
+    processor = AutoProcessor.from_pretrained(flash_voxtral)
     attention = generation.StepAttention(layout)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         graphed, stats = fast(generation, model, processor, audios, max_new_tokens=24, attention=attention)
