@@ -245,12 +245,14 @@ def flash_varlen_applies(cache: torch.Tensor) -> bool:
 def flash_varlen_serves(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
     """Whether FlashAttention-2's variable-length kernel serves a cache of this device, dtype and head size: an
     NVIDIA GPU of compute capability 8.0 or newer, half precision, a head size that is a multiple of 8 up to 256
-    (the kernel pads nothing itself), and a torch whose op takes ``seqused_k``."""
+    (the kernel pads nothing itself), and a torch built with FlashAttention whose op takes ``seqused_k``."""
     import torch
 
     if device.type != "cuda" or torch.version.hip is not None or dtype not in (torch.float16, torch.bfloat16):
         return False
-    if head_dim % 8 or head_dim > 256 or torch.cuda.get_device_capability(device) < (8, 0):
+    if head_dim % 8 or head_dim > 256 or not torch.backends.cuda.is_flash_attention_available():
+        return False
+    if torch.cuda.get_device_capability(device) < (8, 0):
         return False
     return "seqused_k" in str(torch.ops.aten._flash_attention_forward.default._schema)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -206,17 +207,35 @@ def renew_cuda_generators() -> None:
         generator.graphsafe_set_state(fresh)
 
 
-#: SDPA backends for passes whose sequence lengths seldom repeat (an eval-loss batch, a transcription's prompts),
-#: in PyTorch's order of preference: cuDNN's attention plans every new length on the host, these run a new length
-#: as fast as a seen one. The math backend takes whatever the others cannot.
-UNPLANNED_ATTENTION = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
+_unplanned_lock = threading.Lock()
+_unplanned_depth = 0
+_cudnn_before = True
 
 
-def unplanned_attention() -> contextlib.AbstractContextManager[Any]:
-    """SDPA restricted to :data:`UNPLANNED_ATTENTION` while the block runs."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+@contextlib.contextmanager
+def unplanned_attention() -> Iterator[None]:
+    """SDPA without cuDNN's attention while the block runs, for passes whose sequence lengths seldom repeat (an
+    eval-loss batch, a transcription's prompts): cuDNN plans every new length on the host first, while the flash,
+    memory-efficient and math kernels run a new length as fast as a seen one; the others stay as they were.
 
-    return sdpa_kernel([getattr(SDPBackend, name) for name in UNPLANNED_ATTENTION])
+    PyTorch's backend switches are process-wide, so overlapping blocks (the demo's concurrent requests) share one
+    switch: the first to enter turns cuDNN off and the last to leave restores what was there before.
+    """
+    import torch
+
+    global _unplanned_depth, _cudnn_before
+    with _unplanned_lock:
+        if _unplanned_depth == 0:
+            _cudnn_before = torch.backends.cuda.cudnn_sdp_enabled()
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        _unplanned_depth += 1
+    try:
+        yield
+    finally:
+        with _unplanned_lock:
+            _unplanned_depth -= 1
+            if _unplanned_depth == 0:
+                torch.backends.cuda.enable_cudnn_sdp(_cudnn_before)
 
 
 def base_model(model: Any) -> Any:

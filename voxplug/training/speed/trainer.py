@@ -138,8 +138,8 @@ class SpeedTrainerMixin:
         )
 
     def prediction_step(self, *args: Any, **kwargs: Any) -> Any:
-        """The Trainer's eval-loss step, with attention through :data:`~voxplug.evaluation.decoding.
-        UNPLANNED_ATTENTION` only (each eval batch is padded to its own length)."""
+        """The Trainer's eval-loss step without cuDNN's attention (each eval batch is padded to its own length:
+        :func:`~voxplug.evaluation.decoding.unplanned_attention`)."""
         from voxplug.evaluation.decoding import unplanned_attention
 
         with unplanned_attention():
