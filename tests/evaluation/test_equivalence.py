@@ -270,12 +270,72 @@ def test_step_attention_refuses_unknown_names_and_backends_varlen_ignores() -> N
         StepAttention(layout="varlen", backends=("flash",))
 
 
-def test_the_default_step_attention_is_varlen_only_where_flash_serves_the_cache() -> None:
-    """The CPU (any dtype) and fp32 anywhere get the masked ``packed`` layout: FlashAttention cannot read them (the
-    GPU's cases, half precision with head sizes it can and cannot take, are in ``test_gpu.py``)."""
+def test_the_default_step_attention_is_varlen_only_where_flash_serves_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``varlen`` on a CUDA GPU of compute capability 8.0 or newer, in half precision, with heads FlashAttention takes
+    (multiples of 8 up to 256) in a torch built with it; ``packed`` everywhere else. The GPU's answers are what
+    this CPU's torch is told it has."""
     import torch
     from voxplug_voxtral.generation import default_step_attention
 
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.backends.cuda, "is_flash_attention_available", lambda: True)
+    for head_dim in (16, 128, 256):
+        assert default_step_attention(cuda, torch.bfloat16, head_dim).layout == "varlen", head_dim
+    assert default_step_attention(cuda, torch.float16, 128).layout == "varlen"
+    for head_dim in (12, 100, 264):
+        assert default_step_attention(cuda, torch.bfloat16, head_dim).layout == "packed", head_dim
+    assert default_step_attention(cuda, torch.float32, 128).layout == "packed"
     assert default_step_attention(torch.device("cpu"), torch.bfloat16, 128).layout == "packed"
-    assert default_step_attention(torch.device("cpu"), torch.float32, 128).layout == "packed"
-    assert default_step_attention(torch.device("cuda"), torch.float32, 128).layout == "packed"
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+    assert default_step_attention(cuda, torch.bfloat16, 128).layout == "packed"
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert default_step_attention(cuda, torch.bfloat16, 128).layout == "packed"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.backends.cuda, "is_flash_attention_available", lambda: False)
+    assert default_step_attention(cuda, torch.bfloat16, 128).layout == "packed"
+
+
+def test_the_prompt_pass_attends_without_cudnn_and_overlapping_blocks_restore_it_once(tiny_voxtral: Path) -> None:
+    """The prompt pass runs with cuDNN's attention off; two threads' blocks that overlap leave it as it was."""
+    import threading
+
+    import torch
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral.generation import transcribe_ids
+
+    from voxplug.api import unplanned_attention
+
+    model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral).eval()
+    processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    seen: list[bool] = []
+    handle = model.model.language_model.register_forward_pre_hook(
+        lambda module, args: seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+    )
+    try:
+        transcribe_ids(model, processor, [np.zeros(16000, dtype=np.float32)], [None], max_new_tokens=2)
+    finally:
+        handle.remove()
+    assert seen == [False]  # the prompt pass; the steps are the cache's own
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with unplanned_attention():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_in.wait(5)
+    with unplanned_attention():
+        second_in.set()
+        first_out.wait(5)
+        assert not torch.backends.cuda.cudnn_sdp_enabled()  # the first block left; this one still holds it off
+    thread.join()
+    assert torch.backends.cuda.cudnn_sdp_enabled()
