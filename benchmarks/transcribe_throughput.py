@@ -18,7 +18,7 @@ Two suites:
     checked every step; one prompt pass for the whole batch);
   - ``--attention`` adds ``attn-<LAYOUT[:BACKENDS]>`` variants: ``voxplug`` with the decoding step's attention laid
     out and dispatched another way (``voxplug_voxtral.generation.StepAttention``), tokens compared with
-    ``voxplug``'s; ``--profile-steps N`` profiles N eager steps at ``voxplug``'s batch for the default and each
+    ``voxplug``'s; ``--profile-steps N`` profiles N eager steps at ``voxplug``'s batch for its own layout and each
     ``--attention`` choice and splits their kernel time by kind (``step_profiles``), the prompt pass's too
     (``prompt_pass``: the encoder and the prompt's forward pass for those clips, also split by model part);
   - ``library-b8`` / ``library-own``: transformers' own fast path, ``generate(cache_implementation="static")``,
@@ -260,7 +260,7 @@ def compare_tokens(ours: list[list[int]], reference: list[list[int]]) -> dict[st
 def voxtral_suite(bench: Bench) -> None:
     import soundfile
     import torch
-    from voxplug_voxtral.generation import transcribe_ids
+    from voxplug_voxtral.generation import default_step_attention, transcribe_ids
     from voxplug_voxtral.loading import load_voxtral_processor
 
     from voxplug.evaluation.decoding import DecodeStats
@@ -301,6 +301,10 @@ def voxtral_suite(bench: Bench) -> None:
         return (weights + rows * context * per_position) / bandwidth * 1e3
 
     own_attention = step_attention(args.own_attention) if args.own_attention else None
+    text = model.config.text_config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    own_layout = args.own_attention or default_step_attention(torch.device(device), dtype, head_dim).layout
+    results["own_attention"] = own_layout if args.own_attention else f"the decoder's default: {own_layout}"
 
     def voxplug(
         batch: int | None, graphs: bool, count: int, attention: Any = own_attention, exact: bool = False
@@ -413,7 +417,7 @@ def voxtral_suite(bench: Bench) -> None:
         bench.save()
     if args.profile_steps:
         rows = min(own_batch, len(audios))
-        for spec in ["packed", *args.attention]:
+        for spec in [own_layout, *args.attention]:
             if bench.remaining() < 30:
                 results.setdefault("step_profiles", {})[spec] = {"skipped": "deadline"}
                 continue
@@ -920,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
         "--planned-prompts",
         action="store_true",
         help="the prompt pass with PyTorch's own SDPA choice (cuDNN on Hopper, which plans each new shape) instead "
-        "of voxplug.api.unplanned_attention: the earlier prompt pass, for an A/B of --first-use",
+        "of voxplug.api.unplanned_attention's, cuDNN allowed: for an A/B of --first-use in two processes",
     )
     parser.add_argument(
         "--profile-steps", type=int, default=0, help="profile this many eager decoding steps per attention variant"
@@ -960,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         "card": card,
         "device": device,
         "versions": versions,
-        "own_attention": args.own_attention or "the decoder's default",
+        "own_attention": args.own_attention or "the decoder's default",  # resolved once the model is loaded
         "prompt_attention": "PyTorch's choice" if args.planned_prompts else "unplanned_attention",
         "variants": {},
     }

@@ -5,8 +5,9 @@ transformers' ``generate``.
 batches clips by prompt length, runs each prompt batch through the model once (the audio encoder included) and then
 decodes with :class:`LanguageModelCache`: the language model's keys and values in buffers allocated once, and a step
 built from the model's own modules (embeddings, rotary table, norms, projections, MLPs, ``lm_head``; LoRA layers
-included) with one change: attention reads only the filled part of the cache, and on a GPU with grouped-query
-attention packed as transformers' SDPA path packs it, without repeating the keys and values for every head.
+included) with one change: attention reads only the filled part of the cache, with grouped-query attention never
+repeating the keys and values for every head (:class:`StepAttention`: by default FlashAttention's variable-length
+kernel on a GPU that serves it, else SDPA over the filled span).
 
 :func:`generate_batch` is the plain path the fast one is measured and tested against: the processor's prompts and
 ``model.generate``.
@@ -77,13 +78,13 @@ class StepAttention:
 
     ``layout``: ``packed`` (the query heads that share a key/value head become that head's queries: one SDPA call
     over the cache's own heads, as transformers' SDPA path packs grouped-query attention), ``gqa`` (the query
-    heads as they are, with SDPA's ``enable_gqa``) or ``varlen`` (the cache stored position-major, and on a GPU in
-    half precision FlashAttention's variable-length kernel told each row's filled length, ``seqused_k``: no mask,
-    no span, so one graph per row count, and no per-shape planning; elsewhere SDPA with a length mask). All read
-    every key/value head once and give the same tokens. ``backends``: the SDPA backends the step may use
-    (``cudnn``, ``flash``, ``efficient``, ``math``; None: PyTorch's own choice). For measuring which is fastest on
-    a card. The decoder's default is :func:`default_step_attention`: ``varlen`` on a GPU in half precision where
-    FlashAttention serves it, else ``packed`` with PyTorch's choice.
+    heads as they are, with SDPA's ``enable_gqa``) or ``varlen`` (the cache stored position-major, and where
+    :func:`flash_varlen_serves` FlashAttention's variable-length kernel told each row's filled length,
+    ``seqused_k``: no mask, no span, so one graph per row count, and no per-shape planning; elsewhere SDPA with a
+    length mask). All read every key/value head once and give the same tokens. ``backends``: the SDPA backends the
+    step may use (``cudnn``, ``flash``, ``efficient``, ``math``; None: PyTorch's own choice), for measuring which
+    is fastest on a card. The decoder's default is :func:`default_step_attention`: ``varlen`` where FlashAttention
+    serves the cache, else ``packed`` with PyTorch's choice.
     """
 
     layout: str = "packed"
@@ -267,7 +268,7 @@ class LengthAttention:
     """One query per row against the first ``position + 1`` positions of a position-major cache (``(rows,
     positions, kv heads, dim)``), every row as long as the others (a batch shares its prompt length).
 
-    On a GPU in half precision it is FlashAttention's variable-length kernel (PyTorch's
+    Where :func:`flash_varlen_applies` it is FlashAttention's variable-length kernel (PyTorch's
     ``aten._flash_attention_forward``, as ``torch.nn.attention.varlen`` calls it) with each row's filled length
     in ``seqused_k``: it reads only those positions, takes grouped-query heads as they are and splits long caches
     over thread blocks itself; no mask, and nothing planned per shape. Elsewhere, SDPA with a length mask.
