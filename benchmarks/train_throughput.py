@@ -1279,7 +1279,7 @@ def bench_family(state: VariantRun) -> type:
     fused kernels are the family's own, or a variant's ``kernels``; the loss of a fixed batch is checked before and
     after fusing."""
     from voxplug_voxtral.family import VoxtralFamily
-    from voxplug_voxtral.loading import check_audio_placeholders_on_device
+    from voxplug_voxtral.loading import prepare_loaded_voxtral
 
     class RandomVoxtralFamily(VoxtralFamily):
         name = BENCH_FAMILY
@@ -1303,7 +1303,7 @@ def bench_family(state: VariantRun) -> type:
             model = random_voxtral(torch_dtype, device, bench.tiny_dir, bench.args.shape)
             if quantization is not None:
                 quantize_random_voxtral(model, quantization)
-            return check_audio_placeholders_on_device(model), bench.processor
+            return prepare_loaded_voxtral(model), bench.processor
 
         def speed(self) -> Any:
             from voxplug.api import FamilySpeed

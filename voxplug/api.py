@@ -44,6 +44,7 @@ from voxplug.extension import Extension, PluginOptions
 from voxplug.hookspecs import Register, hookimpl
 from voxplug.lock import locked_version
 from voxplug.models.detect import detect_family
+from voxplug.models.encoders import contiguous_residual_stream, contiguous_residual_stream_while
 from voxplug.models.interface import FamilySpeed, ModelFamily
 from voxplug.models.quantization import bitsandbytes_config, is_quantized, merge_into_bf16_base
 from voxplug.plugins import get_plugin_host
@@ -136,6 +137,8 @@ __all__ = [
     "build_on_meta",
     "choose_port",
     "clean_transcript",
+    "contiguous_residual_stream",
+    "contiguous_residual_stream_while",
     "count_parameters",
     "decode_transcript_bytes",
     "describe",

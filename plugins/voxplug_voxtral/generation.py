@@ -21,7 +21,13 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voxplug.api import DecodeStats, base_model, transcribe_clips, unplanned_attention
+from voxplug.api import (
+    DecodeStats,
+    base_model,
+    contiguous_residual_stream_while,
+    transcribe_clips,
+    unplanned_attention,
+)
 from voxplug_voxtral.collator import VoxtralBatchBuilder
 from voxplug_voxtral.transcription_inputs import TranscriptionInputs, is_voxtral_processor
 
@@ -407,13 +413,14 @@ class VoxtralDecoding:
         """The model's forward pass over the prompts (the audio encoder once per clip); first-token logits.
 
         Attention runs through :func:`~voxplug.api.unplanned_attention`: every prompt length and
-        row count is a new shape, which cuDNN's attention would plan on the host first."""
+        row count is a new shape, which cuDNN's attention would plan on the host first. The encoder's residual
+        stream is contiguous (:func:`~voxplug.api.contiguous_residual_stream_while`)."""
         import torch
 
         features = batch.features.to(self.device)
         if features.device.type == "cuda":  # made on the feature stream: its memory is in use on this one now
             features.record_stream(torch.cuda.current_stream(self.device))
-        with unplanned_attention():
+        with unplanned_attention(), contiguous_residual_stream_while(self.model.model.audio_tower):
             output = self.model(
                 input_ids=batch.input_ids.to(self.device),
                 input_features=features,

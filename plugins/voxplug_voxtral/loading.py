@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxplug.api import ModelError
+from voxplug.api import ModelError, contiguous_residual_stream
 
 if TYPE_CHECKING:
     import torch
@@ -308,8 +308,16 @@ def load_voxtral(
         raise ModelError(f"cannot load the Voxtral weights of {source!r}: {error}") from error
     if resolved_device.type != "cuda" and quantization is None:  # a 4-bit model loads where it is quantized
         model = model.to(resolved_device)
+    return prepare_loaded_voxtral(model), processor
+
+
+def prepare_loaded_voxtral(model: Any) -> Any:
+    """What every Voxtral model voxplug loads gets, exact and for speed: placeholders checked without waiting for
+    the GPU (:func:`check_audio_placeholders_on_device`) and a contiguous residual stream in the audio encoder
+    (:func:`voxplug.api.contiguous_residual_stream`). Returns ``model``."""
     check_audio_placeholders_on_device(model)
-    return model, processor
+    contiguous_residual_stream(model.model.audio_tower)
+    return model
 
 
 def check_audio_placeholders_on_device(model: Any) -> Any:

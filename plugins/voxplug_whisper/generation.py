@@ -19,7 +19,14 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voxplug.api import AudioError, DataError, DecodeStats, base_model, transcribe_clips
+from voxplug.api import (
+    AudioError,
+    DataError,
+    DecodeStats,
+    base_model,
+    contiguous_residual_stream_while,
+    transcribe_clips,
+)
 from voxplug_whisper.processor import MAX_TARGET_POSITIONS, WhisperTokens, whisper_tokens
 
 if TYPE_CHECKING:
@@ -82,12 +89,12 @@ def log_mel_features(processor: Any, audios: Sequence[np.ndarray]) -> torch.Tens
 
 
 def encode(model: Any, features: torch.Tensor) -> Any:
-    """Run the encoder once and return its output (a ``BaseModelOutput``)."""
+    """Run the encoder once and return its output (a ``BaseModelOutput``), its residual stream contiguous."""
     import torch
 
     base = unwrap_model(model)
     parameter = next(base.parameters())
-    with torch.no_grad():
+    with torch.no_grad(), contiguous_residual_stream_while(base.model.encoder):
         return base.model.encoder(features.to(device=parameter.device, dtype=parameter.dtype))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxplug.api import ModelError
+from voxplug.api import ModelError, contiguous_residual_stream
 
 if TYPE_CHECKING:
     import torch
@@ -104,4 +104,5 @@ def load_whisper(
         )
     except (OSError, ValueError, ImportError) as exc:
         raise ModelError(f"cannot load the Whisper weights of {name!r}: {exc}") from exc
+    contiguous_residual_stream(model.model.encoder)
     return model.to(resolved_device), processor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from voxplug_voxtral import loading
@@ -112,3 +113,30 @@ def test_a_non_voxtral_config_names_its_model_type(voxtral_tiny_dir: Path, tmp_p
     WhisperConfig().save_pretrained(other)
     with pytest.raises(ModelError, match="is a 'whisper' model, not a Voxtral one"):
         load_voxtral(other)
+
+
+def contiguity_seen(encoder: Any) -> list[bool]:
+    """Record whether each encoder layer and the final norm get a contiguous input (hooks until the next call)."""
+    seen: list[bool] = []
+    for module in [*encoder.layers, encoder.layer_norm]:
+        module.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    return seen
+
+
+def test_the_audio_encoders_residual_stream_is_contiguous_with_the_same_output(voxtral_tiny_dir: Path) -> None:
+    """transformers' encoder adds positions to a permuted view, and every residual add keeps its strides; the loaded
+    model's first layer gets a contiguous copy, so every later add and norm does, and the output is the same."""
+    import torch
+    from transformers import VoxtralForConditionalGeneration
+
+    ours, _ = load_voxtral(voxtral_tiny_dir, device="cpu")
+    stock = VoxtralForConditionalGeneration.from_pretrained(voxtral_tiny_dir)
+    features = torch.randn(2, 128, 3000, generator=torch.Generator().manual_seed(0))
+    ours_seen, stock_seen = contiguity_seen(ours.model.audio_tower), contiguity_seen(stock.model.audio_tower)
+    with torch.no_grad():
+        expected = stock.model.audio_tower(features).last_hidden_state
+        got = ours.model.audio_tower(features).last_hidden_state
+    assert stock_seen == [False, False]  # the layout the hook mends
+    assert ours_seen == [True, True]
+    assert torch.equal(got, expected)
+    assert loading.contiguous_residual_stream(ours.model.audio_tower) is None  # hooked once only

@@ -75,3 +75,24 @@ def test_refusals(whisper_tiny_dir: Path, whisper_processor: Any) -> None:
         transcribe(model, whisper_processor, [np.zeros(16000 * 30 + 8000, np.float32)], [None])
     with pytest.raises(DataError, match="2 audio clips but 1 languages"):
         transcribe(model, whisper_processor, [np.zeros(16000, np.float32)] * 2, [None])
+
+
+def test_the_encoder_runs_with_a_contiguous_residual_stream_and_the_same_output(whisper_tiny_dir: Path) -> None:
+    """``encode`` gives the encoder's first layer a contiguous copy of transformers' permuted sum only while it runs;
+    ``load_whisper`` keeps it on. The output is the same as the stock encoder's."""
+    import torch
+    from transformers import WhisperForConditionalGeneration
+    from voxplug_whisper.loading import load_whisper
+
+    model = WhisperForConditionalGeneration.from_pretrained(whisper_tiny_dir).eval()
+    encoder = model.model.encoder
+    seen: list[bool] = []  # the last layer's output, as the final norm gets it
+    encoder.layer_norm.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    features = torch.randn(2, model.config.num_mel_bins, 3000, generator=torch.Generator().manual_seed(0))
+    ours = encode(model, features).last_hidden_state
+    with torch.no_grad():
+        stock = encoder(features).last_hidden_state
+    assert seen == [True, False]  # encode's pass, then the stock forward: the hook is gone
+    assert torch.equal(ours, stock)
+    loaded, _ = load_whisper(str(whisper_tiny_dir), device="cpu")
+    assert getattr(loaded.model.encoder.layers[0], "_voxplug_contiguous_stream", False)
