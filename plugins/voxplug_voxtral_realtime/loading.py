@@ -26,7 +26,7 @@ from voxplug_voxtral.loading import (
     resolve_dtype,
 )
 
-from voxplug.api import ModelError
+from voxplug.api import ModelError, contiguous_residual_stream
 
 if TYPE_CHECKING:
     import torch
@@ -171,4 +171,5 @@ def load_realtime(
         raise ModelError(f"cannot load the Voxtral Realtime weights of {source!r}: {error}") from error
     if resolved_device.type != "cuda":
         model = model.to(resolved_device)
+    contiguous_residual_stream(model.model.audio_tower)  # its embedder permutes the convolutions' output too
     return model, processor

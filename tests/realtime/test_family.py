@@ -184,3 +184,28 @@ def test_a_lora_run_saves_an_adapter_that_evaluates_at_its_trained_delay(
     shutil.copy(word_clips.parent / "clip_001.wav", tmp_path / "speech.wav")
     ran = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr[-2000:]
+
+
+def test_the_causal_encoders_stream_is_contiguous_with_the_same_output(realtime_tiny_dir: Path) -> None:
+    """The embedder hands the layers a permuted view, as the offline encoders do; the loaded model's first layer
+    gets a contiguous copy. The output equals the stock model's to rounding: its RMSNorm's mean sums along the
+    other layout's axis in another order (the offline encoders' LayerNorm copies its input first, so theirs are
+    exact)."""
+    import torch
+    from transformers import VoxtralRealtimeForConditionalGeneration
+    from voxplug_voxtral_realtime.loading import load_realtime
+
+    ours, _ = load_realtime(realtime_tiny_dir, device="cpu")
+    stock = VoxtralRealtimeForConditionalGeneration.from_pretrained(realtime_tiny_dir).eval()
+    seen: list[tuple[str, bool]] = []
+    for name, model in (("ours", ours), ("stock", stock)):
+        model.model.audio_tower.norm.register_forward_pre_hook(
+            lambda module, args, name=name: seen.append((name, args[0].is_contiguous()))
+        )
+    mel_bins = stock.config.audio_config.num_mel_bins
+    features = torch.randn(1, mel_bins, 160, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = ours.model.audio_tower(features).last_hidden_state
+        expected = stock.model.audio_tower(features).last_hidden_state
+    assert seen == [("ours", True), ("stock", False)]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

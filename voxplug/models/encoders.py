@@ -4,7 +4,8 @@ transformers' Whisper and Voxtral encoders run two convolutions over the mel fea
 permute the result to ``(batch, frames, channels)`` and add the positions to that view. The sum keeps the transposed
 strides, and so does every residual add after it: each layer's two adds then run as strided, unvectorized kernels,
 and each layer norm copies its input first. One copy before the first layer gives every later kernel a contiguous
-tensor, with the same values.
+tensor. The values are the same where the norms are LayerNorms (they copy their input anyway); an RMSNorm written
+as a mean over the last axis (Voxtral Realtime's) sums in another order, so its output differs by rounding.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ _HOOKED = "_voxplug_contiguous_stream"
 def contiguous_residual_stream(encoder: Any) -> Any | None:
     """Give ``encoder``'s first layer its input as a contiguous tensor from now on (a forward pre-hook).
 
-    ``encoder`` is a module with ``layers`` that takes the hidden states as its first argument (Whisper's and
-    Voxtral's encoders). Returns the hook's handle, or None where the encoder already has the hook or has no layers.
+    ``encoder`` is a module with ``layers`` that takes the hidden states as its first argument (Whisper's,
+    Voxtral's and Voxtral Realtime's encoders). Returns the hook's handle, or None where the encoder already has
+    the hook or has no layers.
     """
     layers = getattr(encoder, "layers", None)
     if not layers or getattr(layers[0], _HOOKED, False):
