@@ -339,3 +339,47 @@ def test_the_prompt_pass_attends_without_cudnn_and_overlapping_blocks_restore_it
         assert not torch.backends.cuda.cudnn_sdp_enabled()  # the first block left; this one still holds it off
     thread.join()
     assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def test_the_prompt_pass_runs_the_encoder_contiguous_and_leaves_a_stock_model_as_it_was(tiny_voxtral: Path) -> None:
+    """A model voxplug did not load (the demo's, a benchmark's baseline) gets the contiguous stream for the prompt
+    pass only; its encoder's last layer hands the final norm a contiguous tensor there, and a strided one after."""
+    import torch
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral.generation import transcribe_ids
+
+    from voxplug.models.encoders import has_contiguous_residual_stream
+
+    model = VoxtralForConditionalGeneration.from_pretrained(tiny_voxtral).eval()
+    processor = AutoProcessor.from_pretrained(tiny_voxtral)
+    encoder = model.model.audio_tower
+    seen: list[bool] = []
+    encoder.layer_norm.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    transcribe_ids(model, processor, [np.zeros(16000, dtype=np.float32)], [None], max_new_tokens=2)
+    with torch.no_grad():
+        encoder(torch.zeros(1, 128, 3000))
+    assert seen == [True, False]
+    assert not has_contiguous_residual_stream(encoder)
+
+
+def test_overlapping_calls_share_the_hook_and_the_loaders_stays() -> None:
+    import torch
+
+    from voxplug.models.encoders import (
+        contiguous_residual_stream,
+        contiguous_residual_stream_while,
+        has_contiguous_residual_stream,
+    )
+
+    encoder = torch.nn.Module()
+    encoder.layers = torch.nn.ModuleList([torch.nn.Identity()])
+    with contiguous_residual_stream_while(encoder):
+        with contiguous_residual_stream_while(encoder):
+            assert len(encoder.layers[0]._forward_pre_hooks) == 1
+        assert has_contiguous_residual_stream(encoder)  # the outer call still runs
+        assert encoder.layers[0](torch.zeros(3, 4).t()).is_contiguous()
+    assert not has_contiguous_residual_stream(encoder)
+    contiguous_residual_stream(encoder)
+    with contiguous_residual_stream_while(encoder):
+        pass
+    assert has_contiguous_residual_stream(encoder) and len(encoder.layers[0]._forward_pre_hooks) == 1

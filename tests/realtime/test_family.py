@@ -188,9 +188,9 @@ def test_a_lora_run_saves_an_adapter_that_evaluates_at_its_trained_delay(
 
 def test_the_causal_encoders_stream_is_contiguous_with_the_same_output(realtime_tiny_dir: Path) -> None:
     """The embedder hands the layers a permuted view, as the offline encoders do; the loaded model's first layer
-    gets a contiguous copy. The output equals the stock model's to rounding: its RMSNorm's mean sums along the
-    other layout's axis in another order (the offline encoders' LayerNorm copies its input first, so theirs are
-    exact)."""
+    gets a contiguous copy. The output equals the stock model's to rounding: the stock model's RMSNorms and
+    projections read the strided layout, summing in another order (the offline encoders' LayerNorms copy their
+    input first, so theirs are exact)."""
     import torch
     from transformers import VoxtralRealtimeForConditionalGeneration
     from voxplug_voxtral_realtime.loading import load_realtime

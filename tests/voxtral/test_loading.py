@@ -139,4 +139,6 @@ def test_the_audio_encoders_residual_stream_is_contiguous_with_the_same_output(v
     assert stock_seen == [False, False]  # the layout the hook mends
     assert ours_seen == [True, True]
     assert torch.equal(got, expected)
-    assert loading.contiguous_residual_stream(ours.model.audio_tower) is None  # hooked once only
+    hooks = len(ours.model.audio_tower.layers[0]._forward_pre_hooks)
+    loading.contiguous_residual_stream(ours.model.audio_tower)
+    assert len(ours.model.audio_tower.layers[0]._forward_pre_hooks) == hooks  # added once only

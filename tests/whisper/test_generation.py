@@ -84,6 +84,8 @@ def test_the_encoder_runs_with_a_contiguous_residual_stream_and_the_same_output(
     from transformers import WhisperForConditionalGeneration
     from voxplug_whisper.loading import load_whisper
 
+    from voxplug.models.encoders import has_contiguous_residual_stream
+
     model = WhisperForConditionalGeneration.from_pretrained(whisper_tiny_dir).eval()
     encoder = model.model.encoder
     seen: list[bool] = []  # the last layer's output, as the final norm gets it
@@ -94,5 +96,7 @@ def test_the_encoder_runs_with_a_contiguous_residual_stream_and_the_same_output(
         stock = encoder(features).last_hidden_state
     assert seen == [True, False]  # encode's pass, then the stock forward: the hook is gone
     assert torch.equal(ours, stock)
+    assert not has_contiguous_residual_stream(encoder)
     loaded, _ = load_whisper(str(whisper_tiny_dir), device="cpu")
-    assert getattr(loaded.model.encoder.layers[0], "_voxplug_contiguous_stream", False)
+    encode(loaded, features)
+    assert has_contiguous_residual_stream(loaded.model.encoder)  # the loader's stays after a call
