@@ -260,7 +260,7 @@ def compare_tokens(ours: list[list[int]], reference: list[list[int]]) -> dict[st
 def voxtral_suite(bench: Bench) -> None:
     import soundfile
     import torch
-    from voxplug_voxtral.generation import default_step_attention, transcribe_ids
+    from voxplug_voxtral.generation import VoxtralDecoding, transcribe_ids
     from voxplug_voxtral.loading import load_voxtral_processor
 
     from voxplug.evaluation.decoding import DecodeStats
@@ -301,9 +301,7 @@ def voxtral_suite(bench: Bench) -> None:
         return (weights + rows * context * per_position) / bandwidth * 1e3
 
     own_attention = step_attention(args.own_attention) if args.own_attention else None
-    text = model.config.text_config
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    own_layout = args.own_attention or default_step_attention(torch.device(device), dtype, head_dim).layout
+    own_layout = args.own_attention or VoxtralDecoding(model, processor).attention.layout
     results["own_attention"] = own_layout if args.own_attention else f"the decoder's default: {own_layout}"
 
     def voxplug(
