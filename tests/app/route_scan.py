@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +24,6 @@ from typing import Any
 SCAN_VALUE = "tester/voxplug-scan"
 """What every text parameter gets: shaped like a repo or bucket id, so that Hub-facing routes go all the way."""
 MAX_BODY = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def served_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -126,12 +119,15 @@ def send(client: Any, method: str, url: str, query: dict[str, Any], body: Any) -
 
 def serve_app(root: Path, server_token: str) -> Any:
     from voxplug.app.ui import AppSettings, serve
+    from voxplug.testing import free_port
 
     return serve(AppSettings(root=root, server_token=server_token), port=free_port(), block=False)  # type: ignore[arg-type]
 
 
 def serve_demo(model: str) -> Any:
     from voxplug_space.demo_app import DemoLimits, build_demo, launch_demo
+
+    from voxplug.testing import free_port
 
     limits = DemoLimits()
     demo = build_demo(model, limits=limits)

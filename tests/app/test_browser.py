@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import CONNECTED, expect_text, expect_value, free_port, give_consent, open_page, shoot, upload
+from browser_helpers import CONNECTED, expect_text, expect_value, give_consent, open_page, shoot, upload
+
+from voxplug.testing import free_port
 
 pytestmark = pytest.mark.browser
 

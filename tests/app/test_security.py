@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import CONNECTED, expect_text, expect_value, free_port, open_page, upload
+from browser_helpers import CONNECTED, expect_text, expect_value, open_page, upload
 
 from voxplug.app.jobs import JobRunner, JobSpec, JobStep
 from voxplug.app.tokens import Secret
 from voxplug.app.ui import AppContext, AppSettings, Session
 from voxplug.app.workspace import Workspace
 from voxplug.errors import ConfigError
+from voxplug.testing import free_port
 
 HERE = Path(__file__).resolve().parent
 SERVER_TOKEN = "hf_voxplugServerSecret0123456789"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import struct
 import subprocess
 import time
@@ -154,13 +153,6 @@ def build_whisper_run(run_dir: Path, base_dir: Path, kind: str) -> Path:
     write_json(run_dir / "model" / "voxplug.json", info)
     write_run_extras(run_dir, method=info["method"])
     return run_dir
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on, on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def connect(url: str, process: subprocess.Popen | None = None, timeout: float = 90) -> Any:

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from publishing_helpers import BASE_REPO, READ_TOKEN, connect, free_port, hub_options, subprocess_env, upload_base
+from publishing_helpers import BASE_REPO, READ_TOKEN, connect, hub_options, subprocess_env, upload_base
 
 from voxplug.publishing.publish import publish_model
+from voxplug.testing import free_port
 from voxplug.testing.hub_server import HubServer
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from publishing_helpers import connect, free_port
+from publishing_helpers import connect
+
+from voxplug.testing import free_port
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 

@@ -66,7 +66,9 @@ def test_the_demo_serves_files_and_a_live_microphone_for_a_streaming_model(
     from gradio_client import handle_file
     from voxplug_space.demo_app import DemoLimits, build_demo, launch_demo
 
-    from ..publishing.publishing_helpers import connect, free_port
+    from voxplug.testing import free_port
+
+    from ..publishing.publishing_helpers import connect
 
     limits = DemoLimits()
     demo = build_demo(str(realtime_tiny_dir), limits=limits)

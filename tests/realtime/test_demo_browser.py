@@ -35,7 +35,7 @@ def demo_url(trained: Path) -> Iterator[str]:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from voxplug_space.demo_app import DemoLimits, build_demo, launch_demo
 
-    from ..publishing.publishing_helpers import free_port
+    from voxplug.testing import free_port
 
     limits = DemoLimits()
     demo = build_demo(str(trained), limits=limits)

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from voxplug.testing import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO / "examples" / "speech" / "en"
@@ -187,13 +188,6 @@ def without_warnings(stderr: str) -> str:
             continue
         kept.append(line)
     return "\n".join(kept)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (for the ranks' rendezvous, so that two launches never share one)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch_training(

@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from .conftest import SPEECH, bundled_rows, free_port, run_cli, write_config
+from voxplug.testing import free_port
+
+from .conftest import SPEECH, bundled_rows, run_cli, write_config
 
 pytestmark = pytest.mark.slow  # one module-wide training run and its resume, then evaluations and a demo
 

@@ -148,7 +148,9 @@ def test_two_ddp_ranks_keep_the_same_masters_and_train_as_one_process(tmp_path: 
     across the ranks before the masters step: both ranks hold the same masters, and the run follows one process
     of the same global batch up to the rounding of that bf16 average. A run resumed from step 3 on two ranks ends
     where the uninterrupted one does."""
-    from .conftest import REPO, free_port, run_cli
+    from voxplug.testing import free_port
+
+    from .conftest import REPO, run_cli
 
     def launch(out: Path, *extra: str) -> list[dict[str, Any]]:
         out.mkdir()
