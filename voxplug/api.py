@@ -40,6 +40,7 @@ from voxplug.errors import (
 )
 from voxplug.evaluation.batching import transcribe_clips
 from voxplug.evaluation.decoding import DecodeStats, base_model, unplanned_attention
+from voxplug.evaluation.folded_lora import FoldedLora, compute_dtype, fold_lora
 from voxplug.extension import Extension, PluginOptions
 from voxplug.hookspecs import Register, hookimpl
 from voxplug.lock import locked_version
@@ -101,6 +102,7 @@ __all__ = [
     "Example",
     "Extension",
     "FamilySpeed",
+    "FoldedLora",
     "FolderGuard",
     "LanguageSupport",
     "LayerGraphs",
@@ -137,12 +139,14 @@ __all__ = [
     "build_on_meta",
     "choose_port",
     "clean_transcript",
+    "compute_dtype",
     "contiguous_residual_stream",
     "contiguous_residual_stream_while",
     "count_parameters",
     "decode_transcript_bytes",
     "describe",
     "detect_family",
+    "fold_lora",
     "format_validation_error",
     "freeze_parameters",
     "freeze_without_grad",

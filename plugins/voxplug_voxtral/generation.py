@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from voxplug.api import (
     DecodeStats,
     base_model,
+    compute_dtype,
     contiguous_residual_stream_while,
+    fold_lora,
     transcribe_clips,
     unplanned_attention,
 )
@@ -162,6 +164,7 @@ class LanguageModelCache:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.lengths: LengthAttention | None = None
+        self.projections: list[LayerProjections] | None = None  # built at the first step, in its dtype
 
     def load(self, cache: Any, offset: int) -> None:
         """Copy a prompt pass's cache (a ``DynamicCache``) into rows ``offset`` onwards."""
@@ -189,6 +192,9 @@ class LanguageModelCache:
         DecodeState`."""
         language_model = self.language_model
         hidden = language_model.embed_tokens(ids)
+        if self.projections is None:
+            dtype = compute_dtype(hidden.device, hidden.dtype)
+            self.projections = [LayerProjections.of(layer, dtype, self.fused) for layer in self.layers]
         cos, sin = language_model.rotary_emb(hidden, position_ids=position.view(1, 1))
         with self.attention.backend_context():
             for index, layer in enumerate(self.layers):
@@ -207,20 +213,20 @@ class LanguageModelCache:
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """A Llama decoder layer for one new token: ``LlamaDecoderLayer.forward``'s arithmetic, in its order, with
-        the norms, the rotary embedding and SwiGLU computed by :mod:`voxplug_voxtral.kernels`' fused kernels (a
-        step is a few hundred small kernels, so each one saved shortens it). Under DeepSpeed ZeRO-3 the norms and
-        MLPs run their own forwards instead: a module's weights are gathered only when the module itself is called.
+        the norms, the rotary embedding and SwiGLU computed by :mod:`voxplug_voxtral.kernels`' fused kernels and
+        LoRA layers folded (:class:`LayerProjections`): a step is a few hundred small kernels, so each one saved
+        shortens it. Under DeepSpeed ZeRO-3 the norms, projections and MLPs run their own forwards instead: a
+        module's weights are gathered only when the module itself is called.
         """
-        from voxplug_voxtral.kernels import fused_mlp, fused_rms_norm, rotary_pos_emb
+        from voxplug_voxtral.kernels import fused_rms_norm, rotary_pos_emb
 
+        assert self.projections is not None
+        projections = self.projections[index]
         norm = fused_rms_norm if self.fused else _own_forward
-        mlp = fused_mlp if self.fused else _own_forward
         attention, rows = layer.self_attn, hidden.shape[0]
         normed = norm(layer.input_layernorm, hidden)
         shape = (rows, 1, -1, attention.head_dim)
-        query = attention.q_proj(normed).view(shape).transpose(1, 2)
-        key = attention.k_proj(normed).view(shape).transpose(1, 2)
-        value = attention.v_proj(normed).view(shape).transpose(1, 2)
+        query, key, value = (out.view(shape).transpose(1, 2) for out in projections.qkv(normed))
         query, key = rotary_pos_emb(query, key, *rotary)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
         # Everything attends in the cache's dtype: under autocast over fp32 weights the rotary embedding promotes
@@ -235,8 +241,8 @@ class LanguageModelCache:
             values.index_copy_(2, position.view(1), value.to(values.dtype))
             layout, scale = self.attention.layout, attention.scaling
             attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask, scale, layout)
-        hidden = hidden + attention.o_proj(attended.to(value.dtype))
-        return hidden + mlp(layer.mlp, norm(layer.post_attention_layernorm, hidden))
+        hidden = hidden + projections.output(attended.to(value.dtype))
+        return hidden + projections.mlp(norm(layer.post_attention_layernorm, hidden))
 
     def move_rows(self, keep: torch.Tensor) -> None:
         """Copy rows ``keep`` of every buffer to its first rows."""
@@ -323,6 +329,48 @@ class LengthAttention:
 
 def _own_forward(module: Any, hidden: torch.Tensor) -> torch.Tensor:
     return module(hidden)
+
+
+@dataclass(frozen=True)
+class LayerProjections:
+    """The linear layers of one Llama decoder layer as the decoding step calls them: ``qkv`` gives the query, key
+    and value projections, ``output`` the attention's output projection, ``mlp`` the whole MLP. PEFT LoRA layers
+    that read one input are folded (:func:`~voxplug.api.fold_lora`, their adapters cast once per transcription);
+    every other layer runs its own forward."""
+
+    qkv: Any
+    output: Any
+    mlp: Any
+
+    @classmethod
+    def of(cls, layer: Any, dtype: torch.dtype, fold: bool) -> LayerProjections:
+        """``layer``'s projections computing in ``dtype``, folding LoRA layers where ``fold``."""
+        from voxplug_voxtral.kernels import SiluMul, fused_mlp, is_swiglu
+
+        attention, mlp = layer.self_attn, layer.mlp
+        qkv = fold_lora([attention.q_proj, attention.k_proj, attention.v_proj], dtype) if fold else None
+        output = fold_lora([attention.o_proj], dtype) if fold else None
+        swiglu = fold and is_swiglu(mlp)
+        gate_up = fold_lora([mlp.gate_proj, mlp.up_proj], dtype) if swiglu else None
+        down = fold_lora([mlp.down_proj], dtype) if swiglu else None
+
+        def projections(hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            if qkv is not None:
+                return qkv(hidden)
+            return attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
+
+        def forward_mlp(hidden: torch.Tensor) -> torch.Tensor:
+            if not swiglu:
+                return fused_mlp(mlp, hidden) if fold else mlp(hidden)
+            gate, up = gate_up(hidden) if gate_up is not None else (mlp.gate_proj(hidden), mlp.up_proj(hidden))
+            inner = SiluMul.apply(gate, up)
+            return down(inner)[0] if down is not None else mlp.down_proj(inner)
+
+        return cls(
+            qkv=projections,
+            output=(lambda hidden: output(hidden)[0]) if output is not None else attention.o_proj,
+            mlp=forward_mlp,
+        )
 
 
 @dataclass

@@ -146,11 +146,11 @@ def rotary_pos_emb(
 
 def use_torch_swiglu(model: Any) -> int:
     """Compute each SiLU-gated MLP of ``model``'s Llama language model with :class:`SiluMul`; return how many."""
-    mlps = [m for m in model.model.language_model.modules() if _is_swiglu(m)]
+    mlps = [m for m in model.model.language_model.modules() if is_swiglu(m)]
     return _replace_forward(mlps, _swiglu_forward)
 
 
-def _is_swiglu(module: Any) -> bool:
+def is_swiglu(module: Any) -> bool:
     """Whether ``module`` is a SiLU-gated Llama MLP, whose forward :func:`_swiglu_forward` computes."""
     return type(module) is modeling_llama.LlamaMLP and module.config.hidden_act in ("silu", "swish")
 
@@ -162,7 +162,7 @@ def _swiglu_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
 def fused_mlp(mlp: Any, x: torch.Tensor) -> torch.Tensor:
     """``mlp(x)``, computed as :func:`use_torch_swiglu` computes it where ``mlp`` is a SiLU-gated Llama MLP
     (another module runs its own forward)."""
-    if _is_swiglu(mlp):
+    if is_swiglu(mlp):
         return _swiglu_forward(mlp, x)
     return mlp(x)
 

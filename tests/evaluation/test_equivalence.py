@@ -149,6 +149,43 @@ def test_lora_layers_take_part_and_can_be_switched_off(voxtral: tuple[Any, Any],
         assert transcribe_ids(tuned, processor, audios, languages, max_new_tokens=10) == base
 
 
+def test_decoding_steps_fold_lora_layers_and_see_adapters_change_between_transcriptions(
+    voxtral: tuple[Any, Any], clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each layer's q/k/v, output, gate/up and down projections are folded (four groups a layer), once per
+    transcription: a change to the adapters between two transcriptions (a training step) shows in the second."""
+    import copy
+
+    import torch
+    import voxplug_voxtral.generation as generation
+    from peft import LoraConfig, get_peft_model
+    from voxplug_voxtral.generation import transcribe_ids
+    from voxplug_voxtral.targets import lora_target_regex
+
+    model, processor = voxtral
+    torch.manual_seed(2)
+    config = LoraConfig(r=4, target_modules=lora_target_regex(), init_lora_weights=False)
+    tuned = get_peft_model(copy.deepcopy(model), config).eval()
+    folds: list[Any] = []
+    fold = generation.fold_lora
+    monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: folds.append(fold(layers, dtype)) or folds[-1])
+    audios, languages = clips[:3], ["en"] * 3
+    first = transcribe_ids(tuned, processor, audios, languages, max_new_tokens=8)
+    layers = model.config.text_config.num_hidden_layers
+    assert len(folds) == 4 * layers and all(folded is not None for folded in folds)
+    with torch.no_grad():
+        for name, parameter in tuned.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(-2)
+    second = transcribe_ids(tuned, processor, audios, languages, max_new_tokens=8)
+    assert second != first
+    assert second == [voxtral_generate(tuned, processor, audio, "en", 8, eos=2) for audio in audios]
+    folds.clear()
+    with tuned.disable_adapter():
+        transcribe_ids(tuned, processor, audios, languages, max_new_tokens=8)
+    assert len(folds) == 4 * layers and not any(folds)  # switched off: PEFT's forward, which skips them
+
+
 def test_a_model_whose_forward_autocasts_is_decoded_in_one_dtype(
     voxtral: tuple[Any, Any], clips: list[np.ndarray]
 ) -> None:

@@ -168,6 +168,32 @@ def test_voxtral_graphs_under_autocast_as_evaluation_in_training(
     assert stats.rows == len(audios)  # the batch size came from free memory: every clip at once
 
 
+def test_voxtral_lora_folded_under_autocast_replays_its_eager_steps_and_agrees_with_peft(
+    flash_voxtral: Path, audios: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LoRA run's evaluation: bf16 base, fp32 adapters, bf16 autocast. The folded layers' graphs replay their
+    eager steps; against PEFT's own forward (other roundings of the adapters' add) a share of transcripts agrees."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral import generation
+    from voxplug_voxtral.targets import lora_target_regex
+
+    base = VoxtralForConditionalGeneration.from_pretrained(flash_voxtral, dtype=torch.bfloat16)
+    torch.manual_seed(3)
+    config = LoraConfig(r=8, lora_alpha=32, target_modules=lora_target_regex(), init_lora_weights=False)
+    model = get_peft_model(base, config, autocast_adapter_dtype=True).to("cuda").eval()
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
+    processor = AutoProcessor.from_pretrained(flash_voxtral)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        graphed, stats = fast(generation, model, processor, audios, max_new_tokens=24)
+        eager, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False)
+        monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: None)
+        peft_tokens, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False)
+    assert stats.captures > 0 and not stats.graphs_failed, stats
+    assert graphed == eager
+    assert agreement(eager, peft_tokens) >= 0.7, (eager, peft_tokens)
+
+
 def test_voxtral_features_on_the_gpu_are_the_processors_within_tolerance_and_give_its_tokens(
     tiny_voxtral: Path, audios: list[np.ndarray]
 ) -> None:

@@ -1,0 +1,107 @@
+"""Folded LoRA layers compute what PEFT's own forward computes, and step aside wherever they would not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+peft = pytest.importorskip("peft")
+
+
+class Block(torch.nn.Module):
+    """Three projections of one input, as a Llama attention block has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q_proj = torch.nn.Linear(16, 32, bias=False)
+        self.k_proj = torch.nn.Linear(16, 8, bias=False)
+        self.v_proj = torch.nn.Linear(16, 8, bias=True)
+
+    def layers(self) -> list[Any]:
+        return [self.q_proj, self.k_proj, self.v_proj]
+
+
+def adapted(dropout: float = 0.0, **config: Any) -> Any:
+    torch.manual_seed(0)
+    lora = peft.LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["q_proj", "k_proj", "v_proj"], **config
+    )
+    lora.init_lora_weights = False  # random B: the adapters change the output
+    return peft.get_peft_model(Block(), lora).base_model.model
+
+
+def test_folded_layers_give_peft_outputs_in_fp32() -> None:
+    from voxplug.api import fold_lora
+
+    block = adapted().eval()
+    x = torch.randn(5, 1, 16)
+    folded = fold_lora(block.layers(), torch.float32)
+    assert folded is not None and folded.ranks == (4, 4, 4)
+    with torch.inference_mode():
+        for ours, theirs in zip(folded(x), (layer(x) for layer in block.layers()), strict=True):
+            assert ours.shape == theirs.shape
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(block.q_proj(x), block.q_proj.base_layer(x))  # the adapter takes part
+
+
+def test_under_autocast_a_bf16_base_with_fp32_adapters_folds_to_bf16() -> None:
+    """The Trainer's model on a GPU: bf16 base, fp32 adapters, bf16 autocast (here on the CPU)."""
+    from voxplug.api import compute_dtype, fold_lora
+
+    block = adapted().eval()
+    for layer in block.layers():
+        layer.base_layer.to(torch.bfloat16)
+    x = torch.randn(6, 1, 16).to(torch.bfloat16)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        dtype = compute_dtype(x.device, x.dtype)
+        assert dtype == torch.bfloat16
+        folded = fold_lora(block.layers(), dtype)
+        assert folded is not None and folded.down.dtype == torch.bfloat16
+        for ours, theirs in zip(folded(x), (layer(x) for layer in block.layers()), strict=True):
+            assert ours.dtype == theirs.dtype == torch.bfloat16
+            torch.testing.assert_close(ours.float(), theirs.float(), rtol=2e-2, atol=2e-2)
+    # without autocast, PEFT would compute the fp32 adapters in fp32: that is not folded into bf16
+    assert fold_lora(block.layers(), torch.bfloat16) is None
+
+
+def test_what_peft_computes_otherwise_is_not_folded() -> None:
+    from voxplug.api import fold_lora
+
+    block = adapted().eval()
+    assert fold_lora([torch.nn.Linear(16, 8)], torch.float32) is None  # not a LoRA layer
+    assert fold_lora(block.layers(), torch.bfloat16) is None  # a base weight in another dtype
+    assert fold_lora([], torch.float32) is None
+    block.q_proj.merge()
+    assert fold_lora(block.layers(), torch.float32) is None  # merged into the base
+    block.q_proj.unmerge()
+    assert fold_lora(block.layers(), torch.float32) is not None
+    for layer in block.layers():
+        layer.enable_adapters(False)
+    assert fold_lora(block.layers(), torch.float32) is None  # adapters switched off
+    training = adapted(dropout=0.5).train()
+    assert fold_lora(training.layers(), torch.float32) is None  # dropout in effect
+    assert fold_lora(training.eval().layers(), torch.float32) is not None  # in eval mode dropout does nothing
+    dora = adapted(use_dora=True).eval()
+    assert fold_lora(dora.layers(), torch.float32) is None  # a LoRA variant
+
+
+def test_adapters_cast_when_folded_are_a_snapshot() -> None:
+    """Cast adapters are copies made at the fold: a decoder folds again for every transcription, so a change
+    between transcriptions (a training step) is seen by the next one."""
+    from voxplug.api import fold_lora
+
+    block = adapted().eval()
+    for layer in block.layers():
+        layer.base_layer.to(torch.bfloat16)
+    x = torch.randn(3, 16).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = fold_lora(block.layers(), torch.bfloat16)
+        with torch.no_grad():
+            block.q_proj.lora_B["default"].weight.mul_(3)
+        after = fold_lora(block.layers(), torch.bfloat16)
+        with torch.inference_mode():
+            now = block.q_proj(x).float()
+            torch.testing.assert_close(after(x)[0].float(), now, rtol=2e-2, atol=2e-2)
+            assert not torch.allclose(before(x)[0].float(), now, rtol=2e-2, atol=2e-2)
