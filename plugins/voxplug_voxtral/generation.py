@@ -4,10 +4,10 @@ transformers' ``generate``.
 :func:`transcribe` hands :class:`VoxtralDecoding` to :func:`voxplug.evaluation.batching.transcribe_clips`, which
 batches clips by prompt length, runs each prompt batch through the model once (the audio encoder included) and then
 decodes with :class:`LanguageModelCache`: the language model's keys and values in buffers allocated once, and a step
-built from the model's own modules (embeddings, rotary table, norms, projections, MLPs, ``lm_head``; LoRA layers
-included) with one change: attention reads only the filled part of the cache, with grouped-query attention never
-repeating the keys and values for every head (:class:`StepAttention`: by default FlashAttention's variable-length
-kernel on a GPU that serves it, else SDPA over the filled span).
+built from the model's own modules (embeddings, rotary table, norms, projections, MLPs, ``lm_head``; PEFT LoRA
+layers folded, :class:`LayerProjections`) with one change: attention reads only the filled part of the cache, with
+grouped-query attention never repeating the keys and values for every head (:class:`StepAttention`: by default
+FlashAttention's variable-length kernel on a GPU that serves it, else SDPA over the filled span).
 
 :func:`generate_batch` is the plain path the fast one is measured and tested against: the processor's prompts and
 ``model.generate``.
