@@ -31,6 +31,9 @@ Two suites:
   (:func:`first_use`, what a small evaluation pays; ``--planned-prompts`` gives the prompt pass PyTorch's own
   attention choice, so two processes compare cuDNN's per-shape plans with voxplug's); ``--sync-report N`` last
   counts where a warm transcription of N clips makes the host wait for the GPU (:func:`sync_report`).
+  ``--lora-clips N`` runs after everything else: the model with LoRA adapters as a LoRA run evaluates it, PEFT's
+  forward in the decoding step (``lora-peft``) against the folded layers (``lora-folded``), on N clips each
+  (:func:`lora_variants`).
 
   Per variant: clips/s, decoded tokens/s, real-time factor (seconds of compute per second of audio), peak GPU
   memory, ms per decoding step (voxplug: decoding alone, timed apart from the prompt passes; plain: wall time per
@@ -413,6 +416,8 @@ def voxtral_suite(bench: Bench) -> None:
     if args.sync_report:
         results["sync_report"] = sync_report(model, processor, audios[: args.sync_report], args.max_new_tokens)
         bench.save()
+    if args.lora_clips:
+        lora_variants(bench, model, voxplug, audios, audio_s, args.lora_clips)
     if args.profile_steps:
         rows = min(own_batch, len(audios))
         for spec in [own_layout, *args.attention]:
@@ -427,6 +432,50 @@ def voxtral_suite(bench: Bench) -> None:
             results.setdefault("step_profiles", {})[spec] = profile
             print(json.dumps({"step_profile": spec, **profile}, default=str)[:3000], flush=True)
             bench.save()
+
+
+def lora_variants(
+    bench: Bench,
+    model: Any,
+    voxplug: Callable[..., Callable[[], dict[str, Any]]],
+    audios: list[np.ndarray],
+    audio_s: list[float],
+    count: int,
+) -> None:
+    """``lora-peft`` against ``lora-folded``: the model as a LoRA run evaluates it (PEFT's adapters, r 8 on the
+    language model, fp32 over the base; bf16 autocast on a GPU), its decoding step computing the adapted layers with
+    PEFT's own forward, then folded (:func:`voxplug.api.fold_lora`), on ``count`` clips each, in that order. Wraps
+    ``model`` for good, so it runs after every other variant."""
+    import torch
+    import voxplug_voxtral.generation as generation
+    from peft import LoraConfig, get_peft_model
+    from voxplug_voxtral.targets import lora_target_regex
+
+    results = bench.results
+    torch.manual_seed(0)
+    config = LoraConfig(r=8, lora_alpha=32, target_modules=lora_target_regex(), init_lora_weights=False)
+    get_peft_model(model, config, autocast_adapter_dtype=True)  # injects the adapters into ``model`` itself
+    cuda = bench.device == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    count = min(count, len(audios))
+    fold = generation.fold_lora
+    for name, folding in (("lora-peft", lambda layers, dtype: None), ("lora-folded", fold)):
+        generation.fold_lora = folding
+        try:
+            with autocast:
+                measure(bench, name, voxplug(None, True, count), audio_s[:count])
+        finally:
+            generation.fold_lora = fold
+        bench.save()
+    if {"lora-peft", "lora-folded"} <= set(bench.tokens):  # other roundings of the adapters' add: bf16 ties flip
+        folded = results["variants"]["lora-folded"]
+        folded["tokens_vs_lora_peft"] = compare_tokens(bench.tokens["lora-folded"], bench.tokens["lora-peft"])
+        if "voxplug" in bench.tokens:  # the same clips without adapters
+            base = bench.tokens["voxplug"][:count]
+            folded["tokens_vs_base"] = compare_tokens(bench.tokens["lora-folded"][: len(base)], base)
+        ratio = folded["clips_per_s"] / results["variants"]["lora-peft"]["clips_per_s"]
+        results.setdefault("ratios", {})["lora-folded/lora-peft"] = round(ratio, 2)
+        bench.save()
 
 
 def first_use(
@@ -932,6 +981,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--sync-report", type=int, default=0, help="count where a warm transcription of this many clips waits"
+    )
+    parser.add_argument(
+        "--lora-clips",
+        type=int,
+        default=0,
+        help="last, on this many clips: the model with LoRA adapters as a LoRA run evaluates it, PEFT's forward "
+        "against folded layers (lora-peft, lora-folded)",
     )
     args = parser.parse_args(argv)
     args.attention = [spec for spec in args.attention.split(",") if spec]
