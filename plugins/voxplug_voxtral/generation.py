@@ -335,7 +335,7 @@ def _own_forward(module: Any, hidden: torch.Tensor) -> torch.Tensor:
 class LayerProjections:
     """The linear layers of one Llama decoder layer as the decoding step calls them: ``qkv`` gives the query, key
     and value projections, ``output`` the attention's output projection, ``mlp`` the whole MLP. PEFT LoRA layers
-    that read one input are folded (:func:`~voxplug.api.fold_lora`, their adapters cast once per transcription);
+    that read one input are folded (:func:`~voxplug.api.fold_lora`, their adapters copied once per transcription);
     every other layer runs its own forward."""
 
     qkv: Any

@@ -175,9 +175,11 @@ def test_decoding_steps_fold_lora_layers_and_see_adapters_change_between_transcr
     assert len(folds) == 4 * layers and all(folded is not None for folded in folds)
     with torch.no_grad():
         for name, parameter in tuned.named_parameters():
-            if "lora_B" in name:
-                parameter.mul_(-2)
+            if "lora_A" in name or "lora_B" in name:
+                parameter.mul_(-1.5)
+    folds.clear()
     second = transcribe_ids(tuned, processor, audios, languages, max_new_tokens=8)
+    assert len(folds) == 4 * layers  # folded again, from the changed adapters
     assert second != first
     assert second == [voxtral_generate(tuned, processor, audio, "en", 8, eos=2) for audio in audios]
     folds.clear()

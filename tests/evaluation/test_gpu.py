@@ -184,8 +184,12 @@ def test_voxtral_lora_folded_under_autocast_replays_its_eager_steps_and_agrees_w
     model = get_peft_model(base, config, autocast_adapter_dtype=True).to("cuda").eval()
     assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
     processor = AutoProcessor.from_pretrained(flash_voxtral)
+    folds: list[Any] = []
+    fold = generation.fold_lora
+    monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: folds.append(fold(layers, dtype)) or folds[-1])
     with torch.autocast("cuda", dtype=torch.bfloat16):
         graphed, stats = fast(generation, model, processor, audios, max_new_tokens=24)
+        assert folds and all(folded is not None and folded.dtype == torch.bfloat16 for folded in folds)
         eager, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False)
         monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: None)
         peft_tokens, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False)

@@ -1,15 +1,15 @@
-"""PEFT LoRA layers as a decoding step computes them: a few matmuls, the adapters cast once per transcription.
+"""PEFT LoRA layers as a decoding step computes them: fewer kernels, the adapters copied once per transcription.
 
-Under autocast, PEFT's forward of a LoRA linear layer over a bf16 base with fp32 adapters is seven or eight kernels
-(the base matmul, the input cast to the adapters' dtype and back, both adapter weights cast, two matmuls, the
-scaling and the add), and a decoding step replays them for every adapted layer at every token. :class:`FoldedLora`
-computes the layers that read one input (a Llama block's q/k/v projections, or its gate/up projections) as
-``x W_i^T + s_i (x A_i^T) B_i^T``: every adapter's down-projection in one matmul, then per layer the base matmul
-and one ``addmm_``. It is the same arithmetic as PEFT's in the same dtype; only where the scaling is applied and
-the roundings of the last add differ.
+A decoding step replays every adapted layer at every token, and PEFT's forward of one (over a bf16 base with fp32
+adapters, under autocast) is the base matmul plus six kernels: both adapter weights cast, two matmuls, the scaling
+and the add. :class:`FoldedLora` computes the layers that read one input (a block's q/k/v projections, or its
+gate/up projections) as ``x W_i^T + s_i (x A_i^T) B_i^T``: one down-projection for all their adapters, then per
+layer the base matmul and one ``addmm_``. It is PEFT's arithmetic in PEFT's dtype; only the rounding of the last
+add differs.
 
-The adapters are cast when :func:`fold_lora` is called, so the caller folds again whenever they may have changed
-(a decoder folds once per transcription; training changes the adapters only between evaluations).
+A fold holds copies of the adapters made when :func:`fold_lora` is called: fold again whenever they may have
+changed (a decoder folds once per transcription, and training changes the adapters between evaluations). A folded
+layer is not called, so its forward hooks do not run.
 """
 
 from __future__ import annotations
@@ -60,11 +60,12 @@ def compute_dtype(device: torch.device, input_dtype: torch.dtype) -> torch.dtype
 
 
 def fold_lora(layers: Sequence[Any], dtype: torch.dtype) -> FoldedLora | None:
-    """``layers`` (called on one input) folded to compute in ``dtype``, or None where PEFT's forward must run: any
-    layer that is not a plain, active, unmerged PEFT LoRA linear layer with one adapter, no dropout in effect, no
-    LoRA variant (DoRA...) or LoRA bias, and a base weight already in ``dtype`` (casting a base weight per call
-    would cost what folding saves). Without autocast the adapters must also be in ``dtype``, as PEFT would compute
-    them in their own dtype otherwise."""
+    """``layers`` (all called on one input) folded to compute in ``dtype``, or None where PEFT's forward must run.
+
+    Every layer must be a plain PEFT LoRA linear layer: one active adapter, not merged or disabled, no dropout in
+    effect, no LoRA variant (DoRA...) and no LoRA bias. Its base weight must already be in ``dtype``: casting it at
+    every call would cost what folding saves. Without autocast its adapters must be in ``dtype`` too, since PEFT
+    computes them in their own dtype there."""
     import torch
 
     if not layers or not all(_plain_lora(layer) for layer in layers):
@@ -80,8 +81,8 @@ def fold_lora(layers: Sequence[Any], dtype: torch.dtype) -> FoldedLora | None:
             return None
         weights.append(base.weight)
         biases.append(base.bias)
-        downs.append(down.detach().to(dtype))
-        ups.append(up.detach().to(dtype))
+        downs.append(down.detach().to(dtype, copy=True))
+        ups.append(up.detach().to(dtype, copy=True))
         scalings.append(float(layer.scaling[name]))
     return FoldedLora(
         weights=tuple(weights),
