@@ -416,8 +416,6 @@ def voxtral_suite(bench: Bench) -> None:
     if args.sync_report:
         results["sync_report"] = sync_report(model, processor, audios[: args.sync_report], args.max_new_tokens)
         bench.save()
-    if args.lora_clips:
-        lora_variants(bench, model, voxplug, audios, audio_s, args.lora_clips)
     if args.profile_steps:
         rows = min(own_batch, len(audios))
         for spec in [own_layout, *args.attention]:
@@ -432,6 +430,8 @@ def voxtral_suite(bench: Bench) -> None:
             results.setdefault("step_profiles", {})[spec] = profile
             print(json.dumps({"step_profile": spec, **profile}, default=str)[:3000], flush=True)
             bench.save()
+    if args.lora_clips:  # last: it wraps the model in LoRA adapters for good
+        lora_variants(bench, model, voxplug, audios, audio_s, args.lora_clips)
 
 
 def lora_variants(

@@ -101,7 +101,8 @@ def test_a_malformed_attention_variant_is_refused_before_anything_runs(tmp_path:
 def test_lora_variants_compare_peft_forward_with_folded_layers(tmp_path: Path) -> None:
     out = tmp_path / "lora.json"
     command = [sys.executable, str(REPO / "benchmarks" / "transcribe_throughput.py"), "--device", "cpu", "--tiny"]
-    command += ["--clips", "6", "--own-batch", "4", "--variants", "voxplug", "--lora-clips", "5", "--out", str(out)]
+    command += ["--clips", "6", "--own-batch", "4", "--variants", "voxplug", "--lora-clips", "5"]
+    command += ["--profile-steps", "2", "--out", str(out)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -111,5 +112,6 @@ def test_lora_variants_compare_peft_forward_with_folded_layers(tmp_path: Path) -
     same = variants["lora-folded"]["tokens_vs_lora_peft"]  # fp32 on the CPU: the same tokens
     assert same["identical_clips"] == same["clips_compared"] == 5, same
     assert results["ratios"]["lora-folded/lora-peft"] > 0
+    assert results["step_profiles"]["packed"]["steps"] == 2  # --profile-steps and --lora-clips in one run
     base = variants["lora-folded"]["tokens_vs_base"]  # the adapters take part: not the base model's transcripts
     assert base["clips_compared"] == 5 and base["identical_clips"] < 5, base
