@@ -353,6 +353,7 @@ class LayerProjections:
         swiglu = fold and is_swiglu(mlp)
         gate_up = fold_lora([mlp.gate_proj, mlp.up_proj], dtype) if swiglu else None
         down = fold_lora([mlp.down_proj], dtype) if swiglu else None
+        folded_mlp = gate_up is not None or down is not None
 
         def projections(hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
             if qkv is not None:
@@ -360,7 +361,7 @@ class LayerProjections:
             return attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
 
         def forward_mlp(hidden: torch.Tensor) -> torch.Tensor:
-            if not swiglu:
+            if not folded_mlp:  # computed as the fused kernels compute it (an unfolded SwiGLU included)
                 return fused_mlp(mlp, hidden) if fold else mlp(hidden)
             gate, up = gate_up(hidden) if gate_up is not None else (mlp.gate_proj(hidden), mlp.up_proj(hidden))
             inner = SiluMul.apply(gate, up)
