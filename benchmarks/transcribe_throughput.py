@@ -598,11 +598,18 @@ def host_prepare(model: Any, processor: Any, audios: list[np.ndarray], languages
 
 
 def step_attention(spec: str) -> Any:
-    """``"gqa:cudnn+efficient"`` -> ``StepAttention("gqa", ("cudnn", "efficient"))`` (no backend: PyTorch's choice)."""
+    """``"gqa:cudnn+efficient"`` -> ``StepAttention("gqa", ("cudnn", "efficient"))`` (no backend: PyTorch's choice);
+    ``"triton:128x8x3"`` -> ``StepAttention("triton", tile=(128, 8, 3))``."""
     from voxplug_voxtral.generation import StepAttention
 
-    layout, _, backends = spec.partition(":")
-    return StepAttention(layout, tuple(backends.split("+")) if backends else None)
+    layout, _, options = spec.partition(":")
+    if layout == "triton" and options:
+        try:
+            block, warps, stages = (int(number) for number in options.split("x"))
+        except ValueError:
+            raise ValueError(f"triton tile {options!r}: expected BLOCKxWARPSxSTAGES, e.g. 64x4x2") from None
+        return StepAttention(layout, tile=(block, warps, stages))
+    return StepAttention(layout, tuple(options.split("+")) if options else None)
 
 
 #: Substrings of kernel names, by the part of a decoding step they belong to (first match wins).
@@ -959,7 +966,8 @@ def main(argv: list[str] | None = None) -> int:
         "--attention",
         default="",
         help="extra voxplug variants at its own batch, one per decoding-step attention: LAYOUT[:BACKEND+...],... "
-        "(layouts packed, gqa, varlen; backends cudnn, flash, efficient, math), e.g. varlen,packed:efficient",
+        "(layouts packed, gqa, varlen, triton; backends cudnn, flash, efficient, math; triton takes a tile "
+        "BLOCKxWARPSxSTAGES instead), e.g. varlen,packed:efficient,triton:128x4x3",
     )
     parser.add_argument(
         "--own-attention",

@@ -70,7 +70,9 @@ def generate_batch(
 
 
 #: How a decoding step may lay out grouped-query attention (see :class:`StepAttention`).
-ATTENTION_LAYOUTS = ("packed", "gqa", "varlen")
+ATTENTION_LAYOUTS = ("packed", "gqa", "varlen", "triton")
+#: The layouts whose cache is position-major and read up to the step's position (no spans, no mask).
+LENGTH_LAYOUTS = ("varlen", "triton")
 #: The names :class:`StepAttention` takes for PyTorch's SDPA backends (``torch.nn.attention.SDPBackend``).
 SDPA_BACKENDS = {
     "cudnn": "CUDNN_ATTENTION",
@@ -89,14 +91,18 @@ class StepAttention:
     heads as they are, with SDPA's ``enable_gqa``) or ``varlen`` (the cache stored position-major, and where
     :func:`flash_varlen_serves` FlashAttention's variable-length kernel told each row's filled length,
     ``seqused_k``: no mask, no span, so one graph per row count, and no per-shape planning; elsewhere SDPA with a
-    length mask). All read every key/value head once and give the same tokens. ``backends``: the SDPA backends the
-    step may use (``cudnn``, ``flash``, ``efficient``, ``math``; None: PyTorch's own choice), for measuring which
-    is fastest on a card. The decoder's default is :func:`default_step_attention`: ``varlen`` where FlashAttention
-    serves the cache, else ``packed`` with PyTorch's choice.
+    length mask) or ``triton`` (the same cache, and where :func:`~voxplug_voxtral.decode_kernels.triton_serves`
+    voxplug's Triton kernels: the rotary embedding and the cache write as one kernel, and attention split over the
+    positions when the rows alone leave the card idle; elsewhere as ``varlen``). All read every key/value head
+    once and give the same tokens. ``backends``: the SDPA backends the step may use (``cudnn``, ``flash``,
+    ``efficient``, ``math``; None: PyTorch's own choice), for measuring which is fastest on a card. ``tile``: the
+    ``triton`` attention's positions per block, warps and pipeline stages (None: 64, 4, 2). The decoder's default
+    is :func:`default_step_attention`.
     """
 
     layout: str = "packed"
     backends: tuple[str, ...] | None = None
+    tile: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.layout not in ATTENTION_LAYOUTS:
@@ -104,8 +110,10 @@ class StepAttention:
         unknown = set(self.backends or ()) - set(SDPA_BACKENDS)
         if unknown:
             raise ValueError(f"SDPA backends {sorted(unknown)}: expected some of {', '.join(SDPA_BACKENDS)}")
-        if self.layout == "varlen" and self.backends is not None:
-            raise ValueError("the varlen layout calls FlashAttention itself: SDPA backends do not apply to it")
+        if self.layout in LENGTH_LAYOUTS and self.backends is not None:
+            raise ValueError(f"the {self.layout} layout calls its kernels itself: SDPA backends do not apply to it")
+        if self.tile is not None and self.layout != "triton":
+            raise ValueError(f"a tile is the triton layout's; the {self.layout} layout takes none")
 
     def backend_context(self) -> AbstractContextManager[Any]:
         """The SDPA backends allowed while the step runs (a host-side setting, so it holds in a captured graph)."""
@@ -158,7 +166,7 @@ class LanguageModelCache:
         self.device = next(model.parameters()).device
         self.fused = not is_deepspeed_zero3_enabled()
         #: the step bounds attention by the position itself (the decoder then needs no spans and no mask)
-        self.reads_lengths = self.attention.layout == "varlen"
+        self.reads_lengths = self.attention.layout in LENGTH_LAYOUTS
         #: the cache's position axis: 2 in ``(rows, heads, positions, dim)``, 1 in ``varlen``'s position-major
         self.axis = 1 if self.reads_lengths else 2
         self.keys: list[torch.Tensor] = []
@@ -185,7 +193,7 @@ class LanguageModelCache:
             self.keys[index][offset : offset + count].narrow(self.axis, 0, length).copy_(keys)
             self.values[index][offset : offset + count].narrow(self.axis, 0, length).copy_(values)
         if self.reads_lengths and self.lengths is None:
-            self.lengths = LengthAttention(self.keys[0], self.rows, self.positions)
+            self.lengths = LengthAttention(self.keys[0], self.rows, self.positions, self.attention)
 
     def step(self, ids: torch.Tensor, position: torch.Tensor, span: int, mask: torch.Tensor | None) -> torch.Tensor:
         """Next-token logits (float32) for ``ids`` at ``position``; see :class:`~voxplug.evaluation.decoding.
@@ -225,10 +233,18 @@ class LanguageModelCache:
         norm = fused_rms_norm if self.fused else _own_forward
         attention, rows = layer.self_attn, hidden.shape[0]
         normed = norm(layer.input_layernorm, hidden)
-        shape = (rows, 1, -1, attention.head_dim)
-        query, key, value = (out.view(shape).transpose(1, 2) for out in projections.qkv(normed))
-        query, key = rotary_pos_emb(query, key, *rotary)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
+        outputs = projections.qkv(normed)
+        if self.lengths is not None and self.lengths.triton and {out.dtype for out in outputs} == {keys.dtype}:
+            from voxplug_voxtral.decode_kernels import rope_append
+
+            query = rope_append(*outputs, *rotary, keys, values, position)
+            attended = self.lengths.attend_rotated(query, keys, values, position, attention.scaling)
+            hidden = hidden + projections.output(attended)
+            return hidden + projections.mlp(norm(layer.post_attention_layernorm, hidden))
+        shape = (rows, 1, -1, attention.head_dim)
+        query, key, value = (out.view(shape).transpose(1, 2) for out in outputs)
+        query, key = rotary_pos_emb(query, key, *rotary)
         # Everything attends in the cache's dtype: under autocast over fp32 weights the rotary embedding promotes
         # the query and key to fp32, and a prompt pass under accelerate's autocast (the Trainer's model) may have
         # filled the cache in another dtype than these steps compute in.
@@ -276,24 +292,50 @@ def default_step_attention(device: torch.device, dtype: torch.dtype, head_dim: i
     return StepAttention("varlen" if flash_varlen_serves(device, dtype, head_dim) else "packed")
 
 
+def triton_applies(cache: torch.Tensor) -> bool:
+    """Whether voxplug's Triton decoding kernels serve ``cache`` (:func:`~voxplug_voxtral.decode_kernels.
+    triton_serves`)."""
+    from voxplug_voxtral.decode_kernels import triton_serves
+
+    return triton_serves(cache.device, cache.dtype, cache.shape[-1])
+
+
 class LengthAttention:
     """One query per row against the first ``position + 1`` positions of a position-major cache (``(rows,
     positions, kv heads, dim)``), every row as long as the others (a batch shares its prompt length).
 
-    Where :func:`flash_varlen_applies` it is FlashAttention's variable-length kernel (PyTorch's
-    ``aten._flash_attention_forward``, as ``torch.nn.attention.varlen`` calls it) with each row's filled length
-    in ``seqused_k``: it reads only those positions, takes grouped-query heads as they are and splits long caches
-    over thread blocks itself; no mask, and nothing planned per shape. Elsewhere, SDPA with a length mask.
+    With the ``triton`` layout, where :func:`triton_applies`, voxplug's Triton kernels
+    (:meth:`attend_rotated`). Else, where :func:`flash_varlen_applies`, FlashAttention's variable-length kernel
+    (PyTorch's ``aten._flash_attention_forward``, as ``torch.nn.attention.varlen`` calls it) with each row's
+    filled length in ``seqused_k``: it reads only those positions and takes grouped-query heads as they are; no
+    mask, and nothing planned per shape. Elsewhere, SDPA with a length mask.
     """
 
-    def __init__(self, like: torch.Tensor, rows: int, positions: int) -> None:
+    def __init__(self, like: torch.Tensor, rows: int, positions: int, attention: StepAttention | None = None) -> None:
         import torch
 
         self.positions = positions
+        self.triton = attention is not None and attention.layout == "triton" and triton_applies(like)
+        self.tile = (attention.tile if attention is not None else None) or (64, 4, 2)
+        self.splits: dict[int, int] = {}  # by row count
         self.flash = flash_varlen_applies(like)
         steps = torch.arange(rows + 1, dtype=torch.int32, device=like.device)
         self.query_starts, self.key_starts = steps, steps * positions
         self.arange = torch.arange(positions, device=like.device)
+
+    def attend_rotated(
+        self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        """``query`` ``(rows, heads, dim)``, contiguous, against ``keys``/``values`` up to ``position`` with the
+        Triton kernel; ``(rows, 1, width)``."""
+        from voxplug_voxtral.decode_kernels import attention_splits, decode_attention
+
+        rows, _, kv_heads, _ = keys.shape
+        block, warps, stages = self.tile
+        splits = self.splits.get(rows)
+        if splits is None:
+            splits = self.splits[rows] = attention_splits(rows, kv_heads, self.positions, keys.device, block)
+        return decode_attention(query, keys, values, position, scale, splits, block, warps, stages)
 
     def attend(
         self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, scale: float

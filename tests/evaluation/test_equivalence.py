@@ -280,7 +280,7 @@ def test_a_batch_out_of_memory_is_retried_with_half_the_rows(voxtral: tuple[Any,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["packed", "gqa", "varlen"])
+@pytest.mark.parametrize("layout", ["packed", "gqa", "varlen", "triton"])
 def test_every_attention_layout_gives_the_generate_tokens(
     voxtral: tuple[Any, Any], clips: list[np.ndarray], layout: str
 ) -> None:
@@ -307,6 +307,52 @@ def test_step_attention_refuses_unknown_names_and_backends_varlen_ignores() -> N
         StepAttention(backends=("math", "fast"))
     with pytest.raises(ValueError, match="SDPA backends do not apply"):
         StepAttention(layout="varlen", backends=("flash",))
+    with pytest.raises(ValueError, match="SDPA backends do not apply"):
+        StepAttention(layout="triton", backends=("flash",))
+    with pytest.raises(ValueError, match="the varlen layout takes none"):
+        StepAttention(layout="varlen", tile=(64, 4, 2))
+
+
+def test_triton_serves_half_precision_power_of_two_heads_on_an_ampere_or_newer_gpu_with_triton(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Triton decoding kernels' reach; the GPU's answers are what this CPU's torch is told it has, and Triton
+    is present or not as told."""
+    import torch
+    from voxplug_voxtral import decode_kernels
+    from voxplug_voxtral.decode_kernels import triton_serves
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(decode_kernels, "_kernels", lambda: object())
+    for head_dim in (16, 64, 128, 256):
+        assert triton_serves(cuda, torch.bfloat16, head_dim), head_dim
+    assert triton_serves(cuda, torch.float16, 128)
+    for head_dim in (8, 12, 96, 512):
+        assert not triton_serves(cuda, torch.bfloat16, head_dim), head_dim
+    assert not triton_serves(cuda, torch.float32, 128)
+    assert not triton_serves(torch.device("cpu"), torch.bfloat16, 128)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert not triton_serves(cuda, torch.bfloat16, 128)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(decode_kernels, "_kernels", lambda: None)  # Triton not installed
+    assert not triton_serves(cuda, torch.bfloat16, 128)
+
+
+def test_attention_splits_fill_the_card_in_powers_of_two_never_below_a_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from voxplug_voxtral.decode_kernels import attention_splits
+
+    class Properties:
+        multi_processor_count = 132
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: Properties())
+    cuda = torch.device("cuda")
+    assert attention_splits(256, 8, 1000, cuda) == 1  # 2,048 blocks already
+    assert attention_splits(16, 8, 1000, cuda) == 4  # 128 blocks: 512 >= 264
+    assert attention_splits(1, 8, 4096, cuda) == 16  # at most 16
+    assert attention_splits(1, 8, 100, cuda) == 1  # two parts of 50 positions: under a block of 64
+    assert attention_splits(1, 8, 256, cuda) == 4  # four parts of 64
 
 
 def test_the_default_step_attention_is_varlen_only_where_flash_serves_the_cache(

@@ -108,6 +108,100 @@ def test_length_attention_on_the_gpu_is_flash_and_equals_masked_sdpa() -> None:
         assert (eager.float() - expected).abs().max() < 2e-2, at
 
 
+@pytest.mark.parametrize("rotary_dtype", [torch.bfloat16, torch.float32])
+def test_rope_append_on_the_gpu_writes_what_the_torch_step_writes(rotary_dtype: Any) -> None:
+    """The fused kernel's rotated query, and the key and value it writes at the position, are the bf16 values of
+    the step's own rotary embedding and cache writes; every other position stays as it was."""
+    from voxplug_voxtral.decode_kernels import rope_append
+    from voxplug_voxtral.kernels import rotary_pos_emb
+
+    rows, positions, heads, kv_heads, dim = 5, 96, 32, 8, 128
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    keys, values = (
+        torch.randn(rows, positions, kv_heads, dim, device="cuda", dtype=torch.bfloat16, generator=generator)
+        for _ in range(2)
+    )
+    width = (heads + 2 * kv_heads) * dim
+    fused = torch.randn(rows, 1, width, device="cuda", dtype=torch.bfloat16, generator=generator)
+    query, key, value = fused.split([heads * dim, kv_heads * dim, kv_heads * dim], dim=-1)  # views, as folded
+    angles = torch.rand(dim // 2, device="cuda", generator=generator) * 40
+    cos, sin = (torch.cat([f(angles)] * 2).to(rotary_dtype).view(1, 1, dim) for f in (torch.cos, torch.sin))
+    written_keys, written_values = keys.clone(), values.clone()
+    position = torch.tensor(70, device="cuda")
+    rotated = rope_append(query, key, value, cos, sin, written_keys, written_values, position)
+    q, k = rotary_pos_emb(
+        query.view(rows, 1, heads, dim).transpose(1, 2), key.view(rows, 1, kv_heads, dim).transpose(1, 2), cos, sin
+    )
+    assert torch.equal(rotated, q[:, :, 0].to(torch.bfloat16))
+    assert torch.equal(written_keys[:, 70], k[:, :, 0].to(torch.bfloat16))
+    assert torch.equal(written_values[:, 70], value.view(rows, kv_heads, dim))
+    others = torch.arange(positions, device="cuda") != 70
+    assert torch.equal(written_keys[:, others], keys[:, others])
+    assert torch.equal(written_values[:, others], values[:, others])
+
+
+@pytest.mark.parametrize("rows", [3, 200])
+def test_triton_decode_attention_equals_masked_sdpa_in_a_graph_as_eagerly(rows: int) -> None:
+    """The Triton kernel, whole or split over the positions, reads what a masked fp32 SDPA call reads at several
+    positions (3 rows split, 200 not), replayed from a CUDA graph exactly as run eagerly."""
+    from voxplug_voxtral.decode_kernels import attention_splits, decode_attention
+
+    positions, heads, kv_heads, dim = 448, 32, 8, 128
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    keys, values = (
+        torch.randn(rows, positions, kv_heads, dim, device="cuda", dtype=torch.bfloat16, generator=generator)
+        for _ in range(2)
+    )
+    query = torch.randn(rows, heads, dim, device="cuda", dtype=torch.bfloat16, generator=generator)
+    splits = attention_splits(rows, kv_heads, positions, keys.device)
+    assert (splits > 1) == (rows == 3)
+    position = torch.zeros((), dtype=torch.long, device="cuda")
+    decode_attention(query, keys, values, position, 0.1, splits)  # compiled outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = decode_attention(query, keys, values, position, 0.1, splits)
+    for at in (0, 63, 64, 300, positions - 1):
+        position.fill_(at)
+        graph.replay()
+        eager = decode_attention(query, keys, values, position, 0.1, splits)
+        whole = decode_attention(query, keys, values, position, 0.1, 1)
+        mask = (torch.arange(positions, device="cuda") <= at).view(1, 1, 1, -1)
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            query.float().unsqueeze(2),
+            keys.transpose(1, 2).float(),
+            values.transpose(1, 2).float(),
+            attn_mask=mask,
+            scale=0.1,
+            enable_gqa=True,
+        ).reshape(rows, 1, heads * dim)
+        assert torch.equal(captured, eager)
+        assert (eager.float() - expected).abs().max() < 2e-2, at
+        assert (whole.float() - expected).abs().max() < 2e-2, at
+
+
+def test_voxtral_triton_layout_replays_its_eager_steps_and_agrees_with_varlen(
+    flash_voxtral: Path, audios: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Triton kernels serve the tiny model's 16-wide heads in bf16: graphs replay the eager steps exactly, and
+    a share of transcripts agrees with FlashAttention's (other kernels: near-ties flip)."""
+    from transformers import AutoProcessor, VoxtralForConditionalGeneration
+    from voxplug_voxtral import decode_kernels, generation
+
+    model = VoxtralForConditionalGeneration.from_pretrained(flash_voxtral, dtype=torch.bfloat16).to("cuda").eval()
+    processor = AutoProcessor.from_pretrained(flash_voxtral)
+    calls: list[int] = []
+    attend = decode_kernels.decode_attention
+    monkeypatch.setattr(decode_kernels, "decode_attention", lambda *a, **k: calls.append(1) or attend(*a, **k))
+    triton = generation.StepAttention("triton")
+    options = {"batch_size": 8, "max_new_tokens": 40}
+    graphed, stats = fast(generation, model, processor, audios, attention=triton, **options)
+    assert calls and stats.captures > 0 and stats.replays > stats.captures and not stats.graphs_failed, stats
+    eager, _ = fast(generation, model, processor, audios, cuda_graphs=False, attention=triton, **options)
+    varlen, _ = fast(generation, model, processor, audios, attention=generation.StepAttention("varlen"), **options)
+    assert graphed == eager
+    assert agreement(graphed, varlen) >= 0.7, (graphed, varlen)
+
+
 def test_the_default_step_is_flash_varlen_in_half_precision_where_the_heads_allow(
     flash_voxtral: Path, tiny_voxtral: Path
 ) -> None:
@@ -149,7 +243,7 @@ def test_voxtral_varlen_layout_replays_its_eager_steps_and_agrees_with_the_packe
     assert agreement(graphed, packed) >= 0.7, (graphed, packed)
 
 
-@pytest.mark.parametrize("layout", ["packed", "varlen"])
+@pytest.mark.parametrize("layout", ["packed", "varlen", "triton"])
 def test_voxtral_graphs_under_autocast_as_evaluation_in_training(
     flash_voxtral: Path, audios: list[np.ndarray], layout: str
 ) -> None:

@@ -58,18 +58,19 @@ def test_smoke_run_writes_every_variant_and_the_same_tokens(tmp_path: Path) -> N
 def test_attention_variants_and_step_profiles(tmp_path: Path) -> None:
     out = tmp_path / "attention.json"
     command = [sys.executable, str(REPO / "benchmarks" / "transcribe_throughput.py"), "--device", "cpu", "--tiny"]
-    command += ["--clips", "8", "--own-batch", "4", "--variants", "voxplug", "--attention", "gqa,packed:math"]
+    command += ["--clips", "8", "--own-batch", "4", "--variants", "voxplug", "--attention", "gqa,packed:math,triton:32x4x3"]
     command += ["--profile-steps", "2", "--first-use", "3", "--sync-report", "3", "--out", str(out)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads(out.read_text())
     variants = results["variants"]
-    assert set(variants) == {"voxplug", "attn-gqa", "attn-packed:math"}
-    for name in ("attn-gqa", "attn-packed:math"):  # fp32 on the CPU: every layout and backend, the same tokens
+    assert set(variants) == {"voxplug", "attn-gqa", "attn-packed:math", "attn-triton:32x4x3"}
+    # fp32 on the CPU (triton: SDPA over the length, as where Triton does not serve): the same tokens
+    for name in ("attn-gqa", "attn-packed:math", "attn-triton:32x4x3"):
         same = variants[name]["tokens_vs_voxplug"]
         assert same["identical_clips"] == same["clips_compared"] == 8, (name, same)
     profiles = results["step_profiles"]
-    assert set(profiles) == {"packed", "gqa", "packed:math"}
+    assert set(profiles) == {"packed", "gqa", "packed:math", "triton:32x4x3"}
     for spec, profile in profiles.items():
         assert profile["rows"] == 4 and profile["steps"] == 2, (spec, profile)
         assert profile["kernel_ms_per_step"] > 0 and "attention" in profile["by_kind_ms"], (spec, profile)
@@ -95,6 +96,14 @@ def test_a_malformed_attention_variant_is_refused_before_anything_runs(tmp_path:
         cwd=tmp_path,
     )
     assert finished.returncode == 2 and "--attention repeat: attention layout 'repeat'" in finished.stderr
+    finished = subprocess.run(
+        [sys.executable, script, "--device", "cpu", "--tiny", "--attention", "triton:64x4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert finished.returncode == 2 and "triton tile '64x4': expected BLOCKxWARPSxSTAGES" in finished.stderr
 
 
 @pytest.mark.slow

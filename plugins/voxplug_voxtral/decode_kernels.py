@@ -1,0 +1,238 @@
+"""Triton kernels for Voxtral's one-token decoding step over a position-major cache (``(rows, positions, kv heads,
+dim)``, every row filled up to the same position).
+
+:func:`rope_append` rotates the new token's query and key (Llama's rotary embedding, rounded as
+:func:`voxplug_voxtral.kernels.rotary_pos_emb` rounds it) and writes the key and value into the cache: one kernel
+where PyTorch runs a dozen small ones per layer. :func:`decode_attention` attends one query per head to the filled
+positions, reading each key/value head once for all the query heads that share it, split over the positions when
+the batch alone gives the card too few thread blocks, as flash-decoding does. Both read the position from the
+device, so a captured step replays at every position. Used where :func:`triton_serves` a cache.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+
+def triton_serves(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether these kernels serve a cache of this device, dtype and head size: an NVIDIA GPU of compute
+    capability 8.0 or newer with Triton installed, half precision, and a head size that is a power of two from 16
+    to 256 (the matrix units' smallest tile and Triton's block shapes)."""
+    if device.type != "cuda" or torch.version.hip is not None or dtype not in (torch.float16, torch.bfloat16):
+        return False
+    if head_dim < 16 or head_dim > 256 or head_dim & (head_dim - 1):
+        return False
+    if torch.cuda.get_device_capability(device) < (8, 0):
+        return False
+    return _kernels() is not None
+
+
+@functools.cache
+def _kernels() -> Any:
+    """The compiled-on-first-call Triton kernels, or None where Triton is not installed."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        return None
+
+    @triton.jit
+    def rope_append_kernel(
+        q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, position_ptr, q_out_ptr, keys_ptr, values_ptr,
+        q_row, q_head, k_row, k_head, v_row, v_head,
+        cache_row, cache_position, cache_head,
+        HEADS: tl.constexpr, KV_HEADS: tl.constexpr, BLOCK_HEADS: tl.constexpr, HALF: tl.constexpr,
+        ROUND: tl.constexpr,
+    ):  # fmt: skip
+        row = tl.program_id(0)
+        position = tl.load(position_ptr)
+        heads = tl.arange(0, BLOCK_HEADS)[:, None]
+        dims = tl.arange(0, HALF)[None, :]
+        c1, c2 = tl.load(cos_ptr + dims).to(tl.float32), tl.load(cos_ptr + HALF + dims).to(tl.float32)
+        s1, s2 = tl.load(sin_ptr + dims).to(tl.float32), tl.load(sin_ptr + HALF + dims).to(tl.float32)
+        dtype = q_out_ptr.dtype.element_ty
+        # query: out1 = x1 c1 - x2 s1, out2 = x2 c2 + x1 s2; where cos and sin are in the query's dtype, the first
+        # product is rounded to it before the second is added, as PyTorch's mul then addcmul_ round it
+        on = heads < HEADS
+        x = q_ptr + row * q_row + heads * q_head + dims
+        x1, x2 = tl.load(x, mask=on).to(tl.float32), tl.load(x + HALF, mask=on).to(tl.float32)
+        a1, a2 = x1 * c1, x2 * c2
+        if ROUND:
+            a1, a2 = a1.to(dtype).to(tl.float32), a2.to(dtype).to(tl.float32)
+        out = q_out_ptr + (row * HEADS + heads) * (2 * HALF) + dims
+        tl.store(out, (a1 - x2 * s1).to(dtype), mask=on)
+        tl.store(out + HALF, (a2 + x1 * s2).to(dtype), mask=on)
+        # key, rotated the same way, and value into the cache at the position
+        on = heads < KV_HEADS
+        x = k_ptr + row * k_row + heads * k_head + dims
+        x1, x2 = tl.load(x, mask=on).to(tl.float32), tl.load(x + HALF, mask=on).to(tl.float32)
+        a1, a2 = x1 * c1, x2 * c2
+        if ROUND:
+            a1, a2 = a1.to(dtype).to(tl.float32), a2.to(dtype).to(tl.float32)
+        at = row * cache_row + position * cache_position + heads * cache_head + dims
+        tl.store(keys_ptr + at, (a1 - x2 * s1).to(dtype), mask=on)
+        tl.store(keys_ptr + at + HALF, (a2 + x1 * s2).to(dtype), mask=on)
+        x = v_ptr + row * v_row + heads * v_head + dims
+        tl.store(values_ptr + at, tl.load(x, mask=on), mask=on)
+        tl.store(values_ptr + at + HALF, tl.load(x + HALF, mask=on), mask=on)
+
+    @triton.jit
+    def decode_attention_kernel(
+        q_ptr, keys_ptr, values_ptr, position_ptr, out_ptr, part_ptr, lse_ptr, scale_log2,
+        cache_row, cache_position, cache_head,
+        HEADS: tl.constexpr, GROUP: tl.constexpr, BLOCK_GROUP: tl.constexpr, DIM: tl.constexpr,
+        BLOCK_N: tl.constexpr, SPLITS: tl.constexpr,
+    ):  # fmt: skip
+        row, kv_head, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        length = tl.load(position_ptr).to(tl.int32) + 1
+        per_split = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_N) * BLOCK_N
+        start = split * per_split
+        end = tl.minimum(start + per_split, length)
+        group = tl.arange(0, BLOCK_GROUP)
+        heads = kv_head * GROUP + group
+        dims = tl.arange(0, DIM)
+        on = (group < GROUP)[:, None]
+        query = tl.load(q_ptr + (row * HEADS + heads[:, None]) * DIM + dims[None, :], mask=on, other=0.0)
+        best = tl.full([BLOCK_GROUP], float("-inf"), tl.float32)
+        total = tl.zeros([BLOCK_GROUP], tl.float32)
+        acc = tl.zeros([BLOCK_GROUP, DIM], tl.float32)
+        base = row * cache_row + kv_head * cache_head + dims[None, :]
+        for first in tl.range(start, end, BLOCK_N):
+            positions = first + tl.arange(0, BLOCK_N)
+            filled = positions < end
+            at = base + positions[:, None] * cache_position
+            keys = tl.load(keys_ptr + at, mask=filled[:, None], other=0.0)
+            scores = tl.dot(query, tl.trans(keys)) * scale_log2
+            scores = tl.where(filled[None, :], scores, float("-inf"))
+            new_best = tl.maximum(best, tl.max(scores, 1))
+            kept = tl.math.exp2(best - new_best)
+            weights = tl.math.exp2(scores - new_best[:, None])
+            total = total * kept + tl.sum(weights, 1)
+            values = tl.load(values_ptr + at, mask=filled[:, None], other=0.0)
+            acc = acc * kept[:, None] + tl.dot(weights.to(values.dtype), values)
+            best = new_best
+        if SPLITS == 1:
+            out = out_ptr + (row * HEADS + heads[:, None]) * DIM + dims[None, :]
+            tl.store(out, (acc / total[:, None]).to(out_ptr.dtype.element_ty), mask=on)
+        else:
+            some = total > 0  # a split past the filled positions has read nothing
+            part = part_ptr + ((row * HEADS + heads[:, None]) * SPLITS + split) * DIM + dims[None, :]
+            tl.store(part, tl.where(some[:, None], acc / tl.where(some, total, 1.0)[:, None], 0.0), mask=on)
+            lse = tl.where(some, best + tl.math.log2(tl.where(some, total, 1.0)), float("-inf"))
+            tl.store(lse_ptr + (row * HEADS + heads) * SPLITS + split, lse, mask=group < GROUP)
+
+    @triton.jit
+    def decode_attention_combine(part_ptr, lse_ptr, out_ptr, DIM: tl.constexpr, SPLITS: tl.constexpr):
+        head = tl.program_id(0)  # over rows x heads
+        splits = tl.arange(0, SPLITS)
+        lse = tl.load(lse_ptr + head * SPLITS + splits)
+        weights = tl.math.exp2(lse - tl.max(lse, 0))
+        parts = tl.load(part_ptr + (head * SPLITS + splits[:, None]) * DIM + tl.arange(0, DIM)[None, :])
+        out = tl.sum(parts * weights[:, None], 0) / tl.sum(weights, 0)
+        tl.store(out_ptr + head * DIM + tl.arange(0, DIM), out.to(out_ptr.dtype.element_ty))
+
+    return rope_append_kernel, decode_attention_kernel, decode_attention_combine
+
+
+def rope_append(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    position: torch.Tensor,
+) -> torch.Tensor:
+    """Rotate ``query`` and ``key`` (``(rows, 1, heads * dim)``, the projections' outputs) by ``cos``/``sin`` (one
+    position's, ``dim`` wide, in their dtype or float32), write the rotated key and ``value`` into ``keys``/``values`` (``(rows, positions, kv
+    heads, dim)``) at ``position`` (a device scalar); return the rotated query, ``(rows, heads, dim)``."""
+    rows, positions, kv_heads, dim = keys.shape
+    heads = query.shape[-1] // dim
+    out = torch.empty(rows, heads, dim, dtype=keys.dtype, device=keys.device)
+    if rows == 0:
+        return out
+    _check_cache(keys, values)
+    for name, tensor in (("query", query), ("key", key), ("value", value)):
+        if tensor.stride(-1) != 1 or tensor.dtype != keys.dtype:
+            raise ValueError(f"{name}: expected unit stride over its width, {keys.dtype}; got {tensor.dtype}")
+    cos, sin = cos.reshape(-1), sin.reshape(-1)
+    if cos.numel() != dim or sin.numel() != dim or not (cos.is_contiguous() and sin.is_contiguous()):
+        raise ValueError(f"cos and sin: expected one position's {dim} values, contiguous; got {tuple(cos.shape)}")
+    if cos.dtype != sin.dtype or cos.dtype not in (keys.dtype, torch.float32):
+        raise ValueError(f"cos and sin: expected {keys.dtype} or float32, got {cos.dtype} and {sin.dtype}")
+    rope_append_kernel = _kernels()[0]
+    rope_append_kernel[(rows,)](
+        query, key, value, cos, sin, position, out, keys, values,
+        query.stride(0), dim, key.stride(0), dim, value.stride(0), dim,
+        keys.stride(0), keys.stride(1), keys.stride(2),
+        HEADS=heads, KV_HEADS=kv_heads, BLOCK_HEADS=_power_of_two(max(heads, kv_heads)), HALF=dim // 2,
+        ROUND=cos.dtype == keys.dtype, enable_fp_fusion=False,  # no fused multiply-add: PyTorch's roundings
+    )  # fmt: skip
+    return out
+
+
+def attention_splits(rows: int, kv_heads: int, positions: int, device: torch.device, block: int = 64) -> int:
+    """How many parts :func:`decode_attention` splits each row's positions into: enough thread blocks for two per
+    streaming multiprocessor, a power of two up to 16, no part shorter than one block of positions."""
+    units = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    splits = 1
+    while splits < 16 and rows * kv_heads * splits < 2 * units and positions >= 2 * splits * block:
+        splits *= 2
+    return splits
+
+
+def decode_attention(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    position: torch.Tensor,
+    scale: float,
+    splits: int = 1,
+    block: int = 64,
+    warps: int = 4,
+    stages: int = 2,
+) -> torch.Tensor:
+    """``query`` (``(rows, heads, dim)``, contiguous) against ``keys``/``values`` (``(rows, positions, kv heads,
+    dim)``) up to and including ``position``: ``(rows, 1, heads * dim)``. ``splits`` (a power of two) parts of the
+    positions are attended by thread blocks of their own and combined; ``block``, ``warps`` and ``stages`` are
+    Triton's tile of positions, warps per block and software-pipeline depth."""
+    import math
+
+    rows, heads, dim = query.shape
+    kv_heads = keys.shape[2]
+    out = torch.empty(rows, heads, dim, dtype=query.dtype, device=query.device)
+    if rows == 0:
+        return out.view(rows, 1, heads * dim)
+    _check_cache(keys, values)
+    if not query.is_contiguous() or query.dtype != keys.dtype or heads % kv_heads:
+        raise ValueError(f"query: expected contiguous {keys.dtype}, heads a multiple of {kv_heads}")
+    if splits < 1 or splits & (splits - 1):
+        raise ValueError(f"splits: expected a power of two, got {splits}")
+    group = heads // kv_heads
+    _, attention_kernel, combine_kernel = _kernels()
+    part = lse = out
+    if splits > 1:
+        part = torch.empty(rows, heads, splits, dim, dtype=torch.float32, device=query.device)
+        lse = torch.empty(rows, heads, splits, dtype=torch.float32, device=query.device)
+    attention_kernel[(rows, kv_heads, splits)](
+        query, keys, values, position, out, part, lse, scale * math.log2(math.e),
+        keys.stride(0), keys.stride(1), keys.stride(2),
+        HEADS=heads, GROUP=group, BLOCK_GROUP=max(16, _power_of_two(group)), DIM=dim,
+        BLOCK_N=block, SPLITS=splits, num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+    if splits > 1:
+        combine_kernel[(rows * heads,)](part, lse, out, DIM=dim, SPLITS=splits)
+    return out.view(rows, 1, heads * dim)
+
+
+def _check_cache(keys: torch.Tensor, values: torch.Tensor) -> None:
+    if keys.shape != values.shape or keys.stride() != values.stride() or keys.stride(-1) != 1:
+        raise ValueError("keys and values: expected one shape and layout, unit stride over the head size")
+
+
+def _power_of_two(count: int) -> int:
+    return 1 << (count - 1).bit_length()
