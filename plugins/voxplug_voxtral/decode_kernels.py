@@ -148,9 +148,10 @@ def rope_append(
     position: torch.Tensor,
 ) -> torch.Tensor:
     """Rotate ``query`` and ``key`` (``(rows, 1, heads * dim)``, the projections' outputs) by ``cos``/``sin`` (one
-    position's, ``dim`` wide, in their dtype or float32), write the rotated key and ``value`` into ``keys``/``values`` (``(rows, positions, kv
-    heads, dim)``) at ``position`` (a device scalar); return the rotated query, ``(rows, heads, dim)``."""
-    rows, positions, kv_heads, dim = keys.shape
+    position's, ``dim`` wide, in the cache's dtype or float32), write the rotated key and ``value`` into
+    ``keys``/``values`` (``(rows, positions, kv heads, dim)``) at ``position`` (a device scalar); return the rotated
+    query, ``(rows, heads, dim)``."""
+    rows, _, kv_heads, dim = keys.shape
     heads = query.shape[-1] // dim
     out = torch.empty(rows, heads, dim, dtype=keys.dtype, device=keys.device)
     if rows == 0:

@@ -58,7 +58,8 @@ def test_smoke_run_writes_every_variant_and_the_same_tokens(tmp_path: Path) -> N
 def test_attention_variants_and_step_profiles(tmp_path: Path) -> None:
     out = tmp_path / "attention.json"
     command = [sys.executable, str(REPO / "benchmarks" / "transcribe_throughput.py"), "--device", "cpu", "--tiny"]
-    command += ["--clips", "8", "--own-batch", "4", "--variants", "voxplug", "--attention", "gqa,packed:math,triton:32x4x3"]
+    command += ["--clips", "8", "--own-batch", "4", "--variants", "voxplug"]
+    command += ["--attention", "gqa,packed:math,triton:32x4x3"]
     command += ["--profile-steps", "2", "--first-use", "3", "--sync-report", "3", "--out", str(out)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-3000:]
