@@ -323,7 +323,7 @@ def voxtral_suite(bench: Bench) -> None:
                 cuda_graphs=graphs,
                 graph_shapes=False if exact else graph_shapes,
                 stats=stats,
-                attention=attention,
+                **decode_options(attention),
             )
             seconds = time.perf_counter() - started
             rows = stats.row_steps / max(1, stats.steps)
@@ -380,7 +380,13 @@ def voxtral_suite(bench: Bench) -> None:
         bench.save()
     # warm the device and its libraries up once, untimed
     transcribe_ids(
-        model, processor, audios[:2], ["en", "en"], max_new_tokens=4, graph_shapes=graph_shapes, attention=own_attention
+        model,
+        processor,
+        audios[:2],
+        ["en", "en"],
+        max_new_tokens=4,
+        graph_shapes=graph_shapes,
+        **decode_options(own_attention),
     )
     results["host_prepare_ms_per_clip"] = host_prepare(model, processor, audios, ["en"] * len(audios))
     print(json.dumps({"host_prepare_ms_per_clip": results["host_prepare_ms_per_clip"]}), flush=True)
@@ -500,7 +506,7 @@ def first_use(
                 ["en"] * len(clips),
                 max_new_tokens=92,
                 graph_shapes=graph_shapes,
-                attention=attention,
+                **decode_options(attention),
             )
             if cuda:
                 torch.cuda.synchronize()
@@ -597,11 +603,28 @@ def host_prepare(model: Any, processor: Any, audios: list[np.ndarray], languages
     }
 
 
+class StackedAttention:
+    """A ``StepAttention`` for a variant whose step also stacks its projections (a spec ending in ``/stack``)."""
+
+    def __init__(self, attention: Any) -> None:
+        self.attention = attention
+
+
+def decode_options(attention: Any) -> dict[str, Any]:
+    """``transcribe_ids``' keywords for what :func:`step_attention` gave."""
+    if isinstance(attention, StackedAttention):
+        return {"attention": attention.attention, "stack_projections": True}
+    return {"attention": attention}
+
+
 def step_attention(spec: str) -> Any:
     """``"gqa:cudnn+efficient"`` -> ``StepAttention("gqa", ("cudnn", "efficient"))`` (no backend: PyTorch's choice);
-    ``"triton:128x8x3"`` -> ``StepAttention("triton", tile=(128, 8, 3))``."""
+    ``"triton:128x8x3"`` -> ``StepAttention("triton", tile=(128, 8, 3))``; a spec ending in ``/stack`` also stacks
+    the step's projections (``transcribe_ids(stack_projections=True)``)."""
     from voxplug_voxtral.generation import StepAttention
 
+    if spec.endswith("/stack"):
+        return StackedAttention(step_attention(spec.removesuffix("/stack")))
     layout, _, options = spec.partition(":")
     if layout == "triton" and options:
         try:
@@ -652,7 +675,7 @@ def profile_decode(model: Any, processor: Any, audios: list[np.ndarray], steps: 
                 cuda_graphs=False,
                 graph_shapes=True,
                 stats=stats,
-                attention=attention,
+                **decode_options(attention),
             )
             if cuda:
                 torch.cuda.synchronize()

@@ -155,7 +155,9 @@ def attend(
 class LanguageModelCache:
     """The language model's keys and values for ``rows`` x ``positions``, and its one-token decoder step."""
 
-    def __init__(self, model: Any, rows: int, positions: int, attention: StepAttention | None = None) -> None:
+    def __init__(
+        self, model: Any, rows: int, positions: int, attention: StepAttention | None = None, stack: bool = False
+    ) -> None:
         from transformers.integrations import is_deepspeed_zero3_enabled
 
         self.attention = attention or StepAttention()
@@ -165,6 +167,8 @@ class LanguageModelCache:
         self.rows, self.positions = rows, positions
         self.device = next(model.parameters()).device
         self.fused = not is_deepspeed_zero3_enabled()
+        #: the step computes each block's q/k/v and gate/up projections as one matmul over copies of their weights
+        self.stack = stack and self.fused
         #: the step bounds attention by the position itself (the decoder then needs no spans and no mask)
         self.reads_lengths = self.attention.layout in LENGTH_LAYOUTS
         #: the cache's position axis: 2 in ``(rows, heads, positions, dim)``, 1 in ``varlen``'s position-major
@@ -202,7 +206,7 @@ class LanguageModelCache:
         hidden = language_model.embed_tokens(ids)
         if self.projections is None:
             dtype = compute_dtype(hidden.device, hidden.dtype)
-            self.projections = [LayerProjections.of(layer, dtype, self.fused) for layer in self.layers]
+            self.projections = [LayerProjections.of(layer, dtype, self.fused, self.stack) for layer in self.layers]
         cos, sin = language_model.rotary_emb(hidden, position_ids=position.view(1, 1))
         with self.attention.backend_context():
             for index, layer in enumerate(self.layers):
@@ -385,15 +389,20 @@ class LayerProjections:
     mlp: Any
 
     @classmethod
-    def of(cls, layer: Any, dtype: torch.dtype, fold: bool) -> LayerProjections:
-        """``layer``'s projections computing in ``dtype``, folding LoRA layers where ``fold``."""
+    def of(cls, layer: Any, dtype: torch.dtype, fold: bool, stack: bool = False) -> LayerProjections:
+        """``layer``'s projections computing in ``dtype``, folding LoRA layers where ``fold``, and where ``stack``
+        the layers that read one input as one matmul (:func:`stack_linears`)."""
         from voxplug_voxtral.kernels import SiluMul, fused_mlp, is_swiglu
 
         attention, mlp = layer.self_attn, layer.mlp
         qkv = fold_lora([attention.q_proj, attention.k_proj, attention.v_proj], dtype) if fold else None
+        if stack:
+            qkv = stack_linears([attention.q_proj, attention.k_proj, attention.v_proj], dtype, qkv) or qkv
         output = fold_lora([attention.o_proj], dtype) if fold else None
         swiglu = fold and is_swiglu(mlp)
         gate_up = fold_lora([mlp.gate_proj, mlp.up_proj], dtype) if swiglu else None
+        if stack and swiglu:
+            gate_up = stack_linears([mlp.gate_proj, mlp.up_proj], dtype, gate_up) or gate_up
         down = fold_lora([mlp.down_proj], dtype) if swiglu else None
         folded_mlp = gate_up is not None or down is not None
 
@@ -414,6 +423,51 @@ class LayerProjections:
             output=(lambda hidden: output(hidden)[0]) if output is not None else attention.o_proj,
             mlp=forward_mlp,
         )
+
+
+@dataclass(frozen=True)
+class StackedLinear:
+    """Linear layers on one input as one matmul over a copy of their weights stacked in ``dtype``, and their folded
+    LoRA adapters (:class:`~voxplug.api.FoldedLora`) added to each layer's columns; calling it on ``x`` gives each
+    layer's output, in order, as views of one tensor."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    widths: tuple[int, ...]
+    lora: Any  # FoldedLora | None
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        import torch
+
+        flat = x.reshape(-1, x.shape[-1]).to(self.weight.dtype)
+        out = torch.mm(flat, self.weight.t()) if self.bias is None else torch.addmm(self.bias, flat, self.weight.t())
+        outs = out.split_with_sizes(list(self.widths), dim=1)
+        if self.lora is not None:
+            low = torch.mm(flat, self.lora.down.t())
+            parts = low.split_with_sizes(list(self.lora.ranks), dim=1)
+            for part, up, scaling, columns in zip(parts, self.lora.ups, self.lora.scalings, outs, strict=True):
+                columns.addmm_(part, up.t(), alpha=scaling)
+        return tuple(columns.view(*x.shape[:-1], columns.shape[-1]) for columns in outs)
+
+
+def stack_linears(layers: list[Any], dtype: torch.dtype, folded: Any = None) -> StackedLinear | None:
+    """``layers`` (all called on one input) as one :class:`StackedLinear` computing in ``dtype``: each a plain
+    ``torch.nn.Linear``, or a PEFT LoRA layer over one when ``folded`` (their :func:`~voxplug.api.fold_lora`)
+    holds them all; None otherwise. The copy is what autocast would cast each weight to at every call."""
+    import torch
+
+    if folded is None:
+        if not all(type(layer) is torch.nn.Linear for layer in layers):
+            return None
+        bases, biases = [layer.weight for layer in layers], [layer.bias for layer in layers]
+    else:
+        bases, biases = list(folded.weights), list(folded.biases)
+    if any(bias is not None for bias in biases) and any(bias is None for bias in biases):
+        return None
+    with torch.no_grad():
+        weight = torch.cat([base.detach().to(dtype) for base in bases])
+        bias = torch.cat([b.detach().to(dtype) for b in biases]) if biases[0] is not None else None
+    return StackedLinear(weight, bias, tuple(base.shape[0] for base in bases), folded)
 
 
 @dataclass
@@ -444,10 +498,12 @@ class VoxtralDecoding:
         model_id: str = "voxtral",
         attention: StepAttention | None = None,
         processor_inputs: bool = False,
+        stack_projections: bool = False,
     ) -> None:
         import torch
 
         self.model = base_model(model)
+        self.stack_projections = stack_projections
         self.collator = VoxtralBatchBuilder(processor, model_id=model_id)
         self.device = model_device(self.model)
         fast = not processor_inputs and is_voxtral_processor(processor)
@@ -498,7 +554,7 @@ class VoxtralDecoding:
         return VoxtralPrompts(torch.tensor(prompts), features)
 
     def new_state(self, rows: int, positions: int) -> LanguageModelCache:
-        return LanguageModelCache(self.model, rows, positions, self.attention)
+        return LanguageModelCache(self.model, rows, positions, self.attention, self.stack_projections)
 
     def prefill(self, batch: VoxtralPrompts, state: LanguageModelCache, offset: int) -> torch.Tensor:
         """The model's forward pass over the prompts (the audio encoder once per clip); first-token logits.
@@ -536,12 +592,15 @@ def transcribe_ids(
     stats: DecodeStats | None = None,
     attention: StepAttention | None = None,
     processor_inputs: bool = False,
+    stack_projections: bool = False,
 ) -> list[list[int]]:
     """Greedy new token ids of each clip, without the end-of-sequence token (see :func:`transcribe`).
 
     ``graph_shapes`` runs the GPU's decoding shapes on any device (see :func:`~voxplug.evaluation.batching.
     transcribe_clips`); ``attention`` chooses how the decoding steps attend (:class:`StepAttention`);
-    ``processor_inputs`` has the processor prepare every clip itself (see :class:`VoxtralDecoding`).
+    ``processor_inputs`` has the processor prepare every clip itself (see :class:`VoxtralDecoding`);
+    ``stack_projections`` computes each block's q/k/v and gate/up projections as one matmul each, over copies of
+    their weights (:func:`stack_linears`).
     """
     import torch
 
@@ -551,7 +610,12 @@ def transcribe_ids(
         with torch.inference_mode():
             return transcribe_clips(
                 VoxtralDecoding(
-                    model, processor, model_id=model_id, attention=attention, processor_inputs=processor_inputs
+                    model,
+                    processor,
+                    model_id=model_id,
+                    attention=attention,
+                    processor_inputs=processor_inputs,
+                    stack_projections=stack_projections,
                 ),
                 audios,
                 languages,

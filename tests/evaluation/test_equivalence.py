@@ -188,6 +188,46 @@ def test_decoding_steps_fold_lora_layers_and_see_adapters_change_between_transcr
     assert len(folds) == 4 * layers and not any(folds)  # switched off: PEFT's forward, which skips them
 
 
+def test_stacked_projections_give_the_generate_tokens_with_and_without_lora(
+    voxtral: tuple[Any, Any], clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each block's q/k/v and gate/up as one matmul over stacked copies of their weights: the base model's tokens
+    and, with LoRA adapters folded into the stacked columns, PEFT's; a layer that cannot stack runs as it was."""
+    import copy
+
+    import torch
+    import voxplug_voxtral.generation as generation
+    from peft import LoraConfig, get_peft_model
+    from voxplug_voxtral.generation import transcribe_ids
+    from voxplug_voxtral.targets import lora_target_regex
+
+    model, processor = voxtral
+    stacks: list[Any] = []
+    stack = generation.stack_linears
+    monkeypatch.setattr(generation, "stack_linears", lambda *a: stacks.append(stack(*a)) or stacks[-1])
+    audios, languages = clips[:3], ["en"] * 3
+    expected = [voxtral_generate(model, processor, audio, "en", 8, eos=2) for audio in audios]
+    options = {"max_new_tokens": 8, "stack_projections": True}
+    assert transcribe_ids(model, processor, audios, languages, **options) == expected
+    layers = model.config.text_config.num_hidden_layers
+    assert len(stacks) == 2 * layers and all(stacked is not None and stacked.lora is None for stacked in stacks)
+    assert [stacked.widths for stacked in stacks[:2]] == [
+        (model.config.text_config.num_attention_heads * 12, *[model.config.text_config.num_key_value_heads * 12] * 2),
+        (model.config.text_config.intermediate_size,) * 2,
+    ]
+    torch.manual_seed(4)
+    config = LoraConfig(r=4, target_modules=lora_target_regex(), init_lora_weights=False)
+    tuned = get_peft_model(copy.deepcopy(model), config).eval()
+    stacks.clear()
+    ours = transcribe_ids(tuned, processor, audios, languages, **options)
+    assert len(stacks) == 2 * layers and all(stacked is not None and stacked.lora is not None for stacked in stacks)
+    assert ours == [voxtral_generate(tuned, processor, audio, "en", 8, eos=2) for audio in audios]
+    assert ours != expected
+    attention = tuned.base_model.model.model.language_model.layers[0].self_attn
+    # LoRA layers that did not fold (PEFT's forward must run them) do not stack
+    assert stack(list(map(attention.get_submodule, ("q_proj", "k_proj", "v_proj"))), torch.float32) is None
+
+
 def test_a_model_whose_forward_autocasts_is_decoded_in_one_dtype(
     voxtral: tuple[Any, Any], clips: list[np.ndarray]
 ) -> None:

@@ -200,6 +200,12 @@ def test_voxtral_triton_layout_replays_its_eager_steps_and_agrees_with_varlen(
     varlen, _ = fast(generation, model, processor, audios, attention=generation.StepAttention("varlen"), **options)
     assert graphed == eager
     assert agreement(graphed, varlen) >= 0.7, (graphed, varlen)
+    stacked = {"attention": triton, "stack_projections": True, **options}  # q/k/v and gate/up: one matmul each
+    stacked_graphed, stacked_stats = fast(generation, model, processor, audios, **stacked)
+    stacked_eager, _ = fast(generation, model, processor, audios, cuda_graphs=False, **stacked)
+    assert stacked_stats.captures > 0 and not stacked_stats.graphs_failed, stacked_stats
+    assert stacked_graphed == stacked_eager
+    assert agreement(stacked_graphed, graphed) >= 0.7, (stacked_graphed, graphed)
 
 
 def test_the_default_step_is_flash_varlen_in_half_precision_where_the_heads_allow(
