@@ -5,8 +5,8 @@ CTranslate2 do for clips up to 30 s with ``num_beams=1``), token for token: ``su
 step and ``begin_suppress_tokens`` at the first one, and a row stops at ``<|endoftext|>``. :func:`transcribe` hands
 :class:`WhisperDecoding` to :func:`voxplug.evaluation.batching.transcribe_clips`: the encoder runs once per clip
 in the prompt's forward pass, and :class:`DecoderCache` decodes from the self-attention keys and values in buffers
-allocated once and the cross-attention ones computed once, with a step built from the model's own modules (LoRA
-layers included) that reads only the filled part of the cache.
+allocated once and the cross-attention ones computed once, with a step built from the model's own modules (PEFT
+LoRA layers folded, :class:`DecoderProjections`) that reads only the filled part of the cache.
 
 Prompts: ``<|startoftranscript|><|notimestamps|>`` for English-only models; for multilingual ones
 ``<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>``, where a clip without a language first gets the
@@ -24,7 +24,9 @@ from voxplug.api import (
     DataError,
     DecodeStats,
     base_model,
+    compute_dtype,
     contiguous_residual_stream_while,
+    fold_lora,
     transcribe_clips,
 )
 from voxplug_whisper.processor import MAX_TARGET_POSITIONS, WhisperTokens, whisper_tokens
@@ -130,10 +132,44 @@ def attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: 
     return out.transpose(1, 2).reshape(query.shape[0], 1, -1)
 
 
-def scaled_query(attention: Any, normed: torch.Tensor) -> torch.Tensor:
-    """``(rows, heads, 1, dim)`` queries of one token per row, scaled before attention as transformers does."""
-    shape = (normed.shape[0], 1, -1, attention.head_dim)
-    return (attention.q_proj(normed) * attention.scaling).view(shape).transpose(1, 2).contiguous()
+def scaled_query(attention: Any, projected: torch.Tensor) -> torch.Tensor:
+    """``(rows, heads, 1, dim)`` queries of one token per row from their projection, scaled before attention as
+    transformers does."""
+    shape = (projected.shape[0], 1, -1, attention.head_dim)
+    return (projected * attention.scaling).view(shape).transpose(1, 2).contiguous()
+
+
+@dataclass(frozen=True)
+class DecoderProjections:
+    """The linear layers of one Whisper decoder layer as the decoding step calls them, each giving a tuple of
+    outputs: ``self_qkv`` the self-attention's query, key and value, ``self_out`` its output, ``cross_query`` and
+    ``cross_out`` the cross-attention's, ``fc1`` and ``fc2`` the MLP's. PEFT LoRA layers that read one input are
+    folded (:func:`~voxplug.api.fold_lora`, their adapters copied once per transcription); every other layer runs
+    its own forward."""
+
+    self_qkv: Any
+    self_out: Any
+    cross_query: Any
+    cross_out: Any
+    fc1: Any
+    fc2: Any
+
+    @classmethod
+    def of(cls, layer: Any, dtype: torch.dtype, fold: bool) -> DecoderProjections:
+        own, cross = layer.self_attn, layer.encoder_attn
+
+        def group(*modules: Any) -> Any:
+            folded = fold_lora(list(modules), dtype) if fold else None
+            return folded if folded is not None else lambda x: tuple(module(x) for module in modules)
+
+        return cls(
+            self_qkv=group(own.q_proj, own.k_proj, own.v_proj),
+            self_out=group(own.out_proj),
+            cross_query=group(cross.q_proj),
+            cross_out=group(cross.out_proj),
+            fc1=group(layer.fc1),
+            fc2=group(layer.fc2),
+        )
 
 
 class DecoderCache:
@@ -141,6 +177,8 @@ class DecoderCache:
     the encoder's 1500 frames, and the one-token decoder step."""
 
     def __init__(self, model: Any, rows: int, positions: int, suppress: torch.Tensor) -> None:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
         self.decoder = model.model.decoder
         self.proj_out = model.proj_out
         self.layers = list(self.decoder.layers)
@@ -151,6 +189,9 @@ class DecoderCache:
         self.values: list[torch.Tensor] = []
         self.cross_keys: list[torch.Tensor] = []
         self.cross_values: list[torch.Tensor] = []
+        #: folded where a module's weights are whole on this rank (under ZeRO-3, only while it is called)
+        self.fold = not is_deepspeed_zero3_enabled()
+        self.projections: list[DecoderProjections] | None = None  # built at the first step, in its dtype
 
     def load(self, cache: Any, offset: int) -> None:
         """Copy a prompt pass's ``EncoderDecoderCache`` into rows ``offset`` onwards."""
@@ -176,34 +217,50 @@ class DecoderCache:
         :class:`~voxplug.evaluation.decoding.DecodeState`."""
         decoder = self.decoder
         hidden = decoder.embed_tokens(ids) + decoder.embed_positions(ids, position_ids=position.view(1, 1))
+        if self.projections is None:
+            dtype = compute_dtype(hidden.device, hidden.dtype)
+            self.projections = [DecoderProjections.of(layer, dtype, self.fold) for layer in self.layers]
         for index, layer in enumerate(self.layers):  # WhisperDecoderLayer.forward's arithmetic, in its order
+            projections = self.projections[index]
             normed = layer.self_attn_layer_norm(hidden)
-            hidden = hidden + self._self_attention(index, layer.self_attn, normed, position, span, mask)
+            hidden = hidden + self._self_attention(index, layer.self_attn, projections, normed, position, span, mask)
             normed = layer.encoder_attn_layer_norm(hidden)
-            hidden = hidden + self._cross_attention(index, layer.encoder_attn, normed)
-            hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
+            hidden = hidden + self._cross_attention(index, layer.encoder_attn, projections, normed)
+            (inner,) = projections.fc1(layer.final_layer_norm(hidden))
+            (out,) = projections.fc2(layer.activation_fn(inner))
+            hidden = hidden + out
         hidden = decoder.layer_norm(hidden)
         return self.proj_out(hidden[:, -1]).float() + self.suppress
 
     def _self_attention(
-        self, index: int, attention: Any, normed: torch.Tensor, position: torch.Tensor, span: int, mask: Any
+        self,
+        index: int,
+        attention: Any,
+        projections: DecoderProjections,
+        normed: torch.Tensor,
+        position: torch.Tensor,
+        span: int,
+        mask: Any,
     ) -> torch.Tensor:
         """Write the new token's key and value at ``position``; attend to the first ``span`` positions."""
         rows = normed.shape[0]
         shape = (rows, 1, -1, attention.head_dim)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
-        keys.index_copy_(2, position.view(1), attention.k_proj(normed).view(shape).transpose(1, 2).to(keys.dtype))
-        values.index_copy_(2, position.view(1), attention.v_proj(normed).view(shape).transpose(1, 2).to(values.dtype))
-        query = scaled_query(attention, normed)  # attends in the cache's dtype, as the Voxtral decoder does
+        projected, key, value = projections.self_qkv(normed)
+        keys.index_copy_(2, position.view(1), key.view(shape).transpose(1, 2).to(keys.dtype))
+        values.index_copy_(2, position.view(1), value.view(shape).transpose(1, 2).to(values.dtype))
+        query = scaled_query(attention, projected)  # attends in the cache's dtype, as the Voxtral decoder does
         attended = attend(query.to(keys.dtype), keys[:, :, :span], values[:, :, :span], mask)
-        return attention.out_proj(attended.to(query.dtype))
+        return projections.self_out(attended.to(query.dtype))[0]
 
-    def _cross_attention(self, index: int, attention: Any, normed: torch.Tensor) -> torch.Tensor:
+    def _cross_attention(
+        self, index: int, attention: Any, projections: DecoderProjections, normed: torch.Tensor
+    ) -> torch.Tensor:
         """Attend to the encoder's frames through their keys and values from the prompt pass."""
         rows = normed.shape[0]
         keys, values = self.cross_keys[index][:rows], self.cross_values[index][:rows]
-        query = scaled_query(attention, normed)
-        return attention.out_proj(attend(query.to(keys.dtype), keys, values, None).to(query.dtype))
+        query = scaled_query(attention, projections.cross_query(normed)[0])
+        return projections.cross_out(attend(query.to(keys.dtype), keys, values, None).to(query.dtype))[0]
 
     def move_rows(self, keep: torch.Tensor) -> None:
         """Copy rows ``keep`` of every buffer to its first rows."""

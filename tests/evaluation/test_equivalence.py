@@ -282,6 +282,49 @@ def test_whisper_matches_generate_and_stops_at_end_of_text(
     assert wer_cer([text for _, text in speech_clips[:4]], texts)["wer"] < 0.5, texts  # a real model, really heard
 
 
+def test_whisper_decoding_folds_lora_layers_and_gives_peft_tokens(
+    tiny_en: tuple[Any, Any], clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Whisper LoRA model (the decoder's scope, random adapters): each decoder layer's self-attention q/k/v, its
+    output, the cross-attention's query and output, fc1 and fc2 are folded (six groups a layer), and the tokens
+    are those of PEFT's model through ``generate``; with the adapters off nothing folds."""
+    import copy
+
+    import torch
+    import voxplug_whisper.generation as generation
+    from peft import LoraConfig, get_peft_model
+    from voxplug_whisper.family import lora_target_regex
+    from voxplug_whisper.generation import log_mel_features, transcribe_ids
+
+    model, processor = tiny_en
+    torch.manual_seed(5)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=lora_target_regex(["decoder"]), init_lora_weights=False)
+    tuned = get_peft_model(copy.deepcopy(model), config).eval()
+    with torch.no_grad():  # adapters large enough to change what is heard
+        for name, parameter in tuned.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(4)
+    folds: list[Any] = []
+    fold = generation.fold_lora
+    monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: folds.append(fold(layers, dtype)) or folds[-1])
+    audios = clips[:3]
+    ours = transcribe_ids(tuned, processor, audios, [None] * 3, max_new_tokens=12)
+    layers = model.config.decoder_layers
+    assert len(folds) == 6 * layers and all(folded is not None for folded in folds)
+    assert [len(folded.weights) for folded in folds[:6]] == [3, 1, 1, 1, 1, 1]
+    eot = processor.tokenizer.eos_token_id
+    for audio, tokens in zip(audios, ours, strict=True):
+        with torch.inference_mode():
+            row = tuned.generate(input_features=log_mel_features(processor, [audio]), max_new_tokens=12)[0].tolist()
+        assert tokens == (row[: row.index(eot)] if eot in row else row)
+    base = transcribe_ids(model, processor, audios, [None] * 3, max_new_tokens=12)
+    assert ours != base
+    folds.clear()
+    with tuned.disable_adapter():
+        assert transcribe_ids(tuned, processor, audios, [None] * 3, max_new_tokens=12) == base
+    assert len(folds) == 6 * layers and not any(folds)
+
+
 class SmallMemoryDecoding:
     """A Voxtral decoder whose device holds at most ``rows`` decoder rows: more raise PyTorch's out-of-memory
     error at the prompt pass, as a GPU would."""
