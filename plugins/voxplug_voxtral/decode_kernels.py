@@ -79,16 +79,18 @@ def _kernels() -> Any:
         tl.store(values_ptr + at, tl.load(x, mask=on), mask=on)
         tl.store(values_ptr + at + HALF, tl.load(x + HALF, mask=on), mask=on)
 
-    @triton.jit
+    # ``splits`` is not a compile-time constant (nor specialised on), so that a transcription whose batch shrinks
+    # compiles the kernels once, not once per number of splits
+    @triton.jit(do_not_specialize=["splits"])
     def decode_attention_kernel(
-        q_ptr, keys_ptr, values_ptr, position_ptr, out_ptr, part_ptr, lse_ptr, scale_log2,
+        q_ptr, keys_ptr, values_ptr, position_ptr, out_ptr, part_ptr, lse_ptr, scale_log2, splits,
         cache_row, cache_position, cache_head,
         HEADS: tl.constexpr, GROUP: tl.constexpr, BLOCK_GROUP: tl.constexpr, DIM: tl.constexpr,
-        BLOCK_N: tl.constexpr, SPLITS: tl.constexpr,
+        BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
     ):  # fmt: skip
         row, kv_head, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         length = tl.load(position_ptr).to(tl.int32) + 1
-        per_split = tl.cdiv(tl.cdiv(length, SPLITS), BLOCK_N) * BLOCK_N
+        per_split = tl.cdiv(tl.cdiv(length, splits), BLOCK_N) * BLOCK_N
         start = split * per_split
         end = tl.minimum(start + per_split, length)
         group = tl.arange(0, BLOCK_GROUP)
@@ -114,23 +116,25 @@ def _kernels() -> Any:
             values = tl.load(values_ptr + at, mask=filled[:, None], other=0.0)
             acc = acc * kept[:, None] + tl.dot(weights.to(values.dtype), values)
             best = new_best
-        if SPLITS == 1:
+        if not SPLIT:
             out = out_ptr + (row * HEADS + heads[:, None]) * DIM + dims[None, :]
             tl.store(out, (acc / total[:, None]).to(out_ptr.dtype.element_ty), mask=on)
         else:
             some = total > 0  # a split past the filled positions has read nothing
-            part = part_ptr + ((row * HEADS + heads[:, None]) * SPLITS + split) * DIM + dims[None, :]
+            part = part_ptr + ((row * HEADS + heads[:, None]) * splits + split) * DIM + dims[None, :]
             tl.store(part, tl.where(some[:, None], acc / tl.where(some, total, 1.0)[:, None], 0.0), mask=on)
             lse = tl.where(some, best + tl.math.log2(tl.where(some, total, 1.0)), float("-inf"))
-            tl.store(lse_ptr + (row * HEADS + heads) * SPLITS + split, lse, mask=group < GROUP)
+            tl.store(lse_ptr + (row * HEADS + heads) * splits + split, lse, mask=group < GROUP)
 
-    @triton.jit
-    def decode_attention_combine(part_ptr, lse_ptr, out_ptr, DIM: tl.constexpr, SPLITS: tl.constexpr):
+    @triton.jit(do_not_specialize=["splits"])
+    def decode_attention_combine(part_ptr, lse_ptr, out_ptr, splits, DIM: tl.constexpr, MAX_SPLITS: tl.constexpr):
         head = tl.program_id(0)  # over rows x heads
-        splits = tl.arange(0, SPLITS)
-        lse = tl.load(lse_ptr + head * SPLITS + splits)
+        split = tl.arange(0, MAX_SPLITS)
+        on = split < splits
+        lse = tl.load(lse_ptr + head * splits + split, mask=on, other=float("-inf"))
         weights = tl.math.exp2(lse - tl.max(lse, 0))
-        parts = tl.load(part_ptr + (head * SPLITS + splits[:, None]) * DIM + tl.arange(0, DIM)[None, :])
+        at = (head * splits + split[:, None]) * DIM + tl.arange(0, DIM)[None, :]
+        parts = tl.load(part_ptr + at, mask=on[:, None], other=0.0)
         out = tl.sum(parts * weights[:, None], 0) / tl.sum(weights, 0)
         tl.store(out_ptr + head * DIM + tl.arange(0, DIM), out.to(out_ptr.dtype.element_ty))
 
@@ -176,12 +180,16 @@ def rope_append(
     return out
 
 
+#: The most parts :func:`decode_attention` splits the positions into.
+MAX_SPLITS = 16
+
+
 def attention_splits(rows: int, kv_heads: int, positions: int, device: torch.device, block: int = 64) -> int:
     """How many parts :func:`decode_attention` splits each row's positions into: enough thread blocks for two per
-    streaming multiprocessor, a power of two up to 16, no part shorter than one block of positions."""
+    streaming multiprocessor, a power of two up to :data:`MAX_SPLITS`, no part shorter than one block of positions."""
     units = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
     splits = 1
-    while splits < 16 and rows * kv_heads * splits < 2 * units and positions >= 2 * splits * block:
+    while splits < MAX_SPLITS and rows * kv_heads * splits < 2 * units and positions >= 2 * splits * block:
         splits *= 2
     return splits
 
@@ -198,8 +206,8 @@ def decode_attention(
     stages: int = 2,
 ) -> torch.Tensor:
     """``query`` (``(rows, heads, dim)``, contiguous) against ``keys``/``values`` (``(rows, positions, kv heads,
-    dim)``) up to and including ``position``: ``(rows, 1, heads * dim)``. ``splits`` (a power of two) parts of the
-    positions are attended by thread blocks of their own and combined; ``block``, ``warps`` and ``stages`` are
+    dim)``) up to and including ``position``: ``(rows, 1, heads * dim)``. ``splits`` (1 to :data:`MAX_SPLITS`) parts
+    of the positions are attended by thread blocks of their own and combined; ``block``, ``warps`` and ``stages`` are
     Triton's tile of positions, warps per block and software-pipeline depth."""
     import math
 
@@ -211,8 +219,8 @@ def decode_attention(
     _check_cache(keys, values)
     if not query.is_contiguous() or query.dtype != keys.dtype or heads % kv_heads:
         raise ValueError(f"query: expected contiguous {keys.dtype}, heads a multiple of {kv_heads}")
-    if splits < 1 or splits & (splits - 1):
-        raise ValueError(f"splits: expected a power of two, got {splits}")
+    if splits < 1 or splits > MAX_SPLITS:
+        raise ValueError(f"splits: expected 1 to {MAX_SPLITS}, got {splits}")
     group = heads // kv_heads
     _, attention_kernel, combine_kernel = _kernels()
     part = lse = out
@@ -220,13 +228,13 @@ def decode_attention(
         part = torch.empty(rows, heads, splits, dim, dtype=torch.float32, device=query.device)
         lse = torch.empty(rows, heads, splits, dtype=torch.float32, device=query.device)
     attention_kernel[(rows, kv_heads, splits)](
-        query, keys, values, position, out, part, lse, scale * math.log2(math.e),
+        query, keys, values, position, out, part, lse, scale * math.log2(math.e), splits,
         keys.stride(0), keys.stride(1), keys.stride(2),
         HEADS=heads, GROUP=group, BLOCK_GROUP=max(16, _power_of_two(group)), DIM=dim,
-        BLOCK_N=block, SPLITS=splits, num_warps=warps, num_stages=stages,
+        BLOCK_N=block, SPLIT=splits > 1, num_warps=warps, num_stages=stages,
     )  # fmt: skip
     if splits > 1:
-        combine_kernel[(rows * heads,)](part, lse, out, DIM=dim, SPLITS=splits)
+        combine_kernel[(rows * heads,)](part, lse, out, splits, DIM=dim, MAX_SPLITS=MAX_SPLITS)
     return out.view(rows, 1, heads * dim)
 
 
