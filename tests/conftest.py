@@ -10,11 +10,18 @@ instead of the default (``-m slow``, ``-m browser``, ``-m gpu``).
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
+import torch
 
 pytest_plugins = ["pytester"]
+
+# Without a GPU, Triton's interpreter runs voxplug's decoding kernels (tests/evaluation/test_decode_kernels.py). It
+# is chosen when Triton is first imported, which loading a transformers model does: so here, before any test runs.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 #: The tiers left out of a plain run; each is a marker declared in pyproject.toml.
 LEFT_OUT_BY_DEFAULT = ("slow", "browser", "gpu")

@@ -90,7 +90,7 @@ def _kernels() -> Any:
     ):  # fmt: skip
         row, kv_head, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         length = tl.load(position_ptr).to(tl.int32) + 1
-        per_split = tl.cdiv(tl.cdiv(length, splits), BLOCK_N) * BLOCK_N
+        per_split = ((length + splits - 1) // splits + BLOCK_N - 1) // BLOCK_N * BLOCK_N
         start = split * per_split
         end = tl.minimum(start + per_split, length)
         group = tl.arange(0, BLOCK_GROUP)

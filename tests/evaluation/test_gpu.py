@@ -326,6 +326,38 @@ def test_voxtral_features_on_the_gpu_are_the_processors_within_tolerance_and_giv
     assert ours == theirs
 
 
+def test_whisper_lora_folded_under_autocast_replays_its_eager_steps_and_agrees_with_peft(
+    tmp_path: Path, audios: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Whisper LoRA run's evaluation (a tiny random Whisper: bf16 base, fp32 adapters on the decoder, bf16
+    autocast): every group folds to bf16, graphs replay the eager steps, and a share agrees with PEFT's forward."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+    from voxplug_whisper import generation
+    from voxplug_whisper.family import lora_target_regex
+    from voxplug_whisper.tiny import build_tiny_whisper
+
+    folder = build_tiny_whisper(tmp_path / "whisper")
+    base = WhisperForConditionalGeneration.from_pretrained(folder, dtype=torch.bfloat16)
+    torch.manual_seed(3)
+    config = LoraConfig(r=8, lora_alpha=32, target_modules=lora_target_regex(["decoder"]), init_lora_weights=False)
+    model = get_peft_model(base, config, autocast_adapter_dtype=True).to("cuda").eval()
+    processor = WhisperProcessor.from_pretrained(folder)
+    folds: list[Any] = []
+    fold = generation.fold_lora
+    monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: folds.append(fold(layers, dtype)) or folds[-1])
+    clips = audios[:13]  # up to 30 s
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        graphed, stats = fast(generation, model, processor, clips, max_new_tokens=24)
+        assert folds and all(folded is not None and folded.dtype == torch.bfloat16 for folded in folds)
+        eager, _ = fast(generation, model, processor, clips, max_new_tokens=24, cuda_graphs=False)
+        monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: None)
+        peft_tokens, _ = fast(generation, model, processor, clips, max_new_tokens=24, cuda_graphs=False)
+    assert stats.captures > 0 and not stats.graphs_failed, stats
+    assert graphed == eager
+    assert agreement(eager, peft_tokens) >= 0.7, (eager, peft_tokens)
+
+
 def test_whisper_tiny_en_graphs_match_generate(tiny_en_folder: Path, audios: list[np.ndarray]) -> None:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
     from voxplug_whisper import generation
