@@ -72,6 +72,20 @@ def test_voxtral_graphs_replay_the_eager_steps(tiny_voxtral: Path, audios: list[
         assert agreement(graphed, theirs) >= 0.8, (graphed, theirs)
 
 
+def masked_sdpa(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, at: int, scale: float) -> torch.Tensor:
+    """fp32 SDPA of ``(rows, heads, 1, dim)`` queries over positions up to ``at`` of a position-major cache."""
+    rows, heads, _, dim = query.shape
+    mask = (torch.arange(keys.shape[1], device=keys.device) <= at).view(1, 1, 1, -1)
+    return torch.nn.functional.scaled_dot_product_attention(
+        query.float(),
+        keys.transpose(1, 2).float(),
+        values.transpose(1, 2).float(),
+        attn_mask=mask,
+        scale=scale,
+        enable_gqa=True,
+    ).reshape(rows, 1, heads * dim)
+
+
 def test_length_attention_on_the_gpu_is_flash_and_equals_masked_sdpa() -> None:
     """FlashAttention's variable-length kernel told each row's filled length reads what a masked SDPA call over the
     same cache reads (fp32 reference; bf16 inputs), at several positions, in a CUDA graph as eagerly."""
@@ -95,15 +109,7 @@ def test_length_attention_on_the_gpu_is_flash_and_equals_masked_sdpa() -> None:
         position.fill_(at)
         graph.replay()
         eager = attention.attend(query, keys, values, position, 0.1)
-        mask = (torch.arange(positions, device="cuda") <= at).view(1, 1, 1, -1)
-        expected = torch.nn.functional.scaled_dot_product_attention(
-            query.float(),
-            keys.transpose(1, 2).float(),
-            values.transpose(1, 2).float(),
-            attn_mask=mask,
-            scale=0.1,
-            enable_gqa=True,
-        ).reshape(rows, 1, heads * dim)
+        expected = masked_sdpa(query, keys, values, at, 0.1)
         assert torch.equal(captured, eager)
         assert (eager.float() - expected).abs().max() < 2e-2, at
 
@@ -165,15 +171,7 @@ def test_triton_decode_attention_equals_masked_sdpa_in_a_graph_as_eagerly(rows: 
         graph.replay()
         eager = decode_attention(query, keys, values, position, 0.1, splits)
         whole = decode_attention(query, keys, values, position, 0.1, 1)
-        mask = (torch.arange(positions, device="cuda") <= at).view(1, 1, 1, -1)
-        expected = torch.nn.functional.scaled_dot_product_attention(
-            query.float().unsqueeze(2),
-            keys.transpose(1, 2).float(),
-            values.transpose(1, 2).float(),
-            attn_mask=mask,
-            scale=0.1,
-            enable_gqa=True,
-        ).reshape(rows, 1, heads * dim)
+        expected = masked_sdpa(query.unsqueeze(2), keys, values, at, 0.1)
         assert torch.equal(captured, eager)
         assert (eager.float() - expected).abs().max() < 2e-2, at
         assert (whole.float() - expected).abs().max() < 2e-2, at
@@ -284,15 +282,23 @@ def test_voxtral_lora_folded_under_autocast_replays_its_eager_steps_and_agrees_w
     model = get_peft_model(base, config, autocast_adapter_dtype=True).to("cuda").eval()
     assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
     processor = AutoProcessor.from_pretrained(flash_voxtral)
+    folded_replays_and_agrees_with_peft(generation, model, processor, audios, monkeypatch)
+
+
+def folded_replays_and_agrees_with_peft(
+    generation: Any, model: Any, processor: Any, clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under bf16 autocast: every group of ``model``'s LoRA layers folds to bf16, graphs replay the eager steps,
+    and at least 70% of the transcripts agree with PEFT's own forward (other roundings of the adapters' add)."""
     folds: list[Any] = []
     fold = generation.fold_lora
     monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: folds.append(fold(layers, dtype)) or folds[-1])
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        graphed, stats = fast(generation, model, processor, audios, max_new_tokens=24)
+        graphed, stats = fast(generation, model, processor, clips, max_new_tokens=24)
         assert folds and all(folded is not None and folded.dtype == torch.bfloat16 for folded in folds)
-        eager, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False)
+        eager, _ = fast(generation, model, processor, clips, max_new_tokens=24, cuda_graphs=False)
         monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: None)
-        peft_tokens, _ = fast(generation, model, processor, audios, max_new_tokens=24, cuda_graphs=False)
+        peft_tokens, _ = fast(generation, model, processor, clips, max_new_tokens=24, cuda_graphs=False)
     assert stats.captures > 0 and not stats.graphs_failed, stats
     assert graphed == eager
     assert agreement(eager, peft_tokens) >= 0.7, (eager, peft_tokens)
@@ -343,19 +349,7 @@ def test_whisper_lora_folded_under_autocast_replays_its_eager_steps_and_agrees_w
     config = LoraConfig(r=8, lora_alpha=32, target_modules=lora_target_regex(["decoder"]), init_lora_weights=False)
     model = get_peft_model(base, config, autocast_adapter_dtype=True).to("cuda").eval()
     processor = WhisperProcessor.from_pretrained(folder)
-    folds: list[Any] = []
-    fold = generation.fold_lora
-    monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: folds.append(fold(layers, dtype)) or folds[-1])
-    clips = audios[:13]  # up to 30 s
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        graphed, stats = fast(generation, model, processor, clips, max_new_tokens=24)
-        assert folds and all(folded is not None and folded.dtype == torch.bfloat16 for folded in folds)
-        eager, _ = fast(generation, model, processor, clips, max_new_tokens=24, cuda_graphs=False)
-        monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: None)
-        peft_tokens, _ = fast(generation, model, processor, clips, max_new_tokens=24, cuda_graphs=False)
-    assert stats.captures > 0 and not stats.graphs_failed, stats
-    assert graphed == eager
-    assert agreement(eager, peft_tokens) >= 0.7, (eager, peft_tokens)
+    folded_replays_and_agrees_with_peft(generation, model, processor, audios[:13], monkeypatch)  # up to 30 s
 
 
 def test_whisper_tiny_en_graphs_match_generate(tiny_en_folder: Path, audios: list[np.ndarray]) -> None:
