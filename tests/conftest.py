@@ -18,8 +18,9 @@ import torch
 
 pytest_plugins = ["pytester"]
 
-# Without a GPU, Triton's interpreter runs voxplug's decoding kernels (tests/evaluation/test_decode_kernels.py). It
-# is chosen when Triton is first imported, which loading a transformers model does: so here, before any test runs.
+# Without a GPU, Triton's interpreter runs voxplug's decoding kernels (tests/evaluation/test_decode_kernels.py).
+# Triton's own language functions are made interpreted or not when Triton is first imported (loading a
+# transformers model imports it), and a kernel of one kind cannot call the other's: so here, before any test.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

@@ -3,7 +3,7 @@ dim)``, every row filled up to the same position).
 
 :func:`rope_append` rotates the new token's query and key (Llama's rotary embedding, rounded as
 :func:`voxplug_voxtral.kernels.rotary_pos_emb` rounds it) and writes the key and value into the cache: one kernel
-where PyTorch runs a dozen small ones per layer. :func:`decode_attention` attends one query per head to the filled
+where PyTorch runs about ten small ones per layer. :func:`decode_attention` attends one query per head to the filled
 positions, reading each key/value head once for all the query heads that share it, split over the positions when
 the batch alone gives the card too few thread blocks, as flash-decoding does. Both read the position from the
 device, so a captured step replays at every position. Used where :func:`triton_serves` a cache.
@@ -12,6 +12,8 @@ device, so a captured step replays at every position. Used where :func:`triton_s
 from __future__ import annotations
 
 import functools
+import math
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -20,10 +22,11 @@ import torch
 def triton_serves(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
     """Whether these kernels serve a cache of this device, dtype and head size: an NVIDIA GPU of compute
     capability 8.0 or newer with Triton installed, half precision, and a head size that is a power of two from 16
-    to 256 (the matrix units' smallest tile and Triton's block shapes)."""
+    to 128 (the matrix units' smallest tile, Triton's block shapes, and tiles that fit every such card's shared
+    memory)."""
     if device.type != "cuda" or torch.version.hip is not None or dtype not in (torch.float16, torch.bfloat16):
         return False
-    if head_dim < 16 or head_dim > 256 or head_dim & (head_dim - 1):
+    if head_dim < 16 or head_dim > 128 or head_dim & (head_dim - 1):
         return False
     if torch.cuda.get_device_capability(device) < (8, 0):
         return False
@@ -47,7 +50,7 @@ def _kernels() -> Any:
         HEADS: tl.constexpr, KV_HEADS: tl.constexpr, BLOCK_HEADS: tl.constexpr, HALF: tl.constexpr,
         ROUND: tl.constexpr,
     ):  # fmt: skip
-        row = tl.program_id(0)
+        row = tl.program_id(0).to(tl.int64)  # offsets past 2**31 elements stay exact
         position = tl.load(position_ptr)
         heads = tl.arange(0, BLOCK_HEADS)[:, None]
         dims = tl.arange(0, HALF)[None, :]
@@ -55,7 +58,8 @@ def _kernels() -> Any:
         s1, s2 = tl.load(sin_ptr + dims).to(tl.float32), tl.load(sin_ptr + HALF + dims).to(tl.float32)
         dtype = q_out_ptr.dtype.element_ty
         # query: out1 = x1 c1 - x2 s1, out2 = x2 c2 + x1 s2; where cos and sin are in the query's dtype, the first
-        # product is rounded to it before the second is added, as PyTorch's mul then addcmul_ round it
+        # product is rounded to it before the second (exact in float32) is added, as PyTorch's mul then addcmul_
+        # round it
         on = heads < HEADS
         x = q_ptr + row * q_row + heads * q_head + dims
         x1, x2 = tl.load(x, mask=on).to(tl.float32), tl.load(x + HALF, mask=on).to(tl.float32)
@@ -88,7 +92,7 @@ def _kernels() -> Any:
         HEADS: tl.constexpr, GROUP: tl.constexpr, BLOCK_GROUP: tl.constexpr, DIM: tl.constexpr,
         BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
     ):  # fmt: skip
-        row, kv_head, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        row, kv_head, split = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)
         length = tl.load(position_ptr).to(tl.int32) + 1
         per_split = ((length + splits - 1) // splits + BLOCK_N - 1) // BLOCK_N * BLOCK_N
         start = split * per_split
@@ -128,7 +132,7 @@ def _kernels() -> Any:
 
     @triton.jit(do_not_specialize=["splits"])
     def decode_attention_combine(part_ptr, lse_ptr, out_ptr, splits, DIM: tl.constexpr, MAX_SPLITS: tl.constexpr):
-        head = tl.program_id(0)  # over rows x heads
+        head = tl.program_id(0).to(tl.int64)  # over rows x heads
         split = tl.arange(0, MAX_SPLITS)
         on = split < splits
         lse = tl.load(lse_ptr + head * splits + split, mask=on, other=float("-inf"))
@@ -154,29 +158,39 @@ def rope_append(
     """Rotate ``query`` and ``key`` (``(rows, 1, heads * dim)``, the projections' outputs) by ``cos``/``sin`` (one
     position's, ``dim`` wide, in the cache's dtype or float32), write the rotated key and ``value`` into
     ``keys``/``values`` (``(rows, positions, kv heads, dim)``) at ``position`` (a device scalar); return the rotated
-    query, ``(rows, heads, dim)``."""
+    query, ``(rows, heads, dim)``. With cos and sin in the cache's dtype the values are
+    :func:`~voxplug_voxtral.kernels.rotary_pos_emb`'s bit for bit; in float32, within a rounding of them (PyTorch
+    may fuse a multiply-add that this kernel does not)."""
     rows, _, kv_heads, dim = keys.shape
     heads = query.shape[-1] // dim
     out = torch.empty(rows, heads, dim, dtype=keys.dtype, device=keys.device)
     if rows == 0:
         return out
     _check_cache(keys, values)
-    for name, tensor in (("query", query), ("key", key), ("value", value)):
-        if tensor.stride(-1) != 1 or tensor.dtype != keys.dtype:
-            raise ValueError(f"{name}: expected unit stride over its width, {keys.dtype}; got {tensor.dtype}")
+    for name, tensor, width in (
+        ("query", query, heads * dim),
+        ("key", key, kv_heads * dim),
+        ("value", value, kv_heads * dim),
+    ):
+        if tensor.shape != (rows, 1, width) or tensor.stride(-1) != 1 or tensor.dtype != keys.dtype:
+            raise ValueError(
+                f"{name}: expected ({rows}, 1, {width}) {keys.dtype} with unit stride over its width; got "
+                f"{tuple(tensor.shape)} {tensor.dtype}"
+            )
     cos, sin = cos.reshape(-1), sin.reshape(-1)
     if cos.numel() != dim or sin.numel() != dim or not (cos.is_contiguous() and sin.is_contiguous()):
         raise ValueError(f"cos and sin: expected one position's {dim} values, contiguous; got {tuple(cos.shape)}")
     if cos.dtype != sin.dtype or cos.dtype not in (keys.dtype, torch.float32):
         raise ValueError(f"cos and sin: expected {keys.dtype} or float32, got {cos.dtype} and {sin.dtype}")
     rope_append_kernel = _kernels()[0]
-    rope_append_kernel[(rows,)](
-        query, key, value, cos, sin, position, out, keys, values,
-        query.stride(0), dim, key.stride(0), dim, value.stride(0), dim,
-        keys.stride(0), keys.stride(1), keys.stride(2),
-        HEADS=heads, KV_HEADS=kv_heads, BLOCK_HEADS=_power_of_two(max(heads, kv_heads)), HALF=dim // 2,
-        ROUND=cos.dtype == keys.dtype, enable_fp_fusion=False,  # no fused multiply-add: PyTorch's roundings
-    )  # fmt: skip
+    with torch.cuda.device(keys.device) if keys.is_cuda else nullcontext():
+        rope_append_kernel[(rows,)](
+            query, key, value, cos, sin, position, out, keys, values,
+            query.stride(0), dim, key.stride(0), dim, value.stride(0), dim,
+            keys.stride(0), keys.stride(1), keys.stride(2),
+            HEADS=heads, KV_HEADS=kv_heads, BLOCK_HEADS=_power_of_two(max(heads, kv_heads)), HALF=dim // 2,
+            ROUND=cos.dtype == keys.dtype, enable_fp_fusion=False,  # each product rounded apart, as by mul
+        )  # fmt: skip
     return out
 
 
@@ -186,7 +200,8 @@ MAX_SPLITS = 16
 
 def attention_splits(rows: int, kv_heads: int, positions: int, device: torch.device, block: int = 64) -> int:
     """How many parts :func:`decode_attention` splits each row's positions into: enough thread blocks for two per
-    streaming multiprocessor, a power of two up to :data:`MAX_SPLITS`, no part shorter than one block of positions."""
+    streaming multiprocessor, a power of two up to :data:`MAX_SPLITS`, no part of the cache's ``positions`` shorter
+    than one block (parts past the positions filled so far read nothing)."""
     units = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
     splits = 1
     while splits < MAX_SPLITS and rows * kv_heads * splits < 2 * units and positions >= 2 * splits * block:
@@ -208,9 +223,7 @@ def decode_attention(
     """``query`` (``(rows, heads, dim)``, contiguous) against ``keys``/``values`` (``(rows, positions, kv heads,
     dim)``) up to and including ``position``: ``(rows, 1, heads * dim)``. ``splits`` (1 to :data:`MAX_SPLITS`) parts
     of the positions are attended by thread blocks of their own and combined; ``block``, ``warps`` and ``stages`` are
-    Triton's tile of positions, warps per block and software-pipeline depth."""
-    import math
-
+    Triton's tile of positions (a power of two from 16), warps per block and software-pipeline depth."""
     rows, heads, dim = query.shape
     kv_heads = keys.shape[2]
     out = torch.empty(rows, heads, dim, dtype=query.dtype, device=query.device)
@@ -221,21 +234,33 @@ def decode_attention(
         raise ValueError(f"query: expected contiguous {keys.dtype}, heads a multiple of {kv_heads}")
     if splits < 1 or splits > MAX_SPLITS:
         raise ValueError(f"splits: expected 1 to {MAX_SPLITS}, got {splits}")
+    check_tile(block, warps, stages)
     group = heads // kv_heads
     _, attention_kernel, combine_kernel = _kernels()
     part = lse = out
     if splits > 1:
         part = torch.empty(rows, heads, splits, dim, dtype=torch.float32, device=query.device)
         lse = torch.empty(rows, heads, splits, dtype=torch.float32, device=query.device)
-    attention_kernel[(rows, kv_heads, splits)](
-        query, keys, values, position, out, part, lse, scale * math.log2(math.e), splits,
-        keys.stride(0), keys.stride(1), keys.stride(2),
-        HEADS=heads, GROUP=group, BLOCK_GROUP=max(16, _power_of_two(group)), DIM=dim,
-        BLOCK_N=block, SPLIT=splits > 1, num_warps=warps, num_stages=stages,
-    )  # fmt: skip
-    if splits > 1:
-        combine_kernel[(rows * heads,)](part, lse, out, splits, DIM=dim, MAX_SPLITS=MAX_SPLITS)
+    with torch.cuda.device(keys.device) if keys.is_cuda else nullcontext():
+        attention_kernel[(rows, kv_heads, splits)](
+            query, keys, values, position, out, part, lse, scale * math.log2(math.e), splits,
+            keys.stride(0), keys.stride(1), keys.stride(2),
+            HEADS=heads, GROUP=group, BLOCK_GROUP=max(16, _power_of_two(group)), DIM=dim,
+            BLOCK_N=block, SPLIT=splits > 1, num_warps=warps, num_stages=stages,
+        )  # fmt: skip
+        if splits > 1:
+            combine_kernel[(rows * heads,)](part, lse, out, splits, DIM=dim, MAX_SPLITS=MAX_SPLITS)
     return out.view(rows, 1, heads * dim)
+
+
+def check_tile(block: int, warps: int, stages: int) -> None:
+    """Refuse a tile :func:`decode_attention` cannot run: ``block`` a power of two from 16, ``warps`` a power of
+    two from 1 to 16, ``stages`` from 1."""
+    if block < 16 or block & (block - 1) or warps < 1 or warps > 16 or warps & (warps - 1) or stages < 1:
+        raise ValueError(
+            f"tile {block}x{warps}x{stages}: expected a block that is a power of two from 16, 1 to 16 warps (a power "
+            "of two) and at least one stage"
+        )
 
 
 def _check_cache(keys: torch.Tensor, values: torch.Tensor) -> None:

@@ -94,7 +94,8 @@ class StepAttention:
     length mask) or ``triton`` (the same cache, and where :func:`~voxplug_voxtral.decode_kernels.triton_serves`
     voxplug's Triton kernels: the rotary embedding and the cache write as one kernel, and attention split over the
     positions when the rows alone leave the card idle; elsewhere as ``varlen``). All read every key/value head
-    once and give the same tokens. ``backends``: the SDPA backends the step may use (``cudnn``, ``flash``,
+    once and give the same tokens up to the roundings of their kernels (in half precision, near-ties may flip).
+    ``backends``: the SDPA backends the step may use (``cudnn``, ``flash``,
     ``efficient``, ``math``; None: PyTorch's own choice), for measuring which is fastest on a card. ``tile``: the
     ``triton`` attention's positions per block, warps and pipeline stages (None: 64, 4, 2). The decoder's default
     is :func:`default_step_attention`.
@@ -114,6 +115,10 @@ class StepAttention:
             raise ValueError(f"the {self.layout} layout calls its kernels itself: SDPA backends do not apply to it")
         if self.tile is not None and self.layout != "triton":
             raise ValueError(f"a tile is the triton layout's; the {self.layout} layout takes none")
+        if self.tile is not None:
+            from voxplug_voxtral.decode_kernels import check_tile
+
+            check_tile(*self.tile)
 
     def backend_context(self) -> AbstractContextManager[Any]:
         """The SDPA backends allowed while the step runs (a host-side setting, so it holds in a captured graph)."""
@@ -171,7 +176,7 @@ class LanguageModelCache:
         self.stack = stack and self.fused
         #: the step bounds attention by the position itself (the decoder then needs no spans and no mask)
         self.reads_lengths = self.attention.layout in LENGTH_LAYOUTS
-        #: the cache's position axis: 2 in ``(rows, heads, positions, dim)``, 1 in ``varlen``'s position-major
+        #: the cache's position axis: 2 in ``(rows, heads, positions, dim)``, 1 in the length layouts' position-major
         self.axis = 1 if self.reads_lengths else 2
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
@@ -239,10 +244,8 @@ class LanguageModelCache:
         normed = norm(layer.input_layernorm, hidden)
         keys, values = self.keys[index][:rows], self.values[index][:rows]
         outputs = projections.qkv(normed)
-        if self.lengths is not None and self.lengths.triton and {out.dtype for out in outputs} == {keys.dtype}:
-            from voxplug_voxtral.decode_kernels import rope_append
-
-            query = rope_append(*outputs, *rotary, keys, values, position)
+        if self.lengths is not None and self.lengths.serves_rotated(outputs, rotary[0], keys):
+            query = self.lengths.rope_append(*outputs, *rotary, keys, values, position)
             attended = self.lengths.attend_rotated(query, keys, values, position, attention.scaling)
             hidden = hidden + projections.output(attended)
             return hidden + projections.mlp(norm(layer.post_attention_layernorm, hidden))
@@ -321,25 +324,41 @@ class LengthAttention:
         self.positions = positions
         self.triton = attention is not None and attention.layout == "triton" and triton_applies(like)
         self.tile = (attention.tile if attention is not None else None) or (64, 4, 2)
+        if self.triton:
+            from voxplug_voxtral import decode_kernels
+
+            self.kernels = decode_kernels
         self.splits: dict[int, int] = {}  # by row count
         self.flash = flash_varlen_applies(like)
         steps = torch.arange(rows + 1, dtype=torch.int32, device=like.device)
         self.query_starts, self.key_starts = steps, steps * positions
         self.arange = torch.arange(positions, device=like.device)
 
+    def serves_rotated(self, outputs: tuple[torch.Tensor, ...], cos: torch.Tensor, keys: torch.Tensor) -> bool:
+        """Whether the Triton kernels take this step's projections (their outputs and cos in the cache's dtype,
+        cos in float32 too) through :meth:`rope_append` and :meth:`attend_rotated`."""
+        import torch
+
+        dtypes = {out.dtype for out in outputs}
+        return self.triton and dtypes == {keys.dtype} and cos.dtype in (keys.dtype, torch.float32)
+
+    def rope_append(self, *args: torch.Tensor) -> torch.Tensor:
+        """:func:`~voxplug_voxtral.decode_kernels.rope_append`."""
+        return self.kernels.rope_append(*args)
+
     def attend_rotated(
         self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, scale: float
     ) -> torch.Tensor:
         """``query`` ``(rows, heads, dim)``, contiguous, against ``keys``/``values`` up to ``position`` with the
         Triton kernel; ``(rows, 1, width)``."""
-        from voxplug_voxtral.decode_kernels import attention_splits, decode_attention
-
         rows, _, kv_heads, _ = keys.shape
         block, warps, stages = self.tile
         splits = self.splits.get(rows)
         if splits is None:
-            splits = self.splits[rows] = attention_splits(rows, kv_heads, self.positions, keys.device, block)
-        return decode_attention(query, keys, values, position, scale, splits, block, warps, stages)
+            splits = self.splits[rows] = self.kernels.attention_splits(
+                rows, kv_heads, self.positions, keys.device, block
+            )
+        return self.kernels.decode_attention(query, keys, values, position, scale, splits, block, warps, stages)
 
     def attend(
         self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, scale: float

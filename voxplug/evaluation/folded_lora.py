@@ -4,8 +4,8 @@ A decoding step replays every adapted layer at every token, and PEFT's forward o
 adapters, under autocast) is the base matmul plus six kernels: both adapter weights cast, two matmuls, the scaling
 and the add. :class:`FoldedLora` computes the layers that read one input (a block's q/k/v projections, or its
 gate/up projections) as ``x W_i^T + s_i (x A_i^T) B_i^T``: one down-projection for all their adapters, then per
-layer the base matmul and one ``addmm_``. It is PEFT's arithmetic in PEFT's dtype; only the rounding of the last
-add differs.
+layer the base matmul and one ``addmm_``. It is PEFT's arithmetic in PEFT's dtype, rounded once where PEFT rounds
+the adapter's product, its scaling and the add apart (in bf16, ties between tokens may flip).
 
 A fold holds copies of the adapters made when :func:`fold_lora` is called: fold again whenever they may have
 changed (a decoder folds once per transcription, and training changes the adapters between evaluations). A folded
