@@ -83,8 +83,8 @@ def _kernels() -> Any:
         tl.store(values_ptr + at, tl.load(x, mask=on), mask=on)
         tl.store(values_ptr + at + HALF, tl.load(x + HALF, mask=on), mask=on)
 
-    # ``splits`` is not a compile-time constant (nor specialised on), so that a transcription whose batch shrinks
-    # compiles the kernels once, not once per number of splits
+    # ``splits`` is not a compile-time constant (nor specialised on): a transcription whose batch shrinks compiles
+    # this kernel twice at most (whole and split), not once per number of splits
     @triton.jit(do_not_specialize=["splits"])
     def decode_attention_kernel(
         q_ptr, keys_ptr, values_ptr, position_ptr, out_ptr, part_ptr, lse_ptr, scale_log2, splits,
