@@ -417,7 +417,7 @@ def voxtral_suite(bench: Bench) -> None:
         name = f"attn-{spec}"
         # untimed, as the default's warm-up: Triton compiles its kernels at their first call, whole (many rows)
         # and split (few)
-        for count in (min(own_batch, len(audios)), 2):
+        for count in (min(own_batch or len(audios), len(audios)), 2):
             options = decode_options(step_attention(spec))
             clips, languages = audios[:count], ["en"] * count
             transcribe_ids(model, processor, clips, languages, max_new_tokens=4, graph_shapes=graph_shapes, **options)
