@@ -303,12 +303,12 @@ def voxtral_suite(bench: Bench) -> None:
         context = prompt_length + args.max_new_tokens / 2
         return (weights + rows * context * per_position) / bandwidth * 1e3
 
-    own_attention = step_attention(args.own_attention) if args.own_attention else None
+    own_options = decode_options(args.own_attention) if args.own_attention else {}
     own_layout = args.own_attention or VoxtralDecoding(model, processor).attention.layout
     results["own_attention"] = own_layout if args.own_attention else f"the decoder's default: {own_layout}"
 
     def voxplug(
-        batch: int | None, graphs: bool, count: int, attention: Any = own_attention, exact: bool = False
+        batch: int | None, graphs: bool, count: int, options: dict[str, Any] = own_options, exact: bool = False
     ) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             stats = DecodeStats()
@@ -323,7 +323,7 @@ def voxtral_suite(bench: Bench) -> None:
                 cuda_graphs=graphs,
                 graph_shapes=False if exact else graph_shapes,
                 stats=stats,
-                **decode_options(attention),
+                **options,
             )
             seconds = time.perf_counter() - started
             rows = stats.row_steps / max(1, stats.steps)
@@ -375,7 +375,7 @@ def voxtral_suite(bench: Bench) -> None:
         return run
 
     if args.first_use:  # before anything else has run in the process
-        results["first_use"] = first_use(model, processor, audios, args.first_use, graph_shapes, own_attention)
+        results["first_use"] = first_use(model, processor, audios, args.first_use, graph_shapes, own_options)
         print(json.dumps({"first_use": results["first_use"]}, default=str)[:3000], flush=True)
         bench.save()
     # warm the device and its libraries up once, untimed
@@ -386,7 +386,7 @@ def voxtral_suite(bench: Bench) -> None:
         ["en", "en"],
         max_new_tokens=4,
         graph_shapes=graph_shapes,
-        **decode_options(own_attention),
+        **own_options,
     )
     results["host_prepare_ms_per_clip"] = host_prepare(model, processor, audios, ["en"] * len(audios))
     print(json.dumps({"host_prepare_ms_per_clip": results["host_prepare_ms_per_clip"]}), flush=True)
@@ -417,11 +417,11 @@ def voxtral_suite(bench: Bench) -> None:
         name = f"attn-{spec}"
         # untimed, as the default's warm-up: Triton compiles its kernels at their first call, whole (many rows)
         # and split (few)
+        options = decode_options(spec)
         for count in (min(own_batch or len(audios), len(audios)), 2):
-            options = decode_options(step_attention(spec))
             clips, languages = audios[:count], ["en"] * count
             transcribe_ids(model, processor, clips, languages, max_new_tokens=4, graph_shapes=graph_shapes, **options)
-        measure(bench, name, voxplug(None, True, len(audios), step_attention(spec)), audio_s)
+        measure(bench, name, voxplug(None, True, len(audios), options), audio_s)
         if name in bench.tokens and "voxplug" in bench.tokens:  # bf16 near-ties may flip between kernels
             results["variants"][name]["tokens_vs_voxplug"] = compare_tokens(bench.tokens[name], bench.tokens["voxplug"])
         bench.save()
@@ -435,7 +435,7 @@ def voxtral_suite(bench: Bench) -> None:
                 results.setdefault("step_profiles", {})[spec] = {"skipped": "deadline"}
                 continue
             try:
-                profile = profile_decode(model, processor, audios[:rows], args.profile_steps, step_attention(spec))
+                profile = profile_decode(model, processor, audios[:rows], args.profile_steps, decode_options(spec))
             except Exception as exc:
                 traceback.print_exc()
                 profile = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
@@ -491,7 +491,12 @@ def lora_variants(
 
 
 def first_use(
-    model: Any, processor: Any, audios: list[np.ndarray], count: int, graph_shapes: Any, attention: Any = None
+    model: Any,
+    processor: Any,
+    audios: list[np.ndarray],
+    count: int,
+    graph_shapes: Any,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Seconds of the process's first transcription of ``count`` clips (92 new tokens, as a 200-row run's evaluation
     decodes), of the same clips again and of ``count`` other clips; for the first two, the host operations that took
@@ -512,7 +517,7 @@ def first_use(
                 ["en"] * len(clips),
                 max_new_tokens=92,
                 graph_shapes=graph_shapes,
-                **decode_options(attention),
+                **(options or {}),
             )
             if cuda:
                 torch.cuda.synchronize()
@@ -609,28 +614,18 @@ def host_prepare(model: Any, processor: Any, audios: list[np.ndarray], languages
     }
 
 
-class StackedAttention:
-    """A ``StepAttention`` for a variant whose step also stacks its projections (a spec ending in ``/stack``)."""
-
-    def __init__(self, attention: Any) -> None:
-        self.attention = attention
-
-
-def decode_options(attention: Any) -> dict[str, Any]:
-    """``transcribe_ids``' keywords for what :func:`step_attention` gave."""
-    if isinstance(attention, StackedAttention):
-        return {"attention": attention.attention, "stack_projections": True}
-    return {"attention": attention}
+def decode_options(spec: str) -> dict[str, Any]:
+    """``transcribe_ids``' keywords for a decoding-step spec: its :func:`step_attention`, and, for a spec ending in
+    ``/stack``, the step's projections stacked (``stack_projections=True``)."""
+    stack = spec.endswith("/stack")
+    return {"attention": step_attention(spec.removesuffix("/stack")), "stack_projections": stack}
 
 
 def step_attention(spec: str) -> Any:
     """``"gqa:cudnn+efficient"`` -> ``StepAttention("gqa", ("cudnn", "efficient"))`` (no backend: PyTorch's choice);
-    ``"triton:128x8x3"`` -> ``StepAttention("triton", tile=(128, 8, 3))``; a spec ending in ``/stack`` also stacks
-    the step's projections (``transcribe_ids(stack_projections=True)``)."""
+    ``"triton:128x8x3"`` -> ``StepAttention("triton", tile=(128, 8, 3))``."""
     from voxplug_voxtral.generation import StepAttention
 
-    if spec.endswith("/stack"):
-        return StackedAttention(step_attention(spec.removesuffix("/stack")))
     layout, _, options = spec.partition(":")
     if layout == "triton" and options:
         try:
@@ -654,11 +649,13 @@ def kernel_kind(name: str) -> str:
     return next((kind for kind, marks in KERNEL_KINDS if any(mark in lowered for mark in marks)), "other")
 
 
-def profile_decode(model: Any, processor: Any, audios: list[np.ndarray], steps: int, attention: Any) -> dict[str, Any]:
-    """Where ``steps`` eager decoding steps of ``len(audios)`` rows spend their kernel time (``attention``'s layout
-    and backends): two profiled runs on the same clips, one that decodes ``steps`` steps after the prompt pass and
-    one that stops at the prompt pass, the second's kernels subtracted from the first's. On the CPU, the ATen
-    operators' own time instead of kernels."""
+def profile_decode(
+    model: Any, processor: Any, audios: list[np.ndarray], steps: int, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Where ``steps`` eager decoding steps of ``len(audios)`` rows spend their kernel time (with ``options``, the
+    step's :func:`decode_options`): two profiled runs on the same clips, one that decodes ``steps`` steps after the
+    prompt pass and one that stops at the prompt pass, the second's kernels subtracted from the first's. On the
+    CPU, the ATen operators' own time instead of kernels."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     from voxplug_voxtral.generation import transcribe_ids
@@ -681,7 +678,7 @@ def profile_decode(model: Any, processor: Any, audios: list[np.ndarray], steps: 
                 cuda_graphs=False,
                 graph_shapes=True,
                 stats=stats,
-                **decode_options(attention),
+                **options,
             )
             if cuda:
                 torch.cuda.synchronize()
@@ -996,7 +993,8 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="extra voxplug variants at its own batch, one per decoding-step attention: LAYOUT[:BACKEND+...],... "
         "(layouts packed, gqa, varlen, triton; backends cudnn, flash, efficient, math; triton takes a tile "
-        "BLOCKxWARPSxSTAGES instead), e.g. varlen,packed:efficient,triton:128x4x3",
+        "BLOCKxWARPSxSTAGES instead; a spec ending in /stack also stacks the step's projections), e.g. "
+        "varlen,packed:efficient,triton:128x4x3,triton/stack",
     )
     parser.add_argument(
         "--own-attention",
@@ -1030,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
     args.attention = [spec for spec in args.attention.split(",") if spec]
     for spec in [*args.attention, *([args.own_attention] if args.own_attention else [])]:
         try:
-            step_attention(spec)
+            decode_options(spec)
         except ValueError as exc:
             parser.error(f"--attention {spec}: {exc}")
 

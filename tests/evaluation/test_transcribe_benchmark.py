@@ -121,3 +121,22 @@ def test_lora_variants_compare_peft_forward_with_folded_layers(tmp_path: Path) -
     assert results["step_profiles"]["packed"]["steps"] == 2  # --profile-steps and --lora-clips in one run
     base = variants["lora-folded"]["tokens_vs_base"]  # the adapters take part: not the base model's transcripts
     assert base["clips_compared"] == 5 and base["identical_clips"] < 5, base
+
+
+def test_a_decoding_spec_gives_transcribe_ids_its_attention_and_stacking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LAYOUT[:OPTIONS][/stack]``: the step's attention, and the projections stacked only with ``/stack``."""
+    from voxplug_voxtral.generation import StepAttention
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from transcribe_throughput import decode_options
+
+    assert decode_options("triton:32x4x3/stack") == {
+        "attention": StepAttention("triton", tile=(32, 4, 3)),
+        "stack_projections": True,
+    }
+    assert decode_options("packed:math") == {
+        "attention": StepAttention("packed", ("math",)),
+        "stack_projections": False,
+    }
+    with pytest.raises(ValueError, match="triton tile '64x4'"):
+        decode_options("triton:64x4/stack")
