@@ -653,48 +653,35 @@ def profile_decode(
     model: Any, processor: Any, audios: list[np.ndarray], steps: int, options: dict[str, Any]
 ) -> dict[str, Any]:
     """Where ``steps`` eager decoding steps of ``len(audios)`` rows spend their kernel time (with ``options``, the
-    step's :func:`decode_options`): two profiled runs on the same clips, one that decodes ``steps`` steps after the
-    prompt pass and one that stops at the prompt pass, the second's kernels subtracted from the first's. On the
-    CPU, the ATen operators' own time instead of kernels."""
+    step's :func:`decode_options`), and where the prompt pass before them spends its own: one profiled run, each
+    kernel counted in the steps when the operator that launched it ran inside a step's profiler range
+    (:data:`~voxplug.evaluation.decoding.STEP_RANGE`), in the prompt pass otherwise. On the CPU, the ATen
+    operators' own time instead of kernels."""
     import torch
     from torch.profiler import ProfilerActivity, profile
     from voxplug_voxtral.generation import transcribe_ids
 
-    from voxplug.evaluation.decoding import DecodeStats
+    from voxplug.evaluation.decoding import STEP_RANGE, DecodeStats
 
     cuda = next(model.parameters()).device.type == "cuda"
-    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
-
-    def kernel_us(new_tokens: int) -> tuple[dict[str, float], DecodeStats]:
-        stats = DecodeStats()
-        with profile(activities=[activity]) as profiler:
-            transcribe_ids(
-                model,
-                processor,
-                audios,
-                ["en"] * len(audios),
-                max_new_tokens=new_tokens,
-                batch_size=len(audios),
-                cuda_graphs=False,
-                graph_shapes=True,
-                stats=stats,
-                **options,
-            )
-            if cuda:
-                torch.cuda.synchronize()
-        totals: dict[str, float] = {}
-        for event in profiler.key_averages():
-            if cuda:
-                us = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
-            else:
-                us = event.self_cpu_time_total
-            if us > 0:
-                totals[event.key] = totals.get(event.key, 0.0) + float(us)
-        return totals, stats
-
-    decoding, stats = kernel_us(steps + 1)  # the prompt pass gives the first token; then ``steps`` steps
-    prompts, _ = kernel_us(1)
-    per_step = {name: (us - prompts.get(name, 0.0)) / max(1, stats.steps) for name, us in decoding.items()}
+    stats = DecodeStats()
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as profiler:
+        transcribe_ids(
+            model,
+            processor,
+            audios,
+            ["en"] * len(audios),
+            max_new_tokens=steps + 1,  # the prompt pass gives the first token; then ``steps`` steps
+            batch_size=len(audios),
+            cuda_graphs=False,
+            graph_shapes=True,
+            stats=stats,
+            **options,
+        )
+        if cuda:
+            torch.cuda.synchronize()
+    in_steps, in_prompt = step_and_prompt_times(profiler.events(), STEP_RANGE, cuda)
+    per_step = {name: us / max(1, stats.steps) for name, us in in_steps.items()}
     prompt_parts = part_times(
         model,
         lambda: transcribe_ids(
@@ -705,8 +692,26 @@ def profile_decode(
         "rows": len(audios),
         "steps": stats.steps,
         **kernel_summary(per_step, "kernel_ms_per_step"),
-        "prompt_pass": {**kernel_summary(prompts, "kernel_ms"), "by_part_ms": prompt_parts},
+        "prompt_pass": {**kernel_summary(in_prompt, "kernel_ms"), "by_part_ms": prompt_parts},
     }
+
+
+def step_and_prompt_times(events: Any, step_range: str, cuda: bool) -> tuple[dict[str, float], dict[str, float]]:
+    """Microseconds by kernel name (by ATen operator's own time on the CPU) inside ranges named ``step_range``
+    and outside them, from a profile's events: a kernel belongs where the operator that launched it ran."""
+    in_steps: dict[str, float] = {}
+    in_prompt: dict[str, float] = {}
+    for event in events:
+        parent, inside = event, False
+        while parent is not None and not inside:
+            inside, parent = parent.name == step_range, parent.cpu_parent
+        totals = in_steps if inside else in_prompt
+        if cuda:  # a kernel launched outside any operator (Triton's) belongs to the range itself
+            for kernel in event.kernels:
+                totals[kernel.name] = totals.get(kernel.name, 0.0) + float(kernel.duration)
+        elif event.name != step_range and event.self_cpu_time_total > 0:  # the range's own time is Python's
+            totals[event.name] = totals.get(event.name, 0.0) + float(event.self_cpu_time_total)
+    return in_steps, in_prompt
 
 
 #: The parts of a Voxtral model whose forward passes :func:`part_times` times apart.

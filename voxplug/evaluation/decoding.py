@@ -44,6 +44,8 @@ CHECK_EVERY_CUDA = 8
 MAX_GRAPHS = 64
 #: On CUDA, finished rows leave the batch once the smaller batch has at most this share of the rows.
 SHRINK_AT = 0.75
+#: The profiler range every decoding step runs in (the prompt pass runs outside it).
+STEP_RANGE = "voxplug::decode_step"
 
 
 class DecodeState(Protocol):
@@ -358,17 +360,21 @@ class GreedyDecoder:
 
     def _advance_shape(self, rows: int, position: int) -> None:
         """One step for ``rows`` rows at ``position``: with the exact span, or in the graph shape of its span (a
-        state that bounds attention by the position itself has one shape per row count)."""
-        if self.exact:
-            self._advance(rows, position + 1, True)
-            return
-        span = self.state.positions
-        if not self.reads_lengths:
-            span = min(span, -(-(position + 1) // SPAN_STEP) * SPAN_STEP)
-        if self.graphs is None or not self.graphs.enabled:
-            self._advance(rows, span, False)
-        else:
-            self.graphs.run((rows, span), lambda: self._advance(rows, span, False))
+        state that bounds attention by the position itself has one shape per row count). The step runs inside a
+        profiler range named :data:`STEP_RANGE`, so that a profile can tell the steps from the prompt pass."""
+        from torch.profiler import record_function
+
+        with record_function(STEP_RANGE):
+            if self.exact:
+                self._advance(rows, position + 1, True)
+                return
+            span = self.state.positions
+            if not self.reads_lengths:
+                span = min(span, -(-(position + 1) // SPAN_STEP) * SPAN_STEP)
+            if self.graphs is None or not self.graphs.enabled:
+                self._advance(rows, span, False)
+            else:
+                self.graphs.run((rows, span), lambda: self._advance(rows, span, False))
 
     def _advance(self, rows: int, span: int, exact: bool) -> None:
         """One greedy step for the first ``rows`` rows, every result written in place into the buffers."""
