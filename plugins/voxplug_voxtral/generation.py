@@ -462,10 +462,14 @@ class StackedLinear:
         out = torch.mm(flat, self.weight.t()) if self.bias is None else torch.addmm(self.bias, flat, self.weight.t())
         outs = out.split_with_sizes(list(self.widths), dim=1)
         if self.lora is not None:
-            low = torch.mm(flat, self.lora.down.t())
+            wide = self.lora.adapter_dtype != flat.dtype  # float32 adapters: added in float32, rounded once
+            low = torch.mm(flat.to(self.lora.adapter_dtype) if wide else flat, self.lora.down.t())
             parts = low.split_with_sizes(list(self.lora.ranks), dim=1)
             for part, up, scaling, columns in zip(parts, self.lora.ups, self.lora.scalings, outs, strict=True):
-                columns.addmm_(part, up.t(), alpha=scaling)
+                if wide:
+                    columns.copy_(torch.addmm(columns.to(self.lora.adapter_dtype), part, up.t(), alpha=scaling))
+                else:
+                    columns.addmm_(part, up.t(), alpha=scaling)
         return tuple(columns.view(*x.shape[:-1], columns.shape[-1]) for columns in outs)
 
 

@@ -188,6 +188,43 @@ def test_decoding_steps_fold_lora_layers_and_see_adapters_change_between_transcr
     assert len(folds) == 4 * layers and not any(folds)  # switched off: PEFT's forward, which skips them
 
 
+def test_an_adapter_loaded_for_inference_folds_in_fp32_and_gives_peft_tokens(
+    voxtral: tuple[Any, Any], clips: list[np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``voxplug evaluate`` and the demo load an adapter with ``PeftModel.from_pretrained`` over a bf16 base: fp32
+    adapters and no autocast. Every group folds with its adapters in fp32 and the tokens are those of PEFT's own
+    forward in the same decoder, stacked or not."""
+    import copy
+
+    import torch
+    import voxplug_voxtral.generation as generation
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from voxplug_voxtral.generation import transcribe_ids
+    from voxplug_voxtral.targets import lora_target_regex
+
+    model, processor = voxtral
+    torch.manual_seed(5)
+    config = LoraConfig(r=4, target_modules=lora_target_regex(), init_lora_weights=False)
+    get_peft_model(copy.deepcopy(model), config).save_pretrained(tmp_path / "adapter")
+    loaded = PeftModel.from_pretrained(copy.deepcopy(model).to(torch.bfloat16), tmp_path / "adapter").eval()
+    assert {p.dtype for name, p in loaded.named_parameters() if "lora_" in name} == {torch.float32}
+    folds: list[Any] = []
+    fold = generation.fold_lora
+    monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: folds.append(fold(layers, dtype)) or folds[-1])
+    audios, languages = clips[:4], ["en"] * 4
+    with torch.inference_mode():
+        ours = transcribe_ids(loaded, processor, audios, languages, max_new_tokens=10)
+        stacked = transcribe_ids(loaded, processor, audios, languages, max_new_tokens=10, stack_projections=True)
+        assert len(folds) == 8 * model.config.text_config.num_hidden_layers
+        assert all(folded is not None and folded.adapter_dtype == torch.float32 for folded in folds)
+        monkeypatch.setattr(generation, "fold_lora", lambda layers, dtype: None)  # PEFT's forward runs each layer
+        theirs = transcribe_ids(loaded, processor, audios, languages, max_new_tokens=10)
+        with loaded.disable_adapter():
+            base = transcribe_ids(loaded, processor, audios, languages, max_new_tokens=10)
+    assert ours == stacked == theirs
+    assert ours != base
+
+
 def test_stacked_projections_give_the_generate_tokens_with_and_without_lora(
     voxtral: tuple[Any, Any], clips: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:

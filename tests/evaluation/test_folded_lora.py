@@ -62,8 +62,37 @@ def test_under_autocast_a_bf16_base_with_fp32_adapters_folds_to_bf16() -> None:
         for ours, theirs in zip(folded(x), (layer(x) for layer in block.layers()), strict=True):
             assert ours.dtype == theirs.dtype == torch.bfloat16
             torch.testing.assert_close(ours.float(), theirs.float(), rtol=2e-2, atol=2e-2)
-    # without autocast, PEFT would compute the fp32 adapters in fp32: that is not folded into bf16
+
+
+def test_without_autocast_fp32_adapters_over_a_bf16_base_fold_in_fp32() -> None:
+    """A model loaded for inference (``PeftModel.from_pretrained`` over a bf16 base): PEFT computes the fp32
+    adapters in fp32 and adds them in fp32 before rounding to bf16, and so does the fold."""
+    from voxplug.api import fold_lora
+
+    block = adapted().eval()
+    for layer in block.layers():
+        layer.base_layer.to(torch.bfloat16)
+    x = torch.randn(64, 1, 16).to(torch.bfloat16)
+    folded = fold_lora(block.layers(), torch.bfloat16)
+    assert folded is not None and folded.adapter_dtype == folded.down.dtype == torch.float32
+    with torch.inference_mode():
+        for ours, theirs in zip(folded(x), (layer(x) for layer in block.layers()), strict=True):
+            assert ours.dtype == theirs.dtype == torch.bfloat16
+            # one bf16 rounding of fp32 sums that differ by an fp32 rounding at most
+            torch.testing.assert_close(ours, theirs, rtol=2**-8, atol=0.0)
+            assert (ours == theirs).float().mean() > 0.99
+        assert not torch.equal(folded(x)[0], block.q_proj.base_layer(x))  # the adapter takes part
+    block.k_proj.lora_A["default"].to(torch.bfloat16)  # adapters in two dtypes: PEFT computes each in its own
     assert fold_lora(block.layers(), torch.bfloat16) is None
+    block.k_proj.lora_B["default"].to(torch.bfloat16)
+    assert fold_lora([block.q_proj, block.k_proj], torch.bfloat16) is None
+    assert fold_lora([block.k_proj], torch.bfloat16) is not None  # bf16 adapters over a bf16 base: in bf16
+    wide = adapted().eval()
+    for layer in wide.layers():
+        layer.base_layer.to(torch.float16)
+        layer.lora_A["default"].to(torch.bfloat16)
+        layer.lora_B["default"].to(torch.bfloat16)
+    assert fold_lora(wide.layers(), torch.float16) is None  # neither the base's dtype nor float32
 
 
 def test_what_peft_computes_otherwise_is_not_folded() -> None:
