@@ -701,6 +701,9 @@ def step_and_prompt_times(events: Any, step_range: str, cuda: bool) -> tuple[dic
     and outside them, from a profile's events: a kernel belongs where the operator that launched it ran."""
     in_steps: dict[str, float] = {}
     in_prompt: dict[str, float] = {}
+    # the host's ranges drawn again on the GPU's timeline span kernels rather than being one
+    ranges = {step_range} | {event.name for event in events if event.device_type.name == "CPU" and event.cpu_children}
+    ranges |= {event.name for event in events if getattr(event, "is_user_annotation", False)}
     for event in events:
         parent, inside = event, False
         while parent is not None and not inside:
@@ -708,7 +711,8 @@ def step_and_prompt_times(events: Any, step_range: str, cuda: bool) -> tuple[dic
         totals = in_steps if inside else in_prompt
         if cuda:  # a kernel launched outside any operator (Triton's) belongs to the range itself
             for kernel in event.kernels:
-                totals[kernel.name] = totals.get(kernel.name, 0.0) + float(kernel.duration)
+                if kernel.name not in ranges:
+                    totals[kernel.name] = totals.get(kernel.name, 0.0) + float(kernel.duration)
         elif event.name != step_range and event.self_cpu_time_total > 0:  # the range's own time is Python's
             totals[event.name] = totals.get(event.name, 0.0) + float(event.self_cpu_time_total)
     return in_steps, in_prompt
