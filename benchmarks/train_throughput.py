@@ -311,6 +311,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # profiled over the last step of epoch 1 and the first of epoch 2 (96 clips: 12 steps an epoch)
     "lora-default-boundary": {"method": "lora", "profile": True, "profile_at": 11},
     "full-prev": {"method": "full", "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"}},
+    # 2026-12-07 (twenty-first session): inside the graphs the host's cost of a kernel no longer counts, so Liger's
+    # fused RoPE and SwiGLU (fewer, larger elementwise kernels) may win back the GPU time PyTorch's spend; a shape
+    # runs eagerly once before its capture, so that Triton compiles outside it
+    "lora-graphs-liger": {
+        "method": "lora",
+        "graph_eager_sightings": 1,
+        "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"},
+    },
+    "lora-graphs-second-noprofile": {"method": "lora", "graph_eager_sightings": 1},  # its baseline
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
         "method": "full",
