@@ -320,6 +320,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"},
     },
     "lora-graphs-second-noprofile": {"method": "lora", "graph_eager_sightings": 1},  # its baseline
+    # the masters' AdamW in one pass is the default since then; this is the three passes before it
+    "full-masters-threepass": {
+        "method": "full",
+        "config": {
+            "training.master_weights": "optimizer",
+            "training.batch_size": 8,
+            "training.grad_accum": 1,
+            "training.gradient_checkpointing": False,
+        },
+        "masters_fused": False,
+    },
+    "full-masters-noprofile": {  # its one-pass baseline, unprofiled
+        "method": "full",
+        "config": {
+            "training.master_weights": "optimizer",
+            "training.batch_size": 8,
+            "training.grad_accum": 1,
+            "training.gradient_checkpointing": False,
+        },
+    },
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
         "method": "full",
@@ -1399,7 +1419,8 @@ def variant_switches(state: VariantRun, trainer: Any) -> bool:
 
     ``graph_eager_sightings`` / ``graph_capture_cost``: the LoRA method's CUDA graphs (``LayerGraphs``);
     ``lora_groups: false``: one autograd node per adapted layer, none per group; ``label_logits: false``: the
-    model's own loss over full logits; ``epoch_stream: false``: the Trainer's loader, each epoch afresh."""
+    model's own loss over full logits; ``epoch_stream: false``: the Trainer's loader, each epoch afresh;
+    ``masters_fused: false``: the fp32 masters' AdamW in three passes (``MasterWeights.fused``)."""
     spec, run = state.spec, state.run
     graphs = run.cuda_graphs
     if graphs is not None and "graph_eager_sightings" in spec:
@@ -1419,6 +1440,9 @@ def variant_switches(state: VariantRun, trainer: Any) -> bool:
         if isinstance(trainer.data_collator, LabelPositionsCollator):
             trainer.data_collator = trainer.data_collator.collator
     trainer.epochs_in_one_stream = spec.get("epoch_stream", True)
+    masters = getattr(trainer, "optimizer_cls_and_kwargs", None)
+    if "masters_fused" in spec and masters is not None:
+        masters[1]["fused"] = spec["masters_fused"]
     return trainer.label_logits_only
 
 

@@ -164,3 +164,36 @@ def test_lora_under_deepspeed_zero3_saves_a_loadable_adapter(tmp_path: Path, tin
         cwd=tmp_path,
     )
     assert (tmp_path / "e" / "comparison.json").is_file() and (run_dir / "merged" / "model.safetensors").is_file()
+
+
+def test_the_masters_one_pass_adamw_steps_as_the_three_passes_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the masters' AdamW runs in one pass (``masters_adamw``) by default: bf16 weights and gradients,
+    the same masters and moments as the unfused path's, and the weights their rounding."""
+    import voxplug.training.master_weights as master_weights
+    from voxplug.training.master_weights import MasterWeights
+    from voxplug.training.speed.masters_adamw import adamw_step
+
+    runs: list[bool] = []
+    monkeypatch.setattr(master_weights, "adamw_step", lambda *a: runs.append(adamw_step(*a)) or runs[-1])
+    generator = torch.Generator().manual_seed(0)
+    sizes = (1 << 20, 4096 + 3, 777)
+    start = [torch.randn(size, generator=generator).bfloat16().cuda() for size in sizes]
+    models = [[torch.nn.Parameter(t.clone()) for t in start] for _ in range(2)]
+    options = {"lr": 1e-3, "weight_decay": 0.01, "fused": True}
+    fused, plain = (MasterWeights(params, inner=torch.optim.AdamW, inner_kwargs=options) for params in models)
+    plain.fused = False
+    assert fused.fused is True
+    for _ in range(4):
+        grads = [torch.randn(size, generator=generator).bfloat16().cuda() for size in sizes]
+        for params, optimizer in zip(models, (fused, plain), strict=True):
+            for param, grad in zip(params, grads, strict=True):
+                param.grad = grad.clone()
+            optimizer.step()
+            optimizer.zero_grad()
+    assert runs == [False, True, True, True]
+    ours = [m for chunk in fused.chunks for m in chunk.masters]
+    theirs = [m for chunk in plain.chunks for m in chunk.masters]
+    for mine, other, param in zip(ours, theirs, models[0], strict=True):
+        torch.testing.assert_close(mine, other, rtol=2e-6, atol=2e-7)
+        assert torch.equal(param, mine.bfloat16())
+        torch.testing.assert_close(fused.state[mine]["exp_avg_sq"], plain.state[other]["exp_avg_sq"])

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from voxplug.training.memory import CHUNK_ELEMENTS
+from voxplug.training.speed.masters_adamw import adamw_applies, adamw_step
 
 
 @dataclass
@@ -49,6 +50,8 @@ class MasterWeights(torch.optim.Optimizer):
     32-bit state under an 8-bit bitsandbytes optimizer, as the Trainer keeps the embeddings' (it registers that
     for the model's parameters, which the inner optimizers never see). Its state dict holds the masters beside the inner
     optimizers' states, so a resumed run continues from the exact fp32 weights rather than from their bf16 rounding.
+    ``fused`` steps ``torch.optim.AdamW`` chunks in one pass over memory
+    (:func:`~voxplug.training.speed.masters_adamw.adamw_step`); None chooses it where it applies.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class MasterWeights(torch.optim.Optimizer):
         inner_kwargs: dict[str, Any] | None = None,
         chunk_elements: int = CHUNK_ELEMENTS,
         full_state: Iterable[torch.Tensor] = (),
+        fused: bool | None = None,
     ) -> None:
         groups = _as_groups(params)
         self.chunks = [_chunk(members, groups, inner, inner_kwargs or {}) for members in _split(groups, chunk_elements)]
@@ -67,6 +71,11 @@ class MasterWeights(torch.optim.Optimizer):
         largest = max((chunk.elements for chunk in self.chunks), default=0)
         device = self.chunks[0].masters[0].device if self.chunks else None
         self.scratch = torch.empty(largest, dtype=torch.float32, device=device)
+        if fused is None:
+            fused = device is not None and all(adamw_applies(chunk.optimizer, device) for chunk in self.chunks)
+        #: whether a step runs :func:`~voxplug.training.speed.masters_adamw.adamw_step` (AdamW in one pass) where
+        #: it can; None when built chooses it for ``torch.optim.AdamW`` on a CUDA device with Triton
+        self.fused = fused
         self._optimizer_step_pre_hooks: dict[int, Any] = {}
         self._optimizer_step_post_hooks: dict[int, Any] = {}
 
@@ -89,7 +98,7 @@ class MasterWeights(torch.optim.Optimizer):
                 loss = closure()
         for chunk in self.chunks:
             ready = [(p, m) for p, m in zip(chunk.params, chunk.masters, strict=True) if p.grad is not None]
-            if not ready:
+            if not ready or (self.fused and adamw_step(chunk.optimizer, ready)):
                 continue
             grads = _views(self.scratch, [m for _, m in ready])
             torch._foreach_copy_(grads, [p.grad for p, _ in ready])

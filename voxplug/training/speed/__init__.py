@@ -8,6 +8,7 @@ it changes how fast a step runs, never what it computes.
 * ``encoder_cache.py``: a frozen audio encoder's outputs reused in later epochs.
 * ``label_logits.py``: vocabulary logits only where a label is, positions found on the CPU.
 * ``epoch_stream.py``: one batch stream across epochs, so workers prepare the next epoch meanwhile.
+* ``masters_adamw.py``: AdamW over fp32 master weights in one pass, for full fine-tuning in bf16.
 * ``trainer.py``: :class:`SpeedTrainerMixin`, the ``Trainer`` overrides that use the two above and keep the host
   from waiting on the GPU.
 
