@@ -320,8 +320,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"},
     },
     "lora-graphs-second-noprofile": {"method": "lora", "graph_eager_sightings": 1},  # its baseline
-    # the masters' AdamW in one pass is the default since then; this is the three passes before it
-    "full-masters-threepass": {
+    # the masters' AdamW in one pass (MasterWeights.fused), against full-masters-noprofile's three
+    "full-masters-onepass": {
         "method": "full",
         "config": {
             "training.master_weights": "optimizer",
@@ -329,9 +329,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "training.grad_accum": 1,
             "training.gradient_checkpointing": False,
         },
-        "masters_fused": False,
+        "masters_fused": True,
     },
-    "full-masters-noprofile": {  # its one-pass baseline, unprofiled
+    "full-masters-noprofile": {  # full-masters-nockpt unprofiled
         "method": "full",
         "config": {
             "training.master_weights": "optimizer",
@@ -1420,7 +1420,7 @@ def variant_switches(state: VariantRun, trainer: Any) -> bool:
     ``graph_eager_sightings`` / ``graph_capture_cost``: the LoRA method's CUDA graphs (``LayerGraphs``);
     ``lora_groups: false``: one autograd node per adapted layer, none per group; ``label_logits: false``: the
     model's own loss over full logits; ``epoch_stream: false``: the Trainer's loader, each epoch afresh;
-    ``masters_fused: false``: the fp32 masters' AdamW in three passes (``MasterWeights.fused``)."""
+    ``masters_fused: true``: the fp32 masters' AdamW in one pass (``MasterWeights.fused``)."""
     spec, run = state.spec, state.run
     graphs = run.cuda_graphs
     if graphs is not None and "graph_eager_sightings" in spec:

@@ -167,7 +167,7 @@ def test_lora_under_deepspeed_zero3_saves_a_loadable_adapter(tmp_path: Path, tin
 
 
 def test_the_masters_one_pass_adamw_steps_as_the_three_passes_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a GPU the masters' AdamW runs in one pass (``masters_adamw``) by default: bf16 weights and gradients,
+    """On a GPU the masters' AdamW runs in one pass (``masters_adamw``) where asked: bf16 weights and gradients,
     the same masters and moments as the unfused path's, and the weights their rounding."""
     import voxplug.training.master_weights as master_weights
     from voxplug.training.master_weights import MasterWeights
@@ -180,9 +180,11 @@ def test_the_masters_one_pass_adamw_steps_as_the_three_passes_on_the_gpu(monkeyp
     start = [torch.randn(size, generator=generator).bfloat16().cuda() for size in sizes]
     models = [[torch.nn.Parameter(t.clone()) for t in start] for _ in range(2)]
     options = {"lr": 1e-3, "weight_decay": 0.01, "fused": True}
-    fused, plain = (MasterWeights(params, inner=torch.optim.AdamW, inner_kwargs=options) for params in models)
-    plain.fused = False
-    assert fused.fused is True
+    fused, plain = (
+        MasterWeights(params, inner=torch.optim.AdamW, inner_kwargs=options, fused=one_pass)
+        for params, one_pass in zip(models, (True, False), strict=True)
+    )
+    assert fused.fused is True and plain.fused is False
     for _ in range(4):
         grads = [torch.randn(size, generator=generator).bfloat16().cuda() for size in sizes]
         for params, optimizer in zip(models, (fused, plain), strict=True):

@@ -39,7 +39,8 @@ def test_one_pass_steps_as_torch_adamw_over_fp32_copies(monkeypatch: pytest.Monk
     reference = [torch.nn.Parameter(p.detach().float()) for p in params]
     options = {"lr": 1e-2, "betas": (0.8, 0.95), "eps": 1e-6}
     fused = MasterWeights(two_groups(params), inner=torch.optim.AdamW, inner_kwargs=options, chunk_elements=3100)
-    fused.fused = True  # on the CPU it is off unless asked
+    assert not MasterWeights(two_groups(params), inner=torch.optim.AdamW, fused=True).fused  # it serves CUDA only
+    fused.fused = True  # here in Triton's interpreter
     plain = torch.optim.AdamW(two_groups(reference), **options)
     schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (step + 1)) for opt in (fused, plain)]
     generator = torch.Generator().manual_seed(1)
@@ -69,7 +70,7 @@ def test_one_pass_steps_as_torch_adamw_over_fp32_copies(monkeypatch: pytest.Monk
 def test_the_unfused_path_runs_where_the_kernel_cannot() -> None:
     params = half_params((40, 8))
     wrapped = MasterWeights([{"params": params}], inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-3})
-    assert wrapped.fused is False  # chosen for CUDA devices only
+    assert wrapped.fused is False  # off unless asked
     (chunk,) = wrapped.chunks
     pairs = list(zip(chunk.params, chunk.masters, strict=True))
     for param in params:
@@ -90,5 +91,5 @@ def test_the_unfused_path_runs_where_the_kernel_cannot() -> None:
         (torch.optim.Adam, {}),
         (torch.optim.SGD, {"lr": 0.1}),
     ):
-        other = MasterWeights([{"params": params}], inner=inner, inner_kwargs=kwargs, fused=False)
+        other = MasterWeights([{"params": params}], inner=inner, inner_kwargs=kwargs)
         assert not adamw_applies(other.chunks[0].optimizer, cuda), (inner, kwargs)

@@ -50,8 +50,8 @@ class MasterWeights(torch.optim.Optimizer):
     32-bit state under an 8-bit bitsandbytes optimizer, as the Trainer keeps the embeddings' (it registers that
     for the model's parameters, which the inner optimizers never see). Its state dict holds the masters beside the inner
     optimizers' states, so a resumed run continues from the exact fp32 weights rather than from their bf16 rounding.
-    ``fused`` steps ``torch.optim.AdamW`` chunks in one pass over memory
-    (:func:`~voxplug.training.speed.masters_adamw.adamw_step`); None chooses it where it applies.
+    ``fused`` steps the chunks in one pass over memory (:func:`~voxplug.training.speed.masters_adamw.adamw_step`)
+    where that applies: ``torch.optim.AdamW`` on a CUDA device with Triton.
     """
 
     def __init__(
@@ -62,7 +62,7 @@ class MasterWeights(torch.optim.Optimizer):
         inner_kwargs: dict[str, Any] | None = None,
         chunk_elements: int = CHUNK_ELEMENTS,
         full_state: Iterable[torch.Tensor] = (),
-        fused: bool | None = None,
+        fused: bool = False,
     ) -> None:
         groups = _as_groups(params)
         self.chunks = [_chunk(members, groups, inner, inner_kwargs or {}) for members in _split(groups, chunk_elements)]
@@ -71,11 +71,8 @@ class MasterWeights(torch.optim.Optimizer):
         largest = max((chunk.elements for chunk in self.chunks), default=0)
         device = self.chunks[0].masters[0].device if self.chunks else None
         self.scratch = torch.empty(largest, dtype=torch.float32, device=device)
-        if fused is None:
-            fused = device is not None and all(adamw_applies(chunk.optimizer, device) for chunk in self.chunks)
-        #: whether a step runs :func:`~voxplug.training.speed.masters_adamw.adamw_step` (AdamW in one pass) where
-        #: it can; None when built chooses it for ``torch.optim.AdamW`` on a CUDA device with Triton
-        self.fused = fused
+        #: whether a step runs :func:`~voxplug.training.speed.masters_adamw.adamw_step` (AdamW in one pass)
+        self.fused = fused and device is not None and all(adamw_applies(c.optimizer, device) for c in self.chunks)
         self._optimizer_step_pre_hooks: dict[int, Any] = {}
         self._optimizer_step_post_hooks: dict[int, Any] = {}
 
