@@ -66,6 +66,8 @@ def adamw_step(optimizer: torch.optim.Optimizer, pairs: list[tuple[torch.Tensor,
         group, saved = groups[master], state[master]
         beta1, beta2 = group["betas"]
         count = master.numel()
+        if count == 0:
+            continue
         with torch.cuda.device(master.device) if master.is_cuda else nullcontext():
             kernel[(-(-count // BLOCK),)](
                 weight.grad, master, saved["exp_avg"], saved["exp_avg_sq"], weight, saved["step"], count,
