@@ -135,6 +135,12 @@ _MB2 = {**_PINNED, "training.batch_size": 2, "training.grad_accum": 4, "training
 _MB8 = {**_PINNED, "training.batch_size": 8, "training.grad_accum": 1, "training.dataloader_workers": 4}
 _LIGER = {**_MB8, "training.speed.fused_kernels": True}
 _COMPILE = {**_MB8, "training.compile": True}
+_MASTERS_NOCKPT = {
+    "training.master_weights": "optimizer",
+    "training.batch_size": 8,
+    "training.grad_accum": 1,
+    "training.gradient_checkpointing": False,
+}
 VARIANTS: dict[str, dict[str, Any]] = {
     "voxfactory": {"method": "voxfactory"},
     "voxfactory-lm-only": {"method": "voxfactory", "lm_only_targets": True},
@@ -196,12 +202,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "full-masters-nockpt": {
         "method": "full",
-        "config": {
-            "training.master_weights": "optimizer",
-            "training.batch_size": 8,
-            "training.grad_accum": 1,
-            "training.gradient_checkpointing": False,
-        },
+        "config": _MASTERS_NOCKPT,
         "profile": True,
     },
     # where a first-epoch step's time goes (the encoder still runs): steps 5-6 profiled
@@ -323,22 +324,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the masters' AdamW in one pass (MasterWeights.fused), against full-masters-noprofile's three
     "full-masters-onepass": {
         "method": "full",
-        "config": {
-            "training.master_weights": "optimizer",
-            "training.batch_size": 8,
-            "training.grad_accum": 1,
-            "training.gradient_checkpointing": False,
-        },
+        "config": _MASTERS_NOCKPT,
         "masters_fused": True,
     },
     "full-masters-noprofile": {  # full-masters-nockpt unprofiled
         "method": "full",
-        "config": {
-            "training.master_weights": "optimizer",
-            "training.batch_size": 8,
-            "training.grad_accum": 1,
-            "training.gradient_checkpointing": False,
-        },
+        "config": _MASTERS_NOCKPT,
     },
     # effective batch 32: the optimizer step (fp32 AdamW over 4.0 B parameters) spread over 4 micro-batches
     "full-liger-cache-ga4": {
