@@ -7,7 +7,8 @@ decodes with :class:`LanguageModelCache`: the language model's keys and values i
 built from the model's own modules (embeddings, rotary table, norms, projections, MLPs, ``lm_head``; PEFT LoRA
 layers folded, :class:`LayerProjections`) with one change: attention reads only the filled part of the cache, with
 grouped-query attention never repeating the keys and values for every head (:class:`StepAttention`: by default
-FlashAttention's variable-length kernel on a GPU that serves it, else SDPA over the filled span).
+voxplug's Triton kernels on a GPU that serves them, :mod:`voxplug_voxtral.decode_kernels`, else FlashAttention's
+variable-length kernel, else SDPA over the filled span).
 
 :func:`generate_batch` is the plain path the fast one is measured and tested against: the processor's prompts and
 ``model.generate``.
@@ -294,8 +295,13 @@ def flash_varlen_serves(device: torch.device, dtype: torch.dtype, head_dim: int)
 
 
 def default_step_attention(device: torch.device, dtype: torch.dtype, head_dim: int) -> StepAttention:
-    """``varlen`` where FlashAttention's variable-length kernel serves the cache (no mask, nothing planned per
-    shape, one graph per row count), else ``packed``: SDPA over the filled span with a mask."""
+    """``triton`` where voxplug's Triton kernels serve the cache, else ``varlen`` where FlashAttention's
+    variable-length kernel does (either: no mask, nothing planned per shape, one graph per row count), else
+    ``packed``: SDPA over the filled span with a mask."""
+    from voxplug_voxtral.decode_kernels import triton_serves
+
+    if triton_serves(device, dtype, head_dim):
+        return StepAttention("triton")
     return StepAttention("varlen" if flash_varlen_serves(device, dtype, head_dim) else "packed")
 
 

@@ -477,16 +477,23 @@ def test_attention_splits_fill_the_card_in_powers_of_two_never_below_a_block(mon
     assert attention_splits(1, 8, 256, cuda) == 4  # four parts of 64
 
 
-def test_the_default_step_attention_is_varlen_only_where_flash_serves_the_cache(
+def test_the_default_step_attention_is_triton_where_it_serves_then_varlen_where_flash_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``varlen`` on a CUDA GPU of compute capability 8.0 or newer, in half precision, with heads FlashAttention takes
-    (multiples of 8 up to 256) in a torch built with it; ``packed`` everywhere else. The GPU's answers are what
-    this CPU's torch is told it has."""
+    """``triton`` where voxplug's Triton kernels serve the cache; else ``varlen`` on a CUDA GPU of compute
+    capability 8.0 or newer, in half precision, with heads FlashAttention takes (multiples of 8 up to 256) in a
+    torch built with it; ``packed`` everywhere else. The GPU's answers are what this CPU's torch is told it has."""
     import torch
+    from voxplug_voxtral import decode_kernels
     from voxplug_voxtral.generation import default_step_attention
 
     cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(decode_kernels, "_kernels", lambda: object())  # Triton installed
+    assert default_step_attention(cuda, torch.bfloat16, 128).layout == "triton"
+    assert default_step_attention(cuda, torch.float16, 64).layout == "triton"
+    assert default_step_attention(cuda, torch.bfloat16, 96).layout == "packed"  # neither serves 96 wide heads
+    monkeypatch.setattr(decode_kernels, "_kernels", lambda: None)  # no Triton: FlashAttention's, as below
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr(torch.backends.cuda, "is_flash_attention_available", lambda: True)
     for head_dim in (16, 128, 256):

@@ -201,7 +201,9 @@ def test_voxtral_triton_layout_replays_its_eager_steps_and_agrees_with_varlen(
     assert calls and stats.captures > 0 and stats.replays > stats.captures and not stats.graphs_failed, stats
     eager, _ = fast(generation, model, processor, audios, cuda_graphs=False, attention=triton, **options)
     varlen, _ = fast(generation, model, processor, audios, attention=generation.StepAttention("varlen"), **options)
+    default, _ = fast(generation, model, processor, audios, **options)
     assert graphed == eager
+    assert default == graphed  # triton is the default where its kernels serve the cache
     assert agreement(graphed, varlen) >= 0.7, (graphed, varlen)
     stacked = {"attention": triton, "stack_projections": True, **options}  # q/k/v and gate/up: one matmul each
     stacked_graphed, stacked_stats = fast(generation, model, processor, audios, **stacked)
@@ -211,10 +213,11 @@ def test_voxtral_triton_layout_replays_its_eager_steps_and_agrees_with_varlen(
     assert agreement(stacked_graphed, graphed) >= 0.7, (stacked_graphed, graphed)
 
 
-def test_the_default_step_is_flash_varlen_in_half_precision_where_the_heads_allow(
+def test_the_default_step_is_triton_in_half_precision_where_the_heads_allow(
     flash_voxtral: Path, tiny_voxtral: Path
 ) -> None:
-    """FlashAttention's kernel takes head sizes that are multiples of 8: 16 gets ``varlen``, 12 and fp32 ``packed``."""
+    """The Triton kernels take head sizes that are powers of two from 16: 16 gets ``triton``, 12 (which
+    FlashAttention does not take either) and fp32 ``packed``."""
     from transformers import AutoProcessor, VoxtralForConditionalGeneration
     from voxplug_voxtral.generation import VoxtralDecoding
 
@@ -222,8 +225,8 @@ def test_the_default_step_is_flash_varlen_in_half_precision_where_the_heads_allo
         model = VoxtralForConditionalGeneration.from_pretrained(folder, dtype=dtype).to("cuda").eval()
         return VoxtralDecoding(model, AutoProcessor.from_pretrained(folder)).attention.layout
 
-    assert layout(flash_voxtral, torch.bfloat16) == "varlen"
-    assert layout(flash_voxtral, torch.float16) == "varlen"
+    assert layout(flash_voxtral, torch.bfloat16) == "triton"
+    assert layout(flash_voxtral, torch.float16) == "triton"
     assert layout(flash_voxtral, torch.float32) == "packed"
     assert layout(tiny_voxtral, torch.bfloat16) == "packed"
 
@@ -245,9 +248,7 @@ def test_voxtral_varlen_layout_replays_its_eager_steps_and_agrees_with_the_packe
     eager, _ = fast(generation, model, processor, audios, cuda_graphs=False, attention=varlen, **options)
     packed_layout = generation.StepAttention("packed")
     packed, packed_stats = fast(generation, model, processor, audios, attention=packed_layout, **options)
-    default, _ = fast(generation, model, processor, audios, **options)
     assert graphed == eager
-    assert default == graphed  # varlen is the default where FlashAttention serves the cache
     assert stats.captures < packed_stats.captures  # the packed layout captures a graph per span as well
     assert agreement(graphed, packed) >= 0.7, (graphed, packed)
 
