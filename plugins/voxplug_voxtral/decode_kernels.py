@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import functools
 import math
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
+from torch.profiler import record_function
 
 
 def triton_serves(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
@@ -183,7 +185,7 @@ def rope_append(
     if cos.dtype != sin.dtype or cos.dtype not in (keys.dtype, torch.float32):
         raise ValueError(f"cos and sin: expected {keys.dtype} or float32, got {cos.dtype} and {sin.dtype}")
     rope_append_kernel = _kernels()[0]
-    with torch.cuda.device(keys.device) if keys.is_cuda else nullcontext():
+    with _launching("voxplug::rope_append", keys):
         rope_append_kernel[(rows,)](
             query, key, value, cos, sin, position, out, keys, values,
             query.stride(0), dim, key.stride(0), dim, value.stride(0), dim,
@@ -241,7 +243,7 @@ def decode_attention(
     if splits > 1:
         part = torch.empty(rows, heads, splits, dim, dtype=torch.float32, device=query.device)
         lse = torch.empty(rows, heads, splits, dtype=torch.float32, device=query.device)
-    with torch.cuda.device(keys.device) if keys.is_cuda else nullcontext():
+    with _launching("voxplug::decode_attention", keys):
         attention_kernel[(rows, kv_heads, splits)](
             query, keys, values, position, out, part, lse, scale * math.log2(math.e), splits,
             keys.stride(0), keys.stride(1), keys.stride(2),
@@ -261,6 +263,14 @@ def check_tile(block: int, warps: int, stages: int) -> None:
             f"tile {block}x{warps}x{stages}: expected a block that is a power of two from 16, 1 to 16 warps (a power "
             "of two) and at least one stage"
         )
+
+
+@contextmanager
+def _launching(name: str, cache: torch.Tensor) -> Iterator[None]:
+    """Launch on ``cache``'s device inside a profiler range of ``name``: a profile links the kernels Triton
+    launches to the range (they run inside no PyTorch operator)."""
+    with record_function(name), torch.cuda.device(cache.device) if cache.is_cuda else nullcontext():
+        yield
 
 
 def _check_cache(keys: torch.Tensor, values: torch.Tensor) -> None:
