@@ -321,13 +321,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "kernels": {"fused": ["rms_norm", "rope", "swiglu"], "rms_norm": "torch"},
     },
     "lora-graphs-second-noprofile": {"method": "lora", "graph_eager_sightings": 1},  # its baseline
-    # the masters' AdamW in one pass (MasterWeights.fused), against full-masters-noprofile's three
-    "full-masters-onepass": {
-        "method": "full",
-        "config": _MASTERS_NOCKPT,
-        "masters_fused": True,
-    },
-    "full-masters-noprofile": {  # full-masters-nockpt unprofiled
+    # the masters' AdamW in one pass (MasterWeights.fused) against three; one pass is the default since then
+    "full-masters-onepass": {"method": "full", "config": _MASTERS_NOCKPT, "masters_fused": True},
+    "full-masters-threepass": {"method": "full", "config": _MASTERS_NOCKPT, "masters_fused": False},
+    "full-masters-noprofile": {  # full-masters-nockpt unprofiled (three passes in its 2026-12-07 results)
         "method": "full",
         "config": _MASTERS_NOCKPT,
     },
@@ -1411,7 +1408,7 @@ def variant_switches(state: VariantRun, trainer: Any) -> bool:
     ``graph_eager_sightings`` / ``graph_capture_cost``: the LoRA method's CUDA graphs (``LayerGraphs``);
     ``lora_groups: false``: one autograd node per adapted layer, none per group; ``label_logits: false``: the
     model's own loss over full logits; ``epoch_stream: false``: the Trainer's loader, each epoch afresh;
-    ``masters_fused: true``: the fp32 masters' AdamW in one pass (``MasterWeights.fused``)."""
+    ``masters_fused``: the fp32 masters' AdamW in one pass or in three (``MasterWeights.fused``)."""
     spec, run = state.spec, state.run
     graphs = run.cuda_graphs
     if graphs is not None and "graph_eager_sightings" in spec:

@@ -39,8 +39,7 @@ def test_one_pass_steps_as_torch_adamw_over_fp32_copies(monkeypatch: pytest.Monk
     reference = [torch.nn.Parameter(p.detach().float()) for p in params]
     options = {"lr": 1e-2, "betas": (0.8, 0.95), "eps": 1e-6}
     fused = MasterWeights(two_groups(params), inner=torch.optim.AdamW, inner_kwargs=options, chunk_elements=3100)
-    assert not MasterWeights(two_groups(params), inner=torch.optim.AdamW, fused=True).fused  # it serves CUDA only
-    fused.fused = True  # here in Triton's interpreter
+    fused.fused = True  # on the CPU, in Triton's interpreter
     plain = torch.optim.AdamW(two_groups(reference), **options)
     schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (step + 1)) for opt in (fused, plain)]
     generator = torch.Generator().manual_seed(1)
@@ -70,7 +69,7 @@ def test_one_pass_steps_as_torch_adamw_over_fp32_copies(monkeypatch: pytest.Monk
 def test_the_unfused_path_runs_where_the_kernel_cannot() -> None:
     params = half_params((40, 8))
     wrapped = MasterWeights([{"params": params}], inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-3})
-    assert wrapped.fused is False  # off unless asked
+    assert wrapped.fused is False  # asked for by default, served on CUDA devices only
     (chunk,) = wrapped.chunks
     pairs = list(zip(chunk.params, chunk.masters, strict=True))
     for param in params:
@@ -93,3 +92,38 @@ def test_the_unfused_path_runs_where_the_kernel_cannot() -> None:
     ):
         other = MasterWeights([{"params": params}], inner=inner, inner_kwargs=kwargs)
         assert not adamw_applies(other.chunks[0].optimizer, cuda), (inner, kwargs)
+
+
+def test_a_resumed_one_pass_optimizer_continues_as_the_uninterrupted_one() -> None:
+    """The kernel steps the optimizer's own state: saved after two steps and loaded into a new optimizer over a
+    copy of the weights, it continues to the same masters, weights and step count as the run that never stopped."""
+    generator = torch.Generator().manual_seed(2)
+    grads = [[torch.randn(size, generator=generator).half() for size in (3000, 7)] for _ in range(4)]
+
+    def optimizer(params: list[Any]) -> MasterWeights:
+        built = MasterWeights([{"params": params}], inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-2})
+        built.fused = True
+        return built
+
+    def steps(params: list[Any], opt: MasterWeights, which: range) -> None:
+        for step in which:
+            for param, grad in zip(params, grads[step], strict=True):
+                param.grad = grad.clone()
+            opt.step()
+            opt.zero_grad()
+
+    through = half_params((3000, 7), seed=3)
+    whole = optimizer(through)
+    steps(through, whole, range(4))
+    first = half_params((3000, 7), seed=3)
+    before = optimizer(first)
+    steps(first, before, range(2))
+    saved = before.state_dict()
+    again = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    resumed = optimizer(again)
+    resumed.load_state_dict(saved)
+    steps(again, resumed, range(2, 4))
+    for ours, theirs in zip(resumed.chunks[0].masters, whole.chunks[0].masters, strict=True):
+        assert torch.equal(ours, theirs)
+        assert float(resumed.state[ours]["step"]) == float(whole.state[theirs]["step"]) == 4
+    assert all(torch.equal(p, q) for p, q in zip(again, through, strict=True))

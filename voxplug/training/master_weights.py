@@ -51,7 +51,7 @@ class MasterWeights(torch.optim.Optimizer):
     for the model's parameters, which the inner optimizers never see). Its state dict holds the masters beside the inner
     optimizers' states, so a resumed run continues from the exact fp32 weights rather than from their bf16 rounding.
     ``fused`` steps the chunks in one pass over memory (:func:`~voxplug.training.speed.masters_adamw.adamw_step`)
-    where that applies: ``torch.optim.AdamW`` on a CUDA device with Triton.
+    where that applies: ``torch.optim.AdamW`` on a CUDA device with Triton; false: always in three passes.
     """
 
     def __init__(
@@ -62,7 +62,7 @@ class MasterWeights(torch.optim.Optimizer):
         inner_kwargs: dict[str, Any] | None = None,
         chunk_elements: int = CHUNK_ELEMENTS,
         full_state: Iterable[torch.Tensor] = (),
-        fused: bool = False,
+        fused: bool = True,
     ) -> None:
         groups = _as_groups(params)
         self.chunks = [_chunk(members, groups, inner, inner_kwargs or {}) for members in _split(groups, chunk_elements)]
