@@ -30,7 +30,7 @@ def idle_gaps(trace: dict[str, Any], longest: int = 12, min_us: float = 50.0) ->
         if e.get("cat") in GPU_WORK and "ts" in e
     )
     if not gpu:
-        return {"kernels": 0}
+        return {"gpu_events": 0}
     host = [e for e in events if e.get("cat") in HOST_WORK and "ts" in e]
     gaps = []
     busy_until, last = gpu[0][1], gpu[0][2]
@@ -49,7 +49,7 @@ def idle_gaps(trace: dict[str, Any], longest: int = 12, min_us: float = 50.0) ->
         gap["host"] = sorted({str(e.get("name", ""))[:80] for e in short})[:8]
     span = gpu[-1][1] - gpu[0][0]
     return {
-        "kernels": len(gpu),
+        "gpu_events": len(gpu),  # kernels, copies and memsets
         "span_ms": round(span / 1e3, 3),
         "idle_ms": round(sum(gap["us"] for gap in gaps) / 1e3, 3),
         f"idle_in_gaps_over_{int(min_us)}us_ms": round(sum(g["us"] for g in gaps if g["us"] >= min_us) / 1e3, 3),

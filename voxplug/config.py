@@ -154,6 +154,12 @@ class SpeedConfig(Section):
         description="with data-loader workers in one process, batches run on from one epoch into the next, so the GPU "
         "does not wait at each epoch's start; false: a fresh loader every epoch",
     )
+    masters_one_pass: bool = Field(
+        True,
+        description="with training.master_weights=optimizer, PyTorch's fused AdamW on a CUDA GPU steps the fp32 "
+        "masters in one pass over memory (a Triton kernel reads the bf16 gradient and writes the bf16 weight); false: "
+        "the gradients copied to fp32, the optimizer's own step, the masters copied back",
+    )
 
 
 #: Old config keys of the fast paths and where they live now (each still works, with a FutureWarning).

@@ -494,7 +494,6 @@ def test_the_default_step_attention_is_triton_where_it_serves_then_varlen_where_
     assert default_step_attention(cuda, torch.float16, 64).layout == "triton"
     assert default_step_attention(cuda, torch.bfloat16, 96).layout == "packed"  # neither serves 96 wide heads
     monkeypatch.setattr(decode_kernels, "_kernels", lambda: None)  # no Triton: FlashAttention's, as below
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr(torch.backends.cuda, "is_flash_attention_available", lambda: True)
     for head_dim in (16, 128, 256):
         assert default_step_attention(cuda, torch.bfloat16, head_dim).layout == "varlen", head_dim

@@ -179,9 +179,13 @@ def test_the_masters_one_pass_adamw_steps_as_the_three_passes_on_the_gpu(monkeyp
     sizes = (1 << 20, 4096 + 3, 777)
     start = [torch.randn(size, generator=generator).bfloat16().cuda() for size in sizes]
     models = [[torch.nn.Parameter(t.clone()) for t in start] for _ in range(2)]
-    options = {"lr": 1e-3, "weight_decay": 0.01, "fused": True}
+    options = {"lr": 1e-3, "betas": (0.85, 0.98), "fused": True}
+
+    def groups(params: list[Any]) -> list[dict[str, Any]]:  # as the Trainer's: weight decay on some weights only
+        return [{"params": params[:1], "weight_decay": 0.01}, {"params": params[1:], "weight_decay": 0.0}]
+
     fused, plain = (
-        MasterWeights(params, inner=torch.optim.AdamW, inner_kwargs=options, fused=one_pass)
+        MasterWeights(groups(params), inner=torch.optim.AdamW, inner_kwargs=options, fused=one_pass)
         for params, one_pass in zip(models, (True, False), strict=True)
     )
     assert fused.fused is True and plain.fused is False
@@ -198,4 +202,7 @@ def test_the_masters_one_pass_adamw_steps_as_the_three_passes_on_the_gpu(monkeyp
     for mine, other, param in zip(ours, theirs, models[0], strict=True):
         torch.testing.assert_close(mine, other, rtol=2e-6, atol=2e-7)
         assert torch.equal(param, mine.bfloat16())
-        torch.testing.assert_close(fused.state[mine]["exp_avg_sq"], plain.state[other]["exp_avg_sq"])
+        ours, theirs = fused.state[mine], plain.state[other]
+        torch.testing.assert_close(ours["exp_avg"], theirs["exp_avg"], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ours["exp_avg_sq"], theirs["exp_avg_sq"], rtol=1e-6, atol=1e-9)
+        assert float(ours["step"]) == float(theirs["step"]) == 4 and ours["step"].is_cuda

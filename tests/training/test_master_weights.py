@@ -286,6 +286,28 @@ def test_the_masters_apply_to_full_fine_tuning_in_bf16_only_and_say_why_not(
     assert not context.master_weights and context.record()["master_weights"] == "model"
 
 
+def test_the_run_asks_for_the_one_pass_step_unless_told_not_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``training.speed.masters_one_pass`` reaches the optimizer the Trainer builds (``MasterWeights(fused=...)``)."""
+    from voxplug.training.run import TrainingRun
+
+    for setting in (True, False):
+        chosen = config(tmp_path, master_weights="optimizer", speed={"masters_one_pass": setting})
+        with monkeypatch.context() as patched:
+            patched.setattr("voxplug.training.devices.resolve_precision", lambda requested: "bf16")
+            patched.setattr("voxplug.training.devices.cuda_available", lambda: True)
+            context = decide(chosen, {}, train_rows=16, world_size=1)
+        assert context.master_weights and context.speed.masters_one_pass is setting
+        run = TrainingRun.__new__(TrainingRun)
+        monkeypatch.setattr(run, "_context", lambda context=context: context, raising=False)
+        args = type("Args", (), {"optim": "adamw_torch_fused"})()
+        monkeypatch.setattr(
+            "transformers.Trainer.get_optimizer_cls_and_kwargs",
+            staticmethod(lambda args, model: (torch.optim.AdamW, {"lr": 1e-3, "fused": True})),
+        )
+        cls, kwargs = run._master_weights_optimizer(args, torch.nn.Linear(2, 2))
+        assert cls is MasterWeights and kwargs["fused"] is setting
+
+
 def test_the_estimate_counts_bf16_weights_and_gradients_with_fp32_masters_and_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

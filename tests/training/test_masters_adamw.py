@@ -7,12 +7,15 @@ either half precision the same way.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 import torch
 
 pytest.importorskip("triton")
+if os.environ.get("TRITON_INTERPRET") != "1":  # tests/conftest.py interprets where no CUDA device is
+    pytest.skip("runs the kernel in Triton's interpreter, on the CPU", allow_module_level=True)
 
 from voxplug.training.master_weights import MasterWeights
 from voxplug.training.speed.masters_adamw import adamw_applies, adamw_step
@@ -82,11 +85,14 @@ def test_the_unfused_path_runs_where_the_kernel_cannot() -> None:
     assert [float(chunk.optimizer.state[m]["step"]) for m in chunk.masters] == steps  # nothing changed
     cuda = torch.device("cuda")
     assert not adamw_applies(chunk.optimizer, torch.device("cpu"))
-    assert adamw_applies(chunk.optimizer, cuda)
+    assert not adamw_applies(chunk.optimizer, cuda)  # its step counters stay on the host
+    for kwargs in ({"fused": True}, {"capturable": True}):
+        on_device = MasterWeights([{"params": params}], inner=torch.optim.AdamW, inner_kwargs=kwargs)
+        assert adamw_applies(on_device.chunks[0].optimizer, cuda), kwargs
     for inner, kwargs in (
-        (torch.optim.AdamW, {"amsgrad": True}),
-        (torch.optim.AdamW, {"maximize": True}),
-        (torch.optim.AdamW, {"betas": (0.0, 0.99)}),
+        (torch.optim.AdamW, {"fused": True, "amsgrad": True}),
+        (torch.optim.AdamW, {"fused": True, "maximize": True}),
+        (torch.optim.AdamW, {"fused": True, "betas": (0.0, 0.99)}),
         (torch.optim.Adam, {}),
         (torch.optim.SGD, {"lr": 0.1}),
     ):

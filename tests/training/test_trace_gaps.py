@@ -32,7 +32,7 @@ def test_the_gaps_of_a_trace_and_the_host_work_inside_them(tmp_path: Path) -> No
     finished = subprocess.run([sys.executable, str(script), str(path), "--out", str(out)], capture_output=True)
     assert finished.returncode == 0, finished.stderr
     result = json.loads(out.read_text())[str(path)]
-    assert result["kernels"] == 4 and result["span_ms"] == 1.005
+    assert result["gpu_events"] == 4 and result["span_ms"] == 1.005
     assert result["idle_ms"] == 0.8  # 100-300 and 400-1000; the copy inside the second kernel idles nothing
     assert [gap["ms"] for gap in result["gaps"]] == [0.6, 0.2]
     assert result["gaps"][0]["after"] == "add" and result["gaps"][0]["before"] == "norm"

@@ -300,6 +300,8 @@ class GreedyDecoder:
         ``first_ids`` holds each row's first new token (from the prompt's forward pass) and ``budgets`` the most
         tokens each row may get, that one included. Returns each row's tokens before its end-of-sequence token.
         """
+        from torch.profiler import record_function
+
         count = len(budgets)
         if count == 0:
             return []
@@ -322,18 +324,19 @@ class GreedyDecoder:
             self.stats.row_steps += rows
             if step % check_every and step != steps:
                 continue
-            done = self.finished[: len(order)].tolist()
-            all_done = all(done)
-            if self.sync is not None:
-                all_done = self.sync.all(all_done)
-            if all_done:
-                break
-            running = [row for row, finished in enumerate(done) if not finished]
-            smaller = self._rows_for(len(running))
-            if len(running) < len(order) and (self.exact or smaller <= SHRINK_AT * rows):
-                self._collect(order, budgets, results, [row for row, finished in enumerate(done) if finished])
-                order = self._keep(running, order, smaller)
-                rows = smaller
+            with record_function(STEP_RANGE):  # which rows finished, and the batch shrinking, are the steps' work
+                done = self.finished[: len(order)].tolist()
+                all_done = all(done)
+                if self.sync is not None:
+                    all_done = self.sync.all(all_done)
+                if all_done:
+                    break
+                running = [row for row, finished in enumerate(done) if not finished]
+                smaller = self._rows_for(len(running))
+                if len(running) < len(order) and (self.exact or smaller <= SHRINK_AT * rows):
+                    self._collect(order, budgets, results, [row for row, finished in enumerate(done) if finished])
+                    order = self._keep(running, order, smaller)
+                    rows = smaller
         self._collect(order, budgets, results, range(len(order)))
         return [row if row is not None else [] for row in results]
 

@@ -43,6 +43,7 @@ class SpeedPaths:
     DeepSpeed, so a method may replace its adapters' forward (the ``lora`` method's one-node layers).
     ``encoder_cache_gb``: memory for reusing a frozen encoder's outputs (0: off). ``label_logits``: logits only where
     a label is. ``epoch_stream``: one batch stream across epochs (where the loader has workers in one process).
+    ``masters_one_pass``: fp32 masters kept by the optimizer are stepped in one pass where the optimizer allows it.
     """
 
     fused_kernels: bool
@@ -51,6 +52,7 @@ class SpeedPaths:
     encoder_cache_gb: float
     label_logits: bool
     epoch_stream: bool
+    masters_one_pass: bool = True
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,7 @@ def decide(
         encoder_cache_gb=training.speed.encoder_cache_gb,
         label_logits=training.speed.label_logits,
         epoch_stream=training.speed.epoch_stream and world_size == 1,
+        masters_one_pass=training.speed.masters_one_pass,
     )
     return TrainingContext(
         options=MappingProxyType(dict(options)),

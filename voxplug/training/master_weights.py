@@ -8,12 +8,14 @@ the model's weights. Small updates accumulate in the masters rather than vanishi
 
 The parameters are taken in chunks of at most :data:`~voxplug.training.memory.CHUNK_ELEMENTS` elements. Each chunk
 has its own instance of the wrapped optimizer, and one shared fp32 scratch buffer takes the gradients of one chunk at
-a time, so fp32 gradients never exist for the whole model at once. Each master is a tensor of its own (no two share
-storage), so the saved model writes them as they are.
+a time, so fp32 gradients never exist for the whole model at once. With PyTorch's fused AdamW on a GPU the chunks
+step in one pass instead (:mod:`voxplug.training.speed.masters_adamw`), which needs no fp32 gradients at all. Each
+master is a tensor of its own (no two share storage), so the saved model writes them as they are.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,6 +27,8 @@ import torch
 
 from voxplug.training.memory import CHUNK_ELEMENTS
 from voxplug.training.speed.masters_adamw import adamw_applies, adamw_step
+
+log = logging.getLogger("voxplug.training")
 
 
 @dataclass
@@ -51,7 +55,8 @@ class MasterWeights(torch.optim.Optimizer):
     for the model's parameters, which the inner optimizers never see). Its state dict holds the masters beside the inner
     optimizers' states, so a resumed run continues from the exact fp32 weights rather than from their bf16 rounding.
     ``fused`` steps the chunks in one pass over memory (:func:`~voxplug.training.speed.masters_adamw.adamw_step`)
-    where that applies: ``torch.optim.AdamW`` on a CUDA device with Triton; false: always in three passes.
+    where that applies (``torch.optim.AdamW`` built fused or capturable, on a CUDA device with Triton), from each
+    chunk's second step on (its first creates the inner optimizer's state); false: always in three passes.
     """
 
     def __init__(
@@ -73,6 +78,9 @@ class MasterWeights(torch.optim.Optimizer):
         self.scratch = torch.empty(largest, dtype=torch.float32, device=device)
         #: whether a step runs :func:`~voxplug.training.speed.masters_adamw.adamw_step` (AdamW in one pass)
         self.fused = fused and device is not None and all(adamw_applies(c.optimizer, device) for c in self.chunks)
+        if self.chunks:
+            passes = "in one pass" if self.fused else "in three passes (gradients to fp32, the step, masters back)"
+            log.info("master weights: %s steps the fp32 masters %s", type(self.chunks[0].optimizer).__name__, passes)
         self._optimizer_step_pre_hooks: dict[int, Any] = {}
         self._optimizer_step_post_hooks: dict[int, Any] = {}
 
@@ -88,7 +96,9 @@ class MasterWeights(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
-        """Copy each chunk's gradients into fp32, step its masters, and round them into the model's weights."""
+        """Step each chunk's masters from the model's gradients and round them into the model's weights: in one pass
+        where :attr:`fused` and the chunk's optimizer has its state, else by copying the gradients into fp32,
+        stepping the inner optimizer and copying the masters back."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -487,7 +487,8 @@ class TrainingRun:
         inner, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
         log.info("master weights: the model trains in bf16; %s steps fp32 masters of its weights", inner.__name__)
         full_state = embeddings_in_32_bits(model, inner, kwargs)
-        return MasterWeights, {"inner": inner, "inner_kwargs": kwargs, "full_state": full_state}
+        one_pass = self._context().speed.masters_one_pass
+        return MasterWeights, {"inner": inner, "inner_kwargs": kwargs, "full_state": full_state, "fused": one_pass}
 
     def _stream_dataset(self, data: TrainingData, decoder: Any) -> Any:
         """The training set of a stream: batches read and decoded by each rank's data-loader workers."""
