@@ -53,6 +53,8 @@ def case(rows: int, length: int, tiles: list[tuple[int, int, int]], copy_gbps: f
     from voxplug_voxtral.decode_kernels import attention_splits, decode_attention
     from voxplug_voxtral.generation import LengthAttention
 
+    from voxplug.testing.attention import masked_sdpa
+
     heads, kv_heads, dim, positions = 32, 8, 128, length + 64
     generator = torch.Generator(device="cuda").manual_seed(0)
     keys, values = (
@@ -62,15 +64,7 @@ def case(rows: int, length: int, tiles: list[tuple[int, int, int]], copy_gbps: f
     query = torch.randn(rows, heads, dim, device="cuda", dtype=torch.bfloat16, generator=generator)
     position = torch.tensor(length - 1, device="cuda")
     scale = dim**-0.5
-    mask = (torch.arange(positions, device="cuda") < length).view(1, 1, 1, -1)
-    reference = torch.nn.functional.scaled_dot_product_attention(
-        query.float().unsqueeze(2),
-        keys.transpose(1, 2).float(),
-        values.transpose(1, 2).float(),
-        attn_mask=mask,
-        scale=scale,
-        enable_gqa=True,
-    ).reshape(rows, 1, heads * dim)
+    reference = masked_sdpa(query.unsqueeze(2), keys, values, length - 1, scale)
     cache_bytes = 2 * rows * length * kv_heads * dim * keys.element_size()
     copies = max(1, -(-L2_CLEARING_BYTES // (2 * keys.numel() * keys.element_size())))
     caches = [(keys, values)] + [(keys.clone(), values.clone()) for _ in range(copies - 1)]

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from voxplug.testing.attention import masked_sdpa
+
 # Triton's interpreter reads a loaded scalar as a one-element array, which NumPy deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0:DeprecationWarning")
 
@@ -77,15 +79,7 @@ def test_decode_attention_reads_what_masked_sdpa_reads_whole_or_split(
     position = torch.tensor(0)
     for at in (0, 31, 32, 100, positions - 1):
         position.fill_(at)
-        mask = (torch.arange(positions) <= at).view(1, 1, 1, -1)
-        expected = torch.nn.functional.scaled_dot_product_attention(
-            query.float().unsqueeze(2),
-            keys.transpose(1, 2).float(),
-            values.transpose(1, 2).float(),
-            attn_mask=mask,
-            scale=0.2,
-            enable_gqa=True,
-        ).reshape(rows, 1, heads * dim)
+        expected = masked_sdpa(query.unsqueeze(2), keys, values, at, 0.2)
         for splits in (1, 2, 3, 16):
             out = kernels.decode_attention(query, keys, values, position, 0.2, splits, block=block)
             assert out.shape == (rows, 1, heads * dim) and out.dtype == torch.float16

@@ -19,6 +19,7 @@ import torch
 
 from voxplug.data.audio import load_audio_16k
 from voxplug.evaluation.decoding import DecodeStats
+from voxplug.testing.attention import masked_sdpa
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 REPO = Path(__file__).resolve().parents[2]
@@ -70,20 +71,6 @@ def test_voxtral_graphs_replay_the_eager_steps(tiny_voxtral: Path, audios: list[
             )[0].tolist()
             theirs.append(row[: row.index(2)] if 2 in row else row)
         assert agreement(graphed, theirs) >= 0.8, (graphed, theirs)
-
-
-def masked_sdpa(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, at: int, scale: float) -> torch.Tensor:
-    """fp32 SDPA of ``(rows, heads, 1, dim)`` queries over positions up to ``at`` of a position-major cache."""
-    rows, heads, _, dim = query.shape
-    mask = (torch.arange(keys.shape[1], device=keys.device) <= at).view(1, 1, 1, -1)
-    return torch.nn.functional.scaled_dot_product_attention(
-        query.float(),
-        keys.transpose(1, 2).float(),
-        values.transpose(1, 2).float(),
-        attn_mask=mask,
-        scale=scale,
-        enable_gqa=True,
-    ).reshape(rows, 1, heads * dim)
 
 
 def test_length_attention_on_the_gpu_is_flash_and_equals_masked_sdpa() -> None:
