@@ -1,6 +1,7 @@
 """A toy regression trained by transformers' own ``Trainer`` with the fp32 masters in the optimizer: imported by
 ``test_master_weights.py``, and run as a script on each rank of ``accelerate launch`` (``python masters_toy.py
-OUT --steps N --batch B``), which writes every rank's losses, weights and masters to ``OUT/rank-<rank>.pt``."""
+OUT --steps N --batch B``), which writes every rank's losses, weights and masters to ``OUT/rank-<rank>.pt``. Also
+the half-precision weights and the stepping beside an fp32 optimizer that the masters' tests share."""
 
 from __future__ import annotations
 
@@ -11,6 +12,36 @@ from typing import Any
 import torch
 
 from voxplug.training.master_weights import MasterWeights
+
+
+def half_params(sizes: tuple[int, ...], dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> list[Any]:
+    """Random weights of ``sizes`` in ``dtype``, as parameters."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(size, generator=generator).to(dtype)) for size in sizes]
+
+
+def two_groups(params: list[Any]) -> list[dict[str, Any]]:
+    """As the Trainer groups them: weight decay on the first two, none on the rest."""
+    return [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "weight_decay": 0.0}]
+
+
+def step_beside_fp32(
+    masters: MasterWeights, plain: torch.optim.Optimizer, params: list[Any], reference: list[Any], steps: int = 5
+) -> None:
+    """Step ``masters`` (over the half-precision ``params``) and ``plain`` (an optimizer over their fp32 copies,
+    ``reference``) ``steps`` times from the same random gradients, each rate scheduled to 1 / (step + 1)."""
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (step + 1)) for opt in (masters, plain)]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        for param, ref in zip(params, reference, strict=True):
+            grad = torch.randn(param.shape, generator=generator).to(param.dtype)
+            param.grad, ref.grad = grad, grad.float()
+        masters.step()
+        plain.step()
+        for schedule in schedules:
+            schedule.step()
+        masters.zero_grad()
+        plain.zero_grad()
 
 
 class Toy(torch.nn.Module):

@@ -16,39 +16,18 @@ from voxplug.training import memory
 from voxplug.training.context import decide, master_weights_decision, master_weights_moot
 from voxplug.training.master_weights import MasterWeights
 
-from .masters_toy import Rows, Toy, outcome, trainer_run
-
-
-def bf16_params(sizes: tuple[int, ...], seed: int = 0) -> list[torch.nn.Parameter]:
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(size, generator=generator).bfloat16()) for size in sizes]
-
-
-def two_groups(params: list[Any]) -> list[dict[str, Any]]:
-    """As the Trainer groups them: weight decay on the first, none on the rest."""
-    return [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "weight_decay": 0.0}]
+from .masters_toy import Rows, Toy, half_params, outcome, step_beside_fp32, trainer_run, two_groups
 
 
 def test_the_masters_step_exactly_as_an_fp32_optimizer_and_the_model_holds_their_rounding() -> None:
     """Small chunks split the parameters over several inner optimizers; a scheduler sets every chunk's rate."""
-    params = bf16_params((10, 3, 25, 4))
+    params = half_params((10, 3, 25, 4))
     reference = [torch.nn.Parameter(p.detach().float()) for p in params]
     wrapped = MasterWeights(two_groups(params), inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-2}, chunk_elements=12)
     plain = torch.optim.AdamW(two_groups(reference), lr=1e-2)
     assert len(wrapped.chunks) == 4 and wrapped.scratch.numel() == 25  # one chunk's gradients at a time
     wrapped.load_state_dict(wrapped.state_dict())  # as accelerate's wrapper does: new group dicts inside
-    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (step + 1)) for opt in (wrapped, plain)]
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        for param, ref in zip(params, reference, strict=True):
-            grad = torch.randn(param.shape, generator=generator).bfloat16()
-            param.grad, ref.grad = grad, grad.float()
-        wrapped.step()
-        plain.step()
-        for schedule in schedules:
-            schedule.step()
-        wrapped.zero_grad()
-        plain.zero_grad()
+    step_beside_fp32(wrapped, plain, params, reference)
     masters = [master for chunk in wrapped.chunks for master in chunk.masters]
     assert all(torch.equal(master, ref) for master, ref in zip(masters, reference, strict=True))
     assert all(torch.equal(p, ref.bfloat16()) for p, ref in zip(params, reference, strict=True))
@@ -59,7 +38,7 @@ def test_the_masters_step_exactly_as_an_fp32_optimizer_and_the_model_holds_their
 
 def test_updates_smaller_than_bf16_can_hold_accumulate_in_the_masters() -> None:
     """Where a pure bf16 optimizer loses every update under a weight's rounding step, the masters keep them."""
-    params = bf16_params((1,))
+    params = half_params((1,))
     params[0].data.fill_(1.0)
     pure = torch.nn.Parameter(torch.ones(1, dtype=torch.bfloat16))
     wrapped = MasterWeights(params, inner=torch.optim.SGD, inner_kwargs={"lr": 1e-3})
@@ -75,7 +54,7 @@ def test_updates_smaller_than_bf16_can_hold_accumulate_in_the_masters() -> None:
 
 
 def test_a_resumed_state_continues_from_the_exact_masters_and_a_foreign_state_is_refused() -> None:
-    params = bf16_params((6, 5))
+    params = half_params((6, 5))
     wrapped = MasterWeights(params, inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-2}, chunk_elements=6)
     for p in params:
         p.grad = torch.full(p.shape, 0.3, dtype=torch.bfloat16)
@@ -84,7 +63,7 @@ def test_a_resumed_state_continues_from_the_exact_masters_and_a_foreign_state_is
     torch.save(wrapped.state_dict(), checkpoint)
     checkpoint.seek(0)
     saved = torch.load(checkpoint, weights_only=True)
-    again = bf16_params((6, 5), seed=7)  # other weights: the saved masters must replace them
+    again = half_params((6, 5), seed=7)  # other weights: the saved masters must replace them
     restored = MasterWeights(again, inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-2}, chunk_elements=6)
     restored.load_state_dict(saved)
     for one, other in ((params, wrapped), (again, restored)):
@@ -96,7 +75,7 @@ def test_a_resumed_state_continues_from_the_exact_masters_and_a_foreign_state_is
         assert all(torch.equal(x, y) for x, y in zip(a.masters, b.masters, strict=True))
     with pytest.raises(ValueError, match="master_weights=optimizer"):
         restored.load_state_dict(torch.optim.AdamW([torch.nn.Parameter(torch.ones(3))]).state_dict())
-    other_shape = MasterWeights(bf16_params((4, 7)), inner=torch.optim.AdamW, chunk_elements=6)
+    other_shape = MasterWeights(half_params((4, 7)), inner=torch.optim.AdamW, chunk_elements=6)
     with pytest.raises(ValueError, match="other shapes"):
         other_shape.load_state_dict(saved)
 
@@ -225,7 +204,7 @@ def test_resuming_with_the_other_setting_is_refused_with_the_one_to_use(tmp_path
     from voxplug.errors import TrainingError
     from voxplug.training.run import check_master_weights_of
 
-    params = bf16_params((4,))
+    params = half_params((4,))
     states = {
         "optimizer": MasterWeights(params, inner=torch.optim.AdamW).state_dict(),
         "model": torch.optim.AdamW(params).state_dict(),

@@ -20,14 +20,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":  # tests/conftest.py interprets wh
 from voxplug.training.master_weights import MasterWeights
 from voxplug.training.speed.masters_adamw import adamw_applies, adamw_step
 
-
-def half_params(sizes: tuple[int, ...], seed: int = 0) -> list[torch.nn.Parameter]:
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(size, generator=generator).half()) for size in sizes]
-
-
-def two_groups(params: list[Any]) -> list[dict[str, Any]]:
-    return [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:], "weight_decay": 0.0}]
+from .masters_toy import half_params, step_beside_fp32, two_groups
 
 
 def test_one_pass_steps_as_torch_adamw_over_fp32_copies(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,25 +30,14 @@ def test_one_pass_steps_as_torch_adamw_over_fp32_copies(monkeypatch: pytest.Monk
 
     runs: list[bool] = []
     monkeypatch.setattr(master_weights, "adamw_step", lambda *a: runs.append(adamw_step(*a)) or runs[-1])
-    params = half_params((3000, 7, 2500, 5))  # more than one block of the kernel, and its masked tail
+    params = half_params((3000, 7, 2500, 5), torch.float16)  # more than one block of the kernel, and its masked tail
     start = [param.detach().clone() for param in params]
     reference = [torch.nn.Parameter(p.detach().float()) for p in params]
     options = {"lr": 1e-2, "betas": (0.8, 0.95), "eps": 1e-6}
     fused = MasterWeights(two_groups(params), inner=torch.optim.AdamW, inner_kwargs=options, chunk_elements=3100)
     fused.fused = True  # on the CPU, in Triton's interpreter
     plain = torch.optim.AdamW(two_groups(reference), **options)
-    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (step + 1)) for opt in (fused, plain)]
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        for param, ref in zip(params, reference, strict=True):
-            grad = torch.randn(param.shape, generator=generator).half()
-            param.grad, ref.grad = grad, grad.float()
-        fused.step()
-        plain.step()
-        for schedule in schedules:
-            schedule.step()
-        fused.zero_grad()
-        plain.zero_grad()
+    step_beside_fp32(fused, plain, params, reference)
     assert len(fused.chunks) == 2
     assert runs == [False, False] + [True, True] * 4  # each chunk: its state made at step 1, then the kernel
     masters = [master for chunk in fused.chunks for master in chunk.masters]
@@ -70,7 +52,7 @@ def test_one_pass_steps_as_torch_adamw_over_fp32_copies(monkeypatch: pytest.Monk
 
 
 def test_the_unfused_path_runs_where_the_kernel_cannot() -> None:
-    params = half_params((40, 8))
+    params = half_params((40, 8), torch.float16)
     wrapped = MasterWeights([{"params": params}], inner=torch.optim.AdamW, inner_kwargs={"lr": 1e-3})
     assert wrapped.fused is False  # asked for by default, served on CUDA devices only
     (chunk,) = wrapped.chunks
@@ -118,10 +100,10 @@ def test_a_resumed_one_pass_optimizer_continues_as_the_uninterrupted_one() -> No
             opt.step()
             opt.zero_grad()
 
-    through = half_params((3000, 7), seed=3)
+    through = half_params((3000, 7), torch.float16, seed=3)
     whole = optimizer(through)
     steps(through, whole, range(4))
-    first = half_params((3000, 7), seed=3)
+    first = half_params((3000, 7), torch.float16, seed=3)
     before = optimizer(first)
     steps(first, before, range(2))
     saved = before.state_dict()
